@@ -1,0 +1,3 @@
+from stagger.cli.main import main
+
+main()

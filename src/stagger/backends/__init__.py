@@ -1,0 +1,1 @@
+"""Where semaphores live: one Protocol (base.Backend) and its implementations side by side."""

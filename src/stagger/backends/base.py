@@ -1,0 +1,146 @@
+"""The Backend Protocol: where a fleet's semaphores live.
+
+Every backend does the same three things for a change: load the group's Semaphore, apply one
+operation from core/semaphore.py, and compare-and-swap the result (writing nothing when the
+operation changed nothing). A lost compare-and-swap is retried here, bounded and with jitter;
+it never reaches a caller as a failure. Expiry is judged by the backend's clock only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol, TypeVar, runtime_checkable
+
+from stagger.core.errors import BackendConflict
+from stagger.core.semaphore import (
+    DEFAULT_STALE_AFTER,
+    Denied,
+    Event,
+    Granted,
+    Hold,
+    NotHeld,
+    Pause,
+    Released,
+    Semaphore,
+)
+
+
+def utcnow() -> datetime:
+    """The wall clock, in UTC. Shells read the clock; core never does."""
+    return datetime.now(UTC)
+
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class GroupStatus:
+    """A group as an operator sees it, judged at `now` (the backend's clock)."""
+
+    semaphore: Semaphore
+    now: datetime
+    fleet_pause: Pause | None = None
+
+    @property
+    def group(self) -> str:
+        return self.semaphore.group
+
+    @property
+    def holds(self) -> list[Hold]:
+        return sorted(self.semaphore.live_holds(self.now), key=lambda h: (h.since, h.id))
+
+    @property
+    def stale(self) -> set[str]:
+        return {h.id for h in self.semaphore.stale_holds(self.now)}
+
+    @property
+    def pause(self) -> Pause | None:
+        return self.semaphore.active_pause(self.now, self.fleet_pause)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every known group (or one) plus the fleet-wide pause, at the backend's `now`."""
+
+    now: datetime
+    groups: tuple[GroupStatus, ...]
+    fleet_pause: Pause | None = None
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """One fleet's semaphores. Group and id are validated by core before anything is read.
+
+    `by` names who acts (a node id, or `operator:NAME`); it is recorded in history.
+    `group=None` on pause/resume means every group (the fleet-wide pause).
+    """
+
+    url: str
+
+    async def acquire(self, group: str, node_id: str, *, note: str = "") -> Granted | Denied: ...
+
+    async def release(
+        self, group: str, node_id: str, *, by: str | None = None
+    ) -> Released | NotHeld: ...
+
+    async def touch(self, group: str, node_id: str) -> Hold | None: ...
+
+    async def set_max(self, group: str, value: int, *, by: str) -> int: ...
+
+    async def configure(
+        self,
+        group: str,
+        *,
+        by: str,
+        hold_ttl: timedelta | None,
+        stale_after: timedelta = DEFAULT_STALE_AFTER,
+    ) -> Semaphore: ...
+
+    async def pause(
+        self, group: str | None, *, by: str, reason: str, until: datetime | None = None
+    ) -> Pause: ...
+
+    async def resume(self, group: str | None, *, by: str) -> Pause | None: ...
+
+    async def status(self, group: str | None = None) -> Snapshot: ...
+
+    async def history(self, group: str | None = None, limit: int = 100) -> list[Event]: ...
+
+    async def ping(self) -> None:
+        """Raise BackendUnavailable unless the backend answers now."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+T = TypeVar("T")
+
+# Enough for hundreds of writers on one group; each attempt is a fresh read-apply-CAS.
+CAS_ATTEMPTS = 200
+
+
+async def retry_cas(
+    attempt: Callable[[], Awaitable[tuple[bool, T]]],
+    *,
+    what: str,
+    attempts: int = CAS_ATTEMPTS,
+    rng: random.Random | None = None,
+) -> T:
+    """Run `attempt` until it reports success (True, value). A False means the compare-and-swap
+    lost to another writer: wait a short random time (full jitter, capped) and try again."""
+    rng = rng or random.Random()
+    delay = 0.001
+    for _ in range(attempts):
+        ok, value = await attempt()
+        if ok:
+            return value
+        await asyncio.sleep(rng.uniform(0, delay))
+        delay = min(delay * 2, 0.05)
+    raise BackendConflict(
+        f"{what}: the group kept changing under us for {attempts} attempts; "
+        "this means extreme write contention on one group, try again"
+    )

@@ -1,0 +1,149 @@
+"""The stored form of semaphores and events: versioned JSON, shared by every backend so a
+group written by one can be read by the tools of another (and by people, with etcdctl)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from stagger.core.errors import BackendUnavailable
+from stagger.core.semaphore import (
+    DEFAULT_MAX,
+    DEFAULT_STALE_AFTER,
+    Action,
+    Event,
+    Hold,
+    Pause,
+    Semaphore,
+)
+
+FORMAT_VERSION = 1
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _dt(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _req_dt(value: Any) -> datetime:
+    parsed = _dt(value)
+    if parsed is None:
+        raise ValueError("missing timestamp")
+    return parsed
+
+
+def _secs(value: timedelta | None) -> float | None:
+    return value.total_seconds() if value is not None else None
+
+
+def pause_to_dict(p: Pause | None) -> dict[str, Any] | None:
+    if p is None:
+        return None
+    return {"reason": p.reason, "by": p.by, "since": _ts(p.since), "until": _ts(p.until)}
+
+
+def pause_from_dict(d: dict[str, Any] | None) -> Pause | None:
+    if not d:
+        return None
+    return Pause(
+        reason=d["reason"], by=d["by"], since=_req_dt(d["since"]), until=_dt(d.get("until"))
+    )
+
+
+def hold_to_dict(h: Hold) -> dict[str, Any]:
+    return {
+        "since": _ts(h.since),
+        "last_seen": _ts(h.last_seen),
+        "expires_at": _ts(h.expires_at),
+        "note": h.note,
+    }
+
+
+def semaphore_to_dict(sem: Semaphore) -> dict[str, Any]:
+    return {
+        "version": FORMAT_VERSION,
+        "group": sem.group,
+        "max": sem.max,
+        "holds": {k: hold_to_dict(h) for k, h in sorted(sem.holds.items())},
+        "pause": pause_to_dict(sem.pause),
+        "hold_ttl": _secs(sem.hold_ttl),
+        "stale_after": _secs(sem.stale_after),
+    }
+
+
+def semaphore_from_dict(d: dict[str, Any]) -> Semaphore:
+    ttl = d.get("hold_ttl")
+    stale = d.get("stale_after")
+    return Semaphore(
+        group=d["group"],
+        max=int(d.get("max", DEFAULT_MAX)),
+        holds={
+            k: Hold(
+                id=k,
+                since=_req_dt(h["since"]),
+                last_seen=_req_dt(h["last_seen"]),
+                expires_at=_dt(h.get("expires_at")),
+                note=h.get("note", ""),
+            )
+            for k, h in d.get("holds", {}).items()
+        },
+        pause=pause_from_dict(d.get("pause")),
+        hold_ttl=timedelta(seconds=ttl) if ttl is not None else None,
+        stale_after=timedelta(seconds=stale) if stale is not None else DEFAULT_STALE_AFTER,
+    )
+
+
+def encode_semaphore(sem: Semaphore) -> str:
+    return json.dumps(semaphore_to_dict(sem), separators=(",", ":"), sort_keys=True)
+
+
+def decode_semaphore(raw: str | bytes, where: str) -> Semaphore:
+    try:
+        doc = json.loads(raw)
+        if doc.get("version", FORMAT_VERSION) > FORMAT_VERSION:
+            raise BackendUnavailable(
+                f"{where} was written by a newer stagger (format {doc['version']}); "
+                "upgrade this stagger before using it"
+            )
+        return semaphore_from_dict(doc)
+    except BackendUnavailable:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise BackendUnavailable(
+            f"{where} holds data stagger cannot read ({exc}); "
+            "inspect it by hand before writing to this group"
+        ) from exc
+
+
+def event_to_dict(e: Event) -> dict[str, Any]:
+    return {
+        "time": _ts(e.time),
+        "group": e.group,
+        "action": e.action.value,
+        "by": e.by,
+        "id": e.id,
+        "detail": e.detail,
+    }
+
+
+def event_from_dict(d: dict[str, Any]) -> Event:
+    return Event(
+        time=_req_dt(d["time"]),
+        group=d["group"],
+        action=Action(d["action"]),
+        by=d["by"],
+        id=d.get("id", ""),
+        detail=d.get("detail", ""),
+    )
+
+
+def encode_event(e: Event) -> str:
+    return json.dumps(event_to_dict(e), separators=(",", ":"), sort_keys=True)
+
+
+def decode_event(raw: str | bytes) -> Event:
+    return event_from_dict(json.loads(raw))

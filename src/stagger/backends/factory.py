@@ -1,0 +1,35 @@
+"""Backend URLs → Backend objects. Implementations are imported only when used, so a daemon
+pays neither grpc's nor httpx's import cost for a backend it does not use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stagger.backends.base import Backend
+from stagger.core.errors import ConfigError
+
+DEFAULT_BACKEND_URL = "sqlite:///var/lib/stagger/stagger.db"
+
+SCHEMES = (
+    "sqlite:///PATH, etcd://HOST:PORT[,HOST:PORT...], fleetlock+http(s)://HOST[:PORT]/[PREFIX]"
+)
+
+
+def open_backend(url: str, **options: Any) -> Backend:
+    """Open the backend a URL names. Options are backend-specific (etcd TLS, auth...)."""
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        raise ConfigError(f"backend URL {url!r} has no scheme: use one of {SCHEMES}")
+    if scheme == "sqlite":
+        from stagger.backends.sqlite import SqliteBackend
+
+        return SqliteBackend.from_url(url, **options)
+    if scheme in ("etcd", "etcd+http", "etcd+https"):
+        from stagger.backends.etcd import EtcdBackend
+
+        return EtcdBackend.from_url(url, **options)
+    if scheme in ("fleetlock+http", "fleetlock+https"):
+        from stagger.backends.fleetlock import FleetLockBackend
+
+        return FleetLockBackend.from_url(url, **options)
+    raise ConfigError(f"backend URL scheme {scheme!r} is not known: use one of {SCHEMES}")

@@ -1,0 +1,1 @@
+"""The operator CLI: one module per command group; every command has --json."""

@@ -1,0 +1,1 @@
+"""Pure decisions: no I/O, no asyncio, no clock reads, no logging. Time comes in as `now`."""

@@ -1,0 +1,335 @@
+"""A group's reboot semaphore, as a value.
+
+Rules of this file:
+- Everything that decides who may hold a slot lives here; backends only load a Semaphore,
+  call one operation, and compare-and-swap the result.
+- Operations are pure: they take the current value (and `now` where time matters) and return
+  a Change: the new value, an outcome, and the event to record. `event is None` means nothing
+  changed, and a backend then writes nothing.
+- Invariant: a grant never makes the number of live holds exceed `max`. Lowering `max` evicts
+  nobody; it only blocks new grants until enough holders release.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Generic, TypeVar
+
+from stagger.core.errors import InvalidInput
+
+GROUP_RE = re.compile(r"^[a-zA-Z0-9.-]+$")
+MAX_GROUP_LEN = 128
+MAX_ID_LEN = 256
+MAX_SLOTS = 10_000
+DEFAULT_GROUP = "default"
+# The fleet-wide pause is kept as the pause of this reserved pseudo-group (not a valid name).
+FLEET = "*"
+DEFAULT_MAX = 1
+DEFAULT_STALE_AFTER = timedelta(minutes=15)
+HISTORY_LIMIT = 1000
+# A heartbeat more frequent than this writes nothing (DESIGN.md: at most once a minute).
+TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+def validate_group(group: str) -> str:
+    if not group or len(group) > MAX_GROUP_LEN or not GROUP_RE.match(group):
+        raise InvalidInput(
+            f"group {group!r} is not valid: use 1 to {MAX_GROUP_LEN} characters from "
+            "a-z, A-Z, 0-9, '.' and '-' (for example 'web' or 'db.eu-1')"
+        )
+    return group
+
+
+def validate_id(node_id: str) -> str:
+    if not node_id or len(node_id) > MAX_ID_LEN or not node_id.isprintable():
+        raise InvalidInput(
+            f"node id {node_id!r} is not valid: use 1 to {MAX_ID_LEN} printable characters "
+            "(no control characters)"
+        )
+    return node_id
+
+
+def validate_max(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SLOTS:
+        raise InvalidInput(
+            f"max {value!r} is not valid: give a whole number from 0 to {MAX_SLOTS} "
+            "(0 stops every new reboot in the group)"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Hold:
+    """One node's slot. `expires_at` is set only when the group has a hold_ttl."""
+
+    id: str
+    since: datetime
+    last_seen: datetime
+    expires_at: datetime | None = None
+    note: str = ""
+
+    def is_stale(self, now: datetime, stale_after: timedelta) -> bool:
+        return now - self.last_seen > stale_after
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+
+@dataclass(frozen=True)
+class Pause:
+    """An operator's stop: reboots wait (updates do not). `until=None` means until resumed."""
+
+    reason: str
+    by: str
+    since: datetime
+    until: datetime | None = None
+
+    def active(self, now: datetime) -> bool:
+        return self.until is None or now < self.until
+
+
+class Action(StrEnum):
+    """What an event records; the same words appear in history, metrics and notifications."""
+
+    ACQUIRED = "acquired"
+    RELEASED = "released"
+    EXPIRED = "expired"
+    MAX_CHANGED = "max_changed"
+    CONFIGURED = "configured"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+
+
+@dataclass(frozen=True)
+class Event:
+    time: datetime
+    group: str
+    action: Action
+    by: str
+    id: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Semaphore:
+    group: str
+    max: int = DEFAULT_MAX
+    holds: Mapping[str, Hold] = field(default_factory=dict)
+    pause: Pause | None = None
+    hold_ttl: timedelta | None = None
+    stale_after: timedelta = DEFAULT_STALE_AFTER
+
+    def live_holds(self, now: datetime) -> list[Hold]:
+        return [h for h in self.holds.values() if not h.is_expired(now)]
+
+    def stale_holds(self, now: datetime) -> list[Hold]:
+        return [h for h in self.live_holds(now) if h.is_stale(now, self.stale_after)]
+
+    def holders(self, now: datetime) -> tuple[str, ...]:
+        return tuple(sorted(h.id for h in self.live_holds(now)))
+
+    def active_pause(self, now: datetime, fleet: Pause | None = None) -> Pause | None:
+        """The pause in force: the group's own, else a fleet-wide one."""
+        for p in (self.pause, fleet):
+            if p is not None and p.active(now):
+                return p
+        return None
+
+
+# --- outcomes ---------------------------------------------------------------------------
+
+
+class DenyReason(StrEnum):
+    FULL = "full"
+    PAUSED = "paused"
+
+
+@dataclass(frozen=True)
+class Granted:
+    hold: Hold
+    already_held: bool
+
+
+@dataclass(frozen=True)
+class Denied:
+    reason: DenyReason
+    max: int
+    holders: tuple[str, ...] = ()
+    pause: Pause | None = None
+
+    def sentence(self) -> str:
+        if self.reason is DenyReason.PAUSED and self.pause is not None:
+            until = f" until {self.pause.until.isoformat()}" if self.pause.until else ""
+            return f"reboots are paused{until} by {self.pause.by}: {self.pause.reason}"
+        return f"all {self.max} slot(s) are held by: {', '.join(self.holders) or '(nobody)'}"
+
+
+@dataclass(frozen=True)
+class Released:
+    hold: Hold
+    by: str
+
+
+@dataclass(frozen=True)
+class NotHeld:
+    id: str
+
+
+OutcomeT = TypeVar("OutcomeT")
+
+
+@dataclass(frozen=True)
+class Change(Generic[OutcomeT]):
+    """The result of one operation: the new value, what happened, and what to record."""
+
+    semaphore: Semaphore
+    outcome: OutcomeT
+    events: tuple[Event, ...] = ()
+    # True when the value changed without an event worth keeping (a heartbeat).
+    dirty: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return self.dirty or bool(self.events)
+
+
+# --- operations --------------------------------------------------------------------------
+
+
+def _with_holds(sem: Semaphore, holds: Mapping[str, Hold]) -> Semaphore:
+    return replace(sem, holds=dict(holds))
+
+
+def expire(sem: Semaphore, now: datetime) -> Change[tuple[Hold, ...]]:
+    """Drop holds whose expiry (from the group's hold_ttl) has passed by `now`."""
+    gone = tuple(h for h in sem.holds.values() if h.is_expired(now))
+    if not gone:
+        return Change(sem, ())
+    keep = {k: h for k, h in sem.holds.items() if not h.is_expired(now)}
+    events = tuple(
+        Event(now, sem.group, Action.EXPIRED, "stagger", h.id, "hold_ttl passed") for h in gone
+    )
+    return Change(_with_holds(sem, keep), gone, events)
+
+
+def expire_lost(sem: Semaphore, alive: frozenset[str], now: datetime) -> Change[tuple[Hold, ...]]:
+    """Drop holds whose backend-side lease is gone (etcd judges expiry by its own clock)."""
+    if sem.hold_ttl is None:
+        return Change(sem, ())
+    gone = tuple(h for h in sem.holds.values() if h.id not in alive)
+    if not gone:
+        return Change(sem, ())
+    keep = {k: h for k, h in sem.holds.items() if k in alive}
+    events = tuple(
+        Event(now, sem.group, Action.EXPIRED, "stagger", h.id, "hold lease expired") for h in gone
+    )
+    return Change(_with_holds(sem, keep), gone, events)
+
+
+def acquire(
+    sem: Semaphore, node_id: str, now: datetime, *, note: str = "", fleet_pause: Pause | None = None
+) -> Change[Granted | Denied]:
+    """Take a slot for `node_id`. Recursive: a holder asking again is granted, nothing written."""
+    validate_id(node_id)
+    swept = expire(sem, now)
+    sem = swept.semaphore
+    held = sem.holds.get(node_id)
+    if held is not None:
+        return Change(sem, Granted(held, already_held=True), swept.events)
+    pause = sem.active_pause(now, fleet_pause)
+    if pause is not None:
+        return Change(
+            sem, Denied(DenyReason.PAUSED, sem.max, sem.holders(now), pause), swept.events
+        )
+    if len(sem.holds) >= sem.max:
+        return Change(sem, Denied(DenyReason.FULL, sem.max, sem.holders(now)), swept.events)
+    expires = now + sem.hold_ttl if sem.hold_ttl is not None else None
+    hold = Hold(node_id, since=now, last_seen=now, expires_at=expires, note=note)
+    event = Event(now, sem.group, Action.ACQUIRED, node_id, node_id, note)
+    new = _with_holds(sem, {**sem.holds, node_id: hold})
+    return Change(new, Granted(hold, already_held=False), (*swept.events, event))
+
+
+def release(sem: Semaphore, node_id: str, now: datetime, *, by: str) -> Change[Released | NotHeld]:
+    """Give back `node_id`'s slot. Idempotent: not holding is a success that writes nothing.
+    `by` is the node itself or an operator (releasing another id's hold is an admin act)."""
+    validate_id(node_id)
+    held = sem.holds.get(node_id)
+    if held is None:
+        return Change(sem, NotHeld(node_id))
+    keep = {k: h for k, h in sem.holds.items() if k != node_id}
+    detail = "" if by == node_id else "released by an operator"
+    event = Event(now, sem.group, Action.RELEASED, by, node_id, detail)
+    return Change(_with_holds(sem, keep), Released(held, by), (event,))
+
+
+def touch(sem: Semaphore, node_id: str, now: datetime) -> Change[Hold | None]:
+    """A holder's heartbeat: refresh last_seen (and the ttl expiry). Returns the hold, or None
+    when `node_id` holds nothing (an operator released it: the agent should notice).
+    Not recorded in history, and a heartbeat within TOUCH_INTERVAL of the last one writes
+    nothing."""
+    held = sem.holds.get(node_id)
+    if held is None or held.is_expired(now):
+        return Change(sem, None)
+    if now - held.last_seen < TOUCH_INTERVAL:
+        return Change(sem, held)
+    expires = now + sem.hold_ttl if sem.hold_ttl is not None else None
+    fresh = replace(held, last_seen=now, expires_at=expires)
+    new = _with_holds(sem, {**sem.holds, node_id: fresh})
+    return Change(new, fresh, dirty=True)
+
+
+def set_max(sem: Semaphore, value: int, now: datetime, *, by: str) -> Change[int]:
+    """Change the slot count, live. Lowering it below the holders evicts nobody."""
+    validate_max(value)
+    if value == sem.max:
+        return Change(sem, value)
+    event = Event(now, sem.group, Action.MAX_CHANGED, by, detail=f"{sem.max} -> {value}")
+    return Change(replace(sem, max=value), value, (event,))
+
+
+def configure(
+    sem: Semaphore,
+    now: datetime,
+    *,
+    by: str,
+    hold_ttl: timedelta | None,
+    stale_after: timedelta,
+) -> Change[Semaphore]:
+    """Set the group's hold_ttl (None: holds never expire) and stale_after."""
+    if hold_ttl is not None and hold_ttl <= timedelta(0):
+        raise InvalidInput("hold_ttl must be longer than 0 s (or unset, so holds never expire)")
+    if stale_after <= timedelta(0):
+        raise InvalidInput("stale_after must be longer than 0 s")
+    if hold_ttl == sem.hold_ttl and stale_after == sem.stale_after:
+        return Change(sem, sem)
+    new = replace(sem, hold_ttl=hold_ttl, stale_after=stale_after)
+    detail = f"hold_ttl={hold_ttl or 'none'} stale_after={stale_after}"
+    return Change(new, new, (Event(now, sem.group, Action.CONFIGURED, by, detail=detail),))
+
+
+def pause(
+    sem: Semaphore, now: datetime, *, by: str, reason: str, until: datetime | None = None
+) -> Change[Pause]:
+    """Stop new grants in this group. Holders keep their slots; updates keep flowing."""
+    if not reason.strip():
+        raise InvalidInput("a pause needs a reason (--reason TEXT): it is shown to everyone")
+    if until is not None and until <= now:
+        raise InvalidInput(f"pause end {until.isoformat()} is already past: give a future time")
+    p = Pause(reason=reason.strip(), by=by, since=now, until=until)
+    detail = reason.strip() + (f" (until {until.isoformat()})" if until else "")
+    return Change(
+        replace(sem, pause=p), p, (Event(now, sem.group, Action.PAUSED, by, detail=detail),)
+    )
+
+
+def resume(sem: Semaphore, now: datetime, *, by: str) -> Change[Pause | None]:
+    """Lift the group's pause. Resuming an unpaused group writes nothing."""
+    if sem.pause is None:
+        return Change(sem, None)
+    event = Event(now, sem.group, Action.RESUMED, by, detail=sem.pause.reason)
+    return Change(replace(sem, pause=None), sem.pause, (event,))
