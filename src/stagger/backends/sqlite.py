@@ -1,0 +1,415 @@
+"""The embedded default backend: every semaphore of a fleet in one SQLite file.
+
+Safe for several processes on one host (the agent, the CLI, the server): the file is in WAL
+mode, every read-apply-write runs inside `BEGIN IMMEDIATE` (which takes the single write lock
+up front, so two writers can never both read the same state and both write), and a busy
+timeout makes a writer wait for the lock instead of failing. Because writes are serialized by
+SQLite itself there is no compare-and-swap to lose, and so nothing to retry.
+
+Layout (schema version 1, kept in `PRAGMA user_version`):
+- `groups(name, version, data)`: one row per group; `data` is the codec's JSON of the
+  Semaphore, `version` counts its writes. The fleet-wide pause is the row of the pseudo-group
+  `*` (core.semaphore.FLEET).
+- `events(id, grp, seq, time, data)`: history; `seq` numbers each group's events, `id` orders
+  all of them. Trimmed to HISTORY_LIMIT per group in the same transaction that adds to it.
+
+Expiry (a group's hold_ttl) is judged by this process's clock at the moment it holds the
+write lock: one clock for a host, which is the only place this file is shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from stagger.backends.base import Clock, GroupStatus, Snapshot, utcnow
+from stagger.backends.codec import decode_event, decode_semaphore, encode_event, encode_semaphore
+from stagger.core import semaphore as core
+from stagger.core.errors import BackendUnavailable, ConfigError, InvalidInput, StaggerError
+from stagger.core.semaphore import (
+    DEFAULT_MAX,
+    DEFAULT_STALE_AFTER,
+    FLEET,
+    HISTORY_LIMIT,
+    Change,
+    Denied,
+    Event,
+    Granted,
+    Hold,
+    NotHeld,
+    Pause,
+    Released,
+    Semaphore,
+    validate_group,
+    validate_id,
+    validate_max,
+)
+
+MEMORY = ":memory:"
+SCHEMA_VERSION = 1
+# How long a writer waits for another process's transaction before giving up. Transactions
+# here last a millisecond or so; a lock held this long means a stuck process.
+DEFAULT_BUSY_TIMEOUT = 10.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS groups (
+    name    TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    data    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id   INTEGER PRIMARY KEY AUTOINCREMENT,
+    grp  TEXT NOT NULL,
+    seq  INTEGER NOT NULL,
+    time TEXT NOT NULL,
+    data TEXT NOT NULL,
+    UNIQUE (grp, seq)
+);
+"""
+
+T = TypeVar("T")
+# One core operation, given the group's value, the backend's `now`, and the fleet pause.
+Op = Callable[[Semaphore, datetime, Pause | None], Change[T]]
+
+
+def parse_sqlite_url(url: str) -> str:
+    """The database path a `sqlite://` URL names (or ":memory:").
+
+    - `sqlite:///abs/path.db` (and `sqlite:////abs/path.db`): an absolute path.
+    - `sqlite:///:memory:` or `sqlite://:memory:`: a private in-memory store (one process,
+      gone when the backend is closed; for tests and demos).
+    - `sqlite://rel/path.db`, `sqlite://./rel.db`, `sqlite://~/stagger.db`: relative to the
+      current directory (or the home directory), resolved when the URL is opened.
+    """
+    scheme, sep, rest = url.partition("://")
+    if scheme != "sqlite" or not sep:
+        raise ConfigError(f"backend URL {url!r} is not a sqlite URL: write sqlite:///path/to.db")
+    if "?" in rest or "#" in rest:
+        raise ConfigError(
+            f"backend URL {url!r} has a query or fragment, which sqlite URLs do not take: "
+            "write sqlite:///path/to.db and pass options separately"
+        )
+    if rest in (MEMORY, "/" + MEMORY):
+        return MEMORY
+    if rest.strip("/") == "":
+        raise ConfigError(f"backend URL {url!r} names no file: write sqlite:///path/to.db")
+    if rest.startswith("/"):
+        return "/" + rest.lstrip("/")
+    return str(Path(rest).expanduser().resolve())
+
+
+class SqliteBackend:
+    """The Backend Protocol on one SQLite file. One connection per object, used from worker
+    threads (asyncio.to_thread) one call at a time."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        url: str | None = None,
+        default_max: int = DEFAULT_MAX,
+        clock: Clock = utcnow,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    ) -> None:
+        try:
+            validate_max(default_max)
+        except InvalidInput as exc:
+            raise ConfigError(f"default_max: {exc.message}") from exc
+        if busy_timeout <= 0:
+            raise ConfigError("busy_timeout must be a positive number of seconds, like 10")
+        self.path = path
+        self.url = url or ("sqlite:///" + MEMORY if path == MEMORY else f"sqlite://{path}")
+        self.default_max = default_max
+        self.clock = clock
+        self.busy_timeout = busy_timeout
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SqliteBackend:
+        """Options: default_max (slots of a group never configured, default 1), clock (a
+        callable returning an aware UTC datetime; tests inject one), busy_timeout (seconds).
+        Options given as None are ignored, so callers can pass every flag they have."""
+        given = {k: v for k, v in options.items() if v is not None}
+        unknown = sorted(set(given) - {"default_max", "clock", "busy_timeout"})
+        if unknown:
+            raise ConfigError(
+                f"the sqlite backend does not take the option(s) {', '.join(unknown)}: "
+                "they belong to another backend; drop them or use that backend's URL"
+            )
+        return cls(parse_sqlite_url(url), url=url, **given)
+
+    # --- the connection -------------------------------------------------------------------
+
+    def _where(self) -> str:
+        return "the in-memory SQLite store" if self.path == MEMORY else f"SQLite file {self.path}"
+
+    def _not_writable(self, exc: BaseException) -> ConfigError:
+        return ConfigError(
+            f"cannot write {self._where()} ({exc}): run stagger as a user who may write "
+            f"{Path(self.path).parent} (root for /var/lib/stagger), or choose another path "
+            "with --backend sqlite:///path/to/stagger.db"
+        )
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is not None:
+            return self._conn
+        if self.path != MEMORY:
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise self._not_writable(exc) from exc
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self.busy_timeout,
+                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                check_same_thread=False,  # used from worker threads, one at a time (_lock)
+            )
+        except sqlite3.Error as exc:
+            raise self._not_writable(exc) from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            if self.path != MEMORY:
+                conn.execute("PRAGMA journal_mode = WAL")
+                # FULL: a committed grant survives a power cut; losing one could let a
+                # second node take the same slot after the store's host comes back.
+                conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("BEGIN IMMEDIATE")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                conn.execute("ROLLBACK")
+                raise BackendUnavailable(
+                    f"{self._where()} was written by a newer stagger (schema {version}); "
+                    "upgrade this stagger before using it"
+                )
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except StaggerError:
+            conn.close()
+            raise
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._error(exc) from exc
+        self._conn = conn
+        return conn
+
+    def _error(self, exc: sqlite3.Error) -> StaggerError:
+        text = str(exc).lower()
+        if "readonly" in text or "unable to open" in text or "read-only" in text:
+            return self._not_writable(exc)
+        if "locked" in text or "busy" in text:
+            return BackendUnavailable(
+                f"{self._where()} stayed locked by another process for {self.busy_timeout:g} s; "
+                "is a stagger process stuck? (check with `fuser` on the file) then try again"
+            )
+        return BackendUnavailable(
+            f"{self._where()} failed ({exc}); check the file and the disk, then try again"
+        )
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            with self._lock:
+                conn = self._connect()
+                try:
+                    return fn(conn)
+                except sqlite3.Error as exc:
+                    raise self._error(exc) from exc
+                finally:
+                    if conn.in_transaction:
+                        # the error that got us here is the one worth reporting
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+
+        return await asyncio.to_thread(call)
+
+    # --- rows -----------------------------------------------------------------------------
+
+    def _load(self, conn: sqlite3.Connection, group: str) -> Semaphore | None:
+        row = conn.execute("SELECT data FROM groups WHERE name = ?", (group,)).fetchone()
+        if row is None:
+            return None
+        return decode_semaphore(row[0], f"group {group!r} in {self._where()}")
+
+    def _new(self, group: str) -> Semaphore:
+        return Semaphore(group, max=self.default_max)
+
+    def _store(self, conn: sqlite3.Connection, sem: Semaphore, exists: bool) -> None:
+        data = encode_semaphore(sem)
+        if exists:
+            conn.execute(
+                "UPDATE groups SET version = version + 1, data = ? WHERE name = ?",
+                (data, sem.group),
+            )
+        else:
+            conn.execute(
+                "INSERT INTO groups (name, version, data) VALUES (?, 1, ?)", (sem.group, data)
+            )
+
+    def _record(self, conn: sqlite3.Connection, events: Iterable[Event]) -> None:
+        for e in events:
+            last = conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE grp = ?", (e.group,)
+            ).fetchone()[0]
+            conn.execute(
+                "INSERT INTO events (grp, seq, time, data) VALUES (?, ?, ?, ?)",
+                (e.group, last + 1, e.time.isoformat(), encode_event(e)),
+            )
+            conn.execute(
+                "DELETE FROM events WHERE grp = ? AND seq <= ?", (e.group, last + 1 - HISTORY_LIMIT)
+            )
+
+    def _fleet_pause(self, conn: sqlite3.Connection) -> Pause | None:
+        fleet = self._load(conn, FLEET)
+        return fleet.pause if fleet is not None else None
+
+    async def _apply(self, group: str, op: Op[T], *, with_fleet: bool = False) -> T:
+        """Load `group`, apply `op` at the backend's now, and write the result (and its
+        events) in one transaction; an op that changes nothing writes nothing."""
+
+        def txn(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            now = self.clock()
+            stored = self._load(conn, group)
+            fleet = self._fleet_pause(conn) if with_fleet else None
+            change = op(stored if stored is not None else self._new(group), now, fleet)
+            if not change.changed:
+                conn.execute("ROLLBACK")
+                return change.outcome
+            self._store(conn, change.semaphore, stored is not None)
+            self._record(conn, change.events)
+            conn.execute("COMMIT")
+            return change.outcome
+
+        return await self._run(txn)
+
+    # --- the Backend Protocol -------------------------------------------------------------
+
+    async def acquire(self, group: str, node_id: str, *, note: str = "") -> Granted | Denied:
+        validate_group(group)
+        validate_id(node_id)
+        return await self._apply(
+            group,
+            lambda sem, now, fleet: core.acquire(sem, node_id, now, note=note, fleet_pause=fleet),
+            with_fleet=True,
+        )
+
+    async def release(
+        self, group: str, node_id: str, *, by: str | None = None
+    ) -> Released | NotHeld:
+        validate_group(group)
+        validate_id(node_id)
+        who = by or node_id
+        return await self._apply(group, lambda sem, now, _: core.release(sem, node_id, now, by=who))
+
+    async def touch(self, group: str, node_id: str) -> Hold | None:
+        validate_group(group)
+        validate_id(node_id)
+        return await self._apply(group, lambda sem, now, _: core.touch(sem, node_id, now))
+
+    async def set_max(self, group: str, value: int, *, by: str) -> int:
+        validate_group(group)
+        validate_max(value)
+        return await self._apply(group, lambda sem, now, _: core.set_max(sem, value, now, by=by))
+
+    async def configure(
+        self,
+        group: str,
+        *,
+        by: str,
+        hold_ttl: timedelta | None,
+        stale_after: timedelta = DEFAULT_STALE_AFTER,
+    ) -> Semaphore:
+        validate_group(group)
+        return await self._apply(
+            group,
+            lambda sem, now, _: core.configure(
+                sem, now, by=by, hold_ttl=hold_ttl, stale_after=stale_after
+            ),
+        )
+
+    async def pause(
+        self, group: str | None, *, by: str, reason: str, until: datetime | None = None
+    ) -> Pause:
+        target = FLEET if group is None else validate_group(group)
+        return await self._apply(
+            target, lambda sem, now, _: core.pause(sem, now, by=by, reason=reason, until=until)
+        )
+
+    async def resume(self, group: str | None, *, by: str) -> Pause | None:
+        target = FLEET if group is None else validate_group(group)
+        return await self._apply(target, lambda sem, now, _: core.resume(sem, now, by=by))
+
+    async def status(self, group: str | None = None) -> Snapshot:
+        if group is not None:
+            validate_group(group)
+
+        def read(conn: sqlite3.Connection) -> Snapshot:
+            # One read transaction, so the groups and the fleet pause are one consistent view.
+            conn.execute("BEGIN")
+            now = self.clock()
+            fleet = self._fleet_pause(conn)
+            if group is None:
+                rows = conn.execute(
+                    "SELECT name, data FROM groups WHERE name != ? ORDER BY name", (FLEET,)
+                ).fetchall()
+                sems = [decode_semaphore(d, f"group {n!r} in {self._where()}") for n, d in rows]
+            else:
+                sems = [self._load(conn, group) or self._new(group)]
+            conn.execute("COMMIT")
+            active = fleet if fleet is not None and fleet.active(now) else None
+            return Snapshot(
+                now=now,
+                groups=tuple(GroupStatus(s, now, fleet) for s in sems),
+                fleet_pause=active,
+            )
+
+        return await self._run(read)
+
+    async def history(self, group: str | None = None, limit: int = 100) -> list[Event]:
+        """Newest first. `group=None`: every group's events and the fleet-wide ones."""
+        if group is not None:
+            validate_group(group)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInput(f"history limit {limit!r} is not valid: give a whole number ≥ 1")
+
+        def read(conn: sqlite3.Connection) -> list[Event]:
+            if group is None:
+                rows = conn.execute(
+                    "SELECT data FROM events ORDER BY id DESC LIMIT ?", (limit,)
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT data FROM events WHERE grp = ? ORDER BY seq DESC LIMIT ?",
+                    (group, limit),
+                ).fetchall()
+            try:
+                return [decode_event(r[0]) for r in rows]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise BackendUnavailable(
+                    f"the history in {self._where()} holds an event stagger cannot read "
+                    f"({exc}); inspect the events table by hand"
+                ) from exc
+
+        return await self._run(read)
+
+    async def ping(self) -> None:
+        await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    async def close(self) -> None:
+        def shut() -> None:
+            with self._lock:
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+
+        await asyncio.to_thread(shut)
