@@ -36,7 +36,7 @@ TOUCH_INTERVAL = timedelta(minutes=1)
 
 
 def validate_group(group: str) -> str:
-    if not group or len(group) > MAX_GROUP_LEN or not GROUP_RE.match(group):
+    if not group or len(group) > MAX_GROUP_LEN or not GROUP_RE.fullmatch(group):
         raise InvalidInput(
             f"group {group!r} is not valid: use 1 to {MAX_GROUP_LEN} characters from "
             "a-z, A-Z, 0-9, '.' and '-' (for example 'web' or 'db.eu-1')"
