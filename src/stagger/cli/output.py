@@ -3,17 +3,24 @@ Errors are one sentence on stderr and an exit code; never a traceback."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import getpass
 import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import typer
+from rich.console import Console
 
-from stagger.core.errors import StaggerError
+from stagger.backends.base import Backend
+from stagger.backends.factory import DEFAULT_BACKEND_URL, open_backend
+from stagger.core.errors import ConfigError, StaggerError
 
 # Exit codes shared by every command (issue 2): 0 done, 1 denied, 2 usage/config, 3 backend.
 EXIT_OK = 0
@@ -63,3 +70,92 @@ def fail(message: str, code: int = EXIT_USAGE, as_json: bool = False) -> NoRetur
 
 def fail_from(exc: StaggerError, as_json: bool = False) -> NoReturn:
     fail(exc.message, exc.exit_code, as_json)
+
+
+# --- shared by every command that talks to a backend -------------------------------------
+
+BACKEND_ENV = "STAGGER_BACKEND"
+
+BackendOption = typer.Option(
+    None,
+    "--backend",
+    metavar="URL",
+    help=f"Where the semaphores live (default: ${BACKEND_ENV}, else {DEFAULT_BACKEND_URL}).",
+    show_default=False,
+)
+
+T = TypeVar("T")
+
+
+def resolve_backend_url(flag: str | None) -> str:
+    """The one place a command's backend URL is chosen: --backend, else $STAGGER_BACKEND, else
+    the default. (The config file, when it comes, slots in here between the env and the
+    default; `--server URL` will resolve to a FleetLock/HTTP backend URL here too.)"""
+    if flag:
+        return flag
+    return os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND_URL
+
+
+def os_error_sentence(exc: OSError) -> str:
+    """An OSError as one sentence an operator can act on (no errno tuple, no traceback)."""
+    what = exc.strerror or exc.__class__.__name__
+    where = f" {exc.filename}" if exc.filename else ""
+    hint = ""
+    if isinstance(exc, PermissionError):
+        hint = (
+            "; run as a user that may use it, or choose another store with --backend URL "
+            f"(or ${BACKEND_ENV})"
+        )
+    return f"cannot use{where}: {what}{hint}"
+
+
+@contextmanager
+def reported_errors(as_json: bool = False) -> Iterator[None]:
+    """Turn StaggerError and OSError raised inside into one sentence and their exit code."""
+    try:
+        yield
+    except StaggerError as exc:
+        fail_from(exc, as_json)
+    except OSError as exc:
+        fail(os_error_sentence(exc), EXIT_USAGE, as_json)
+
+
+def run_async(
+    action: Callable[[Backend], Awaitable[T]], *, backend: str | None, as_json: bool = False
+) -> T:
+    """Open the backend (`--backend` value, resolved), run `action` on it, close it, and return
+    its result. Errors become one sentence and their exit code (2 usage, 3 unreachable)."""
+    url = resolve_backend_url(backend)
+
+    async def _run() -> T:
+        try:
+            opened = open_backend(url)
+        except ModuleNotFoundError as exc:  # a backend (or its client library) not installed
+            raise ConfigError(
+                f"backend URL {url!r} needs {exc.name or 'a module'}, which this stagger does "
+                "not have: install it, or use another backend"
+            ) from exc
+        try:
+            return await action(opened)
+        finally:
+            await opened.close()
+
+    with reported_errors(as_json):
+        return asyncio.run(_run())
+    raise AssertionError("unreachable")  # for mypy: reported_errors exits on error
+
+
+def operator_by() -> str:
+    """Who acts, for history: `operator:<login name>` (the sudo caller when run under sudo)."""
+    name = os.environ.get("SUDO_USER")
+    if not name:
+        try:
+            name = getpass.getuser()
+        except (KeyError, OSError):  # no passwd entry for this uid (containers)
+            name = f"uid{os.getuid()}"
+    return f"operator:{name}"
+
+
+def console() -> Console:
+    """Where tables go: stdout, with Rich's own width detection ($COLUMNS when not a tty)."""
+    return Console(highlight=False, soft_wrap=False)

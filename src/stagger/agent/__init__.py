@@ -1,0 +1,1 @@
+"""The node agent: the shell around core/machine (detectors, hooks, rebooters, state, identity)."""

@@ -1,0 +1,529 @@
+"""Operator commands on the reboot semaphores: status, lock, unlock, set-max, pause, resume,
+history. Written against the Backend Protocol only, so any backend (SQLite, etcd, later a
+FleetLock/HTTP server) slots in through `--backend URL`.
+
+Inputs are validated here, before the backend is opened, so a typo is exit 2 even when the
+backend is down; the backend re-validates (core does) and judges time by its own clock.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from stagger.agent.identity import NoMachineId, node_id
+from stagger.backends.base import Backend, GroupStatus, Snapshot, utcnow
+from stagger.cli.output import (
+    EXIT_DENIED,
+    BackendOption,
+    JsonOption,
+    console,
+    emit,
+    operator_by,
+    print_json,
+    reported_errors,
+    run_async,
+)
+from stagger.core.durations import format_duration, parse_duration
+from stagger.core.errors import InvalidInput
+from stagger.core.semaphore import (
+    DEFAULT_GROUP,
+    FLEET,
+    HISTORY_LIMIT,
+    MAX_SLOTS,
+    Denied,
+    Event,
+    Granted,
+    Hold,
+    NotHeld,
+    Pause,
+    Released,
+    Semaphore,
+    validate_group,
+    validate_id,
+    validate_max,
+)
+
+GroupOption = typer.Option(DEFAULT_GROUP, "--group", "-g", metavar="G", help="The group.")
+AnyGroupOption = typer.Option(
+    None, "--group", "-g", metavar="G", help="Only this group (default: every group)."
+)
+IdOption = typer.Option(
+    None, "--id", metavar="ID", help="The node id (default: this node's, see `stagger id`)."
+)
+# Where /etc/machine-id is looked up; for tests and for acting from a chroot or image.
+RootOption = typer.Option(Path("/"), "--root", metavar="DIR", hidden=True)
+AllOption = typer.Option(False, "--all", help="Every group: the fleet-wide pause.")
+
+
+# --- inputs ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The id acted on and who acts (recorded in history as `by`)."""
+
+    id: str
+    by: str
+
+    @property
+    def is_operator(self) -> bool:
+        return self.by != self.id
+
+
+def resolve_actor(given: str | None, root: Path) -> Actor:
+    """No --id: this node acting for itself. --id of another node: an operator act."""
+    if given is None:
+        mine = node_id(root)
+        return Actor(mine, mine)
+    validate_id(given)
+    own: str | None
+    try:
+        own = node_id(root)
+    except NoMachineId:  # no id of our own: whoever names an id is an operator
+        own = None
+    return Actor(given, given if given == own else operator_by())
+
+
+def parse_max(text: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise InvalidInput(
+            f"max {text!r} is not a whole number: give one from 0 to {MAX_SLOTS} "
+            "(0 stops every new reboot in the group)"
+        ) from None
+    return validate_max(value)
+
+
+def parse_rfc3339(text: str, *, what: str) -> datetime:
+    """An RFC 3339 time with its offset ('Z' or '+02:00'); a naive time is refused, since
+    it would mean a different instant on every host."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidInput(
+            f"{what} {text!r} is not a time: write RFC 3339, like 2030-01-31T18:00:00Z "
+            "or 2030-01-31T19:00:00+01:00"
+        ) from None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInput(
+            f"{what} {text!r} has no UTC offset: add one, like {text.strip()}Z (UTC) "
+            f"or {text.strip()}+01:00"
+        )
+    return value
+
+
+def pause_scope(group: str | None, every: bool) -> str | None:
+    """The group a pause/resume acts on; None means the fleet-wide pause."""
+    if every and group is not None:
+        raise InvalidInput(
+            "--group and --all cannot be used together: name one group, or --all for every group"
+        )
+    return None if every else validate_group(group or DEFAULT_GROUP)
+
+
+def pause_end(until: str | None, duration: str | None, now: datetime) -> datetime | None:
+    if until is not None and duration is not None:
+        raise InvalidInput("--until and --for cannot be used together: give one end, or neither")
+    if until is not None:
+        return parse_rfc3339(until, what="--until")
+    if duration is not None:
+        span = parse_duration(duration, what="--for")
+        if span <= timedelta(0):
+            raise InvalidInput(f"--for {duration!r} is not longer than 0 s: give e.g. 2h")
+        return now + span
+    return None
+
+
+# --- JSON shapes (documented in docs/cli.md) -------------------------------------------
+
+
+def pause_doc(p: Pause | None, scope: str | None = None) -> dict[str, Any] | None:
+    if p is None:
+        return None
+    doc: dict[str, Any] = {
+        "reason": p.reason,
+        "by": p.by,
+        "since": p.since.isoformat(),
+        "until": p.until.isoformat() if p.until else None,
+    }
+    if scope is not None:
+        doc["scope"] = scope
+    return doc
+
+
+def hold_doc(h: Hold, now: datetime, stale: bool) -> dict[str, Any]:
+    return {
+        "id": h.id,
+        "since": h.since.isoformat(),
+        "age_seconds": round((now - h.since).total_seconds(), 3),
+        "last_seen": h.last_seen.isoformat(),
+        "expires_at": h.expires_at.isoformat() if h.expires_at else None,
+        "note": h.note,
+        "stale": stale,
+    }
+
+
+def group_doc(g: GroupStatus) -> dict[str, Any]:
+    sem = g.semaphore
+    holds = g.holds
+    stale = g.stale
+    in_force = g.pause
+    scope = None if in_force is None else ("group" if in_force is sem.pause else "fleet")
+    return {
+        "group": g.group,
+        "max": sem.max,
+        "held": len(holds),
+        "free": max(sem.max - len(holds), 0),
+        "holders": [hold_doc(h, g.now, h.id in stale) for h in holds],
+        "pause": pause_doc(in_force, scope),
+        "hold_ttl": sem.hold_ttl.total_seconds() if sem.hold_ttl else None,
+        "stale_after": sem.stale_after.total_seconds(),
+    }
+
+
+def snapshot_doc(snap: Snapshot) -> dict[str, Any]:
+    return {
+        "now": snap.now.isoformat(),
+        "fleet_pause": pause_doc(active(snap.fleet_pause, snap.now), "fleet"),
+        "groups": [group_doc(g) for g in snap.groups],
+    }
+
+
+def event_doc(e: Event) -> dict[str, Any]:
+    return {
+        "time": e.time.isoformat(),
+        "group": e.group,
+        "action": e.action.value,
+        "id": e.id,
+        "by": e.by,
+        "detail": e.detail,
+    }
+
+
+def active(p: Pause | None, now: datetime) -> Pause | None:
+    return p if p is not None and p.active(now) else None
+
+
+# --- human rendering -------------------------------------------------------------------
+
+
+def ago(now: datetime, then: datetime) -> str:
+    return format_duration(now - then)
+
+
+def when(t: datetime) -> str:
+    return t.isoformat(timespec="seconds")
+
+
+def group_label(group: str) -> str:
+    return "(every group)" if group == FLEET else group
+
+
+def describe_pause(p: Pause, now: datetime) -> str:
+    until = f" until {when(p.until)} (in {ago(p.until, now)})" if p.until else ""
+    return f"paused by {p.by}{until}: {p.reason}"
+
+
+def render_status(snap: Snapshot) -> None:
+    out = console()
+    fleet = active(snap.fleet_pause, snap.now)
+    if fleet is not None:
+        out.print(f"FLEET-WIDE PAUSE: every group is {describe_pause(fleet, snap.now)}")
+    if not snap.groups:
+        out.print("no groups yet: a group appears with its first lock, set-max or pause")
+        return
+    for g in snap.groups:
+        sem = g.semaphore
+        holds = g.holds
+        title = f"group {g.group}: {len(holds)} of max {sem.max} slot(s) held"
+        pause = g.pause
+        if pause is not None:
+            scope = "" if pause is sem.pause else " (fleet-wide)"
+            title += f" — {describe_pause(pause, g.now)}{scope}"
+        out.print(title)
+        table = Table()
+        for column in ("holder", "held for", "last seen", "state", "note"):
+            table.add_column(column)
+        for h in holds:
+            state = "STALE" if h.id in g.stale else "ok"
+            if h.expires_at is not None:
+                state += f", expires in {ago(h.expires_at, g.now)}"
+            table.add_row(
+                h.id, ago(g.now, h.since), f"{ago(g.now, h.last_seen)} ago", state, h.note
+            )
+        if not holds:
+            table.add_row("(none)", "", "", "", "")
+        out.print(table)
+        if len(holds) > sem.max:
+            out.print(f"  {len(holds)} holds exceed max {sem.max}: new locks wait for releases")
+
+
+def render_history(events: list[Event], now: datetime) -> None:
+    out = console()
+    if not events:
+        out.print("no events recorded yet")
+        return
+    table = Table()
+    for column in ("time", "ago", "group", "action", "id", "by", "detail"):
+        table.add_column(column)
+    for e in events:
+        table.add_row(
+            when(e.time),
+            ago(now, e.time),
+            group_label(e.group),
+            e.action.value,
+            e.id,
+            e.by,
+            e.detail,
+        )
+    out.print(table)
+
+
+def denied_sentence(outcome: Denied, group: str, node: str) -> str:
+    return f"denied: {node} cannot take a slot in group {group}: {outcome.sentence()}"
+
+
+# --- commands --------------------------------------------------------------------------
+
+
+def status(
+    group: str | None = AnyGroupOption, backend: str | None = BackendOption, json: bool = JsonOption
+) -> None:
+    """Show each group: max, holders with age (stale ones marked), and any pause."""
+    with reported_errors(json):
+        if group is not None:
+            validate_group(group)
+    snap = run_async(lambda b: b.status(group), backend=backend, as_json=json)
+    emit(snapshot_doc(snap), json, lambda: render_status(snap))
+
+
+def lock(
+    group: str = GroupOption,
+    node: str | None = IdOption,
+    note: str = typer.Option("", "--note", metavar="TEXT", help="Shown with the hold."),
+    root: Path = RootOption,
+    backend: str | None = BackendOption,
+    json: bool = JsonOption,
+) -> None:
+    """Take a slot in a group (exit 1 when denied: full or paused)."""
+    with reported_errors(json):
+        validate_group(group)
+        actor = resolve_actor(node, root)
+    if actor.is_operator:
+        # The Backend Protocol records the holder as `by` of an acquire; the note keeps who
+        # really took it, shown in status and history.
+        note = f"locked by {actor.by}" + (f": {note}" if note else "")
+    outcome = run_async(
+        lambda b: b.acquire(group, actor.id, note=note), backend=backend, as_json=json
+    )
+    if isinstance(outcome, Granted):
+        doc = {
+            "result": "granted",
+            "group": group,
+            "id": actor.id,
+            "by": actor.by,
+            "already_held": outcome.already_held,
+            "since": outcome.hold.since.isoformat(),
+            "note": outcome.hold.note,
+        }
+        again = " (already held: nothing changed)" if outcome.already_held else ""
+        emit(doc, json, lambda: console().print(f"{actor.id} holds a slot in group {group}{again}"))
+        return
+    sentence = denied_sentence(outcome, group, actor.id)
+    if json:
+        print_json(
+            {
+                "result": "denied",
+                "group": group,
+                "id": actor.id,
+                "reason": outcome.reason.value,
+                "max": outcome.max,
+                "holders": list(outcome.holders),
+                "pause": pause_doc(outcome.pause),
+                "message": sentence,
+            }
+        )
+    sys.stderr.write(f"stagger: {sentence}\n")
+    raise typer.Exit(EXIT_DENIED)
+
+
+def unlock(
+    group: str = GroupOption,
+    node: str | None = IdOption,
+    root: Path = RootOption,
+    backend: str | None = BackendOption,
+    json: bool = JsonOption,
+) -> None:
+    """Give back a slot (another node's is an operator act, recorded as such)."""
+    with reported_errors(json):
+        validate_group(group)
+        actor = resolve_actor(node, root)
+    outcome = run_async(
+        lambda b: b.release(group, actor.id, by=actor.by), backend=backend, as_json=json
+    )
+    doc: dict[str, Any] = {"group": group, "id": actor.id, "by": actor.by}
+    if isinstance(outcome, Released):
+        doc |= {"result": "released", "held_since": outcome.hold.since.isoformat()}
+        held = ago(utcnow(), outcome.hold.since)
+        text = f"released {actor.id}'s slot in group {group} (held {held})"
+    else:
+        assert isinstance(outcome, NotHeld)
+        doc |= {"result": "not_held", "held_since": None}
+        text = f"{actor.id} held no slot in group {group}: nothing changed"
+    emit(doc, json, lambda: console().print(text))
+
+
+def set_max(
+    value: str = typer.Argument(
+        ..., metavar="N", help=f"Slots: 0 to {MAX_SLOTS}.", show_default=False
+    ),
+    group: str = GroupOption,
+    hold_ttl: str | None = typer.Option(
+        None,
+        "--hold-ttl",
+        metavar="D|none",
+        help="Holds expire this long after their last heartbeat ('none': never, the default).",
+    ),
+    stale_after: str | None = typer.Option(
+        None, "--stale-after", metavar="D", help="Mark a hold stale after this silence (15m)."
+    ),
+    backend: str | None = BackendOption,
+    json: bool = JsonOption,
+) -> None:
+    """Set how many nodes of a group may reboot at once (live; lowering it evicts nobody)."""
+    with reported_errors(json):
+        validate_group(group)
+        slots = parse_max(value)
+        ttl: timedelta | None = None
+        if hold_ttl is not None and hold_ttl.strip().lower() not in ("none", "never", "off"):
+            ttl = parse_duration(hold_ttl, what="--hold-ttl")
+        stale = None if stale_after is None else parse_duration(stale_after, what="--stale-after")
+    by = operator_by()
+
+    async def apply(b: Backend) -> GroupStatus:
+        if hold_ttl is not None or stale is not None:
+            current = (await b.status(group)).groups
+            sem = current[0].semaphore if current else Semaphore(group)
+            await b.configure(
+                group,
+                by=by,
+                hold_ttl=ttl if hold_ttl is not None else sem.hold_ttl,
+                stale_after=stale if stale is not None else sem.stale_after,
+            )
+        await b.set_max(group, slots, by=by)
+        return (await b.status(group)).groups[0]
+
+    g = run_async(apply, backend=backend, as_json=json)
+    doc = group_doc(g)
+
+    def render() -> None:
+        ttl_text = format_duration(g.semaphore.hold_ttl) if g.semaphore.hold_ttl else "none"
+        console().print(
+            f"group {group}: max {g.semaphore.max}, hold-ttl {ttl_text}, "
+            f"stale after {format_duration(g.semaphore.stale_after)}"
+        )
+        if len(g.holds) > g.semaphore.max:
+            console().print(
+                f"{len(g.holds)} nodes hold slots: nobody is evicted; new locks wait until "
+                f"fewer than {g.semaphore.max} hold one"
+            )
+
+    emit(doc, json, render)
+
+
+def pause(
+    group: str | None = typer.Option(
+        None, "--group", "-g", metavar="G", help=f"The group (default: {DEFAULT_GROUP})."
+    ),
+    every: bool = AllOption,
+    until: str | None = typer.Option(
+        None, "--until", metavar="T", help="End, RFC 3339 with offset (2030-01-31T18:00:00Z)."
+    ),
+    duration: str | None = typer.Option(None, "--for", metavar="D", help="End after D (2h)."),
+    reason: str | None = typer.Option(
+        None, "--reason", metavar="TEXT", help="Why (required; shown to everyone)."
+    ),
+    backend: str | None = BackendOption,
+    json: bool = JsonOption,
+) -> None:
+    """Stop new reboots in a group, or everywhere (--all); holders keep their slots."""
+    with reported_errors(json):
+        scope = pause_scope(group, every)
+        end = pause_end(until, duration, utcnow())
+        if reason is None or not reason.strip():
+            raise InvalidInput("a pause needs --reason TEXT: say why, everyone sees it")
+    by = operator_by()
+    p = run_async(
+        lambda b: b.pause(scope, by=by, reason=reason or "", until=end),
+        backend=backend,
+        as_json=json,
+    )
+    where = f"group {scope}" if scope else "every group (fleet-wide)"
+    doc = {"group": scope, "scope": "group" if scope else "fleet", "pause": pause_doc(p)}
+    emit(doc, json, lambda: console().print(f"{where}: {describe_pause(p, utcnow())}"))
+
+
+def resume(
+    group: str | None = typer.Option(
+        None, "--group", "-g", metavar="G", help=f"The group (default: {DEFAULT_GROUP})."
+    ),
+    every: bool = typer.Option(False, "--all", help="Lift the fleet-wide pause."),
+    backend: str | None = BackendOption,
+    json: bool = JsonOption,
+) -> None:
+    """Lift a pause (--all: the fleet-wide one). Resuming what is not paused changes nothing."""
+    with reported_errors(json):
+        scope = pause_scope(group, every)
+    by = operator_by()
+    lifted = run_async(lambda b: b.resume(scope, by=by), backend=backend, as_json=json)
+    where = f"group {scope}" if scope else "the fleet-wide pause"
+    doc = {
+        "group": scope,
+        "scope": "group" if scope else "fleet",
+        "resumed": lifted is not None,
+        "pause": pause_doc(lifted),
+    }
+    if lifted is not None:
+        text = f"resumed {where} (was paused by {lifted.by}: {lifted.reason})"
+    else:
+        text = f"{where} was not paused: nothing changed"
+    emit(doc, json, lambda: console().print(text))
+
+
+def history(
+    group: str | None = AnyGroupOption,
+    limit: int = typer.Option(50, "--limit", "-n", metavar="N", help="At most N latest events."),
+    backend: str | None = BackendOption,
+    json: bool = JsonOption,
+) -> None:
+    """Show recorded events (locks, releases, max changes, pauses), oldest first."""
+    with reported_errors(json):
+        if group is not None:
+            validate_group(group)
+        if not 1 <= limit <= HISTORY_LIMIT:
+            raise InvalidInput(
+                f"--limit {limit} is not valid: give a whole number from 1 to {HISTORY_LIMIT} "
+                "(each group keeps its last events only)"
+            )
+    events = run_async(lambda b: b.history(group, limit), backend=backend, as_json=json)
+    events = sorted(events, key=lambda e: e.time)
+    doc = {"events": [event_doc(e) for e in events]}
+    emit(doc, json, lambda: render_history(events, utcnow()))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)
+    app.command("lock")(lock)
+    app.command("unlock")(unlock)
+    app.command("set-max", context_settings={"ignore_unknown_options": True})(set_max)
+    app.command("pause")(pause)
+    app.command("resume")(resume)
+    app.command("history")(history)
