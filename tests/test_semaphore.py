@@ -342,6 +342,21 @@ def test_pause_keeps_holders_and_records_who_and_why() -> None:
     ]
 
 
+def test_the_same_pause_again_writes_nothing_and_keeps_its_start() -> None:
+    sem = pause(Semaphore("web"), T0, by=OP, reason="bad kernel").semaphore
+    change = pause(sem, T0 + timedelta(minutes=5), by=OP, reason="bad kernel")
+    assert change.outcome == Pause("bad kernel", OP, T0)
+    assert not change.changed
+
+
+def test_pausing_again_with_a_new_reason_replaces_the_pause() -> None:
+    sem = pause(Semaphore("web"), T0, by=OP, reason="bad kernel").semaphore
+    later = T0 + timedelta(minutes=5)
+    change = pause(sem, later, by=OP, reason="still bad")
+    assert change.outcome == Pause("still bad", OP, later)
+    assert [e.detail for e in change.events] == ["still bad"]
+
+
 def test_pause_needs_a_reason() -> None:
     with pytest.raises(InvalidInput, match="a pause needs a reason"):
         pause(Semaphore("web"), T0, by=OP, reason="   ")

@@ -320,6 +320,11 @@ def pause(
         raise InvalidInput("a pause needs a reason (--reason TEXT): it is shown to everyone")
     if until is not None and until <= now:
         raise InvalidInput(f"pause end {until.isoformat()} is already past: give a future time")
+    old = sem.pause
+    same = old is not None and (old.reason, old.by, old.until) == (reason.strip(), by, until)
+    if old is not None and same and old.active(now):
+        # The same pause again (a retried command): nothing changes, so nothing is written.
+        return Change(sem, old)
     p = Pause(reason=reason.strip(), by=by, since=now, until=until)
     detail = reason.strip() + (f" (until {until.isoformat()})" if until else "")
     return Change(

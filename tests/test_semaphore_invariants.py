@@ -1,0 +1,211 @@
+"""DESIGN.md's semaphore invariants, checked over random operation sequences.
+
+The machine drives core/semaphore.py with random acquire / release / touch / set_max /
+configure / pause / resume / expire steps and clock advances, and keeps a tiny model of who
+holds a slot. After each step it checks:
+- a grant happens only when the live holds are fewer than max (so a grant never exceeds max);
+- a recursive acquire changes nothing;
+- releasing what one does not hold changes nothing;
+- an operation that reports no change returns the value unchanged and no events, and one that
+  returns the value unchanged reports no change (a backend then writes nothing);
+- the set of holders changes only as the operation says (grant adds one, release removes one,
+  expiry removes exactly the holds whose time has passed).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from stagger.core import semaphore as core
+from stagger.core.semaphore import (
+    Action,
+    Change,
+    Denied,
+    DenyReason,
+    Granted,
+    NotHeld,
+    Pause,
+    Released,
+    Semaphore,
+)
+
+IDS = st.sampled_from(["a", "b", "c", "d", "e"])
+WHO = st.sampled_from(["operator:x", "operator:y"])
+REASONS = st.sampled_from(["bad kernel", "incident"])
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+class SemaphoreMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sem = Semaphore("web", max=2)
+        self.fleet: Pause | None = None
+        self.now = T0
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def live(self, sem: Semaphore | None = None) -> set[str]:
+        return set((sem or self.sem).holders(self.now))
+
+    def expired_now(self) -> set[str]:
+        return {h.id for h in self.sem.holds.values() if h.is_expired(self.now)}
+
+    def check_no_op_consistency(self, before: Semaphore, change: Change[Any]) -> None:
+        if not change.changed:
+            assert change.semaphore == before, "an unchanged outcome must leave the value alone"
+            assert change.events == ()
+        if change.semaphore == before:
+            assert not change.changed, "an identical value must not be written or recorded"
+        for event in change.events:
+            assert event.group == before.group
+            assert event.time == self.now
+
+    def apply(self, before: Semaphore, change: Change[Any]) -> None:
+        self.check_no_op_consistency(before, change)
+        self.sem = change.semaphore
+
+    # --- rules ------------------------------------------------------------------------------
+
+    @rule(node=IDS)
+    def acquire(self, node: str) -> None:
+        before = self.sem
+        was_live = self.live()
+        stored = set(before.holds)
+        expiring = self.expired_now()
+        change = core.acquire(before, node, self.now, fleet_pause=self.fleet)
+        outcome = change.outcome
+        after = self.live(change.semaphore)
+        if node in was_live:
+            assert isinstance(outcome, Granted)
+            assert outcome.already_held
+            assert change.semaphore == core.expire(before, self.now).semaphore
+            assert all(e.action is Action.EXPIRED for e in change.events)
+            assert after == was_live
+        elif isinstance(outcome, Granted):
+            assert not outcome.already_held
+            assert len(was_live) < before.max, "granted a slot the group did not have"
+            assert before.active_pause(self.now, self.fleet) is None, "granted while paused"
+            assert after == was_live | {node}
+            assert len(after) <= before.max
+            assert set(change.semaphore.holds) == (stored - expiring) | {node}
+        else:
+            assert isinstance(outcome, Denied)
+            if outcome.reason is DenyReason.FULL:
+                assert len(was_live) >= before.max
+            else:
+                assert outcome.pause == before.active_pause(self.now, self.fleet)
+            assert after == was_live
+            assert set(change.semaphore.holds) == stored - expiring
+            assert outcome.holders == tuple(sorted(was_live))
+        self.apply(before, change)
+
+    @rule(node=IDS, by=st.one_of(st.none(), WHO))
+    def release(self, node: str, by: str | None) -> None:
+        before = self.sem
+        change = core.release(before, node, self.now, by=by or node)
+        if node in before.holds:
+            assert isinstance(change.outcome, Released)
+            assert set(change.semaphore.holds) == set(before.holds) - {node}
+            (event,) = change.events
+            assert (event.action, event.id, event.by) == (Action.RELEASED, node, by or node)
+        else:
+            assert change.outcome == NotHeld(node)
+            assert not change.changed
+        self.apply(before, change)
+
+    @rule(node=IDS)
+    def touch(self, node: str) -> None:
+        before = self.sem
+        change = core.touch(before, node, self.now)
+        assert change.events == (), "a heartbeat is never recorded in history"
+        assert set(change.semaphore.holds) == set(before.holds)
+        if node not in self.live():
+            assert change.outcome is None
+            assert not change.changed
+        self.apply(before, change)
+
+    @rule(value=st.integers(0, 4), by=WHO)
+    def set_max(self, value: int, by: str) -> None:
+        before = self.sem
+        change = core.set_max(before, value, self.now, by=by)
+        assert change.semaphore.max == value
+        assert change.semaphore.holds == before.holds, "set_max evicts nobody"
+        self.apply(before, change)
+
+    @rule(ttl=st.one_of(st.none(), st.integers(1, 60)), by=WHO)
+    def configure(self, ttl: int | None, by: str) -> None:
+        before = self.sem
+        hold_ttl = timedelta(minutes=ttl) if ttl is not None else None
+        change = core.configure(
+            before, self.now, by=by, hold_ttl=hold_ttl, stale_after=before.stale_after
+        )
+        assert change.semaphore.holds == before.holds
+        self.apply(before, change)
+
+    @rule(
+        by=WHO,
+        reason=REASONS,
+        minutes=st.one_of(st.none(), st.integers(1, 120)),
+        fleet=st.booleans(),
+    )
+    def pause(self, by: str, reason: str, minutes: int | None, fleet: bool) -> None:
+        until = self.now + timedelta(minutes=minutes) if minutes is not None else None
+        if fleet:
+            holder = Semaphore(core.FLEET, pause=self.fleet)
+            change = core.pause(holder, self.now, by=by, reason=reason, until=until)
+            self.check_no_op_consistency(holder, change)
+            self.fleet = change.semaphore.pause
+            return
+        before = self.sem
+        change = core.pause(before, self.now, by=by, reason=reason, until=until)
+        assert change.semaphore.holds == before.holds, "a pause evicts nobody"
+        self.apply(before, change)
+
+    @rule(by=WHO, fleet=st.booleans())
+    def resume(self, by: str, fleet: bool) -> None:
+        if fleet:
+            holder = Semaphore(core.FLEET, pause=self.fleet)
+            change = core.resume(holder, self.now, by=by)
+            self.check_no_op_consistency(holder, change)
+            self.fleet = change.semaphore.pause
+            return
+        before = self.sem
+        change = core.resume(before, self.now, by=by)
+        assert change.semaphore.pause is None
+        self.apply(before, change)
+
+    @rule()
+    def expire(self) -> None:
+        before = self.sem
+        expiring = self.expired_now()
+        change = core.expire(before, self.now)
+        assert {h.id for h in change.outcome} == expiring
+        assert set(change.semaphore.holds) == set(before.holds) - expiring
+        assert self.live(change.semaphore) == self.live(before)
+        self.apply(before, change)
+
+    @rule(seconds=st.integers(0, 3600))
+    def advance_clock(self, seconds: int) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    # --- invariants -------------------------------------------------------------------------
+
+    @invariant()
+    def holds_are_keyed_by_their_id(self) -> None:
+        assert all(k == h.id for k, h in self.sem.holds.items())
+
+    @invariant()
+    def a_holds_expiry_lies_after_its_last_heartbeat(self) -> None:
+        for h in self.sem.holds.values():
+            assert h.expires_at is None or h.expires_at > h.last_seen
+
+
+SemaphoreMachine.TestCase.settings = settings(
+    max_examples=200, stateful_step_count=40, deadline=None
+)
+TestSemaphoreInvariants = SemaphoreMachine.TestCase
