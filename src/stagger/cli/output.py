@@ -157,5 +157,6 @@ def operator_by() -> str:
 
 
 def console() -> Console:
-    """Where tables go: stdout, with Rich's own width detection ($COLUMNS when not a tty)."""
-    return Console(highlight=False, soft_wrap=False)
+    """Where tables go: stdout, with Rich's own width detection ($COLUMNS when not a tty).
+    Markup is off: notes and reasons are operators' text, printed as given."""
+    return Console(highlight=False, markup=False, soft_wrap=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -220,7 +220,8 @@ def ago(now: datetime, then: datetime) -> str:
 
 
 def when(t: datetime) -> str:
-    return t.isoformat(timespec="seconds")
+    """A time for people: UTC, to the second (JSON keeps the full RFC 3339 value)."""
+    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def group_label(group: str) -> str:
@@ -272,8 +273,9 @@ def render_history(events: list[Event], now: datetime) -> None:
         out.print("no events recorded yet")
         return
     table = Table()
-    for column in ("time", "ago", "group", "action", "id", "by", "detail"):
-        table.add_column(column)
+    for column in ("time (UTC)", "ago", "group", "action", "id", "by"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("detail")
     for e in events:
         table.add_row(
             when(e.time),
