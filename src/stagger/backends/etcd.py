@@ -1,0 +1,711 @@
+"""The etcd v3 backend: a fleet's semaphores in an etcd cluster, for fleets and for running
+several stagger servers against one store.
+
+Key layout, under a prefix (default `stagger/v1/`; docs/backends.md shows it to operators):
+- `{prefix}groups/{group}`: the group's Semaphore as the codec's JSON. The fleet-wide pause
+  is the value of the pseudo-group `*` (core.semaphore.FLEET): `{prefix}groups/*`.
+- `{prefix}leases/{group}/{id}`: `{"ttl": N}`, attached to an etcd lease of N seconds; exists
+  only for holds of groups with a hold_ttl. When etcd expires the lease it deletes the key,
+  and the next load drops the hold (core.semaphore.expire_lost): etcd's clock decides.
+- `{prefix}events/{group}/{seq:020d}`: one event (codec JSON); `{prefix}seq/{group}` holds
+  the group's last event number. Trimmed to the newest `history_limit` in the same
+  transaction that adds to it.
+
+A change loads the group (with its lease keys, event counter and, for acquire, the fleet
+pause) in one read transaction, applies one core operation, and writes everything in ONE
+transaction guarded by the group key's mod_revision (and, for acquire, the fleet key's), so
+a concurrent writer or fleet pause is never missed. A lost guard is retried (retry_cas); an
+operation that changes nothing writes nothing. A write whose outcome is unknown is re-read
+before answering.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote
+
+from aetcd import rpc
+
+from stagger.backends.base import Clock, GroupStatus, Snapshot, retry_cas, utcnow
+from stagger.backends.codec import decode_event, decode_semaphore, encode_event, encode_semaphore
+from stagger.backends.etcd_client import (
+    DEFAULT_PORT,
+    DEFAULT_TIMEOUT,
+    ClientSettings,
+    Endpoint,
+    EtcdClient,
+    OutcomeUnknown,
+)
+from stagger.core import semaphore as core
+from stagger.core.durations import parse_duration
+from stagger.core.errors import BackendUnavailable, ConfigError, InvalidInput
+from stagger.core.semaphore import (
+    DEFAULT_MAX,
+    DEFAULT_STALE_AFTER,
+    FLEET,
+    HISTORY_LIMIT,
+    Action,
+    Change,
+    Denied,
+    Event,
+    Granted,
+    Hold,
+    NotHeld,
+    Pause,
+    Released,
+    Semaphore,
+    validate_group,
+    validate_id,
+    validate_max,
+)
+
+DEFAULT_PREFIX = "stagger/v1/"
+# etcd refuses a transaction of more than --max-txn-ops operations (128 by default); beyond
+# this many events in one change, the "expired" ones are folded into one.
+MAX_EVENTS_PER_TXN = 64
+
+OPTIONS = (
+    "prefix",
+    "timeout",
+    "ca_cert",
+    "cert",
+    "key",
+    "username",
+    "password",
+    "tls",
+    "default_max",
+    "history_limit",
+    "clock",
+)
+# Query-string spellings that mean the same option.
+_ALIASES = {"ca": "ca_cert", "user": "username"}
+
+T = TypeVar("T")
+Op = Callable[[Semaphore, datetime, Pause | None], Change[T]]
+# Given the group as re-read after a write with an unknown outcome and the outcome that write
+# would have had: that outcome if the group shows the write took effect, else None (retry).
+Settle = Callable[[Semaphore, T], T | None]
+
+
+# --- URL and options ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EtcdUrl:
+    endpoints: tuple[Endpoint, ...]
+    tls: bool
+    options: dict[str, str]
+    username: str | None = None
+    password: str | None = None
+
+
+def _endpoint(text: str, url: str) -> Endpoint:
+    host, port = text, ""
+    if text.startswith("["):  # [::1]:2379
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else rest
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    if not host or (port and not port.isdigit()) or not 0 < int(port or DEFAULT_PORT) < 65536:
+        raise ConfigError(
+            f"etcd endpoint {text!r} in {redact_url(url)!r} is not HOST or HOST:PORT "
+            "(write etcd://10.0.0.1:2379,10.0.0.2:2379)"
+        )
+    return Endpoint(host, int(port or DEFAULT_PORT))
+
+
+def redact_url(url: str) -> str:
+    """The URL without a password (in user:password@ or ?password=), for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    base, q, query = (netloc + slash + tail).partition("?")
+    if "@" in netloc:
+        user, _, hosts = netloc.rpartition("@")
+        name = user.partition(":")[0]
+        base = f"{name}:***@{hosts}{slash}{tail.partition('?')[0]}"
+    if query:
+        parts = [p if not p.lower().startswith("password=") else "password=***" for p in
+                 query.split("&")]  # fmt: skip
+        query = "&".join(parts)
+    return f"{scheme}{sep}{base}{q}{query}"
+
+
+def parse_etcd_url(url: str) -> EtcdUrl:
+    """`etcd://[USER[:PASSWORD]@]HOST[:PORT][,HOST[:PORT]...][/][?OPTION=VALUE&...]`.
+    `etcd+https://` turns TLS on; `etcd+http://` is the same as `etcd://`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("etcd", "etcd+http", "etcd+https"):
+        raise ConfigError(
+            f"backend URL {redact_url(url)!r} is not an etcd URL: write etcd://HOST:PORT[,...]"
+        )
+    rest, _, query = rest.partition("?")
+    netloc, _, path = rest.partition("/")
+    if path.strip("/"):
+        raise ConfigError(
+            f"backend URL {redact_url(url)!r} has a path; etcd URLs take none: choose the key "
+            "prefix with ?prefix=stagger/v1/"
+        )
+    username = password = None
+    if "@" in netloc:
+        userinfo, _, netloc = netloc.rpartition("@")
+        user, has_pw, pw = userinfo.partition(":")
+        username, password = unquote(user) or None, unquote(pw) if has_pw else None
+    hosts = [h for h in netloc.split(",") if h.strip()]
+    if not hosts:
+        raise ConfigError(
+            f"backend URL {redact_url(url)!r} names no etcd endpoint: write "
+            "etcd://HOST:PORT[,HOST:PORT...]"
+        )
+    options: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        options[_ALIASES.get(name, name)] = value
+    endpoints = tuple(_endpoint(h.strip(), url) for h in hosts)
+    return EtcdUrl(endpoints, scheme == "etcd+https", options, username, password)
+
+
+def _flag(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"etcd option {name}={value!r} is not a yes/no value: write {name}=true")
+
+
+def _seconds(value: Any, name: str) -> float:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return parse_duration(str(value), what=f"etcd option {name}").total_seconds()
+    except InvalidInput as exc:
+        raise ConfigError(exc.message) from exc
+
+
+def _count(value: Any, name: str, low: int) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = low - 1
+    if isinstance(value, bool) or n < low:
+        raise ConfigError(f"etcd option {name}={value!r} is not valid: give a whole number ≥ {low}")
+    return n
+
+
+# --- what one load sees ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _HoldLease:
+    lease_id: int
+    ttl: int
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """A group as one read transaction saw it, with holds whose lease is gone dropped."""
+
+    semaphore: Semaphore
+    expired: tuple[Event, ...]  # recorded with the next write
+    revision: int  # the group key's mod_revision; 0 when absent
+    leases: Mapping[str, _HoldLease]
+    seq: int
+    fleet: Pause | None = None
+    fleet_revision: int = 0
+
+
+def _ttl_seconds(ttl: timedelta | None) -> int | None:
+    return None if ttl is None else max(1, math.ceil(ttl.total_seconds()))
+
+
+def _without_expiry(sem: Semaphore) -> Semaphore:
+    """On etcd, a hold expires when etcd expires its lease, never by `expires_at` and a
+    reader's clock: so `expires_at` is neither stored nor believed, and core's clock-based
+    `expire(now)` (which every acquire runs) finds nothing to drop."""
+    if all(h.expires_at is None for h in sem.holds.values()):
+        return sem
+    return replace(sem, holds={k: replace(h, expires_at=None) for k, h in sem.holds.items()})
+
+
+def _judged_by_etcd(outcome: T) -> T:
+    """Core stamps a new or touched hold with `now + hold_ttl`; on etcd that guess from our
+    clock means nothing (the lease decides), so callers get `expires_at=None` as stored."""
+    if isinstance(outcome, Hold) and outcome.expires_at is not None:
+        return replace(outcome, expires_at=None)
+    if isinstance(outcome, Granted) and outcome.hold.expires_at is not None:
+        return replace(outcome, hold=replace(outcome.hold, expires_at=None))
+    return outcome
+
+
+def _fold(events: tuple[Event, ...]) -> tuple[Event, ...]:
+    if len(events) <= MAX_EVENTS_PER_TXN:
+        return events
+    expired = [e for e in events if e.action is Action.EXPIRED]
+    rest = [e for e in events if e.action is not Action.EXPIRED]
+    first = expired[0]
+    ids = ", ".join(e.id for e in expired)
+    folded = replace(first, id="", detail=f"{len(expired)} hold leases expired: {ids}")
+    return (folded, *rest)
+
+
+class EtcdBackend:
+    """The Backend Protocol on an etcd v3 cluster (see the module docstring for the layout)."""
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        *,
+        url: str,
+        prefix: str = DEFAULT_PREFIX,
+        default_max: int = DEFAULT_MAX,
+        history_limit: int = HISTORY_LIMIT,
+        clock: Clock = utcnow,
+    ) -> None:
+        try:
+            validate_max(default_max)
+        except InvalidInput as exc:
+            raise ConfigError(f"default_max: {exc.message}") from exc
+        if not prefix:
+            raise ConfigError("the etcd key prefix is empty: give one, like prefix=stagger/v1/")
+        self.url = url
+        self.prefix = prefix if prefix.endswith("/") else prefix + "/"
+        self.default_max = default_max
+        self.history_limit = history_limit
+        self.clock = clock
+        self._client = EtcdClient(settings)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> EtcdBackend:
+        """Options (keyword, or in the URL's query; keywords win; None is ignored): prefix,
+        timeout (seconds or a duration like 3s), ca_cert (query: ca), cert, key, username
+        (query: user), password, tls, default_max, history_limit, clock."""
+        parsed = parse_etcd_url(url)
+        given: dict[str, Any] = dict(parsed.options)
+        given.update({_ALIASES.get(k, k): v for k, v in options.items() if v is not None})
+        unknown = sorted(set(given) - set(OPTIONS))
+        if unknown:
+            raise ConfigError(
+                f"the etcd backend does not take the option(s) {', '.join(unknown)}: "
+                f"it takes {', '.join(OPTIONS[:-1])}"
+            )
+        ca, cert, key = (
+            Path(str(given[n])).expanduser() if given.get(n) else None
+            for n in ("ca_cert", "cert", "key")
+        )
+        tls = _flag(given.get("tls", parsed.tls), "tls") or any((ca, cert, key))
+        settings = ClientSettings(
+            endpoints=parsed.endpoints,
+            timeout=_seconds(given.get("timeout", DEFAULT_TIMEOUT), "timeout"),
+            tls=tls,
+            ca_cert=ca,
+            cert=cert,
+            key=key,
+            username=given.get("username", parsed.username),
+            password=given.get("password", parsed.password),
+        )
+        return cls(
+            settings,
+            url=redact_url(url),
+            prefix=str(given.get("prefix", DEFAULT_PREFIX)),
+            default_max=_count(given.get("default_max", DEFAULT_MAX), "default_max", 0),
+            history_limit=_count(given.get("history_limit", HISTORY_LIMIT), "history_limit", 1),
+            clock=given.get("clock", utcnow),
+        )
+
+    # --- keys -----------------------------------------------------------------------------
+
+    def _key(self, *parts: str) -> bytes:
+        return (self.prefix + "/".join(parts)).encode()
+
+    def group_key(self, group: str) -> bytes:
+        return self._key("groups", group)
+
+    def lease_key(self, group: str, node_id: str) -> bytes:
+        return self._key("leases", group, node_id)
+
+    def event_key(self, group: str, seq: int) -> bytes:
+        return self._key("events", group, f"{seq:020d}")
+
+    def seq_key(self, group: str) -> bytes:
+        return self._key("seq", group)
+
+    def _where(self, group: str) -> str:
+        return f"etcd key {self.group_key(group).decode()!r}"
+
+    # --- loading --------------------------------------------------------------------------
+
+    @staticmethod
+    def _range(key: bytes, *, prefix: bool = False) -> Any:
+        end = _prefix_end(key) if prefix else b""
+        return rpc.RequestOp(request_range=rpc.RangeRequest(key=key, range_end=end))
+
+    def _decode(self, group: str, raw: bytes) -> Semaphore:
+        return _without_expiry(decode_semaphore(raw, self._where(group)))
+
+    def _leases(self, group: str, kvs: Iterable[Any]) -> dict[str, _HoldLease]:
+        start = len(self._key("leases", group, ""))
+        found: dict[str, _HoldLease] = {}
+        for kv in kvs:
+            try:
+                ttl = int(json.loads(kv.value).get("ttl", 0))
+            except (ValueError, AttributeError):
+                ttl = 0
+            found[kv.key[start:].decode()] = _HoldLease(int(kv.lease), ttl)
+        return found
+
+    async def _load(self, group: str, now: datetime, *, with_fleet: bool = False) -> _Loaded:
+        ops = [
+            self._range(self.group_key(group)),
+            self._range(self._key("leases", group, ""), prefix=True),
+            self._range(self.seq_key(group)),
+        ]
+        if with_fleet:
+            ops.append(self._range(self.group_key(FLEET)))
+        resp = await self._client.read_txn(rpc.TxnRequest(success=ops))
+        group_kvs, lease_kvs, seq_kvs = (r.response_range.kvs for r in resp.responses[:3])
+        if group_kvs:
+            sem, revision = self._decode(group, group_kvs[0].value), group_kvs[0].mod_revision
+        else:
+            sem, revision = Semaphore(group, max=self.default_max), 0
+        leases = self._leases(group, lease_kvs)
+        swept = core.expire_lost(sem, frozenset(leases), now)
+        fleet, fleet_revision = None, 0
+        if with_fleet:
+            fleet_kvs = resp.responses[3].response_range.kvs
+            if fleet_kvs:
+                fleet = self._decode(FLEET, fleet_kvs[0].value).pause
+                fleet_revision = fleet_kvs[0].mod_revision
+        return _Loaded(
+            semaphore=swept.semaphore,
+            expired=swept.events,
+            revision=revision,
+            leases=leases,
+            seq=int(seq_kvs[0].value) if seq_kvs else 0,
+            fleet=fleet,
+            fleet_revision=fleet_revision,
+        )
+
+    # --- writing --------------------------------------------------------------------------
+
+    @staticmethod
+    def _unchanged(key: bytes, revision: int) -> Any:
+        if revision == 0:  # absent: nobody may create it meanwhile
+            return rpc.Compare(
+                key=key, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL, create_revision=0
+            )
+        return rpc.Compare(
+            key=key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=revision
+        )
+
+    async def _commit(
+        self, group: str, loaded: _Loaded, new: Semaphore, events: tuple[Event, ...], fleet: bool
+    ) -> bool:
+        """Write `new` and its events in one transaction, if nobody wrote the group (or, for
+        an acquire, the fleet pause) since `loaded`. False: we lost that race."""
+        ops = [_put(self.group_key(group), encode_semaphore(_without_expiry(new)).encode())]
+        events = _fold(events)
+        if events:
+            last = loaded.seq + len(events)
+            ops.append(_put(self.seq_key(group), b"%d" % last))
+            for i, event in enumerate(events, start=loaded.seq + 1):
+                ops.append(_put(self.event_key(group, i), encode_event(event).encode()))
+            if last > self.history_limit:
+                first_kept = self.event_key(group, last - self.history_limit + 1)
+                ops.append(_delete(self._key("events", group, ""), first_kept))
+
+        # Holds of a group with a hold_ttl each get a lease key; the rest get none.
+        ttl = _ttl_seconds(new.hold_ttl)
+        granted: list[int] = []
+        dropped: list[int] = []
+        try:
+            for node_id in new.holds if ttl is not None else ():
+                have = loaded.leases.get(node_id)
+                if ttl is None or (have is not None and have.ttl == ttl):
+                    continue
+                lease_id = await self._client.lease_grant(ttl)
+                granted.append(lease_id)
+                value = json.dumps({"ttl": ttl}).encode()
+                ops.append(_put(self.lease_key(group, node_id), value, lease_id))
+                if have is not None:
+                    dropped.append(have.lease_id)
+            for node_id, have in loaded.leases.items():
+                if ttl is None or node_id not in new.holds:
+                    ops.append(_delete(self.lease_key(group, node_id)))
+                    dropped.append(have.lease_id)
+
+            compare = [self._unchanged(self.group_key(group), loaded.revision)]
+            if fleet:
+                compare.append(self._unchanged(self.group_key(FLEET), loaded.fleet_revision))
+            resp = await self._client.txn(rpc.TxnRequest(compare=compare, success=ops))
+        except OutcomeUnknown:
+            raise  # the new leases may be in use now: let them live (they expire on their own)
+        except Exception:
+            for lease_id in granted:
+                await self._client.lease_revoke(lease_id)
+            raise
+        if not resp.succeeded:
+            for lease_id in granted:
+                await self._client.lease_revoke(lease_id)
+            return False
+        for lease_id in dropped:
+            await self._client.lease_revoke(lease_id)
+        return True
+
+    async def _change(
+        self,
+        group: str,
+        op: Op[T],
+        *,
+        what: str,
+        with_fleet: bool = False,
+        settle: Settle[T] | None = None,
+    ) -> T:
+        """Load, apply `op`, and compare-and-swap, retrying lost races (retry_cas). After a
+        write with an unknown outcome, the next load decides through `settle` whether it took
+        effect (without `settle`, the operation simply runs again on what is there now)."""
+        unknown: list[T] = []  # the outcome of a write we could not confirm
+
+        async def attempt() -> tuple[bool, T]:
+            now = self.clock()
+            try:
+                loaded = await self._load(group, now, with_fleet=with_fleet)
+            except BackendUnavailable as exc:
+                if unknown:
+                    raise BackendUnavailable(
+                        f"{exc.message}; the last change ({what}) may or may not have been "
+                        "applied: check with `stagger status` before acting on it"
+                    ) from exc
+                raise
+            if unknown and settle is not None:
+                settled = settle(loaded.semaphore, unknown[-1])
+                if settled is not None:
+                    return True, settled
+            change = op(loaded.semaphore, now, loaded.fleet)
+            if not change.changed:
+                return True, change.outcome
+            events = (*loaded.expired, *change.events)
+            try:
+                ok = await self._commit(group, loaded, change.semaphore, events, with_fleet)
+            except OutcomeUnknown:
+                unknown.append(change.outcome)
+                return False, change.outcome
+            return ok, change.outcome
+
+        return _judged_by_etcd(await retry_cas(attempt, what=what))
+
+    # --- the Backend Protocol -------------------------------------------------------------
+
+    async def acquire(self, group: str, node_id: str, *, note: str = "") -> Granted | Denied:
+        validate_group(group)
+        validate_id(node_id)
+
+        def settle(sem: Semaphore, planned: Granted | Denied) -> Granted | Denied | None:
+            held = sem.holds.get(node_id)
+            if held is not None and isinstance(planned, Granted):
+                return Granted(held, already_held=planned.already_held)
+            return None
+
+        return await self._change(
+            group,
+            lambda sem, now, fleet: core.acquire(sem, node_id, now, note=note, fleet_pause=fleet),
+            what=f"acquire {group}/{node_id}",
+            with_fleet=True,
+            settle=settle,
+        )
+
+    async def release(
+        self, group: str, node_id: str, *, by: str | None = None
+    ) -> Released | NotHeld:
+        validate_group(group)
+        validate_id(node_id)
+        who = by or node_id
+
+        def settle(sem: Semaphore, planned: Released | NotHeld) -> Released | NotHeld | None:
+            return planned if node_id not in sem.holds else None
+
+        return await self._change(
+            group,
+            lambda sem, now, _: core.release(sem, node_id, now, by=who),
+            what=f"release {group}/{node_id}",
+            settle=settle,
+        )
+
+    async def touch(self, group: str, node_id: str) -> Hold | None:
+        """Refresh the hold's lease (etcd's clock decides its expiry) and, at most once per
+        TOUCH_INTERVAL, its last_seen. None when `node_id` holds nothing (any more)."""
+        validate_group(group)
+        validate_id(node_id)
+        loaded = await self._load(group, self.clock())
+        if node_id not in loaded.semaphore.holds:
+            return None
+        lease = loaded.leases.get(node_id)
+        if lease is not None and await self._client.lease_keepalive(lease.lease_id) <= 0:
+            return None  # etcd expired it just now; the next write records that
+        return await self._change(
+            group,
+            lambda sem, now, _: core.touch(sem, node_id, now),
+            what=f"touch {group}/{node_id}",
+        )
+
+    async def set_max(self, group: str, value: int, *, by: str) -> int:
+        validate_group(group)
+        validate_max(value)
+        return await self._change(
+            group,
+            lambda sem, now, _: core.set_max(sem, value, now, by=by),
+            what=f"set-max {group}",
+        )
+
+    async def configure(
+        self,
+        group: str,
+        *,
+        by: str,
+        hold_ttl: timedelta | None,
+        stale_after: timedelta = DEFAULT_STALE_AFTER,
+    ) -> Semaphore:
+        validate_group(group)
+        return await self._change(
+            group,
+            lambda sem, now, _: core.configure(
+                sem, now, by=by, hold_ttl=hold_ttl, stale_after=stale_after
+            ),
+            what=f"configure {group}",
+        )
+
+    async def pause(
+        self, group: str | None, *, by: str, reason: str, until: datetime | None = None
+    ) -> Pause:
+        target = FLEET if group is None else validate_group(group)
+
+        def settle(sem: Semaphore, planned: Pause) -> Pause | None:
+            return planned if sem.pause == planned else None
+
+        return await self._change(
+            target,
+            lambda sem, now, _: core.pause(sem, now, by=by, reason=reason, until=until),
+            what=f"pause {group or 'all groups'}",
+            settle=settle,
+        )
+
+    async def resume(self, group: str | None, *, by: str) -> Pause | None:
+        target = FLEET if group is None else validate_group(group)
+
+        def settle(sem: Semaphore, planned: Pause | None) -> Pause | None:
+            return planned if sem.pause is None else None
+
+        return await self._change(
+            target,
+            lambda sem, now, _: core.resume(sem, now, by=by),
+            what=f"resume {group or 'all groups'}",
+            settle=settle,
+        )
+
+    async def status(self, group: str | None = None) -> Snapshot:
+        if group is not None:
+            validate_group(group)
+        now = self.clock()
+        # One read transaction: the groups, their lease keys and the fleet pause agree.
+        if group is None:
+            ops = [
+                self._range(self._key("groups", ""), prefix=True),
+                self._range(self._key("leases", ""), prefix=True),
+            ]
+        else:
+            ops = [
+                self._range(self.group_key(group)),
+                self._range(self._key("leases", group, ""), prefix=True),
+                self._range(self.group_key(FLEET)),
+            ]
+        resp = await self._client.read_txn(rpc.TxnRequest(success=ops))
+        group_kvs = list(resp.responses[0].response_range.kvs)
+        if group is not None:
+            group_kvs += list(resp.responses[2].response_range.kvs)
+        lease_kvs = resp.responses[1].response_range.kvs
+        start = len(self._key("groups", ""))
+        sems: dict[str, Semaphore] = {}
+        for kv in group_kvs:
+            name = kv.key[start:].decode()
+            sems[name] = self._decode(name, kv.value)
+        fleet_sem = sems.pop(FLEET, None)
+        fleet = fleet_sem.pause if fleet_sem is not None else None
+        if group is not None and group not in sems:
+            sems[group] = Semaphore(group, max=self.default_max)
+        alive: dict[str, set[str]] = {}
+        lease_start = len(self._key("leases", ""))
+        for kv in lease_kvs:
+            name, _, node_id = kv.key[lease_start:].decode().partition("/")
+            alive.setdefault(name, set()).add(node_id)
+        groups = tuple(
+            GroupStatus(
+                core.expire_lost(sems[n], frozenset(alive.get(n, ())), now).semaphore, now, fleet
+            )
+            for n in sorted(sems)
+        )
+        active = fleet if fleet is not None and fleet.active(now) else None
+        return Snapshot(now=now, groups=groups, fleet_pause=active)
+
+    async def history(self, group: str | None = None, limit: int = 100) -> list[Event]:
+        """Newest first. `group=None`: every group's events and the fleet-wide ones."""
+        if group is not None:
+            validate_group(group)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInput(f"history limit {limit!r} is not valid: give a whole number ≥ 1")
+        start = self._key("events", group, "") if group is not None else self._key("events", "")
+        # Newest by write revision across groups; within one group the key (seq) orders.
+        target = rpc.RangeRequest.KEY if group is not None else rpc.RangeRequest.MOD
+        resp = await self._client.range(
+            rpc.RangeRequest(
+                key=start,
+                range_end=_prefix_end(start),
+                limit=limit,
+                sort_order=rpc.RangeRequest.DESCEND,
+                sort_target=target,
+            )
+        )
+        kvs = sorted(resp.kvs, key=lambda kv: (kv.mod_revision, kv.key), reverse=True)
+        try:
+            return [decode_event(kv.value) for kv in kvs]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BackendUnavailable(
+                f"the history under etcd prefix {self.prefix!r} holds an event stagger cannot "
+                f"read ({exc}); inspect it with `etcdctl get --prefix {start.decode()}`"
+            ) from exc
+
+    async def ping(self) -> None:
+        """A linearizable read: answers only when a quorum (and our credentials) work."""
+        key = self._key("groups", "")
+        await self._client.range(
+            rpc.RangeRequest(key=key, range_end=_prefix_end(key), limit=1, keys_only=True)
+        )
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+def _put(key: bytes, value: bytes, lease: int = 0) -> Any:
+    return rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value, lease=lease))
+
+
+def _delete(key: bytes, range_end: bytes = b"") -> Any:
+    return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key, range_end=range_end))
+
+
+def _prefix_end(prefix: bytes) -> bytes:
+    """The first key after every key that starts with `prefix` (etcd's range_end)."""
+    end = bytearray(prefix)
+    while end:
+        if end[-1] < 0xFF:
+            end[-1] += 1
+            return bytes(end)
+        end.pop()
+    return b"\0"
