@@ -1,0 +1,26 @@
+"""Configuration: TOML fragments → one validated model; readers for locksmith and Zincati."""
+
+from stagger.config.loader import (
+    CONFIG_DIRS,
+    ConfigProblem,
+    InvalidConfig,
+    LoadedConfig,
+    fragment_paths,
+    host_time_zone,
+    load_config,
+)
+from stagger.config.model import AgentConfig, BlackoutConfig, StaggerConfig, WindowConfig
+
+__all__ = [
+    "CONFIG_DIRS",
+    "AgentConfig",
+    "BlackoutConfig",
+    "ConfigProblem",
+    "InvalidConfig",
+    "LoadedConfig",
+    "StaggerConfig",
+    "WindowConfig",
+    "fragment_paths",
+    "host_time_zone",
+    "load_config",
+]

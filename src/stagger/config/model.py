@@ -1,0 +1,193 @@
+"""The configuration operators write, as one validated model.
+
+Rules of this file:
+- `extra="forbid"` everywhere: an unknown key is an error, never silently ignored (Zincati
+  ignores them, and a misspelt window then does nothing).
+- Every field has a `description` saying what is allowed; error messages quote it.
+- Values are checked with the same parsers core uses (durations, days, zones, groups), so a
+  value that passes here never fails later.
+- Later issues add their sections ([hooks], [detectors.*], [server], [updates], [[notify]]) and
+  [agent] keys as new fields here; the loader, error messages and `config show` need no change.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from stagger.backends.factory import DEFAULT_BACKEND_URL, SCHEMES
+from stagger.core.errors import InvalidInput
+from stagger.core.schedule import (
+    ALLOWED_DAYS,
+    Blackout,
+    Schedule,
+    Window,
+    parse_days,
+    parse_instant,
+    parse_length,
+    parse_start,
+    parse_zone,
+)
+from stagger.core.semaphore import DEFAULT_GROUP, validate_group, validate_id
+from stagger.core.strategy import ALLOWED_STRATEGIES, DEFAULT_STRATEGY, Strategy, parse_strategy
+
+
+class Section(BaseModel):
+    """Base of every table in the file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _need_str(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be a string, not {type(value).__name__} {value!r}")
+    return value
+
+
+class AgentConfig(Section):
+    id: str | None = Field(
+        None,
+        description="this node's id, 1 to 256 printable characters; "
+        "default derived from /etc/machine-id",
+    )
+    group: str = Field(
+        DEFAULT_GROUP,
+        description="the reboot group: letters, digits, '.' and '-' (for example 'web')",
+    )
+    strategy: Strategy = Field(DEFAULT_STRATEGY, description=f"one of {ALLOWED_STRATEGIES}")
+    backend: str = Field(DEFAULT_BACKEND_URL, description=f"a backend URL: {SCHEMES}")
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id(cls, value: Any) -> str | None:
+        return None if value is None else validate_id(_need_str(value, "id"))
+
+    @field_validator("group", mode="before")
+    @classmethod
+    def _group(cls, value: Any) -> str:
+        return validate_group(_need_str(value, "group"))
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _strategy(cls, value: Any) -> Strategy:
+        return parse_strategy(_need_str(value, "strategy"))
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _backend(cls, value: Any) -> str:
+        url = _need_str(value, "backend").strip()
+        if "://" not in url:
+            raise InvalidInput(f"backend {url!r} is not a URL: use one of {SCHEMES}")
+        return url
+
+
+class WindowConfig(Section):
+    days: list[str] = Field(
+        description=f"a list of days, or one: {ALLOWED_DAYS} (for example ['Mon', 'Thu'])"
+    )
+    start: str = Field(description="the wall-clock start in the window's zone, HH:MM")
+    length: str = Field(
+        description="how long it stays open: more than 0, at most 7 days, "
+        "like '90m', '1h30m' or '2h'"
+    )
+    time_zone: str | None = Field(
+        None, description="an IANA time zone such as 'Asia/Tokyo' or 'UTC'; default the host's"
+    )
+
+    @field_validator("days", mode="before")
+    @classmethod
+    def _days(cls, value: Any) -> list[str]:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise InvalidInput(
+                f"days must be a list of day names like ['Mon', 'Thu'] or one name like "
+                f"'daily', not {value!r}"
+            )
+        parse_days(items)
+        return items
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _start(cls, value: Any) -> str:
+        if isinstance(value, time):  # TOML's own local time: start = 04:00:00
+            value = f"{value:%H:%M}"
+        parse_start(_need_str(value, "start"))
+        return str(value)
+
+    @field_validator("length", mode="before")
+    @classmethod
+    def _length(cls, value: Any) -> str:
+        parse_length(_need_str(value, "length"))
+        return str(value)
+
+    @field_validator("time_zone", mode="before")
+    @classmethod
+    def _zone(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        parse_zone(_need_str(value, "time_zone"))
+        return str(value)
+
+    def to_window(self, default_zone: str) -> Window:
+        return Window.parse(self.days, self.start, self.length, self.time_zone or default_zone)
+
+
+class BlackoutConfig(Section):
+    start: datetime = Field(
+        description="an RFC 3339 time with a UTC offset, like '2026-12-24T00:00:00+09:00'"
+    )
+    end: datetime = Field(description="an RFC 3339 time with a UTC offset, later than start")
+    reason: str = Field("", description="why, shown to operators (for example 'year-end freeze')")
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _instant(cls, value: Any) -> datetime:
+        if isinstance(value, datetime):  # TOML's own offset date-time, unquoted
+            if value.tzinfo is None:
+                raise InvalidInput(
+                    f"{value.isoformat()} has no UTC offset: add one, like "
+                    "2026-12-24T00:00:00+09:00"
+                )
+            return value
+        if not isinstance(value, str):
+            raise InvalidInput(
+                f"{value!r} is not a time: write an RFC 3339 time with a UTC offset, "
+                "like '2026-12-24T00:00:00+09:00'"
+            )
+        return parse_instant(value)
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _reason(cls, value: Any) -> str:
+        return _need_str(value, "reason")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BlackoutConfig:
+        Blackout(self.start, self.end, self.reason)  # raises when end <= start
+        return self
+
+    def to_blackout(self) -> Blackout:
+        return Blackout(self.start, self.end, self.reason)
+
+
+class StaggerConfig(Section):
+    agent: AgentConfig = Field(
+        default_factory=lambda: AgentConfig.model_validate({}),
+        description="a table: [agent] with id, group, strategy, backend",
+    )
+    window: list[WindowConfig] = Field(
+        default_factory=list,
+        description="an array of tables: [[window]] with days, start, length, time_zone",
+    )
+    blackout: list[BlackoutConfig] = Field(
+        default_factory=list, description="an array of tables: [[blackout]] with start, end, reason"
+    )
+
+    def schedule(self, default_zone: str) -> Schedule:
+        """The schedule, with windows that name no zone placed in `default_zone` (the host's)."""
+        return Schedule(
+            tuple(w.to_window(default_zone) for w in self.window),
+            tuple(b.to_blackout() for b in self.blackout),
+        )
