@@ -8,10 +8,12 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aetcd
 import pytest
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
@@ -137,3 +139,24 @@ def etcd_cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
     cluster = start_cluster(tmp_path / "cluster", 3)
     yield cluster
     cluster.stop()
+
+
+def dead_port() -> int:
+    """A loopback port nothing listens on (an etcd member that is down)."""
+    return free_port()
+
+
+@asynccontextmanager
+async def raw_client(member: EtcdMember) -> AsyncIterator[aetcd.Client]:
+    """A plain aetcd client on one member: reads the store the way an operator's tool would,
+    independent of the backend under test."""
+    client = aetcd.Client(host="127.0.0.1", port=member.client_port, timeout=5)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def store_revision(client: aetcd.Client) -> int:
+    """The store's current revision: it moves on every write, by anyone, to any key."""
+    return int((await client.get_prefix(b"stagger-test-probe/")).header.revision)

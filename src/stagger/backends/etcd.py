@@ -281,6 +281,8 @@ class EtcdBackend:
         self.default_max = default_max
         self.history_limit = history_limit
         self.clock = clock
+        # Compare-and-swaps lost to another writer (each was retried): a contention gauge.
+        self.conflicts = 0
         self._client = EtcdClient(settings)
 
     @classmethod
@@ -498,6 +500,7 @@ class EtcdBackend:
             except OutcomeUnknown:
                 unknown.append(change.outcome)
                 return False, change.outcome
+            self.conflicts += not ok
             return ok, change.outcome
 
         return _judged_by_etcd(await retry_cas(attempt, what=what))
