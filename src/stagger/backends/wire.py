@@ -1,0 +1,258 @@
+"""The JSON shapes stagger's server speaks, shared by the server (which writes them) and the
+FleetLock client backend (which reads them back when the server is ours).
+
+FleetLock itself only defines `{"kind", "value"}` errors; `ErrorKind` is our fixed set of
+kinds (the spec asks for a small, bounded set, since Zincati uses `kind` as a metrics label).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stagger.backends.base import GroupStatus, Snapshot
+from stagger.core.semaphore import (
+    MAX_SLOTS,
+    Action,
+    Denied,
+    DenyReason,
+    Event,
+    Hold,
+    Pause,
+    Semaphore,
+)
+
+
+class ErrorKind(StrEnum):
+    """Every `kind` the server can answer with, and the HTTP status that goes with it."""
+
+    INVALID_REQUEST = "invalid_request"  # 400: header, JSON, id or a field is wrong
+    INVALID_GROUP = "invalid_group"  # 400: group does not match ^[a-zA-Z0-9.-]+$
+    UNAUTHORIZED = "unauthorized"  # 401: no or unknown credentials
+    FORBIDDEN = "forbidden"  # 403: the token may not do this (group, or admin-only)
+    NOT_FOUND = "not_found"  # 404: no such endpoint
+    UNKNOWN_GROUP = "unknown_group"  # 404: group not configured (unknown-group policy refuse)
+    METHOD_NOT_ALLOWED = "method_not_allowed"  # 405
+    PAYLOAD_TOO_LARGE = "payload_too_large"  # 413: body over 64 KiB
+    FAILED_LOCK_SEMAPHORE_FULL = "failed_lock_semaphore_full"  # 423: every slot is held
+    FAILED_LOCK_PAUSED = "failed_lock_paused"  # 423: reboots in the group are paused
+    BACKEND_UNAVAILABLE = "backend_unavailable"  # 503: the store did not answer; retry later
+    INTERNAL_ERROR = "internal_error"  # 500: a bug in stagger; please report it
+
+    @property
+    def status(self) -> int:
+        return _STATUS[self]
+
+
+_STATUS = {
+    ErrorKind.INVALID_REQUEST: 400,
+    ErrorKind.INVALID_GROUP: 400,
+    ErrorKind.UNAUTHORIZED: 401,
+    ErrorKind.FORBIDDEN: 403,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.UNKNOWN_GROUP: 404,
+    ErrorKind.METHOD_NOT_ALLOWED: 405,
+    ErrorKind.PAYLOAD_TOO_LARGE: 413,
+    ErrorKind.FAILED_LOCK_SEMAPHORE_FULL: 423,
+    ErrorKind.FAILED_LOCK_PAUSED: 423,
+    ErrorKind.BACKEND_UNAVAILABLE: 503,
+    ErrorKind.INTERNAL_ERROR: 500,
+}
+
+DENIAL_KINDS = {
+    DenyReason.FULL: ErrorKind.FAILED_LOCK_SEMAPHORE_FULL,
+    DenyReason.PAUSED: ErrorKind.FAILED_LOCK_PAUSED,
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class PauseModel(_Model):
+    reason: str
+    by: str
+    since: datetime
+    until: datetime | None = None
+
+    @classmethod
+    def of(cls, p: Pause | None) -> PauseModel | None:
+        if p is None:
+            return None
+        return cls(reason=p.reason, by=p.by, since=p.since, until=p.until)
+
+    def value(self) -> Pause:
+        return Pause(reason=self.reason, by=self.by, since=self.since, until=self.until)
+
+
+class ErrorModel(_Model):
+    """A FleetLock error body. `max` and `holders` come with a full-semaphore denial, and
+    `pause` with a paused one (extra fields FleetLock clients ignore)."""
+
+    kind: ErrorKind
+    value: str = Field(min_length=1)
+    max: int | None = None
+    holders: list[str] | None = None
+    pause: PauseModel | None = None
+
+    def denial(self) -> Denied | None:
+        for reason, kind in DENIAL_KINDS.items():
+            if kind is self.kind:
+                p = self.pause.value() if self.pause is not None else None
+                return Denied(reason, self.max or 0, tuple(self.holders or ()), p)
+        return None
+
+
+class HoldModel(_Model):
+    id: str
+    since: datetime
+    last_seen: datetime
+    expires_at: datetime | None = None
+    note: str = ""
+    stale: bool = False
+
+    @classmethod
+    def of(cls, h: Hold, stale: bool = False) -> HoldModel:
+        return cls(
+            id=h.id,
+            since=h.since,
+            last_seen=h.last_seen,
+            expires_at=h.expires_at,
+            note=h.note,
+            stale=stale,
+        )
+
+    def value(self) -> Hold:
+        return Hold(self.id, self.since, self.last_seen, self.expires_at, self.note)
+
+
+class GroupModel(_Model):
+    group: str
+    max: int
+    holders: int = Field(description="live holds (expired ones excluded)")
+    holds: list[HoldModel]
+    pause: PauseModel | None = Field(None, description="the group's own pause, active or not")
+    paused: bool = Field(description="a pause (the group's or the fleet's) is in force")
+    hold_ttl: float | None = Field(None, description="seconds; null: holds never expire")
+    stale_after: float = Field(description="seconds without a heartbeat before a hold is stale")
+
+    @classmethod
+    def of(cls, g: GroupStatus) -> GroupModel:
+        sem, stale = g.semaphore, g.stale
+        holds = g.holds
+        return cls(
+            group=g.group,
+            max=sem.max,
+            holders=len(holds),
+            holds=[HoldModel.of(h, h.id in stale) for h in holds],
+            pause=PauseModel.of(sem.pause),
+            paused=g.pause is not None,
+            hold_ttl=sem.hold_ttl.total_seconds() if sem.hold_ttl is not None else None,
+            stale_after=sem.stale_after.total_seconds(),
+        )
+
+    def value(self, now: datetime, fleet: Pause | None) -> GroupStatus:
+        sem = Semaphore(
+            group=self.group,
+            max=self.max,
+            holds={h.id: h.value() for h in self.holds},
+            pause=self.pause.value() if self.pause is not None else None,
+            hold_ttl=timedelta(seconds=self.hold_ttl) if self.hold_ttl is not None else None,
+            stale_after=timedelta(seconds=self.stale_after),
+        )
+        return GroupStatus(sem, now, fleet)
+
+
+class StatusModel(_Model):
+    now: datetime
+    fleet_pause: PauseModel | None = None
+    groups: list[GroupModel]
+
+    @classmethod
+    def of(cls, snap: Snapshot) -> StatusModel:
+        return cls(
+            now=snap.now,
+            fleet_pause=PauseModel.of(snap.fleet_pause),
+            groups=[GroupModel.of(g) for g in snap.groups],
+        )
+
+    def value(self) -> Snapshot:
+        fleet = self.fleet_pause.value() if self.fleet_pause is not None else None
+        return Snapshot(self.now, tuple(g.value(self.now, fleet) for g in self.groups), fleet)
+
+
+class EventModel(_Model):
+    time: datetime
+    group: str
+    action: Action
+    by: str
+    id: str = ""
+    detail: str = ""
+
+    @classmethod
+    def of(cls, e: Event) -> EventModel:
+        return cls(time=e.time, group=e.group, action=e.action, by=e.by, id=e.id, detail=e.detail)
+
+    def value(self) -> Event:
+        return Event(self.time, self.group, self.action, self.by, self.id, self.detail)
+
+
+class HistoryModel(_Model):
+    events: list[EventModel] = Field(description="newest first")
+
+
+By = Annotated[
+    str | None,
+    Field(None, min_length=1, max_length=256, description="who acts, recorded in history"),
+]
+
+
+class SetMaxRequest(_Model):
+    max: int = Field(ge=0, le=MAX_SLOTS)
+    by: By = None
+
+
+class SetMaxResponse(_Model):
+    group: str
+    max: int
+
+
+class PauseRequest(_Model):
+    reason: str = Field(min_length=1, max_length=1000, pattern=r"\S")
+    until: datetime | None = Field(None, description="RFC 3339 with offset; null: until resumed")
+    by: By = None
+
+
+class ActorRequest(_Model):
+    by: By = None
+
+
+class PauseResponse(_Model):
+    group: str | None = Field(description="null: the fleet-wide pause")
+    pause: PauseModel
+
+
+class ResumeResponse(_Model):
+    group: str | None = Field(description="null: the fleet-wide pause")
+    lifted: PauseModel | None = Field(description="the pause that was lifted, if any")
+
+
+class UnlockResponse(_Model):
+    group: str
+    id: str
+    released: bool = Field(description="false: the id held nothing (nothing was written)")
+    hold: HoldModel | None = None
+
+
+class TouchResponse(_Model):
+    group: str
+    id: str
+    held: bool = Field(description="false: the id holds nothing (an operator released it)")
+    hold: HoldModel | None = None
+
+
+class HealthModel(_Model):
+    status: str

@@ -1,0 +1,301 @@
+"""The status and admin JSON API (and its OpenAPI document), for operators, dashboards and
+`stagger ... --server URL`. Reads and admin acts need an admin token when auth is on; a
+holder's heartbeat needs a node token for its group. Every error is FleetLock-shaped JSON
+`{"kind", "value"}` with a kind from ErrorKind."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from stagger.backends.wire import (
+    ActorRequest,
+    ErrorKind,
+    EventModel,
+    GroupModel,
+    HealthModel,
+    HistoryModel,
+    HoldModel,
+    PauseModel,
+    PauseRequest,
+    PauseResponse,
+    ResumeResponse,
+    SetMaxRequest,
+    SetMaxResponse,
+    StatusModel,
+    TouchResponse,
+    UnlockResponse,
+)
+from stagger.core.errors import InvalidInput
+from stagger.core.semaphore import HISTORY_LIMIT, Hold, Released, validate_group, validate_id
+from stagger.server.auth import CHALLENGE, Denial
+from stagger.server.fleetlock import Reject
+from stagger.server.metrics import CONTENT_TYPE
+from stagger.server.settings import MAX_BODY
+from stagger.server.state import ServerState, error_body
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[Request], Awaitable[Response]]
+
+OPERATOR = "operator:api"
+
+
+def error_response(kind: ErrorKind, value: str, headers: dict[str, str] | None = None) -> Response:
+    headers = dict(headers or {})
+    if kind is ErrorKind.UNAUTHORIZED:
+        headers["www-authenticate"] = CHALLENGE.decode()
+    return Response(
+        error_body(kind, value),
+        status_code=kind.status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def json_response(model: BaseModel) -> Response:
+    return Response(model.model_dump_json(), media_type="application/json")
+
+
+async def http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 answers, as FleetLock-shaped JSON."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return error_response(
+            ErrorKind.METHOD_NOT_ALLOWED,
+            f"{request.method} is not allowed on {request.url.path}",
+            dict(exc.headers or {}),
+        )
+    if exc.status_code == 404:
+        return error_response(ErrorKind.NOT_FOUND, f"no endpoint at {request.url.path}")
+    return error_response(ErrorKind.INVALID_REQUEST, str(exc.detail))
+
+
+async def read_model(request: Request, model: type[M], *, optional: bool = False) -> M:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY:
+        raise Reject(ErrorKind.PAYLOAD_TOO_LARGE, f"the body is over {MAX_BODY} bytes")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise Reject(ErrorKind.PAYLOAD_TOO_LARGE, f"the body is over {MAX_BODY} bytes")
+    if optional and not body.strip():
+        body = b"{}"
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise Reject(
+            ErrorKind.INVALID_REQUEST, f"{where}: {first['msg']} (see /openapi.json)"
+        ) from None
+
+
+class Api:
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _endpoint(self, name: str, fn: Handler) -> Handler:
+        metrics = self.state.metrics
+
+        async def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            try:
+                response = await fn(request)
+                kind = "ok"
+            except Reject as r:
+                response = error_response(r.kind, r.value)
+                kind = r.kind.value
+            except Exception as exc:
+                k, value = self.state.failed(name, exc)
+                response = error_response(k, value)
+                kind = k.value
+            metrics.observe(name, kind, time.perf_counter() - started)
+            return response
+
+        return endpoint
+
+    def _admin(self, request: Request) -> str:
+        """Check for an admin token; returns who acts (for history)."""
+        who = self.state.auth.admin(request.headers.get("authorization", "").encode() or None)
+        if isinstance(who, Denial):
+            raise Reject(who.kind, who.value)
+        return who.name if who is not None else OPERATOR
+
+    def _group(self, request: Request) -> str:
+        group: str = request.path_params["group"]
+        try:
+            return validate_group(group)
+        except InvalidInput as exc:
+            raise Reject(ErrorKind.INVALID_GROUP, exc.message) from None
+
+    async def _known_group(self, request: Request) -> str:
+        group = self._group(request)
+        if not await self.state.group_known(group):
+            raise Reject(
+                ErrorKind.UNKNOWN_GROUP,
+                f"group {group!r} is not configured on this server "
+                "(create it with stagger set-max N --group GROUP)",
+            )
+        return group
+
+    def _id(self, request: Request) -> str:
+        node_id: str = request.path_params["id"]
+        try:
+            return validate_id(node_id)
+        except InvalidInput as exc:
+            raise Reject(ErrorKind.INVALID_REQUEST, exc.message) from None
+
+    def _limit(self, request: Request) -> int:
+        raw = request.query_params.get("limit", "100")
+        if not raw.isdigit() or not 1 <= int(raw) <= HISTORY_LIMIT:
+            raise Reject(
+                ErrorKind.INVALID_REQUEST, f"limit must be a whole number from 1 to {HISTORY_LIMIT}"
+            )
+        return int(raw)
+
+    # --- reads ------------------------------------------------------------------------------
+
+    async def status(self, request: Request) -> Response:
+        self._admin(request)
+        return json_response(StatusModel.of(await self.state.backend.status()))
+
+    async def group(self, request: Request) -> Response:
+        self._admin(request)
+        group = await self._known_group(request)
+        snap = await self.state.backend.status(group)
+        return json_response(GroupModel.of(snap.groups[0]))
+
+    async def group_history(self, request: Request) -> Response:
+        self._admin(request)
+        group = await self._known_group(request)
+        events = await self.state.backend.history(group, self._limit(request))
+        return json_response(HistoryModel(events=[EventModel.of(e) for e in events]))
+
+    async def history(self, request: Request) -> Response:
+        self._admin(request)
+        events = await self.state.backend.history(None, self._limit(request))
+        return json_response(HistoryModel(events=[EventModel.of(e) for e in events]))
+
+    # --- admin ------------------------------------------------------------------------------
+
+    async def set_max(self, request: Request) -> Response:
+        actor = self._admin(request)
+        group = self._group(request)
+        body = await read_model(request, SetMaxRequest)
+        value = await self.state.backend.set_max(group, body.max, by=body.by or actor)
+        self.state.note_group(group)
+        return json_response(SetMaxResponse(group=group, max=value))
+
+    async def _pause(self, request: Request, actor: str, group: str | None) -> Response:
+        body = await read_model(request, PauseRequest)
+        p = await self.state.backend.pause(
+            group, by=body.by or actor, reason=body.reason, until=body.until
+        )
+        if group is not None:
+            self.state.note_group(group)
+        model = PauseModel.of(p)
+        assert model is not None
+        return json_response(PauseResponse(group=group, pause=model))
+
+    async def _resume(self, request: Request, actor: str, group: str | None) -> Response:
+        body = await read_model(request, ActorRequest, optional=True)
+        lifted = await self.state.backend.resume(group, by=body.by or actor)
+        return json_response(ResumeResponse(group=group, lifted=PauseModel.of(lifted)))
+
+    async def pause_group(self, request: Request) -> Response:
+        return await self._pause(request, self._admin(request), self._group(request))
+
+    async def resume_group(self, request: Request) -> Response:
+        return await self._resume(request, self._admin(request), self._group(request))
+
+    async def pause_fleet(self, request: Request) -> Response:
+        return await self._pause(request, self._admin(request), None)
+
+    async def resume_fleet(self, request: Request) -> Response:
+        return await self._resume(request, self._admin(request), None)
+
+    async def unlock(self, request: Request) -> Response:
+        actor = self._admin(request)
+        group, node_id = self._group(request), self._id(request)
+        by = request.query_params.get("by") or actor
+        outcome = await self.state.backend.release(group, node_id, by=by)
+        held = outcome.hold if isinstance(outcome, Released) else None
+        return json_response(
+            UnlockResponse(
+                group=group,
+                id=node_id,
+                released=held is not None,
+                hold=HoldModel.of(held) if held is not None else None,
+            )
+        )
+
+    async def touch(self, request: Request) -> Response:
+        group, node_id = self._group(request), self._id(request)
+        who = self.state.auth.may_lock(request.headers.get("authorization", "").encode(), group)
+        if isinstance(who, Denial):
+            raise Reject(who.kind, who.value)
+        hold: Hold | None = await self.state.backend.touch(group, node_id)
+        return json_response(
+            TouchResponse(
+                group=group,
+                id=node_id,
+                held=hold is not None,
+                hold=HoldModel.of(hold) if hold is not None else None,
+            )
+        )
+
+    # --- probes -----------------------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        return json_response(HealthModel(status="ok"))
+
+    async def readyz(self, request: Request) -> Response:
+        await self.state.backend.ping()
+        return json_response(HealthModel(status="ready"))
+
+    async def metrics(self, request: Request) -> Response:
+        try:
+            self.state.metrics.set_groups(await self.state.backend.status())
+        except Exception as exc:
+            # The request counters still tell a story while the store is down.
+            self.state.failed("metrics", exc)
+        return Response(self.state.metrics.render(), media_type=CONTENT_TYPE)
+
+    async def openapi(self, request: Request) -> Response:
+        from stagger.server.openapi import document
+
+        return Response(document(), media_type="application/json")
+
+    def routes(self) -> list[BaseRoute]:
+        e = self._endpoint
+        return [
+            Route("/v1/status", e("status", self.status), methods=["GET"]),
+            Route("/v1/history", e("history", self.history), methods=["GET"]),
+            Route("/v1/pause", e("pause", self.pause_fleet), methods=["POST"]),
+            Route("/v1/resume", e("resume", self.resume_fleet), methods=["POST"]),
+            Route("/v1/groups/{group}", e("group", self.group), methods=["GET"]),
+            Route(
+                "/v1/groups/{group}/history",
+                e("group-history", self.group_history),
+                methods=["GET"],
+            ),
+            Route("/v1/groups/{group}/max", e("set-max", self.set_max), methods=["PUT"]),
+            Route("/v1/groups/{group}/pause", e("pause", self.pause_group), methods=["POST"]),
+            Route("/v1/groups/{group}/resume", e("resume", self.resume_group), methods=["POST"]),
+            Route("/v1/groups/{group}/holds/{id}", e("unlock", self.unlock), methods=["DELETE"]),
+            Route("/v1/groups/{group}/holds/{id}/touch", e("touch", self.touch), methods=["POST"]),
+            Route("/healthz", e("healthz", self.healthz), methods=["GET"]),
+            Route("/readyz", e("readyz", self.readyz), methods=["GET"]),
+            Route("/metrics", self.metrics, methods=["GET"]),
+            Route("/openapi.json", self.openapi, methods=["GET"]),
+        ]

@@ -1,0 +1,82 @@
+"""Prometheus metrics, in a registry per app (tests run several servers in one process).
+Label values are bounded: endpoints are our route names, kinds are ErrorKind or "ok", and
+groups are the groups in the store."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from stagger.backends.base import Snapshot
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+OK = "ok"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "stagger_server_requests",
+            "Requests answered, by endpoint and outcome kind (ok or an error kind).",
+            ["endpoint", "kind"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "stagger_server_request_duration_seconds",
+            "Time to answer a request, by endpoint.",
+            ["endpoint"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+        self.backend_errors = Counter(
+            "stagger_server_backend_errors",
+            "Backend calls that failed (store unreachable or unreadable), by operation.",
+            ["operation"],
+            registry=r,
+        )
+        self.holders = Gauge("stagger_group_holders", "Live holds.", ["group"], registry=r)
+        self.max = Gauge("stagger_group_max", "Slots (max holds at once).", ["group"], registry=r)
+        self.paused = Gauge(
+            "stagger_group_paused", "1 when a pause is in force.", ["group"], registry=r
+        )
+        self.stale = Gauge(
+            "stagger_group_stale_holds",
+            "Holds whose holder has not been seen for the group's stale_after.",
+            ["group"],
+            registry=r,
+        )
+        self.fleet_paused = Gauge(
+            "stagger_fleet_paused", "1 when the fleet-wide pause is in force.", registry=r
+        )
+        # Label children are looked up once, not on every request.
+        self._req: dict[tuple[str, str], Counter] = {}
+        self._lat: dict[str, Histogram] = {}
+
+    def observe(self, endpoint: str, kind: str, seconds: float) -> None:
+        key = (endpoint, kind)
+        counter = self._req.get(key)
+        if counter is None:
+            counter = self._req[key] = self.requests.labels(endpoint, kind)
+        counter.inc()
+        hist = self._lat.get(endpoint)
+        if hist is None:
+            hist = self._lat[endpoint] = self.latency.labels(endpoint)
+        hist.observe(seconds)
+
+    def backend_error(self, operation: str) -> None:
+        self.backend_errors.labels(operation).inc()
+
+    def set_groups(self, snap: Snapshot) -> None:
+        for gauge in (self.holders, self.max, self.paused, self.stale):
+            gauge.clear()
+        for g in snap.groups:
+            self.holders.labels(g.group).set(len(g.holds))
+            self.max.labels(g.group).set(g.semaphore.max)
+            self.paused.labels(g.group).set(1 if g.pause is not None else 0)
+            self.stale.labels(g.group).set(len(g.stale))
+        self.fleet_paused.set(1 if snap.fleet_pause is not None else 0)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,275 @@
+"""The OpenAPI 3.1 document served at /openapi.json: paths written here, schemas generated
+from the wire models (backends/wire.py), so the document cannot drift from what is sent."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from stagger import __version__
+from stagger.backends import wire
+from stagger.core.semaphore import HISTORY_LIMIT, MAX_GROUP_LEN, MAX_ID_LEN
+
+_MODELS: list[type[BaseModel]] = [
+    wire.ErrorModel,
+    wire.StatusModel,
+    wire.GroupModel,
+    wire.HistoryModel,
+    wire.SetMaxRequest,
+    wire.SetMaxResponse,
+    wire.PauseRequest,
+    wire.PauseResponse,
+    wire.ActorRequest,
+    wire.ResumeResponse,
+    wire.UnlockResponse,
+    wire.TouchResponse,
+    wire.HealthModel,
+]
+
+_REASONS = {
+    400: "invalid_request or invalid_group",
+    401: "unauthorized: no or unknown token (auth is on)",
+    403: "forbidden: the token may not do this",
+    404: "unknown_group (policy refuse) or not_found",
+    413: "payload_too_large: the body is over 64 KiB",
+    423: "failed_lock_semaphore_full or failed_lock_paused",
+    503: "backend_unavailable: the store did not answer; retry later",
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _responses(ok: dict[str, Any] | None, *codes: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if ok is not None:
+        out["200"] = {"description": "done", "content": _json(ok)}
+    for code in (*codes, 401, 403, 503):
+        out[str(code)] = {"description": _REASONS[code], "content": _json(_ref("ErrorModel"))}
+    return out
+
+
+def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": _json(schema)}
+
+
+GROUP = {
+    "name": "group",
+    "in": "path",
+    "required": True,
+    "schema": {
+        "type": "string",
+        "pattern": r"^[a-zA-Z0-9-][a-zA-Z0-9.-]*$",
+        "maxLength": MAX_GROUP_LEN,
+    },
+    "description": "group name: ^[a-zA-Z0-9.-]+$",
+}
+ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {
+        "type": "string",
+        "pattern": r"^[a-zA-Z0-9_:-][a-zA-Z0-9_.:-]*$",
+        "maxLength": MAX_ID_LEN,
+    },
+    "description": "the holder's id (any printable text, URL-escaped)",
+}
+LIMIT = {
+    "name": "limit",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 1, "maximum": HISTORY_LIMIT, "default": 100},
+}
+FLEETLOCK_HEADER = {
+    "name": "fleet-lock-protocol",
+    "in": "header",
+    "required": True,
+    "schema": {"type": "string", "enum": ["true"]},
+}
+FLEETLOCK_BODY = {
+    "type": "object",
+    "required": ["client_params"],
+    "properties": {
+        "client_params": {
+            "type": "object",
+            "required": ["id", "group"],
+            "properties": {
+                "id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LEN},
+                "group": {
+                    "type": "string",
+                    "pattern": r"^[a-zA-Z0-9.-]+$",
+                    "maxLength": MAX_GROUP_LEN,
+                },
+            },
+        }
+    },
+}
+
+
+def _fleetlock(summary: str, *codes: int) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "tags": ["fleetlock"],
+            "parameters": [FLEETLOCK_HEADER],
+            "requestBody": _body(FLEETLOCK_BODY),
+            "responses": _responses({"type": "object"}, 400, 404, 413, *codes),
+        }
+    }
+
+
+def _paths() -> dict[str, Any]:
+    admin = ["admin"]
+    return {
+        "/v1/pre-reboot": _fleetlock("FleetLock RecursiveLock: take (or keep) a slot", 423),
+        "/v1/steady-state": _fleetlock("FleetLock UnlockIfHeld: give back a slot if held"),
+        "/v1/status": {
+            "get": {
+                "summary": "every group, its holds and pauses",
+                "tags": ["status"],
+                "responses": _responses(_ref("StatusModel")),
+            }
+        },
+        "/v1/history": {
+            "get": {
+                "summary": "recent events of every group, newest first",
+                "tags": ["status"],
+                "parameters": [LIMIT],
+                "responses": _responses(_ref("HistoryModel"), 400),
+            }
+        },
+        "/v1/groups/{group}": {
+            "get": {
+                "summary": "one group",
+                "tags": ["status"],
+                "parameters": [GROUP],
+                "responses": _responses(_ref("GroupModel"), 400, 404),
+            }
+        },
+        "/v1/groups/{group}/history": {
+            "get": {
+                "summary": "one group's recent events, newest first",
+                "tags": ["status"],
+                "parameters": [GROUP, LIMIT],
+                "responses": _responses(_ref("HistoryModel"), 400, 404),
+            }
+        },
+        "/v1/groups/{group}/max": {
+            "put": {
+                "summary": "set the group's slot count, live (lowering evicts nobody)",
+                "tags": admin,
+                "parameters": [GROUP],
+                "requestBody": _body(_ref("SetMaxRequest")),
+                "responses": _responses(_ref("SetMaxResponse"), 400, 413),
+            }
+        },
+        "/v1/groups/{group}/pause": {
+            "post": {
+                "summary": "pause reboots in the group (holders keep their slots)",
+                "tags": admin,
+                "parameters": [GROUP],
+                "requestBody": _body(_ref("PauseRequest")),
+                "responses": _responses(_ref("PauseResponse"), 400, 413),
+            }
+        },
+        "/v1/groups/{group}/resume": {
+            "post": {
+                "summary": "lift the group's pause",
+                "tags": admin,
+                "parameters": [GROUP],
+                "requestBody": _body(_ref("ActorRequest"), required=False),
+                "responses": _responses(_ref("ResumeResponse"), 400, 413),
+            }
+        },
+        "/v1/pause": {
+            "post": {
+                "summary": "pause reboots in every group",
+                "tags": admin,
+                "requestBody": _body(_ref("PauseRequest")),
+                "responses": _responses(_ref("PauseResponse"), 400, 413),
+            }
+        },
+        "/v1/resume": {
+            "post": {
+                "summary": "lift the fleet-wide pause",
+                "tags": admin,
+                "requestBody": _body(_ref("ActorRequest"), required=False),
+                "responses": _responses(_ref("ResumeResponse"), 400, 413),
+            }
+        },
+        "/v1/groups/{group}/holds/{id}": {
+            "delete": {
+                "summary": "release another id's hold (an operator's unlock)",
+                "tags": admin,
+                "parameters": [GROUP, ID],
+                "responses": _responses(_ref("UnlockResponse"), 400),
+            }
+        },
+        "/v1/groups/{group}/holds/{id}/touch": {
+            "post": {
+                "summary": "a holder's heartbeat (node token for the group, or admin)",
+                "tags": ["agent"],
+                "parameters": [GROUP, ID],
+                "responses": _responses(_ref("TouchResponse"), 400),
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "the process is alive",
+                "tags": ["probes"],
+                "responses": {
+                    "200": {"description": "alive", "content": _json(_ref("HealthModel"))}
+                },
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "the backend answers",
+                "tags": ["probes"],
+                "responses": {
+                    "200": {"description": "ready", "content": _json(_ref("HealthModel"))},
+                    "503": {"description": _REASONS[503], "content": _json(_ref("ErrorModel"))},
+                },
+            }
+        },
+    }
+
+
+@cache
+def document(prefix: str = "") -> bytes:
+    _, defs = models_json_schema(
+        [(m, "serialization") for m in _MODELS], ref_template="#/components/schemas/{model}"
+    )
+    doc: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "stagger server",
+            "version": __version__,
+            "description": (
+                "FleetLock v1 (for Zincati, Flatcar and stagger agents) plus stagger's status "
+                "and admin API. Errors are {kind, value} with kind from ErrorKind."
+            ),
+        },
+        "paths": _paths(),
+        "components": {
+            "schemas": defs.get("$defs", {}),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "basic": {"type": "http", "scheme": "basic"},
+            },
+        },
+        "security": [{}, {"bearer": []}, {"basic": []}],
+    }
+    if prefix:
+        doc["servers"] = [{"url": prefix}]
+    return json.dumps(doc, separators=(",", ":")).encode()

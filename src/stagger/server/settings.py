@@ -1,0 +1,163 @@
+"""The server's settings, as one frozen value built from flags or the config file."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from stagger.backends.factory import DEFAULT_BACKEND_URL
+from stagger.core.errors import ConfigError, InvalidInput
+from stagger.core.semaphore import DEFAULT_MAX, validate_group, validate_max
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+# FleetLock bodies are ~100 bytes; anything near this is not a FleetLock client.
+MAX_BODY = 64 * 1024
+
+
+class UnknownGroups(StrEnum):
+    """What a FleetLock call for a group the server has never seen does."""
+
+    CREATE = "create"  # the group is created with `default_max` slots
+    REFUSE = "refuse"  # the call fails with kind `unknown_group`
+
+
+def digest(secret: str) -> str:
+    """Tokens are compared by their SHA-256, so no secret is kept in a lookup table and the
+    comparison time says nothing about the secret."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Token:
+    """A credential. `groups=None` on an admin token: everything. A node token carries the
+    groups it may lock and release in (FleetLock calls and heartbeats only)."""
+
+    name: str
+    digest: str = field(repr=False)
+    admin: bool
+    groups: frozenset[str] = frozenset()
+
+    def may_lock(self, group: str) -> bool:
+        return self.admin or group in self.groups or "*" in self.groups
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`HOST:PORT`, `:PORT` (all addresses) or `[v6]:PORT`."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            f"listen address {text!r} is not HOST:PORT: write it like 127.0.0.1:8080 or :8080"
+        )
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def normalize_prefix(prefix: str) -> str:
+    """ "fleet_lock", "/fleet_lock/" → "/fleet_lock"; "" or "/" → ""."""
+    cleaned = "/".join(p for p in prefix.split("/") if p)
+    if any(c in cleaned for c in "?#% "):
+        raise ConfigError(f"path prefix {prefix!r} may not contain '?', '#', '%' or spaces")
+    return "/" + cleaned if cleaned else ""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    backend_url: str = DEFAULT_BACKEND_URL
+    host: str = "127.0.0.1"
+    port: int = 8080
+    prefix: str = ""
+    unknown_groups: UnknownGroups = UnknownGroups.CREATE
+    default_max: int = DEFAULT_MAX
+    # Groups created at start with this many slots when they do not exist yet. A group that
+    # exists keeps its live max (set-max wins over a restart).
+    groups: Mapping[str, int] = field(default_factory=dict)
+    tokens: tuple[Token, ...] = ()
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    backend_options: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        try:
+            validate_max(self.default_max)
+            for name, value in self.groups.items():
+                validate_group(name)
+                validate_max(value)
+        except InvalidInput as exc:
+            raise ConfigError(f"server settings: {exc.message}") from exc
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("give both --tls-cert and --tls-key (or neither)")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ConfigError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key too")
+        object.__setattr__(self, "prefix", normalize_prefix(self.prefix))
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.tokens)
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert is not None
+
+    @property
+    def exposed_without_auth(self) -> bool:
+        return not self.auth_enabled and not is_loopback(self.host)
+
+
+def _secret_lines(path: Path) -> list[str]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read token file {path} ({exc.strerror}); check the path"
+        ) from exc
+    return [
+        ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")
+    ]
+
+
+def admin_tokens_from_file(path: Path) -> list[Token]:
+    """One secret per line (blank lines and `#` comments skipped)."""
+    secrets = _secret_lines(path)
+    if not secrets:
+        raise ConfigError(f"token file {path} holds no token: put one secret per line")
+    return [
+        Token(name=f"admin:{path.name}:{i}", digest=digest(s), admin=True)
+        for i, s in enumerate(secrets, 1)
+    ]
+
+
+def node_tokens_from_file(path: Path) -> list[Token]:
+    """Lines `NAME:SECRET:GROUP[,GROUP...]` (`*` for every group)."""
+    tokens = []
+    for n, line in enumerate(_secret_lines(path), 1):
+        parts = line.split(":")
+        if len(parts) != 3 or not all(parts):
+            raise ConfigError(
+                f"{path} line {n} is not NAME:SECRET:GROUP[,GROUP...] "
+                "(for example web-07:s3cret:web,web-canary)"
+            )
+        name, secret, groups = parts
+        names = frozenset(g.strip() for g in groups.split(",") if g.strip())
+        for g in names - {"*"}:
+            try:
+                validate_group(g)
+            except InvalidInput as exc:
+                raise ConfigError(f"{path} line {n}: {exc.message}") from exc
+        tokens.append(Token(name=name, digest=digest(secret), admin=False, groups=names))
+    if not tokens:
+        raise ConfigError(f"token file {path} holds no token: put NAME:SECRET:GROUPS per line")
+    return tokens

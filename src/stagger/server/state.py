@@ -1,0 +1,113 @@
+"""What every request handler shares: settings, the backend, auth, metrics, and the set of
+groups known to exist (for the `refuse` unknown-group policy)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from stagger.backends.base import Backend
+from stagger.backends.factory import open_backend
+from stagger.backends.wire import ErrorKind
+from stagger.core.errors import (
+    BackendConflict,
+    BackendUnavailable,
+    ConfigError,
+    InvalidInput,
+    StaggerError,
+)
+from stagger.server.auth import Authenticator
+from stagger.server.metrics import Metrics
+from stagger.server.settings import ServerSettings, UnknownGroups
+
+log = logging.getLogger("stagger.server")
+
+SERVER_ACTOR = "stagger-server"
+# Under the `refuse` policy a miss re-reads the group list at most this often, so a flood of
+# calls for a bogus group costs one backend read per interval, not one per call.
+KNOWN_REFRESH_SECONDS = 1.0
+
+
+def error_body(kind: ErrorKind, value: str, **extra: Any) -> bytes:
+    doc: dict[str, Any] = {"kind": kind.value, "value": value}
+    doc.update({k: v for k, v in extra.items() if v is not None})
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def classify(exc: BaseException) -> tuple[ErrorKind, str]:
+    """The error kind and sentence a failed backend call answers with."""
+    if isinstance(exc, InvalidInput):
+        return ErrorKind.INVALID_REQUEST, exc.message
+    if isinstance(exc, BackendUnavailable | BackendConflict | ConfigError):
+        return ErrorKind.BACKEND_UNAVAILABLE, f"the store is unavailable: {exc.message}"
+    if isinstance(exc, StaggerError):
+        return ErrorKind.INTERNAL_ERROR, exc.message
+    return ErrorKind.INTERNAL_ERROR, "the server hit a bug; its log has the details"
+
+
+class ServerState:
+    def __init__(self, settings: ServerSettings, backend: Backend | None = None) -> None:
+        self.settings = settings
+        self.auth = Authenticator(settings.tokens)
+        self.metrics = Metrics()
+        self._backend = backend
+        self._known: set[str] = set(settings.groups)
+        self._refreshed_at = -KNOWN_REFRESH_SECONDS
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            raise BackendUnavailable("the server has not opened its backend yet; retry shortly")
+        return self._backend
+
+    async def start(self) -> None:
+        if self._backend is None:
+            options = dict(self.settings.backend_options)
+            if self.settings.default_max != 1:
+                options.setdefault("default_max", self.settings.default_max)
+            self._backend = open_backend(self.settings.backend_url, **options)
+        await self._create_configured_groups()
+
+    async def _create_configured_groups(self) -> None:
+        if not self.settings.groups:
+            return
+        try:
+            snap = await self.backend.status()
+        except StaggerError as exc:
+            log.warning("could not create the configured groups yet: %s", exc.message)
+            return
+        existing = {g.group for g in snap.groups}
+        self._known |= existing
+        for name, value in self.settings.groups.items():
+            if name not in existing:
+                await self.backend.set_max(name, value, by=SERVER_ACTOR)
+                log.info("created group %s with max %d", name, value)
+
+    async def stop(self) -> None:
+        if self._backend is not None:
+            await self._backend.close()
+
+    def note_group(self, group: str) -> None:
+        self._known.add(group)
+
+    async def group_known(self, group: str) -> bool:
+        if self.settings.unknown_groups is UnknownGroups.CREATE or group in self._known:
+            return True
+        now = time.monotonic()
+        if now - self._refreshed_at < KNOWN_REFRESH_SECONDS:
+            return False
+        self._refreshed_at = now
+        snap = await self.backend.status()
+        self._known.update(g.group for g in snap.groups)
+        return group in self._known
+
+    def failed(self, operation: str, exc: BaseException) -> tuple[ErrorKind, str]:
+        kind, value = classify(exc)
+        if kind is ErrorKind.BACKEND_UNAVAILABLE:
+            self.metrics.backend_error(operation)
+            log.warning("%s failed: %s", operation, value)
+        elif kind is ErrorKind.INTERNAL_ERROR:
+            log.error("%s failed", operation, exc_info=exc)
+        return kind, value

@@ -1,0 +1,65 @@
+"""A real stagger server for tests: uvicorn on a socket bound to 127.0.0.1:0, run in a
+thread, stopped at teardown. Imported by the server test modules."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+import uvicorn
+
+from stagger.server.app import StaggerServer, build_app, uvicorn_config
+from stagger.server.settings import ServerSettings
+
+PROTO = {"fleet-lock-protocol": "true"}
+
+
+def body(node_id: str, group: str = "default") -> dict[str, Any]:
+    return {"client_params": {"id": node_id, "group": group}}
+
+
+class RunningServer:
+    def __init__(self, settings: ServerSettings) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = int(self.sock.getsockname()[1])
+        self.settings = replace(settings, host="127.0.0.1", port=self.port)
+        self.app: StaggerServer = build_app(self.settings)
+        config = uvicorn_config(self.settings, self.app, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.settings.tls_enabled else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start (see the log above)")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+        self.sock.close()
+
+
+@contextmanager
+def running(settings: ServerSettings) -> Iterator[RunningServer]:
+    srv = RunningServer(settings)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
