@@ -444,12 +444,26 @@ class Schedule:
             joined = iter([Opening(now, limit, None)])
         else:
             joined = _join(self._occurrences_from(now))
+        hidden: dict[Blackout, int] = {}  # openings a blackout removed whole, told with the next
         for base in joined:
-            for piece in self._cut(base):
+            pieces = list(self._cut(base))
+            if not pieces and base.end is not None and base.end > now:
+                block = self._block_at(base.start)
+                if block is not None:
+                    hidden[block] = hidden.get(block, 0) + 1
+            for piece in pieces:
                 if piece.end is not None and piece.end <= now:
                     continue
                 if piece.start > limit:
                     return
+                if hidden:
+                    told = tuple(
+                        f"blackout {b.label()} ({b.start.isoformat()} to {b.end.isoformat()}) "
+                        f"covered {n} opening(s) before this one"
+                        for b, n in hidden.items()
+                    )
+                    piece = Opening(piece.start, piece.end, piece.window, told + piece.notes)
+                    hidden = {}
                 if piece.end is not None and piece.end >= limit:
                     yield Opening(piece.start, None, piece.window, piece.notes)
                     return
