@@ -126,7 +126,7 @@ def pause_scope(group: str | None, every: bool) -> str | None:
         raise InvalidInput(
             "--group and --all cannot be used together: name one group, or --all for every group"
         )
-    return None if every else validate_group(group or DEFAULT_GROUP)
+    return None if every else validate_group(DEFAULT_GROUP if group is None else group)
 
 
 def pause_end(until: str | None, duration: str | None, now: datetime) -> datetime | None:
@@ -250,6 +250,9 @@ def render_status(snap: Snapshot) -> None:
             scope = "" if pause is sem.pause else " (fleet-wide)"
             title += f" — {describe_pause(pause, g.now)}{scope}"
         out.print(title)
+        if sem.hold_ttl is not None:
+            ttl = format_duration(sem.hold_ttl)
+            out.print(f"  holds expire {ttl} after their last heartbeat (hold-ttl)")
         table = Table()
         for column in ("holder", "held for", "last seen", "state", "note"):
             table.add_column(column)
@@ -516,7 +519,8 @@ def history(
                 "(each group keeps its last events only)"
             )
     events = run_async(lambda b: b.history(group, limit), backend=backend, as_json=json)
-    events = sorted(events, key=lambda e: e.time)
+    # Oldest first, like a log; ties keep the backend's order (newest first), reversed.
+    events = sorted(reversed(events), key=lambda e: e.time)
     doc = {"events": [event_doc(e) for e in events]}
     emit(doc, json, lambda: render_history(events, utcnow()))
 
