@@ -16,6 +16,8 @@ from stagger.core.errors import StaggerError
 COMMAND_MODULES = [
     "stagger.cli.semaphore",
     "stagger.cli.identity",
+    "stagger.cli.config",
+    "stagger.cli.windows",
 ]
 
 app = typer.Typer(

@@ -306,7 +306,8 @@ def merge(
             if isinstance(value, dict):
                 for sub in _leaves(value, loc):
                     sources[sub] = source
-            sources[loc] = source
+            else:
+                sources[loc] = source
 
 
 def _copy(value: Any) -> Any:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from stagger.config.loader import merge
+from stagger.config.loader import Loc, merge
 from stagger.core.errors import ConfigError, InvalidInput
 from stagger.core.schedule import DAY_NAMES, parse_day, parse_length, parse_start
 from stagger.core.semaphore import validate_group, validate_id
@@ -238,8 +238,17 @@ def _leaf_keys(table: Mapping[str, Any], prefix: str = "") -> list[str]:
     return keys
 
 
-def import_zincati(data: Mapping[str, Any], src: str, out: Imported) -> None:
-    """Map merged Zincati fragments onto stagger's keys."""
+def import_zincati(
+    data: Mapping[str, Any], sources: Mapping[Loc, str], fallback: str, out: Imported
+) -> None:
+    """Map merged Zincati fragments onto stagger's keys; `sources` names the file of each key."""
+
+    def at(*loc: str | int) -> str:
+        for end in range(len(loc), 0, -1):
+            if loc[:end] in sources:
+                return sources[loc[:end]]
+        return fallback
+
     rest: dict[str, Any] = json.loads(json.dumps(data, default=str))  # a deep copy to consume
     updates = rest.get("updates", {}) if isinstance(rest.get("updates"), dict) else {}
     given = str(updates.pop("strategy", "") or "")
@@ -248,24 +257,29 @@ def import_zincati(data: Mapping[str, Any], src: str, out: Imported) -> None:
     if strategy in ZINCATI_STRATEGIES:
         value, why = ZINCATI_STRATEGIES[strategy]
         said = f"[updates] strategy = {given!r}" if given else "[updates] strategy unset"
-        out.set("strategy", value, f"{said} ({src}): {why}")
+        out.set("strategy", value, f"{said} ({at('updates', 'strategy')}): {why}")
     else:
-        out.notes.append(f"[updates] strategy = {strategy!r} ({src}) is not Zincati's; not mapped")
+        out.notes.append(
+            f"[updates] strategy = {strategy!r} ({at('updates', 'strategy')}) is not Zincati's; "
+            "not mapped"
+        )
     if enabled is False:
         out.set(
             "strategy",
             "off",
-            f"[updates] enabled = false ({src}): Zincati neither updated nor rebooted; stagger "
-            "does not download updates, and 'off' stops its reboots",
+            f"[updates] enabled = false ({at('updates', 'enabled')}): Zincati neither updated "
+            "nor rebooted; stagger does not download updates, and 'off' stops its reboots",
         )
     periodic = updates.pop("periodic", {}) if isinstance(updates.get("periodic"), dict) else {}
     zone = str(periodic.pop("time_zone", "UTC"))
     windows = periodic.pop("window", [])
     for i, win in enumerate(windows if isinstance(windows, list) else []):
+        src = at("updates", "periodic", "window", i)
         _window_from_zincati(win, i, zone, strategy, src, out)
     fleet_lock = updates.pop("fleet_lock", {})
     base_url = fleet_lock.pop("base_url", "") if isinstance(fleet_lock, dict) else ""
     if base_url:
+        src = at("updates", "fleet_lock", "base_url")
         if strategy != "fleet_lock":
             out.notes.append(
                 f"[updates.fleet_lock] base_url = {base_url!r} ({src}): Zincati ignored it "
@@ -283,12 +297,14 @@ def import_zincati(data: Mapping[str, Any], src: str, out: Imported) -> None:
                 f"from [updates.fleet_lock] base_url ({src}): the same FleetLock server",
             )
     identity = rest.get("identity", {}) if isinstance(rest.get("identity"), dict) else {}
+    src = at("identity", "group")
     group = identity.pop("group", None)
     if isinstance(group, str):
         try:
             out.set("group", validate_group(group), f"from [identity] group ({src})")
         except InvalidInput as exc:
             out.notes.append(f"[identity] group = {group!r} ({src}): not mapped: {exc}")
+    src = at("identity", "node_uuid")
     node_uuid = identity.pop("node_uuid", None)
     if isinstance(node_uuid, str):
         try:
@@ -301,7 +317,8 @@ def import_zincati(data: Mapping[str, Any], src: str, out: Imported) -> None:
             out.notes.append(f"[identity] node_uuid ({src}): not mapped: {exc}")
     for key in _leaf_keys(rest):
         out.notes.append(
-            f"{key} ({src}): Zincati's, not about when to reboot (or not known); not mapped"
+            f"{key} ({at(*key.split('.'))}): Zincati's, not about when to reboot "
+            "(or not known); not mapped"
         )
 
 
@@ -352,6 +369,7 @@ def import_files(paths: Sequence[Path]) -> Imported:
     zincati: dict[str, Any] = {}
     env_sources: list[str] = []
     zincati_sources: list[str] = []
+    zincati_keys: dict[Loc, str] = {}
     for path in paths:
         try:
             text = path.read_text(encoding="utf-8")
@@ -365,7 +383,7 @@ def import_files(paths: Sequence[Path]) -> Imported:
                 raise ConfigError(
                     f"{path} is not valid TOML ({exc}); fix or leave it out"
                 ) from None
-            merge(zincati, data, str(path), {})
+            merge(zincati, data, str(path), zincati_keys)
             zincati_sources.append(str(path))
         else:
             values, notes = parse_env_file(text)
@@ -375,7 +393,7 @@ def import_files(paths: Sequence[Path]) -> Imported:
     if env_sources:
         import_update_conf(env, ", ".join(env_sources), out)
     if zincati_sources:
-        import_zincati(zincati, ", ".join(zincati_sources), out)
+        import_zincati(zincati, zincati_keys, ", ".join(zincati_sources), out)
     return out
 
 
