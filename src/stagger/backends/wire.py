@@ -72,6 +72,12 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
+class _Request(BaseModel):
+    """A request body: strict types ("2" is not a number), unknown fields ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+
+
 class PauseModel(_Model):
     reason: str
     by: str
@@ -210,7 +216,7 @@ By = Annotated[
 ]
 
 
-class SetMaxRequest(_Model):
+class SetMaxRequest(_Request):
     max: int = Field(ge=0, le=MAX_SLOTS)
     by: By = None
 
@@ -220,13 +226,13 @@ class SetMaxResponse(_Model):
     max: int
 
 
-class PauseRequest(_Model):
+class PauseRequest(_Request):
     reason: str = Field(min_length=1, max_length=1000, pattern=r"\S")
     until: datetime | None = Field(None, description="RFC 3339 with offset; null: until resumed")
     by: By = None
 
 
-class ActorRequest(_Model):
+class ActorRequest(_Request):
     by: By = None
 
 
