@@ -434,3 +434,12 @@ def test_release_validates_the_id() -> None:
 def test_set_max_validates_the_value() -> None:
     with pytest.raises(InvalidInput):
         set_max(Semaphore("web"), -1, T0, by=OP)
+
+
+def test_touch_renews_a_short_hold_ttl_before_it_expires() -> None:
+    sem = Semaphore("web", max=1, hold_ttl=timedelta(seconds=30))
+    sem = acquire(sem, "a", T0).semaphore
+    change = touch(sem, "a", T0 + timedelta(seconds=11))
+    assert change.changed
+    assert change.outcome is not None
+    assert change.outcome.expires_at == T0 + timedelta(seconds=41)

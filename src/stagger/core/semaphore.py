@@ -267,15 +267,23 @@ def release(sem: Semaphore, node_id: str, now: datetime, *, by: str) -> Change[R
     return Change(_with_holds(sem, keep), Released(held, by), (event,))
 
 
+def touch_interval(sem: Semaphore) -> timedelta:
+    """How often a heartbeat writes: once a minute, or a third of a shorter hold_ttl so that a
+    live holder's heartbeats always renew its hold before it expires."""
+    if sem.hold_ttl is not None:
+        return min(TOUCH_INTERVAL, sem.hold_ttl / 3)
+    return TOUCH_INTERVAL
+
+
 def touch(sem: Semaphore, node_id: str, now: datetime) -> Change[Hold | None]:
     """A holder's heartbeat: refresh last_seen (and the ttl expiry). Returns the hold, or None
     when `node_id` holds nothing (an operator released it: the agent should notice).
-    Not recorded in history, and a heartbeat within TOUCH_INTERVAL of the last one writes
+    Not recorded in history, and a heartbeat within touch_interval() of the last one writes
     nothing."""
     held = sem.holds.get(node_id)
     if held is None or held.is_expired(now):
         return Change(sem, None)
-    if now - held.last_seen < TOUCH_INTERVAL:
+    if now - held.last_seen < touch_interval(sem):
         return Change(sem, held)
     expires = now + sem.hold_ttl if sem.hold_ttl is not None else None
     fresh = replace(held, last_seen=now, expires_at=expires)
