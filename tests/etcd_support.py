@@ -3,6 +3,7 @@ fast election flags (ready in ~0.1 s). Loaded by conftest as a pytest plugin."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
@@ -15,6 +16,10 @@ from pathlib import Path
 
 import aetcd
 import pytest
+
+from stagger.backends.codec import decode_semaphore
+from stagger.backends.etcd import EtcdBackend
+from stagger.core.semaphore import Denied, DenyReason, Granted, Released
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 
@@ -160,3 +165,59 @@ async def raw_client(member: EtcdMember) -> AsyncIterator[aetcd.Client]:
 async def store_revision(client: aetcd.Client) -> int:
     """The store's current revision: it moves on every write, by anyone, to any key."""
     return int((await client.get_prefix(b"stagger-test-probe/")).header.revision)
+
+
+# --- contention: shared by the contention and cluster tests ---------------------------------
+
+
+@dataclass
+class Tally:
+    ops: int = 0
+    grants: int = 0
+    denials: int = 0
+
+
+async def contend(backend: EtcdBackend, node_id: str, tally: Tally, total: int) -> None:
+    """Acquire, and release what was granted, until the clients together did `total` ops."""
+    while tally.ops < total:
+        outcome = await backend.acquire("web", node_id)
+        tally.ops += 1
+        if isinstance(outcome, Denied):
+            assert outcome.reason is DenyReason.FULL
+            tally.denials += 1
+            await asyncio.sleep(0)
+            continue
+        assert isinstance(outcome, Granted)
+        tally.grants += 1
+        released = await backend.release("web", node_id)
+        assert isinstance(released, Released), "only this client releases its own hold"
+        tally.ops += 1
+
+
+@dataclass
+class Audit:
+    values: int = 0
+    most_holds: int = 0
+    last_revision: int = 0
+
+
+async def observe(watch: aetcd.Watch, audit: Audit, max_: int) -> None:
+    """Check every committed value of the group key, in order, as the watch delivers it."""
+    async for event in watch:
+        sem = decode_semaphore(event.kv.value, "watched value")
+        assert len(sem.holds) <= max_, f"revision {event.kv.mod_revision}: {sorted(sem.holds)}"
+        audit.values += 1
+        audit.most_holds = max(audit.most_holds, len(sem.holds))
+        audit.last_revision = event.kv.mod_revision
+
+
+async def caught_up(observer: asyncio.Task[None], audit: Audit, final_revision: int) -> None:
+    """Wait (bounded: 15 s) until the observer has checked the value at `final_revision`;
+    an observer's own failure (a value over max) is raised first."""
+    for _ in range(300):
+        if audit.last_revision >= final_revision or observer.done():
+            break
+        await asyncio.sleep(0.05)
+    if observer.done():
+        observer.result()
+    assert audit.last_revision == final_revision, "the observer saw every committed value"

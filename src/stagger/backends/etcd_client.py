@@ -218,7 +218,9 @@ class EtcdClient:
                         f"etcd at {member.endpoint} refused the request ({details}); "
                         "check the etcd logs and the cluster's health"
                     ) from exc
-                if write and sent:
+                # gRPC says this when no connection was made: the request never left us.
+                never_sent = "failed to connect to all addresses" in details
+                if write and sent and not never_sent:
                     self._current = (index + 1) % n
                     raise OutcomeUnknown(member.endpoint, details) from exc
                 last = f"{member.endpoint}: {details or code.name}"
