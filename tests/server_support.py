@@ -23,10 +23,16 @@ def body(node_id: str, group: str = "default") -> dict[str, Any]:
     return {"client_params": {"id": node_id, "group": group}}
 
 
+def free_socket() -> socket.socket:
+    """A socket bound to a free loopback port, handed to uvicorn (no race for the port)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 class RunningServer:
     def __init__(self, settings: ServerSettings) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock = free_socket()
         self.port = int(self.sock.getsockname()[1])
         self.settings = replace(settings, host="127.0.0.1", port=self.port)
         self.app: StaggerServer = build_app(self.settings)

@@ -1,0 +1,460 @@
+"""The agent's client for any FleetLock server (stagger's own, airlock, poseidon...):
+`fleetlock+http://[NAME:TOKEN@]host:port/prefix/` or `fleetlock+https://...`.
+
+FleetLock has two operations, lock (`pre-reboot`) and unlock-if-held (`steady-state`), so
+that is all this backend can do against a foreign server. Against a stagger server it also
+speaks the admin API (status, set-max, pause, resume, unlock of another id, history,
+heartbeats), which is how `stagger status --server URL` and friends work.
+
+Transport failures, 5xx answers and 429 are retried with capped exponential back-off and
+full jitter; a denial is an answer, never retried here (the agent decides when to ask again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from stagger.backends.base import Clock, Snapshot, utcnow
+from stagger.backends.wire import (
+    ErrorKind,
+    GroupModel,
+    HistoryModel,
+    PauseModel,
+    PauseResponse,
+    ResumeResponse,
+    SetMaxResponse,
+    StatusModel,
+    TouchResponse,
+    UnlockResponse,
+)
+from stagger.core.durations import parse_duration
+from stagger.core.errors import (
+    BackendUnavailable,
+    ConfigError,
+    InvalidInput,
+    StaggerError,
+)
+from stagger.core.semaphore import (
+    DEFAULT_STALE_AFTER,
+    Denied,
+    DenyReason,
+    Event,
+    Granted,
+    Hold,
+    NotHeld,
+    Pause,
+    Released,
+    Semaphore,
+    validate_group,
+    validate_id,
+    validate_max,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_RETRIES = 4
+BACKOFF_BASE = 0.2
+BACKOFF_CAP = 5.0
+OPTIONS = ("token", "timeout", "retries", "ca_cert", "cert", "key", "clock", "rng")
+_ALIASES = {"ca": "ca_cert"}
+_HEADERS = {"fleet-lock-protocol": "true", "accept": "application/json"}
+
+# Denials as other servers spell them (reference/fleetlock.md §5): kind → reason.
+_FOREIGN_DENIALS = {
+    "all_slots_full": DenyReason.FULL,  # heathcliff26/fleetlock
+    "lock_held": DenyReason.FULL,  # poseidon/fleetlock
+}
+# airlock answers a full semaphore with 500 `failed_lock` "all N semaphore slots currently
+# locked" (and CAS conflicts with the same kind, which are worth retrying).
+_AIRLOCK_FULL = re.compile(r"all (\d+) semaphore slots currently locked")
+
+
+def server_backend_url(server: str) -> str:
+    """`--server http://host:8080/` → the backend URL that reaches it (`fleetlock+http://...`)."""
+    if server.startswith(("fleetlock+http://", "fleetlock+https://")):
+        return server
+    if not server.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"server URL {redact(server)!r} must start with http:// or https:// "
+            "(for example http://127.0.0.1:8080/)"
+        )
+    return "fleetlock+" + server
+
+
+def redact(url: str) -> str:
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    if parts.username:
+        netloc = f"{parts.username}:***@{netloc}"
+    query = "&".join(
+        p if not p.lower().startswith("token=") else "token=***" for p in parts.query.split("&")
+    )
+    return parts._replace(netloc=netloc, query=query).geturl()
+
+
+def _seconds(value: Any, name: str) -> float:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return parse_duration(str(value), what=f"fleetlock option {name}").total_seconds()
+    except InvalidInput as exc:
+        raise ConfigError(exc.message) from exc
+
+
+class FleetLockBackend:
+    """The Backend Protocol over HTTP to a FleetLock server."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        url: str | None = None,
+        token: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
+        ca_cert: Path | None = None,
+        cert: Path | None = None,
+        key: Path | None = None,
+        clock: Clock = utcnow,
+        rng: random.Random | None = None,
+    ) -> None:
+        # The endpoints are joined to a base that ends in exactly one slash, whatever the
+        # operator wrote (Zincati drops the last segment of a base without one).
+        self.base = base_url.rstrip("/") + "/"
+        self.url = url or self.base
+        self.retries = retries
+        self.clock = clock
+        self.rng = rng or random.Random()
+        headers = dict(_HEADERS)
+        auth: httpx.Auth | None = None
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        elif username is not None or password is not None:
+            auth = httpx.BasicAuth(username or "", password or "")
+        verify: Any = True
+        if ca_cert is not None:
+            import ssl
+
+            verify = ssl.create_default_context(cafile=str(ca_cert))
+            if cert is not None:
+                verify.load_cert_chain(str(cert), str(key) if key else None)
+        elif cert is not None:
+            import ssl
+
+            verify = ssl.create_default_context()
+            verify.load_cert_chain(str(cert), str(key) if key else None)
+        self._client = httpx.AsyncClient(
+            headers=headers, auth=auth, timeout=timeout, verify=verify, follow_redirects=False
+        )
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> FleetLockBackend:
+        """Options (keyword, or in the URL's query; keywords win; None is ignored): token
+        (sent as Bearer), timeout (seconds or a duration), retries, ca_cert (query: ca), cert,
+        key, clock, rng. Credentials in the URL (NAME:TOKEN@host) are sent as HTTP Basic."""
+        parts = urlsplit(url)
+        scheme = parts.scheme.removeprefix("fleetlock+")
+        if parts.scheme not in ("fleetlock+http", "fleetlock+https") or not parts.hostname:
+            raise ConfigError(
+                f"backend URL {redact(url)!r} is not a FleetLock URL: write it like "
+                "fleetlock+http://host:8080/ or fleetlock+https://NAME:TOKEN@host/prefix/"
+            )
+        given: dict[str, Any] = {_ALIASES.get(k, k): v for k, v in parse_qsl(parts.query)}
+        given.update({_ALIASES.get(k, k): v for k, v in options.items() if v is not None})
+        unknown = sorted(set(given) - set(OPTIONS))
+        if unknown:
+            raise ConfigError(
+                f"the fleetlock backend does not take the option(s) {', '.join(unknown)}: "
+                f"it takes {', '.join(OPTIONS[:-2])} (slots are set on the server, not here)"
+            )
+        try:
+            retries = int(given.get("retries", DEFAULT_RETRIES))
+            port = parts.port
+        except ValueError as exc:
+            raise ConfigError(
+                f"backend URL {redact(url)!r}: {exc}; check the port and retries"
+            ) from exc
+        if not 0 <= retries <= 100:
+            raise ConfigError("fleetlock option retries must be a whole number from 0 to 100")
+        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        base = f"{scheme}://{host}{f':{port}' if port else ''}{parts.path or '/'}"
+        paths = {
+            n: Path(str(given[n])).expanduser() for n in ("ca_cert", "cert", "key") if n in given
+        }
+        return cls(
+            base,
+            url=redact(url),
+            token=given.get("token"),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            timeout=_seconds(given.get("timeout", DEFAULT_TIMEOUT), "timeout"),
+            retries=retries,
+            clock=given.get("clock", utcnow),
+            rng=given.get("rng"),
+            **paths,
+        )
+
+    # --- HTTP --------------------------------------------------------------------------------
+
+    async def _request(
+        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        """One call, retried on transport errors, 429 and 5xx (except airlock's full-semaphore
+        500, which is an answer)."""
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+                await asyncio.sleep(self.rng.uniform(0, delay))
+            try:
+                r = await self._client.request(method, self.base + path, json=json, params=params)
+            except httpx.TransportError as exc:
+                last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                continue
+            if r.status_code < 500 and r.status_code != 429:
+                return r
+            kind, value = _error(r)
+            if kind == "failed_lock" and _AIRLOCK_FULL.search(value):
+                return r
+            last = f"HTTP {r.status_code} {kind}: {value}"
+        raise BackendUnavailable(
+            f"the FleetLock server at {self.url} did not answer usefully after "
+            f"{self.retries + 1} tries (last: {last}); is it running and reachable?"
+        )
+
+    def _fail(self, r: httpx.Response, what: str) -> StaggerError:
+        """A non-2xx answer that is not a denial, as the error an operator can act on."""
+        kind, value = _error(r)
+        if r.status_code == 401:
+            return ConfigError(
+                f"the FleetLock server at {self.url} wants credentials for {what} ({value}); "
+                "give a token with ?token=TOKEN or https://NAME:TOKEN@host/"
+            )
+        if r.status_code == 403:
+            return ConfigError(f"the FleetLock server at {self.url} refused {what}: {value}")
+        if r.status_code == 404 and kind not in (ErrorKind.UNKNOWN_GROUP, ErrorKind.NOT_FOUND):
+            return ConfigError(
+                f"{self.url} has no endpoint for {what} (HTTP 404): check the base URL and "
+                "its path prefix"
+            )
+        if r.status_code == 404 and kind == ErrorKind.NOT_FOUND:
+            return ConfigError(
+                f"the server at {self.url} does not offer {what}: check the base URL and prefix"
+            )
+        if kind in (ErrorKind.INVALID_GROUP, ErrorKind.INVALID_REQUEST, ErrorKind.UNKNOWN_GROUP):
+            return InvalidInput(f"the FleetLock server at {self.url} refused {what}: {value}")
+        return BackendUnavailable(
+            f"the FleetLock server at {self.url} answered {what} with HTTP {r.status_code} "
+            f"({kind}: {value})"
+        )
+
+    def _admin_missing(self, r: httpx.Response, what: str) -> StaggerError:
+        kind, _ = _error(r)
+        if r.status_code in (404, 405) and kind not in {k.value for k in ErrorKind}:
+            return ConfigError(
+                f"the FleetLock server at {self.url} is not a stagger server, so it cannot "
+                f"{what}: FleetLock only locks and unlocks; run this against the backend itself "
+                "(--backend URL) instead"
+            )
+        return self._fail(r, what)
+
+    async def _api(
+        self,
+        method: str,
+        path: str,
+        model: type[M],
+        what: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> M:
+        r = await self._request(method, path, json=json, params=params)
+        if not r.is_success:
+            raise self._admin_missing(r, what)
+        try:
+            return model.model_validate_json(r.content)
+        except ValidationError as exc:
+            raise BackendUnavailable(
+                f"the server at {self.url} answered {what} with a document this stagger "
+                f"cannot read ({exc.error_count()} error(s)); are both the same version?"
+            ) from exc
+
+    def _fleetlock_body(self, group: str, node_id: str) -> dict[str, Any]:
+        return {"client_params": {"id": node_id, "group": group}}
+
+    # --- FleetLock ---------------------------------------------------------------------------
+
+    async def acquire(self, group: str, node_id: str, *, note: str = "") -> Granted | Denied:
+        """Granted says `already_held=False` always: FleetLock does not tell the difference."""
+        validate_group(group)
+        validate_id(node_id)
+        r = await self._request("POST", "v1/pre-reboot", json=self._fleetlock_body(group, node_id))
+        if r.is_success:
+            now = self.clock()
+            return Granted(Hold(node_id, now, now, note=note), already_held=False)
+        denial = _denial(r)
+        if denial is not None:
+            return denial
+        raise self._fail(r, f"a slot in group {group!r}")
+
+    async def release(
+        self, group: str, node_id: str, *, by: str | None = None
+    ) -> Released | NotHeld:
+        """A node's own release is FleetLock's steady-state, which does not say whether a slot
+        was held: the answer is Released with the hold's times unknown (set to now). Releasing
+        another id's hold (`by` an operator) needs a stagger server."""
+        validate_group(group)
+        validate_id(node_id)
+        if by is not None and by != node_id:
+            doc = await self._api(
+                "DELETE",
+                f"v1/groups/{group}/holds/{quote(node_id, safe='')}",
+                UnlockResponse,
+                f"release {node_id!r}'s hold",
+                params={"by": by},
+            )
+            if doc.hold is None:
+                return NotHeld(node_id)
+            return Released(doc.hold.value(), by)
+        r = await self._request(
+            "POST", "v1/steady-state", json=self._fleetlock_body(group, node_id)
+        )
+        if not r.is_success:
+            raise self._fail(r, f"releasing a slot in group {group!r}")
+        now = self.clock()
+        return Released(Hold(node_id, now, now, note="released through FleetLock"), node_id)
+
+    async def touch(self, group: str, node_id: str) -> Hold | None:
+        """On a stagger server: the heartbeat endpoint. On another FleetLock server there is
+        no heartbeat; the hold is assumed kept (the answer's times are now)."""
+        validate_group(group)
+        validate_id(node_id)
+        r = await self._request("POST", f"v1/groups/{group}/holds/{quote(node_id, safe='')}/touch")
+        if r.status_code in (404, 405) and _error(r)[0] not in {k.value for k in ErrorKind}:
+            now = self.clock()
+            return Hold(node_id, now, now)
+        if not r.is_success:
+            raise self._fail(r, "a heartbeat")
+        doc = TouchResponse.model_validate_json(r.content)
+        return doc.hold.value() if doc.hold is not None else None
+
+    # --- the admin API (stagger servers only) -------------------------------------------------
+
+    async def set_max(self, group: str, value: int, *, by: str) -> int:
+        validate_group(group)
+        validate_max(value)
+        doc = await self._api(
+            "PUT", f"v1/groups/{group}/max", SetMaxResponse, "set max",
+            json={"max": value, "by": by},
+        )  # fmt: skip
+        return doc.max
+
+    async def configure(
+        self,
+        group: str,
+        *,
+        by: str,
+        hold_ttl: timedelta | None,
+        stale_after: timedelta = DEFAULT_STALE_AFTER,
+    ) -> Semaphore:
+        raise ConfigError(
+            "hold_ttl and stale_after cannot be set through a server: set them against the "
+            "backend the server uses (--backend URL)"
+        )
+
+    async def pause(
+        self, group: str | None, *, by: str, reason: str, until: datetime | None = None
+    ) -> Pause:
+        path = "v1/pause" if group is None else f"v1/groups/{validate_group(group)}/pause"
+        body = {"reason": reason, "by": by, "until": until.isoformat() if until else None}
+        doc = await self._api("POST", path, PauseResponse, "pause", json=body)
+        return doc.pause.value()
+
+    async def resume(self, group: str | None, *, by: str) -> Pause | None:
+        path = "v1/resume" if group is None else f"v1/groups/{validate_group(group)}/resume"
+        doc = await self._api("POST", path, ResumeResponse, "resume", json={"by": by})
+        return doc.lifted.value() if doc.lifted is not None else None
+
+    async def status(self, group: str | None = None) -> Snapshot:
+        if group is None:
+            return (await self._api("GET", "v1/status", StatusModel, "show status")).value()
+        validate_group(group)
+        g = await self._api("GET", f"v1/groups/{group}", GroupModel, "show status")
+        now = self.clock()
+        fleet = None
+        if g.paused and (g.pause is None or not g.pause.value().active(now)):
+            # The group is paused by the fleet-wide pause: fetch it for the full picture.
+            full = await self._api("GET", "v1/status", StatusModel, "show status")
+            fleet = full.fleet_pause.value() if full.fleet_pause is not None else None
+        return Snapshot(now, (g.value(now, fleet),), fleet)
+
+    async def history(self, group: str | None = None, limit: int = 100) -> list[Event]:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInput(f"history limit {limit!r} is not valid: give a whole number ≥ 1")
+        path = "v1/history" if group is None else f"v1/groups/{validate_group(group)}/history"
+        doc = await self._api("GET", path, HistoryModel, "show history", params={"limit": limit})
+        return [e.value() for e in doc.events]
+
+    async def ping(self) -> None:
+        """Reachable means answering HTTP; a stagger server must also be ready (its own
+        backend answering)."""
+        r = await self._request("GET", "readyz")
+        if r.status_code == 503:
+            raise BackendUnavailable(
+                f"the server at {self.url} is up but its store is not: {_error(r)[1]}"
+            )
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _error(r: httpx.Response) -> tuple[str, str]:
+    """(kind, value) of an error answer, whatever shape the server used."""
+    try:
+        doc = r.json()
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        return str(doc.get("kind", f"generic_http_{r.status_code}")), str(doc.get("value", ""))
+    return f"generic_http_{r.status_code}", r.text.strip()[:200]
+
+
+def _denial(r: httpx.Response) -> Denied | None:
+    try:
+        doc = r.json()
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    kind, value = str(doc.get("kind", "")), str(doc.get("value", ""))
+    holders = tuple(h for h in doc.get("holders") or () if isinstance(h, str))
+    raw_max = doc.get("max")
+    max_ = raw_max if isinstance(raw_max, int) and not isinstance(raw_max, bool) else 0
+    if kind == ErrorKind.FAILED_LOCK_SEMAPHORE_FULL or kind in _FOREIGN_DENIALS:
+        return Denied(DenyReason.FULL, max_, holders)
+    if kind == ErrorKind.FAILED_LOCK_PAUSED:
+        try:
+            p = PauseModel.model_validate(doc.get("pause")).value() if doc.get("pause") else None
+        except ValidationError:
+            p = None
+        return Denied(DenyReason.PAUSED, max_, holders, p)
+    m = _AIRLOCK_FULL.search(value) if kind == "failed_lock" else None
+    if m is not None:
+        return Denied(DenyReason.FULL, int(m.group(1)), holders)
+    return None

@@ -1,0 +1,308 @@
+"""The FleetLock client backend against a real stagger server (and a real airlock-like
+server for foreign-server behaviour), each on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server_support import RunningServer, free_socket, running
+from stagger.backends.base import Backend
+from stagger.backends.factory import open_backend
+from stagger.backends.fleetlock import FleetLockBackend, redact, server_backend_url
+from stagger.core.errors import BackendUnavailable, ConfigError, InvalidInput
+from stagger.core.semaphore import Denied, DenyReason, Granted, NotHeld, Released
+from stagger.server.settings import ServerSettings, admin_tokens_from_file
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RunningServer]:
+    settings = ServerSettings(backend_url=f"sqlite:///{tmp_path}/s.db", prefix="/fleet_lock")
+    with running(settings) as srv:
+        yield srv
+
+
+@pytest.fixture
+async def fl(server: RunningServer) -> AsyncIterator[Backend]:
+    b = open_backend(f"fleetlock+{server.url}/fleet_lock/")
+    yield b
+    await b.close()
+
+
+def test_it_is_a_backend(server: RunningServer) -> None:
+    assert isinstance(open_backend(f"fleetlock+{server.url}/"), Backend)
+
+
+@pytest.mark.parametrize(
+    "suffix", ["/fleet_lock", "/fleet_lock/", "/fleet_lock//", "//fleet_lock/"]
+)
+async def test_base_urls_work_with_and_without_the_trailing_slash(
+    server: RunningServer, suffix: str
+) -> None:
+    b = open_backend(f"fleetlock+{server.url}{suffix}")
+    try:
+        assert isinstance(await b.acquire("web", "a"), Granted)
+    finally:
+        await b.close()
+
+
+async def test_acquire_is_granted_then_denied_with_the_holders(fl: Backend) -> None:
+    assert isinstance(await fl.acquire("web", "a"), Granted)
+    denied = await fl.acquire("web", "b")
+    assert isinstance(denied, Denied)
+    assert (denied.reason, denied.max, denied.holders) == (DenyReason.FULL, 1, ("a",))
+
+
+async def test_a_paused_group_is_denied_with_the_pause(fl: Backend) -> None:
+    await fl.pause("web", by="operator:alice", reason="incident 7")
+    denied = await fl.acquire("web", "a")
+    assert isinstance(denied, Denied)
+    assert denied.reason is DenyReason.PAUSED
+    assert denied.pause is not None
+    assert denied.pause.reason == "incident 7"
+
+
+async def test_release_frees_the_slot(fl: Backend) -> None:
+    await fl.acquire("web", "a")
+    assert isinstance(await fl.release("web", "a"), Released)
+    assert isinstance(await fl.acquire("web", "b"), Granted)
+
+
+async def test_an_operator_release_goes_through_the_admin_api(fl: Backend) -> None:
+    await fl.acquire("web", "a")
+    out = await fl.release("web", "a", by="operator:bob")
+    assert isinstance(out, Released)
+    assert out.by == "operator:bob"
+    assert isinstance(await fl.release("web", "a", by="operator:bob"), NotHeld)
+    assert (await fl.history("web"))[0].by == "operator:bob"
+
+
+async def test_touch_tells_whether_the_slot_is_still_held(fl: Backend) -> None:
+    await fl.acquire("web", "a")
+    hold = await fl.touch("web", "a")
+    assert hold is not None
+    assert hold.id == "a"
+    await fl.release("web", "a", by="operator:bob")
+    assert await fl.touch("web", "a") is None
+
+
+async def test_set_max_status_and_history_go_through_the_server(fl: Backend) -> None:
+    assert await fl.set_max("web", 2, by="operator:alice") == 2
+    await fl.acquire("web", "a")
+    snap = await fl.status()
+    [web] = [g for g in snap.groups if g.group == "web"]
+    assert (web.semaphore.max, [h.id for h in web.holds]) == (2, ["a"])
+    one = await fl.status("web")
+    assert one.groups[0].semaphore.max == 2
+    actions = [e.action.value for e in await fl.history("web")]
+    assert actions == ["acquired", "max_changed"]
+
+
+async def test_fleet_pause_and_resume(fl: Backend) -> None:
+    until = datetime.now(UTC) + timedelta(hours=1)
+    p = await fl.pause(None, by="operator:alice", reason="move", until=until)
+    assert p.until == until
+    snap = await fl.status("web")
+    assert snap.groups[0].pause is not None
+    assert isinstance(await fl.acquire("web", "a"), Denied)
+    lifted = await fl.resume(None, by="operator:alice")
+    assert lifted is not None
+    assert lifted.reason == "move"
+    assert isinstance(await fl.acquire("web", "a"), Granted)
+
+
+async def test_configure_is_refused_with_a_clear_error(fl: Backend) -> None:
+    with pytest.raises(ConfigError, match="through a server"):
+        await fl.configure("web", by="x", hold_ttl=timedelta(hours=1))
+
+
+async def test_ping_succeeds_on_a_ready_server(fl: Backend) -> None:
+    await fl.ping()
+
+
+async def test_a_server_that_is_not_listening_is_unavailable_after_retries() -> None:
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    b = FleetLockBackend.from_url(
+        f"fleetlock+http://127.0.0.1:{port}/", retries=2, rng=random.Random(1)
+    )
+    try:
+        with pytest.raises(BackendUnavailable, match="after 3 tries"):
+            await b.acquire("web", "a")
+    finally:
+        await b.close()
+
+
+async def test_a_bad_group_is_refused_before_any_request(fl: Backend) -> None:
+    with pytest.raises(InvalidInput):
+        await fl.acquire("bad group", "a")
+
+
+# --- auth and URLs --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def secured(tmp_path: Path) -> Iterator[RunningServer]:
+    (tmp_path / "admin").write_text("s3cret/+@\n")
+    settings = ServerSettings(
+        backend_url=f"sqlite:///{tmp_path}/s.db",
+        tokens=tuple(admin_tokens_from_file(tmp_path / "admin")),
+    )
+    with running(settings) as srv:
+        yield srv
+
+
+async def test_a_token_option_is_sent_as_bearer(secured: RunningServer) -> None:
+    b = open_backend(f"fleetlock+{secured.url}/", token="s3cret/+@")
+    try:
+        assert isinstance(await b.acquire("web", "a"), Granted)
+    finally:
+        await b.close()
+
+
+async def test_credentials_in_the_url_are_sent_as_basic(secured: RunningServer) -> None:
+    url = f"fleetlock+{secured.url}/".replace("//127", "//node:s3cret%2F%2B%40@127")
+    b = open_backend(url)
+    try:
+        assert isinstance(await b.acquire("web", "a"), Granted)
+        assert "s3cret" not in b.url
+    finally:
+        await b.close()
+
+
+async def test_missing_credentials_say_how_to_give_them(secured: RunningServer) -> None:
+    b = open_backend(f"fleetlock+{secured.url}/")
+    try:
+        with pytest.raises(ConfigError, match="token"):
+            await b.acquire("web", "a")
+    finally:
+        await b.close()
+
+
+def test_redact_hides_passwords_and_tokens() -> None:
+    url = "fleetlock+https://node:secret@host:8443/p/?token=abc&timeout=3"
+    assert redact(url) == "fleetlock+https://node:***@host:8443/p/?token=***&timeout=3"
+
+
+@pytest.mark.parametrize(
+    "url", ["fleetlock+ftp://h/", "fleetlock+http:///nohost", "fleetlock+http://h/?bogus=1"]
+)
+def test_bad_urls_are_config_errors(url: str) -> None:
+    with pytest.raises(ConfigError):
+        FleetLockBackend.from_url(url)
+
+
+def test_a_server_url_maps_to_its_backend_url() -> None:
+    assert server_backend_url("http://h:8080/") == "fleetlock+http://h:8080/"
+    with pytest.raises(ConfigError):
+        server_backend_url("h:8080")
+
+
+# --- a foreign server: airlock's behaviour ------------------------------------------------
+
+
+class Airlock:
+    """airlock's HTTP behaviour (reference/fleetlock.md §2), served for real: any method,
+    text/plain JSON errors, a full semaphore as 500 `failed_lock`, and a CAS conflict (also
+    500 `failed_lock`) on the first steady-state."""
+
+    def __init__(self, slots: int = 1) -> None:
+        self.slots = slots
+        self.holders: list[str] = []
+        self.conflicts = 1
+
+    @staticmethod
+    def _err(status: int, kind: str, value: str) -> Response:
+        return Response(
+            json.dumps({"kind": kind, "value": value}) + "\n", status, media_type="text/plain"
+        )
+
+    async def lock(self, request: Request) -> Response:
+        node = json.loads(await request.body())["client_params"]["id"]
+        if node not in self.holders:
+            if len(self.holders) >= self.slots:
+                return self._err(
+                    500, "failed_lock", f"all {self.slots} semaphore slots currently locked"
+                )
+            self.holders.append(node)
+        return Response(b"", 200)
+
+    async def unlock(self, request: Request) -> Response:
+        node = json.loads(await request.body())["client_params"]["id"]
+        if self.conflicts:
+            self.conflicts -= 1
+            return self._err(500, "failed_lock", "conflict on semaphore detected, aborting")
+        if node in self.holders:
+            self.holders.remove(node)
+        return Response(b"", 200)
+
+
+@pytest.fixture
+def airlock() -> Iterator[tuple[str, Airlock]]:
+    state = Airlock()
+    app = Starlette(
+        routes=[
+            Route("/v1/pre-reboot", state.lock, methods=["POST", "GET"]),
+            Route("/v1/steady-state", state.unlock, methods=["POST", "GET"]),
+        ]
+    )
+    sock = free_socket()
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        thread.join(0.01)
+    try:
+        yield f"fleetlock+http://127.0.0.1:{sock.getsockname()[1]}", state
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
+
+
+async def test_airlocks_full_semaphore_500_is_a_denial(airlock: tuple[str, Airlock]) -> None:
+    url, _ = airlock
+    b = open_backend(url, retries=0)
+    try:
+        assert isinstance(await b.acquire("default", "a"), Granted)
+        denied = await b.acquire("default", "b")
+        assert isinstance(denied, Denied)
+        assert (denied.reason, denied.max) == (DenyReason.FULL, 1)
+    finally:
+        await b.close()
+
+
+async def test_airlocks_conflict_500_is_retried(airlock: tuple[str, Airlock]) -> None:
+    url, state = airlock
+    b = open_backend(url, retries=2, rng=random.Random(0))
+    try:
+        await b.acquire("default", "a")
+        assert isinstance(await b.release("default", "a"), Released)
+        assert state.holders == []
+    finally:
+        await b.close()
+
+
+async def test_admin_operations_on_a_foreign_server_say_it_is_not_stagger(
+    airlock: tuple[str, Airlock],
+) -> None:
+    b = open_backend(airlock[0])
+    try:
+        with pytest.raises(ConfigError, match="not a stagger server"):
+            await b.status()
+        hold = await b.touch("default", "a")  # no heartbeat in FleetLock: assumed kept
+        assert hold is not None
+    finally:
+        await b.close()
