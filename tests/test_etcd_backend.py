@@ -299,3 +299,15 @@ def test_a_malformed_etcd_url_is_a_config_error(url: str) -> None:
 def test_a_client_key_without_a_certificate_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="without a client certificate"):
         EtcdBackend.from_url("etcd://h1:2379", key="/dev/null")
+
+
+async def test_setting_a_hold_ttl_gives_existing_holds_leases_and_keeps_them(
+    etcd: EtcdBackend, etcd_server: EtcdCluster, prefix: str
+) -> None:
+    await etcd.acquire("web", "node-a")
+    await etcd.configure("web", by=OP, hold_ttl=timedelta(minutes=5))
+    async with raw_client(etcd_server.members[0]) as raw:
+        got = await raw.get(f"{prefix}leases/web/node-a".encode())
+    assert got is not None
+    assert got.lease != 0
+    assert [h.id for h in (await etcd.status("web")).groups[0].holds] == ["node-a"]
