@@ -194,7 +194,7 @@ def test_unknown_key_names_file_line_key_and_the_allowed_keys(tmp_path: Path) ->
     path = put(tmp_path, "c", "x.toml", '[agent]\ngroup = "web"\ncolour = "red"\n')
     assert only_problem(path).startswith(
         f"{path}, line 3: [agent] colour: unknown key 'colour' in [agent]: allowed keys are "
-        "id, group, strategy, backend"
+        "id, group, strategy, backend, detectors, rebooter, state_path, boot_id_path"
     )
 
 

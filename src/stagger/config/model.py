@@ -18,6 +18,20 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from stagger.backends.factory import DEFAULT_BACKEND_URL, SCHEMES
+from stagger.config.agent_sections import (
+    DEFAULT_BOOT_ID_PATH,
+    DEFAULT_DETECTORS,
+    DEFAULT_REBOOTER,
+    DEFAULT_STATE_PATH,
+    DETECTOR_NAMES,
+    REBOOTER_NAMES,
+    DetectorsConfig,
+    HooksConfig,
+    RebootConfig,
+    check_agent_detectors,
+    check_path,
+    check_rebooter,
+)
 from stagger.core.errors import InvalidInput
 from stagger.core.schedule import (
     ALLOWED_DAYS,
@@ -58,6 +72,33 @@ class AgentConfig(Section):
     )
     strategy: Strategy = Field(DEFAULT_STRATEGY, description=f"one of {ALLOWED_STRATEGIES}")
     backend: str = Field(DEFAULT_BACKEND_URL, description=f"a backend URL: {SCHEMES}")
+    detectors: list[str] = Field(
+        list(DEFAULT_DETECTORS),
+        description=f"the detectors in use, names from {DETECTOR_NAMES}; a reboot is needed "
+        "when any says so ('manual', for `stagger need-reboot`, is always on)",
+    )
+    rebooter: str = Field(DEFAULT_REBOOTER, description=f"how to reboot: one of {REBOOTER_NAMES}")
+    state_path: str = Field(
+        DEFAULT_STATE_PATH, description="the agent's state file (an absolute path)"
+    )
+    boot_id_path: str = Field(
+        DEFAULT_BOOT_ID_PATH, description="where the current boot id is read (an absolute path)"
+    )
+
+    @field_validator("detectors", mode="before")
+    @classmethod
+    def _detectors(cls, value: Any) -> list[str]:
+        return check_agent_detectors(value)
+
+    @field_validator("rebooter", mode="before")
+    @classmethod
+    def _rebooter(cls, value: Any) -> str:
+        return check_rebooter(value)
+
+    @field_validator("state_path", "boot_id_path", mode="before")
+    @classmethod
+    def _paths(cls, value: Any) -> str:
+        return check_path(value, "path")
 
     @field_validator("id", mode="before")
     @classmethod
@@ -183,6 +224,19 @@ class StaggerConfig(Section):
     )
     blackout: list[BlackoutConfig] = Field(
         default_factory=list, description="an array of tables: [[blackout]] with start, end, reason"
+    )
+    detectors: DetectorsConfig = Field(
+        default_factory=lambda: DetectorsConfig.model_validate({}),
+        description="tables: [detectors.file], [detectors.command], [detectors.needs-restarting], "
+        "[detectors.rpm-ostree], [detectors.update_engine], [detectors.manual]",
+    )
+    hooks: HooksConfig = Field(
+        default_factory=lambda: HooksConfig.model_validate({}),
+        description="a table: [hooks] with pre-reboot hooks, blockers and health checks",
+    )
+    reboot: RebootConfig = Field(
+        default_factory=lambda: RebootConfig.model_validate({}),
+        description="a table: [reboot] with command, warn_users, delay, simulated_record",
     )
 
     def schedule(self, default_zone: str) -> Schedule:
