@@ -1,0 +1,132 @@
+"""`stagger server` as operators run it: a real process on 127.0.0.1, settings from flags and
+from a config file's [server] table."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from etcd_support import free_port
+from server_support import PROTO, body
+from stagger.cli.server import EXPOSED_WARNING, build_settings, load_server_config
+from stagger.config.server_section import ServerConfig
+from stagger.core.errors import ConfigError
+from stagger.server.settings import UnknownGroups
+
+STAGGER = [sys.executable, "-m", "stagger"]
+
+
+@contextmanager
+def stagger_server(*args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [*STAGGER, "server", "--listen", f"127.0.0.1:{port}", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                httpx.get(url + "/healthz", timeout=0.5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def test_the_server_command_serves_fleetlock(tmp_path: Path) -> None:
+    with stagger_server("--backend", f"sqlite:///{tmp_path}/s.db", "--group", "web=2") as (url, _):
+        assert (
+            httpx.post(url + "/v1/pre-reboot", json=body("a", "web"), headers=PROTO).status_code
+            == 200
+        )
+        assert httpx.get(url + "/v1/groups/web").json()["max"] == 2
+
+
+def test_settings_come_from_the_config_files_server_table(tmp_path: Path) -> None:
+    (tmp_path / "admin").write_text("tok\n")
+    (tmp_path / "c.toml").write_text(
+        f"""
+[agent]
+backend = "sqlite:///{tmp_path}/s.db"
+
+[server]
+prefix = "/fleet_lock"
+unknown_groups = "refuse"
+admin_token_files = ["{tmp_path}/admin"]
+
+[server.groups]
+web = 1
+"""
+    )
+    with stagger_server("--config", str(tmp_path / "c.toml")) as (url, _):
+        auth = {"authorization": "Bearer tok", **PROTO}
+        r = httpx.post(url + "/fleet_lock/v1/pre-reboot", json=body("a", "web"), headers=auth)
+        assert r.status_code == 200
+        r = httpx.post(url + "/fleet_lock/v1/pre-reboot", json=body("a", "db"), headers=auth)
+        assert r.json()["kind"] == "unknown_group"
+        assert httpx.get(url + "/v1/status").status_code == 401
+
+
+def test_a_bad_backend_url_is_one_sentence_and_exit_2(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [*STAGGER, "server", "--listen", f"127.0.0.1:{free_port()}", "--backend", "nope://x"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert "scheme" in r.stderr
+
+
+def test_flags_win_over_the_config_file() -> None:
+    config = ServerConfig.model_validate({"listen": "127.0.0.1:9000", "prefix": "/a"})
+    settings = build_settings(config, None, listen="127.0.0.1:9001", unknown_groups="refuse")
+    assert (settings.port, settings.prefix, settings.unknown_groups) == (
+        9001,
+        "/a",
+        UnknownGroups.REFUSE,
+    )
+
+
+def test_listening_beyond_loopback_without_tokens_is_flagged_as_exposed() -> None:
+    config = ServerConfig.model_validate({})
+    assert build_settings(config, None, listen="0.0.0.0:8080").exposed_without_auth
+    assert not build_settings(config, None, listen="127.0.0.1:8080").exposed_without_auth
+    assert not build_settings(config, None, listen="[::1]:8080").exposed_without_auth
+    assert "WITHOUT AUTHENTICATION" in EXPOSED_WARNING
+
+
+@pytest.mark.parametrize(
+    "table", ['listen = "nope"', "default_max = -1", 'unknown_groups = "maybe"', "bogus = 1"]
+)
+def test_a_bad_server_table_names_the_key(tmp_path: Path, table: str) -> None:
+    (tmp_path / "c.toml").write_text(f"[server]\n{table}\n")
+    with pytest.raises(ConfigError, match=r"\[server\]|server"):
+        load_server_config(tmp_path / "c.toml")
+
+
+@pytest.mark.parametrize("flag", ["--tls-cert", "--tls-client-ca"])
+def test_tls_needs_readable_files(tmp_path: Path, flag: str) -> None:
+    with pytest.raises(ConfigError):
+        build_settings(
+            ServerConfig.model_validate({}),
+            None,
+            **{flag[2:].replace("-", "_"): tmp_path / "missing.pem"},
+        )  # type: ignore[arg-type]
