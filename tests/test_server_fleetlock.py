@@ -386,3 +386,69 @@ def test_configured_groups_keep_a_max_changed_live_across_a_restart(sqlite_url: 
         assert c.put("/v1/groups/web/max", json={"max": 5}).status_code == 200
     with running(settings) as srv, httpx.Client(base_url=srv.url) as c:
         assert c.get("/v1/groups/web").json()["max"] == 5
+
+
+# --- two servers, one etcd: stateless servers behave as one -----------------------------------
+
+
+@pytest.fixture
+def two_servers(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[RunningServer, RunningServer]]:
+    url = backend_url("etcd", request, tmp_path)
+    settings = ServerSettings(backend_url=url, groups={"web": 3})
+    with running(settings) as a, running(settings) as b:
+        yield a, b
+
+
+async def test_two_servers_on_one_etcd_never_over_grant_and_never_fail(
+    two_servers: tuple[RunningServer, RunningServer],
+) -> None:
+    a, b = two_servers
+    max_, clients, cycles = 3, 12, 8
+    believed = 0  # clients between a 200 from pre-reboot and sending steady-state
+    peak = 0
+    codes: list[int] = []
+
+    async def client(i: int) -> None:
+        nonlocal believed, peak
+        node = f"node-{i}"
+        async with httpx.AsyncClient(timeout=30) as ac:
+            done = 0
+            for attempt in range(cycles * 50):
+                srv = (a, b)[(i + attempt) % 2]
+                r = await ac.post(f"{srv.url}/v1/pre-reboot", json=body(node, "web"), headers=PROTO)
+                codes.append(r.status_code)
+                if r.status_code != 200:
+                    await asyncio.sleep(0.002)
+                    continue
+                believed += 1
+                peak = max(peak, believed)
+                assert believed <= max_
+                await asyncio.sleep(0.003)
+                believed -= 1
+                other = (a, b)[(i + attempt + 1) % 2]
+                r = await ac.post(
+                    f"{other.url}/v1/steady-state", json=body(node, "web"), headers=PROTO
+                )
+                codes.append(r.status_code)
+                done += 1
+                if done == cycles:
+                    return
+            pytest.fail(f"{node} completed only {done} of {cycles} cycles")
+
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    assert set(codes) <= {200, 423}, "no 5xx, no CAS conflict reaches a client"
+    assert peak == max_, "the slots were actually contended"
+    async with httpx.AsyncClient() as ac:
+        doc = (await ac.get(f"{a.url}/v1/groups/web")).json()
+    assert doc["holders"] == 0
+    events = [e for e in (await _history(b.url)) if e["action"] == "acquired"]
+    assert len(events) == clients * cycles
+
+
+async def _history(url: str) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient() as ac:
+        r = await ac.get(f"{url}/v1/groups/web/history", params={"limit": 1000})
+    events: list[dict[str, Any]] = r.json()["events"]
+    return events
