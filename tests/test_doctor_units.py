@@ -593,3 +593,14 @@ def test_image_based_hosts_are_recognised(
 def test_the_fcos_fixture_is_image_based_through_os_release_symlink() -> None:
     image = read_host_image(RootFS.at(FIXTURES / "fcos"))
     assert (image.image_based, image.why) == (True, "os-release VARIANT_ID=coreos")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every directory")
+def test_an_unreadable_directory_reads_as_empty_instead_of_failing(tmp_path: Path) -> None:
+    fs = make_tree(tmp_path, {"/root/kured.yaml": "kind: DaemonSet\n"})
+    (tmp_path / "root").chmod(0)
+    try:
+        assert fs.listdir("/root") == []
+        assert not fs.is_file("/root/kured.yaml")
+    finally:
+        (tmp_path / "root").chmod(0o755)

@@ -139,7 +139,7 @@ def render_text(report: Report) -> str:
     lines.append(f"stagger doctor: {report.host.root} ({report.host.name}, {kind})")
     lines.append("")
     if report.only_stagger_reboots:
-        lines.append("Nothing but stagger will reboot this host.")
+        lines.append("No agent besides stagger will reboot this host on its own.")
     else:
         n = sum(1 for s in report.reboot_sources if s.will_reboot is not Verdict.NO)
         lines.append(f"{n} reboot source(s) besides stagger:")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,11 +49,11 @@ class RootFS:
                 continue
             candidate = posixpath.join(done, part)
             real = self.host(candidate)
-            if real.is_symlink():
+            target = _readlink(real)
+            if target is not None:
                 hops += 1
                 if hops > MAX_LINK_HOPS:
                     return None
-                target = os.readlink(real)
                 if target.startswith("/"):
                     done = "/"
                 parts = [p for p in target.split("/") if p] + parts
@@ -61,11 +62,10 @@ class RootFS:
         return done
 
     def readlink(self, path: str) -> str | None:
-        real = self.host(path)
-        return os.readlink(real) if real.is_symlink() else None
+        return _readlink(self.host(path))
 
     def is_link(self, path: str) -> bool:
-        return self.host(path).is_symlink()
+        return _readlink(self.host(path)) is not None
 
     def lexists(self, path: str) -> bool:
         return os.path.lexists(self.host(path))
@@ -80,38 +80,49 @@ class RootFS:
         """A symlink (direct or through others) to /dev/null: systemd's and liboverdrop's mask."""
         return self.is_link(path) and self.resolve(path) == DEV_NULL
 
-    def exists(self, path: str) -> bool:
-        if self.points_to_null(path):
-            return True
+    def _stat(self, path: str) -> os.stat_result | None:
+        """stat() of the resolved path; None when missing or unreadable (a host's /root read
+        by a normal user must not end the report)."""
         real = self._resolved(path)
-        return real is not None and real.exists()
+        if real is None:
+            return None
+        try:
+            return real.stat()
+        except OSError:
+            return None
+
+    def exists(self, path: str) -> bool:
+        return self.points_to_null(path) or self._stat(path) is not None
 
     def is_file(self, path: str) -> bool:
-        real = self._resolved(path)
-        return real is not None and real.is_file()
+        st = self._stat(path)
+        return st is not None and stat.S_ISREG(st.st_mode)
 
     def is_dir(self, path: str) -> bool:
-        real = self._resolved(path)
-        return real is not None and real.is_dir()
+        st = self._stat(path)
+        return st is not None and stat.S_ISDIR(st.st_mode)
 
     def size(self, path: str) -> int:
-        real = self._resolved(path)
-        return real.stat().st_size if real is not None and real.is_file() else 0
+        st = self._stat(path)
+        return st.st_size if st is not None and stat.S_ISREG(st.st_mode) else 0
 
     def is_executable(self, path: str) -> bool:
-        real = self._resolved(path)
-        return real is not None and real.is_file() and os.access(real, os.X_OK)
+        st = self._stat(path)
+        return st is not None and stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)
 
     def listdir(self, path: str) -> list[str]:
-        """Names in a directory, sorted; empty when it does not exist."""
+        """Names in a directory, sorted; empty when it does not exist or cannot be read."""
         real = self._resolved(path)
-        if real is None or not real.is_dir():
+        if real is None:
             return []
-        return sorted(os.listdir(real))
+        try:
+            return sorted(os.listdir(real))
+        except OSError:
+            return []
 
     def read_text(self, path: str) -> str | None:
         real = self._resolved(path)
-        if real is None or not real.is_file():
+        if real is None or not self.is_file(path):
             return None
         try:
             return real.read_text(encoding="utf-8", errors="replace")
@@ -124,7 +135,7 @@ class RootFS:
         probe = path
         for _ in range(MAX_LINK_HOPS):
             real = self._resolved(probe)
-            if real is not None and real.exists():
+            if real is not None and self.exists(probe):
                 try:
                     return bool(os.statvfs(real).f_flag & os.ST_RDONLY)
                 except OSError:
@@ -133,3 +144,10 @@ class RootFS:
                 return False
             probe = posixpath.dirname(probe)
         return False
+
+
+def _readlink(real: Path) -> str | None:
+    try:
+        return os.readlink(real)
+    except OSError:  # not a link, missing, or unreadable
+        return None
