@@ -1,0 +1,699 @@
+"""The node cycle, one transition per test: core/machine.py is called directly (it does no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from stagger.core.errors import InvalidInput, TransitionError
+from stagger.core.machine import (
+    EFFECTS,
+    TABLE,
+    Action,
+    BackendError,
+    BootDetected,
+    CheckResult,
+    Context,
+    HealthFailed,
+    HealthPassed,
+    HooksFailed,
+    HooksPassed,
+    Need,
+    Needed,
+    NodeState,
+    NotNeeded,
+    PauseChanged,
+    Persist,
+    Reboot,
+    RebootFailed,
+    RecordEvent,
+    Released,
+    ReleasedByOperator,
+    ReleaseSlot,
+    RequestSlot,
+    Restarted,
+    RunHealthChecks,
+    RunPreRebootHooks,
+    SlotDenied,
+    SlotGranted,
+    State,
+    Tick,
+    Timings,
+    Touch,
+    WakeAt,
+    diagram,
+    edges,
+    start_event,
+    step,
+)
+from stagger.core.schedule import Blackout, Schedule, Window
+from stagger.core.semaphore import Pause
+from stagger.core.strategy import Strategy
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday
+MIN = timedelta(minutes=1)
+OPEN = Schedule()  # no windows: always open
+CLOSED = Schedule(blackouts=(Blackout(NOW - timedelta(hours=1), NOW + timedelta(hours=1), "x"),))
+# Open now, closing in 30 minutes (a blackout begins then).
+CLOSING = Schedule(blackouts=(Blackout(NOW + 30 * MIN, NOW + timedelta(hours=2), "freeze"),))
+PAUSE = Pause("maintenance", "operator:ann", NOW - MIN)
+NEED = Need(NOW - timedelta(hours=1), "file", "linux-image")
+
+
+def ctx(strategy: Strategy = Strategy.LOCK, schedule: Schedule = OPEN, **kw: object) -> Context:
+    return Context(strategy=strategy, schedule=schedule, **kw)  # type: ignore[arg-type]
+
+
+def node(cycle: State, **kw: object) -> NodeState:
+    base = NodeState(cycle=cycle, since=NOW - timedelta(hours=2), boot_id="boot-a")
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def holding(cycle: State, **kw: object) -> NodeState:
+    return node(cycle, **{"needed": NEED, "holds_slot": True, "last_touch": NOW, **kw})
+
+
+def of(actions: list[Action], kind: type) -> list[Action]:
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def effects(actions: list[Action]) -> list[Action]:
+    """The actions that reach outside the process, without the bookkeeping ones."""
+    return [a for a in actions if isinstance(a, EFFECTS)]
+
+
+# --- IDLE -----------------------------------------------------------------------------------------
+
+
+def test_needed_with_the_window_open_asks_for_a_slot_in_the_same_step() -> None:
+    new, actions = step(node(State.IDLE), Needed("file", "linux-image"), NOW, ctx())
+    assert new.cycle is State.ACQUIRING
+    assert effects(actions) == [RequestSlot("file")]
+    assert new.needed == Need(NOW, "file", "linux-image")
+
+
+def test_the_state_is_persisted_before_the_slot_request() -> None:
+    new, actions = step(node(State.IDLE), Needed("file"), NOW, ctx())
+    assert actions.index(Persist(new)) < actions.index(RequestSlot("file"))
+
+
+def test_needed_with_the_window_closed_waits_and_wakes_when_it_opens() -> None:
+    new, actions = step(node(State.IDLE), Needed("file"), NOW, ctx(schedule=CLOSED))
+    assert new.cycle is State.WAITING
+    assert effects(actions) == []
+    assert actions[-1] == WakeAt(NOW + timedelta(hours=1))
+    assert "waiting for the schedule" in new.reason
+
+
+def test_needed_while_paused_waits_and_says_who_paused() -> None:
+    new, actions = step(node(State.IDLE), Needed("file"), NOW, ctx(pause=PAUSE))
+    assert new.cycle is State.WAITING
+    assert effects(actions) == []
+    assert "operator:ann" in new.reason
+
+
+def test_a_pause_with_an_end_wakes_the_node_when_it_ends() -> None:
+    pause = replace(PAUSE, until=NOW + 10 * MIN)
+    _, actions = step(node(State.IDLE), Needed("file"), NOW, ctx(pause=pause))
+    assert actions[-1] == WakeAt(NOW + 10 * MIN)
+
+
+def test_needed_with_strategy_off_waits_for_nothing() -> None:
+    new, actions = step(node(State.IDLE), Needed("file"), NOW, ctx(Strategy.OFF))
+    assert new.cycle is State.WAITING
+    assert not of(actions, WakeAt)
+    assert "'off'" in new.reason
+
+
+def test_needed_under_immediate_drains_without_a_slot() -> None:
+    new, actions = step(node(State.IDLE), Needed("file"), NOW, ctx(Strategy.IMMEDIATE, CLOSING))
+    assert new.cycle is State.DRAINING
+    assert not new.holds_slot
+    assert effects(actions) == [RunPreRebootHooks(NOW + 30 * MIN)]
+
+
+def test_needed_under_best_effort_with_an_unreachable_backend_drains_without_a_slot() -> None:
+    c = ctx(Strategy.BEST_EFFORT, backend_reachable=False)
+    new, actions = step(node(State.IDLE), Needed("file"), NOW, c)
+    assert new.cycle is State.DRAINING
+    assert of(actions, RequestSlot) == []
+
+
+def test_needed_under_best_effort_with_a_reachable_backend_asks_for_a_slot() -> None:
+    new, _ = step(node(State.IDLE), Needed("file"), NOW, ctx(Strategy.BEST_EFFORT))
+    assert new.cycle is State.ACQUIRING
+
+
+def test_needed_with_the_disabled_flag_rests_in_disabled_and_keeps_the_need() -> None:
+    new, actions = step(node(State.IDLE), Needed("file"), NOW, ctx(disabled=True))
+    assert new.cycle is State.DISABLED
+    assert new.needed is not None
+    assert effects(actions) == []
+
+
+def test_a_dry_run_decides_records_and_does_nothing() -> None:
+    new, actions = step(node(State.IDLE), Needed("file"), NOW, ctx(dry_run=True))
+    assert new.cycle is State.WAITING
+    assert effects(actions) == []
+    assert of(actions, RecordEvent)[0].kind == "dry_run"  # type: ignore[union-attr]
+    assert new.reason.startswith("dry run:")
+
+
+def test_not_needed_in_idle_changes_nothing_and_persists_nothing() -> None:
+    start = node(State.IDLE)
+    new, actions = step(start, NotNeeded("file"), NOW, ctx())
+    assert new == start
+    assert actions == []
+
+
+def test_a_tick_in_idle_changes_nothing() -> None:
+    start = node(State.IDLE)
+    assert step(start, Tick(), NOW, ctx()) == (start, [])
+
+
+def test_a_backend_error_in_idle_is_recorded_without_moving() -> None:
+    new, actions = step(node(State.IDLE), BackendError("etcd down"), NOW, ctx())
+    assert new.cycle is State.IDLE
+    assert actions == [RecordEvent("backend_error", "etcd down")]
+
+
+def test_a_restart_records_the_boot_id() -> None:
+    new, _ = step(NodeState(), Restarted("boot-b"), NOW, ctx())
+    assert new.boot_id == "boot-b"
+    assert new.cycle is State.IDLE
+
+
+def test_the_since_of_a_need_is_kept_when_the_same_detector_says_it_again() -> None:
+    start = node(State.WAITING, needed=NEED)
+    new, _ = step(start, Needed("file", "linux-image"), NOW, ctx(schedule=CLOSED))
+    assert new.needed == NEED
+
+
+# --- WAITING --------------------------------------------------------------------------------------
+
+
+def test_a_tick_when_the_window_has_opened_asks_for_a_slot() -> None:
+    new, actions = step(node(State.WAITING, needed=NEED), Tick(), NOW, ctx())
+    assert new.cycle is State.ACQUIRING
+    assert effects(actions) == [RequestSlot("file")]
+
+
+def test_a_tick_before_the_back_off_ends_keeps_waiting_until_then() -> None:
+    start = node(State.WAITING, needed=NEED, attempts=2, retry_at=NOW + 5 * MIN)
+    new, actions = step(start, Tick(), NOW, ctx())
+    assert new.cycle is State.WAITING
+    assert effects(actions) == []
+    assert actions[-1] == WakeAt(NOW + 5 * MIN)
+    assert "backing off after 2" in new.reason
+
+
+def test_a_tick_after_the_back_off_ends_asks_for_a_slot() -> None:
+    start = node(State.WAITING, needed=NEED, attempts=2, retry_at=NOW - MIN)
+    new, _actions = step(start, Tick(), NOW, ctx())
+    assert new.cycle is State.ACQUIRING
+    assert new.retry_at is None
+
+
+def test_not_needed_while_waiting_goes_idle() -> None:
+    new, _ = step(node(State.WAITING, needed=NEED), NotNeeded("file"), NOW, ctx(schedule=CLOSED))
+    assert new.cycle is State.IDLE
+    assert new.needed is None
+
+
+def test_a_lifted_pause_lets_a_waiting_node_ask_for_a_slot() -> None:
+    new, _actions = step(node(State.WAITING, needed=NEED), PauseChanged(), NOW, ctx())
+    assert new.cycle is State.ACQUIRING
+
+
+def test_an_expired_pause_in_the_context_does_not_hold_a_node_back() -> None:
+    old = replace(PAUSE, until=NOW - MIN)
+    new, _ = step(node(State.WAITING, needed=NEED), Tick(), NOW, ctx(pause=old))
+    assert new.cycle is State.ACQUIRING
+
+
+def test_a_reboot_by_something_else_while_waiting_meets_the_need() -> None:
+    new, _ = step(node(State.WAITING, needed=NEED), BootDetected("boot-b"), NOW, ctx(CLOSED))
+    assert new.cycle is State.IDLE
+    assert new.needed is None
+    assert new.boot_id == "boot-b"
+
+
+# --- DISABLED -------------------------------------------------------------------------------------
+
+
+def test_removing_the_disabled_flag_lets_a_needed_node_go_on() -> None:
+    new, _actions = step(node(State.DISABLED, needed=NEED), Tick(), NOW, ctx())
+    assert new.cycle is State.ACQUIRING
+
+
+def test_a_disabled_node_stays_disabled_while_the_flag_exists() -> None:
+    new, actions = step(node(State.DISABLED, needed=NEED), Tick(), NOW, ctx(disabled=True))
+    assert new.cycle is State.DISABLED
+    assert effects(actions) == []
+
+
+# --- ACQUIRING ------------------------------------------------------------------------------------
+
+
+def test_a_granted_slot_starts_the_pre_reboot_hooks_with_the_windows_end_as_deadline() -> None:
+    start = node(State.ACQUIRING, needed=NEED)
+    new, actions = step(start, SlotGranted(), NOW, ctx(schedule=CLOSING))
+    assert new.cycle is State.DRAINING
+    assert new.holds_slot
+    assert effects(actions) == [RunPreRebootHooks(NOW + 30 * MIN)]
+
+
+def test_a_slot_granted_after_the_window_closed_is_given_back_with_back_off() -> None:
+    start = node(State.ACQUIRING, needed=NEED)
+    new, actions = step(start, SlotGranted(), NOW, ctx(schedule=CLOSED))
+    assert new.cycle is State.ABORTING
+    assert effects(actions) == [ReleaseSlot()]
+    assert new.attempts == 1
+    assert new.retry_at == NOW + MIN
+
+
+def test_a_denied_slot_waits_and_asks_again_after_the_retry_interval() -> None:
+    start = node(State.ACQUIRING, needed=NEED)
+    new, actions = step(start, SlotDenied("all 1 slot(s) are held by: b"), NOW, ctx())
+    assert new.cycle is State.WAITING
+    assert not new.holds_slot
+    assert new.retry_at == NOW + timedelta(seconds=30)
+    assert actions[-1] == WakeAt(NOW + timedelta(seconds=30))
+    assert "held by: b" in new.reason
+
+
+def test_a_backend_error_on_the_request_asks_again_after_the_retry_interval() -> None:
+    start = node(State.ACQUIRING, needed=NEED)
+    new, actions = step(start, BackendError("timeout"), NOW, ctx())
+    assert new.cycle is State.ACQUIRING
+    assert new.backend_retry_at == NOW + timedelta(seconds=30)
+    assert effects(actions) == []
+    _later, again = step(new, Tick(), NOW + timedelta(seconds=30), ctx())
+    assert effects(again) == [RequestSlot("file")]
+
+
+def test_a_tick_before_the_retry_is_due_sends_nothing() -> None:
+    start = node(State.ACQUIRING, needed=NEED, backend_retry_at=NOW + MIN)
+    assert effects(step(start, Tick(), NOW, ctx())[1]) == []
+
+
+def test_a_request_that_keeps_failing_until_the_window_closes_gives_back_what_it_may_hold() -> None:
+    start = node(State.ACQUIRING, needed=NEED, backend_retry_at=NOW - MIN)
+    new, actions = step(start, Tick(), NOW, ctx(schedule=CLOSED))
+    assert new.cycle is State.ABORTING
+    assert effects(actions) == [ReleaseSlot()]
+
+
+def test_a_restart_while_acquiring_asks_again() -> None:
+    new, actions = step(node(State.ACQUIRING, needed=NEED), Restarted("boot-a"), NOW, ctx())
+    assert new.cycle is State.ACQUIRING
+    assert effects(actions) == [RequestSlot("file")]
+
+
+def test_a_restart_while_acquiring_when_paused_gives_back_what_it_may_hold() -> None:
+    start = node(State.ACQUIRING, needed=NEED)
+    new, actions = step(start, Restarted("boot-a"), NOW, ctx(pause=PAUSE))
+    assert new.cycle is State.ABORTING
+    assert effects(actions) == [ReleaseSlot()]
+
+
+def test_a_reboot_while_acquiring_proves_health_before_giving_anything_back() -> None:
+    new, actions = step(node(State.ACQUIRING, needed=NEED), BootDetected("boot-b"), NOW, ctx())
+    assert new.cycle is State.VERIFYING
+    assert new.holds_slot
+    assert effects(actions) == [RunHealthChecks()]
+
+
+# --- DRAINING -------------------------------------------------------------------------------------
+
+
+def test_passing_hooks_with_the_window_open_reboot_after_persisting() -> None:
+    new, actions = step(holding(State.DRAINING), HooksPassed("ok"), NOW, ctx())
+    assert new.cycle is State.REBOOTING
+    assert new.boot_id_at_reboot == "boot-a"
+    assert new.last_reboot == NOW
+    assert new.last_hooks == CheckResult(True, "ok", NOW)
+    assert effects(actions) == [Reboot("file: linux-image")]
+    assert actions.index(Persist(new)) < actions.index(Reboot("file: linux-image"))
+
+
+def test_passing_hooks_after_the_window_closed_abort_and_release() -> None:
+    new, actions = step(holding(State.DRAINING), HooksPassed(), NOW, ctx(schedule=CLOSED))
+    assert new.cycle is State.ABORTING
+    assert effects(actions) == [ReleaseSlot()]
+    assert of(actions, Reboot) == []
+    assert "the hooks passed, but" in new.reason
+
+
+def test_passing_hooks_while_paused_abort_and_release() -> None:
+    new, actions = step(holding(State.DRAINING), HooksPassed(), NOW, ctx(pause=PAUSE))
+    assert new.cycle is State.ABORTING
+    assert of(actions, Reboot) == []
+
+
+def test_passing_hooks_after_the_disabled_flag_appeared_abort() -> None:
+    new, actions = step(holding(State.DRAINING), HooksPassed(), NOW, ctx(disabled=True))
+    assert new.cycle is State.ABORTING
+    assert of(actions, Reboot) == []
+
+
+def test_passing_hooks_without_a_slot_under_lock_never_reboot() -> None:
+    start = node(State.DRAINING, needed=NEED, holds_slot=False)
+    new, actions = step(start, HooksPassed(), NOW, ctx())
+    assert of(actions, Reboot) == []
+    assert new.cycle is not State.REBOOTING
+
+
+def test_passing_hooks_when_the_need_went_away_abort() -> None:
+    start, _ = step(holding(State.DRAINING), NotNeeded("file"), NOW, ctx())
+    assert start.cycle is State.DRAINING
+    new, actions = step(start, HooksPassed(), NOW, ctx())
+    assert new.cycle is State.ABORTING
+    assert of(actions, Reboot) == []
+
+
+def test_passing_hooks_under_immediate_reboot_without_a_slot() -> None:
+    start = node(State.DRAINING, needed=NEED)
+    new, actions = step(start, HooksPassed(), NOW, ctx(Strategy.IMMEDIATE))
+    assert new.cycle is State.REBOOTING
+    assert of(actions, Reboot)
+
+
+def test_failing_hooks_release_the_slot_and_back_off() -> None:
+    new, actions = step(holding(State.DRAINING), HooksFailed("drain timed out"), NOW, ctx())
+    assert new.cycle is State.ABORTING
+    assert effects(actions) == [ReleaseSlot()]
+    assert new.last_hooks == CheckResult(False, "drain timed out", NOW)
+    assert new.attempts == 1
+    assert RecordEvent("aborted", "the pre-reboot hooks failed: drain timed out") in actions
+
+
+def test_failing_hooks_without_a_slot_wait_with_back_off() -> None:
+    start = node(State.DRAINING, needed=NEED, attempts=2)
+    new, actions = step(start, HooksFailed("x"), NOW, ctx(Strategy.IMMEDIATE))
+    assert new.cycle is State.WAITING
+    assert new.retry_at == NOW + 4 * MIN
+    assert effects(actions) == []
+
+
+def test_a_tick_while_draining_heartbeats_once_the_interval_passed() -> None:
+    new, actions = step(holding(State.DRAINING), Tick(), NOW + MIN, ctx())
+    assert effects(actions) == [Touch()]
+    assert new.last_touch == NOW + MIN
+
+
+def test_a_tick_while_draining_sends_no_heartbeat_before_the_interval() -> None:
+    _, actions = step(holding(State.DRAINING), Tick(), NOW + 59 * timedelta(seconds=1), ctx())
+    assert effects(actions) == []
+
+
+def test_an_operator_release_during_the_drain_stops_it_without_a_release_or_reboot() -> None:
+    new, actions = step(holding(State.DRAINING), ReleasedByOperator(), NOW, ctx())
+    assert new.cycle is State.WAITING
+    assert not new.holds_slot
+    assert effects(actions) == []
+    assert of(actions, RecordEvent)[0].kind == "released_by_operator"  # type: ignore[union-attr]
+
+
+def test_a_restart_while_draining_runs_the_hooks_again() -> None:
+    new, actions = step(holding(State.DRAINING), Restarted("boot-a"), NOW, ctx())
+    assert new.cycle is State.DRAINING
+    assert effects(actions) == [RunPreRebootHooks(None)]
+
+
+def test_a_restart_while_draining_after_the_window_closed_releases() -> None:
+    new, actions = step(holding(State.DRAINING), Restarted("boot-a"), NOW, ctx(schedule=CLOSED))
+    assert new.cycle is State.ABORTING
+    assert effects(actions) == [ReleaseSlot()]
+
+
+def test_a_reboot_during_the_drain_proves_health_before_releasing() -> None:
+    new, actions = step(holding(State.DRAINING), BootDetected("boot-b"), NOW, ctx())
+    assert new.cycle is State.VERIFYING
+    assert effects(actions) == [RunHealthChecks()]
+
+
+# --- REBOOTING ------------------------------------------------------------------------------------
+
+
+def test_a_new_boot_id_after_the_reboot_starts_the_health_checks() -> None:
+    start = holding(State.REBOOTING, boot_id_at_reboot="boot-a", attempts=1)
+    new, actions = step(start, BootDetected("boot-b"), NOW, ctx())
+    assert new.cycle is State.VERIFYING
+    assert new.holds_slot
+    assert new.boot_id == "boot-b"
+    assert new.needed is None
+    assert new.attempts == 0
+    assert effects(actions) == [RunHealthChecks()]
+
+
+def test_the_same_boot_id_after_a_restart_means_no_reboot_happened_so_it_drains_again() -> None:
+    new, actions = step(holding(State.REBOOTING), Restarted("boot-a"), NOW, ctx())
+    assert new.cycle is State.DRAINING
+    assert of(actions, Reboot) == []
+    assert effects(actions) == [RunPreRebootHooks(None)]
+
+
+def test_a_failed_reboot_halts_and_keeps_the_slot() -> None:
+    new, actions = step(holding(State.REBOOTING), RebootFailed("logind refused"), NOW, ctx())
+    assert new.cycle is State.HALTED
+    assert new.holds_slot
+    assert of(actions, ReleaseSlot) == []
+    assert RecordEvent("reboot_failed", "logind refused") in actions
+
+
+def test_an_operator_release_while_rebooting_is_recorded() -> None:
+    new, _actions = step(holding(State.REBOOTING), ReleasedByOperator(), NOW, ctx())
+    assert new.cycle is State.REBOOTING
+    assert not new.holds_slot
+
+
+# --- VERIFYING ------------------------------------------------------------------------------------
+
+
+def test_passing_health_releases_the_slot() -> None:
+    new, actions = step(holding(State.VERIFYING, needed=None), HealthPassed(), NOW, ctx())
+    assert new.cycle is State.RELEASING
+    assert effects(actions) == [ReleaseSlot()]
+    assert new.last_health == CheckResult(True, "", NOW)
+
+
+def test_passing_health_without_a_slot_rests() -> None:
+    start = node(State.VERIFYING)
+    new, actions = step(start, HealthPassed(), NOW, ctx(Strategy.IMMEDIATE))
+    assert new.cycle is State.IDLE
+    assert effects(actions) == []
+
+
+def test_failing_health_halts_and_keeps_the_slot() -> None:
+    new, actions = step(holding(State.VERIFYING), HealthFailed("port 80 closed"), NOW, ctx())
+    assert new.cycle is State.HALTED
+    assert new.holds_slot
+    assert of(actions, ReleaseSlot) == []
+    assert RecordEvent("halted", "port 80 closed") in actions
+    assert new.next_check_at == NOW + MIN
+
+
+def test_a_restart_while_verifying_checks_health_again() -> None:
+    new, actions = step(holding(State.VERIFYING), Restarted("boot-b"), NOW, ctx())
+    assert new.cycle is State.VERIFYING
+    assert effects(actions) == [RunHealthChecks()]
+
+
+def test_an_operator_release_while_verifying_stops_the_checks() -> None:
+    new, actions = step(holding(State.VERIFYING, needed=None), ReleasedByOperator(), NOW, ctx())
+    assert new.cycle is State.IDLE
+    assert effects(actions) == []
+
+
+def test_a_tick_while_verifying_heartbeats() -> None:
+    _, actions = step(holding(State.VERIFYING), Tick(), NOW + MIN, ctx())
+    assert effects(actions) == [Touch()]
+
+
+# --- HALTED ---------------------------------------------------------------------------------------
+
+
+def test_a_halted_node_checks_health_again_when_due() -> None:
+    start = holding(State.HALTED, next_check_at=NOW)
+    new, actions = step(start, Tick(), NOW, ctx())
+    assert effects(actions) == [RunHealthChecks()]
+    assert new.next_check_at is None
+
+
+def test_a_halted_node_does_not_check_before_it_is_due() -> None:
+    start = holding(State.HALTED, next_check_at=NOW + MIN)
+    _, actions = step(start, Tick(), NOW, ctx())
+    assert effects(actions) == []
+    assert actions[-1] == WakeAt(NOW + MIN)
+
+
+def test_a_halted_node_whose_health_passes_later_releases() -> None:
+    new, actions = step(holding(State.HALTED), HealthPassed(), NOW, ctx())
+    assert new.cycle is State.RELEASING
+    assert effects(actions) == [ReleaseSlot()]
+
+
+def test_a_halted_node_whose_health_fails_again_stays_halted() -> None:
+    new, _actions = step(holding(State.HALTED), HealthFailed("still broken"), NOW, ctx())
+    assert new.cycle is State.HALTED
+    assert new.holds_slot
+    assert new.next_check_at == NOW + MIN
+
+
+def test_a_halted_node_released_by_an_operator_rests_and_says_so() -> None:
+    new, actions = step(holding(State.HALTED, needed=None), ReleasedByOperator(), NOW, ctx())
+    assert new.cycle is State.IDLE
+    assert not new.holds_slot
+    assert of(actions, ReleaseSlot) == []
+    assert of(actions, RecordEvent)[0].kind == "released_by_operator"  # type: ignore[union-attr]
+
+
+def test_a_restarted_halted_node_checks_health_again() -> None:
+    new, actions = step(holding(State.HALTED), BootDetected("boot-c"), NOW, ctx())
+    assert new.cycle is State.HALTED
+    assert effects(actions) == [RunHealthChecks()]
+
+
+# --- RELEASING and ABORTING -----------------------------------------------------------------------
+
+
+def test_a_released_slot_ends_the_cycle_in_idle() -> None:
+    start = holding(State.RELEASING, needed=None, attempts=3)
+    new, _actions = step(start, Released(), NOW, ctx())
+    assert new.cycle is State.IDLE
+    assert not new.holds_slot
+    assert new.attempts == 0
+
+
+def test_a_failed_release_is_sent_again_after_the_retry_interval() -> None:
+    new, _ = step(holding(State.RELEASING), BackendError("down"), NOW, ctx())
+    assert new.cycle is State.RELEASING
+    _, early = step(new, Tick(), NOW, ctx())
+    assert effects(early) == []
+    _, due = step(new, Tick(), NOW + timedelta(seconds=30), ctx())
+    assert effects(due) == [ReleaseSlot()]
+
+
+def test_a_restart_while_releasing_sends_the_release_again() -> None:
+    new, actions = step(holding(State.RELEASING), Restarted("boot-b"), NOW, ctx())
+    assert new.cycle is State.RELEASING
+    assert effects(actions) == [ReleaseSlot()]
+
+
+def test_a_release_after_an_abort_waits_out_the_back_off() -> None:
+    start = holding(State.ABORTING, attempts=1, retry_at=NOW + MIN)
+    new, actions = step(start, Released(), NOW, ctx())
+    assert new.cycle is State.WAITING
+    assert new.retry_at == NOW + MIN
+    assert actions[-1] == WakeAt(NOW + MIN)
+
+
+def test_an_operator_release_while_aborting_counts_as_released() -> None:
+    start = holding(State.ABORTING, attempts=1, retry_at=NOW + MIN)
+    new, _ = step(start, ReleasedByOperator(), NOW, ctx())
+    assert new.cycle is State.WAITING
+    assert not new.holds_slot
+
+
+# --- the table as a whole -------------------------------------------------------------------------
+
+ALL_EVENTS = [
+    Needed("file"),
+    NotNeeded("file"),
+    Tick(),
+    PauseChanged(),
+    Restarted("boot-a"),
+    BootDetected("boot-b"),
+    SlotGranted(),
+    SlotDenied("full"),
+    HooksPassed(),
+    HooksFailed("x"),
+    RebootFailed("x"),
+    HealthPassed(),
+    HealthFailed("x"),
+    Released(),
+    ReleasedByOperator(),
+    BackendError("x"),
+]
+IMPOSSIBLE = [(s, e) for s in State for e in ALL_EVENTS if type(e) not in TABLE[s]]
+
+
+@pytest.mark.parametrize(("cycle", "event"), IMPOSSIBLE, ids=lambda v: str(v))
+def test_an_event_a_state_cannot_take_raises(cycle: State, event: object) -> None:
+    with pytest.raises(TransitionError, match="cannot happen in state"):
+        step(holding(cycle), event, NOW, ctx())  # type: ignore[arg-type]
+
+
+def test_the_table_names_every_state() -> None:
+    assert set(TABLE) == set(State)
+
+
+def test_every_table_entry_ends_in_a_state_it_declares() -> None:
+    """Each entry run once from a plain state: step asserts the target is declared."""
+    for cycle, row in TABLE.items():
+        for event_type in row:
+            event = next(e for e in ALL_EVENTS if type(e) is event_type)
+            step(holding(cycle), event, NOW, ctx())
+
+
+def test_the_first_start_is_a_restart() -> None:
+    assert start_event(NodeState(), "boot-a") == Restarted("boot-a")
+
+
+def test_a_start_in_the_same_boot_is_a_restart() -> None:
+    assert start_event(node(State.REBOOTING), "boot-a") == Restarted("boot-a")
+
+
+def test_a_start_in_a_new_boot_is_a_boot() -> None:
+    assert start_event(node(State.REBOOTING), "boot-b") == BootDetected("boot-b")
+
+
+def test_the_node_state_survives_a_round_trip_through_plain_json_types() -> None:
+    import json
+
+    state = holding(
+        State.HALTED,
+        last_health=CheckResult(False, "x", NOW),
+        last_hooks=CheckResult(True, "", NOW),
+        retry_at=NOW,
+        next_check_at=NOW,
+        last_reboot=NOW,
+        boot_id_at_reboot="boot-z",
+    )
+    assert NodeState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+
+
+def test_the_node_state_ignores_keys_from_a_newer_agent() -> None:
+    doc = {**node(State.IDLE).to_dict(), "future_key": 1}
+    assert NodeState.from_dict(doc) == node(State.IDLE)
+
+
+def test_the_back_off_doubles_and_is_capped() -> None:
+    t = Timings(backoff_base=MIN, backoff_max=5 * MIN)
+    assert [t.backoff(n) for n in (1, 2, 3, 4, 40)] == [MIN, 2 * MIN, 4 * MIN, 5 * MIN, 5 * MIN]
+
+
+def test_the_mermaid_diagram_draws_every_move_of_the_table() -> None:
+    text = diagram("mermaid")
+    assert text.startswith("stateDiagram-v2")
+    for a, _, b in edges():
+        if a is not b:
+            assert f"{a.value} --> {b.value}:" in text
+
+
+def test_the_text_diagram_lists_the_reboot_edge() -> None:
+    assert "draining  -> rebooting on hooks passed" in diagram("text")
+
+
+def test_an_unknown_diagram_kind_is_refused() -> None:
+    with pytest.raises(InvalidInput):
+        diagram("dot")
+
+
+def test_a_window_that_opens_later_wakes_the_waiting_node_at_its_start() -> None:
+    weekly = Schedule((Window.parse(["Tue"], "04:00", "1h"),))
+    _, actions = step(node(State.IDLE), Needed("file"), NOW, ctx(schedule=weekly))
+    assert actions[-1] == WakeAt(datetime(2026, 3, 3, 4, 0, tzinfo=UTC))

@@ -1,0 +1,198 @@
+"""The node cycle's invariants over random event sequences (hypothesis).
+
+Each run picks a strategy and then feeds the machine events its current state accepts, with a
+world that changes under it at every step: the schedule opens and closes, pauses come and go,
+the disabled flag appears, time jumps, the agent restarts or the machine reboots at any point.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import event as note_event
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stagger.core.machine import (
+    EFFECTS,
+    TABLE,
+    BackendError,
+    BootDetected,
+    Context,
+    Event,
+    HealthFailed,
+    HealthPassed,
+    HooksFailed,
+    HooksPassed,
+    Needed,
+    NodeState,
+    NotNeeded,
+    PauseChanged,
+    Persist,
+    Reboot,
+    RebootFailed,
+    Released,
+    ReleasedByOperator,
+    ReleaseSlot,
+    Restarted,
+    SlotDenied,
+    SlotGranted,
+    State,
+    Tick,
+    Timings,
+    start_event,
+    step,
+)
+from stagger.core.schedule import Blackout, Schedule
+from stagger.core.semaphore import Pause
+from stagger.core.strategy import Strategy
+
+START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+PAUSE = Pause("freeze", "operator:ann", START)
+TIMINGS = Timings(
+    touch_interval=timedelta(seconds=60),
+    retry_interval=timedelta(seconds=5),
+    backoff_base=timedelta(seconds=10),
+    backoff_max=timedelta(minutes=5),
+    health_recheck=timedelta(seconds=20),
+)
+
+
+UNVERIFIED_AFTER_BOOT = {
+    State.ACQUIRING,
+    State.DRAINING,
+    State.REBOOTING,
+    State.VERIFYING,
+    State.HALTED,
+}
+
+
+def schedule_at(now: datetime, is_open: bool, closes_in: int) -> Schedule:
+    """A schedule that is open at `now` (closing `closes_in` minutes later) or closed."""
+    if is_open:
+        begin = now + timedelta(minutes=closes_in)
+        return Schedule(blackouts=(Blackout(begin, begin + timedelta(hours=1), "later"),))
+    return Schedule(blackouts=(Blackout(now - timedelta(minutes=1), now + timedelta(hours=1)),))
+
+
+def candidates(state: NodeState, boot: int) -> list[Event]:
+    """Events the state accepts, as the world would send them."""
+    events: list[Event] = [
+        Needed("file", "pkg"),
+        NotNeeded("file"),
+        Tick(),
+        PauseChanged(),
+        Restarted(f"boot-{boot}"),
+        BootDetected(f"boot-{boot + 1}"),
+        SlotGranted(),
+        SlotDenied("full"),
+        HooksPassed(),
+        HooksFailed("drain failed"),
+        RebootFailed("logind refused"),
+        HealthPassed(),
+        HealthFailed("port closed"),
+        Released(),
+        BackendError("timeout"),
+    ]
+    if state.holds_slot:
+        events.append(ReleasedByOperator())
+    return [e for e in events if type(e) in TABLE[state.cycle]]
+
+
+def needs_slot(strategy: Strategy, reachable: bool) -> bool:
+    return strategy is Strategy.LOCK or (strategy is Strategy.BEST_EFFORT and reachable)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    strategy=st.sampled_from(list(Strategy)),
+    reachable=st.booleans(),
+    data=st.data(),
+)
+def test_the_cycle_invariants_hold_over_random_event_sequences(
+    strategy: Strategy, reachable: bool, data: st.DataObject
+) -> None:
+    state = NodeState()
+    now = START
+    boot = 0
+    # True from a reboot (asked for, or seen) with a slot until health passes.
+    rebooted_unverified = False
+    reboot_pending = False  # a Reboot was asked for and no start has been seen since
+    for _ in range(data.draw(st.integers(10, 60), label="length")):
+        is_open = data.draw(st.booleans(), label="open")
+        ctx = Context(
+            strategy=strategy,
+            schedule=schedule_at(now, is_open, data.draw(st.integers(1, 120), label="closes")),
+            pause=PAUSE if data.draw(st.integers(0, 5), label="pause") == 0 else None,
+            backend_reachable=reachable,
+            disabled=data.draw(st.integers(0, 8), label="disabled") == 0,
+            timings=TIMINGS,
+        )
+        event = data.draw(st.sampled_from(candidates(state, boot)), label="event")
+        if isinstance(event, Restarted | BootDetected):
+            event = start_event(state, event.boot_id)
+        before = state
+        state, actions = step(state, event, now, ctx)
+
+        if isinstance(event, BootDetected):
+            boot += 1
+            reboot_pending = False
+            # A reboot in RELEASING (health passed) or ABORTING (already giving the slot back,
+            # no reboot of ours) does not need proof of health.
+            if before.cycle in UNVERIFIED_AFTER_BOOT and (
+                before.holds_slot or before.cycle is State.ACQUIRING
+            ):
+                rebooted_unverified = True
+        if isinstance(event, Restarted):
+            reboot_pending = False
+        if isinstance(event, HealthPassed | ReleasedByOperator):
+            rebooted_unverified = False  # proven healthy, or the operator's call
+
+        for i, action in enumerate(actions):
+            if isinstance(action, EFFECTS):
+                assert any(isinstance(a, Persist) for a in actions[:i]), (
+                    f"{action} not preceded by Persist"
+                )
+            if isinstance(action, Persist):
+                assert action.state == state
+            if isinstance(action, Reboot):
+                assert ctx.schedule.is_open(now), "a reboot outside an open window"
+                assert ctx.pause is None, "a reboot while paused"
+                assert not ctx.disabled, "a reboot while disabled"
+                if needs_slot(strategy, reachable):
+                    assert state.holds_slot, "a reboot without a held slot"
+                assert strategy is not Strategy.OFF
+                assert not reboot_pending, "a second reboot before the first was seen"
+                reboot_pending = True
+                note_event("rebooted")
+                if state.holds_slot:
+                    rebooted_unverified = True
+            if isinstance(action, ReleaseSlot):
+                note_event(f"released from {before.cycle.value}")
+                assert not rebooted_unverified, "a release after a reboot before health passed"
+        if state.cycle in (State.VERIFYING, State.HALTED) and before.cycle is State.REBOOTING:
+            assert state.holds_slot == before.holds_slot
+        if isinstance(event, HealthFailed) and before.holds_slot:
+            assert state.cycle is State.HALTED, "a failing node left the rollout"
+            assert state.holds_slot, "a failing node gave its slot up"
+        now += timedelta(seconds=data.draw(st.integers(0, 600), label="elapsed"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_a_need_survives_any_restart_until_a_reboot_or_a_detector_clears_it(
+    data: st.DataObject,
+) -> None:
+    state, _ = step(NodeState(), Needed("file", "pkg"), START, Context(Strategy.LOCK))
+    ctx = Context(Strategy.LOCK, timings=TIMINGS)
+    now = START
+    for _ in range(data.draw(st.integers(1, 30))):
+        options = [e for e in candidates(state, 0) if not isinstance(e, NotNeeded | BootDetected)]
+        event = data.draw(st.sampled_from(options))
+        rebooting = state.cycle is State.REBOOTING
+        if isinstance(event, Restarted):
+            event = start_event(state, "boot-0")
+        state, _ = step(state, event, now, ctx)
+        if not rebooting and state.cycle not in (State.VERIFYING, State.HALTED):
+            assert state.needed is not None
+        now += timedelta(seconds=data.draw(st.integers(0, 120)))
