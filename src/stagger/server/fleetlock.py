@@ -15,8 +15,9 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from stagger.backends.wire import DENIAL_KINDS, ErrorKind, PauseModel
+from stagger.core import semaphore as core
 from stagger.core.errors import InvalidInput
-from stagger.core.semaphore import GROUP_RE, MAX_GROUP_LEN, Denied, Pause, validate_id
+from stagger.core.semaphore import GROUP_RE, MAX_GROUP_LEN, Denied, Granted, Pause, validate_id
 from stagger.server.auth import CHALLENGE, Denial
 from stagger.server.settings import MAX_BODY, Token
 from stagger.server.state import ServerState, error_body
@@ -29,7 +30,11 @@ PRE_REBOOT = "pre-reboot"
 STEADY_STATE = "steady-state"
 
 _JSON = (b"content-type", b"application/json")
-_OK_START = {"type": "http.response.start", "status": 200, "headers": [_JSON]}
+_OK_START = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [_JSON, (b"content-length", b"2")],
+}
 _OK_BODY = {"type": "http.response.body", "body": b"{}"}
 
 
@@ -186,11 +191,22 @@ class FleetLockEndpoint:
                     f"group {group!r} is not configured on this server; ask an operator to "
                     "create it (stagger set-max N --group GROUP)",
                 )
+            # Decide from a batched linearizable read when no write is needed: a denial, a
+            # holder asking again, releasing nothing. Otherwise the backend's own CAS decides.
+            snap = await state.reads.read(group)
+            current = snap.groups[0]
             if self.operation == PRE_REBOOT:
+                planned = core.acquire(
+                    current.semaphore, node_id, snap.now, fleet_pause=current.fleet_pause
+                ).outcome
+                if isinstance(planned, Granted) and planned.already_held:
+                    return
+                if isinstance(planned, Denied):
+                    raise denial_reject(planned)
                 outcome = await backend.acquire(group, node_id)
                 if isinstance(outcome, Denied):
                     raise denial_reject(outcome)
-            else:
+            elif node_id in current.semaphore.holds:
                 await backend.release(group, node_id)
         except Reject:
             raise

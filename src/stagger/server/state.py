@@ -20,6 +20,7 @@ from stagger.core.errors import (
 )
 from stagger.server.auth import Authenticator
 from stagger.server.metrics import Metrics
+from stagger.server.reads import GroupReads
 from stagger.server.settings import ServerSettings, UnknownGroups
 
 log = logging.getLogger("stagger.server")
@@ -53,8 +54,15 @@ class ServerState:
         self.auth = Authenticator(settings.tokens)
         self.metrics = Metrics()
         self._backend = backend
+        self._reads: GroupReads | None = None
         self._known: set[str] = set(settings.groups)
         self._refreshed_at = -KNOWN_REFRESH_SECONDS
+
+    @property
+    def reads(self) -> GroupReads:
+        if self._reads is None:
+            self._reads = GroupReads(self.backend)
+        return self._reads
 
     @property
     def backend(self) -> Backend:

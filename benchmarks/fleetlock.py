@@ -1,0 +1,316 @@
+"""FleetLock server load: `stagger server` over a real etcd, driven on loopback.
+
+    .venv/bin/python benchmarks/fleetlock.py [--seconds 10] [--connections 32]
+
+Starts etcd (one member for a and b, three for c) and `stagger server` as separate processes,
+then drives it from this process with a minimal keep-alive HTTP/1.1 client on uvloop (so the
+generator costs little of the 2 cores it shares with the server and etcd):
+
+(a) `pre-reboot` on a full group (max 1, held), random ids: every answer should be a denial
+    (423); reports req/s, p50/p99 latency, the non-2xx count (here: denials) and errors (5xx).
+(b) `steady-state` from random ids that hold nothing: every answer should be 200.
+    For (a) and (b) it also reports the etcd range operations the run caused, from etcd's
+    own counter, per FleetLock request (a group read is one txn of 3 ranges); and the raw
+    etcd read rate: the same number of connections doing bare linearizable reads of one key
+    with aetcd, for the same time.
+(c) contention on a 3-member etcd: 16 clients cycling pre-reboot → 2–20 ms hold →
+    steady-state through a group with max 3; reports cycles/s, slot utilization (time held
+    ÷ (max × duration)) and failed requests (anything but 200 and the 423 denials).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aetcd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from etcd_support import EtcdCluster, free_port, start_cluster
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- a lean HTTP/1.1 keep-alive client ---------------------------------------------------------
+
+
+class Conn:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Conn:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    async def post(self, path: str, body: bytes) -> int:
+        self.writer.write(
+            b"POST %s HTTP/1.1\r\nhost: 127.0.0.1\r\nfleet-lock-protocol: true\r\n"
+            b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+            % (path.encode(), len(body), body)
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        m = re.search(rb"(?i)content-length: *(\d+)", head)
+        if m is None:
+            raise RuntimeError(f"no content-length in {head!r}")
+        await self.reader.readexactly(int(m.group(1)))
+        return status
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def fl_body(node: str, group: str) -> bytes:
+    return b'{"client_params":{"id":"%s","group":"%s"}}' % (node.encode(), group.encode())
+
+
+@dataclass
+class Run:
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def add(self, status: int, latency: float) -> None:
+        self.latencies.append(latency)
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+
+    @property
+    def count(self) -> int:
+        return len(self.latencies)
+
+    def pct(self, q: float) -> float:
+        s = sorted(self.latencies)
+        return s[min(len(s) - 1, int(q * len(s)))] * 1000 if s else float("nan")
+
+    def non_2xx(self) -> int:
+        return sum(n for s, n in self.statuses.items() if not 200 <= s < 300)
+
+    def errors(self) -> int:
+        return sum(n for s, n in self.statuses.items() if s >= 500)
+
+
+async def drive(port: int, connections: int, seconds: float, path: str, group: str) -> Run:
+    conns = [await Conn.open(port) for _ in range(connections)]
+    run = Run()
+    rng = random.Random(1)
+    stop = time.perf_counter() + seconds
+
+    async def loop(c: Conn) -> None:
+        while time.perf_counter() < stop:
+            body = fl_body(f"n{rng.getrandbits(48):x}", group)
+            t0 = time.perf_counter()
+            status = await c.post(path, body)
+            run.add(status, time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(loop(c) for c in conns))
+    run.seconds = time.perf_counter() - t0
+    for c in conns:
+        c.close()
+    return run
+
+
+# --- processes ---------------------------------------------------------------------------
+
+
+def etcd_reads(cluster: EtcdCluster) -> float:
+    """etcd's own count of range requests served (summed over members)."""
+    total = 0.0
+    for m in cluster.members:
+        with urllib.request.urlopen(m.client_url + "/metrics", timeout=5) as r:
+            text = r.read().decode()
+        for name in ("etcd_mvcc_range_total", "etcd_debugging_mvcc_range_total"):
+            found = re.findall(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M)
+            if found:
+                total += sum(float(v) for v in found)
+                break
+    return total
+
+
+class Server:
+    def __init__(self, backend: str) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stagger", "server", "--listen", f"127.0.0.1:{self.port}",
+             "--backend", backend, "--log-level", "warning"],
+            cwd=ROOT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("stagger server did not become ready")
+
+    def call(self, method: str, path: str, data: bytes | None = None) -> None:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
+            headers={"fleet-lock-protocol": "true", "content-type": "application/json"},
+        )  # fmt: skip
+        urllib.request.urlopen(req, timeout=10).close()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=15)
+
+
+async def raw_reads(cluster: EtcdCluster, connections: int, seconds: float) -> float:
+    """Bare linearizable reads of one key by `connections` concurrent aetcd clients."""
+    m = cluster.members[0]
+    clients = [aetcd.Client(host="127.0.0.1", port=m.client_port) for _ in range(connections)]
+    for c in clients:
+        await c.connect()
+    await clients[0].put(b"bench/raw", b"x" * 200)
+    count = 0
+    stop = time.perf_counter() + seconds
+
+    async def loop(c: aetcd.Client) -> None:
+        nonlocal count
+        while time.perf_counter() < stop:
+            await c.get(b"bench/raw")
+            count += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(loop(c) for c in clients))
+    elapsed = time.perf_counter() - t0
+    for c in clients:
+        await c.close()
+    return count / elapsed
+
+
+def report(label: str, run: Run, reads: float) -> None:
+    rate = run.count / run.seconds
+    print(
+        f"{label}: {rate:8.0f} req/s  p50 {run.pct(0.5):6.2f} ms  p99 {run.pct(0.99):6.2f} ms  "
+        f"non-2xx {run.non_2xx()}  5xx {run.errors()}  "
+        f"statuses {dict(sorted(run.statuses.items()))}  "
+        f"etcd range ops/request {reads / max(run.count, 1):.2f}"
+    )
+
+
+# --- the scenarios -------------------------------------------------------------------------
+
+
+async def scenario_ab(base: Path, seconds: float, connections: int) -> None:
+    cluster = start_cluster(base / "etcd1", 1)
+    server = Server(cluster.url)
+    try:
+        server.call("PUT", "/v1/groups/full/max", b'{"max": 1}')
+        server.call("POST", "/v1/pre-reboot", fl_body("holder", "full"))
+        await drive(server.port, connections, 1.0, "/v1/pre-reboot", "full")  # warm-up
+        before = etcd_reads(cluster)
+        a = await drive(server.port, connections, seconds, "/v1/pre-reboot", "full")
+        a_reads = etcd_reads(cluster) - before
+        before = etcd_reads(cluster)
+        b = await drive(server.port, connections, seconds, "/v1/steady-state", "idle")
+        b_reads = etcd_reads(cluster) - before
+    finally:
+        server.stop()
+    raw = await raw_reads(cluster, connections, seconds)
+    cluster.stop()
+    report("(a) pre-reboot, full group  ", a, a_reads)
+    report("(b) steady-state, no holder ", b, b_reads)
+    print(f"raw etcd linearizable reads ({connections} aetcd clients, 1 key): {raw:8.0f} reads/s")
+    print(
+        f"ratios: (a)/raw {a.count / a.seconds / raw:.2f}  (b)/raw {b.count / b.seconds / raw:.2f}"
+        f"  (a)/reference 2250 req/s {a.count / a.seconds / 2250:.2f}"
+    )
+
+
+async def scenario_c(base: Path, seconds: float, clients: int = 16, max_: int = 3) -> None:
+    cluster = start_cluster(base / "etcd3", 3)
+    server = Server(cluster.url)
+    held = 0.0
+    cycles = 0
+    failed: dict[str, int] = {"pre-reboot": 0, "steady-state": 0}
+    denials = 0
+    lat: dict[str, list[float]] = {"granted": [], "denied": [], "released": []}
+    try:
+        server.call("PUT", "/v1/groups/busy/max", b'{"max": %d}' % max_)
+        conns = [await Conn.open(server.port) for _ in range(clients)]
+        rng = random.Random(3)
+        stop = time.perf_counter() + seconds
+
+        async def loop(i: int, c: Conn) -> None:
+            nonlocal held, cycles, denials
+            body = fl_body(f"node-{i}", "busy")
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter()
+                status = await c.post("/v1/pre-reboot", body)
+                if status == 423:
+                    denials += 1
+                    lat["denied"].append(time.perf_counter() - t0)
+                    continue
+                if status != 200:
+                    failed["pre-reboot"] += 1
+                    continue
+                lat["granted"].append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                await asyncio.sleep(rng.uniform(0.002, 0.020))
+                held += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                while (status := await c.post("/v1/steady-state", body)) != 200:
+                    failed["steady-state"] += 1
+                lat["released"].append(time.perf_counter() - t0)
+                cycles += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(loop(i, c) for i, c in enumerate(conns)))
+        elapsed = time.perf_counter() - t0
+        for c in conns:
+            c.close()
+    finally:
+        server.stop()
+        cluster.stop()
+    print(
+        f"(c) {clients} clients, max {max_}, 3-member etcd: {cycles / elapsed:.0f} cycles/s, "
+        f"utilization {held / (max_ * elapsed):.2f}, denials {denials}, "
+        f"failed pre-reboot {failed['pre-reboot']}, failed releases {failed['steady-state']}"
+    )
+    print(
+        "    latency p50/p99 ms: "
+        + ", ".join(
+            f"{k} {1000 * sorted(v)[len(v) // 2]:.1f}/{1000 * sorted(v)[int(len(v) * 0.99)]:.1f}"
+            for k, v in lat.items()
+            if v
+        )
+    )
+
+
+async def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--only", choices=["ab", "c"], default=None)
+    p.add_argument("--data-dir", default=None, help="where etcd keeps its data (default: $TMPDIR)")
+    args = p.parse_args()
+    print(f"{os.cpu_count()} CPUs; {args.connections} connections; {args.seconds:g} s per run")
+    with tempfile.TemporaryDirectory(dir=args.data_dir) as tmp:
+        if args.only in (None, "ab"):
+            await scenario_ab(Path(tmp), args.seconds, args.connections)
+        if args.only in (None, "c"):
+            await scenario_c(Path(tmp), args.seconds)
+
+
+if __name__ == "__main__":
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
