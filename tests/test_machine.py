@@ -335,8 +335,8 @@ def test_passing_hooks_with_the_window_open_reboot_after_persisting() -> None:
     assert new.boot_id_at_reboot == "boot-a"
     assert new.last_reboot == NOW
     assert new.last_hooks == CheckResult(True, "ok", NOW)
-    assert effects(actions) == [Reboot("file: linux-image")]
-    assert actions.index(Persist(new)) < actions.index(Reboot("file: linux-image"))
+    assert effects(actions) == [Reboot("linux-image")]
+    assert actions.index(Persist(new)) < actions.index(Reboot("linux-image"))
 
 
 def test_passing_hooks_after_the_window_closed_abort_and_release() -> None:

@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "stagger.cli.identity",
     "stagger.cli.config",
     "stagger.cli.windows",
+    "stagger.cli.agent",
     "stagger.cli.doctor",
     "stagger.cli.server",
 ]

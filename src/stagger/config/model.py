@@ -32,6 +32,7 @@ from stagger.config.agent_sections import (
     check_path,
     check_rebooter,
 )
+from stagger.config.cycle_section import CycleConfig
 from stagger.core.errors import InvalidInput
 from stagger.core.schedule import (
     ALLOWED_DAYS,
@@ -237,6 +238,11 @@ class StaggerConfig(Section):
     reboot: RebootConfig = Field(
         default_factory=lambda: RebootConfig.model_validate({}),
         description="a table: [reboot] with command, warn_users, delay, simulated_record",
+    )
+    cycle: CycleConfig = Field(
+        default_factory=lambda: CycleConfig.model_validate({}),
+        description="a table: [cycle] with heartbeat, retry, backoff, backoff_max, "
+        "health_recheck, poll",
     )
 
     def schedule(self, default_zone: str) -> Schedule:

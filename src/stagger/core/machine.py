@@ -630,7 +630,7 @@ def hooks_passed(s: NodeState, ev: HooksPassed, now: datetime, ctx: Context) -> 
         reason="rebooting",
     )
     need = s.needed
-    return s, [Reboot(f"{need.detector}: {need.detail}" if need else "")]
+    return s, [Reboot((need.detail or need.detector) if need else "")]
 
 
 def hooks_failed(s: NodeState, ev: HooksFailed, now: datetime, ctx: Context) -> Out:

@@ -1,0 +1,433 @@
+"""The node agent: the shell around core/machine.
+
+It wires detectors, the backend, hooks and the rebooter to `machine.step` and carries out the
+actions it returns, in order. It decides nothing itself. Rules:
+- One event at a time, from one queue. Detectors push (no long polling); a timer sends the
+  Tick the machine asked for (WakeAt); a slow look (`poll`) refreshes the pause and the
+  disabled flag.
+- The state is saved (Persist, atomically) before every outside effect; a save that fails
+  stops the agent before the effect.
+- Hooks and health checks run as tasks whose results come back as events; a task whose state
+  was left (an operator released the hold, say) is cancelled, so a late answer never arrives.
+- On start the saved boot id tells a reboot from a restart (machine.start_event).
+- Imports stay lean: no CLI or table libraries, no pydantic; the backend is imported by URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from datetime import UTC, datetime
+from typing import Any
+
+from stagger.agent import log as agentlog
+from stagger.agent.detectors.base import Finding, combine
+from stagger.agent.notify import Notifier, watchdog_interval
+from stagger.agent.runtime import Runtime
+from stagger.agent.state import StateStore, TypedStateStore, read_boot_id
+from stagger.backends.base import Backend, Snapshot
+from stagger.core.errors import StaggerError
+from stagger.core.machine import (
+    BackendError,
+    Context,
+    Event,
+    HealthFailed,
+    HealthPassed,
+    HooksFailed,
+    HooksPassed,
+    Needed,
+    NodeState,
+    NotNeeded,
+    PauseChanged,
+    Persist,
+    Reboot,
+    RebootFailed,
+    RecordEvent,
+    Released,
+    ReleasedByOperator,
+    ReleaseSlot,
+    RequestSlot,
+    RunHealthChecks,
+    RunPreRebootHooks,
+    SlotDenied,
+    SlotGranted,
+    State,
+    Tick,
+    Touch,
+    WakeAt,
+    start_event,
+    step,
+)
+from stagger.core.semaphore import Denied, Pause
+
+# Events that are the answer to a task, and the states in which that answer is still wanted.
+HOOK_STATES = frozenset({State.DRAINING})
+HEALTH_STATES = frozenset({State.VERIFYING, State.HALTED})
+# RecordEvent kinds an operator must see as warnings.
+WARNINGS = frozenset({"halted", "reboot_failed", "released_by_operator", "aborted"})
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Agent:
+    def __init__(
+        self,
+        rt: Runtime,
+        backend: Backend,
+        logger: logging.Logger | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.rt = rt
+        self.backend = backend
+        self.log = logger or agentlog.setup()
+        self.notifier = notifier or Notifier()
+        self.store: TypedStateStore[NodeState] = TypedStateStore(
+            StateStore(rt.state_path), NodeState.to_dict, NodeState.from_dict
+        )
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        self.state = NodeState()
+        self.wake_at: datetime | None = None
+        self.pause: Pause | None = None
+        self.backend_reachable = True
+        self.disabled = False
+        self.findings: dict[str, Finding] = {}
+        self.last_need: tuple[bool, str, str] | None = None
+        self.hooks_task: asyncio.Task[None] | None = None
+        self.health_task: asyncio.Task[None] | None = None
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.stopping = asyncio.Event()
+
+    # --- the world as the machine sees it -----------------------------------------------------
+
+    def context(self) -> Context:
+        return Context(
+            strategy=self.rt.strategy,
+            schedule=self.rt.schedule,
+            pause=self.pause,
+            backend_reachable=self.backend_reachable,
+            disabled=self.disabled,
+            dry_run=self.rt.dry_run,
+            timings=self.rt.timings,
+        )
+
+    def _look_at_flag(self) -> bool:
+        try:
+            return self.rt.disabled_path.exists()
+        except OSError:
+            return True  # cannot tell: fail closed, never reboot
+
+    async def _backend_call(self, what: str, call: Any) -> Any:
+        return await asyncio.wait_for(call, self.rt.backend_timeout)
+
+    async def refresh_pause(self) -> bool:
+        """Read the pause in force from the backend; True when it changed."""
+        try:
+            snap: Snapshot = await self._backend_call("status", self.backend.status(self.rt.group))
+        except (StaggerError, OSError, TimeoutError) as exc:
+            agentlog.event(self.log, "pause unknown", logging.WARNING, error=_why(exc))
+            return False
+        group = next((g for g in snap.groups if g.group == self.rt.group), None)
+        pause = group.pause if group is not None else snap.fleet_pause
+        changed = pause != self.pause
+        self.pause = pause
+        return changed
+
+    # --- events in ----------------------------------------------------------------------------
+
+    def report(self, finding: Finding) -> None:
+        """A detector's answer (called by its watch); the combined answer becomes an event
+        when it changes. Unknown is never a reboot: it counts as not needed."""
+        self.findings[finding.detector] = finding
+        combined = combine(list(self.findings.values()))
+        key = (combined.needed is True, combined.detector, combined.detail)
+        if key == self.last_need:
+            return
+        self.last_need = key
+        if combined.needed is True:
+            self.queue.put_nowait(Needed(combined.detector, combined.detail))
+        else:
+            if combined.needed is None:
+                agentlog.event(
+                    self.log,
+                    "detector unknown",
+                    logging.WARNING,
+                    detector=combined.detector,
+                    detail=combined.detail,
+                )
+            self.queue.put_nowait(NotNeeded(combined.detector, combined.detail))
+
+    async def handle(self, event: Event) -> None:
+        """One event through the machine, then its actions, in order."""
+        # The pause is read fresh at every gate (an idle node reads nothing).
+        gate = isinstance(event, Needed | Tick | HooksPassed | SlotGranted)
+        if gate and (self.state.cycle is not State.IDLE or isinstance(event, Needed)):
+            await self.refresh_pause()
+        self.disabled = self._look_at_flag()
+        before = self.state
+        now = utcnow()
+        new, actions = step(before, event, now, self.context())
+        self.state = new
+        if new.cycle is not before.cycle or new.reason != before.reason:
+            agentlog.event(
+                self.log,
+                "transition",
+                **{"from": before.cycle.value},
+                to=new.cycle.value,
+                event=type(event).__name__,
+                detail=_detail(event),
+                reason=new.reason,
+                holds_slot=str(new.holds_slot).lower(),
+            )
+            self.notifier.status(f"{new.cycle.value}: {new.reason}")
+        self._cancel_stale_tasks()
+        for action in actions:
+            await self.execute(action)
+
+    def _cancel_stale_tasks(self) -> None:
+        if self.hooks_task is not None and self.state.cycle not in HOOK_STATES:
+            self.hooks_task.cancel()
+            self.hooks_task = None
+        if self.health_task is not None and self.state.cycle not in HEALTH_STATES:
+            self.health_task.cancel()
+            self.health_task = None
+
+    # --- actions out --------------------------------------------------------------------------
+
+    async def execute(self, action: object) -> None:
+        rt = self.rt
+        if isinstance(action, Persist):
+            self.store.save(action.state)  # raises: no outside effect follows a failed save
+        elif isinstance(action, RequestSlot):
+            await self._request_slot(action.note)
+        elif isinstance(action, ReleaseSlot):
+            await self._release_slot()
+        elif isinstance(action, Touch):
+            await self._touch()
+        elif isinstance(action, RunPreRebootHooks):
+            self.hooks_task = self._spawn(self._run_hooks(action.deadline))
+        elif isinstance(action, RunHealthChecks):
+            self.health_task = self._spawn(self._run_health())
+        elif isinstance(action, Reboot):
+            agentlog.event(
+                self.log, "rebooting", logging.WARNING, rebooter=rt.rebooter.name, why=action.reason
+            )
+            self.notifier.status(f"rebooting: {action.reason}")
+            try:
+                await rt.rebooter.reboot(action.reason)
+            except (StaggerError, OSError) as exc:
+                self.queue.put_nowait(RebootFailed(_why(exc)))
+        elif isinstance(action, RecordEvent):
+            level = logging.WARNING if action.kind in WARNINGS else logging.INFO
+            agentlog.event(self.log, action.kind, level, detail=action.detail)
+        elif isinstance(action, WakeAt):
+            self.wake_at = action.at
+
+    async def _request_slot(self, note: str) -> None:
+        rt = self.rt
+        try:
+            got = await self._backend_call(
+                "acquire", self.backend.acquire(rt.group, rt.node_id, note=note)
+            )
+        except (StaggerError, OSError, TimeoutError) as exc:
+            self.queue.put_nowait(BackendError(_why(exc)))
+            return
+        if isinstance(got, Denied):
+            self.queue.put_nowait(SlotDenied(got.sentence()))
+        else:
+            self.queue.put_nowait(SlotGranted())
+
+    async def _release_slot(self) -> None:
+        try:
+            await self._backend_call(
+                "release", self.backend.release(self.rt.group, self.rt.node_id)
+            )
+        except (StaggerError, OSError, TimeoutError) as exc:
+            self.queue.put_nowait(BackendError(_why(exc)))
+            return
+        self.queue.put_nowait(Released())
+
+    async def _touch(self) -> None:
+        try:
+            hold = await self._backend_call(
+                "touch", self.backend.touch(self.rt.group, self.rt.node_id)
+            )
+        except (StaggerError, OSError, TimeoutError) as exc:
+            self.queue.put_nowait(BackendError(_why(exc)))
+            return
+        if hold is None:
+            self.queue.put_nowait(
+                ReleasedByOperator(f"the heartbeat found no hold for {self.rt.node_id}")
+            )
+
+    async def _run_hooks(self, deadline: datetime | None) -> None:
+        limit = None if deadline is None else max((deadline - utcnow()).total_seconds(), 0.0)
+        try:
+            outcome = await asyncio.wait_for(self.rt.pre_reboot.run(deadline), limit)
+        except TimeoutError:
+            self.queue.put_nowait(
+                HooksFailed("the window closed before the pre-reboot hooks ended")
+            )
+            return
+        except (StaggerError, OSError) as exc:
+            self.queue.put_nowait(HooksFailed(_why(exc)))
+            return
+        event = HooksPassed(outcome.detail) if outcome.ok else HooksFailed(outcome.detail)
+        self.queue.put_nowait(event)
+
+    async def _run_health(self) -> None:
+        try:
+            outcome = await self.rt.health.run()
+        except (StaggerError, OSError) as exc:
+            self.queue.put_nowait(HealthFailed(_why(exc)))
+            return
+        event = HealthPassed(outcome.detail) if outcome.ok else HealthFailed(outcome.detail)
+        self.queue.put_nowait(event)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the saved state, tell a reboot from a restart, and hear from the backend."""
+        rt = self.rt
+        saved = self.store.load()
+        self.state = saved if saved is not None else NodeState()
+        boot_id = read_boot_id(rt.boot_id_path)
+        try:
+            await self._backend_call("ping", self.backend.ping())
+            self.backend_reachable = True
+        except (StaggerError, OSError, TimeoutError) as exc:
+            self.backend_reachable = False
+            agentlog.event(self.log, "backend unreachable", logging.WARNING, error=_why(exc))
+        if self.backend_reachable:
+            await self.refresh_pause()
+        first = start_event(self.state, boot_id)
+        agentlog.event(
+            self.log,
+            "started",
+            id=rt.node_id,
+            group=rt.group,
+            strategy=rt.strategy.value,
+            backend=rt.backend_url,
+            state=self.state.cycle.value,
+            boot=type(first).__name__,
+            dry_run=str(rt.dry_run).lower(),
+        )
+        await self.handle(first)
+
+    async def run(self, once: bool = False) -> int:
+        await self.start()
+        if once:
+            return await self._run_once()
+        watchers = [self._spawn(d.watch(self.report)) for d in self.rt.detectors]
+        watchdog = watchdog_interval()
+        if watchdog is not None:
+            self._spawn(self._watchdog(watchdog))
+        self.notifier.ready(f"{self.state.cycle.value}: {self.state.reason}")
+        next_poll = utcnow().timestamp() + self.rt.poll
+        stop = asyncio.get_running_loop().create_task(self.stopping.wait())
+        try:
+            while not self.stopping.is_set():
+                now = utcnow().timestamp()
+                timeout = next_poll - now
+                if self.wake_at is not None:
+                    timeout = min(timeout, self.wake_at.timestamp() - now)
+                getter = asyncio.get_running_loop().create_task(self.queue.get())
+                done, _ = await asyncio.wait(
+                    {getter, stop}, timeout=max(timeout, 0), return_when=asyncio.FIRST_COMPLETED
+                )
+                if getter in done:
+                    await self.handle(getter.result())
+                    continue
+                getter.cancel()
+                if stop in done:
+                    break
+                now = utcnow().timestamp()
+                if now >= next_poll:
+                    next_poll = now + self.rt.poll
+                    await self._poll()
+                if self.wake_at is not None and utcnow() >= self.wake_at:
+                    self.wake_at = None
+                    await self.handle(Tick())
+        finally:
+            stop.cancel()
+            for task in [*watchers, *self.tasks]:
+                task.cancel()
+            self.notifier.stopping()
+            agentlog.event(self.log, "stopped", state=self.state.cycle.value)
+        return 0
+
+    async def _poll(self) -> None:
+        """The slow look: a changed pause or disabled flag is an event; nothing else is read
+        while the node is idle."""
+        if self.state.cycle is not State.IDLE and await self.refresh_pause():
+            await self.handle(PauseChanged())
+            return
+        if self._look_at_flag() != self.disabled:
+            await self.handle(Tick())
+
+    async def _run_once(self) -> int:
+        """One round: every detector once, then events until nothing is in flight."""
+        for detector in self.rt.detectors:
+            self.report(await detector.check())
+        for _ in range(1000):  # bounded: each round handles at least one event or ends
+            while not self.queue.empty():
+                await self.handle(self.queue.get_nowait())
+            pending = [t for t in (self.hooks_task, self.health_task) if t and not t.done()]
+            if not pending:
+                break
+            await asyncio.wait(pending)
+        agentlog.event(self.log, "once", state=self.state.cycle.value, reason=self.state.reason)
+        return 0
+
+    async def _watchdog(self, interval: float) -> None:
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    return str(exc) or type(exc).__name__
+
+
+def _detail(event: Event) -> str | None:
+    for name in ("detail", "sentence", "boot_id"):
+        value = getattr(event, name, None)
+        if value:
+            return str(value)
+    return None
+
+
+async def run_agent(rt: Runtime, once: bool = False) -> int:
+    """Open the backend, run the agent until SIGTERM/SIGINT (or one round with `once`)."""
+    from stagger.backends.factory import open_backend
+
+    logger = agentlog.setup()
+    backend = open_backend(rt.backend_url)
+    agent = Agent(rt, backend, logger)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, agent.stop)
+    try:
+        return await agent.run(once=once)
+    finally:
+        with contextlib.suppress(Exception):
+            await backend.close()
+        agent.notifier.close()
+
+
+def main(rt: Runtime, once: bool = False) -> int:
+    return asyncio.run(run_agent(rt, once))
