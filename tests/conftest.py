@@ -9,7 +9,7 @@ import pytest
 from stagger.backends.base import Backend
 from stagger.backends.factory import open_backend
 
-pytest_plugins = ["etcd_support"]
+pytest_plugins = ["etcd_support", "dbus_support"]
 
 
 def backend_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
