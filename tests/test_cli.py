@@ -238,10 +238,13 @@ def test_lock_without_id_takes_the_slot_for_this_node(url: str, root: Path) -> N
     assert (acquired["action"], acquired["id"], acquired["by"]) == ("acquired",) + (doc["id"],) * 2
 
 
-def test_lock_of_another_id_records_the_operator_in_the_note(url: str) -> None:
+def test_lock_of_another_id_records_the_operator_as_by(url: str) -> None:
     doc = run("lock", "--id", "node-a", "--note", "drill", "--json", backend=url).json()
     assert doc["by"] == f"operator:{OPERATOR}"
-    assert doc["note"] == f"locked by operator:{OPERATOR}: drill"
+    assert doc["note"] == "drill"
+    acquired = events(url)[-1]
+    assert (acquired["action"], acquired["id"]) == ("acquired", "node-a")
+    assert acquired["by"] == f"operator:{OPERATOR}"
 
 
 def test_lock_without_a_machine_id_says_to_pass_id(url: str, tmp_path: Path) -> None:

@@ -443,3 +443,8 @@ def test_touch_renews_a_short_hold_ttl_before_it_expires() -> None:
     assert change.changed
     assert change.outcome is not None
     assert change.outcome.expires_at == T0 + timedelta(seconds=41)
+
+
+def test_acquire_by_an_operator_records_the_operator() -> None:
+    change = acquire(Semaphore("web", max=1), "a", T0, by="operator:alice")
+    assert [(e.id, e.by) for e in change.events] == [("a", "operator:alice")]

@@ -81,7 +81,9 @@ class Backend(Protocol):
 
     url: str
 
-    async def acquire(self, group: str, node_id: str, *, note: str = "") -> Granted | Denied: ...
+    async def acquire(
+        self, group: str, node_id: str, *, note: str = "", by: str | None = None
+    ) -> Granted | Denied: ...
 
     async def release(
         self, group: str, node_id: str, *, by: str | None = None

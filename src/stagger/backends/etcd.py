@@ -507,7 +507,9 @@ class EtcdBackend:
 
     # --- the Backend Protocol -------------------------------------------------------------
 
-    async def acquire(self, group: str, node_id: str, *, note: str = "") -> Granted | Denied:
+    async def acquire(
+        self, group: str, node_id: str, *, note: str = "", by: str | None = None
+    ) -> Granted | Denied:
         validate_group(group)
         validate_id(node_id)
 
@@ -519,7 +521,9 @@ class EtcdBackend:
 
         return await self._change(
             group,
-            lambda sem, now, fleet: core.acquire(sem, node_id, now, note=note, fleet_pause=fleet),
+            lambda sem, now, fleet: core.acquire(
+                sem, node_id, now, note=note, fleet_pause=fleet, by=by
+            ),
             what=f"acquire {group}/{node_id}",
             with_fleet=True,
             settle=settle,

@@ -300,8 +300,11 @@ class FleetLockBackend:
 
     # --- FleetLock ---------------------------------------------------------------------------
 
-    async def acquire(self, group: str, node_id: str, *, note: str = "") -> Granted | Denied:
-        """Granted says `already_held=False` always: FleetLock does not tell the difference."""
+    async def acquire(
+        self, group: str, node_id: str, *, note: str = "", by: str | None = None
+    ) -> Granted | Denied:
+        """Granted says `already_held=False` always: FleetLock does not tell the difference.
+        FleetLock carries neither `note` nor `by`: the server records the node itself."""
         validate_group(group)
         validate_id(node_id)
         r = await self._request("POST", "v1/pre-reboot", json=self._fleetlock_body(group, node_id))

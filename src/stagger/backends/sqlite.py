@@ -294,12 +294,16 @@ class SqliteBackend:
 
     # --- the Backend Protocol -------------------------------------------------------------
 
-    async def acquire(self, group: str, node_id: str, *, note: str = "") -> Granted | Denied:
+    async def acquire(
+        self, group: str, node_id: str, *, note: str = "", by: str | None = None
+    ) -> Granted | Denied:
         validate_group(group)
         validate_id(node_id)
         return await self._apply(
             group,
-            lambda sem, now, fleet: core.acquire(sem, node_id, now, note=note, fleet_pause=fleet),
+            lambda sem, now, fleet: core.acquire(
+                sem, node_id, now, note=note, fleet_pause=fleet, by=by
+            ),
             with_fleet=True,
         )
 

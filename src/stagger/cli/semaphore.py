@@ -322,12 +322,8 @@ def lock(
     with reported_errors(json):
         validate_group(group)
         actor = resolve_actor(node, root)
-    if actor.is_operator:
-        # The Backend Protocol records the holder as `by` of an acquire; the note keeps who
-        # really took it, shown in status and history.
-        note = f"locked by {actor.by}" + (f": {note}" if note else "")
     outcome = run_async(
-        lambda b: b.acquire(group, actor.id, note=note), backend=backend, as_json=json
+        lambda b: b.acquire(group, actor.id, note=note, by=actor.by), backend=backend, as_json=json
     )
     if isinstance(outcome, Granted):
         doc = {

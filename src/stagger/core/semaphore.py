@@ -231,9 +231,16 @@ def expire_lost(sem: Semaphore, alive: frozenset[str], now: datetime) -> Change[
 
 
 def acquire(
-    sem: Semaphore, node_id: str, now: datetime, *, note: str = "", fleet_pause: Pause | None = None
+    sem: Semaphore,
+    node_id: str,
+    now: datetime,
+    *,
+    note: str = "",
+    fleet_pause: Pause | None = None,
+    by: str | None = None,
 ) -> Change[Granted | Denied]:
-    """Take a slot for `node_id`. Recursive: a holder asking again is granted, nothing written."""
+    """Take a slot for `node_id`. Recursive: a holder asking again is granted, nothing written.
+    `by` is who asked: the node itself (the default) or an operator taking a slot for it."""
     validate_id(node_id)
     swept = expire(sem, now)
     sem = swept.semaphore
@@ -249,7 +256,7 @@ def acquire(
         return Change(sem, Denied(DenyReason.FULL, sem.max, sem.holders(now)), swept.events)
     expires = now + sem.hold_ttl if sem.hold_ttl is not None else None
     hold = Hold(node_id, since=now, last_seen=now, expires_at=expires, note=note)
-    event = Event(now, sem.group, Action.ACQUIRED, node_id, node_id, note)
+    event = Event(now, sem.group, Action.ACQUIRED, by or node_id, node_id, note)
     new = _with_holds(sem, {**sem.holds, node_id: hold})
     return Change(new, Granted(hold, already_held=False), (*swept.events, event))
 
