@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import logging
 import sys
-import tomllib
 from pathlib import Path
-from typing import Any
 
 import typer
-from pydantic import ValidationError
 
 from stagger.cli.output import BackendOption, reported_errors, resolve_backend_url
 from stagger.config.server_section import ServerConfig
@@ -33,35 +30,15 @@ EXPOSED_WARNING = (
 )
 
 
-def load_server_config(config_file: Path | None) -> tuple[ServerConfig, str | None]:
-    """The [server] table and [agent].backend. Through the config loader once [server] is part
-    of the model; until then, read from --config FILE only."""
-    from stagger.config.model import StaggerConfig
+def load_server_config(
+    config_file: Path | None, root: Path | None = None
+) -> tuple[ServerConfig, str | None]:
+    """The [server] table and [agent].backend, through the one config loader (fragments in
+    config.d, or --config FILE)."""
+    from stagger.config.loader import load_config
 
-    if "server" in StaggerConfig.model_fields:
-        from stagger.config.loader import load_config
-
-        loaded = load_config(config_file)
-        config: Any = loaded.config
-        return config.server, config.agent.backend
-    if config_file is None:
-        return ServerConfig.model_validate({}), None
-    try:
-        with config_file.open("rb") as f:
-            doc = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {config_file} does not exist: check the path") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{config_file} is not valid TOML ({exc}); fix the line shown") from exc
-    try:
-        server = ServerConfig.model_validate(doc.get("server", {}))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{config_file}: [server] {key}: {first['msg']}") from None
-    agent = doc.get("agent", {})
-    backend = agent.get("backend") if isinstance(agent, dict) else None
-    return server, backend if isinstance(backend, str) else None
+    config = load_config(config_file, root).config
+    return config.server, config.agent.backend
 
 
 def parse_group_max(values: list[str]) -> dict[str, int]:

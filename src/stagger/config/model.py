@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime, time
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from stagger.backends.factory import DEFAULT_BACKEND_URL, SCHEMES
 from stagger.config.agent_sections import (
@@ -33,6 +33,8 @@ from stagger.config.agent_sections import (
     check_rebooter,
 )
 from stagger.config.cycle_section import CycleConfig
+from stagger.config.section import Section
+from stagger.config.server_section import ServerConfig
 from stagger.core.errors import InvalidInput
 from stagger.core.schedule import (
     ALLOWED_DAYS,
@@ -47,12 +49,6 @@ from stagger.core.schedule import (
 )
 from stagger.core.semaphore import DEFAULT_GROUP, validate_group, validate_id
 from stagger.core.strategy import ALLOWED_STRATEGIES, DEFAULT_STRATEGY, Strategy, parse_strategy
-
-
-class Section(BaseModel):
-    """Base of every table in the file."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _need_str(value: Any, what: str) -> str:
@@ -243,6 +239,12 @@ class StaggerConfig(Section):
         default_factory=lambda: CycleConfig.model_validate({}),
         description="a table: [cycle] with heartbeat, retry, backoff, backoff_max, "
         "health_recheck, poll",
+    )
+
+    server: ServerConfig = Field(
+        default_factory=lambda: ServerConfig.model_validate({}),
+        description="a table: [server] with listen, backend, prefix, unknown_groups, "
+        "default_max, token files, TLS files and [server.groups]",
     )
 
     def schedule(self, default_zone: str) -> Schedule:

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from stagger.config.model import Section
+from stagger.config.section import Section
 from stagger.core.semaphore import DEFAULT_MAX, MAX_SLOTS, validate_group
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
