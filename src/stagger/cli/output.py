@@ -79,8 +79,11 @@ BACKEND_ENV = "STAGGER_BACKEND"
 BackendOption = typer.Option(
     None,
     "--backend",
+    "--server",
     metavar="URL",
-    help=f"Where the semaphores live (default: ${BACKEND_ENV}, else {DEFAULT_BACKEND_URL}).",
+    help=f"Where the semaphores live: a backend URL, or a stagger server's http(s):// URL "
+    f"(default: ${BACKEND_ENV}, else [agent].backend from the config, else "
+    f"{DEFAULT_BACKEND_URL}).",
     show_default=False,
 )
 
@@ -88,12 +91,19 @@ T = TypeVar("T")
 
 
 def resolve_backend_url(flag: str | None) -> str:
-    """The one place a command's backend URL is chosen: --backend, else $STAGGER_BACKEND, else
-    the default. (The config file, when it comes, slots in here between the env and the
-    default; `--server URL` will resolve to a FleetLock/HTTP backend URL here too.)"""
-    if flag:
-        return flag
-    return os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND_URL
+    """The one place a command's backend URL is chosen: --backend/--server, else
+    $STAGGER_BACKEND, else [agent].backend from this host's config fragments, else the default.
+    A plain http(s):// URL names a stagger server, reached through the FleetLock backend."""
+    url = flag or os.environ.get(BACKEND_ENV)
+    if not url:
+        from stagger.config.loader import load_config
+
+        url = load_config(None, None).config.agent.backend or DEFAULT_BACKEND_URL
+    if url.startswith(("http://", "https://")):
+        from stagger.backends.fleetlock import server_backend_url
+
+        return server_backend_url(url)
+    return url
 
 
 def os_error_sentence(exc: OSError) -> str:

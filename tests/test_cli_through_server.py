@@ -1,0 +1,85 @@
+"""The operator commands reach the semaphores through a stagger server with --server URL:
+the same commands, the same output, the server recording who acted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server_support import RunningServer, running
+from stagger.server.settings import ServerSettings
+
+STAGGER = str(Path(sys.executable).parent / "stagger")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RunningServer]:
+    with running(ServerSettings(backend_url=f"sqlite:///{tmp_path}/s.db")) as srv:
+        yield srv
+
+
+def stagger(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "STAGGER_BACKEND"}
+    env.update(LOGNAME="alice", USER="alice")
+    return subprocess.run(
+        [STAGGER, *args, "--server", server.url + "/"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def doc(server: RunningServer, *args: str) -> Any:
+    r = stagger(server, *args, "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_set_max_lock_and_status_go_through_the_server(server: RunningServer) -> None:
+    doc(server, "set-max", "2", "--group", "web")
+    doc(server, "lock", "--group", "web", "--id", "node-a")
+    status = doc(server, "status", "--group", "web")
+    (group,) = status["groups"]
+    assert group["max"] == 2
+    assert [h["id"] for h in group["holders"]] == ["node-a"]
+
+
+def test_a_pause_set_through_the_server_denies_a_lock_with_its_reason(
+    server: RunningServer,
+) -> None:
+    doc(server, "pause", "--group", "web", "--reason", "bad kernel")
+    r = stagger(server, "lock", "--group", "web", "--id", "node-a")
+    assert r.returncode == 1
+    assert "bad kernel" in r.stderr + r.stdout
+    doc(server, "resume", "--group", "web")
+    assert stagger(server, "lock", "--group", "web", "--id", "node-a").returncode == 0
+
+
+def test_an_operator_unlock_through_the_server_is_recorded_as_the_operator(
+    server: RunningServer,
+) -> None:
+    doc(server, "lock", "--group", "web", "--id", "node-a")
+    doc(server, "unlock", "--group", "web", "--id", "node-a")
+    events = doc(server, "history", "--group", "web")["events"]
+    released = next(e for e in events if e["action"] == "released")
+    assert released["id"] == "node-a"
+    assert released["by"] == "operator:alice"
+
+
+def test_a_server_that_does_not_answer_exits_3(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [STAGGER, "status", "--server", "http://127.0.0.1:9/"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 3, r.stderr
+    assert "Traceback" not in r.stderr
