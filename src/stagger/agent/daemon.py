@@ -100,6 +100,7 @@ class Agent:
         self.health_task: asyncio.Task[None] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.stopping = asyncio.Event()
+        self.recent: list[tuple[State, State, str]] = []
 
     # --- the world as the machine sees it -----------------------------------------------------
 
@@ -172,9 +173,14 @@ class Agent:
         new, actions = step(before, event, now, self.context())
         self.state = new
         if new.cycle is not before.cycle or new.reason != before.reason:
+            # A retry loop (asked, denied, asked again) is logged once, then at debug level.
+            seen = (before.cycle, new.cycle, new.reason)
+            level = logging.DEBUG if seen in self.recent else logging.INFO
+            self.recent = [*self.recent[-1:], seen]
             agentlog.event(
                 self.log,
                 "transition",
+                level,
                 **{"from": before.cycle.value},
                 to=new.cycle.value,
                 event=type(event).__name__,

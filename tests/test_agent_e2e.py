@@ -1,0 +1,313 @@
+"""Three real `stagger agent` processes, max 1, on SQLite and on etcd.
+
+Each node has its own --root tree (machine id, boot id file, /run/reboot-required, state), the
+file detector and the simulated rebooter. A small supervisor here plays the machine: when an
+agent ends with the simulated reboot's exit code, it gives the node a new boot id, clears /run
+(as a reboot does) and starts the agent again. Hooks and health checks are shell commands that
+the test holds or breaks with flag files in the node's root, so each state can be held open
+long enough to SIGKILL the agent in it. Every wait is bounded and polls a condition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from stagger.agent.adapters import SIMULATED_REBOOT_EXIT
+from stagger.backends.factory import open_backend
+from stagger.core.semaphore import Action
+
+STAGGER = str(Path(sys.executable).with_name("stagger"))
+WAIT = 30.0  # upper bound of any one wait; the conditions normally hold in well under a second
+
+
+def config_text(node: Node, backend: str) -> str:
+    r = node.root
+    return f"""
+[agent]
+id = "{node.id}"
+backend = "{backend}"
+rebooter = "simulated"
+detectors = ["file"]
+boot_id_path = "{r}/boot_id"
+
+[detectors.file]
+interval = "100ms"
+
+[hooks]
+pre_reboot = [["sh", "-c", "while [ -e {r}/hold-drain ]; do sleep 0.05; done"]]
+health = [["sh", "-c", "while [ -e {r}/hold-health ]; do sleep 0.05; done; test ! -e {r}/broken"]]
+health_timeout = "300ms"
+health_interval = "100ms"
+
+[cycle]
+heartbeat = "200ms"
+retry = "200ms"
+backoff = "300ms"
+backoff_max = "1s"
+health_recheck = "200ms"
+poll = "300ms"
+"""
+
+
+@dataclass
+class Node:
+    id: str
+    root: Path
+    backend: str
+    proc: subprocess.Popen[bytes] | None = None
+    boots: int = 1
+    killed: bool = False
+    log_mark: int = 0  # the log's size when the agent was last started
+
+    def __post_init__(self) -> None:
+        (self.root / "etc").mkdir(parents=True)
+        (self.root / "run").mkdir()
+        (self.root / "etc/machine-id").write_text(uuid.uuid4().hex + "\n")
+        (self.root / "boot_id").write_text(f"{self.id}-boot-1\n")
+        (self.root / "agent.toml").write_text(config_text(self, self.backend))
+
+    @property
+    def log(self) -> Path:
+        return self.root / "agent.log"
+
+    def start(self) -> None:
+        self.log_mark = self.log.stat().st_size if self.log.exists() else 0
+        cfg = str(self.root / "agent.toml")
+        argv = [STAGGER, "agent", "--config", cfg, "--root", str(self.root)]
+        env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=out, env=env)
+        self.killed = False
+
+    def this_run(self) -> str:
+        """The log of the agent's current run."""
+        with self.log.open("rb") as f:
+            f.seek(self.log_mark)
+            return f.read().decode(errors="replace")
+
+    def sigkill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.killed = True
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def reboot(self) -> None:
+        """What the machine does on a reboot: a new boot id and an empty /run."""
+        self.boots += 1
+        (self.root / "boot_id").write_text(f"{self.id}-boot-{self.boots}\n")
+        shutil.rmtree(self.root / "run")
+        (self.root / "run").mkdir()
+
+    def need_reboot(self) -> None:
+        (self.root / "run/reboot-required").write_text("")
+
+    def flag(self, name: str, on: bool) -> None:
+        path = self.root / name
+        if on:
+            path.write_text("")
+        else:
+            path.unlink(missing_ok=True)
+
+    def state(self) -> dict[str, object]:
+        try:
+            doc = json.loads((self.root / "var/lib/stagger/agent.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+        return dict(doc["state"])
+
+    def cycle(self) -> str:
+        return str(self.state().get("cycle", ""))
+
+    def reboots(self) -> list[str]:
+        try:
+            return (self.root / "var/lib/stagger/simulated-reboots").read_text().splitlines()
+        except FileNotFoundError:
+            return []
+
+
+@dataclass
+class Fleet:
+    backend: str
+    nodes: list[Node] = field(default_factory=list)
+
+    def pump(self) -> None:
+        """The supervisor: restart an agent after its simulated reboot; fail on a crash."""
+        for node in self.nodes:
+            if node.proc is None or node.killed:
+                continue
+            code = node.proc.poll()
+            if code == SIMULATED_REBOOT_EXIT:
+                node.reboot()
+                node.start()
+            elif code is not None:
+                raise AssertionError(f"{node.id} ended with {code}:\n{node.log.read_text()}")
+
+    def wait(self, what: str, cond: Callable[[], bool]) -> None:
+        end = time.monotonic() + WAIT
+        while time.monotonic() < end:
+            self.pump()
+            if cond():
+                return
+            time.sleep(0.05)
+        logs = "\n".join(f"--- {n.id}\n{n.log.read_text()}" for n in self.nodes if n.log.exists())
+        raise AssertionError(f"gave up waiting for {what}\n{logs}")
+
+    def holders(self) -> tuple[str, ...]:
+        return asyncio.run(_holders(self.backend))
+
+    def history(self) -> list[tuple[str, str]]:
+        return asyncio.run(_history(self.backend))
+
+
+async def _holders(url: str) -> tuple[str, ...]:
+    backend = open_backend(url)
+    try:
+        snap = await backend.status("default")
+    finally:
+        await backend.close()
+    return tuple(h.id for g in snap.groups for h in g.holds)
+
+
+async def _history(url: str) -> list[tuple[str, str]]:
+    backend = open_backend(url)
+    try:
+        events = await backend.history("default", limit=1000)
+    finally:
+        await backend.close()
+    return [(e.action.value, e.id) for e in sorted(events, key=lambda e: e.time)]
+
+
+@pytest.fixture
+def fleet(any_backend_url: str, tmp_path: Path) -> Iterator[Fleet]:
+    f = Fleet(any_backend_url)
+    f.nodes = [Node(f"node-{i}", tmp_path / f"node-{i}", any_backend_url) for i in (1, 2, 3)]
+    yield f
+    for node in f.nodes:
+        node.stop()
+
+
+def max_concurrent_holds(history: list[tuple[str, str]]) -> int:
+    held: set[str] = set()
+    most = 0
+    for action, node_id in history:
+        if action == Action.ACQUIRED.value:
+            held.add(node_id)
+        elif action in (Action.RELEASED.value, Action.EXPIRED.value):
+            held.discard(node_id)
+        most = max(most, len(held))
+    return most
+
+
+def test_a_rollout_survives_sigkill_in_every_state_and_a_halted_node_stops_it_until_fixed(
+    fleet: Fleet,
+) -> None:
+    a, b, c = fleet.nodes
+    # a goes first and is held in its drain; b and c then need a reboot and must wait.
+    a.flag("hold-drain", True)
+    a.need_reboot()
+    a.start()
+    fleet.wait("a draining", lambda: a.cycle() == "draining")
+    assert fleet.holders() == ("node-1",)
+    for n in (b, c):
+        n.need_reboot()
+        n.start()
+    fleet.wait("b and c waiting for the slot", lambda: b.cycle() == c.cycle() == "waiting")
+    assert "no slot" in str(b.state()["reason"])
+
+    # SIGKILL while WAITING: the need is not lost and no slot is taken.
+    b.sigkill()
+    b.start()
+    fleet.wait("b restarted", lambda: "event=SlotDenied" in b.this_run())
+    assert b.cycle() == "waiting"
+
+    # SIGKILL while DRAINING: same boot, so no reboot happened; the slot is still a's.
+    a.sigkill()
+    assert a.cycle() == "draining"
+    a.start()
+    fleet.wait("a draining again", lambda: a.cycle() == "draining" and a.boots == 1)
+    assert fleet.holders() == ("node-1",)
+
+    # a reboots; its health check is held: SIGKILL while VERIFYING keeps the slot.
+    a.flag("hold-health", True)
+    a.flag("hold-drain", False)
+    fleet.wait("a verifying after its reboot", lambda: a.boots == 2 and a.cycle() == "verifying")
+    a.sigkill()
+    a.start()
+    fleet.wait("a checking health again", lambda: "boot=Restarted" in a.this_run())
+    assert a.cycle() == "verifying"
+    assert fleet.holders() == ("node-1",)
+
+    # Its health check fails: HALTED with the slot kept; b and c wait.
+    a.flag("broken", True)
+    a.flag("hold-health", False)
+    fleet.wait("a halted", lambda: a.cycle() == "halted")
+    a.sigkill()
+    a.start()
+    fleet.wait("a restarted", lambda: "boot=Restarted" in a.this_run())
+    fleet.wait("a's health failing again", lambda: "msg=halted" in a.this_run())
+    assert a.cycle() == "halted"
+    assert fleet.holders() == ("node-1",)
+    assert b.reboots() == c.reboots() == []
+    assert b.cycle() == c.cycle() == "waiting"
+
+    # Fixing the check lets a release and the rollout go on, one node at a time.
+    a.flag("broken", False)
+    fleet.wait(
+        "every node rebooted and idle",
+        lambda: all(n.boots == 2 and n.cycle() == "idle" for n in fleet.nodes),
+    )
+    assert fleet.holders() == ()
+    assert [len(n.reboots()) for n in fleet.nodes] == [1, 1, 1]
+    history = fleet.history()
+    assert max_concurrent_holds(history) == 1
+    assert sorted(i for act, i in history if act == "acquired") == ["node-1", "node-2", "node-3"]
+
+
+def test_an_operator_unlock_of_a_halted_node_lets_the_rollout_go_on(fleet: Fleet) -> None:
+    a, b, c = fleet.nodes
+    a.flag("broken", True)
+    a.need_reboot()
+    a.start()
+    fleet.wait("a halted", lambda: a.cycle() == "halted")
+    for n in (b, c):
+        n.need_reboot()
+        n.start()
+    fleet.wait("b and c waiting", lambda: b.cycle() == c.cycle() == "waiting")
+    assert fleet.holders() == ("node-1",)
+
+    subprocess.run(
+        [STAGGER, "unlock", "--id", "node-1", "--backend", fleet.backend],
+        check=True,
+        capture_output=True,
+    )
+    fleet.wait("a noticed the unlock", lambda: "released_by_operator" in a.log.read_text())
+    fleet.wait(
+        "b and c rebooted and idle",
+        lambda: all(n.boots == 2 and n.cycle() == "idle" for n in (b, c)),
+    )
+    assert a.cycle() == "idle"
+    assert a.state()["holds_slot"] is False
+    assert fleet.holders() == ()
+    assert max_concurrent_holds(fleet.history()) == 1
