@@ -900,7 +900,9 @@ def next_wake(s: NodeState, ctx: Context, now: datetime) -> datetime | None:
     """When the node wants its next Tick; None: only when something happens."""
     times: list[datetime] = []
     if s.cycle is State.WAITING:
-        if s.retry_at is not None:
+        # A retry_at already past (it came due while the window was closed) must not ask for
+        # a wake-up now: that Tick changes nothing and would ask again, a busy loop.
+        if s.retry_at is not None and s.retry_at > now:
             times.append(s.retry_at)
         d = gate(s, ctx, now)
         if d.verdict is Verdict.WAIT:
