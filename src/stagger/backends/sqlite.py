@@ -116,6 +116,7 @@ class SqliteBackend:
         default_max: int = DEFAULT_MAX,
         clock: Clock = utcnow,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        inline: bool = False,
     ) -> None:
         try:
             validate_max(default_max)
@@ -128,16 +129,20 @@ class SqliteBackend:
         self.default_max = default_max
         self.clock = clock
         self.busy_timeout = busy_timeout
+        # inline: run each call on the caller's thread, without a hop to a worker thread. For
+        # one-thread users only (the simulator's virtual clock makes thousands of calls).
+        self.inline = inline
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SqliteBackend:
         """Options: default_max (slots of a group never configured, default 1), clock (a
-        callable returning an aware UTC datetime; tests inject one), busy_timeout (seconds).
+        callable returning an aware UTC datetime; tests inject one), busy_timeout (seconds),
+        inline (no worker thread per call; the simulator's).
         Options given as None are ignored, so callers can pass every flag they have."""
         given = {k: v for k, v in options.items() if v is not None}
-        unknown = sorted(set(given) - {"default_max", "clock", "busy_timeout"})
+        unknown = sorted(set(given) - {"default_max", "clock", "busy_timeout", "inline"})
         if unknown:
             raise ConfigError(
                 f"the sqlite backend does not take the option(s) {', '.join(unknown)}: "
@@ -230,6 +235,8 @@ class SqliteBackend:
                         with contextlib.suppress(sqlite3.Error):
                             conn.execute("ROLLBACK")
 
+        if self.inline:
+            return call()
         return await asyncio.to_thread(call)
 
     # --- rows -----------------------------------------------------------------------------
