@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "stagger.cli.config",
     "stagger.cli.windows",
     "stagger.cli.agent",
+    "stagger.cli.explain",
     "stagger.cli.doctor",
     "stagger.cli.server",
 ]

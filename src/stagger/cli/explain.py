@@ -1,0 +1,324 @@
+"""`stagger explain`: one screen that answers "why hasn't it rebooted / why did it?", and
+`stagger need-reboot --reason TEXT`: a reboot needed by hand.
+
+explain reads what the agent saved (its state file), runs the detectors once, judges the
+schedule at now, asks the backend for the group's slots and pause, and puts the sentence of
+core/strategy.decide on top: the same gates, in the same order, as the agent. Each source that
+cannot answer (no state file yet, backend down, a detector unknown) is said, not fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from stagger.agent.detectors.base import Finding, combine
+from stagger.backends.base import GroupStatus, utcnow
+from stagger.cli.config import ConfigFileOption, ConfigRootOption, load
+from stagger.cli.output import JsonOption, console, emit, operator_by, reported_errors
+from stagger.config.loader import LoadedConfig
+from stagger.core.durations import format_duration
+from stagger.core.errors import StaggerError
+from stagger.core.semaphore import Pause
+from stagger.core.strategy import Decision, Situation, Verdict, decide
+
+BACKEND_TIME_LIMIT = 10.0
+DETECTOR_TIME_LIMIT = 60.0
+
+
+@dataclass(frozen=True)
+class AgentView:
+    """What the agent saved, or why there is nothing to show."""
+
+    path: Path
+    present: bool
+    state: dict[str, Any] | None = None
+    saved_at: datetime | None = None
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class SlotView:
+    max: int | None = None
+    holders: tuple[str, ...] = ()
+    stale: tuple[str, ...] = ()
+    pause: Pause | None = None
+    problem: str = ""
+
+
+def _node_id(loaded: LoadedConfig, root: Path | None) -> str:
+    from stagger.agent.identity import node_id
+
+    if loaded.config.agent.id:
+        return loaded.config.agent.id
+    try:
+        return node_id(root or "/")
+    except StaggerError as exc:
+        return f"(unknown: {exc.message})"
+
+
+def _agent_view(loaded: LoadedConfig, root: Path | None) -> AgentView:
+    from stagger.agent.state import StateStore
+    from stagger.config.agent_sections import path_of
+    from stagger.core.machine import NodeState
+
+    path = path_of(loaded.config.agent, "state_path", root)
+    try:
+        saved = StateStore(path).load_saved()
+    except StaggerError as exc:
+        return AgentView(path, True, problem=exc.message)
+    if saved is None:
+        return AgentView(path, False, problem=f"the agent has not written {path} yet: is "
+                         "`stagger agent` running with this configuration?")  # fmt: skip
+    try:
+        state = NodeState.from_dict(saved.state).to_dict()
+    except (KeyError, ValueError, TypeError) as exc:
+        return AgentView(path, True, problem=f"{path} cannot be understood ({exc!r})")
+    return AgentView(path, True, state, saved.saved_at)
+
+
+async def _findings(loaded: LoadedConfig, root: Path | None) -> list[Finding]:
+    from stagger.agent.detectors.factory import build_detectors
+
+    detectors = build_detectors(loaded.config, root)
+
+    async def one(detector: Any) -> Finding:
+        try:
+            return await asyncio.wait_for(detector.check(), DETECTOR_TIME_LIMIT)
+        except TimeoutError:
+            return Finding(None, detector.name, f"no answer within {DETECTOR_TIME_LIMIT:g}s")
+
+    return list(await asyncio.gather(*(one(d) for d in detectors)))
+
+
+async def _slots(url: str, group: str) -> SlotView:
+    from stagger.backends.factory import open_backend
+
+    try:
+        backend = open_backend(url)
+    except (StaggerError, OSError, ModuleNotFoundError) as exc:
+        return SlotView(problem=f"backend {url} cannot be opened: {exc}")
+    try:
+        snapshot = await asyncio.wait_for(backend.status(group), BACKEND_TIME_LIMIT)
+    except TimeoutError:
+        return SlotView(problem=f"backend {url} did not answer within {BACKEND_TIME_LIMIT:g}s")
+    except (StaggerError, OSError) as exc:
+        return SlotView(problem=f"backend {url}: {exc}")
+    finally:
+        await backend.close()
+    status: GroupStatus | None = next((g for g in snapshot.groups if g.group == group), None)
+    if status is None:
+        return SlotView(problem=f"the backend knows no group {group!r}")
+    holders = tuple(h.id for h in status.holds)
+    return SlotView(status.semaphore.max, holders, tuple(sorted(status.stale)), status.pause)
+
+
+def _next_step(
+    decision: Decision,
+    agent: AgentView,
+    slots: SlotView,
+    node: str,
+    next_open: datetime | None,
+    now: datetime,
+) -> tuple[str, datetime | None]:
+    """The agent's next step in one sentence, and when (None: now, or not known)."""
+    cycle = (agent.state or {}).get("cycle")
+    if cycle == "halted":
+        return (
+            "health checks failed after the reboot: the node keeps its slot so the rollout "
+            f"stops here; fix the node (checks are retried), or `stagger unlock --id {node}`",
+            None,
+        )
+    if cycle == "disabled":
+        return "the opt-out flag /etc/stagger/disabled is set: this node never reboots", None
+    if cycle in ("acquiring", "draining", "rebooting", "verifying", "releasing", "aborting"):
+        return f"the agent is {cycle}: {(agent.state or {}).get('reason', '')}", None
+    if decision.verdict is Verdict.WAIT and decision.reason.value == "window_closed":
+        return "wait for the next window, then ask for a slot", next_open
+    if decision.verdict is Verdict.ACQUIRE:
+        if node in slots.holders:
+            return "this node holds a slot: drain and reboot", None
+        if slots.max is not None and len(slots.holders) >= slots.max:
+            held = ", ".join(slots.holders) or "nobody"
+            return f"wait for a slot: all {slots.max} are held ({held})", None
+        return "ask for a slot now, then drain and reboot", now
+    if decision.verdict is Verdict.REBOOT:
+        return "drain and reboot now, without a slot", now
+    if decision.verdict is Verdict.IDLE:
+        return "nothing to do until a detector says a reboot is needed", None
+    return decision.sentence, None
+
+
+def explain(
+    config: Path | None = ConfigFileOption,
+    root: Path | None = ConfigRootOption,
+    json: bool = JsonOption,
+) -> None:
+    """Why this node has not rebooted (or why it did): need, strategy, window, pause, slot,
+    the last hook results, and the next step."""
+    loaded = load(config, root, json)
+    cfg = loaded.config
+    with reported_errors(json):
+        now = utcnow()
+        schedule = loaded.schedule()
+        node = _node_id(loaded, root)
+        agent = _agent_view(loaded, root)
+
+        async def gather() -> tuple[list[Finding], SlotView]:
+            findings, slots = await asyncio.gather(
+                _findings(loaded, root), _slots(cfg.agent.backend, cfg.agent.group)
+            )
+            return findings, slots
+
+        findings, slots = asyncio.run(gather())
+    combined = combine(findings)
+    is_open = schedule.is_open(now)
+    next_open = None if is_open else schedule.next_open(now)
+    decision = decide(
+        cfg.agent.strategy,
+        Situation(
+            reboot_needed=combined.needed is True,
+            window_open=is_open,
+            pause=slots.pause,
+            backend_reachable=not slots.problem,
+            schedule_why=schedule.why(now),
+        ),
+    )
+    step, when = _next_step(decision, agent, slots, node, next_open, now)
+    saved_need = (agent.state or {}).get("needed")
+    doc = {
+        "node": node,
+        "group": cfg.agent.group,
+        "now": now,
+        "needed": {
+            "needed": combined.needed,
+            "detector": combined.detector,
+            "detail": combined.detail,
+            "since": saved_need.get("since") if isinstance(saved_need, dict) else None,
+        },
+        "detectors": findings,
+        "strategy": cfg.agent.strategy.value,
+        "window": {
+            "open": is_open,
+            "closes_at": schedule.closes_at(now) if is_open else None,
+            "next_open": next_open,
+            "why": schedule.why(now),
+        },
+        "pause": slots.pause,
+        "slot": {
+            "max": slots.max,
+            "held_by": list(slots.holders),
+            "stale": list(slots.stale),
+            "held_by_this_node": node in slots.holders,
+            "problem": slots.problem or None,
+        },
+        "agent": {
+            "state_file": str(agent.path),
+            "present": agent.present,
+            "saved_at": agent.saved_at,
+            "state": agent.state,
+            "problem": agent.problem or None,
+        },
+        "decision": {
+            "verdict": decision.verdict.value,
+            "reason": decision.reason.value,
+            "sentence": decision.sentence,
+        },
+        "next": {"step": step, "at": when},
+    }
+
+    def human() -> None:
+        out = console()
+
+        def line(label: str, text: str) -> None:
+            out.print(f"{label:<10} {text}", soft_wrap=True)
+
+        line("node", f"{node} in group {cfg.agent.group!r}, strategy {cfg.agent.strategy.value}")
+        need = {True: "NEEDED", False: "not needed", None: "unknown"}[combined.needed]
+        since = doc["needed"]["since"]  # type: ignore[index]
+        line("reboot", need + (f" since {since}" if since and combined.needed else ""))
+        for f in findings:
+            answer = {True: "needed", False: "no", None: "unknown"}[f.needed]
+            line("", f"{f.detector}: {answer} — {f.detail}")
+        line("window", schedule.why(now))
+        if slots.problem:
+            line("slot", slots.problem)
+        else:
+            held = ", ".join(slots.holders) or "nobody"
+            mine = " (this node)" if node in slots.holders else ""
+            line("slot", f"{len(slots.holders)} of {slots.max} held by {held}{mine}")
+        if slots.pause:
+            p = slots.pause
+            until = f"until {p.until.isoformat()}" if p.until else "until resumed"
+            line("pause", f"by {p.by} ({until}): {p.reason}")
+        else:
+            line("pause", "none")
+        if agent.state is None:
+            line("agent", agent.problem)
+        else:
+            st = agent.state
+            line("agent", f"{st.get('cycle')} since {st.get('since')}: {st.get('reason')}")
+            if st.get("last_reboot"):
+                line("rebooted", f"last at {st['last_reboot']}")
+            for key, label in (("last_hooks", "hooks"), ("last_health", "health")):
+                result = st.get(key)
+                if isinstance(result, dict):
+                    mark = "passed" if result.get("ok") else "FAILED"
+                    line(label, f"{mark} at {result.get('at')}: {result.get('detail')}")
+        line("decision", decision.sentence)
+        at = ""
+        if when is not None and when > now:
+            at = f" at {when.isoformat()} (in {format_duration(when - now)})"
+        line("next", step + at)
+
+    emit(doc, json, human)
+
+
+def need_reboot(
+    reason: str = typer.Option(
+        ..., "--reason", metavar="TEXT", help="Why (shown by explain, status and the logs)."
+    ),
+    cancel: bool = typer.Option(False, "--cancel", help="Take back an earlier need-reboot."),
+    config: Path | None = ConfigFileOption,
+    root: Path | None = ConfigRootOption,
+    json: bool = JsonOption,
+) -> None:
+    """Mark a reboot as needed by hand (like `locksmithctl send-need-reboot`): the agent takes
+    it like any detector's, through window, slot and hooks. It holds for this boot only."""
+    from stagger.agent.state import (
+        ManualMark,
+        clear_manual_mark,
+        read_boot_id,
+        write_manual_mark,
+    )
+    from stagger.config.agent_sections import path_of
+
+    loaded = load(config, root, json)
+    cfg = loaded.config
+    path = cfg.detectors.manual.path_of("path", root)
+    with reported_errors(json):
+        if cancel:
+            had = clear_manual_mark(path)
+            doc: dict[str, Any] = {"path": str(path), "cancelled": had}
+            text = f"removed {path}" if had else f"there was no {path}: nothing to cancel"
+            emit(doc, json, lambda: console().print(text, soft_wrap=True))
+            return
+        boot_id = read_boot_id(path_of(cfg.agent, "boot_id_path", root))
+        mark = ManualMark(reason, utcnow(), operator_by(), boot_id)
+        write_manual_mark(path, mark)
+    doc = {"path": str(path), "reason": mark.reason.strip(), "since": mark.since, "by": mark.by}
+    text = (
+        f"a reboot is now needed on this node ({mark.reason.strip()}); the agent takes it "
+        f"within a second and reboots when the window and a slot allow (`stagger explain`)"
+    )
+    emit(doc, json, lambda: console().print(text, soft_wrap=True))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("explain")(explain)
+    app.command("need-reboot")(need_reboot)
