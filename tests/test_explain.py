@@ -1,0 +1,222 @@
+"""`stagger explain` and `stagger need-reboot` on a real SQLite backend, real files and a real
+agent run: every source is said, a missing one is named, never a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stagger.agent.reboot import SIMULATED_REBOOT_EXIT
+from stagger.backends.factory import open_backend
+from stagger.cli.main import main
+
+STAGGER = str(Path(sys.executable).parent / "stagger")
+NODE = "node-a"
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+def stagger(*args: str) -> Run:
+    out, err = io.StringIO(), io.StringIO()
+    saved = sys.argv
+    sys.argv = [STAGGER, *args]
+    code: Any = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as exc:
+        code = exc.code
+    finally:
+        sys.argv = saved
+    return Run(int(code or 0), out.getvalue(), err.getvalue())
+
+
+@dataclass
+class Node:
+    dir: Path
+    config: Path
+    backend: str
+
+    def explain(self) -> dict[str, Any]:
+        run = stagger("explain", "--config", str(self.config), "--json")
+        assert run.code == 0, run
+        return dict(run.json())
+
+    def boot(self, boot_id: str) -> None:
+        (self.dir / "boot_id").write_text(boot_id + "\n")
+
+
+def make_node(tmp_path: Path, extra: str = "", backend: str | None = None) -> Node:
+    backend = backend or f"sqlite:///{tmp_path}/stagger.db"
+    config = tmp_path / "stagger.toml"
+    config.write_text(
+        f"""
+[agent]
+id = "{NODE}"
+backend = "{backend}"
+rebooter = "simulated"
+state_path = "{tmp_path}/agent.json"
+boot_id_path = "{tmp_path}/boot_id"
+[detectors.file]
+path = "{tmp_path}/reboot-required"
+[detectors.manual]
+path = "{tmp_path}/need-reboot"
+[reboot]
+simulated_record = "{tmp_path}/reboots"
+[hooks]
+pre_reboot_dir = "{tmp_path}/pre-reboot.d"
+health_dir = "{tmp_path}/health.d"
+pre_reboot = [["/bin/true"]]
+{extra}
+"""
+    )
+    node = Node(tmp_path, config, backend)
+    node.boot("boot-1")
+    return node
+
+
+def on_backend(url: str, action: Any) -> Any:
+    async def go() -> Any:
+        backend = open_backend(url)
+        try:
+            return await action(backend)
+        finally:
+            await backend.close()
+
+    return asyncio.run(go())
+
+
+def test_before_the_agent_ran_explain_says_there_is_no_state_file(tmp_path: Path) -> None:
+    doc = make_node(tmp_path).explain()
+    assert doc["agent"]["present"] is False
+    assert f"has not written {tmp_path}/agent.json yet" in doc["agent"]["problem"]
+
+
+def test_nothing_needed_means_nothing_to_do(tmp_path: Path) -> None:
+    doc = make_node(tmp_path).explain()
+    assert (doc["needed"]["needed"], doc["decision"]["verdict"]) == (False, "idle")
+    assert doc["next"]["step"].startswith("nothing to do")
+
+
+def test_need_reboot_makes_explain_say_needed_with_the_reason(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    run = stagger("need-reboot", "--config", str(node.config), "--reason", "kernel CVE-2026-1")
+    assert run.code == 0, run
+    doc = node.explain()
+    assert (doc["needed"]["needed"], doc["needed"]["detector"]) == (True, "manual")
+    assert "kernel CVE-2026-1" in doc["needed"]["detail"]
+    assert doc["decision"]["verdict"] == "acquire"
+    assert doc["next"]["step"] == "ask for a slot now, then drain and reboot"
+
+
+def test_need_reboot_cancel_takes_it_back(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    stagger("need-reboot", "--config", str(node.config), "--reason", "x")
+    run = stagger("need-reboot", "--config", str(node.config), "--reason", "-", "--cancel")
+    assert (run.code, node.explain()["needed"]["needed"]) == (0, False)
+
+
+def test_need_reboot_without_a_reason_is_a_usage_error(tmp_path: Path) -> None:
+    assert stagger("need-reboot", "--config", str(make_node(tmp_path).config)).code == 2
+
+
+def test_need_reboot_under_a_root_writes_the_default_marker_there(tmp_path: Path) -> None:
+    boot = tmp_path / "proc/sys/kernel/random/boot_id"
+    boot.parent.mkdir(parents=True)
+    boot.write_text("boot-9\n")
+    assert stagger("need-reboot", "--root", str(tmp_path), "--reason", "by hand").code == 0
+    marker = json.loads((tmp_path / "run/stagger/need-reboot").read_text())
+    assert (marker["reason"], marker["boot_id"]) == ("by hand", "boot-9")
+
+
+def test_a_blackout_now_makes_it_wait_for_the_next_opening(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    end = (now + timedelta(hours=2)).replace(microsecond=0)
+    node = make_node(
+        tmp_path,
+        f'[[blackout]]\nstart = "{(now - timedelta(hours=1)).isoformat()}"\n'
+        f'end = "{end.isoformat()}"\nreason = "freeze"\n',
+    )
+    (tmp_path / "reboot-required").touch()
+    doc = node.explain()
+    assert (doc["window"]["open"], doc["decision"]["reason"]) == (False, "window_closed")
+    assert datetime.fromisoformat(doc["next"]["at"]) == end
+
+
+def test_a_full_group_makes_it_wait_for_a_slot_held_by_another(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    on_backend(node.backend, lambda b: b.acquire("default", "node-b"))
+    (tmp_path / "reboot-required").touch()
+    doc = node.explain()
+    assert (doc["slot"]["max"], doc["slot"]["held_by"]) == (1, ["node-b"])
+    assert doc["next"]["step"] == "wait for a slot: all 1 are held (node-b)"
+
+
+def test_a_pause_is_shown_and_decides(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    on_backend(node.backend, lambda b: b.pause(None, by="operator:ann", reason="incident 42"))
+    (tmp_path / "reboot-required").touch()
+    doc = node.explain()
+    assert (doc["pause"]["reason"], doc["decision"]["reason"]) == ("incident 42", "paused")
+
+
+def test_an_unreachable_backend_is_said_not_fatal(tmp_path: Path) -> None:
+    (tmp_path / "not-a-dir").write_text("")
+    node = make_node(tmp_path, backend=f"sqlite:///{tmp_path}/not-a-dir/stagger.db")
+    doc = node.explain()
+    assert doc["slot"]["problem"].startswith("backend sqlite:///")
+
+
+def test_a_corrupt_state_file_is_said_not_fatal(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    (tmp_path / "agent.json").write_text("{half")
+    assert "is not valid JSON" in node.explain()["agent"]["problem"]
+
+
+def test_after_a_real_agent_reboot_explain_shows_the_state_and_the_hooks(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    (tmp_path / "reboot-required").touch()
+    agent = subprocess.run(
+        [STAGGER, "agent", "--config", str(node.config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert agent.returncode == SIMULATED_REBOOT_EXIT, agent.stderr
+    doc = node.explain()
+    assert doc["agent"]["state"]["cycle"] == "rebooting"
+    assert doc["agent"]["state"]["last_hooks"]["ok"] is True
+    assert doc["slot"]["held_by_this_node"] is True
+
+
+def test_the_screen_for_people_names_every_part(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    run = stagger("explain", "--config", str(node.config))
+    labels = [line.split()[0] for line in run.out.splitlines() if line[:1].strip()]
+    assert labels == ["node", "reboot", "window", "slot", "pause", "agent", "decision", "next"]
+
+
+@pytest.mark.parametrize("flag", ["--json", None])
+def test_a_bad_config_is_one_sentence_and_exit_2(tmp_path: Path, flag: str | None) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[agent]\nrebooter = 'kexec'\n")
+    run = stagger("explain", "--config", str(bad), *([flag] if flag else []))
+    assert (run.code, "rebooter" in run.err, "Traceback" in run.err) == (2, True, False)
