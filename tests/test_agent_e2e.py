@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from stagger.agent.adapters import SIMULATED_REBOOT_EXIT
+from stagger.agent.reboot import SIMULATED_REBOOT_EXIT
 from stagger.backends.factory import open_backend
 from stagger.core.semaphore import Action
 

@@ -697,3 +697,10 @@ def test_a_window_that_opens_later_wakes_the_waiting_node_at_its_start() -> None
     weekly = Schedule((Window.parse(["Tue"], "04:00", "1h"),))
     _, actions = step(node(State.IDLE), Needed("file"), NOW, ctx(schedule=weekly))
     assert actions[-1] == WakeAt(datetime(2026, 3, 3, 4, 0, tzinfo=UTC))
+
+
+def test_a_back_off_that_ended_while_the_window_was_closed_wakes_at_the_opening_not_now() -> None:
+    start = node(State.WAITING, needed=NEED, attempts=1, retry_at=NOW - MIN)
+    new, actions = step(start, Tick(), NOW, ctx(schedule=CLOSED))
+    assert new.cycle is State.WAITING
+    assert actions[-1] == WakeAt(NOW + timedelta(hours=1))

@@ -214,6 +214,8 @@ class Agent:
         elif isinstance(action, Touch):
             await self._touch()
         elif isinstance(action, RunPreRebootHooks):
+            if self.state.needed is not None and hasattr(rt.pre_reboot, "reason"):
+                rt.pre_reboot.reason = self.state.needed.detail  # STAGGER_REASON for hooks
             self.hooks_task = self._spawn(self._run_hooks(action.deadline))
         elif isinstance(action, RunHealthChecks):
             self.health_task = self._spawn(self._run_health())

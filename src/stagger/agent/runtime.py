@@ -69,16 +69,18 @@ class Runtime:
 def build_runtime(config_file: Path | None, root: Path | None, dry_run: bool = False) -> Runtime:
     """The configuration (config.d, or `config_file`) → a Runtime. Paths left at their defaults
     go under `root`; paths written in the file are used as written."""
-    from stagger.agent.adapters import build_health, build_pre_reboot, build_rebooter
     from stagger.agent.detectors.factory import build_detectors
+    from stagger.agent.hooks import build_health, build_pre_reboot
     from stagger.agent.identity import node_id
+    from stagger.agent.reboot import build_rebooter
     from stagger.config.agent_sections import path_of, seconds
     from stagger.config.loader import load_config, rooted
 
     loaded = load_config(config_file, root)
     cfg = loaded.config
+    me = cfg.agent.id or node_id(root or "/")
     return Runtime(
-        node_id=cfg.agent.id or node_id(root or "/"),
+        node_id=me,
         group=cfg.agent.group,
         strategy=cfg.agent.strategy,
         backend_url=cfg.agent.backend,
@@ -89,8 +91,8 @@ def build_runtime(config_file: Path | None, root: Path | None, dry_run: bool = F
         boot_id_path=path_of(cfg.agent, "boot_id_path", root),
         disabled_path=rooted(DISABLED_FLAG, root),
         detectors=build_detectors(cfg, root),
-        pre_reboot=build_pre_reboot(cfg, root),
-        health=build_health(cfg, root),
+        pre_reboot=build_pre_reboot(cfg, root, me),
+        health=build_health(cfg, root, me),
         rebooter=build_rebooter(cfg, root),
         dry_run=dry_run,
     )
