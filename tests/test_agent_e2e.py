@@ -311,3 +311,76 @@ def test_an_operator_unlock_of_a_halted_node_lets_the_rollout_go_on(fleet: Fleet
     assert a.state()["holds_slot"] is False
     assert fleet.holders() == ()
     assert max_concurrent_holds(fleet.history()) == 1
+
+
+@pytest.fixture
+def lone(tmp_path: Path) -> Iterator[Node]:
+    node = Node("node-1", tmp_path / "node-1", f"sqlite:///{tmp_path}/stagger.db")
+    yield node
+    node.stop()
+
+
+def test_under_systemd_the_agent_notifies_ready_logs_without_timestamps_and_stops_on_sigterm(
+    lone: Node, tmp_path: Path
+) -> None:
+    import socket
+
+    address = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(address)
+    sock.settimeout(WAIT)
+    cfg = str(lone.root / "agent.toml")
+    env = {**os.environ, "NOTIFY_SOCKET": address, "JOURNAL_STREAM": "8:1234"}
+    with lone.log.open("ab") as out:
+        lone.proc = subprocess.Popen(
+            [STAGGER, "agent", "--config", cfg, "--root", str(lone.root)],
+            stdout=out,
+            stderr=out,
+            env=env,
+        )
+    try:
+        message = sock.recv(4096).decode()
+    finally:
+        sock.close()
+    assert "READY=1" in message.splitlines()
+    assert "STATUS=idle: " in message
+    lone.proc.send_signal(signal.SIGTERM)
+    assert lone.proc.wait(WAIT) == 0
+    lines = lone.log.read_text().splitlines()
+    assert lines[0].startswith("msg=started ")
+    assert lines[-1] == "msg=stopped state=idle"
+
+
+def test_a_dry_run_decides_and_logs_but_never_takes_a_slot(lone: Node) -> None:
+    lone.need_reboot()
+    cfg = str(lone.root / "agent.toml")
+    done = subprocess.run(
+        [STAGGER, "agent", "--config", cfg, "--root", str(lone.root), "--dry-run", "--once"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "msg=dry_run" in done.stderr
+    assert lone.cycle() == "waiting"
+    assert Fleet(lone.backend).holders() == ()
+    assert lone.reboots() == []
+
+
+def test_the_disabled_flag_is_reported_and_the_node_never_reboots(lone: Node) -> None:
+    (lone.root / "etc/stagger").mkdir(parents=True)
+    (lone.root / "etc/stagger/disabled").write_text("")
+    lone.need_reboot()
+    cfg = str(lone.root / "agent.toml")
+    done = subprocess.run(
+        [STAGGER, "agent", "--config", cfg, "--root", str(lone.root), "--once"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "to=disabled" in done.stderr
+    assert lone.cycle() == "disabled"
+    assert lone.state()["needed"] is not None
+    assert Fleet(lone.backend).holders() == ()
+    assert lone.reboots() == []
