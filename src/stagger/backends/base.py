@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar, runtime_checkable
 
 from stagger.core.errors import BackendConflict
+from stagger.core.reports import NodeReport
 from stagger.core.semaphore import (
     DEFAULT_STALE_AFTER,
     Denied,
@@ -111,6 +112,15 @@ class Backend(Protocol):
     async def status(self, group: str | None = None) -> Snapshot: ...
 
     async def history(self, group: str | None = None, limit: int = 100) -> list[Event]: ...
+
+    async def report(self, report: NodeReport) -> NodeReport:
+        """Store a node's report (replacing its last one), stamped with the backend's time
+        as `updated_at`; returns what was stored."""
+        ...
+
+    async def nodes(self, group: str | None = None) -> list[NodeReport]:
+        """The last report of every node (or of one group's), sorted by group then id."""
+        ...
 
     async def ping(self) -> None:
         """Raise BackendUnavailable unless the backend answers now."""

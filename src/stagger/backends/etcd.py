@@ -10,6 +10,8 @@ Key layout, under a prefix (default `stagger/v1/`; docs/backends.md shows it to 
 - `{prefix}events/{group}/{seq:020d}`: one event (codec JSON); `{prefix}seq/{group}` holds
   the group's last event number. Trimmed to the newest `history_limit` in the same
   transaction that adds to it.
+- `{prefix}nodes/{id}`: the node's last report (core.reports.NodeReport as JSON), replaced by
+  the next; its `updated_at` is the writer's clock (etcd keeps no time of its own).
 
 A change loads the group (with its lease keys, event counter and, for acquire, the fleet
 pause) in one read transaction, applies one core operation, and writes everything in ONE
@@ -45,6 +47,7 @@ from stagger.backends.etcd_client import (
 from stagger.core import semaphore as core
 from stagger.core.durations import parse_duration
 from stagger.core.errors import BackendUnavailable, ConfigError, InvalidInput
+from stagger.core.reports import NodeReport
 from stagger.core.semaphore import (
     DEFAULT_MAX,
     DEFAULT_STALE_AFTER,
@@ -339,6 +342,9 @@ class EtcdBackend:
 
     def seq_key(self, group: str) -> bytes:
         return self._key("seq", group)
+
+    def node_key(self, node_id: str) -> bytes:
+        return self._key("nodes", node_id)
 
     def _where(self, group: str) -> str:
         return f"etcd key {self.group_key(group).decode()!r}"
@@ -687,6 +693,37 @@ class EtcdBackend:
                 f"the history under etcd prefix {self.prefix!r} holds an event stagger cannot "
                 f"read ({exc}); inspect it with `etcdctl get --prefix {start.decode()}`"
             ) from exc
+
+    async def report(self, report: NodeReport) -> NodeReport:
+        stored = report.stamped(self.clock())
+        value = json.dumps(stored.to_dict(), separators=(",", ":"), sort_keys=True).encode()
+        request = rpc.TxnRequest(success=[_put(self.node_key(stored.id), value)])
+        for _ in range(3):  # a plain put is idempotent: an unknown outcome is simply sent again
+            try:
+                await self._client.txn(request)
+                return stored
+            except OutcomeUnknown:
+                continue
+        raise BackendUnavailable(
+            f"etcd did not confirm node {stored.id!r}'s report after 3 tries; it is sent again "
+            "with the next report"
+        )
+
+    async def nodes(self, group: str | None = None) -> list[NodeReport]:
+        if group is not None:
+            validate_group(group)
+        start = self._key("nodes", "")
+        resp = await self._client.range(rpc.RangeRequest(key=start, range_end=_prefix_end(start)))
+        try:
+            found = [NodeReport.from_dict(json.loads(kv.value)) for kv in resp.kvs]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BackendUnavailable(
+                f"the node reports under etcd prefix {self.prefix!r} hold one stagger cannot "
+                f"read ({exc}); inspect them with `etcdctl get --prefix {start.decode()}`"
+            ) from exc
+        return sorted(
+            (r for r in found if group is None or r.group == group), key=lambda r: (r.group, r.id)
+        )
 
     async def ping(self) -> None:
         """A linearizable read: answers only when a quorum (and our credentials) work."""

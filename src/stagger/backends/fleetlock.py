@@ -13,6 +13,7 @@ full jitter; a denial is an answer, never retried here (the agent decides when t
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import re
 from datetime import datetime, timedelta
@@ -28,8 +29,11 @@ from stagger.backends.wire import (
     ErrorKind,
     GroupModel,
     HistoryModel,
+    NodeReportRequest,
+    NodesModel,
     PauseModel,
     PauseResponse,
+    ReportResponse,
     ResumeResponse,
     SetMaxResponse,
     StatusModel,
@@ -43,6 +47,7 @@ from stagger.core.errors import (
     InvalidInput,
     StaggerError,
 )
+from stagger.core.reports import NodeReport
 from stagger.core.semaphore import (
     DEFAULT_STALE_AFTER,
     Denied,
@@ -60,6 +65,7 @@ from stagger.core.semaphore import (
 )
 
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger("stagger.backends.fleetlock")
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_RETRIES = 4
@@ -162,6 +168,9 @@ class FleetLockBackend:
         self._client = httpx.AsyncClient(
             headers=headers, auth=auth, timeout=timeout, verify=verify, follow_redirects=False
         )
+        # False once the server answered a report as a server that is not stagger: FleetLock
+        # has no reports, so the client stops sending them (and said so once in the log).
+        self.reports_supported = True
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> FleetLockBackend:
@@ -413,6 +422,46 @@ class FleetLockBackend:
         path = "v1/history" if group is None else f"v1/groups/{validate_group(group)}/history"
         doc = await self._api("GET", path, HistoryModel, "show history", params={"limit": limit})
         return [e.value() for e in doc.events]
+
+    async def report(self, report: NodeReport) -> NodeReport:
+        """POST /v1/nodes/{id}/report, stagger's extension. A server that is not stagger
+        (airlock, poseidon...) does not know it: the first such answer is logged once and no
+        report is sent again by this client; the report is returned unstamped."""
+        if not self.reports_supported:
+            return report
+        r = await self._request(
+            "POST",
+            f"v1/nodes/{quote(report.id, safe='')}/report",
+            json=NodeReportRequest.of(report).model_dump(mode="json"),
+        )
+        if r.status_code in (404, 405) and _error(r)[0] != ErrorKind.UNKNOWN_GROUP:
+            # Not stagger, or a stagger older than node reports (its 404 is `not_found`).
+            self.reports_supported = False
+            log.warning(
+                "the FleetLock server at %s takes no node reports (HTTP %d): it is not a "
+                "stagger server, or an older one; node reports are not sent to it any more",
+                self.url,
+                r.status_code,
+            )
+            return report
+        if not r.is_success:
+            raise self._fail(r, f"node {report.id!r}'s report")
+        try:
+            doc = ReportResponse.model_validate_json(r.content)
+        except ValidationError as exc:
+            raise BackendUnavailable(
+                f"the server at {self.url} answered a node report with a document this "
+                f"stagger cannot read ({exc.error_count()} error(s)); are both the same version?"
+            ) from exc
+        return report.stamped(doc.updated_at)
+
+    async def nodes(self, group: str | None = None) -> list[NodeReport]:
+        """The reports the server holds (nodes known from their locks alone are left out:
+        they have no report)."""
+        params = {"group": validate_group(group)} if group is not None else None
+        doc = await self._api("GET", "v1/nodes", NodesModel, "list nodes", params=params)
+        found = (n.report() for n in doc.nodes)
+        return [r for r in found if r is not None]
 
     async def ping(self) -> None:
         """Reachable means answering HTTP; a stagger server must also be ready (its own

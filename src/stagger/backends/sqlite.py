@@ -12,6 +12,9 @@ Layout (schema version 1, kept in `PRAGMA user_version`):
   `*` (core.semaphore.FLEET).
 - `events(id, grp, seq, time, data)`: history; `seq` numbers each group's events, `id` orders
   all of them. Trimmed to HISTORY_LIMIT per group in the same transaction that adds to it.
+- `nodes(id, grp, updated_at, data)`: each node's last report (core.reports.NodeReport's
+  JSON), replaced by the next. Added without a schema bump: an older stagger that opens the
+  file simply never reads it.
 
 Expiry (a group's hold_ttl) is judged by this process's clock at the moment it holds the
 write lock: one clock for a host, which is the only place this file is shared.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
@@ -32,6 +36,7 @@ from stagger.backends.base import Clock, GroupStatus, Snapshot, utcnow
 from stagger.backends.codec import decode_event, decode_semaphore, encode_event, encode_semaphore
 from stagger.core import semaphore as core
 from stagger.core.errors import BackendUnavailable, ConfigError, InvalidInput, StaggerError
+from stagger.core.reports import NodeReport
 from stagger.core.semaphore import (
     DEFAULT_MAX,
     DEFAULT_STALE_AFTER,
@@ -70,6 +75,12 @@ CREATE TABLE IF NOT EXISTS events (
     time TEXT NOT NULL,
     data TEXT NOT NULL,
     UNIQUE (grp, seq)
+);
+CREATE TABLE IF NOT EXISTS nodes (
+    id         TEXT PRIMARY KEY,
+    grp        TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    data       TEXT NOT NULL
 );
 """
 
@@ -413,6 +424,45 @@ class SqliteBackend:
 
         return await self._run(read)
 
+    async def report(self, report: NodeReport) -> NodeReport:
+        def write(conn: sqlite3.Connection) -> NodeReport:
+            conn.execute("BEGIN IMMEDIATE")
+            stored = report.stamped(self.clock())
+            conn.execute(
+                "INSERT OR REPLACE INTO nodes (id, grp, updated_at, data) VALUES (?, ?, ?, ?)",
+                (
+                    stored.id,
+                    stored.group,
+                    _iso(stored.updated_at),
+                    json.dumps(stored.to_dict(), separators=(",", ":"), sort_keys=True),
+                ),
+            )
+            conn.execute("COMMIT")
+            return stored
+
+        return await self._run(write)
+
+    async def nodes(self, group: str | None = None) -> list[NodeReport]:
+        if group is not None:
+            validate_group(group)
+
+        def read(conn: sqlite3.Connection) -> list[NodeReport]:
+            if group is None:
+                rows = conn.execute("SELECT data FROM nodes ORDER BY grp, id").fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT data FROM nodes WHERE grp = ? ORDER BY id", (group,)
+                ).fetchall()
+            try:
+                return [NodeReport.from_dict(json.loads(r[0])) for r in rows]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise BackendUnavailable(
+                    f"the node reports in {self._where()} hold one stagger cannot read "
+                    f"({exc}); inspect the nodes table by hand"
+                ) from exc
+
+        return await self._run(read)
+
     async def ping(self) -> None:
         await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
 
@@ -424,3 +474,7 @@ class SqliteBackend:
                     self._conn = None
 
         await asyncio.to_thread(shut)
+
+
+def _iso(value: datetime | None) -> str:
+    return value.isoformat() if value is not None else ""

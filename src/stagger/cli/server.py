@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import typer
 
 from stagger.cli.output import BackendOption, reported_errors, resolve_backend_url
+from stagger.config.notify_section import NotifyConfig
 from stagger.config.server_section import ServerConfig
+from stagger.core.durations import parse_duration
 from stagger.core.errors import ConfigError
 from stagger.server.settings import (
     ServerSettings,
@@ -66,8 +69,11 @@ def build_settings(
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
     tls_client_ca: Path | None = None,
+    notify: Sequence[NotifyConfig] = (),
 ) -> ServerSettings:
-    """Flags over the [server] table over defaults."""
+    """Flags over the [server] table over defaults; `notify` is the [[notify]] array."""
+    from stagger.server.notify import targets_of
+
     host, port = parse_listen(listen or config.listen)
     backend_url = backend or config.backend or agent_backend or resolve_backend_url(None)
     tokens: list[Token] = []
@@ -96,6 +102,9 @@ def build_settings(
         tls_cert=cert,
         tls_key=key,
         tls_client_ca=client_ca,
+        silent_after=parse_duration(config.silent_after, what="silent_after"),
+        dashboard=config.dashboard,
+        notify=targets_of(notify),
     )
 
 
@@ -142,7 +151,10 @@ def server(
     from stagger.server.app import build_app, uvicorn_config
 
     with reported_errors():
-        cfg, agent_backend = load_server_config(config)
+        from stagger.config.loader import load_config
+
+        full = load_config(config).config
+        cfg, agent_backend = full.server, full.agent.backend
         settings = build_settings(
             cfg,
             agent_backend,
@@ -157,6 +169,7 @@ def server(
             tls_cert=tls_cert,
             tls_key=tls_key,
             tls_client_ca=tls_client_ca,
+            notify=full.notify,
         )
         options = dict(settings.backend_options)
         if settings.default_max != 1:

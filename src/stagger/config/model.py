@@ -33,6 +33,7 @@ from stagger.config.agent_sections import (
     check_rebooter,
 )
 from stagger.config.cycle_section import CycleConfig
+from stagger.config.notify_section import NotifyConfig
 from stagger.config.section import Section
 from stagger.config.server_section import ServerConfig
 from stagger.core.errors import InvalidInput
@@ -245,6 +246,10 @@ class StaggerConfig(Section):
         default_factory=lambda: ServerConfig.model_validate({}),
         description="a table: [server] with listen, backend, prefix, unknown_groups, "
         "default_max, token files, TLS files and [server.groups]",
+    )
+    notify: list[NotifyConfig] = Field(
+        default_factory=list,
+        description="an array of tables: [[notify]] with url, events, format, headers",
     )
 
     def schedule(self, default_zone: str) -> Schedule:

@@ -12,6 +12,8 @@ node_token_files = ["/etc/stagger/node.tokens"]
 tls_cert = "/etc/stagger/tls/server.crt"
 tls_key = "/etc/stagger/tls/server.key"
 tls_client_ca = "/etc/stagger/tls/clients-ca.crt"   # optional: mutual TLS
+silent_after = "15m"             # a node not reporting this long is shown as silent
+dashboard = true                 # the read-only dashboard at / (false: not served)
 
 [server.groups]                  # created at start when missing (a live set-max wins)
 web = 2
@@ -29,6 +31,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from stagger.config.section import Section
+from stagger.core.durations import parse_duration
 from stagger.core.semaphore import DEFAULT_MAX, MAX_SLOTS, validate_group
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -62,6 +65,20 @@ class ServerConfig(Section):
     tls_client_ca: Path | None = Field(
         None, description="PEM CA bundle: clients must present a certificate it signed"
     )
+
+    silent_after: str = Field(
+        "15m", description="how long a node may go without a report before it is shown as silent"
+    )
+    dashboard: bool = Field(
+        True, description="serve the dashboard at / (read-only without an admin token)"
+    )
+
+    @field_validator("silent_after")
+    @classmethod
+    def _silent_after(cls, value: str) -> str:
+        if parse_duration(value, what="silent_after").total_seconds() <= 0:
+            raise ValueError("silent_after must be longer than 0 s, like '15m'")
+        return value
 
     @field_validator("listen")
     @classmethod

@@ -23,9 +23,13 @@ from stagger.backends.wire import (
     HealthModel,
     HistoryModel,
     HoldModel,
+    NodeModel,
+    NodeReportRequest,
+    NodesModel,
     PauseModel,
     PauseRequest,
     PauseResponse,
+    ReportResponse,
     ResumeResponse,
     SetMaxRequest,
     SetMaxResponse,
@@ -34,6 +38,7 @@ from stagger.backends.wire import (
     UnlockResponse,
 )
 from stagger.core.errors import InvalidInput
+from stagger.core.reports import fleet_nodes
 from stagger.core.semaphore import HISTORY_LIMIT, Hold, Released, validate_group, validate_id
 from stagger.server.auth import CHALLENGE, Denial
 from stagger.server.fleetlock import Reject
@@ -254,6 +259,50 @@ class Api:
             )
         )
 
+    # --- node reports (stagger's extension) --------------------------------------------------
+
+    async def report(self, request: Request) -> Response:
+        node_id = self._id(request)
+        body = await read_model(request, NodeReportRequest)
+        who = self.state.auth.may_lock(
+            request.headers.get("authorization", "").encode(), body.group
+        )
+        if isinstance(who, Denial):
+            raise Reject(who.kind, who.value)
+        try:
+            report = body.value(node_id)
+        except InvalidInput as exc:
+            raise Reject(ErrorKind.INVALID_REQUEST, exc.message) from None
+        stored = await self.state.backend.report(report)
+        assert stored.updated_at is not None
+        return json_response(
+            ReportResponse(id=stored.id, group=stored.group, updated_at=stored.updated_at)
+        )
+
+    async def nodes(self, request: Request) -> Response:
+        self._admin(request)
+        group = request.query_params.get("group")
+        if group is not None:
+            try:
+                validate_group(group)
+            except InvalidInput as exc:
+                raise Reject(ErrorKind.INVALID_GROUP, exc.message) from None
+        backend = self.state.backend
+        snap = await backend.status(group)
+        reports = await backend.nodes(group)
+        events = await backend.history(group, HISTORY_LIMIT)
+        silent_after = self.state.settings.silent_after
+        views = fleet_nodes(
+            reports, {g.group: g.holds for g in snap.groups}, events, snap.now, silent_after
+        )
+        return json_response(
+            NodesModel(
+                now=snap.now,
+                silent_after=silent_after.total_seconds(),
+                nodes=[NodeModel.of(v) for v in views],
+            )
+        )
+
     # --- probes -----------------------------------------------------------------------------
 
     async def healthz(self, request: Request) -> Response:
@@ -294,6 +343,8 @@ class Api:
             Route("/v1/groups/{group}/resume", e("resume", self.resume_group), methods=["POST"]),
             Route("/v1/groups/{group}/holds/{id}", e("unlock", self.unlock), methods=["DELETE"]),
             Route("/v1/groups/{group}/holds/{id}/touch", e("touch", self.touch), methods=["POST"]),
+            Route("/v1/nodes", e("nodes", self.nodes), methods=["GET"]),
+            Route("/v1/nodes/{id}/report", e("report", self.report), methods=["POST"]),
             Route("/healthz", e("healthz", self.healthz), methods=["GET"]),
             Route("/readyz", e("readyz", self.readyz), methods=["GET"]),
             Route("/metrics", self.metrics, methods=["GET"]),

@@ -12,12 +12,21 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import datetime
 from typing import Any
 
 from stagger.backends.wire import DENIAL_KINDS, ErrorKind, PauseModel
 from stagger.core import semaphore as core
 from stagger.core.errors import InvalidInput
-from stagger.core.semaphore import GROUP_RE, MAX_GROUP_LEN, Denied, Granted, Pause, validate_id
+from stagger.core.semaphore import (
+    GROUP_RE,
+    MAX_GROUP_LEN,
+    Denied,
+    DenyReason,
+    Granted,
+    Pause,
+    validate_id,
+)
 from stagger.server.auth import CHALLENGE, Denial
 from stagger.server.settings import MAX_BODY, Token
 from stagger.server.state import ServerState, error_body
@@ -151,6 +160,12 @@ class FleetLockEndpoint:
             await send(_OK_BODY)
         self.metrics.observe(self.operation, kind, time.perf_counter() - started)
 
+    def _denial(self, group: str, node_id: str, outcome: Denied, now: datetime) -> Reject:
+        if outcome.reason is DenyReason.PAUSED:
+            # Told to people once per node and pause; queued, never awaited.
+            self.state.notifier.denied_paused(group, node_id, outcome.pause, now)
+        return denial_reject(outcome)
+
     async def _handle(self, scope: Scope, receive: Receive) -> None:
         if scope["method"] != "POST":
             raise Reject(
@@ -202,10 +217,10 @@ class FleetLockEndpoint:
                 if isinstance(planned, Granted) and planned.already_held:
                     return
                 if isinstance(planned, Denied):
-                    raise denial_reject(planned)
+                    raise self._denial(group, node_id, planned, snap.now)
                 outcome = await backend.acquire(group, node_id)
                 if isinstance(outcome, Denied):
-                    raise denial_reject(outcome)
+                    raise self._denial(group, node_id, outcome, snap.now)
             elif node_id in current.semaphore.holds:
                 await backend.release(group, node_id)
         except Reject:

@@ -50,6 +50,31 @@ class Metrics:
         self.fleet_paused = Gauge(
             "stagger_fleet_paused", "1 when the fleet-wide pause is in force.", registry=r
         )
+        # Notifications, by [[notify]] entry name (from the config: bounded) and event.
+        self.notifications = Counter(
+            "stagger_notify_sent",
+            "Notifications delivered, by target name and event.",
+            ["target", "event"],
+            registry=r,
+        )
+        self.notify_failures = Counter(
+            "stagger_notify_failures",
+            "Notification tries that failed (each retry counts), by target name.",
+            ["target"],
+            registry=r,
+        )
+        self.notify_drops = Counter(
+            "stagger_notify_dropped",
+            "Notifications never delivered: given_up after every retry, or queue_full.",
+            ["target", "reason"],
+            registry=r,
+        )
+        self.nodes = Gauge(
+            "stagger_nodes",
+            "Nodes known to the server, by group and state (silent: no recent report).",
+            ["group", "state"],
+            registry=r,
+        )
         # Label children are looked up once, not on every request.
         self._req: dict[tuple[str, str], Counter] = {}
         self._lat: dict[str, Histogram] = {}
@@ -77,6 +102,20 @@ class Metrics:
             self.paused.labels(g.group).set(1 if g.pause is not None else 0)
             self.stale.labels(g.group).set(len(g.stale))
         self.fleet_paused.set(1 if snap.fleet_pause is not None else 0)
+
+    def notify_sent(self, target: str, event: str) -> None:
+        self.notifications.labels(target, event).inc()
+
+    def notify_failed(self, target: str) -> None:
+        self.notify_failures.labels(target).inc()
+
+    def notify_dropped(self, target: str, reason: str) -> None:
+        self.notify_drops.labels(target, reason).inc()
+
+    def set_nodes(self, counts: dict[tuple[str, str], int]) -> None:
+        self.nodes.clear()
+        for (group, state), n in counts.items():
+            self.nodes.labels(group, state).set(n)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -27,6 +27,9 @@ _MODELS: list[type[BaseModel]] = [
     wire.ResumeResponse,
     wire.UnlockResponse,
     wire.TouchResponse,
+    wire.NodeReportRequest,
+    wire.ReportResponse,
+    wire.NodesModel,
     wire.HealthModel,
 ]
 
@@ -221,6 +224,33 @@ def _paths() -> dict[str, Any]:
                 "tags": ["agent"],
                 "parameters": [GROUP, ID],
                 "responses": _responses(_ref("TouchResponse"), 400),
+            }
+        },
+        "/v1/nodes": {
+            "get": {
+                "summary": "every node: reporting stagger agents, and FleetLock-only clients "
+                "known from their lock activity",
+                "tags": ["status"],
+                "parameters": [
+                    {
+                        "name": "group",
+                        "in": "query",
+                        "required": False,
+                        "schema": GROUP["schema"],
+                        "description": "only this group's nodes",
+                    }
+                ],
+                "responses": _responses(_ref("NodesModel"), 400),
+            }
+        },
+        "/v1/nodes/{id}/report": {
+            "post": {
+                "summary": "a stagger agent's report of its cycle (node token for the "
+                "report's group, or admin); FleetLock-only clients never call it",
+                "tags": ["agent"],
+                "parameters": [ID],
+                "requestBody": _body(_ref("NodeReportRequest")),
+                "responses": _responses(_ref("ReportResponse"), 400, 413),
             }
         },
         "/healthz": {

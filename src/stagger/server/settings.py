@@ -6,12 +6,18 @@ import hashlib
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stagger.backends.factory import DEFAULT_BACKEND_URL
 from stagger.core.errors import ConfigError, InvalidInput
+from stagger.core.reports import DEFAULT_SILENT_AFTER
 from stagger.core.semaphore import DEFAULT_MAX, validate_group, validate_max
+
+if TYPE_CHECKING:
+    from stagger.server.notify import NotifyTarget
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 # FleetLock bodies are ~100 bytes; anything near this is not a FleetLock client.
@@ -89,6 +95,12 @@ class ServerSettings:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     backend_options: Mapping[str, object] = field(default_factory=dict)
+    # A node that has not reported for this long is shown as silent.
+    silent_after: timedelta = DEFAULT_SILENT_AFTER
+    dashboard: bool = True
+    # [[notify]] targets (server.notify.NotifyTarget) and how often the store is watched.
+    notify: tuple[NotifyTarget, ...] = ()
+    notify_interval: float = 2.0
 
     def __post_init__(self) -> None:
         try:
@@ -102,6 +114,8 @@ class ServerSettings:
             raise ConfigError("give both --tls-cert and --tls-key (or neither)")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ConfigError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key too")
+        if self.silent_after <= timedelta(0):
+            raise ConfigError("silent_after must be longer than 0 s, like 15m")
         object.__setattr__(self, "prefix", normalize_prefix(self.prefix))
 
     @property

@@ -20,6 +20,7 @@ from stagger.core.errors import (
 )
 from stagger.server.auth import Authenticator
 from stagger.server.metrics import Metrics
+from stagger.server.notify import Notifier
 from stagger.server.reads import GroupReads
 from stagger.server.settings import ServerSettings, UnknownGroups
 
@@ -57,6 +58,7 @@ class ServerState:
         self._reads: GroupReads | None = None
         self._known: set[str] = set(settings.groups)
         self._refreshed_at = -KNOWN_REFRESH_SECONDS
+        self.notifier = Notifier(settings.notify, self.metrics, interval=settings.notify_interval)
 
     @property
     def reads(self) -> GroupReads:
@@ -77,6 +79,7 @@ class ServerState:
                 options.setdefault("default_max", self.settings.default_max)
             self._backend = open_backend(self.settings.backend_url, **options)
         await self._create_configured_groups()
+        await self.notifier.start(self.backend)
 
     async def _create_configured_groups(self) -> None:
         if not self.settings.groups:
@@ -94,6 +97,7 @@ class ServerState:
                 log.info("created group %s with max %d", name, value)
 
     async def stop(self) -> None:
+        await self.notifier.stop()
         if self._backend is not None:
             await self._backend.close()
 

@@ -1,0 +1,343 @@
+"""Notifications: the server tells people (Slack, any webhook) what happened to the fleet.
+
+Where events come from:
+- a watcher reads the store every `notify_interval` seconds: new history events (granted,
+  released, paused, resumed, max_changed — whoever wrote them: this server, another one, the
+  CLI, an agent on etcd), holds that turned stale, and node reports that turned halted;
+- the FleetLock endpoint reports `denied_paused` itself (denials are not history), once per
+  node and pause.
+
+How they leave: each `[[notify]]` target has its own bounded queue and one sender task, so a
+slow or dead receiver delays nobody else and never a lock decision (offering is a
+`put_nowait`; a full queue drops the oldest and counts it). A failed POST is retried with
+doubling back-off; every failure is counted in /metrics and logged with the target's name and
+host only (webhook URLs and headers carry secrets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from stagger import __version__
+from stagger.backends.base import Backend, Snapshot
+from stagger.config.notify_section import NotifyConfig
+from stagger.core.durations import format_duration
+from stagger.core.machine import State
+from stagger.core.reports import NodeReport
+from stagger.core.semaphore import FLEET, Action, Event, Pause
+from stagger.server.metrics import Metrics
+
+log = logging.getLogger("stagger.server.notify")
+
+QUEUE_MAX = 1000  # per target; beyond it the oldest waiting notification is dropped
+BACKOFF_CAP = 300.0  # seconds
+HISTORY_WINDOW = 200  # events read per watch; a burst larger than this between two reads is cut
+
+# History actions → notification events (CONFIGURED is not worth a person's attention).
+_FROM_HISTORY = {
+    Action.ACQUIRED: "granted",
+    Action.RELEASED: "released",
+    Action.EXPIRED: "released",
+    Action.PAUSED: "paused",
+    Action.RESUMED: "resumed",
+    Action.MAX_CHANGED: "max_changed",
+}
+
+
+@dataclass(frozen=True)
+class NotifyTarget:
+    """One `[[notify]]` entry, ready to use."""
+
+    name: str
+    url: str = field(repr=False)
+    events: frozenset[str]
+    format: str = "json"
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    retries: int = 5
+    backoff: float = 2.0
+    timeout: float = 5.0
+
+    @classmethod
+    def of(cls, cfg: NotifyConfig, index: int) -> NotifyTarget:
+        return cls(
+            name=cfg.name or f"notify-{index}",
+            url=cfg.url,
+            events=frozenset(cfg.events),
+            format=cfg.format,
+            headers=dict(cfg.headers),
+            retries=cfg.retries,
+            backoff=cfg.backoff_delta().total_seconds(),
+            timeout=cfg.timeout_delta().total_seconds(),
+        )
+
+    @property
+    def where(self) -> str:
+        """The target for logs: its name and host, never the path or query (Slack's secret)."""
+        return f"{self.name} ({urlsplit(self.url).hostname or '?'})"
+
+
+def targets_of(configs: Sequence[NotifyConfig]) -> tuple[NotifyTarget, ...]:
+    return tuple(NotifyTarget.of(c, i) for i, c in enumerate(configs, 1))
+
+
+@dataclass(frozen=True)
+class Notification:
+    """Something that happened, in the words of the CLI and the history."""
+
+    event: str
+    time: datetime
+    group: str | None  # None: the fleet-wide pause
+    id: str = ""
+    by: str = ""
+    detail: str = ""
+
+    def sentence(self) -> str:
+        where = f"group {self.group}" if self.group else "every group"
+        by = f" by {self.by}" if self.by and self.by != self.id else ""
+        detail = f": {self.detail}" if self.detail else ""
+        if self.event == "granted":
+            return f"{self.id} took a reboot slot in {where}{by}"
+        if self.event == "released":
+            return f"{self.id} released its slot in {where}{by}{detail}"
+        if self.event == "denied_paused":
+            return f"{self.id} was denied a slot in {where}: reboots are paused{detail}"
+        if self.event == "halted":
+            return f"{self.id} in {where} is HALTED: health checks failed after its reboot{detail}"
+        if self.event == "stale":
+            return f"{self.id}'s hold in {where} is stale: not seen{detail}"
+        if self.event == "paused":
+            return f"reboots in {where} were paused{by}{detail}"
+        if self.event == "resumed":
+            return f"reboots in {where} were resumed{by}"
+        if self.event == "max_changed":
+            return f"max in {where} changed{by}{detail}"
+        return f"{self.event} in {where}{detail}"
+
+
+def payload(n: Notification, fmt: str) -> dict[str, Any]:
+    """The body sent to a target: stagger's JSON document, or a Slack incoming-webhook one."""
+    text = "stagger: " + n.sentence()
+    if fmt == "slack":
+        return {"text": text}
+    return {
+        "source": "stagger",
+        "version": __version__,
+        "event": n.event,
+        "time": n.time.isoformat(),
+        "group": n.group,
+        "id": n.id,
+        "by": n.by,
+        "detail": n.detail,
+        "text": text,
+    }
+
+
+# --- what changed between two looks at the store (pure) ----------------------------------------
+
+EventKey = tuple[datetime, str, str, str, str, str]
+
+
+def _key(e: Event) -> EventKey:
+    return (e.time, e.group, e.action.value, e.by, e.id, e.detail)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the watcher saw last time: events, stale holds, halted nodes."""
+
+    events: frozenset[EventKey] = frozenset()
+    stale: frozenset[tuple[str, str]] = frozenset()
+    halted: frozenset[str] = frozenset()
+
+
+def from_event(e: Event) -> Notification | None:
+    name = _FROM_HISTORY.get(e.action)
+    if name is None:
+        return None
+    group = None if e.group == FLEET else e.group
+    return Notification(name, e.time, group, e.id, e.by, e.detail)
+
+
+def changes(
+    before: Seen | None,
+    history: Sequence[Event],
+    snapshot: Snapshot,
+    reports: Iterable[NodeReport],
+) -> tuple[Seen, list[Notification]]:
+    """What happened since `before` (None: the first look, which only takes a baseline)."""
+    now = snapshot.now
+    stale: set[tuple[str, str]] = set()
+    stale_since: dict[tuple[str, str], datetime] = {}
+    for g in snapshot.groups:
+        for h in g.holds:
+            if h.id in g.stale:
+                stale.add((g.group, h.id))
+                stale_since[(g.group, h.id)] = h.last_seen
+    halted = {r.id: r for r in reports if r.state is State.HALTED}
+    seen = Seen(frozenset(_key(e) for e in history), frozenset(stale), frozenset(halted))
+    if before is None:
+        return seen, []
+    out: list[Notification] = []
+    for e in sorted(history, key=lambda e: e.time):
+        if _key(e) not in before.events:
+            n = from_event(e)
+            if n is not None:
+                out.append(n)
+    for group, node_id in sorted(stale - before.stale):
+        ago = format_duration(now - stale_since[(group, node_id)])
+        out.append(Notification("stale", now, group, node_id, detail=f"for {ago}"))
+    for node_id in sorted(set(halted) - before.halted):
+        r = halted[node_id]
+        health = r.last_health.detail if r.last_health is not None else r.reason
+        out.append(Notification("halted", r.updated_at or now, r.group, node_id, detail=health))
+    return seen, out
+
+
+# --- delivery -----------------------------------------------------------------------------------
+
+
+class Sender:
+    """One target's queue and sender task."""
+
+    def __init__(self, target: NotifyTarget, metrics: Metrics, rng: random.Random) -> None:
+        self.target = target
+        self.metrics = metrics
+        self.rng = rng
+        self.queue: asyncio.Queue[Notification] = asyncio.Queue(maxsize=QUEUE_MAX)
+        self.client = httpx.AsyncClient(timeout=target.timeout, follow_redirects=False)
+        self.task: asyncio.Task[None] | None = None
+
+    def offer(self, n: Notification) -> None:
+        if n.event not in self.target.events:
+            return
+        if self.queue.full():
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self.queue.get_nowait()
+            self.metrics.notify_dropped(self.target.name, "queue_full")
+        self.queue.put_nowait(n)
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        await self.client.aclose()
+
+    async def _run(self) -> None:
+        while True:
+            n = await self.queue.get()
+            await self.deliver(n)
+
+    async def deliver(self, n: Notification) -> bool:
+        t = self.target
+        body = payload(n, t.format)
+        delay = t.backoff
+        for attempt in range(t.retries + 1):
+            if attempt:
+                await asyncio.sleep(self.rng.uniform(delay / 2, delay))
+                delay = min(delay * 2, BACKOFF_CAP)
+            try:
+                r = await self.client.post(t.url, json=body, headers=dict(t.headers))
+            except httpx.HTTPError as exc:
+                why = type(exc).__name__
+            else:
+                if r.is_success:
+                    self.metrics.notify_sent(t.name, n.event)
+                    return True
+                why = f"HTTP {r.status_code}"
+            self.metrics.notify_failed(t.name)
+            log.warning(
+                "notification %s to %s failed (try %d of %d): %s",
+                n.event, t.where, attempt + 1, t.retries + 1, why,
+            )  # fmt: skip
+        self.metrics.notify_dropped(t.name, "given_up")
+        log.error("gave up sending notification %s to %s", n.event, t.where)
+        return False
+
+
+class Notifier:
+    """Every target's sender, the watcher, and the once-per-pause memory of denials."""
+
+    def __init__(
+        self,
+        targets: Sequence[NotifyTarget],
+        metrics: Metrics,
+        *,
+        interval: float = 2.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.targets = tuple(targets)
+        self.metrics = metrics
+        self.interval = interval
+        self.rng = rng or random.Random()
+        self.senders: list[Sender] = []
+        self._watch: asyncio.Task[None] | None = None
+        self._denied: set[tuple[str, str, datetime]] = set()
+
+    def offer(self, n: Notification) -> None:
+        """Queue `n` for every target that wants it. Never blocks, never raises."""
+        for s in self.senders:
+            s.offer(n)
+
+    def denied_paused(self, group: str, node_id: str, pause: Pause | None, now: datetime) -> None:
+        """A FleetLock denial because of a pause: told once per node and pause."""
+        since = pause.since if pause is not None else now
+        key = (group, node_id, since)
+        if key in self._denied:
+            return
+        if len(self._denied) > 10 * QUEUE_MAX:
+            self._denied.clear()
+        self._denied.add(key)
+        detail = ""
+        if pause is not None:
+            detail = f"{pause.reason} (paused by {pause.by})"
+        self.offer(Notification("denied_paused", now, group, node_id, detail=detail))
+
+    async def start(self, backend: Backend) -> None:
+        for t in self.targets:
+            s = Sender(t, self.metrics, self.rng)
+            s.start()
+            self.senders.append(s)
+        if self.targets:
+            self._watch = asyncio.get_running_loop().create_task(self._watch_loop(backend))
+
+    async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        for s in self.senders:
+            await s.stop()
+
+    async def _watch_loop(self, backend: Backend) -> None:
+        seen: Seen | None = None
+        failing = False
+        while True:
+            try:
+                history = await backend.history(None, HISTORY_WINDOW)
+                snapshot = await backend.status()
+                reports = await backend.nodes()
+            except Exception as exc:  # the store is down: look again later, say so once
+                if not failing:
+                    log.warning("notifications: cannot read the store: %s", exc)
+                failing = True
+            else:
+                failing = False
+                seen, found = changes(seen, history, snapshot, reports)
+                for n in found:
+                    self.offer(n)
+            await asyncio.sleep(self.interval)
+
