@@ -1,0 +1,174 @@
+"""The fleet view and rollout progress, as pure functions of reports, holds and history."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stagger.core.machine import CheckResult, Need, NodeState, State
+from stagger.core.reports import (
+    HOLDING,
+    SEEN,
+    NodeReport,
+    Source,
+    fleet_nodes,
+    rollout,
+    wave_start,
+)
+from stagger.core.semaphore import Action, Event, Hold
+
+T = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)
+
+
+def at(minutes: float) -> datetime:
+    return T + timedelta(minutes=minutes)
+
+
+def ev(minutes: float, action: Action, node_id: str, group: str = "web") -> Event:
+    return Event(at(minutes), group, action, node_id, node_id)
+
+
+def hold(node_id: str, minutes: float) -> Hold:
+    return Hold(node_id, at(minutes), at(minutes))
+
+
+def rep(
+    node_id: str,
+    state: State,
+    *,
+    needed_since: datetime | None = None,
+    last_reboot: datetime | None = None,
+    updated_at: datetime | None = None,
+) -> NodeReport:
+    return NodeReport(
+        node_id,
+        "web",
+        state,
+        needed_since=needed_since,
+        last_reboot=last_reboot,
+        updated_at=updated_at or at(100),
+    )
+
+
+def test_a_report_is_made_from_the_agents_saved_state() -> None:
+    s = NodeState(
+        cycle=State.HALTED,
+        reason="health failed",
+        needed=Need(at(0), "file", "/run/reboot-required"),
+        last_reboot=at(10),
+        last_health=CheckResult(False, "503", at(11)),
+    )
+    r = NodeReport.of("n1", "web", s, version="0.1.0", next_window=at(60))
+    assert (r.state, r.needed_since, r.detector, r.last_reboot) == (
+        State.HALTED,
+        at(0),
+        "file",
+        at(10),
+    )
+    assert r.last_health == CheckResult(False, "503", at(11))
+    assert (r.next_window, r.version, r.updated_at) == (at(60), "0.1.0", None)
+
+
+@given(
+    state=st.sampled_from(list(State)),
+    needed=st.none() | st.integers(0, 10_000),
+    health=st.none() | st.tuples(st.booleans(), st.text(max_size=50), st.integers(0, 10_000)),
+    reason=st.text(max_size=50),
+)
+def test_a_report_survives_its_stored_form(
+    state: State, needed: int | None, health: tuple[bool, str, int] | None, reason: str
+) -> None:
+    r = NodeReport(
+        "n1",
+        "web",
+        state,
+        reason=reason,
+        needed_since=at(needed) if needed is not None else None,
+        detector="file" if needed is not None else "",
+        last_health=CheckResult(health[0], health[1], at(health[2])) if health else None,
+        updated_at=at(5),
+    )
+    assert NodeReport.from_dict(r.to_dict()) == r
+
+
+def test_a_report_older_than_silent_after_is_silent() -> None:
+    r = rep("n1", State.IDLE, updated_at=at(0))
+    assert not r.is_silent(at(15), timedelta(minutes=15))
+    assert r.is_silent(at(15.1), timedelta(minutes=15))
+
+
+def test_a_fleetlock_client_is_shown_from_its_hold_and_history() -> None:
+    history = [
+        ev(1, Action.ACQUIRED, "z1"),
+        ev(2, Action.RELEASED, "z1"),
+        ev(3, Action.ACQUIRED, "z2"),
+    ]
+    views = fleet_nodes([], {"web": [hold("z2", 3)]}, history, at(4))
+    assert [(v.id, v.state, v.source, v.holds_slot) for v in views] == [
+        ("z1", SEEN, Source.LOCKS, False),
+        ("z2", HOLDING, Source.LOCKS, True),
+    ]
+    assert views[0].last_reboot == at(2)
+
+
+def test_a_reporting_node_is_shown_from_its_report_not_its_locks() -> None:
+    views = fleet_nodes(
+        [rep("a1", State.DRAINING)],
+        {"web": [hold("a1", 3)]},
+        [ev(3, Action.ACQUIRED, "a1")],
+        at(100),
+    )
+    assert [(v.id, v.state, v.source, v.holds_slot) for v in views] == [
+        ("a1", "draining", Source.REPORT, True)
+    ]
+
+
+def test_there_is_no_wave_when_nothing_is_held_or_needed() -> None:
+    history = [ev(1, Action.ACQUIRED, "a"), ev(2, Action.RELEASED, "a")]
+    assert wave_start(history, [], at(10)) is None
+
+
+def test_the_wave_starts_at_the_first_grant_after_the_group_was_last_quiet() -> None:
+    history = [
+        ev(1, Action.ACQUIRED, "old"),
+        ev(2, Action.RELEASED, "old"),  # quiet from here: nothing needed yet
+        ev(30, Action.ACQUIRED, "a"),  # the wave's first grant
+        ev(40, Action.RELEASED, "a"),  # holders 0 again, but b already needed: not quiet
+        ev(41, Action.ACQUIRED, "b"),
+    ]
+    assert wave_start(history, [at(20)], at(50)) == at(30)
+
+
+def test_rollout_counts_done_in_progress_waiting_and_halted() -> None:
+    history = [
+        ev(30, Action.ACQUIRED, "a"),
+        ev(40, Action.RELEASED, "a"),
+        ev(41, Action.ACQUIRED, "b"),
+        ev(42, Action.ACQUIRED, "h"),
+    ]
+    reports = [
+        rep("a", State.IDLE, last_reboot=at(35)),
+        rep("b", State.VERIFYING, needed_since=at(20), last_reboot=at(43)),
+        rep("h", State.HALTED, needed_since=at(20), last_reboot=at(44)),
+        rep("w", State.WAITING, needed_since=at(25)),
+        rep("untouched", State.IDLE, last_reboot=at(-500)),
+    ]
+    holds = {"web": [hold("b", 41), hold("h", 42)]}
+    views = fleet_nodes(reports, holds, history, at(50))
+    r = rollout("web", views, history, at(50))
+    assert r.started == at(30)
+    assert (r.done, r.in_progress, r.waiting, r.halted) == (("a",), ("b",), ("w",), ("h",))
+    assert r.total == 4
+
+
+def test_a_group_of_fleetlock_clients_shows_its_holders_in_progress() -> None:
+    history = [
+        ev(1, Action.ACQUIRED, "z1"),
+        ev(2, Action.RELEASED, "z1"),
+        ev(3, Action.ACQUIRED, "z2"),
+    ]
+    views = fleet_nodes([], {"web": [hold("z2", 3)]}, history, at(4))
+    r = rollout("web", views, history, at(4))
+    assert (r.started, r.in_progress) == (at(3), ("z2",))
