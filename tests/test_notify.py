@@ -1,0 +1,286 @@
+"""Notifications from a real server (SQLite) to a real HTTP receiver on 127.0.0.1: the JSON and
+Slack payloads of a granted/released/halted sequence, retries of a failing receiver, and a
+lock that answers while the receiver hangs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from server_support import PROTO, RunningServer, body, running
+from stagger.backends.fleetlock import FleetLockBackend
+from stagger.config.model import StaggerConfig
+from stagger.core.errors import InvalidInput
+from stagger.core.machine import CheckResult, State
+from stagger.core.reports import NodeReport
+from stagger.server.notify import NotifyTarget
+from stagger.server.settings import ServerSettings
+
+WAIT = 15.0  # seconds: the longest any test waits for a notification (bounded loops)
+
+
+class Receiver:
+    """A webhook receiver: records every POST; can fail the first N, or hang until released."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+        self.fail_first = 0
+        self.hang = threading.Event()  # set: requests hang until `release` is set
+        self.release = threading.Event()
+        self.hanging = threading.Event()  # set while a request is hanging
+        self.attempts = 0
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("content-length", 0)))
+                with receiver.lock:
+                    receiver.attempts += 1
+                    failing = receiver.attempts <= receiver.fail_first
+                if receiver.hang.is_set():
+                    receiver.hanging.set()
+                    receiver.release.wait(WAIT)
+                    receiver.hanging.clear()
+                if failing:
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                with receiver.lock:
+                    receiver.received.append((self.path, json.loads(raw), dict(self.headers)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def docs(self, path: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [d for p, d, _ in self.received if p == path]
+
+    def wait_for(self, path: str, n: int) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + WAIT
+        while len(self.docs(path)) < n and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.docs(path)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    r.thread.start()
+    try:
+        yield r
+    finally:
+        r.release.set()
+        r.httpd.shutdown()
+        r.httpd.server_close()
+
+
+def target(receiver: Receiver, path: str, fmt: str = "json", **kw: Any) -> NotifyTarget:
+    defaults: dict[str, Any] = {
+        "events": frozenset({"granted", "released", "halted"}),
+        "retries": 3,
+        "backoff": 0.05,
+        "timeout": 5.0,
+    }
+    defaults.update(kw)
+    return NotifyTarget(name=path.strip("/"), url=receiver.url(path), format=fmt, **defaults)
+
+
+def serve(tmp_path: Path, *targets: NotifyTarget) -> Any:
+    settings = ServerSettings(
+        backend_url=f"sqlite:///{tmp_path}/s.db", notify=targets, notify_interval=0.05
+    )
+    return running(settings)
+
+
+def pre_reboot(server: RunningServer, node_id: str, group: str = "web") -> httpx.Response:
+    return httpx.post(server.url + "/v1/pre-reboot", json=body(node_id, group), headers=PROTO)
+
+
+def steady_state(server: RunningServer, node_id: str, group: str = "web") -> httpx.Response:
+    return httpx.post(server.url + "/v1/steady-state", json=body(node_id, group), headers=PROTO)
+
+
+def wait_until_watching(server: RunningServer) -> None:
+    """The watcher's first look takes a baseline; events before it are not sent."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        task = server.app.state.notifier._watch
+        if task is not None and not task.done():
+            time.sleep(0.2)  # a few intervals: the baseline is taken
+            return
+        time.sleep(0.02)
+    raise AssertionError("the notification watcher did not start")
+
+
+def halt(server: RunningServer, node_id: str) -> None:
+    async def send() -> None:
+        b = FleetLockBackend.from_url(f"fleetlock+{server.url}/", retries=0)
+        try:
+            await b.report(
+                NodeReport(
+                    node_id,
+                    "web",
+                    State.HALTED,
+                    reason="health checks failed after the reboot",
+                    last_health=CheckResult(False, "nginx answered 502", datetime.now(UTC)),
+                )
+            )
+        finally:
+            await b.close()
+
+    asyncio.run(send())
+
+
+def test_a_granted_released_halted_sequence_arrives_as_json(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    with serve(tmp_path, target(receiver, "/hook")) as srv:
+        wait_until_watching(srv)
+        assert pre_reboot(srv, "web-1").status_code == 200
+        receiver.wait_for("/hook", 1)
+        assert steady_state(srv, "web-1").status_code == 200
+        receiver.wait_for("/hook", 2)
+        halt(srv, "web-1")
+        docs = receiver.wait_for("/hook", 3)
+    assert [(d["event"], d["group"], d["id"]) for d in docs] == [
+        ("granted", "web", "web-1"),
+        ("released", "web", "web-1"),
+        ("halted", "web", "web-1"),
+    ]
+    assert docs[2]["detail"] == "nginx answered 502"
+    assert docs[2]["text"].startswith("stagger: web-1 in group web is HALTED")
+    assert all(d["source"] == "stagger" and d["time"] for d in docs)
+
+
+def test_slack_targets_get_slack_shaped_payloads(tmp_path: Path, receiver: Receiver) -> None:
+    with serve(tmp_path, target(receiver, "/slack", fmt="slack")) as srv:
+        wait_until_watching(srv)
+        pre_reboot(srv, "web-1")
+        receiver.wait_for("/slack", 1)
+        steady_state(srv, "web-1")
+        receiver.wait_for("/slack", 2)
+        halt(srv, "web-1")
+        docs = receiver.wait_for("/slack", 3)
+    assert [set(d) for d in docs] == [{"text"}] * 3
+    assert docs[0]["text"] == "stagger: web-1 took a reboot slot in group web"
+    assert docs[1]["text"] == "stagger: web-1 released its slot in group web"
+    assert "HALTED" in docs[2]["text"]
+
+
+def test_a_target_gets_only_the_events_it_asked_for_with_its_headers(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    only_halted = target(
+        receiver, "/halted", events=frozenset({"halted"}), headers={"X-Token": "s3cret"}
+    )
+    with serve(tmp_path, only_halted) as srv:
+        wait_until_watching(srv)
+        pre_reboot(srv, "web-1")
+        halt(srv, "web-1")
+        docs = receiver.wait_for("/halted", 1)
+    assert [d["event"] for d in docs] == ["halted"]
+    assert [h.get("X-Token") for p, _, h in receiver.received] == ["s3cret"]
+
+
+def test_a_failing_receiver_is_retried_until_it_takes_the_notification(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    receiver.fail_first = 2
+    with serve(tmp_path, target(receiver, "/flaky", retries=3)) as srv:
+        wait_until_watching(srv)
+        pre_reboot(srv, "web-1")
+        docs = receiver.wait_for("/flaky", 1)
+        metrics = httpx.get(srv.url + "/metrics").text
+    assert [d["event"] for d in docs] == ["granted"]
+    assert receiver.attempts == 3
+    assert 'stagger_notify_failures_total{target="flaky"} 2.0' in metrics
+    assert 'stagger_notify_sent_total{event="granted",target="flaky"} 1.0' in metrics
+
+
+def test_a_receiver_that_hangs_does_not_hold_up_a_lock(
+    tmp_path: Path, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    receiver.hang.set()
+    with serve(tmp_path, target(receiver, "/slow", timeout=WAIT)) as srv:
+        wait_until_watching(srv)
+        assert pre_reboot(srv, "web-1").status_code == 200
+        assert receiver.hanging.wait(WAIT), "the first notification never reached the receiver"
+        started = time.perf_counter()
+        second = pre_reboot(srv, "db-1", group="db")
+        took = time.perf_counter() - started
+        # The lock answered while the receiver was still hanging on the first notification.
+        assert second.status_code == 200
+        assert receiver.hanging.is_set()
+        receiver.release.set()
+        receiver.hang.clear()
+        docs = receiver.wait_for("/slow", 2)
+    with capsys.disabled():
+        print(f"\npre-reboot while the receiver hangs: {took * 1000:.1f} ms")
+    assert [(d["event"], d["id"]) for d in docs] == [("granted", "web-1"), ("granted", "db-1")]
+
+
+def test_a_node_denied_by_a_pause_is_told_once_per_pause(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    denied = target(receiver, "/denied", events=frozenset({"denied_paused", "paused"}))
+    with serve(tmp_path, denied) as srv:
+        wait_until_watching(srv)
+        r = httpx.post(srv.url + "/v1/groups/web/pause", json={"reason": "bad kernel"})
+        assert r.status_code == 200
+        for _ in range(3):
+            assert pre_reboot(srv, "web-1").status_code == 423
+        docs = receiver.wait_for("/denied", 2)
+        time.sleep(0.3)  # room for a wrong second denial to arrive
+        docs = receiver.docs("/denied")
+    assert sorted(d["event"] for d in docs) == ["denied_paused", "paused"]
+    denial = next(d for d in docs if d["event"] == "denied_paused")
+    assert "bad kernel" in denial["detail"]
+
+
+def test_notify_entries_are_read_from_the_config() -> None:
+    config = StaggerConfig.model_validate(
+        {
+            "notify": [
+                {"url": "https://hooks.example.com/x", "format": "slack", "events": ["halted"]},
+                {"url": "http://127.0.0.1:9/h", "headers": {"Authorization": "Bearer x"}},
+            ]
+        }
+    )
+    assert [(n.format, n.events) for n in config.notify] == [
+        ("slack", ["halted"]),
+        ("json", ["halted", "stale", "paused", "resumed", "denied_paused", "max_changed"]),
+    ]
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"url": "ftp://x/"},
+        {"url": "http://x/", "events": ["rebooted"]},
+        {"url": "http://x/", "format": "xml"},
+        {"url": "http://x/", "backoff": "soon"},
+        {"url": "http://x/", "colour": "red"},
+    ],
+)
+def test_a_wrong_notify_entry_is_refused(entry: dict[str, Any]) -> None:
+    with pytest.raises((ValueError, InvalidInput)):
+        StaggerConfig.model_validate({"notify": [entry]})
