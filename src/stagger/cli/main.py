@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "stagger.cli.explain",
     "stagger.cli.doctor",
     "stagger.cli.server",
+    "stagger.cli.simulate",
 ]
 
 app = typer.Typer(

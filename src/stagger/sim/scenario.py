@@ -1,0 +1,295 @@
+"""What a simulation runs: groups of nodes with their max, the schedule, when nodes learn
+they need a reboot, how long drains, reboots and boots take, and how often health fails.
+
+A scenario file is TOML. The schedule uses the config's own `[[window]]` and `[[blackout]]`
+tables (config.model.WindowConfig/BlackoutConfig) and `[cycle]` the agent's timings, so a
+fleet's real config fragments can be pasted in. Command-line flags override the file.
+
+    start = 2026-01-05T00:00:00Z     # when the simulation begins (default: this Monday 00:00 UTC)
+    needed_over = "2h"               # nodes learn at uniform random times over 2h ("0s": at once)
+    drain_time = "1m"                # a duration, "uniform:2m-4m" or "lognormal:3m,0.3"
+    reboot_time = "3m"
+    boot_time = "1m"
+    health_failure_rate = 0.01
+    seed = 1
+
+    [[group]]
+    name = "web"
+    nodes = 1500
+    max = 15
+
+    [[window]]
+    days = ["Tue", "Thu"]
+    start = "02:00"
+    length = "4h"
+    time_zone = "UTC"
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import Field, ValidationError, field_validator
+
+from stagger.config.agent_sections import Duration
+from stagger.config.cycle_section import CycleConfig
+from stagger.config.loader import ConfigProblem, InvalidConfig, problems_from
+from stagger.config.model import BlackoutConfig, WindowConfig
+from stagger.config.section import Section
+from stagger.core.durations import parse_duration
+from stagger.core.errors import InvalidInput
+from stagger.core.machine import Timings
+from stagger.core.schedule import Schedule, parse_instant
+from stagger.core.semaphore import DEFAULT_GROUP, validate_group, validate_max
+from stagger.sim.distributions import FORMS, Distribution, parse_distribution
+
+MAX_NODES = 1_000_000
+DEFAULT_START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday, so weekly windows read easily
+DEFAULT_NODES = 100
+DEFAULT_MAX = 5
+DEFAULT_DRAIN, DEFAULT_REBOOT, DEFAULT_BOOT = "1m", "3m", "1m"
+DEFAULT_ZONE = "UTC"  # for windows that name no time zone: a simulation has no host zone
+
+
+def _nodes(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_NODES:
+        raise InvalidInput(f"nodes {value!r} is not valid: give a whole number from 1 to 1000000")
+    return value
+
+
+def _distribution(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be a string: {FORMS}")
+    parse_distribution(value, what=what)
+    return value
+
+
+def _rate(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise InvalidInput(
+            f"health_failure_rate {value!r} is not valid: give a fraction from 0 to 1 "
+            "(0.01 is one node in a hundred)"
+        )
+    return float(value)
+
+
+class GroupFile(Section):
+    name: str = Field(description="the group's name: letters, digits, '.' and '-'")
+    nodes: int = Field(description="how many nodes the group has, 1 to 1000000")
+    max: int = Field(description="how many of its nodes may be down at once, 0 to 10000")
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name(cls, value: Any) -> str:
+        return validate_group(str(value))
+
+    @field_validator("nodes", mode="before")
+    @classmethod
+    def _n(cls, value: Any) -> int:
+        return _nodes(value)
+
+    @field_validator("max", mode="before")
+    @classmethod
+    def _max(cls, value: Any) -> int:
+        return validate_max(value)
+
+
+class ScenarioFile(Section):
+    """The TOML scenario file; every key optional (flags and defaults fill the rest)."""
+
+    start: datetime | None = Field(
+        None, description="when the simulation begins, RFC 3339 with a UTC offset"
+    )
+    nodes: int | None = Field(None, description="nodes in the one group (without [[group]])")
+    max: int | None = Field(None, description="the one group's max (without [[group]])")
+    group: list[GroupFile] = Field(
+        default_factory=list, description="an array of tables: [[group]] with name, nodes, max"
+    )
+    drain_time: str | None = Field(None, description=FORMS)
+    reboot_time: str | None = Field(None, description=FORMS)
+    boot_time: str | None = Field(None, description=FORMS)
+    needed_over: Duration | None = Field(
+        None, description="nodes learn they need a reboot over this period; '0s' at once"
+    )
+    health_failure_rate: float | None = Field(None, description="a fraction from 0 to 1")
+    seed: int | None = Field(None, description="the random seed, a whole number")
+    window: list[WindowConfig] = Field(
+        default_factory=list, description="[[window]] tables, as in the config"
+    )
+    blackout: list[BlackoutConfig] = Field(
+        default_factory=list, description="[[blackout]] tables, as in the config"
+    )
+    cycle: CycleConfig = Field(
+        default_factory=lambda: CycleConfig.model_validate({}),
+        description="the agent's [cycle] timings (retry, backoff, heartbeat...)",
+    )
+
+    @field_validator("nodes", mode="before")
+    @classmethod
+    def _n(cls, value: Any) -> int | None:
+        return None if value is None else _nodes(value)
+
+    @field_validator("max", mode="before")
+    @classmethod
+    def _max(cls, value: Any) -> int | None:
+        return None if value is None else validate_max(value)
+
+    @field_validator("health_failure_rate", mode="before")
+    @classmethod
+    def _rate(cls, value: Any) -> float | None:
+        return None if value is None else _rate(value)
+
+    @field_validator("drain_time", "reboot_time", "boot_time", mode="before")
+    @classmethod
+    def _dist(cls, value: Any) -> str | None:
+        return None if value is None else _distribution(value, "time")
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _start(cls, value: Any) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            return value  # TOML's own offset date-time, unquoted
+        if isinstance(value, str):
+            return parse_instant(value, what="start")
+        raise InvalidInput(
+            f"start {value!r} is not a time: write an RFC 3339 time with a UTC offset, "
+            "like 2026-01-05T00:00:00Z"
+        )
+
+
+def load_scenario_file(path: Path) -> ScenarioFile:
+    """Read and validate a scenario file; problems name the file, key and line."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise InvalidConfig([ConfigProblem(str(path), "does not exist: check the path")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidConfig([ConfigProblem(str(path), f"cannot be read: {exc}")]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidConfig([ConfigProblem(str(path), f"is not valid TOML: {exc}")]) from None
+    try:
+        return ScenarioFile.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidConfig(problems_from(exc, str(path), text)) from None
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    name: str
+    nodes: int
+    max: int
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Values given on the command line; None means "not given"."""
+
+    nodes: int | None = None
+    max: int | None = None
+    drain_time: str | None = None
+    reboot_time: str | None = None
+    boot_time: str | None = None
+    needed_over: str | None = None
+    health_failure_rate: float | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    groups: tuple[GroupPlan, ...]
+    drain: Distribution
+    reboot: Distribution
+    boot: Distribution
+    schedule: Schedule = field(default_factory=Schedule)
+    needed_over: timedelta = timedelta(0)
+    health_failure_rate: float = 0.0
+    seed: int = 0
+    start: datetime = DEFAULT_START
+    timings: Timings = field(default_factory=Timings)
+
+    @property
+    def nodes(self) -> int:
+        return sum(g.nodes for g in self.groups)
+
+    @property
+    def always_open(self) -> bool:
+        """No windows and no blackouts: a reboot may start at any time."""
+        return not self.schedule.windows and not self.schedule.blackouts
+
+    @property
+    def cycle_seconds(self) -> float:
+        """The mean time one node keeps its slot: drain + reboot + boot."""
+        return self.drain.mean + self.reboot.mean + self.boot.mean
+
+    def bound_seconds(self) -> float | None:
+        """⌈N/k⌉ · (drain + reboot + boot), the slowest group's: no rollout through k slots
+        can finish sooner when everyone needs a reboot at the start (with mean times). None
+        when windows or blackouts make it meaningless, or a group has no slots."""
+        if not self.always_open or any(g.max == 0 for g in self.groups):
+            return None
+        return max(math.ceil(g.nodes / g.max) for g in self.groups) * self.cycle_seconds
+
+
+def build_scenario(file: ScenarioFile | None, flags: Overrides) -> Scenario:
+    """The file's values, overridden by the flags, filled with the defaults."""
+    f = file or ScenarioFile.model_validate({})
+    if f.group and (flags.nodes is not None or flags.max is not None or f.nodes or f.max):
+        raise InvalidInput(
+            "the scenario defines [[group]] tables, so nodes and max belong in them: "
+            "drop --nodes/--max (and the top-level nodes/max keys)"
+        )
+    if f.group:
+        names = [g.name for g in f.group]
+        if len(set(names)) != len(names):
+            raise InvalidInput("two [[group]] tables have the same name: give each its own")
+        groups = tuple(GroupPlan(g.name, g.nodes, g.max) for g in f.group)
+    else:
+        nodes = _pick(flags.nodes, f.nodes, DEFAULT_NODES)
+        groups = (
+            GroupPlan(
+                DEFAULT_GROUP, _nodes(nodes), validate_max(_pick(flags.max, f.max, DEFAULT_MAX))
+            ),
+        )
+    if sum(g.nodes for g in groups) > MAX_NODES:
+        raise InvalidInput(f"the scenario has more than {MAX_NODES} nodes: simulate fewer")
+    rate = _pick(flags.health_failure_rate, f.health_failure_rate, 0.0)
+    over = _pick(flags.needed_over, f.needed_over, "0s")
+    return Scenario(
+        groups=groups,
+        drain=parse_distribution(
+            _pick(flags.drain_time, f.drain_time, DEFAULT_DRAIN), what="drain time"
+        ),
+        reboot=parse_distribution(
+            _pick(flags.reboot_time, f.reboot_time, DEFAULT_REBOOT), what="reboot time"
+        ),
+        boot=parse_distribution(
+            _pick(flags.boot_time, f.boot_time, DEFAULT_BOOT), what="boot time"
+        ),
+        schedule=Schedule(
+            tuple(w.to_window(DEFAULT_ZONE) for w in f.window),
+            tuple(b.to_blackout() for b in f.blackout),
+        ),
+        needed_over=parse_duration(over, what="needed over"),
+        health_failure_rate=_rate(rate),
+        seed=_pick(flags.seed, f.seed, 0),
+        start=f.start or DEFAULT_START,
+        timings=f.cycle.timings(),
+    )
+
+
+T = TypeVar("T")
+
+
+def _pick(flag: T | None, file: T | None, default: T) -> T:
+    if flag is not None:
+        return flag
+    return file if file is not None else default
