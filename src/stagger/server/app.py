@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 
 from stagger.backends.base import Backend
 from stagger.server.api import Api, http_exception
+from stagger.server.dashboard import Dashboard
 from stagger.server.fleetlock import (
     PRE_REBOOT,
     STEADY_STATE,
@@ -55,8 +56,11 @@ class StaggerServer:
             finally:
                 await self.state.stop()
 
+        routes = Api(self.state).routes()
+        if settings.dashboard:
+            routes += Dashboard(self.state).routes()
         self.api = Starlette(
-            routes=Api(self.state).routes(),
+            routes=routes,
             exception_handlers={HTTPException: http_exception},
             lifespan=lifespan,
         )

@@ -1,0 +1,177 @@
+"""The dashboard at `/`: server-rendered HTML (Jinja2), readable without JavaScript and on a
+phone. A small script (static/dashboard.js) re-fetches the live part every few seconds and,
+once an operator gives an admin token, shows the admin controls, which call the JSON admin
+API with that token.
+
+What it shows comes from the same reads as the API: status (groups, holds, pauses), node
+reports plus FleetLock-only nodes from their locks (core.reports.fleet_nodes), history, and
+each group's rollout (core.reports.rollout). Reading needs no token (like a status page;
+turn it off with `[server] dashboard = false`); the controls appear only in a fragment asked
+for with an admin token, and the API refuses admin acts without one anyway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from stagger import __version__
+from stagger.backends.base import GroupStatus, Snapshot
+from stagger.core.durations import format_duration
+from stagger.core.machine import State
+from stagger.core.reports import HOLDING, SEEN, NodeView, Rollout, fleet_nodes, rollout
+from stagger.core.semaphore import FLEET, Event, Pause
+from stagger.server.auth import Denial
+from stagger.server.state import ServerState
+
+HERE = Path(__file__).parent
+HISTORY_SHOWN = 100
+REFRESH_SECONDS = 5
+# Every state a node row can be in, in cycle order, for the filter.
+STATES = (*(s.value for s in State), HOLDING, SEEN, "silent")
+
+
+# --- the CLI's words (cli/semaphore.py renders status and history the same way) ---------------
+
+
+def when(t: datetime | None) -> str:
+    return "" if t is None else t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def ago(now: datetime, then: datetime | None) -> str:
+    return "" if then is None else format_duration(now - then)
+
+
+def describe_pause(p: Pause, now: datetime) -> str:
+    until = f" until {when(p.until)} (in {ago(p.until, now)})" if p.until else ""
+    return f"paused by {p.by}{until}: {p.reason}"
+
+
+def group_label(group: str) -> str:
+    return "(every group)" if group == FLEET else group
+
+
+@dataclass(frozen=True)
+class View:
+    """Everything one rendering shows, read at one `now`."""
+
+    now: datetime
+    snapshot: Snapshot
+    nodes: list[NodeView]
+    shown: list[NodeView]  # after the filters
+    rollouts: dict[str, Rollout]
+    history: list[Event]
+    group_filter: str
+    state_filter: str
+    admin: bool
+    admin_refused: str
+    auth_enabled: bool
+
+
+def _matches(n: NodeView, group: str, state: str) -> bool:
+    if group and n.group != group:
+        return False
+    if state == "silent":
+        return n.silent
+    return not state or n.state == state
+
+
+class Dashboard:
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(HERE / "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.globals.update(
+            when=when,
+            ago=ago,
+            describe_pause=describe_pause,
+            duration=format_duration,
+            group_label=group_label,
+            version=__version__,
+            refresh=REFRESH_SECONDS,
+            states=STATES,
+        )
+
+    def _admin(self, request: Request) -> tuple[bool, str]:
+        """(controls shown, why a token was refused). Controls need a token the admin API
+        accepts; with auth off any token does (the operator asked for admin mode)."""
+        header = request.headers.get("authorization", "")
+        if not header:
+            return False, ""
+        who = self.state.auth.admin(header.encode())
+        if isinstance(who, Denial):
+            return False, who.value
+        return True, ""
+
+    async def view(self, request: Request) -> View:
+        backend = self.state.backend
+        snap = await backend.status()
+        reports = await backend.nodes()
+        history = await backend.history(None, HISTORY_SHOWN)
+        holds = {g.group: g.holds for g in snap.groups}
+        nodes = fleet_nodes(reports, holds, history, snap.now, self.state.settings.silent_after)
+        groups = sorted({g.group for g in snap.groups} | {n.group for n in nodes})
+        rollouts = {g: rollout(g, nodes, history, snap.now) for g in groups}
+        group_filter = request.query_params.get("group", "")
+        state_filter = request.query_params.get("state", "")
+        admin, refused = self._admin(request)
+        return View(
+            now=snap.now,
+            snapshot=snap,
+            nodes=nodes,
+            shown=[n for n in nodes if _matches(n, group_filter, state_filter)],
+            rollouts=rollouts,
+            history=history,
+            group_filter=group_filter,
+            state_filter=state_filter,
+            admin=admin,
+            admin_refused=refused,
+            auth_enabled=self.state.auth.enabled,
+        )
+
+    def _context(self, v: View) -> dict[str, Any]:
+        groups: list[GroupStatus] = list(v.snapshot.groups)
+        known = {g.group for g in groups}
+        return {
+            "v": v,
+            "groups": groups,
+            "node_groups": sorted(known | {n.group for n in v.nodes}),
+            "fleet_pause": v.snapshot.fleet_pause,
+        }
+
+    async def _render(self, request: Request, template: str) -> Response:
+        try:
+            v = await self.view(request)
+        except Exception as exc:
+            _, value = self.state.failed("dashboard", exc)
+            body = f"<!doctype html><title>stagger</title><p>{escape(value)}</p>"
+            return HTMLResponse(body, status_code=503, headers={"cache-control": "no-store"})
+        html = self.env.get_template(template).render(self._context(v))
+        return HTMLResponse(html, headers={"cache-control": "no-store"})
+
+    async def page(self, request: Request) -> Response:
+        return await self._render(request, "dashboard.html")
+
+    async def live(self, request: Request) -> Response:
+        return await self._render(request, "live.html")
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/", self.page, methods=["GET"]),
+            Route("/dashboard/live", self.live, methods=["GET"]),
+            Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
+        ]

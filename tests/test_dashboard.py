@@ -1,0 +1,298 @@
+"""The dashboard in a real browser (Debian's Chromium driven by Playwright) against a real
+server on SQLite, fed by real clients: node reports through the FleetLock client backend and
+a FleetLock-only node (as Zincati) through the raw protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from server_support import PROTO, RunningServer, body, running
+from stagger.backends.fleetlock import FleetLockBackend
+from stagger.core.machine import CheckResult, State
+from stagger.core.reports import NodeReport
+from stagger.server.settings import ServerSettings, Token, digest
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+STAGGER = str(Path(sys.executable).parent / "stagger")
+ADMIN = "admin-secret"
+NODE = "node-secret"
+WAIT_MS = 10_000
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(),
+    reason="Debian's chromium is not installed (apt-get install chromium)",
+)
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    pg.set_default_timeout(WAIT_MS)
+    try:
+        yield pg
+    finally:
+        context.close()
+
+
+def report(server: RunningServer, r: NodeReport, token: str = NODE) -> None:
+    async def send() -> None:
+        b = FleetLockBackend.from_url(f"fleetlock+{server.url}/", token=token, retries=0)
+        try:
+            await b.report(r)
+        finally:
+            await b.close()
+
+    # Playwright's sync API keeps an event loop running in this thread: use another one.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, send()).result(30)
+
+
+def admin(server: RunningServer, method: str, path: str, **kw: Any) -> httpx.Response:
+    headers = {"authorization": f"Bearer {ADMIN}"}
+    return httpx.request(method, server.url + path, headers=headers, **kw)
+
+
+def fleetlock(server: RunningServer, op: str, node_id: str, group: str) -> httpx.Response:
+    headers = {**PROTO, "authorization": f"Bearer {NODE}"}
+    return httpx.post(f"{server.url}/v1/{op}", json=body(node_id, group), headers=headers)
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[RunningServer]:
+    """A server with auth on, groups web (max 2) and db (max 1), two reporting agents (one
+    holding a slot in web), a halted node in db, and a Zincati-like node holding in web."""
+    tokens = (
+        Token("admin:ops", digest(ADMIN), admin=True),
+        Token("nodes", digest(NODE), admin=False, groups=frozenset({"*"})),
+    )
+    settings = ServerSettings(
+        backend_url=f"sqlite:///{tmp_path}/s.db", tokens=tokens, groups={"web": 2, "db": 1}
+    )
+    now = datetime.now(UTC)
+    with running(settings) as srv:
+        assert fleetlock(srv, "pre-reboot", "web-1", "web").status_code == 200
+        assert fleetlock(srv, "pre-reboot", "zincati-9", "web").status_code == 200
+        report(
+            srv,
+            NodeReport(
+                "web-1",
+                "web",
+                State.DRAINING,
+                reason="pre-reboot hooks run",
+                needed_since=now - timedelta(hours=1),
+                detector="file",
+                next_window=now + timedelta(hours=20),
+                version="0.1.0",
+            ),
+        )
+        report(srv, NodeReport("web-2", "web", State.WAITING, needed_since=now, detector="file"))
+        assert fleetlock(srv, "pre-reboot", "db-1", "db").status_code == 200
+        report(
+            srv,
+            NodeReport(
+                "db-1",
+                "db",
+                State.HALTED,
+                reason="health failed after the reboot",
+                needed_since=now - timedelta(hours=2),
+                last_reboot=now - timedelta(minutes=30),
+                last_health=CheckResult(False, "postgres did not answer", now),
+            ),
+        )
+        yield srv
+
+
+def status_through_the_cli(server: RunningServer) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if k != "STAGGER_BACKEND"}
+    url = server.url.replace("http://", f"http://admin:{ADMIN}@") + "/"
+    r = subprocess.run(
+        [STAGGER, "status", "--server", url, "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    doc: dict[str, Any] = json.loads(r.stdout)
+    return doc
+
+
+def test_the_page_shows_groups_holders_and_nodes(fleet: RunningServer, page: Any) -> None:
+    page.goto(fleet.url + "/")
+    web = page.locator("article.group[data-group=web]")
+    assert "group web: 2 of max 2 slot(s) held" in web.locator("h3").inner_text()
+    assert web.locator("tr.hold").all_inner_texts()[0].startswith("web-1")
+    assert web.locator("tr[data-holder=zincati-9]").count() == 1
+    nodes = page.locator("table.nodes")
+    assert nodes.locator("tr[data-node=web-1] .state").inner_text() == "draining"
+    assert nodes.locator("tr[data-node=web-2] .state").inner_text() == "waiting"
+    assert nodes.locator("tr[data-node=zincati-9] .state").inner_text() == "holding"
+    halted = nodes.locator("tr[data-node=db-1]")
+    assert halted.locator(".state").inner_text() == "halted"
+    assert "FAILED" in halted.inner_text()
+    assert "postgres did not answer" in halted.inner_text()
+    rollout = page.locator("[data-rollout=db]").inner_text()
+    assert "1 halted" in rollout
+
+
+def test_the_read_only_view_needs_no_javascript(fleet: RunningServer, browser: Any) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        pg = context.new_page()
+        pg.goto(fleet.url + "/?group=db")
+        assert pg.locator("table.nodes tr.node").all_inner_texts()[0].startswith("db-1")
+        assert pg.locator("table.nodes tr.node").count() == 1
+        assert "group web: 2 of max 2" in pg.locator("#groups").inner_text()
+    finally:
+        context.close()
+
+
+def test_the_node_filters_narrow_the_table_by_group_and_state(
+    fleet: RunningServer, page: Any
+) -> None:
+    page.goto(fleet.url + "/")
+    rows = page.locator("table.nodes tr.node")
+    assert rows.count() == 4
+    page.select_option("select[name=group]", "web")
+    page.wait_for_function("document.querySelectorAll('table.nodes tr.node').length === 3")
+    page.select_option("select[name=state]", "waiting")
+    page.wait_for_function("document.querySelectorAll('table.nodes tr.node').length === 1")
+    assert rows.first.get_attribute("data-node") == "web-2"
+    assert "group=web" in page.url
+    assert "state=waiting" in page.url
+
+
+def test_the_page_refreshes_itself_from_the_server(fleet: RunningServer, page: Any) -> None:
+    page.goto(fleet.url + "/")
+    assert page.locator("tr[data-node=late-1]").count() == 0
+    report(fleet, NodeReport("late-1", "db", State.WAITING, needed_since=datetime.now(UTC)))
+    page.locator("tr[data-node=late-1]").wait_for(timeout=WAIT_MS)
+
+
+def test_without_a_token_no_control_is_shown_and_the_admin_api_refuses(
+    fleet: RunningServer, page: Any
+) -> None:
+    page.goto(fleet.url + "/")
+    page.locator("#admin-enter").wait_for()
+    assert page.locator("button[data-action]").count() == 0
+    r = httpx.post(fleet.url + "/v1/groups/web/pause", json={"reason": "from a stranger"})
+    assert (r.status_code, r.json()["kind"]) == (401, "unauthorized")
+    r = httpx.post(
+        fleet.url + "/v1/groups/web/pause",
+        json={"reason": "from a node"},
+        headers={"authorization": f"Bearer {NODE}"},
+    )
+    assert (r.status_code, r.json()["kind"]) == (403, "forbidden")
+
+
+def test_a_token_that_is_not_an_admins_shows_no_control(fleet: RunningServer, page: Any) -> None:
+    answers = iter([NODE, "mallory"])
+    page.on("dialog", lambda d: d.accept(next(answers)))
+    page.goto(fleet.url + "/")
+    page.click("#admin-enter")
+    page.wait_for_function("document.getElementById('admin-who').textContent.includes('refused')")
+    assert page.locator("button[data-action]").count() == 0
+
+
+def enter_admin_mode(page: Any, fleet: RunningServer, answers: list[str]) -> None:
+    queue = iter([ADMIN, "alice", *answers])
+    page.on("dialog", lambda d: d.accept(next(queue)))
+    page.goto(fleet.url + "/")
+    page.click("#admin-enter")
+    page.locator("button[data-action=pause][data-group=web]").wait_for()
+
+
+def test_an_admin_pausing_a_group_through_the_page_shows_in_stagger_status(
+    fleet: RunningServer, page: Any
+) -> None:
+    enter_admin_mode(page, fleet, ["bad kernel 6.9", "yes"])
+    page.click("button[data-action=pause][data-group=web]")
+    page.locator("article[data-group=web] [data-pause]").wait_for()
+    status = status_through_the_cli(fleet)
+    web = next(g for g in status["groups"] if g["group"] == "web")
+    assert web["pause"]["reason"] == "bad kernel 6.9"
+    assert web["pause"]["by"] == "operator:alice"
+    assert "paused by operator:alice" in page.locator("article[data-group=web]").inner_text()
+
+
+def test_an_admin_sets_max_and_releases_a_hold_recorded_as_themselves(
+    fleet: RunningServer, page: Any
+) -> None:
+    enter_admin_mode(page, fleet, ["3", "yes", "yes"])
+    page.click("button[data-action=set-max][data-group=web]")
+    page.wait_for_function(
+        "document.querySelector('article[data-group=web] h3').textContent.includes('max 3')"
+    )
+    page.click("button[data-action=release][data-id=zincati-9]")
+    page.locator("article[data-group=web] tr[data-holder=zincati-9]").wait_for(state="detached")
+    events = admin(fleet, "GET", "/v1/groups/web/history").json()["events"]
+    assert [(e["action"], e["by"]) for e in events[:2]] == [
+        ("released", "operator:alice"),
+        ("max_changed", "operator:alice"),
+    ]
+
+
+def test_an_admin_who_dismisses_the_confirmation_changes_nothing(
+    fleet: RunningServer, page: Any
+) -> None:
+    queue = iter([ADMIN, "alice", "maintenance"])
+
+    def answer(d: Any) -> None:
+        if d.type == "confirm":
+            d.dismiss()
+        else:
+            d.accept(next(queue))
+
+    page.on("dialog", answer)
+    page.goto(fleet.url + "/")
+    page.click("#admin-enter")
+    page.locator("button[data-action=pause][data-group=web]").click()
+    page.wait_for_timeout(300)  # room for a wrong request to land; nothing is awaited on it
+    web = admin(fleet, "GET", "/v1/groups/web").json()
+    assert web["paused"] is False
+
+
+def test_the_page_fits_a_phone_screen(fleet: RunningServer, browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    try:
+        pg = context.new_page()
+        pg.goto(fleet.url + "/")
+        width = pg.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390
+    finally:
+        context.close()
