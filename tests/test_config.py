@@ -199,10 +199,10 @@ def test_unknown_key_names_file_line_key_and_the_allowed_keys(tmp_path: Path) ->
 
 
 def test_unknown_section_is_an_error(tmp_path: Path) -> None:
-    path = put(tmp_path, "c", "x.toml", "[updates]\nstrategy = 'periodic'\n")
+    path = put(tmp_path, "c", "x.toml", "[identity]\ngroup = 'web'\n")  # Zincati's table
     problem = only_problem(path)
     assert "line 1" in problem
-    assert "unknown key 'updates' in the top level: allowed keys are agent, window" in problem
+    assert "unknown key 'identity' in the top level: allowed keys are agent, window" in problem
 
 
 def test_misspelt_window_table_is_an_error(tmp_path: Path) -> None:

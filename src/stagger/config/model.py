@@ -36,6 +36,7 @@ from stagger.config.cycle_section import CycleConfig
 from stagger.config.notify_section import NotifyConfig
 from stagger.config.section import Section
 from stagger.config.server_section import ServerConfig
+from stagger.config.updates_section import DEFAULT_CONTROL_SOCKET, UpdatesConfig
 from stagger.core.errors import InvalidInput
 from stagger.core.schedule import (
     ALLOWED_DAYS,
@@ -82,6 +83,11 @@ class AgentConfig(Section):
     boot_id_path: str = Field(
         DEFAULT_BOOT_ID_PATH, description="where the current boot id is read (an absolute path)"
     )
+    control_socket: str = Field(
+        DEFAULT_CONTROL_SOCKET,
+        description="the agent's local control socket, used by `stagger update-now` "
+        "(an absolute path)",
+    )
 
     @field_validator("detectors", mode="before")
     @classmethod
@@ -93,7 +99,7 @@ class AgentConfig(Section):
     def _rebooter(cls, value: Any) -> str:
         return check_rebooter(value)
 
-    @field_validator("state_path", "boot_id_path", mode="before")
+    @field_validator("state_path", "boot_id_path", "control_socket", mode="before")
     @classmethod
     def _paths(cls, value: Any) -> str:
         return check_path(value, "path")
@@ -211,6 +217,10 @@ class BlackoutConfig(Section):
         return Blackout(self.start, self.end, self.reason)
 
 
+# [updates] holds [[updates.window]] tables of the WindowConfig above (updates_section.py).
+UpdatesConfig.model_rebuild(_types_namespace={"WindowConfig": WindowConfig})
+
+
 class StaggerConfig(Section):
     agent: AgentConfig = Field(
         default_factory=lambda: AgentConfig.model_validate({}),
@@ -250,6 +260,11 @@ class StaggerConfig(Section):
     notify: list[NotifyConfig] = Field(
         default_factory=list,
         description="an array of tables: [[notify]] with url, events, format, headers",
+    )
+    updates: UpdatesConfig = Field(
+        default_factory=lambda: UpdatesConfig.model_validate({}),
+        description="a table: [updates] with updater, enabled, interval, jitter, timeout, "
+        "command and [[updates.window]]",
     )
 
     def schedule(self, default_zone: str) -> Schedule:
