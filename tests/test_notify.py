@@ -284,3 +284,26 @@ def test_notify_entries_are_read_from_the_config() -> None:
 def test_a_wrong_notify_entry_is_refused(entry: dict[str, Any]) -> None:
     with pytest.raises((ValueError, InvalidInput)):
         StaggerConfig.model_validate({"notify": [entry]})
+
+
+def test_a_real_agent_that_halts_after_its_reboot_is_notified(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    from test_agent_e2e import Fleet, Node
+
+    halted = target(receiver, "/halted", events=frozenset({"halted", "granted"}))
+    with serve(tmp_path, halted) as srv:
+        url = f"fleetlock+{srv.url}/"
+        fleet = Fleet(url)
+        node = Node("node-1", tmp_path / "node-1", url)
+        fleet.nodes = [node]
+        try:
+            node.flag("broken", True)  # its health check fails after the reboot
+            node.start()
+            node.need_reboot()
+            fleet.wait("the node halted", lambda: node.cycle() == "halted")
+            docs = receiver.wait_for("/halted", 2)
+        finally:
+            node.stop()
+    assert [(d["event"], d["id"]) for d in docs] == [("granted", "node-1"), ("halted", "node-1")]
+    assert docs[1]["group"] == "default"

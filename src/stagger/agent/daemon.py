@@ -11,6 +11,9 @@ actions it returns, in order. It decides nothing itself. Rules:
   was left (an operator released the hold, say) is cancelled, so a late answer never arrives.
 - On start the saved boot id tells a reboot from a restart (machine.start_event).
 - Imports stay lean: no CLI or table libraries, no pydantic; the backend is imported by URL.
+- The node's report (core.reports.NodeReport) is published at every transition and at least
+  every REPORT_INTERVAL, by one background sender that sends the latest: never awaited by
+  a decision, and a failed send is tried again at the next poll.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import signal
 from datetime import UTC, datetime
 from typing import Any
 
+from stagger import __version__
 from stagger.agent import log as agentlog
 from stagger.agent.detectors.base import Finding, combine
 from stagger.agent.notify import Notifier, watchdog_interval
@@ -60,6 +64,7 @@ from stagger.core.machine import (
     start_event,
     step,
 )
+from stagger.core.reports import REPORT_INTERVAL, NodeReport
 from stagger.core.semaphore import Denied, Pause
 
 # Events that are the answer to a task, and the states in which that answer is still wanted.
@@ -96,6 +101,9 @@ class Agent:
         self.disabled = False
         self.findings: dict[str, Finding] = {}
         self.last_need: tuple[bool, str, str] | None = None
+        self.reported_at: datetime | None = None  # when the last report was queued
+        self.report_due: NodeReport | None = None
+        self.report_task: asyncio.Task[None] | None = None
         self.hooks_task: asyncio.Task[None] | None = None
         self.health_task: asyncio.Task[None] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -192,6 +200,7 @@ class Agent:
         self._cancel_stale_tasks()
         for action in actions:
             await self.execute(action)
+        self._publish(force=self.state.cycle is not before.cycle)
 
     def _cancel_stale_tasks(self) -> None:
         if self.hooks_task is not None and self.state.cycle not in HOOK_STATES:
@@ -295,6 +304,34 @@ class Agent:
         event = HealthPassed(outcome.detail) if outcome.ok else HealthFailed(outcome.detail)
         self.queue.put_nowait(event)
 
+    def _publish(self, force: bool) -> None:
+        """Queue this node's report: at every transition (`force`), else when the last one is
+        older than REPORT_INTERVAL. One sender sends the latest, so a slow backend delays no
+        decision and a burst of transitions sends what is current."""
+        now = utcnow()
+        if not force and self.reported_at is not None and now - self.reported_at < REPORT_INTERVAL:
+            return
+        self.reported_at = now
+        rt = self.rt
+        self.report_due = NodeReport.of(
+            rt.node_id,
+            rt.group,
+            self.state,
+            version=__version__,
+            next_window=rt.schedule.next_open(now),
+        )
+        if self.report_task is None or self.report_task.done():
+            self.report_task = self._spawn(self._send_reports())
+
+    async def _send_reports(self) -> None:
+        while self.report_due is not None:
+            report, self.report_due = self.report_due, None
+            try:
+                await self._backend_call("report", self.backend.report(report))
+            except (StaggerError, OSError, TimeoutError) as exc:
+                agentlog.event(self.log, "report not sent", logging.DEBUG, error=_why(exc))
+                self.reported_at = None  # sent again at the next poll
+
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
@@ -376,6 +413,7 @@ class Agent:
     async def _poll(self) -> None:
         """The slow look: a changed pause or disabled flag is an event; nothing else is read
         while the node is idle."""
+        self._publish(force=False)
         if self.state.cycle is not State.IDLE and await self.refresh_pause():
             await self.handle(PauseChanged())
             return
