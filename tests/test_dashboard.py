@@ -296,3 +296,35 @@ def test_the_page_fits_a_phone_screen(fleet: RunningServer, browser: Any) -> Non
         assert width <= 390
     finally:
         context.close()
+
+
+def test_real_agents_appear_on_the_page_with_their_cycle_and_slot(
+    tmp_path: Path, page: Any
+) -> None:
+    from test_agent_e2e import Fleet, Node
+
+    tokens = (
+        Token("admin:ops", digest(ADMIN), admin=True),
+        Token("nodes", digest(NODE), admin=False, groups=frozenset({"default"})),
+    )
+    with running(ServerSettings(backend_url=f"sqlite:///{tmp_path}/s.db", tokens=tokens)) as srv:
+        url = f"fleetlock+http://node:{NODE}@127.0.0.1:{srv.port}/"
+        fleet = Fleet(url)
+        a, b = Node("agent-a", tmp_path / "a", url), Node("agent-b", tmp_path / "b", url)
+        fleet.nodes = [a, b]
+        try:
+            a.flag("hold-drain", True)  # agent-a stays in its drain, holding the slot
+            a.start()
+            b.start()
+            a.need_reboot()
+            fleet.wait("agent-a drains", lambda: a.cycle() == "draining")
+            page.goto(srv.url + "/")
+            page.locator("tr[data-node=agent-a] .state", has_text="draining").wait_for()
+            page.locator("tr[data-node=agent-b] .state", has_text="idle").wait_for()
+            holders = page.locator("article[data-group=default] tr.hold")
+            assert holders.all_inner_texts()[0].startswith("agent-a")
+            assert "1 in progress" in page.locator("[data-rollout=default]").inner_text()
+        finally:
+            a.flag("hold-drain", False)
+            for node in fleet.nodes:
+                node.stop()
