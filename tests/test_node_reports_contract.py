@@ -256,3 +256,19 @@ async def test_reports_from_many_nodes_at_once_are_all_kept(backend: Backend) ->
         *(backend.report(NodeReport(f"n{i:02d}", "web", State.IDLE)) for i in range(20))
     )
     assert len(await backend.nodes("web")) == 20
+
+
+def test_metrics_count_reporting_nodes_by_group_and_state(server: RunningServer) -> None:
+    asyncio.run(_send(server, full_report("web-1"), NodeReport("web-2", "web", State.IDLE)))
+    metrics = httpx.get(server.url + "/metrics").text
+    assert 'stagger_nodes{group="web",state="verifying"} 1.0' in metrics
+    assert 'stagger_nodes{group="web",state="idle"} 1.0' in metrics
+
+
+async def _send(server: RunningServer, *reports: NodeReport) -> None:
+    node = client(server, "web-secret")
+    try:
+        for r in reports:
+            await node.report(r)
+    finally:
+        await node.close()

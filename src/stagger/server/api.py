@@ -314,7 +314,14 @@ class Api:
 
     async def metrics(self, request: Request) -> Response:
         try:
-            self.state.metrics.set_groups(await self.state.backend.status())
+            snap = await self.state.backend.status()
+            self.state.metrics.set_groups(snap)
+            silent_after = self.state.settings.silent_after
+            counts: dict[tuple[str, str], int] = {}
+            for r in await self.state.backend.nodes():
+                state = "silent" if r.is_silent(snap.now, silent_after) else r.state.value
+                counts[(r.group, state)] = counts.get((r.group, state), 0) + 1
+            self.state.metrics.set_nodes(counts)
         except Exception as exc:
             # The request counters still tell a story while the store is down.
             self.state.failed("metrics", exc)
