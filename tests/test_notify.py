@@ -9,7 +9,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from server_support import PROTO, RunningServer, body, running
+from stagger.backends.factory import open_backend
 from stagger.backends.fleetlock import FleetLockBackend
 from stagger.config.model import StaggerConfig
 from stagger.core.errors import InvalidInput
@@ -26,6 +27,7 @@ from stagger.core.reports import NodeReport
 from stagger.server.notify import NotifyTarget
 from stagger.server.settings import ServerSettings
 
+STALE = timedelta(milliseconds=300)  # a group whose holds turn stale quickly
 WAIT = 15.0  # seconds: the longest any test waits for a notification (bounded loops)
 
 
@@ -307,3 +309,23 @@ def test_a_real_agent_that_halts_after_its_reboot_is_notified(
             node.stop()
     assert [(d["event"], d["id"]) for d in docs] == [("granted", "node-1"), ("halted", "node-1")]
     assert docs[1]["group"] == "default"
+
+
+def test_a_hold_that_turns_stale_is_told_once(tmp_path: Path, receiver: Receiver) -> None:
+    async def configure() -> None:
+        b = open_backend(f"sqlite:///{tmp_path}/s.db")
+        try:
+            await b.configure("web", by="operator:test", hold_ttl=None, stale_after=STALE)
+        finally:
+            await b.close()
+
+    asyncio.run(configure())
+    stale = target(receiver, "/stale", events=frozenset({"stale"}))
+    with serve(tmp_path, stale) as srv:
+        wait_until_watching(srv)
+        assert pre_reboot(srv, "web-1").status_code == 200
+        docs = receiver.wait_for("/stale", 1)
+        time.sleep(0.3)  # room for a wrong second one
+        docs = receiver.docs("/stale")
+    assert [(d["event"], d["id"]) for d in docs] == [("stale", "web-1")]
+    assert docs[0]["text"].startswith("stagger: web-1's hold in group web is stale: not seen for")

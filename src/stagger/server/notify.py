@@ -114,7 +114,7 @@ class Notification:
         if self.event == "halted":
             return f"{self.id} in {where} is HALTED: health checks failed after its reboot{detail}"
         if self.event == "stale":
-            return f"{self.id}'s hold in {where} is stale: not seen{detail}"
+            return f"{self.id}'s hold in {where} is stale: not seen for {self.detail}"
         if self.event == "paused":
             return f"reboots in {where} were paused{by}{detail}"
         if self.event == "resumed":
@@ -195,7 +195,7 @@ def changes(
                 out.append(n)
     for group, node_id in sorted(stale - before.stale):
         ago = format_duration(now - stale_since[(group, node_id)])
-        out.append(Notification("stale", now, group, node_id, detail=f"for {ago}"))
+        out.append(Notification("stale", now, group, node_id, detail=ago))
     for node_id in sorted(set(halted) - before.halted):
         r = halted[node_id]
         health = r.last_health.detail if r.last_health is not None else r.reason
