@@ -340,4 +340,3 @@ class Notifier:
                 for n in found:
                     self.offer(n)
             await asyncio.sleep(self.interval)
-
