@@ -5,7 +5,10 @@ lock that answers while the receiver hangs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from server_support import PROTO, RunningServer, body, running
+from server_support import PROTO, RunningServer, body, free_socket, running
 from stagger.backends.factory import open_backend
 from stagger.backends.fleetlock import FleetLockBackend
 from stagger.config.model import StaggerConfig
@@ -121,18 +124,6 @@ def steady_state(server: RunningServer, node_id: str, group: str = "web") -> htt
     return httpx.post(server.url + "/v1/steady-state", json=body(node_id, group), headers=PROTO)
 
 
-def wait_until_watching(server: RunningServer) -> None:
-    """The watcher's first look takes a baseline; events before it are not sent."""
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        task = server.app.state.notifier._watch
-        if task is not None and not task.done():
-            time.sleep(0.2)  # a few intervals: the baseline is taken
-            return
-        time.sleep(0.02)
-    raise AssertionError("the notification watcher did not start")
-
-
 def halt(server: RunningServer, node_id: str) -> None:
     async def send() -> None:
         b = FleetLockBackend.from_url(f"fleetlock+{server.url}/", retries=0)
@@ -156,7 +147,6 @@ def test_a_granted_released_halted_sequence_arrives_as_json(
     tmp_path: Path, receiver: Receiver
 ) -> None:
     with serve(tmp_path, target(receiver, "/hook")) as srv:
-        wait_until_watching(srv)
         assert pre_reboot(srv, "web-1").status_code == 200
         receiver.wait_for("/hook", 1)
         assert steady_state(srv, "web-1").status_code == 200
@@ -175,7 +165,6 @@ def test_a_granted_released_halted_sequence_arrives_as_json(
 
 def test_slack_targets_get_slack_shaped_payloads(tmp_path: Path, receiver: Receiver) -> None:
     with serve(tmp_path, target(receiver, "/slack", fmt="slack")) as srv:
-        wait_until_watching(srv)
         pre_reboot(srv, "web-1")
         receiver.wait_for("/slack", 1)
         steady_state(srv, "web-1")
@@ -195,7 +184,6 @@ def test_a_target_gets_only_the_events_it_asked_for_with_its_headers(
         receiver, "/halted", events=frozenset({"halted"}), headers={"X-Token": "s3cret"}
     )
     with serve(tmp_path, only_halted) as srv:
-        wait_until_watching(srv)
         pre_reboot(srv, "web-1")
         halt(srv, "web-1")
         docs = receiver.wait_for("/halted", 1)
@@ -208,7 +196,6 @@ def test_a_failing_receiver_is_retried_until_it_takes_the_notification(
 ) -> None:
     receiver.fail_first = 2
     with serve(tmp_path, target(receiver, "/flaky", retries=3)) as srv:
-        wait_until_watching(srv)
         pre_reboot(srv, "web-1")
         docs = receiver.wait_for("/flaky", 1)
         metrics = httpx.get(srv.url + "/metrics").text
@@ -223,7 +210,6 @@ def test_a_receiver_that_hangs_does_not_hold_up_a_lock(
 ) -> None:
     receiver.hang.set()
     with serve(tmp_path, target(receiver, "/slow", timeout=WAIT)) as srv:
-        wait_until_watching(srv)
         assert pre_reboot(srv, "web-1").status_code == 200
         assert receiver.hanging.wait(WAIT), "the first notification never reached the receiver"
         started = time.perf_counter()
@@ -245,7 +231,6 @@ def test_a_node_denied_by_a_pause_is_told_once_per_pause(
 ) -> None:
     denied = target(receiver, "/denied", events=frozenset({"denied_paused", "paused"}))
     with serve(tmp_path, denied) as srv:
-        wait_until_watching(srv)
         r = httpx.post(srv.url + "/v1/groups/web/pause", json={"reason": "bad kernel"})
         assert r.status_code == 200
         for _ in range(3):
@@ -322,10 +307,52 @@ def test_a_hold_that_turns_stale_is_told_once(tmp_path: Path, receiver: Receiver
     asyncio.run(configure())
     stale = target(receiver, "/stale", events=frozenset({"stale"}))
     with serve(tmp_path, stale) as srv:
-        wait_until_watching(srv)
         assert pre_reboot(srv, "web-1").status_code == 200
         docs = receiver.wait_for("/stale", 1)
         time.sleep(0.3)  # room for a wrong second one
         docs = receiver.docs("/stale")
     assert [(d["event"], d["id"]) for d in docs] == [("stale", "web-1")]
     assert docs[0]["text"].startswith("stagger: web-1's hold in group web is stale: not seen for")
+
+
+def test_stagger_server_reads_notify_entries_from_its_config_file(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()  # the server binds it again at once; nothing else here takes ports
+    config = tmp_path / "server.toml"
+    config.write_text(
+        f"""
+[server]
+listen = "127.0.0.1:{port}"
+backend = "sqlite:///{tmp_path}/s.db"
+silent_after = "5m"
+
+[[notify]]
+name = "from-file"
+url = "{receiver.url("/file")}"
+events = ["granted"]
+"""
+    )
+    stagger = str(Path(sys.executable).parent / "stagger")
+    proc = subprocess.Popen(
+        [stagger, "server", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(url + "/readyz").status_code == 200:
+                    break
+            time.sleep(0.05)
+        r = httpx.post(url + "/v1/pre-reboot", json=body("web-1", "web"), headers=PROTO)
+        assert r.status_code == 200
+        docs = receiver.wait_for("/file", 1)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert [(d["event"], d["id"]) for d in docs] == [("granted", "web-1")]

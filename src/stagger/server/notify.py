@@ -286,6 +286,7 @@ class Notifier:
         self.senders: list[Sender] = []
         self._watch: asyncio.Task[None] | None = None
         self._denied: set[tuple[str, str, datetime]] = set()
+        self._failing = False
 
     def offer(self, n: Notification) -> None:
         """Queue `n` for every target that wants it. Never blocks, never raises."""
@@ -312,7 +313,10 @@ class Notifier:
             s.start()
             self.senders.append(s)
         if self.targets:
-            self._watch = asyncio.get_running_loop().create_task(self._watch_loop(backend))
+            # The first look (a baseline: nothing is sent) happens before the server answers,
+            # so every event after it is ready is sent.
+            seen = await self._look(backend, None)
+            self._watch = asyncio.get_running_loop().create_task(self._watch_loop(backend, seen))
 
     async def stop(self) -> None:
         if self._watch is not None:
@@ -322,21 +326,24 @@ class Notifier:
         for s in self.senders:
             await s.stop()
 
-    async def _watch_loop(self, backend: Backend) -> None:
-        seen: Seen | None = None
-        failing = False
+    async def _look(self, backend: Backend, seen: Seen | None) -> Seen | None:
+        """One look at the store: offer what changed since `seen` (kept when unreadable)."""
+        try:
+            history = await backend.history(None, HISTORY_WINDOW)
+            snapshot = await backend.status()
+            reports = await backend.nodes()
+        except Exception as exc:  # the store is down: look again later, say so once
+            if not self._failing:
+                log.warning("notifications: cannot read the store: %s", exc)
+            self._failing = True
+            return seen
+        self._failing = False
+        seen, found = changes(seen, history, snapshot, reports)
+        for n in found:
+            self.offer(n)
+        return seen
+
+    async def _watch_loop(self, backend: Backend, seen: Seen | None) -> None:
         while True:
-            try:
-                history = await backend.history(None, HISTORY_WINDOW)
-                snapshot = await backend.status()
-                reports = await backend.nodes()
-            except Exception as exc:  # the store is down: look again later, say so once
-                if not failing:
-                    log.warning("notifications: cannot read the store: %s", exc)
-                failing = True
-            else:
-                failing = False
-                seen, found = changes(seen, history, snapshot, reports)
-                for n in found:
-                    self.offer(n)
             await asyncio.sleep(self.interval)
+            seen = await self._look(backend, seen)
