@@ -35,7 +35,7 @@ pytest: $(STAMP) system-deps
 test: system-deps $(STAMP) lint typecheck pytest
 
 demo: $(STAMP)
-	bash scripts/demo.sh
+	$(VENV)/bin/stagger demo
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -20,9 +20,11 @@ COMMAND_MODULES = [
     "stagger.cli.windows",
     "stagger.cli.agent",
     "stagger.cli.explain",
+    "stagger.cli.updates",
     "stagger.cli.doctor",
     "stagger.cli.server",
     "stagger.cli.simulate",
+    "stagger.cli.demo",
 ]
 
 app = typer.Typer(
