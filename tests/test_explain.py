@@ -211,7 +211,9 @@ def test_the_screen_for_people_names_every_part(tmp_path: Path) -> None:
     node = make_node(tmp_path)
     run = stagger("explain", "--config", str(node.config))
     labels = [line.split()[0] for line in run.out.splitlines() if line[:1].strip()]
-    assert labels == ["node", "reboot", "window", "slot", "pause", "agent", "decision", "next"]
+    assert labels == [
+        "node", "reboot", "window", "slot", "pause", "agent", "updates", "decision", "next"
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("flag", ["--json", None])

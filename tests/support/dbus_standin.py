@@ -5,6 +5,13 @@ It prints `ready` once it owns its name, then obeys lines on stdin:
 - update_engine: `status OP [VERSION]` sets what GetStatus returns and emits the real
   `StatusUpdate(xdssx)` signal; `signal-only OP` emits the signal without changing GetStatus
   (proves a client heard the signal rather than polled); each prints `emitted`.
+  `AttemptUpdate()` acts only from UPDATE_STATUS_IDLE, like update_engine: it prints
+  `attempt KIND` and walks the real status sequence, each step set and signalled (KIND is set
+  by `next-attempt KIND [VERSION]`, printing `scripted`; default `update`):
+  update: CHECKING_FOR_UPDATE → UPDATE_AVAILABLE → DOWNLOADING 0..100 % → FINALIZING →
+  UPDATED_NEED_REBOOT; error: CHECKING_FOR_UPDATE → REPORTING_ERROR_EVENT → IDLE;
+  none: CHECKING_FOR_UPDATE → IDLE; hang: CHECKING_FOR_UPDATE and nothing more.
+  In any other state it prints `attempt-skipped OP` and changes nothing.
 - logind: every `Reboot(b)` call is printed as `reboot <interactive>`.
 `quit` (or end of input) stops it.
 
@@ -18,16 +25,55 @@ import time
 from dbus_fast.aio import MessageBus
 from dbus_fast.service import ServiceInterface, method, signal
 
+STEP = 0.02  # seconds between two status changes of an attempt
+SEQUENCES = {
+    "update": ["CHECKING_FOR_UPDATE", "UPDATE_AVAILABLE", "DOWNLOADING", "FINALIZING",
+               "UPDATED_NEED_REBOOT"],
+    "error": ["CHECKING_FOR_UPDATE", "REPORTING_ERROR_EVENT", "IDLE"],
+    "none": ["CHECKING_FOR_UPDATE", "IDLE"],
+    "hang": ["CHECKING_FOR_UPDATE"],
+}  # fmt: skip
+
 
 class UpdateEngine(ServiceInterface):
     def __init__(self) -> None:
         super().__init__("com.coreos.update1.Manager")
         self.status = [int(time.time()), 0.0, "UPDATE_STATUS_IDLE", "0.0.0", 0]
         self.signalled = list(self.status)
+        self.next_kind = "update"
+        self.next_version = "3602.2.0"
+        self.walks: set[asyncio.Task[None]] = set()
 
     @method()
     def GetStatus(self) -> "xdssx":  # noqa: F821
         return self.status
+
+    @method()
+    def AttemptUpdate(self) -> None:
+        if self.status[2] != "UPDATE_STATUS_IDLE":
+            print(f"attempt-skipped {self.status[2]}", flush=True)
+            return
+        print(f"attempt {self.next_kind}", flush=True)
+        walk = asyncio.get_running_loop().create_task(self.walk(self.next_kind, self.next_version))
+        self.walks.add(walk)
+        walk.add_done_callback(self.walks.discard)
+
+    def set(self, op: str, progress: float = 0.0, version: str = "0.0.0", size: int = 0) -> None:
+        self.status = [int(time.time()), progress, f"UPDATE_STATUS_{op}", version, size]
+        self.signalled = list(self.status)
+        self.StatusUpdate()
+
+    async def walk(self, kind: str, version: str) -> None:
+        for op in SEQUENCES[kind]:
+            await asyncio.sleep(STEP)
+            if op == "DOWNLOADING":
+                for percent in (0, 25, 50, 75, 100):
+                    self.set(op, percent / 100, version, 123456789)
+                    await asyncio.sleep(STEP)
+            elif op in ("CHECKING_FOR_UPDATE", "IDLE", "REPORTING_ERROR_EVENT"):
+                self.set(op)
+            else:
+                self.set(op, 0.0, version, 123456789)
 
     @signal()
     def StatusUpdate(self) -> "xdssx":  # noqa: F821
@@ -68,6 +114,11 @@ async def main(address: str, kind: str) -> None:
             service.signalled = new
             service.StatusUpdate()
             print("emitted", flush=True)
+        elif isinstance(service, UpdateEngine) and words[0] == "next-attempt":
+            service.next_kind = words[1]
+            if len(words) > 2:
+                service.next_version = words[2]
+            print("scripted", flush=True)
     bus.disconnect()
 
 

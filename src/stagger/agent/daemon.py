@@ -14,6 +14,9 @@ actions it returns, in order. It decides nothing itself. Rules:
 - The node's report (core.reports.NodeReport) is published at every transition and at least
   every REPORT_INTERVAL, by one background sender that sends the latest: never awaited by
   a decision, and a failed send is tried again at the next poll.
+- Updates (agent/updaters/runner.py) run beside the cycle: the runner is poked after every
+  event and when its time comes; it attempts nothing while a reboot is pending, and a pause
+  does not stop it. Its record is saved in the same state file, under "updates".
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from stagger.agent.detectors.base import Finding, combine
 from stagger.agent.notify import Notifier, watchdog_interval
 from stagger.agent.runtime import Runtime
 from stagger.agent.state import StateStore, TypedStateStore, read_boot_id
+from stagger.agent.updaters.runner import STATE_KEY as UPDATES_KEY
+from stagger.agent.updaters.runner import UpdateRunner
 from stagger.backends.base import Backend, Snapshot
 from stagger.core.errors import StaggerError
 from stagger.core.machine import (
@@ -66,6 +71,7 @@ from stagger.core.machine import (
 )
 from stagger.core.reports import REPORT_INTERVAL, NodeReport
 from stagger.core.semaphore import Denied, Pause
+from stagger.core.updates import reboot_pending
 
 # Events that are the answer to a task, and the states in which that answer is still wanted.
 HOOK_STATES = frozenset({State.DRAINING})
@@ -91,7 +97,7 @@ class Agent:
         self.log = logger or agentlog.setup()
         self.notifier = notifier or Notifier()
         self.store: TypedStateStore[NodeState] = TypedStateStore(
-            StateStore(rt.state_path), NodeState.to_dict, NodeState.from_dict
+            StateStore(rt.state_path), self._encode, NodeState.from_dict
         )
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
         self.state = NodeState()
@@ -109,6 +115,18 @@ class Agent:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.stopping = asyncio.Event()
         self.recent: list[tuple[State, State, str]] = []
+        self.updates = UpdateRunner(
+            rt.update_policy,
+            rt.updater,
+            self.log,
+            save=lambda: self.store.save(self.state),
+            pending=lambda: reboot_pending(self.state),
+            on_done=lambda: self.queue.put_nowait(Tick()),  # look again at once
+        )
+
+    def _encode(self, state: NodeState) -> dict[str, Any]:
+        """The node's state and, beside it, the update record (NodeState ignores the key)."""
+        return {**state.to_dict(), UPDATES_KEY: self.updates.to_dict()}
 
     # --- the world as the machine sees it -----------------------------------------------------
 
@@ -345,6 +363,7 @@ class Agent:
         rt = self.rt
         saved = self.store.load()
         self.state = saved if saved is not None else NodeState()
+        self.updates.load(self.store.store.load())
         boot_id = read_boot_id(rt.boot_id_path)
         try:
             await self._backend_call("ping", self.backend.ping())
@@ -377,14 +396,19 @@ class Agent:
         if watchdog is not None:
             self._spawn(self._watchdog(watchdog))
         self.notifier.ready(f"{self.state.cycle.value}: {self.state.reason}")
+        control = await self._start_control()
         next_poll = utcnow().timestamp() + self.rt.poll
         stop = asyncio.get_running_loop().create_task(self.stopping.wait())
         try:
             while not self.stopping.is_set():
+                self.updates.poke(utcnow())
                 now = utcnow().timestamp()
                 timeout = next_poll - now
                 if self.wake_at is not None:
                     timeout = min(timeout, self.wake_at.timestamp() - now)
+                update_at = self.updates.wake_at(utcnow())
+                if update_at is not None:
+                    timeout = min(timeout, update_at.timestamp() - now)
                 getter = asyncio.get_running_loop().create_task(self.queue.get())
                 done, _ = await asyncio.wait(
                     {getter, stop}, timeout=max(timeout, 0), return_when=asyncio.FIRST_COMPLETED
@@ -404,11 +428,39 @@ class Agent:
                     await self.handle(Tick())
         finally:
             stop.cancel()
+            if control is not None:
+                await control.close()
+            await self.updates.close()
             for task in [*watchers, *self.tasks]:
                 task.cancel()
             self.notifier.stopping()
             agentlog.event(self.log, "stopped", state=self.state.cycle.value)
         return 0
+
+    async def _start_control(self) -> Any:
+        """The local control socket (`stagger update-now`); None when there is none."""
+        if self.rt.control_socket is None:
+            return None
+        from stagger.agent.control import ControlServer
+
+        server = ControlServer(self.rt.control_socket, self._control, self.log)
+        return server if await server.start() else None
+
+    async def _control(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One control request (protocol in agent/control.py)."""
+        op = request.get("op")
+        if op == "update-now":
+            return await self.updates.update_now(bool(request.get("wait", False)))
+        if op == "status":
+            return {
+                "ok": True,
+                "protocol": 1,
+                "node": self.rt.node_id,
+                "group": self.rt.group,
+                "cycle": self.state.cycle.value,
+                "updates": self.updates.status(utcnow()),
+            }
+        return {"ok": False, "error": f"op {op!r} is not known: use 'status' or 'update-now'"}
 
     async def _poll(self) -> None:
         """The slow look: a changed pause or disabled flag is an event; nothing else is read

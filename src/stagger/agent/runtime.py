@@ -8,15 +8,17 @@ detectors it uses. The hook and reboot adapters are seen through the small Proto
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
 from stagger.agent.detectors.base import Detector
+from stagger.agent.updaters.base import UpdaterSpec
 from stagger.core.machine import Timings
 from stagger.core.schedule import Schedule
 from stagger.core.strategy import Strategy
+from stagger.core.updates import UpdatePolicy
 
 DISABLED_FLAG = Path("/etc/stagger/disabled")
 
@@ -64,6 +66,10 @@ class Runtime:
     rebooter: Rebooter
     dry_run: bool = False
     backend_timeout: float = 10.0
+    # [updates]: when (core's policy) and which updater (plain values; imported when used)
+    update_policy: UpdatePolicy = field(default_factory=UpdatePolicy)
+    updater: UpdaterSpec = field(default_factory=UpdaterSpec)
+    control_socket: Path | None = None  # None: no control socket (update-now acts directly)
 
 
 def build_runtime(config_file: Path | None, root: Path | None, dry_run: bool = False) -> Runtime:
@@ -73,6 +79,7 @@ def build_runtime(config_file: Path | None, root: Path | None, dry_run: bool = F
     from stagger.agent.hooks import build_health, build_pre_reboot
     from stagger.agent.identity import node_id
     from stagger.agent.reboot import build_rebooter
+    from stagger.agent.updaters.factory import spec_from_config
     from stagger.config.agent_sections import path_of, seconds
     from stagger.config.loader import load_config, rooted
 
@@ -95,4 +102,7 @@ def build_runtime(config_file: Path | None, root: Path | None, dry_run: bool = F
         health=build_health(cfg, root, me),
         rebooter=build_rebooter(cfg, root),
         dry_run=dry_run,
+        update_policy=cfg.updates.policy(loaded.host_zone),
+        updater=spec_from_config(cfg),
+        control_socket=path_of(cfg.agent, "control_socket", root),
     )

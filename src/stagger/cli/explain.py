@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from stagger.agent.detectors.base import Finding, combine
+from stagger.agent.detectors.base import Detector, Finding, combine
 from stagger.backends.base import GroupStatus, utcnow
 from stagger.cli.config import ConfigFileOption, ConfigRootOption, load
 from stagger.cli.output import JsonOption, console, emit, operator_by, reported_errors
@@ -87,9 +87,10 @@ async def _findings(loaded: LoadedConfig, root: Path | None) -> list[Finding]:
 
     detectors = build_detectors(loaded.config, root)
 
-    async def one(detector: Any) -> Finding:
+    async def one(detector: Detector) -> Finding:
         try:
-            return await asyncio.wait_for(detector.check(), DETECTOR_TIME_LIMIT)
+            async with asyncio.timeout(DETECTOR_TIME_LIMIT):
+                return await detector.check()
         except TimeoutError:
             return Finding(None, detector.name, f"no answer within {DETECTOR_TIME_LIMIT:g}s")
 
@@ -104,7 +105,8 @@ async def _slots(url: str, group: str) -> SlotView:
     except (StaggerError, OSError, ModuleNotFoundError) as exc:
         return SlotView(problem=f"backend {url} cannot be opened: {exc}")
     try:
-        snapshot = await asyncio.wait_for(backend.status(group), BACKEND_TIME_LIMIT)
+        async with asyncio.timeout(BACKEND_TIME_LIMIT):
+            snapshot = await backend.status(group)
     except TimeoutError:
         return SlotView(problem=f"backend {url} did not answer within {BACKEND_TIME_LIMIT:g}s")
     except (StaggerError, OSError) as exc:
@@ -116,6 +118,43 @@ async def _slots(url: str, group: str) -> SlotView:
         return SlotView(problem=f"the backend knows no group {group!r}")
     holders = tuple(h.id for h in status.holds)
     return SlotView(status.semaphore.max, holders, tuple(sorted(status.stale)), status.pause)
+
+
+PAUSED_UPDATES = "updates keep flowing while reboots are paused"
+
+
+def _updates_view(
+    loaded: LoadedConfig, agent: AgentView, pause: Pause | None, now: datetime
+) -> dict[str, Any]:
+    """The update schedule as the agent sees it: the last attempt, its result, the next one
+    (core/updates.decide on the saved record; a pause never stops updates)."""
+    from stagger.agent.state import StateStore
+    from stagger.agent.updaters.runner import STATE_KEY
+    from stagger.core.machine import NodeState
+    from stagger.core.updates import UpdatesState, UpdateVerdict, decide, reboot_pending
+
+    cfg = loaded.config
+    policy = cfg.updates.policy(loaded.host_zone)
+    try:
+        raw = (StateStore(agent.path).load() or {}).get(STATE_KEY) or {}
+        record = UpdatesState.from_dict(raw)
+    except (StaggerError, KeyError, ValueError, TypeError, AttributeError):
+        record = UpdatesState()
+    node = NodeState.from_dict(agent.state) if agent.state else NodeState()
+    # 0.5 is the middle draw; it matters only before the agent has planned a first attempt.
+    d = decide(policy, record, now, 0.5, reboot_pending(node))
+    paused = pause is not None and pause.active(now) and d.verdict is not UpdateVerdict.OFF
+    last = record.to_dict()["last"]
+    return {
+        "updater": policy.updater,
+        "enabled": policy.enabled,
+        "interval": policy.interval,
+        "jitter": policy.jitter,
+        "last": last,
+        "failures": record.failures,
+        "next": {"verdict": d.verdict.value, "reason": d.reason, "at": d.at, "due": d.due},
+        "while_paused": PAUSED_UPDATES if paused else None,
+    }
 
 
 def _next_step(
@@ -190,6 +229,7 @@ def explain(
         ),
     )
     step, when = _next_step(decision, agent, slots, node, next_open, now)
+    updates = _updates_view(loaded, agent, slots.pause, now)
     saved_need = (agent.state or {}).get("needed")
     doc = {
         "node": node,
@@ -230,6 +270,7 @@ def explain(
             "sentence": decision.sentence,
         },
         "next": {"step": step, "at": when},
+        "updates": updates,
     }
 
     def human() -> None:
@@ -270,6 +311,23 @@ def explain(
                 if isinstance(result, dict):
                     mark = "passed" if result.get("ok") else "FAILED"
                     line(label, f"{mark} at {result.get('at')}: {result.get('detail')}")
+        u = updates
+        if u["next"]["verdict"] == "off":
+            line("updates", f"off: {u['next']['reason']}")
+        else:
+            every = f"{u['updater']} every {format_duration(u['interval'])} ±{u['jitter']:.0%}"
+            last = u["last"]
+            if last is None:
+                line("updates", f"{every}; no attempt yet")
+            else:
+                line(
+                    "updates",
+                    f"{every}; last attempt {last['outcome']} at {last['at']} "
+                    f"({last['seconds']:.1f}s, {last['trigger']}): {last['detail']}",
+                )
+            line("", f"next: {u['next']['reason']}")
+            if u["while_paused"]:
+                line("", u["while_paused"])
         line("decision", decision.sentence)
         at = ""
         if when is not None and when > now:

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "stagger.cli.windows",
     "stagger.cli.agent",
     "stagger.cli.explain",
+    "stagger.cli.updates",
     "stagger.cli.doctor",
     "stagger.cli.server",
     "stagger.cli.simulate",

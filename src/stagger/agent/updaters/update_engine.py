@@ -30,6 +30,7 @@ CHECKING = "UPDATE_STATUS_CHECKING_FOR_UPDATE"
 DOWNLOADING = "UPDATE_STATUS_DOWNLOADING"
 ERROR = "UPDATE_STATUS_REPORTING_ERROR_EVENT"
 CALL_TIMEOUT = 10.0
+NO_VERSION = ("", "0.0.0", "0.0.0.0")  # update_engine's "no new version" (older builds: 0.0.0.0)
 PREFIX = "UPDATE_STATUS_"
 
 _DBUS = "org.freedesktop.DBus"
@@ -170,7 +171,8 @@ class UpdateEngineUpdater:
                             last_percent = percent
                             note(f"status DOWNLOADING {percent}%")
                     elif not seen or seen[-1] != operation:
-                        note(f"status {_short(operation)}" + (f" {version}" if version else ""))
+                        shown = f" {version}" if version not in NO_VERSION else ""
+                        note(f"status {_short(operation)}{shown}")
                     if not seen or seen[-1] != operation:
                         seen.append(operation)
                     if operation == NEED_REBOOT:
