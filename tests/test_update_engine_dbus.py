@@ -54,7 +54,8 @@ async def watching(detector: UpdateEngineDetector) -> AsyncIterator[Reports]:
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
-            await task
+            async with asyncio.timeout(WAIT):  # a lost cancel fails the test, never hangs it
+                await task
 
 
 async def tell(standin: StandIn, command: str) -> None:

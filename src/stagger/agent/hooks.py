@@ -214,9 +214,8 @@ class TcpCheck:
     async def run(self, context: HookContext, time_limit: float) -> HookResult:
         started = time.monotonic()
         try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), max(time_limit, 0.001)
-            )
+            async with asyncio.timeout(max(time_limit, 0.001)):
+                _, writer = await asyncio.open_connection(self.host, self.port)
         except TimeoutError:
             return _result(self.name, False, f"no answer within {time_limit:g}s", started)
         except OSError as exc:

@@ -73,7 +73,8 @@ class LogindRebooter:
                 bus = MessageBus(bus_address=self.bus_address)
             else:
                 bus = MessageBus(bus_type=BusType.SYSTEM)
-            await asyncio.wait_for(bus.connect(), COMMAND_TIME_LIMIT)
+            async with asyncio.timeout(COMMAND_TIME_LIMIT):
+                await bus.connect()
         except Exception as exc:
             raise RebootFailed(
                 f"cannot reach the D-Bus system bus to ask logind for a reboot ({exc}); is "
@@ -88,7 +89,8 @@ class LogindRebooter:
                 signature="b",
                 body=[False],
             )
-            reply: Any = await asyncio.wait_for(bus.call(call), COMMAND_TIME_LIMIT)
+            async with asyncio.timeout(COMMAND_TIME_LIMIT):
+                reply: Any = await bus.call(call)
         except TimeoutError:
             raise RebootFailed("logind did not answer the reboot request") from None
         finally:

@@ -130,7 +130,8 @@ async def run_command(
     except OSError as exc:
         return Ran(None, problem=f"{argv[0]} could not be started: {exc.strerror or exc}")
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), max(time_limit, 0.0))
+        async with asyncio.timeout(max(time_limit, 0.0)):
+            out, err = await proc.communicate()
     except TimeoutError:
         kill_group(proc.pid)
         await proc.wait()

@@ -66,7 +66,8 @@ class UpdateEngineDetector:
             bus = MessageBus(bus_address=self.bus_address)
         else:
             bus = MessageBus(bus_type=BusType.SYSTEM)
-        return await asyncio.wait_for(bus.connect(), CALL_TIMEOUT)
+        async with asyncio.timeout(CALL_TIMEOUT):
+            return await bus.connect()
 
     async def _get_status(self, bus: Any) -> Finding:
         from dbus_fast import Message, MessageType
@@ -75,7 +76,8 @@ class UpdateEngineDetector:
             destination=BUS_NAME, path=OBJECT_PATH, interface=INTERFACE, member="GetStatus"
         )
         try:
-            reply = await asyncio.wait_for(bus.call(msg), CALL_TIMEOUT)
+            async with asyncio.timeout(CALL_TIMEOUT):
+                reply = await bus.call(msg)
         except TimeoutError:
             return Finding(None, self.name, f"GetStatus on {BUS_NAME} did not answer")
         if reply is None:
@@ -90,19 +92,16 @@ class UpdateEngineDetector:
     async def _add_match(self, bus: Any, rule: str) -> None:
         from dbus_fast import Message, MessageType
 
-        reply = await asyncio.wait_for(
-            bus.call(
-                Message(
-                    destination=_DBUS,
-                    path="/org/freedesktop/DBus",
-                    interface=_DBUS,
-                    member="AddMatch",
-                    signature="s",
-                    body=[rule],
-                )
-            ),
-            CALL_TIMEOUT,
+        call = Message(
+            destination=_DBUS,
+            path="/org/freedesktop/DBus",
+            interface=_DBUS,
+            member="AddMatch",
+            signature="s",
+            body=[rule],
         )
+        async with asyncio.timeout(CALL_TIMEOUT):
+            reply = await bus.call(call)
         if reply is not None and reply.message_type == MessageType.ERROR:
             raise OSError(f"the bus refused the match rule: {reply.error_name}")
 
