@@ -14,13 +14,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# etcd (Debian's etcd-server) for the real-etcd tests; installed only when missing.
+# Real parts the tests start: etcd (Debian's etcd-server), dbus-daemon, and Chromium for the
+# dashboard's browser tests (driven by Playwright with executable_path=/usr/bin/chromium).
+# Each is installed only when missing.
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 system-deps:
-	@command -v etcd >/dev/null 2>&1 || { \
-	  echo "installing Debian's etcd-server (needed by the etcd tests)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >/dev/null; }
-	@command -v dbus-daemon >/dev/null 2>&1 || { \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dbus-daemon >/dev/null; }
+	@missing=""; \
+	command -v etcd >/dev/null 2>&1 || missing="$$missing etcd-server etcd-client"; \
+	command -v dbus-daemon >/dev/null 2>&1 || missing="$$missing dbus-daemon"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages the tests use:$$missing"; \
+	  apt-get update -qq && $(APT_INSTALL) $$missing >/dev/null; \
+	fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
