@@ -4,6 +4,7 @@ the configuration. Everything runs for real: processes, pipes, signals."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -113,6 +114,22 @@ async def test_an_upgrade_over_its_timeout_is_killed_with_its_helpers(apt_get: P
     assert result.output[-1] == "Building dependency tree..."
     helper = int((apt_get.parent / "helper.pid").read_text())
     assert _gone(helper)  # the whole process group, not only apt-get itself
+
+
+async def test_an_agent_that_stops_mid_upgrade_lets_it_end_on_sigterm(tmp_path: Path) -> None:
+    script = (
+        f"trap 'echo finishing the current package; touch {tmp_path}/clean; exit 1' TERM; "
+        f"touch {tmp_path}/started; while :; do sleep 0.05; done"
+    )
+    task = asyncio.create_task(CommandUpdater(("sh", "-c", script), 30).attempt())
+    for _ in range(1000):  # bounded: the script marks that its trap is set
+        if (tmp_path / "started").exists():
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (tmp_path / "clean").exists()  # SIGTERM first, not an outright SIGKILL
 
 
 async def test_a_missing_command_is_failed_never_raised() -> None:

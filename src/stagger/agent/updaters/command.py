@@ -4,11 +4,16 @@ timeout are failed (retried at the next interval).
 
 Run without a shell, stdin closed, stdout and stderr merged and read as they come, so only the
 end of the output is kept (base.Tail). On timeout the whole process group is killed: apt and
-dnf start helpers that would otherwise be left holding the package lock."""
+dnf start helpers that would otherwise be left holding the package lock. When the agent stops
+mid-attempt the group gets SIGTERM first (apt, dnf and unattended-upgrade end cleanly on it)
+and SIGKILL only after STOP_GRACE."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +23,7 @@ from stagger.agent.updaters.base import Progress, Tail, UpdateResult, last_words
 from stagger.core.updates import Outcome
 
 CHUNK = 4096
+STOP_GRACE = 10.0  # after SIGTERM, before SIGKILL (unattended-upgrade ends its package first)
 
 
 @dataclass
@@ -68,9 +74,8 @@ class CommandUpdater:
                 f"`{shown}` did not finish within {self.timeout:g}s and was killed; raise "
                 "[updates] timeout if it needs longer",
             )
-        except asyncio.CancelledError:
-            kill_group(proc.pid)
-            await proc.wait()
+        except asyncio.CancelledError:  # the agent stops: let the updater end cleanly first
+            await _stop_group(proc)
             raise
         words = last_words(tail.lines())
         if code == 0:
@@ -96,3 +101,14 @@ class CommandUpdater:
                     if line.strip():
                         progress(line.strip()[:200])
                 partial = partial[-CHUNK:]
+
+
+async def _stop_group(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM the process group, SIGKILL it if it has not ended within STOP_GRACE."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(asyncio.shield(proc.wait()), STOP_GRACE)
+    except TimeoutError:
+        kill_group(proc.pid)
+        await proc.wait()
