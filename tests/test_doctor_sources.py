@@ -17,29 +17,23 @@ from stagger.doctor.configs import (
     reboot_command,
 )
 from stagger.doctor.rootfs import RootFS
-from stagger.doctor.sources import (
-    DnfSettings,
-    Host,
-    LocksmithSettings,
-    RebootmgrSettings,
-    UnattendedSettings,
-    Verdict,
+from stagger.doctor.sources import Host, Verdict, find_sources
+from stagger.doctor.sources.apt import UnattendedSettings, read_unattended, unattended_verdict
+from stagger.doctor.sources.coreos import LocksmithSettings, locksmith_verdict, read_locksmith
+from stagger.doctor.sources.cron import cron_verdict
+from stagger.doctor.sources.dnf import DnfSettings, dnf_verdict
+from stagger.doctor.sources.kured import kured_verdict
+from stagger.doctor.sources.rebootmgr import RebootmgrSettings, rebootmgr_verdict
+from stagger.doctor.sources.timers import timer_verdict
+from stagger.doctor.sources.zincati import (
     ZincatiSettings,
-    cron_verdict,
-    dnf_verdict,
-    find_sources,
-    kured_verdict,
-    locksmith_verdict,
     merge_zincati,
-    read_locksmith,
-    read_unattended,
     read_zincati,
-    rebootmgr_verdict,
-    timer_verdict,
-    unattended_verdict,
     zincati_verdict,
 )
-from stagger.doctor.units import EnabledState, StartKind, StartReason, UnitStatus
+from stagger.doctor.units.enablement import EnabledState
+from stagger.doctor.units.startup import StartKind, StartReason
+from stagger.doctor.units.status import UnitStatus
 
 FIXTURES = Path(__file__).parent / "fixtures" / "doctor"
 

@@ -22,18 +22,12 @@ from stagger.doctor.conditions import (
     unit_conditions,
 )
 from stagger.doctor.rootfs import RootFS
-from stagger.doctor.units import (
-    EnabledState,
-    StartKind,
-    UnitFile,
-    boot_units,
-    is_enabled,
-    load_dbus_activations,
-    load_tree,
-    parse_unit,
-    search_path,
-    unit_status,
-)
+from stagger.doctor.units.dbus import load_dbus_activations
+from stagger.doctor.units.enablement import EnabledState, is_enabled
+from stagger.doctor.units.startup import StartKind, boot_units
+from stagger.doctor.units.status import unit_status
+from stagger.doctor.units.syntax import UnitFile, parse_unit
+from stagger.doctor.units.tree import load_tree, search_path
 
 FIXTURES = Path(__file__).parent / "fixtures" / "doctor"
 

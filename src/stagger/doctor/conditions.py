@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from stagger.doctor.rootfs import RootFS
-from stagger.doctor.units import UnitFile
+from stagger.doctor.units.syntax import UnitFile
 
 IMAGE_OS_IDS = frozenset({"coreos", "flatcar", "rhcos", "fedora-coreos"})
 IMAGE_VARIANT_IDS = frozenset({"coreos", "iot", "silverblue", "kinoite", "sericea"})

@@ -12,7 +12,7 @@ from stagger.doctor import advice
 from stagger.doctor.conditions import ConditionResult, conditions_met, probe_path, unit_conditions
 from stagger.doctor.rootfs import RootFS
 from stagger.doctor.sources import Host, RebootSource, Verdict, find_sources
-from stagger.doctor.units import StartReason
+from stagger.doctor.units.startup import StartReason
 
 # Units shown even when no source names them: the usual suspects of each distribution.
 UNITS_OF_INTEREST = (

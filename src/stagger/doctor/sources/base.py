@@ -1,0 +1,88 @@
+"""What every reboot source family shares: the verdict (yes / unknown / no), the
+`RebootSource` each family reports, and the `Host` — everything read from the root, each piece
+once, on first use."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cached_property
+
+from stagger.doctor.conditions import HostImage, read_host_image
+from stagger.doctor.rootfs import RootFS
+from stagger.doctor.units.dbus import DbusActivation, load_dbus_activations
+from stagger.doctor.units.startup import boot_units
+from stagger.doctor.units.status import UnitStatus, unit_status
+from stagger.doctor.units.tree import UnitTree, load_tree
+
+
+class Verdict(StrEnum):
+    YES = "yes"
+    UNKNOWN = "unknown"
+    NO = "no"
+
+
+# Worst first: what an operator must act on comes first in every report.
+VERDICT_ORDER = {Verdict.YES: 0, Verdict.UNKNOWN: 1, Verdict.NO: 2}
+
+
+@dataclass(frozen=True)
+class RebootSource:
+    name: str
+    will_reboot: Verdict
+    how: str
+    when: str
+    fix: str
+    settings: Mapping[str, str] = field(default_factory=dict)
+    evidence: tuple[str, ...] = ()  # the files the verdict rests on
+    units: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------------------------
+# The host as read once
+
+
+@dataclass
+class Host:
+    """Everything read from the root, each piece once, on first use."""
+
+    fs: RootFS
+    fleetlock_urls: tuple[str, ...] = ()
+
+    @cached_property
+    def image(self) -> HostImage:
+        return read_host_image(self.fs)
+
+    @cached_property
+    def tree(self) -> UnitTree:
+        return load_tree(self.fs)
+
+    @cached_property
+    def boot(self) -> frozenset[str]:
+        return boot_units(self.tree)
+
+    @cached_property
+    def activations(self) -> list[DbusActivation]:
+        return load_dbus_activations(self.fs)
+
+    def unit(self, name: str) -> UnitStatus:
+        return unit_status(self.tree, name, self.boot, self.activations)
+
+    def timer_schedule(self, timer: str) -> str:
+        loaded = self.tree.get(timer)
+        if loaded is None or not loaded.found:
+            return ""
+        keys = ("OnCalendar", "OnBootSec", "OnUnitActiveSec", "RandomizedDelaySec")
+        return ", ".join(f"{k}={v}" for k in keys for v in loaded.unit.values("Timer", k))
+
+
+def not_running(status: UnitStatus) -> str | None:
+    """Why a unit will not run on this host, or None when it will."""
+    if not status.found:
+        return f"{status.name} is not installed"
+    if status.masked:
+        return f"{status.name} is masked"
+    if not status.starts:
+        return f"{status.name} is {status.enabled.value} and nothing starts it"
+    return None
