@@ -164,7 +164,8 @@ async def _write(writer: asyncio.StreamWriter, doc: dict[str, Any]) -> None:
 async def _answers(path: Path) -> bool:
     """Someone listens at `path`."""
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), 2.0)
+        async with asyncio.timeout(2.0):
+            _, writer = await asyncio.open_unix_connection(str(path))
     except (OSError, TimeoutError):
         return False
     writer.close()
@@ -191,9 +192,8 @@ async def ask(path: Path, request: dict[str, Any], time_limit: float) -> dict[st
     may then act without the agent); ControlError when the answer is not the protocol's."""
     _check_path(path)
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_unix_connection(str(path), limit=MAX_LINE), min(time_limit, 5.0)
-        )
+        async with asyncio.timeout(min(time_limit, 5.0)):
+            reader, writer = await asyncio.open_unix_connection(str(path), limit=MAX_LINE)
     except (FileNotFoundError, ConnectionRefusedError, TimeoutError) as exc:
         raise ControlUnavailable(f"no agent answers on {path} ({_why(exc)})") from None
     except PermissionError:
@@ -205,7 +205,8 @@ async def ask(path: Path, request: dict[str, Any], time_limit: float) -> dict[st
     try:
         writer.write(json.dumps(request).encode() + b"\n")
         await writer.drain()
-        line = await asyncio.wait_for(reader.readline(), time_limit)
+        async with asyncio.timeout(time_limit):
+            line = await reader.readline()
     except TimeoutError:
         raise ControlError(f"the agent at {path} did not answer within {time_limit:g}s") from None
     except (OSError, ValueError) as exc:

@@ -148,7 +148,10 @@ class Agent:
             return True  # cannot tell: fail closed, never reboot
 
     async def _backend_call(self, what: str, call: Any) -> Any:
-        return await asyncio.wait_for(call, self.rt.backend_timeout)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for returns the call's result when a
+        # cancel lands as the call ends, and the cancelled agent would carry on.
+        async with asyncio.timeout(self.rt.backend_timeout):
+            return await call
 
     async def refresh_pause(self) -> bool:
         """Read the pause in force from the backend; True when it changed."""
@@ -301,7 +304,8 @@ class Agent:
     async def _run_hooks(self, deadline: datetime | None) -> None:
         limit = None if deadline is None else max((deadline - utcnow()).total_seconds(), 0.0)
         try:
-            outcome = await asyncio.wait_for(self.rt.pre_reboot.run(deadline), limit)
+            async with asyncio.timeout(limit):
+                outcome = await self.rt.pre_reboot.run(deadline)
         except TimeoutError:
             self.queue.put_nowait(
                 HooksFailed("the window closed before the pre-reboot hooks ended")

@@ -64,7 +64,8 @@ class CommandUpdater:
         except OSError as exc:
             return done(Outcome.FAILED, f"`{shown}` could not be started: {exc.strerror or exc}")
         try:
-            await asyncio.wait_for(self._read(proc, tail, progress), max(self.timeout, 0.0))
+            async with asyncio.timeout(max(self.timeout, 0.0)):
+                await self._read(proc, tail, progress)
             code = await proc.wait()
         except TimeoutError:
             kill_group(proc.pid)
@@ -108,7 +109,8 @@ async def _stop_group(proc: asyncio.subprocess.Process) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
     try:
-        await asyncio.wait_for(asyncio.shield(proc.wait()), STOP_GRACE)
+        async with asyncio.timeout(STOP_GRACE):
+            await asyncio.shield(proc.wait())
     except TimeoutError:
         kill_group(proc.pid)
         await proc.wait()

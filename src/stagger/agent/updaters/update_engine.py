@@ -98,7 +98,8 @@ class UpdateEngineUpdater:
             bus = MessageBus(bus_address=self.bus_address)
         else:
             bus = MessageBus(bus_type=BusType.SYSTEM)
-        return await asyncio.wait_for(bus.connect(), CALL_TIMEOUT)
+        async with asyncio.timeout(CALL_TIMEOUT):
+            return await bus.connect()
 
     async def _call(
         self, bus: Any, destination: str, path: str, interface: str, member: str, **kw: Any
@@ -106,7 +107,8 @@ class UpdateEngineUpdater:
         from dbus_fast import Message, MessageType
 
         msg = Message(destination=destination, path=path, interface=interface, member=member, **kw)
-        reply = await asyncio.wait_for(bus.call(msg), CALL_TIMEOUT)
+        async with asyncio.timeout(CALL_TIMEOUT):
+            reply = await bus.call(msg)
         if reply is None:
             raise _Refused(f"{member} on {destination} got no reply")
         if reply.message_type == MessageType.ERROR:
