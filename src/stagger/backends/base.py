@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar, runtime_checkable
 
-from stagger.core.errors import BackendConflict
+from stagger.core.errors import BackendConflict, InvalidInput
 from stagger.core.reports import NodeReport
 from stagger.core.semaphore import (
     DEFAULT_STALE_AFTER,
@@ -36,6 +36,13 @@ def utcnow() -> datetime:
 
 
 Clock = Callable[[], datetime]
+
+
+def validate_limit(limit: int) -> int:
+    """A history limit: a whole number ≥ 1."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidInput(f"history limit {limit!r} is not valid: give a whole number ≥ 1")
+    return limit
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl, unquote
 
 from aetcd import rpc
 
-from stagger.backends.base import Clock, GroupStatus, Snapshot, retry_cas, utcnow
+from stagger.backends.base import Clock, GroupStatus, Snapshot, retry_cas, utcnow, validate_limit
 from stagger.backends.codec import decode_event, decode_semaphore, encode_event, encode_semaphore
 from stagger.backends.etcd_client import (
     DEFAULT_PORT,
@@ -44,28 +44,22 @@ from stagger.backends.etcd_client import (
     EtcdClient,
     OutcomeUnknown,
 )
+from stagger.backends.store import Op, SemaphoreStore, Settle, check_default_max
 from stagger.core import semaphore as core
 from stagger.core.durations import parse_duration
 from stagger.core.errors import BackendUnavailable, ConfigError, InvalidInput
 from stagger.core.reports import NodeReport
 from stagger.core.semaphore import (
     DEFAULT_MAX,
-    DEFAULT_STALE_AFTER,
     FLEET,
     HISTORY_LIMIT,
     Action,
-    Change,
-    Denied,
     Event,
     Granted,
     Hold,
-    NotHeld,
     Pause,
-    Released,
     Semaphore,
     validate_group,
-    validate_id,
-    validate_max,
 )
 
 DEFAULT_PREFIX = "stagger/v1/"
@@ -90,10 +84,6 @@ OPTIONS = (
 _ALIASES = {"ca": "ca_cert", "user": "username"}
 
 T = TypeVar("T")
-Op = Callable[[Semaphore, datetime, Pause | None], Change[T]]
-# Given the group as re-read after a write with an unknown outcome and the outcome that write
-# would have had: that outcome if the group shows the write took effect, else None (retry).
-Settle = Callable[[Semaphore, T], T | None]
 
 
 # --- URL and options ---------------------------------------------------------------------
@@ -260,7 +250,7 @@ def _fold(events: tuple[Event, ...]) -> tuple[Event, ...]:
     return (folded, *rest)
 
 
-class EtcdBackend:
+class EtcdBackend(SemaphoreStore):
     """The Backend Protocol on an etcd v3 cluster (see the module docstring for the layout)."""
 
     def __init__(
@@ -273,10 +263,7 @@ class EtcdBackend:
         history_limit: int = HISTORY_LIMIT,
         clock: Clock = utcnow,
     ) -> None:
-        try:
-            validate_max(default_max)
-        except InvalidInput as exc:
-            raise ConfigError(f"default_max: {exc.message}") from exc
+        check_default_max(default_max)
         if not prefix:
             raise ConfigError("the etcd key prefix is empty: give one, like prefix=stagger/v1/")
         self.url = url
@@ -468,7 +455,16 @@ class EtcdBackend:
             await self._client.lease_revoke(lease_id)
         return True
 
-    async def _change(
+    async def _hold_alive(self, group: str, node_id: str) -> bool:
+        """Refresh the hold's lease, so etcd's clock (not ours) decides its expiry."""
+        loaded = await self._load(group, self.clock())
+        if node_id not in loaded.semaphore.holds:
+            return False
+        lease = loaded.leases.get(node_id)
+        # <= 0: etcd expired it just now; the next write records that
+        return lease is None or await self._client.lease_keepalive(lease.lease_id) > 0
+
+    async def _apply(
         self,
         group: str,
         op: Op[T],
@@ -511,117 +507,7 @@ class EtcdBackend:
 
         return _judged_by_etcd(await retry_cas(attempt, what=what))
 
-    # --- the Backend Protocol -------------------------------------------------------------
-
-    async def acquire(
-        self, group: str, node_id: str, *, note: str = "", by: str | None = None
-    ) -> Granted | Denied:
-        validate_group(group)
-        validate_id(node_id)
-
-        def settle(sem: Semaphore, planned: Granted | Denied) -> Granted | Denied | None:
-            held = sem.holds.get(node_id)
-            if held is not None and isinstance(planned, Granted):
-                return Granted(held, already_held=planned.already_held)
-            return None
-
-        return await self._change(
-            group,
-            lambda sem, now, fleet: core.acquire(
-                sem, node_id, now, note=note, fleet_pause=fleet, by=by
-            ),
-            what=f"acquire {group}/{node_id}",
-            with_fleet=True,
-            settle=settle,
-        )
-
-    async def release(
-        self, group: str, node_id: str, *, by: str | None = None
-    ) -> Released | NotHeld:
-        validate_group(group)
-        validate_id(node_id)
-        who = by or node_id
-
-        def settle(sem: Semaphore, planned: Released | NotHeld) -> Released | NotHeld | None:
-            return planned if node_id not in sem.holds else None
-
-        return await self._change(
-            group,
-            lambda sem, now, _: core.release(sem, node_id, now, by=who),
-            what=f"release {group}/{node_id}",
-            settle=settle,
-        )
-
-    async def touch(self, group: str, node_id: str) -> Hold | None:
-        """Refresh the hold's lease (etcd's clock decides its expiry) and, at most once per
-        TOUCH_INTERVAL, its last_seen. None when `node_id` holds nothing (any more)."""
-        validate_group(group)
-        validate_id(node_id)
-        loaded = await self._load(group, self.clock())
-        if node_id not in loaded.semaphore.holds:
-            return None
-        lease = loaded.leases.get(node_id)
-        if lease is not None and await self._client.lease_keepalive(lease.lease_id) <= 0:
-            return None  # etcd expired it just now; the next write records that
-        return await self._change(
-            group,
-            lambda sem, now, _: core.touch(sem, node_id, now),
-            what=f"touch {group}/{node_id}",
-        )
-
-    async def set_max(self, group: str, value: int, *, by: str) -> int:
-        validate_group(group)
-        validate_max(value)
-        return await self._change(
-            group,
-            lambda sem, now, _: core.set_max(sem, value, now, by=by),
-            what=f"set-max {group}",
-        )
-
-    async def configure(
-        self,
-        group: str,
-        *,
-        by: str,
-        hold_ttl: timedelta | None,
-        stale_after: timedelta = DEFAULT_STALE_AFTER,
-    ) -> Semaphore:
-        validate_group(group)
-        return await self._change(
-            group,
-            lambda sem, now, _: core.configure(
-                sem, now, by=by, hold_ttl=hold_ttl, stale_after=stale_after
-            ),
-            what=f"configure {group}",
-        )
-
-    async def pause(
-        self, group: str | None, *, by: str, reason: str, until: datetime | None = None
-    ) -> Pause:
-        target = FLEET if group is None else validate_group(group)
-
-        def settle(sem: Semaphore, planned: Pause) -> Pause | None:
-            return planned if sem.pause == planned else None
-
-        return await self._change(
-            target,
-            lambda sem, now, _: core.pause(sem, now, by=by, reason=reason, until=until),
-            what=f"pause {group or 'all groups'}",
-            settle=settle,
-        )
-
-    async def resume(self, group: str | None, *, by: str) -> Pause | None:
-        target = FLEET if group is None else validate_group(group)
-
-        def settle(sem: Semaphore, planned: Pause | None) -> Pause | None:
-            return planned if sem.pause is None else None
-
-        return await self._change(
-            target,
-            lambda sem, now, _: core.resume(sem, now, by=by),
-            what=f"resume {group or 'all groups'}",
-            settle=settle,
-        )
+    # --- reads (the changes are SemaphoreStore's) ---------------------------------------
 
     async def status(self, group: str | None = None) -> Snapshot:
         if group is not None:
@@ -671,8 +557,7 @@ class EtcdBackend:
         """Newest first. `group=None`: every group's events and the fleet-wide ones."""
         if group is not None:
             validate_group(group)
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidInput(f"history limit {limit!r} is not valid: give a whole number ≥ 1")
+        validate_limit(limit)
         start = self._key("events", group, "") if group is not None else self._key("events", "")
         # Newest by write revision across groups; within one group the key (seq) orders.
         target = rpc.RangeRequest.KEY if group is not None else rpc.RangeRequest.MOD

@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from stagger.backends.base import Clock, Snapshot, utcnow
+from stagger.backends.base import Clock, Snapshot, utcnow, validate_limit
 from stagger.backends.wire import (
     ErrorKind,
     GroupModel,
@@ -417,8 +417,7 @@ class FleetLockBackend:
         return Snapshot(now, (g.value(now, fleet),), fleet)
 
     async def history(self, group: str | None = None, limit: int = 100) -> list[Event]:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidInput(f"history limit {limit!r} is not valid: give a whole number ≥ 1")
+        validate_limit(limit)
         path = "v1/history" if group is None else f"v1/groups/{validate_group(group)}/history"
         doc = await self._api("GET", path, HistoryModel, "show history", params={"limit": limit})
         return [e.value() for e in doc.events]

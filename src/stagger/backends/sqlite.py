@@ -28,32 +28,23 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from stagger.backends.base import Clock, GroupStatus, Snapshot, utcnow
+from stagger.backends.base import Clock, GroupStatus, Snapshot, utcnow, validate_limit
 from stagger.backends.codec import decode_event, decode_semaphore, encode_event, encode_semaphore
-from stagger.core import semaphore as core
-from stagger.core.errors import BackendUnavailable, ConfigError, InvalidInput, StaggerError
+from stagger.backends.store import Op, SemaphoreStore, Settle, check_default_max
+from stagger.core.errors import BackendUnavailable, ConfigError, StaggerError
 from stagger.core.reports import NodeReport
 from stagger.core.semaphore import (
     DEFAULT_MAX,
-    DEFAULT_STALE_AFTER,
     FLEET,
     HISTORY_LIMIT,
-    Change,
-    Denied,
     Event,
-    Granted,
-    Hold,
-    NotHeld,
     Pause,
-    Released,
     Semaphore,
     validate_group,
-    validate_id,
-    validate_max,
 )
 
 MEMORY = ":memory:"
@@ -85,8 +76,6 @@ CREATE TABLE IF NOT EXISTS nodes (
 """
 
 T = TypeVar("T")
-# One core operation, given the group's value, the backend's `now`, and the fleet pause.
-Op = Callable[[Semaphore, datetime, Pause | None], Change[T]]
 
 
 def parse_sqlite_url(url: str) -> str:
@@ -115,7 +104,7 @@ def parse_sqlite_url(url: str) -> str:
     return str(Path(rest).expanduser().resolve())
 
 
-class SqliteBackend:
+class SqliteBackend(SemaphoreStore):
     """The Backend Protocol on one SQLite file. One connection per object, used from worker
     threads (asyncio.to_thread) one call at a time."""
 
@@ -129,10 +118,7 @@ class SqliteBackend:
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         inline: bool = False,
     ) -> None:
-        try:
-            validate_max(default_max)
-        except InvalidInput as exc:
-            raise ConfigError(f"default_max: {exc.message}") from exc
+        check_default_max(default_max)
         if busy_timeout <= 0:
             raise ConfigError("busy_timeout must be a positive number of seconds, like 10")
         self.path = path
@@ -290,9 +276,19 @@ class SqliteBackend:
         fleet = self._load(conn, FLEET)
         return fleet.pause if fleet is not None else None
 
-    async def _apply(self, group: str, op: Op[T], *, with_fleet: bool = False) -> T:
+    async def _apply(
+        self,
+        group: str,
+        op: Op[T],
+        *,
+        what: str,
+        with_fleet: bool = False,
+        settle: Settle[T] | None = None,
+    ) -> T:
         """Load `group`, apply `op` at the backend's now, and write the result (and its
-        events) in one transaction; an op that changes nothing writes nothing."""
+        events) in one transaction; an op that changes nothing writes nothing. A SQLite
+        transaction either commits or raises, so no outcome is ever unknown: `settle` (and
+        `what`, which names a change in etcd's retry errors) are not needed here."""
 
         def txn(conn: sqlite3.Connection) -> T:
             conn.execute("BEGIN IMMEDIATE")
@@ -310,66 +306,7 @@ class SqliteBackend:
 
         return await self._run(txn)
 
-    # --- the Backend Protocol -------------------------------------------------------------
-
-    async def acquire(
-        self, group: str, node_id: str, *, note: str = "", by: str | None = None
-    ) -> Granted | Denied:
-        validate_group(group)
-        validate_id(node_id)
-        return await self._apply(
-            group,
-            lambda sem, now, fleet: core.acquire(
-                sem, node_id, now, note=note, fleet_pause=fleet, by=by
-            ),
-            with_fleet=True,
-        )
-
-    async def release(
-        self, group: str, node_id: str, *, by: str | None = None
-    ) -> Released | NotHeld:
-        validate_group(group)
-        validate_id(node_id)
-        who = by or node_id
-        return await self._apply(group, lambda sem, now, _: core.release(sem, node_id, now, by=who))
-
-    async def touch(self, group: str, node_id: str) -> Hold | None:
-        validate_group(group)
-        validate_id(node_id)
-        return await self._apply(group, lambda sem, now, _: core.touch(sem, node_id, now))
-
-    async def set_max(self, group: str, value: int, *, by: str) -> int:
-        validate_group(group)
-        validate_max(value)
-        return await self._apply(group, lambda sem, now, _: core.set_max(sem, value, now, by=by))
-
-    async def configure(
-        self,
-        group: str,
-        *,
-        by: str,
-        hold_ttl: timedelta | None,
-        stale_after: timedelta = DEFAULT_STALE_AFTER,
-    ) -> Semaphore:
-        validate_group(group)
-        return await self._apply(
-            group,
-            lambda sem, now, _: core.configure(
-                sem, now, by=by, hold_ttl=hold_ttl, stale_after=stale_after
-            ),
-        )
-
-    async def pause(
-        self, group: str | None, *, by: str, reason: str, until: datetime | None = None
-    ) -> Pause:
-        target = FLEET if group is None else validate_group(group)
-        return await self._apply(
-            target, lambda sem, now, _: core.pause(sem, now, by=by, reason=reason, until=until)
-        )
-
-    async def resume(self, group: str | None, *, by: str) -> Pause | None:
-        target = FLEET if group is None else validate_group(group)
-        return await self._apply(target, lambda sem, now, _: core.resume(sem, now, by=by))
+    # --- reads (the changes are SemaphoreStore's) ---------------------------------------
 
     async def status(self, group: str | None = None) -> Snapshot:
         if group is not None:
@@ -401,8 +338,7 @@ class SqliteBackend:
         """Newest first. `group=None`: every group's events and the fleet-wide ones."""
         if group is not None:
             validate_group(group)
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidInput(f"history limit {limit!r} is not valid: give a whole number ≥ 1")
+        validate_limit(limit)
 
         def read(conn: sqlite3.Connection) -> list[Event]:
             if group is None:
