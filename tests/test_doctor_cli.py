@@ -40,6 +40,8 @@ def doctor_json(tree: str, *args: str) -> tuple[int, dict]:  # type: ignore[type
         ("k3s", 1),
         ("microos", 1),
         ("clean", 0),
+        ("stagger-debian", 0),
+        ("fcos-stagger", 0),
     ],
 )
 def test_exit_code_is_zero_only_when_nothing_but_stagger_reboots(tree: str, code: int) -> None:

@@ -12,6 +12,7 @@ from stagger.doctor import advice
 from stagger.doctor.conditions import ConditionResult, conditions_met, probe_path, unit_conditions
 from stagger.doctor.rootfs import RootFS
 from stagger.doctor.sources import Host, RebootSource, Verdict, find_sources
+from stagger.doctor.stagger_node import StaggerNode
 from stagger.doctor.units.startup import StartReason
 
 # Units shown even when no source names them: the usual suspects of each distribution.
@@ -57,7 +58,7 @@ class Report:
     host: HostInfo
     reboot_sources: tuple[RebootSource, ...]
     units: tuple[UnitReport, ...]
-    stagger: str  # stagger-agent.service's state
+    stagger: StaggerNode  # stagger itself here: information, never part of the exit code
     warning: str
     only_stagger_reboots: bool
 
@@ -111,7 +112,7 @@ def build_report(
         host=HostInfo(str(fs.root), image.os_id, image.pretty_name, image.image_based, image.why),
         reboot_sources=sources,
         units=units,
-        stagger=host.unit(advice.STAGGER_UNIT).summary(),
+        stagger=host.stagger,
         warning=advice.WARNING,
         only_stagger_reboots=all(s.will_reboot is Verdict.NO for s in sources),
     )
@@ -133,6 +134,20 @@ def _condition_line(c: ConditionResult) -> str:
     return line
 
 
+def _stagger_lines(node: StaggerNode) -> list[str]:
+    lines = ["stagger on this host:"]
+    for never in node.never_reboots:
+        lines.append(f"  [STAGGER WILL NOT REBOOT] {never}")
+    lines.append(f"  agent:   {node.unit}: {node.agent}")
+    lines.append(f"  reboots: {node.reboots}")
+    lines.append(f"  updates: {node.updates}")
+    if node.config_files:
+        lines.append(f"  config:  {', '.join(node.config_files)}")
+    elif not node.config_problems:
+        lines.append("  config:  no files in stagger's config.d directories: the defaults apply")
+    return lines
+
+
 def render_text(report: Report) -> str:
     lines: list[str] = []
     kind = f"image-based: {report.host.why}" if report.host.image_based else "package-based"
@@ -140,6 +155,8 @@ def render_text(report: Report) -> str:
     lines.append("")
     if report.only_stagger_reboots:
         lines.append("No agent besides stagger will reboot this host on its own.")
+        if not report.stagger.will_reboot:
+            lines.append("stagger will not reboot it either (see below): no reboot will happen.")
     else:
         n = sum(1 for s in report.reboot_sources if s.will_reboot is not Verdict.NO)
         lines.append(f"{n} reboot source(s) besides stagger:")
@@ -155,6 +172,8 @@ def render_text(report: Report) -> str:
             lines.append(f"  fix:  {src.fix}")
         if src.evidence:
             lines.append(f"  from: {', '.join(src.evidence)}")
+    lines.append("")
+    lines.extend(_stagger_lines(report.stagger))
     if report.units:
         lines.append("")
         lines.append("Units:")
@@ -170,6 +189,5 @@ def render_text(report: Report) -> str:
         for r in inactive:
             lines.append(f"    would also start it: {r.detail} ({posixpath.basename(r.path)})")
     lines.append("")
-    lines.append(f"{advice.STAGGER_UNIT}: {report.stagger}")
     lines.append(f"Warning: {report.warning}")
     return "\n".join(lines)

@@ -35,6 +35,13 @@ class RootFS:
         """The real path of `path` (absolute inside the root), links not followed."""
         return self.root / path.lstrip("/")
 
+    def inside(self, real: str) -> str:
+        """A real path as the host sees it (absolute inside the root); other paths as given."""
+        try:
+            return "/" + Path(real).relative_to(self.root).as_posix().removeprefix(".")
+        except ValueError:
+            return real
+
     def resolve(self, path: str) -> str | None:
         """`path` with every symlink followed inside the root; None on a loop."""
         parts = [p for p in path.split("/") if p]

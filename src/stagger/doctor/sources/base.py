@@ -9,8 +9,18 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 
+from stagger.doctor.advice import STAGGER_UNIT
 from stagger.doctor.conditions import HostImage, read_host_image
 from stagger.doctor.rootfs import RootFS
+from stagger.doctor.stagger_node import (
+    OPT_OUT_FLAG,
+    FleetLockURL,
+    StaggerConfigRead,
+    StaggerNode,
+    config_fleetlock_urls,
+    read_stagger_config,
+    stagger_node,
+)
 from stagger.doctor.units.dbus import DbusActivation, load_dbus_activations
 from stagger.doctor.units.startup import boot_units
 from stagger.doctor.units.status import UnitStatus, unit_status
@@ -48,7 +58,7 @@ class Host:
     """Everything read from the root, each piece once, on first use."""
 
     fs: RootFS
-    fleetlock_urls: tuple[str, ...] = ()
+    fleetlock_urls: tuple[str, ...] = ()  # given with --fleetlock-url
 
     @cached_property
     def image(self) -> HostImage:
@@ -65,6 +75,27 @@ class Host:
     @cached_property
     def activations(self) -> list[DbusActivation]:
         return load_dbus_activations(self.fs)
+
+    @cached_property
+    def stagger_config(self) -> StaggerConfigRead:
+        return read_stagger_config(self.fs)
+
+    @cached_property
+    def stagger_urls(self) -> tuple[FleetLockURL, ...]:
+        """FleetLock URLs that are stagger's: given on the command line, or named by
+        stagger's own configuration."""
+        given = tuple(FleetLockURL(u, "--fleetlock-url") for u in self.fleetlock_urls)
+        loaded = self.stagger_config.loaded
+        return given + (config_fleetlock_urls(loaded) if loaded is not None else ())
+
+    @cached_property
+    def stagger(self) -> StaggerNode:
+        return stagger_node(
+            self.unit(STAGGER_UNIT),
+            self.stagger_config,
+            self.fs.exists(OPT_OUT_FLAG),
+            self.stagger_urls,
+        )
 
     def unit(self, name: str) -> UnitStatus:
         return unit_status(self.tree, name, self.boot, self.activations)

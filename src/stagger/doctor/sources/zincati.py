@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import posixpath
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from stagger.doctor import advice
 from stagger.doctor.sources.base import Host, RebootSource, Verdict, not_running
+from stagger.doctor.stagger_node import FleetLockURL, same_fleetlock_url
 from stagger.doctor.units.status import UnitStatus
 
 ZINCATI_DIRS = ("/usr/lib/zincati/config.d", "/run/zincati/config.d", "/etc/zincati/config.d")
@@ -69,13 +70,15 @@ def merge_zincati(fragments: Iterable[tuple[str, str]]) -> ZincatiSettings:
     )
 
 
-def _same_url(a: str, b: str) -> bool:
-    return a.rstrip("/") == b.rstrip("/")
-
-
 def zincati_verdict(
-    s: ZincatiSettings, status: UnitStatus, stagger_urls: tuple[str, ...]
+    s: ZincatiSettings, status: UnitStatus, stagger_urls: Sequence[FleetLockURL | str]
 ) -> RebootSource:
+    """`stagger_urls`: the FleetLock URLs known to be stagger's (a plain string is one given
+    with --fleetlock-url)."""
+    known = [
+        u if isinstance(u, FleetLockURL) else FleetLockURL(u, "--fleetlock-url")
+        for u in stagger_urls
+    ]
     settings = {
         "updates.enabled": str(s.enabled).lower(),
         "strategy": s.strategy,
@@ -123,11 +126,12 @@ def zincati_verdict(
             f"windows {'; '.join(s.windows) or '(none: Zincati fails)'} ({s.time_zone})",
         )
     if s.strategy == "fleet_lock":
-        if any(_same_url(s.base_url, u) for u in stagger_urls):
+        match = next((u for u in known if same_fleetlock_url(s.base_url, u.url)), None)
+        if match is not None:
             return src(
                 Verdict.NO,
                 f"Zincati asks stagger's FleetLock server at {s.base_url} "
-                "for a slot before each reboot.",
+                f"(stagger's, per {match.where}) for a slot before each reboot.",
                 "when stagger grants a slot",
                 "nothing to change: stagger decides",
             )
@@ -135,7 +139,8 @@ def zincati_verdict(
             Verdict.UNKNOWN,
             "Zincati reboots when the FleetLock server at "
             f"{s.base_url or '(no base_url: Zincati fails)'} grants a slot; the doctor "
-            "cannot tell whether that is stagger (pass --fleetlock-url URL).",
+            "cannot tell whether that is stagger (it is not stagger's [agent].backend or "
+            "[server]; if it is stagger's, pass --fleetlock-url URL).",
             "when that server grants a slot",
         )
     return src(
@@ -167,4 +172,4 @@ def find(host: Host) -> list[RebootSource]:
     zincati = read_zincati(host)
     if zincati is None:
         return []
-    return [zincati_verdict(zincati, host.unit("zincati.service"), host.fleetlock_urls)]
+    return [zincati_verdict(zincati, host.unit("zincati.service"), host.stagger_urls)]
