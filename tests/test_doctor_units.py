@@ -268,6 +268,52 @@ def test_a_unit_with_only_also_is_indirect(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("where", "expected"),
     [
+        ("/etc/systemd/system", EnabledState.INDIRECT),
+        ("/run/systemd/system", EnabledState.INDIRECT),
+        ("/usr/local/lib/systemd/system", EnabledState.DISABLED),
+    ],
+)
+def test_a_unit_linked_only_under_a_name_it_does_not_install_is_indirect(
+    tmp_path: Path, where: str, expected: EnabledState
+) -> None:
+    fs = make_tree(
+        tmp_path,
+        {
+            "/usr/lib/systemd/system/a.service": INSTALLABLE,
+            f"{where}/other-name.service": Link("/usr/lib/systemd/system/a.service"),
+        },
+    )
+    assert is_enabled(load_tree(fs), "a.service") is expected
+
+
+def test_an_alias_link_its_install_section_names_makes_it_enabled(tmp_path: Path) -> None:
+    fs = make_tree(
+        tmp_path,
+        {
+            "/usr/lib/systemd/system/a.service": SERVICE + "[Install]\nAlias=b.service\n",
+            "/etc/systemd/system/b.service": Link("/usr/lib/systemd/system/a.service"),
+        },
+    )
+    assert is_enabled(load_tree(fs), "a.service") is EnabledState.ENABLED
+
+
+def test_an_enabling_link_wins_over_an_unknown_alias(tmp_path: Path) -> None:
+    fs = make_tree(
+        tmp_path,
+        {
+            "/usr/lib/systemd/system/a.service": INSTALLABLE,
+            "/etc/systemd/system/other-name.service": Link("/usr/lib/systemd/system/a.service"),
+            "/etc/systemd/system/multi-user.target.wants/a.service": Link(
+                "/usr/lib/systemd/system/a.service"
+            ),
+        },
+    )
+    assert is_enabled(load_tree(fs), "a.service") is EnabledState.ENABLED
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
         ("/etc/systemd/system/a.service", EnabledState.MASKED),
         ("/run/systemd/system/a.service", EnabledState.MASKED_RUNTIME),
     ],

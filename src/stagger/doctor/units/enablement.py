@@ -29,7 +29,9 @@ def is_enabled(tree: UnitTree, name: str) -> EnabledState:
     """As `systemctl is-enabled NAME` would say (systemd src/shared/install.c,
     unit_file_lookup_state): only links in /etc or /run make a unit "enabled"; a link in the
     vendor tree (how CoreOS shipped update-engine and locksmithd) leaves it "disabled" — or
-    "static" with no [Install] section — even though it starts at every boot."""
+    "static" with no [Install] section — even though it starts at every boot. "indirect":
+    only an alias link in /etc or /run under a name its `Alias=` does not list, or no
+    [Install] rules but `Also=` (enabling it enables the others)."""
     unit = tree.get(name)
     if unit is None or not unit.found:
         return EnabledState.NOT_FOUND
@@ -67,6 +69,17 @@ def is_enabled(tree: UnitTree, name: str) -> EnabledState:
         return EnabledState.ENABLED_RUNTIME
     if unit.linked:
         return EnabledState.LINKED
+    # systemd's second look (match_name=false): a link under a name the unit's [Install]
+    # does not give it, in /etc or /run, means the unit is in use under that name.
+    in_use_elsewhere = [
+        a
+        for a in tree.aliases
+        if a.target_name == unit.real_name
+        and a.name not in install_aliases
+        and tree_of(a.directory) in (Tree.ADMIN, Tree.RUNTIME)
+    ]
+    if in_use_elsewhere:
+        return EnabledState.INDIRECT
     u = unit.unit
     if any(u.names("Install", k) for k in ("WantedBy", "RequiredBy", "UpheldBy", "Alias")):
         return EnabledState.DISABLED
