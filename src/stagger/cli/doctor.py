@@ -18,11 +18,13 @@ def doctor(
     fleetlock_url: list[str] = typer.Option(
         [],
         "--fleetlock-url",
-        help="A FleetLock base URL served by stagger (Zincati pointed at it is not a source).",
+        help="A FleetLock base URL served by stagger (Zincati pointed at it is not a source); "
+        "[agent].backend and [server] from stagger's own config count without it.",
     ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Find every agent that would reboot this host on its own; exit 0 when there is none."""
+    """Find every agent that would reboot this host on its own; exit 0 when there is none.
+    Also says what stagger itself would do here (information only: never in the exit code)."""
     if unit is not None and ("/" in unit or not unit.strip()):
         fail(
             f"--unit {unit!r} is not a unit name; give e.g. update-engine.service.",
