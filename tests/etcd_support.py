@@ -170,6 +170,9 @@ async def store_revision(client: aetcd.Client) -> int:
 # --- contention: shared by the contention and cluster tests ---------------------------------
 
 
+HOLD_SECONDS = 0.002
+
+
 @dataclass
 class Tally:
     ops: int = 0
@@ -189,6 +192,10 @@ async def contend(backend: EtcdBackend, node_id: str, tally: Tally, total: int) 
             continue
         assert isinstance(outcome, Granted)
         tally.grants += 1
+        # Hold the slot for a moment, as a node does for its reboot: a client that released
+        # the instant it was granted would win its own release (its view of the group is the
+        # newest) before the others got a write in, and the group would never fill up.
+        await asyncio.sleep(HOLD_SECONDS)
         released = await backend.release("web", node_id)
         assert isinstance(released, Released), "only this client releases its own hold"
         tally.ops += 1

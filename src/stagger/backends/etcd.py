@@ -13,12 +13,15 @@ Key layout, under a prefix (default `stagger/v1/`; docs/backends.md shows it to 
 - `{prefix}nodes/{id}`: the node's last report (core.reports.NodeReport as JSON), replaced by
   the next; its `updated_at` is the writer's clock (etcd keeps no time of its own).
 
-A change loads the group (with its lease keys, event counter and, for acquire, the fleet
-pause) in one read transaction, applies one core operation, and writes everything in ONE
+A change applies one core operation to a view of the group (its value, lease keys, event
+counter and the fleet pause, as one read transaction saw them) and writes everything in ONE
 transaction guarded by the group key's mod_revision (and, for acquire, the fleet key's), so
-a concurrent writer or fleet pause is never missed. A lost guard is retried (retry_cas); an
-operation that changes nothing writes nothing. A write whose outcome is unknown is re-read
-before answering.
+a concurrent writer or fleet pause is never missed. The view is the newest this object has
+seen (any read of the group, or its own last write), so a change usually costs that one
+transaction; a lost guard returns a fresh view from the transaction's failure branch and is
+retried (retry_cas). An operation that changes nothing writes nothing, and is only answered
+from a view read after it began (_apply explains why). A write whose outcome is unknown is
+re-read before answering.
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ DEFAULT_PREFIX = "stagger/v1/"
 # etcd refuses a transaction of more than --max-txn-ops operations (128 by default); beyond
 # this many events in one change, the "expired" ones are folded into one.
 MAX_EVENTS_PER_TXN = 64
+# Groups whose last view one backend object remembers (a few hundred bytes each, per hold).
+MAX_CACHED_GROUPS = 10_000
 
 OPTIONS = (
     "prefix",
@@ -204,16 +209,19 @@ class _HoldLease:
 
 
 @dataclass(frozen=True)
-class _Loaded:
-    """A group as one read transaction saw it, with holds whose lease is gone dropped."""
+class _View:
+    """A group as one etcd read saw it (or as our own write left it), with holds whose lease
+    is gone dropped. Everything a change needs: the value and its revision, the lease keys,
+    the event counter and the fleet pause with its revision."""
 
     semaphore: Semaphore
     expired: tuple[Event, ...]  # recorded with the next write
     revision: int  # the group key's mod_revision; 0 when absent
     leases: Mapping[str, _HoldLease]
     seq: int
-    fleet: Pause | None = None
-    fleet_revision: int = 0
+    fleet: Pause | None
+    fleet_revision: int
+    read_at: int  # the store revision it shows (the response header's): newer views win
 
 
 def _ttl_seconds(ttl: timedelta | None) -> int | None:
@@ -274,6 +282,8 @@ class EtcdBackend(SemaphoreStore):
         # Compare-and-swaps lost to another writer (each was retried): a contention gauge.
         self.conflicts = 0
         self._client = EtcdClient(settings)
+        # The newest view of each group this object has seen: where a change starts (_apply).
+        self._views: dict[str, _View] = {}
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> EtcdBackend:
@@ -357,16 +367,21 @@ class EtcdBackend(SemaphoreStore):
             found[kv.key[start:].decode()] = _HoldLease(int(kv.lease), ttl)
         return found
 
-    async def _load(self, group: str, now: datetime, *, with_fleet: bool = False) -> _Loaded:
-        ops = [
+    def _view_ops(self, group: str) -> list[Any]:
+        """The ranges a view of `group` reads: the group, its lease keys, its event counter
+        and the fleet pause (always: one more range in the same transaction costs ~nothing,
+        and then every view serves every operation)."""
+        return [
             self._range(self.group_key(group)),
             self._range(self._key("leases", group, ""), prefix=True),
             self._range(self.seq_key(group)),
+            self._range(self.group_key(FLEET)),
         ]
-        if with_fleet:
-            ops.append(self._range(self.group_key(FLEET)))
-        resp = await self._client.read_txn(rpc.TxnRequest(success=ops))
-        group_kvs, lease_kvs, seq_kvs = (r.response_range.kvs for r in resp.responses[:3])
+
+    def _view(self, group: str, resp: Any, now: datetime) -> _View:
+        """The view in the answer to `_view_ops` (a read transaction's, or the failure branch
+        of a guarded write's), remembered as the group's newest if it is."""
+        group_kvs, lease_kvs, seq_kvs, fleet_kvs = (r.response_range.kvs for r in resp.responses)
         if group_kvs:
             sem, revision = self._decode(group, group_kvs[0].value), group_kvs[0].mod_revision
         else:
@@ -374,20 +389,35 @@ class EtcdBackend(SemaphoreStore):
         leases = self._leases(group, lease_kvs)
         swept = core.expire_lost(sem, frozenset(leases), now)
         fleet, fleet_revision = None, 0
-        if with_fleet:
-            fleet_kvs = resp.responses[3].response_range.kvs
-            if fleet_kvs:
-                fleet = self._decode(FLEET, fleet_kvs[0].value).pause
-                fleet_revision = fleet_kvs[0].mod_revision
-        return _Loaded(
-            semaphore=swept.semaphore,
-            expired=swept.events,
-            revision=revision,
-            leases=leases,
-            seq=int(seq_kvs[0].value) if seq_kvs else 0,
-            fleet=fleet,
-            fleet_revision=fleet_revision,
+        if fleet_kvs:
+            fleet = self._decode(FLEET, fleet_kvs[0].value).pause
+            fleet_revision = fleet_kvs[0].mod_revision
+        return self._remember(
+            group,
+            _View(
+                semaphore=swept.semaphore,
+                expired=swept.events,
+                revision=revision,
+                leases=leases,
+                seq=int(seq_kvs[0].value) if seq_kvs else 0,
+                fleet=fleet,
+                fleet_revision=fleet_revision,
+                read_at=int(resp.header.revision),
+            ),
         )
+
+    async def _load(self, group: str, now: datetime) -> _View:
+        """A fresh view: one linearizable read transaction."""
+        resp = await self._client.read_txn(rpc.TxnRequest(success=self._view_ops(group)))
+        return self._view(group, resp, now)
+
+    def _remember(self, group: str, view: _View) -> _View:
+        known = self._views.get(group)
+        if known is None or view.read_at >= known.read_at:
+            if known is None and len(self._views) >= MAX_CACHED_GROUPS:
+                self._views.pop(next(iter(self._views)))  # the oldest remembered group
+            self._views[group] = view
+        return view
 
     # --- writing --------------------------------------------------------------------------
 
@@ -402,16 +432,24 @@ class EtcdBackend(SemaphoreStore):
         )
 
     async def _commit(
-        self, group: str, loaded: _Loaded, new: Semaphore, events: tuple[Event, ...], fleet: bool
-    ) -> bool:
+        self,
+        group: str,
+        view: _View,
+        new: Semaphore,
+        events: tuple[Event, ...],
+        fleet: bool,
+        now: datetime,
+    ) -> tuple[bool, _View]:
         """Write `new` and its events in one transaction, if nobody wrote the group (or, for
-        an acquire, the fleet pause) since `loaded`. False: we lost that race."""
+        an acquire, the fleet pause) since `view`. (True, the view after the write), or
+        (False, a fresh view from the transaction's failure branch) when we lost that race."""
         ops = [_put(self.group_key(group), encode_semaphore(_without_expiry(new)).encode())]
         events = _fold(events)
+        last = view.seq
         if events:
-            last = loaded.seq + len(events)
+            last = view.seq + len(events)
             ops.append(_put(self.seq_key(group), b"%d" % last))
-            for i, event in enumerate(events, start=loaded.seq + 1):
+            for i, event in enumerate(events, start=view.seq + 1):
                 ops.append(_put(self.event_key(group, i), encode_event(event).encode()))
             if last > self.history_limit:
                 first_kept = self.event_key(group, last - self.history_limit + 1)
@@ -419,28 +457,33 @@ class EtcdBackend(SemaphoreStore):
 
         # Holds of a group with a hold_ttl each get a lease key; the rest get none.
         ttl = _ttl_seconds(new.hold_ttl)
+        leases = dict(view.leases)
         granted: list[int] = []
         dropped: list[int] = []
         try:
             for node_id in new.holds if ttl is not None else ():
-                have = loaded.leases.get(node_id)
+                have = view.leases.get(node_id)
                 if ttl is None or (have is not None and have.ttl == ttl):
                     continue
                 lease_id = await self._client.lease_grant(ttl)
                 granted.append(lease_id)
+                leases[node_id] = _HoldLease(lease_id, ttl)
                 value = json.dumps({"ttl": ttl}).encode()
                 ops.append(_put(self.lease_key(group, node_id), value, lease_id))
                 if have is not None:
                     dropped.append(have.lease_id)
-            for node_id, have in loaded.leases.items():
+            for node_id, have in view.leases.items():
                 if ttl is None or node_id not in new.holds:
                     ops.append(_delete(self.lease_key(group, node_id)))
                     dropped.append(have.lease_id)
+                    del leases[node_id]
 
-            compare = [self._unchanged(self.group_key(group), loaded.revision)]
+            compare = [self._unchanged(self.group_key(group), view.revision)]
             if fleet:
-                compare.append(self._unchanged(self.group_key(FLEET), loaded.fleet_revision))
-            resp = await self._client.txn(rpc.TxnRequest(compare=compare, success=ops))
+                compare.append(self._unchanged(self.group_key(FLEET), view.fleet_revision))
+            resp = await self._client.txn(
+                rpc.TxnRequest(compare=compare, success=ops, failure=self._view_ops(group))
+            )
         except OutcomeUnknown:
             raise  # the new leases may be in use now: let them live (they expire on their own)
         except Exception:
@@ -450,17 +493,29 @@ class EtcdBackend(SemaphoreStore):
         if not resp.succeeded:
             for lease_id in granted:
                 await self._client.lease_revoke(lease_id)
-            return False
+            return False, self._view(group, resp, now)
         for lease_id in dropped:
             await self._client.lease_revoke(lease_id)
-        return True
+        written = int(resp.header.revision)
+        after = replace(
+            view,
+            semaphore=_without_expiry(new),
+            expired=(),
+            revision=written,
+            leases=leases,
+            seq=last,
+            read_at=written,
+        )
+        if group == FLEET:
+            after = replace(after, fleet=new.pause, fleet_revision=written)
+        return True, self._remember(group, after)
 
     async def _hold_alive(self, group: str, node_id: str) -> bool:
         """Refresh the hold's lease, so etcd's clock (not ours) decides its expiry."""
-        loaded = await self._load(group, self.clock())
-        if node_id not in loaded.semaphore.holds:
+        view = await self._load(group, self.clock())
+        if node_id not in view.semaphore.holds:
             return False
-        lease = loaded.leases.get(node_id)
+        lease = view.leases.get(node_id)
         # <= 0: etcd expired it just now; the next write records that
         return lease is None or await self._client.lease_keepalive(lease.lease_id) > 0
 
@@ -473,15 +528,35 @@ class EtcdBackend(SemaphoreStore):
         with_fleet: bool = False,
         settle: Settle[T] | None = None,
     ) -> T:
-        """Load, apply `op`, and compare-and-swap, retrying lost races (retry_cas). After a
-        write with an unknown outcome, the next load decides through `settle` whether it took
-        effect (without `settle`, the operation simply runs again on what is there now)."""
-        unknown: list[T] = []  # the outcome of a write we could not confirm
+        """Apply `op` to the group and compare-and-swap the result, retrying lost races
+        (retry_cas). After a write with an unknown outcome, the next fresh view decides
+        through `settle` whether it took effect (without `settle`, the operation simply runs
+        again on what is there now).
 
-        async def attempt() -> tuple[bool, T]:
-            now = self.clock()
+        The first attempt starts from the remembered view of the group (`self._views`: the
+        newest this object has seen, from any read or write, e.g. the server's batched
+        status read a moment ago), so a change usually costs ONE transaction. Why that is
+        safe:
+        - A remembered view is only used to PROPOSE a write. The write is guarded by the
+          group key's mod_revision (and the fleet key's), so it commits only if the group is
+          still exactly what the view saw: a stale view costs a retry, never a wrong grant.
+          (Lease keys can vanish without touching the group key, as before with a fresh
+          read; that only makes a view count a hold etcd already ended, never a free slot
+          that is not.)
+        - An outcome that writes nothing (a denial, a holder asking again, releasing nothing)
+          is an answer about the present, so it must come from a view read after this call
+          began: if the remembered view says "no write", it is confirmed by a fresh read
+          first. The failure branch of a lost guard is such a read (etcd evaluates it at the
+          transaction's own revision), so a lost race refreshes the view without a read of
+          its own, and the retry decides on it.
+        """
+        unknown: list[T] = []  # the outcome of a write we could not confirm
+        view = self._views.get(group)
+        fresh = False  # whether `view` was read after this call began
+
+        async def load(now: datetime) -> _View:
             try:
-                loaded = await self._load(group, now, with_fleet=with_fleet)
+                return await self._load(group, now)
             except BackendUnavailable as exc:
                 if unknown:
                     raise BackendUnavailable(
@@ -489,19 +564,33 @@ class EtcdBackend(SemaphoreStore):
                         "applied: check with `stagger status` before acting on it"
                     ) from exc
                 raise
-            if unknown and settle is not None:
-                settled = settle(loaded.semaphore, unknown[-1])
+
+        async def attempt() -> tuple[bool, T]:
+            nonlocal view, fresh
+            now = self.clock()
+            if view is None:
+                view, fresh = await load(now), True
+            if fresh and unknown and settle is not None:
+                settled = settle(view.semaphore, unknown[-1])
                 if settled is not None:
                     return True, settled
-            change = op(loaded.semaphore, now, loaded.fleet)
+            change = op(view.semaphore, now, view.fleet)
+            if not change.changed and not fresh:
+                view, fresh = await load(now), True  # confirm "no write" on the present
+                change = op(view.semaphore, now, view.fleet)
             if not change.changed:
                 return True, change.outcome
-            events = (*loaded.expired, *change.events)
+            events = (*view.expired, *change.events)
             try:
-                ok = await self._commit(group, loaded, change.semaphore, events, with_fleet)
+                ok, view = await self._commit(
+                    group, view, change.semaphore, events, with_fleet, now
+                )
             except OutcomeUnknown:
                 unknown.append(change.outcome)
+                self._views.pop(group, None)
+                view, fresh = None, False
                 return False, change.outcome
+            fresh = not ok
             self.conflicts += not ok
             return ok, change.outcome
 
@@ -510,26 +599,24 @@ class EtcdBackend(SemaphoreStore):
     # --- reads (the changes are SemaphoreStore's) ---------------------------------------
 
     async def status(self, group: str | None = None) -> Snapshot:
-        if group is not None:
-            validate_group(group)
         now = self.clock()
-        # One read transaction: the groups, their lease keys and the fleet pause agree.
-        if group is None:
-            ops = [
-                self._range(self._key("groups", ""), prefix=True),
-                self._range(self._key("leases", ""), prefix=True),
-            ]
-        else:
-            ops = [
-                self._range(self.group_key(group)),
-                self._range(self._key("leases", group, ""), prefix=True),
-                self._range(self.group_key(FLEET)),
-            ]
-        resp = await self._client.read_txn(rpc.TxnRequest(success=ops))
-        group_kvs = list(resp.responses[0].response_range.kvs)
         if group is not None:
-            group_kvs += list(resp.responses[2].response_range.kvs)
-        lease_kvs = resp.responses[1].response_range.kvs
+            # One group: the same view a change starts from, so it is remembered for one.
+            view = await self._load(validate_group(group), now)
+            active = view.fleet if view.fleet is not None and view.fleet.active(now) else None
+            return Snapshot(
+                now=now, groups=(GroupStatus(view.semaphore, now, view.fleet),), fleet_pause=active
+            )
+        # One read transaction: the groups, their lease keys and the fleet pause agree.
+        resp = await self._client.read_txn(
+            rpc.TxnRequest(
+                success=[
+                    self._range(self._key("groups", ""), prefix=True),
+                    self._range(self._key("leases", ""), prefix=True),
+                ]
+            )
+        )
+        group_kvs, lease_kvs = (r.response_range.kvs for r in resp.responses)
         start = len(self._key("groups", ""))
         sems: dict[str, Semaphore] = {}
         for kv in group_kvs:
@@ -537,8 +624,6 @@ class EtcdBackend(SemaphoreStore):
             sems[name] = self._decode(name, kv.value)
         fleet_sem = sems.pop(FLEET, None)
         fleet = fleet_sem.pause if fleet_sem is not None else None
-        if group is not None and group not in sems:
-            sems[group] = Semaphore(group, max=self.default_max)
         alive: dict[str, set[str]] = {}
         lease_start = len(self._key("leases", ""))
         for kv in lease_kvs:

@@ -1,0 +1,163 @@
+"""The etcd backend remembers the newest view of each group it has seen (from a read or its
+own write) and starts a change from it, so a change right after a read is ONE transaction.
+A remembered view may be stale (another client wrote since): then it may only cost a retry,
+never a wrong answer. Each test makes a view stale through a second backend object (another
+server, another node) and checks the answer, on a real etcd; the round trips are counted by
+etcd itself (its gRPC metrics)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from etcd_support import EtcdCluster, raw_client, store_revision
+from stagger.backends.etcd import EtcdBackend
+from stagger.core.semaphore import Denied, DenyReason, Granted, NotHeld, Released
+
+OP = "operator:alice"
+
+
+def kv_calls(cluster: EtcdCluster) -> int:
+    """Every KV request (Range, Txn, Put...) the member has answered: one per round trip."""
+    with urllib.request.urlopen(cluster.members[0].client_url + "/metrics", timeout=5) as r:
+        text = r.read().decode()
+    found = re.findall(
+        r'^grpc_server_handled_total\{[^}]*grpc_service="etcdserverpb\.KV"[^}]*\} (\S+)$',
+        text,
+        re.M,
+    )
+    return int(sum(float(v) for v in found))
+
+
+@pytest.fixture
+async def pair(etcd_server: EtcdCluster) -> AsyncIterator[tuple[EtcdBackend, EtcdBackend]]:
+    """Two backend objects on one prefix: `here` remembers views, `there` writes behind it."""
+    url = f"{etcd_server.url}?prefix=test-{uuid.uuid4().hex[:12]}/"
+    here, there = EtcdBackend.from_url(url), EtcdBackend.from_url(url)
+    yield here, there
+    await here.close()
+    await there.close()
+
+
+async def test_a_change_right_after_a_read_of_the_group_is_one_transaction(
+    pair: tuple[EtcdBackend, EtcdBackend], etcd_server: EtcdCluster
+) -> None:
+    here, _ = pair
+    await here.set_max("web", 2, by=OP)
+    await here.status("web")
+    before = kv_calls(etcd_server)
+    assert isinstance(await here.acquire("web", "node-a"), Granted)
+    assert kv_calls(etcd_server) - before == 1
+
+
+async def test_a_change_right_after_a_change_is_one_transaction(
+    pair: tuple[EtcdBackend, EtcdBackend], etcd_server: EtcdCluster
+) -> None:
+    here, _ = pair
+    await here.set_max("web", 2, by=OP)
+    await here.acquire("web", "node-a")
+    before = kv_calls(etcd_server)
+    assert isinstance(await here.release("web", "node-a"), Released)
+    assert kv_calls(etcd_server) - before == 1
+
+
+async def test_a_stale_view_never_grants_a_slot_another_client_took(
+    pair: tuple[EtcdBackend, EtcdBackend], etcd_server: EtcdCluster
+) -> None:
+    here, there = pair
+    await here.set_max("web", 1, by=OP)
+    await here.status("web")  # remembers: one free slot
+    await there.acquire("web", "node-x")
+    before = kv_calls(etcd_server)
+    outcome = await here.acquire("web", "node-y")
+    assert isinstance(outcome, Denied)
+    assert outcome.holders == ("node-x",)
+    # The guarded write lost, and its failure branch carried the fresh group: no extra read.
+    assert here.conflicts == 1
+    assert kv_calls(etcd_server) - before == 1
+
+
+async def test_a_stale_view_never_denies_a_slot_another_client_freed(
+    pair: tuple[EtcdBackend, EtcdBackend],
+) -> None:
+    here, there = pair
+    await here.set_max("web", 1, by=OP)
+    await there.acquire("web", "node-x")
+    await here.status("web")  # remembers: full
+    await there.release("web", "node-x")
+    assert isinstance(await here.acquire("web", "node-y"), Granted)
+
+
+async def test_a_stale_view_never_misses_a_fleet_pause_set_elsewhere(
+    pair: tuple[EtcdBackend, EtcdBackend],
+) -> None:
+    here, there = pair
+    await here.set_max("web", 2, by=OP)
+    await here.status("web")  # remembers: no pause
+    await there.pause(None, by=OP, reason="freeze")
+    outcome = await here.acquire("web", "node-y")
+    assert isinstance(outcome, Denied)
+    assert outcome.reason is DenyReason.PAUSED
+
+
+async def test_a_stale_view_never_answers_not_held_for_a_hold_taken_since(
+    pair: tuple[EtcdBackend, EtcdBackend],
+) -> None:
+    here, there = pair
+    await here.set_max("web", 2, by=OP)
+    await here.status("web")  # remembers: node-x holds nothing
+    await there.acquire("web", "node-x")
+    assert isinstance(await here.release("web", "node-x"), Released)
+    (status,) = (await there.status("web")).groups
+    assert status.holds == []
+
+
+async def test_a_stale_view_never_answers_already_held_for_a_hold_released_since(
+    pair: tuple[EtcdBackend, EtcdBackend],
+) -> None:
+    here, there = pair
+    await here.set_max("web", 1, by=OP)
+    await here.acquire("web", "node-x")  # remembers: node-x holds
+    await there.release("web", "node-x")
+    granted = await here.acquire("web", "node-x")
+    assert isinstance(granted, Granted)
+    assert not granted.already_held, "the hold was taken anew, and written"
+    (status,) = (await there.status("web")).groups
+    assert [h.id for h in status.holds] == ["node-x"]
+
+
+async def test_a_stale_view_never_denies_a_slot_whose_lease_etcd_ended(
+    pair: tuple[EtcdBackend, EtcdBackend],
+) -> None:
+    here, there = pair
+    await here.set_max("web", 1, by=OP)
+    await here.configure("web", by=OP, hold_ttl=timedelta(seconds=1))
+    await here.acquire("web", "node-x")  # remembers node-x's lease; the group key never moves
+    for _ in range(100):  # bounded: 10 s; etcd ends a 1 s lease within about 2 s
+        (status,) = (await there.status("web")).groups
+        if not status.holds:
+            break
+        await asyncio.sleep(0.1)
+    assert isinstance(await here.acquire("web", "node-y"), Granted)
+
+
+async def test_a_no_op_decided_from_a_remembered_view_still_writes_nothing(
+    pair: tuple[EtcdBackend, EtcdBackend], etcd_server: EtcdCluster
+) -> None:
+    here, _ = pair
+    await here.set_max("web", 1, by=OP)
+    await here.acquire("web", "node-x")  # remembers: full, node-x holds
+    async with raw_client(etcd_server.members[0]) as raw:
+        start = await store_revision(raw)
+        assert isinstance(await here.release("web", "node-z"), NotHeld)
+        assert isinstance(await here.acquire("web", "node-y"), Denied)
+        granted = await here.acquire("web", "node-x")
+        assert isinstance(granted, Granted)
+        assert granted.already_held
+        assert await store_revision(raw) == start
