@@ -1,13 +1,22 @@
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from stagger.backends.base import Backend
 from stagger.backends.factory import open_backend
+
+# Hypothesis explores new examples on every developer run; under CI it replays a fixed
+# derandomized set, so a landing never depends on the luck of the draw (and a loaded machine
+# never trips a deadline).
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 pytest_plugins = ["etcd_support", "dbus_support"]
 

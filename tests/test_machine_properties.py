@@ -145,6 +145,10 @@ def test_the_cycle_invariants_hold_over_random_event_sequences(
                 rebooted_unverified = True
         if isinstance(event, Restarted):
             reboot_pending = False
+            if before.cycle is State.REBOOTING:
+                # Same boot id: the reboot never happened, so there is nothing to verify; the
+                # gates are judged again and may abort (window closed, paused).
+                rebooted_unverified = False
         if isinstance(event, HealthPassed | ReleasedByOperator):
             rebooted_unverified = False  # proven healthy, or the operator's call
 
