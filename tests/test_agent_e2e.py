@@ -49,7 +49,7 @@ interval = "100ms"
 [hooks]
 pre_reboot = [["sh", "-c", "while [ -e {r}/hold-drain ]; do sleep 0.05; done"]]
 health = [["sh", "-c", "while [ -e {r}/hold-health ]; do sleep 0.05; done; test ! -e {r}/broken"]]
-health_timeout = "300ms"
+health_timeout = "{node.health_timeout}"
 health_interval = "100ms"
 
 [cycle]
@@ -71,12 +71,21 @@ class Node:
     boots: int = 1
     killed: bool = False
     log_mark: int = 0  # the log's size when the agent was last started
+    # Short, so that a broken check halts the node at once; a held check (hold-health) then
+    # fails too when it runs over, so a test that holds VERIFYING sets it long.
+    health_timeout: str = "300ms"
 
     def __post_init__(self) -> None:
         (self.root / "etc").mkdir(parents=True)
         (self.root / "run").mkdir()
         (self.root / "etc/machine-id").write_text(uuid.uuid4().hex + "\n")
         (self.root / "boot_id").write_text(f"{self.id}-boot-1\n")
+        self.configure()
+
+    def configure(self, health_timeout: str | None = None) -> None:
+        """Write the agent's config; the agent reads it at its next start."""
+        if health_timeout is not None:
+            self.health_timeout = health_timeout
         (self.root / "agent.toml").write_text(config_text(self, self.backend))
 
     @property
@@ -208,6 +217,13 @@ def fleet(any_backend_url: str, tmp_path: Path) -> Iterator[Fleet]:
         node.stop()
 
 
+def denied(node: Node) -> bool:
+    """The node is waiting after a denied slot request. A node that is refused asks again
+    every `retry`, so it is read in ACQUIRING now and then: tests wait for this, bounded."""
+    state = node.state()
+    return state.get("cycle") == "waiting" and "no slot" in str(state.get("reason"))
+
+
 def max_concurrent_holds(history: list[tuple[str, str]]) -> int:
     held: set[str] = set()
     most = 0
@@ -233,14 +249,13 @@ def test_a_rollout_survives_sigkill_in_every_state_and_a_halted_node_stops_it_un
     for n in (b, c):
         n.need_reboot()
         n.start()
-    fleet.wait("b and c waiting for the slot", lambda: b.cycle() == c.cycle() == "waiting")
-    assert "no slot" in str(b.state()["reason"])
+    fleet.wait("b and c denied a slot", lambda: denied(b) and denied(c))
 
     # SIGKILL while WAITING: the need is not lost and no slot is taken.
     b.sigkill()
     b.start()
-    fleet.wait("b restarted", lambda: "event=SlotDenied" in b.this_run())
-    assert b.cycle() == "waiting"
+    # The log line comes before the state is saved: wait for both.
+    fleet.wait("b denied again", lambda: "event=SlotDenied" in b.this_run() and denied(b))
 
     # SIGKILL while DRAINING: same boot, so no reboot happened; the slot is still a's.
     a.sigkill()
@@ -249,7 +264,9 @@ def test_a_rollout_survives_sigkill_in_every_state_and_a_halted_node_stops_it_un
     fleet.wait("a draining again", lambda: a.cycle() == "draining" and a.boots == 1)
     assert fleet.holders() == ("node-1",)
 
-    # a reboots; its health check is held: SIGKILL while VERIFYING keeps the slot.
+    # a reboots; its health check is held: SIGKILL while VERIFYING keeps the slot. The held
+    # check must not run over its time limit meanwhile (that would halt a): a long one.
+    a.configure(health_timeout=f"{WAIT:g}s")
     a.flag("hold-health", True)
     a.flag("hold-drain", False)
     fleet.wait("a verifying after its reboot", lambda: a.boots == 2 and a.cycle() == "verifying")
@@ -259,10 +276,15 @@ def test_a_rollout_survives_sigkill_in_every_state_and_a_halted_node_stops_it_un
     assert a.cycle() == "verifying"
     assert fleet.holders() == ("node-1",)
 
-    # Its health check fails: HALTED with the slot kept; b and c wait.
+    # Its health check fails: HALTED with the slot kept; b and c wait. (Restarted with a short
+    # time limit, so the failing check halts it at once; still verifying, still the same boot.)
     a.flag("broken", True)
     a.flag("hold-health", False)
+    a.configure(health_timeout="300ms")
+    a.sigkill()
+    a.start()
     fleet.wait("a halted", lambda: a.cycle() == "halted")
+    assert a.boots == 2
     a.sigkill()
     a.start()
     fleet.wait("a restarted", lambda: "boot=Restarted" in a.this_run())
@@ -270,7 +292,11 @@ def test_a_rollout_survives_sigkill_in_every_state_and_a_halted_node_stops_it_un
     assert a.cycle() == "halted"
     assert fleet.holders() == ("node-1",)
     assert b.reboots() == c.reboots() == []
-    assert b.cycle() == c.cycle() == "waiting"
+    # b and c keep asking (waiting, then acquiring for an instant, then denied): they never
+    # get further, and each is denied again while a is halted.
+    assert {b.cycle(), c.cycle()} <= {"waiting", "acquiring"}
+    fleet.wait("b and c denied while a is halted", lambda: denied(b) and denied(c))
+    assert fleet.holders() == ("node-1",)
 
     # Fixing the check lets a release and the rollout go on, one node at a time.
     a.flag("broken", False)
@@ -294,7 +320,7 @@ def test_an_operator_unlock_of_a_halted_node_lets_the_rollout_go_on(fleet: Fleet
     for n in (b, c):
         n.need_reboot()
         n.start()
-    fleet.wait("b and c waiting", lambda: b.cycle() == c.cycle() == "waiting")
+    fleet.wait("b and c denied a slot", lambda: denied(b) and denied(c))
     assert fleet.holders() == ("node-1",)
 
     subprocess.run(
