@@ -136,6 +136,18 @@ class Backend(Protocol):
     async def close(self) -> None: ...
 
 
+@runtime_checkable
+class RemembersGroups(Protocol):
+    """A backend that keeps the newest view of each group it has seen (etcd). Such a view may
+    be stale: it is good for choosing to PROPOSE a change (the backend's guarded write
+    decides), never for answering one that needs no write."""
+
+    def remembered(self, group: str) -> GroupStatus | None:
+        """The newest view of `group` this object has seen, at the backend's now; None when
+        it has seen none."""
+        ...
+
+
 T = TypeVar("T")
 
 # Enough for hundreds of writers on one group; each attempt is a fresh read-apply-CAS.

@@ -26,9 +26,11 @@ re-read before answering.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -222,6 +224,8 @@ class _View:
     fleet: Pause | None
     fleet_revision: int
     read_at: int  # the store revision it shows (the response header's): newer views win
+    sent: int  # the number of the request it answers (EtcdBackend._request): see _fresh
+    derived: bool = False  # made from our own write's success, not read from etcd
 
 
 def _ttl_seconds(ttl: timedelta | None) -> int | None:
@@ -258,6 +262,33 @@ def _fold(events: tuple[Event, ...]) -> tuple[Event, ...]:
     return (folded, *rest)
 
 
+class _GroupLocks:
+    """One lock per group that someone is changing, forgotten when nobody is. A change waits
+    at most `wait` seconds for its turn, then goes ahead anyway: the lock only saves lost
+    races, the guarded write is what keeps the semaphore right."""
+
+    def __init__(self, wait: float) -> None:
+        self.wait = wait
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, group: str) -> AsyncIterator[None]:
+        lock, users = self._locks.setdefault(group, (asyncio.Lock(), [0]))
+        users[0] += 1
+        got = False
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.wait):
+                    got = await lock.acquire()
+            yield
+        finally:
+            if got:
+                lock.release()
+            users[0] -= 1
+            if users[0] == 0:
+                del self._locks[group]
+
+
 class EtcdBackend(SemaphoreStore):
     """The Backend Protocol on an etcd v3 cluster (see the module docstring for the layout)."""
 
@@ -284,6 +315,11 @@ class EtcdBackend(SemaphoreStore):
         self._client = EtcdClient(settings)
         # The newest view of each group this object has seen: where a change starts (_apply).
         self._views: dict[str, _View] = {}
+        self._requests = 0
+        # One change per group at a time from this object: when a slot frees, the server's
+        # waiting acquires queue here instead of all racing the same guard; each is then
+        # decided on the view the one before it left (fresh: sent after it began).
+        self._writers = _GroupLocks(wait=settings.timeout)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> EtcdBackend:
@@ -378,7 +414,7 @@ class EtcdBackend(SemaphoreStore):
             self._range(self.group_key(FLEET)),
         ]
 
-    def _view(self, group: str, resp: Any, now: datetime) -> _View:
+    def _view(self, group: str, resp: Any, now: datetime, sent: int) -> _View:
         """The view in the answer to `_view_ops` (a read transaction's, or the failure branch
         of a guarded write's), remembered as the group's newest if it is."""
         group_kvs, lease_kvs, seq_kvs, fleet_kvs = (r.response_range.kvs for r in resp.responses)
@@ -403,13 +439,29 @@ class EtcdBackend(SemaphoreStore):
                 fleet=fleet,
                 fleet_revision=fleet_revision,
                 read_at=int(resp.header.revision),
+                sent=sent,
             ),
         )
 
     async def _load(self, group: str, now: datetime) -> _View:
         """A fresh view: one linearizable read transaction."""
+        sent = self._request()
         resp = await self._client.read_txn(rpc.TxnRequest(success=self._view_ops(group)))
-        return self._view(group, resp, now)
+        return self._view(group, resp, now, sent)
+
+    def _request(self) -> int:
+        """Number the next request to etcd (or the start of a change): see _fresh."""
+        self._requests += 1
+        return self._requests
+
+    @staticmethod
+    def _fresh(view: _View, began: int) -> bool:
+        """Whether `view` shows the group at a moment after the change numbered `began`
+        started: it answers a request sent after that, so it shows every write completed
+        before. A view made from our own write shows the group at that write's revision,
+        except for lease keys etcd may have ended since the view it was made from: so it
+        counts only when it has no lease keys."""
+        return view.sent > began and not (view.derived and view.leases)
 
     def _remember(self, group: str, view: _View) -> _View:
         known = self._views.get(group)
@@ -418,6 +470,13 @@ class EtcdBackend(SemaphoreStore):
                 self._views.pop(next(iter(self._views)))  # the oldest remembered group
             self._views[group] = view
         return view
+
+    def remembered(self, group: str) -> GroupStatus | None:
+        """The newest view of `group` this object has seen (base.RemembersGroups)."""
+        view = self._views.get(group)
+        if view is None:
+            return None
+        return GroupStatus(view.semaphore, self.clock(), view.fleet)
 
     # --- writing --------------------------------------------------------------------------
 
@@ -481,6 +540,7 @@ class EtcdBackend(SemaphoreStore):
             compare = [self._unchanged(self.group_key(group), view.revision)]
             if fleet:
                 compare.append(self._unchanged(self.group_key(FLEET), view.fleet_revision))
+            sent = self._request()
             resp = await self._client.txn(
                 rpc.TxnRequest(compare=compare, success=ops, failure=self._view_ops(group))
             )
@@ -493,7 +553,7 @@ class EtcdBackend(SemaphoreStore):
         if not resp.succeeded:
             for lease_id in granted:
                 await self._client.lease_revoke(lease_id)
-            return False, self._view(group, resp, now)
+            return False, self._view(group, resp, now, sent)
         for lease_id in dropped:
             await self._client.lease_revoke(lease_id)
         written = int(resp.header.revision)
@@ -505,6 +565,8 @@ class EtcdBackend(SemaphoreStore):
             leases=leases,
             seq=last,
             read_at=written,
+            sent=sent,
+            derived=True,
         )
         if group == FLEET:
             after = replace(after, fleet=new.pause, fleet_revision=written)
@@ -551,8 +613,7 @@ class EtcdBackend(SemaphoreStore):
           its own, and the retry decides on it.
         """
         unknown: list[T] = []  # the outcome of a write we could not confirm
-        view = self._views.get(group)
-        fresh = False  # whether `view` was read after this call began
+        began = self._request()
 
         async def load(now: datetime) -> _View:
             try:
@@ -566,35 +627,33 @@ class EtcdBackend(SemaphoreStore):
                 raise
 
         async def attempt() -> tuple[bool, T]:
-            nonlocal view, fresh
             now = self.clock()
-            if view is None:
-                view, fresh = await load(now), True
+            view = self._views.get(group)
+            if view is None or (unknown and not self._fresh(view, began)):
+                view = await load(now)
+            fresh = self._fresh(view, began)
             if fresh and unknown and settle is not None:
                 settled = settle(view.semaphore, unknown[-1])
                 if settled is not None:
                     return True, settled
             change = op(view.semaphore, now, view.fleet)
             if not change.changed and not fresh:
-                view, fresh = await load(now), True  # confirm "no write" on the present
+                view = await load(now)  # confirm "no write" on the present
                 change = op(view.semaphore, now, view.fleet)
             if not change.changed:
                 return True, change.outcome
             events = (*view.expired, *change.events)
             try:
-                ok, view = await self._commit(
-                    group, view, change.semaphore, events, with_fleet, now
-                )
+                ok, _ = await self._commit(group, view, change.semaphore, events, with_fleet, now)
             except OutcomeUnknown:
                 unknown.append(change.outcome)
                 self._views.pop(group, None)
-                view, fresh = None, False
                 return False, change.outcome
-            fresh = not ok
             self.conflicts += not ok
             return ok, change.outcome
 
-        return _judged_by_etcd(await retry_cas(attempt, what=what))
+        async with self._writers.turn(group):
+            return _judged_by_etcd(await retry_cas(attempt, what=what))
 
     # --- reads (the changes are SemaphoreStore's) ---------------------------------------
 

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import datetime
 from typing import Any
 
+from stagger.backends.base import GroupStatus
 from stagger.backends.wire import DENIAL_KINDS, ErrorKind, PauseModel
 from stagger.core import semaphore as core
 from stagger.core.errors import InvalidInput
@@ -136,6 +137,19 @@ def denial_reject(outcome: Denied) -> Reject:
     )
 
 
+def _plan(current: GroupStatus, node_id: str) -> Granted | Denied:
+    """What an acquire would answer on `current` (nothing is written)."""
+    return core.acquire(
+        current.semaphore, node_id, current.now, fleet_pause=current.fleet_pause
+    ).outcome
+
+
+def _grants(current: GroupStatus, node_id: str) -> bool:
+    """Whether an acquire on `current` would take a new hold (a write)."""
+    planned = _plan(current, node_id)
+    return isinstance(planned, Granted) and not planned.already_held
+
+
 class FleetLockEndpoint:
     """One of the two FleetLock operations, as an ASGI callable."""
 
@@ -206,22 +220,29 @@ class FleetLockEndpoint:
                     f"group {group!r} is not configured on this server; ask an operator to "
                     "create it (stagger set-max N --group GROUP)",
                 )
-            # Decide from a batched linearizable read when no write is needed: a denial, a
-            # holder asking again, releasing nothing. Otherwise the backend's own CAS decides.
-            snap = await state.reads.read(group)
-            current = snap.groups[0]
+            # A change the backend's remembered view says is due (a free slot, a hold to
+            # release) goes straight to the backend: its guarded write decides, so a stale
+            # view costs a retry there, never a wrong answer, and a change is one etcd
+            # transaction. Everything else is decided from a batched linearizable read when
+            # no write is needed (a denial, a holder asking again, releasing nothing), and the
+            # backend's own compare-and-swap decides the rest.
+            hint = state.reads.remembered(group)
             if self.operation == PRE_REBOOT:
-                planned = core.acquire(
-                    current.semaphore, node_id, snap.now, fleet_pause=current.fleet_pause
-                ).outcome
-                if isinstance(planned, Granted) and planned.already_held:
-                    return
-                if isinstance(planned, Denied):
-                    raise self._denial(group, node_id, planned, snap.now)
+                if hint is None or not _grants(hint, node_id):
+                    snap = await state.reads.read(group)
+                    hint = snap.groups[0]
+                    planned = _plan(hint, node_id)
+                    if isinstance(planned, Granted) and planned.already_held:
+                        return
+                    if isinstance(planned, Denied):
+                        raise self._denial(group, node_id, planned, hint.now)
                 outcome = await backend.acquire(group, node_id)
                 if isinstance(outcome, Denied):
-                    raise self._denial(group, node_id, outcome, snap.now)
-            elif node_id in current.semaphore.holds:
+                    raise self._denial(group, node_id, outcome, hint.now)
+                return
+            if hint is None or node_id not in hint.semaphore.holds:
+                hint = (await state.reads.read(group)).groups[0]
+            if node_id in hint.semaphore.holds:
                 await backend.release(group, node_id)
         except Reject:
             raise

@@ -5,21 +5,30 @@ a burst of N callers costs about two backend reads instead of N.
 
 Only decisions that need no write are answered from such a read (a denial, a recursive lock,
 releasing nothing); anything that changes a group goes through the backend's own
-read-apply-compare-and-swap."""
+read-apply-compare-and-swap.
+
+`remembered` passes on a backend's possibly stale view of a group (base.RemembersGroups:
+etcd), for one use only: to send a change that view says is due straight to the backend,
+without this read first (the backend's guarded write decides; see server/fleetlock.py)."""
 
 from __future__ import annotations
 
 import asyncio
 
-from stagger.backends.base import Backend, Snapshot
+from stagger.backends.base import Backend, GroupStatus, RemembersGroups, Snapshot
 
 
 class GroupReads:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
+        self._remembers = backend if isinstance(backend, RemembersGroups) else None
         self._next: dict[str, asyncio.Future[Snapshot]] = {}
         self._busy: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def remembered(self, group: str) -> GroupStatus | None:
+        """The backend's newest view of `group`, possibly stale; None without one."""
+        return self._remembers.remembered(group) if self._remembers is not None else None
 
     async def read(self, group: str) -> Snapshot:
         future = self._next.get(group)
