@@ -222,3 +222,46 @@ def test_a_bad_config_is_one_sentence_and_exit_2(tmp_path: Path, flag: str | Non
     bad.write_text("[agent]\nrebooter = 'kexec'\n")
     run = stagger("explain", "--config", str(bad), *([flag] if flag else []))
     assert (run.code, "rebooter" in run.err, "Traceback" in run.err) == (2, True, False)
+
+
+def rebooted_with_the_need_still_there(node: Node) -> subprocess.CompletedProcess[str]:
+    """A real agent reboots for /run/reboot-required; the machine comes back with the file
+    still there (the reboot did not clear the need), and the agent looks once."""
+    (node.dir / "reboot-required").touch()
+    argv = [STAGGER, "agent", "--config", str(node.config)]
+    first = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert first.returncode == SIMULATED_REBOOT_EXIT, first.stderr
+    node.boot("boot-2")
+    return subprocess.run([*argv, "--once"], capture_output=True, text=True, timeout=60)
+
+
+def reboots(node: Node) -> int:
+    return len((node.dir / "reboots").read_text().splitlines())
+
+
+def test_a_need_the_reboot_did_not_clear_is_explained_and_not_rebooted_for_again(
+    tmp_path: Path,
+) -> None:
+    node = make_node(tmp_path)
+    again = rebooted_with_the_need_still_there(node)
+    assert again.returncode == 0, again.stderr
+    assert "msg=reboot_did_not_clear" in again.stderr
+    assert reboots(node) == 1
+    doc = node.explain()
+    assert doc["agent"]["state"]["cycle"] == "waiting"
+    assert doc["slot"]["held_by"] == []
+    sentence = doc["needed"]["not_cleared_by_reboot"]
+    assert "did not clear the need (file: " in sentence
+    assert doc["next"]["step"] == sentence == doc["agent"]["state"]["reason"]
+
+
+def test_an_operators_need_reboot_lifts_the_reboot_loop_guard(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    assert rebooted_with_the_need_still_there(node).returncode == 0
+    asked = stagger("need-reboot", "--config", str(node.config), "--reason", "try once more")
+    assert asked.code == 0, asked
+    run = subprocess.run(
+        [STAGGER, "agent", "--config", str(node.config)], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == SIMULATED_REBOOT_EXIT, run.stderr
+    assert reboots(node) == 2

@@ -10,12 +10,14 @@ import pytest
 from stagger.core.errors import InvalidInput, TransitionError
 from stagger.core.machine import (
     EFFECTS,
+    REBOOTED_FOR_KEPT,
     TABLE,
     Action,
     BackendError,
     BootDetected,
     CheckResult,
     Context,
+    Event,
     HealthFailed,
     HealthPassed,
     HooksFailed,
@@ -51,6 +53,7 @@ from stagger.core.machine import (
 from stagger.core.schedule import Blackout, Schedule, Window
 from stagger.core.semaphore import Pause
 from stagger.core.strategy import Strategy
+from stagger.core.updates import reboot_pending
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday
 MIN = timedelta(minutes=1)
@@ -596,6 +599,127 @@ def test_an_operator_release_while_aborting_counts_as_released() -> None:
     new, _ = step(start, ReleasedByOperator(), NOW, ctx())
     assert new.cycle is State.WAITING
     assert not new.holds_slot
+
+
+# --- the reboot-loop guard ------------------------------------------------------------------------
+
+SAME = Needed(NEED.detector, NEED.detail)
+REBOOTED_AT = NOW - 10 * MIN
+
+
+def rebooted_node(*after: Event) -> tuple[NodeState, list[Action]]:
+    """A node that rebooted for NEED (BootDetected), then took `after`, one minute apart."""
+    state = holding(State.REBOOTING, last_reboot=REBOOTED_AT, boot_id_at_reboot="boot-a")
+    state, actions = step(state, BootDetected("boot-b"), NOW, ctx())
+    for i, event in enumerate(after, 1):
+        state, actions = step(state, event, NOW + i * MIN, ctx())
+    return state, actions
+
+
+HEALTHY_AND_RELEASED = (HealthPassed(), Released())
+
+# What comes after the reboot → where the node ends. WAITING here is the guard: the same need
+# is not rebooted for again.
+GUARD_CASES = [
+    ("the same need after health passed", (*HEALTHY_AND_RELEASED, SAME), State.WAITING),
+    ("the same need seen while verifying", (SAME, *HEALTHY_AND_RELEASED), State.WAITING),
+    ("the same need, then a restart", (*HEALTHY_AND_RELEASED, SAME, Restarted("boot-b")),
+     State.WAITING),
+    ("the same need, then time passes", (*HEALTHY_AND_RELEASED, SAME, Tick()), State.WAITING),
+    ("the same need, a detector unknown, the same need",
+     (*HEALTHY_AND_RELEASED, SAME, NotNeeded("file", "exit 127", unknown=True), SAME),
+     State.WAITING),
+    ("a new detail", (*HEALTHY_AND_RELEASED, SAME, Needed("file", "linux-image-2")),
+     State.ACQUIRING),
+    ("another detector", (*HEALTHY_AND_RELEASED, SAME, Needed("rpm-ostree", "linux-image")),
+     State.ACQUIRING),
+    ("an operator asks again (need-reboot adds the manual detector)",
+     (*HEALTHY_AND_RELEASED, SAME, Needed("file,manual", "file: linux-image; manual: asked")),
+     State.ACQUIRING),
+    ("the need went away and came back", (*HEALTHY_AND_RELEASED, SAME, NotNeeded("file"), SAME),
+     State.ACQUIRING),
+    ("no need after the reboot", (*HEALTHY_AND_RELEASED, NotNeeded("file")), State.IDLE),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("after", "ends"), [c[1:] for c in GUARD_CASES], ids=[c[0] for c in GUARD_CASES]
+)
+def test_a_need_the_reboot_did_not_clear_starts_no_other_cycle(
+    after: tuple[Event, ...], ends: State
+) -> None:
+    new, actions = rebooted_node(*after)
+    assert new.cycle is ends
+    assert bool(of(actions, RequestSlot)) is (ends is State.ACQUIRING)
+    if ends is State.WAITING:
+        assert effects(actions) == []
+        assert not any(isinstance(a, WakeAt) for a in actions), "a guarded node needs no Tick"
+
+
+def test_the_guard_says_which_reboot_did_not_clear_which_need_and_how_to_go_on() -> None:
+    new, actions = rebooted_node(*HEALTHY_AND_RELEASED, SAME)
+    assert new.reason.startswith(f"the reboot at {REBOOTED_AT.isoformat()} did not clear the need")
+    assert "(file: linux-image)" in new.reason
+    assert "`stagger need-reboot`" in new.reason
+    assert RecordEvent("reboot_did_not_clear", new.reason) in actions
+
+
+def test_the_guard_is_recorded_once_not_at_every_tick_or_restart() -> None:
+    guarded, _ = rebooted_node(*HEALTHY_AND_RELEASED, SAME)
+    for event in (Tick(), Restarted("boot-b"), PauseChanged()):
+        _, actions = step(guarded, event, NOW + timedelta(hours=1), ctx())
+        assert of(actions, RecordEvent) == []
+
+
+def test_a_need_that_flips_back_mid_cycle_to_an_uncleared_one_is_not_rebooted_for() -> None:
+    acquiring, _ = rebooted_node(*HEALTHY_AND_RELEASED, SAME, Needed("file", "linux-image-2"))
+    assert acquiring.cycle is State.ACQUIRING
+    back, _ = step(acquiring, SAME, NOW + timedelta(hours=1), ctx())
+    new, actions = step(back, SlotGranted(), NOW + timedelta(hours=1), ctx())
+    assert new.cycle is State.ABORTING
+    assert of(actions, RunPreRebootHooks) == []
+    assert "did not clear the need" in new.reason
+
+
+def test_a_reboot_by_something_else_while_waiting_also_counts() -> None:
+    waiting = node(State.WAITING, needed=NEED, retry_at=NOW + MIN)
+    booted, _ = step(waiting, BootDetected("boot-b"), NOW, ctx())
+    new, _ = step(booted, SAME, NOW + MIN, ctx())
+    assert new.cycle is State.WAITING
+    assert "a reboot did not clear the need" in new.reason
+
+
+def test_a_failed_reboot_is_not_a_reboot_that_did_not_clear_the_need() -> None:
+    """RebootFailed: no new boot was seen, so once health passes the need is tried again."""
+    state = holding(State.REBOOTING)
+    for event in (RebootFailed("logind refused"), HealthPassed(), Released()):
+        state, actions = step(state, event, NOW, ctx())
+    assert state.cycle is State.ACQUIRING
+    assert RequestSlot(NEED.detector) in actions
+
+
+def test_the_needs_rebooted_for_survive_the_state_file() -> None:
+    guarded, _ = rebooted_node(*HEALTHY_AND_RELEASED, SAME)
+    assert guarded.rebooted_for == (NEED,)
+    assert NodeState.from_dict(guarded.to_dict()) == guarded
+    older = {k: v for k, v in guarded.to_dict().items() if k != "rebooted_for"}
+    assert NodeState.from_dict(older).rebooted_for == ()
+
+
+def test_the_needs_rebooted_for_are_bounded() -> None:
+    state = node(State.IDLE)
+    for i in range(REBOOTED_FOR_KEPT + 3):
+        state, _ = step(state, Needed("file", f"pkg-{i}"), NOW, ctx(schedule=CLOSED))
+        state, _ = step(state, BootDetected(f"boot-{i}"), NOW, ctx(schedule=CLOSED))
+    assert len(state.rebooted_for) == REBOOTED_FOR_KEPT
+    assert state.rebooted_for[-1].detail == f"pkg-{REBOOTED_FOR_KEPT + 2}"
+
+
+def test_updates_keep_flowing_while_a_need_is_withheld() -> None:
+    """The next update may be what clears the need (a new staged deployment, a fixed package)."""
+    guarded, _ = rebooted_node(*HEALTHY_AND_RELEASED, SAME)
+    assert reboot_pending(guarded) is None
+    assert reboot_pending(node(State.WAITING, needed=NEED)) is not None
 
 
 # --- the table as a whole -------------------------------------------------------------------------

@@ -79,7 +79,9 @@ def candidates(state: NodeState, boot: int) -> list[Event]:
     """Events the state accepts, as the world would send them."""
     events: list[Event] = [
         Needed("file", "pkg"),
+        Needed("file", "pkg-2"),  # a new detail: a need no reboot was tried for yet
         NotNeeded("file"),
+        NotNeeded("file", "exit 127", unknown=True),  # cannot tell: the need did not go away
         Tick(),
         PauseChanged(),
         Restarted(f"boot-{boot}"),
@@ -118,6 +120,9 @@ def test_the_cycle_invariants_hold_over_random_event_sequences(
     # True from a reboot (asked for, or seen) with a slot until health passes.
     rebooted_unverified = False
     reboot_pending = False  # a Reboot was asked for and no start has been seen since
+    # (detector, detail) of each need the machine booted with since a need last went away:
+    # a reboot did not clear it, so none may be asked for again (the reboot-loop guard).
+    booted_with: set[tuple[str, str]] = set()
     for _ in range(data.draw(st.integers(10, 60), label="length")):
         is_open = data.draw(st.booleans(), label="open")
         ctx = Context(
@@ -137,12 +142,16 @@ def test_the_cycle_invariants_hold_over_random_event_sequences(
         if isinstance(event, BootDetected):
             boot += 1
             reboot_pending = False
+            if before.needed is not None:
+                booted_with.add((before.needed.detector, before.needed.detail))
             # A reboot in RELEASING (health passed) or ABORTING (already giving the slot back,
             # no reboot of ours) does not need proof of health.
             if before.cycle in UNVERIFIED_AFTER_BOOT and (
                 before.holds_slot or before.cycle is State.ACQUIRING
             ):
                 rebooted_unverified = True
+        if isinstance(event, NotNeeded) and not event.unknown:
+            booted_with.clear()
         if isinstance(event, Restarted):
             reboot_pending = False
             if before.cycle is State.REBOOTING:
@@ -167,6 +176,9 @@ def test_the_cycle_invariants_hold_over_random_event_sequences(
                     assert state.holds_slot, "a reboot without a held slot"
                 assert strategy is not Strategy.OFF
                 assert not reboot_pending, "a second reboot before the first was seen"
+                assert state.needed is not None
+                need = (state.needed.detector, state.needed.detail)
+                assert need not in booted_with, "a second reboot for a need a reboot left"
                 reboot_pending = True
                 note_event("rebooted")
                 if state.holds_slot:

@@ -77,7 +77,9 @@ from stagger.core.updates import reboot_pending
 HOOK_STATES = frozenset({State.DRAINING})
 HEALTH_STATES = frozenset({State.VERIFYING, State.HALTED})
 # RecordEvent kinds an operator must see as warnings.
-WARNINGS = frozenset({"halted", "reboot_failed", "released_by_operator", "aborted"})
+WARNINGS = frozenset(
+    {"halted", "reboot_failed", "released_by_operator", "aborted", "reboot_did_not_clear"}
+)
 
 
 def utcnow() -> datetime:
@@ -188,7 +190,8 @@ class Agent:
                     detector=combined.detector,
                     detail=combined.detail,
                 )
-            self.queue.put_nowait(NotNeeded(combined.detector, combined.detail))
+            unknown = combined.needed is None
+            self.queue.put_nowait(NotNeeded(combined.detector, combined.detail, unknown))
 
     async def handle(self, event: Event) -> None:
         """One event through the machine, then its actions, in order."""

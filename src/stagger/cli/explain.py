@@ -157,6 +157,17 @@ def _updates_view(
     }
 
 
+def _uncleared(agent: AgentView) -> str | None:
+    """The reboot-loop guard's sentence when the saved need is one a reboot did not clear."""
+    from stagger.core.machine import NodeState, uncleared_sentence, withheld
+
+    if not agent.state:
+        return None
+    node = NodeState.from_dict(agent.state)
+    need = withheld(node)
+    return None if need is None else uncleared_sentence(node, need)
+
+
 def _next_step(
     decision: Decision,
     agent: AgentView,
@@ -167,6 +178,9 @@ def _next_step(
 ) -> tuple[str, datetime | None]:
     """The agent's next step in one sentence, and when (None: now, or not known)."""
     cycle = (agent.state or {}).get("cycle")
+    uncleared = _uncleared(agent)
+    if cycle == "waiting" and uncleared is not None:
+        return uncleared, None
     if cycle == "halted":
         return (
             "health checks failed after the reboot: the node keeps its slot so the rollout "
@@ -240,6 +254,7 @@ def explain(
             "detector": combined.detector,
             "detail": combined.detail,
             "since": saved_need.get("since") if isinstance(saved_need, dict) else None,
+            "not_cleared_by_reboot": _uncleared(agent),
         },
         "detectors": findings,
         "strategy": cfg.agent.strategy.value,

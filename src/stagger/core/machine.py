@@ -14,6 +14,10 @@ Rules of this file:
   reboot before health passed. The abort paths (hooks failed, window closed or paused before
   the drain finished) release without a reboot and go back to WAITING with back-off.
 - Every action with an effect outside the process is preceded by Persist in the same list.
+- The reboot-loop guard: a need that a reboot did not clear (the same detector and detail seen
+  again after the machine booted) never starts another cycle; the node waits, saying so, until
+  the need changes or goes away (an operator's `stagger need-reboot` is a new detail). A
+  detector that cannot answer is not a need that went away. `withheld` decides it.
 """
 
 from __future__ import annotations
@@ -90,6 +94,9 @@ class NodeState:
     next_check_at: datetime | None = None  # HALTED: when health is checked again
     last_reboot: datetime | None = None
     last_touch: datetime | None = None
+    # Needs the machine has booted with since the need last went away (the reboot-loop guard):
+    # the same need again was not cleared by a reboot and starts no other one. Newest last.
+    rebooted_for: tuple[Need, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types (times as RFC 3339), for the state store and node reports."""
@@ -109,6 +116,8 @@ _FIELDS = tuple(NodeState.__dataclass_fields__)
 
 
 def _dump(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_dump(v) for v in value]
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, State):
@@ -132,6 +141,10 @@ def _need(value: Any) -> Need | None:
     return Need(datetime.fromisoformat(value["since"]), value["detector"], value.get("detail", ""))
 
 
+def _needs(value: Any) -> tuple[Need, ...]:
+    return tuple(n for n in map(_need, value or ()) if n is not None)
+
+
 def _check(value: Any) -> CheckResult | None:
     if value is None:
         return None
@@ -149,6 +162,7 @@ _LOAD: dict[str, Callable[[Any], Any]] = {
     "next_check_at": _time,
     "last_reboot": _time,
     "last_touch": _time,
+    "rebooted_for": _needs,
 }
 
 
@@ -198,10 +212,12 @@ class Needed:
 
 @dataclass(frozen=True)
 class NotNeeded:
-    """No detector says a reboot is needed any more."""
+    """No detector says a reboot is needed any more. `unknown`: one could not answer (unknown
+    is never a reboot, but neither does it show that a need went away)."""
 
     detector: str = ""
     detail: str = ""
+    unknown: bool = False
 
 
 @dataclass(frozen=True)
@@ -423,6 +439,13 @@ def _settle(s: NodeState, ctx: Context, now: datetime) -> Out:
     d = gate(base, ctx, now)
     if d.verdict is Verdict.IDLE:
         return replace(base, cycle=State.IDLE, reason=d.sentence, attempts=0, retry_at=None), []
+    uncleared = withheld(base)
+    if uncleared is not None:
+        sentence = uncleared_sentence(base, uncleared)
+        # Said once, when the node comes to rest this way (not at every Tick or restart).
+        said = base.cycle is State.WAITING and base.reason == sentence
+        record: list[Action] = [] if said else [RecordEvent("reboot_did_not_clear", sentence)]
+        return replace(base, cycle=State.WAITING, reason=sentence, retry_at=None), record
     if d.verdict is Verdict.WAIT:
         return replace(base, cycle=State.WAITING, reason=d.sentence), []
     if base.retry_at is not None and now < base.retry_at:
@@ -475,6 +498,52 @@ def _touch(s: NodeState, ctx: Context, now: datetime) -> Out:
     return s, []
 
 
+# --- the reboot-loop guard ------------------------------------------------------------------------
+
+REBOOTED_FOR_KEPT = 8  # the needs remembered; more distinct ones in a row is not a loop
+
+
+def _same(a: Need, b: Need) -> bool:
+    return (a.detector, a.detail) == (b.detector, b.detail)
+
+
+def withheld(s: NodeState) -> Need | None:
+    """The need no reboot is started for, because the machine has already booted with it and
+    it is still there (the same detector and detail); None when a reboot may be asked for."""
+    need = s.needed
+    if need is None or not any(_same(need, done) for done in s.rebooted_for):
+        return None
+    return need
+
+
+def uncleared_sentence(s: NodeState, need: Need) -> str:
+    when = f"the reboot at {s.last_reboot.isoformat()}" if s.last_reboot else "a reboot"
+    said = f"{need.detector}: {need.detail}" if need.detail else need.detector
+    return (
+        f"{when} did not clear the need ({said}); stagger does not reboot again for the same "
+        "need: it waits until the detector says something else or nothing, or an operator "
+        "asks again (`stagger need-reboot`)"
+    )
+
+
+def _held_back(s: NodeState, ctx: Context) -> str | None:
+    """Why the cycle may not go on whatever the strategy says (the disabled flag, a need a
+    reboot did not clear), asked at every gate; None: the strategy decides."""
+    if ctx.disabled:
+        return DISABLED_SENTENCE
+    need = withheld(s)
+    return None if need is None else uncleared_sentence(s, need)
+
+
+def _booted(s: NodeState, boot_id: str) -> NodeState:
+    """The machine booted: the need it had (if any) is one a reboot has now been tried for."""
+    s = replace(s, boot_id=boot_id)
+    need = s.needed
+    if need is None or any(_same(need, done) for done in s.rebooted_for):
+        return s
+    return replace(s, rebooted_for=(*s.rebooted_for, need)[-REBOOTED_FOR_KEPT:])
+
+
 # --- handlers -------------------------------------------------------------------------------------
 
 
@@ -493,12 +562,18 @@ def needed_record(s: NodeState, ev: Needed, now: datetime, ctx: Context) -> Out:
     return _need_on(s, ev, now), []
 
 
+def _need_off(s: NodeState, ev: NotNeeded) -> NodeState:
+    """The need is gone (the guard is lifted), or unknown (the guard stays: a detector that
+    cannot answer for a moment must not open the way to another reboot for the same need)."""
+    return replace(s, needed=None, rebooted_for=s.rebooted_for if ev.unknown else ())
+
+
 def not_needed_resting(s: NodeState, ev: NotNeeded, now: datetime, ctx: Context) -> Out:
-    return _settle(replace(s, needed=None), ctx, now)
+    return _settle(_need_off(s, ev), ctx, now)
 
 
 def not_needed_record(s: NodeState, ev: NotNeeded, now: datetime, ctx: Context) -> Out:
-    return replace(s, needed=None), []
+    return _need_off(s, ev), []
 
 
 def resettle(s: NodeState, ev: Tick | PauseChanged, now: datetime, ctx: Context) -> Out:
@@ -512,7 +587,8 @@ def start_resting(s: NodeState, ev: Restarted, now: datetime, ctx: Context) -> O
 def boot_resting(s: NodeState, ev: BootDetected, now: datetime, ctx: Context) -> Out:
     """Rebooted by something else while not in our cycle: the reboot met the need; the
     detectors say again if one is still wanted."""
-    return _settle(replace(s, boot_id=ev.boot_id, needed=None, attempts=0, retry_at=None), ctx, now)
+    s = _booted(s, ev.boot_id)
+    return _settle(replace(s, needed=None, attempts=0, retry_at=None), ctx, now)
 
 
 def stay(s: NodeState, ev: Any, now: datetime, ctx: Context) -> Out:
@@ -549,10 +625,11 @@ def acquiring_tick(s: NodeState, ev: Tick, now: datetime, ctx: Context) -> Out:
 def _acquire_again(s: NodeState, ctx: Context, now: datetime) -> Out:
     s = replace(s, backend_retry_at=None)
     d = gate(s, ctx, now)
-    if d.verdict is Verdict.ACQUIRE and not ctx.disabled:
+    held = _held_back(s, ctx)
+    if d.verdict is Verdict.ACQUIRE and held is None:
         return s, [RequestSlot(s.needed.detector if s.needed else "")]
     # The earlier request may have been granted: release (a no-op when it was not).
-    why = DISABLED_SENTENCE if ctx.disabled else d.sentence
+    why = held or d.sentence
     return replace(s, cycle=State.ABORTING, holds_slot=True, reason=f"aborted: {why}"), [
         ReleaseSlot()
     ]
@@ -561,9 +638,8 @@ def _acquire_again(s: NodeState, ctx: Context, now: datetime) -> Out:
 def boot_unverified(s: NodeState, ev: BootDetected, now: datetime, ctx: Context) -> Out:
     """The machine rebooted while a slot was (maybe) held: prove health before releasing."""
     s = replace(
-        s,
+        _booted(s, ev.boot_id),
         cycle=State.VERIFYING,
-        boot_id=ev.boot_id,
         needed=None,
         holds_slot=True if s.cycle is State.ACQUIRING else s.holds_slot,
         backend_retry_at=None,
@@ -575,8 +651,9 @@ def boot_unverified(s: NodeState, ev: BootDetected, now: datetime, ctx: Context)
 def granted(s: NodeState, ev: SlotGranted, now: datetime, ctx: Context) -> Out:
     s = replace(s, holds_slot=True, last_touch=now, backend_retry_at=None)
     d = gate(s, ctx, now)
-    if ctx.disabled:
-        return _abort(s, ctx, now, DISABLED_SENTENCE)
+    held = _held_back(s, ctx)
+    if held is not None:
+        return _abort(s, ctx, now, held)
     if not _go(d.verdict, s):
         return _abort(s, ctx, now, d.sentence)
     return _drain(replace(s, reason="slot held; running the pre-reboot hooks"), ctx, now)
@@ -603,8 +680,9 @@ def draining_restart(s: NodeState, ev: Restarted | Tick, now: datetime, ctx: Con
     if isinstance(ev, Restarted):
         s = replace(s, boot_id=ev.boot_id)
     d = gate(s, ctx, now)
-    if ctx.disabled:
-        return _abort(s, ctx, now, DISABLED_SENTENCE)
+    held = _held_back(s, ctx)
+    if held is not None:
+        return _abort(s, ctx, now, held)
     if not _go(d.verdict, s):
         return _abort(s, ctx, now, d.sentence)
     return _drain(replace(s, reason="running the pre-reboot hooks again after a restart"), ctx, now)
@@ -618,8 +696,9 @@ def hooks_passed(s: NodeState, ev: HooksPassed, now: datetime, ctx: Context) -> 
     """The last gate before the reboot: the window and the slot are checked right here."""
     s = replace(s, last_hooks=CheckResult(True, ev.detail, now))
     d = gate(s, ctx, now)
-    if ctx.disabled:
-        return _abort(s, ctx, now, DISABLED_SENTENCE)
+    held = _held_back(s, ctx)
+    if held is not None:
+        return _abort(s, ctx, now, held)
     if not _go(d.verdict, s):
         return _abort(s, ctx, now, f"the hooks passed, but {d.sentence}")
     s = replace(
@@ -656,9 +735,8 @@ def rebooting_restart(s: NodeState, ev: Restarted, now: datetime, ctx: Context) 
 
 def rebooted(s: NodeState, ev: BootDetected, now: datetime, ctx: Context) -> Out:
     s = replace(
-        s,
+        _booted(s, ev.boot_id),
         cycle=State.VERIFYING,
-        boot_id=ev.boot_id,
         needed=None,
         attempts=0,
         retry_at=None,
@@ -691,7 +769,8 @@ def touch_tick(s: NodeState, ev: Tick, now: datetime, ctx: Context) -> Out:
 
 
 def check_again(s: NodeState, ev: Restarted | BootDetected, now: datetime, ctx: Context) -> Out:
-    return replace(s, boot_id=ev.boot_id, next_check_at=None), [RunHealthChecks()]
+    s = _booted(s, ev.boot_id) if isinstance(ev, BootDetected) else replace(s, boot_id=ev.boot_id)
+    return replace(s, next_check_at=None), [RunHealthChecks()]
 
 
 def healthy(s: NodeState, ev: HealthPassed, now: datetime, ctx: Context) -> Out:
@@ -748,7 +827,8 @@ def release_tick(s: NodeState, ev: Tick, now: datetime, ctx: Context) -> Out:
 
 
 def release_restart(s: NodeState, ev: Restarted | BootDetected, now: datetime, ctx: Context) -> Out:
-    return replace(s, boot_id=ev.boot_id, backend_retry_at=None), [ReleaseSlot()]
+    s = _booted(s, ev.boot_id) if isinstance(ev, BootDetected) else replace(s, boot_id=ev.boot_id)
+    return replace(s, backend_retry_at=None), [ReleaseSlot()]
 
 
 # --- the table ------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from typing import Any
 
 from stagger.core.durations import format_duration
 from stagger.core.errors import InvalidInput
-from stagger.core.machine import NodeState, State
+from stagger.core.machine import NodeState, State, withheld
 from stagger.core.schedule import HORIZON, Schedule
 
 UPDATER_NAMES = ("none", "update_engine", "command")
@@ -178,7 +178,10 @@ def record(
 
 
 def reboot_pending(node: NodeState) -> str | None:
-    """Why a reboot is pending on this node (needed, waiting, or in its cycle), or None."""
+    """Why a reboot is pending on this node (needed, waiting, or in its cycle), or None. A need
+    the last reboot did not clear is not pending: the next update may be what clears it."""
+    if node.cycle is State.WAITING and withheld(node) is not None:
+        return None
     if node.cycle not in (State.IDLE, State.DISABLED):
         if node.needed is not None:
             return f"the node is {node.cycle.value} for a reboot ({node.needed.detector})"
