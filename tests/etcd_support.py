@@ -4,6 +4,7 @@ fast election flags (ready in ~0.1 s). Loaded by conftest as a pytest plugin."""
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import socket
 import subprocess
@@ -144,6 +145,19 @@ def etcd_cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
     cluster = start_cluster(tmp_path / "cluster", 3)
     yield cluster
     cluster.stop()
+
+
+def kv_calls(cluster: EtcdCluster) -> int:
+    """Every KV request (Range, Txn, Put...) the member has started: one per round trip.
+    (Counted when a request starts, so a call that has returned is always counted.)"""
+    with urllib.request.urlopen(cluster.members[0].client_url + "/metrics", timeout=5) as r:
+        text = r.read().decode()
+    found = re.findall(
+        r'^grpc_server_started_total\{[^}]*grpc_service="etcdserverpb\.KV"[^}]*\} (\S+)$',
+        text,
+        re.M,
+    )
+    return int(sum(float(v) for v in found))
 
 
 def dead_port() -> int:

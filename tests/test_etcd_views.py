@@ -8,31 +8,27 @@ etcd itself (its gRPC metrics)."""
 from __future__ import annotations
 
 import asyncio
-import re
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 
-from etcd_support import EtcdCluster, raw_client, store_revision
+from etcd_support import (
+    Audit,
+    EtcdCluster,
+    Tally,
+    caught_up,
+    contend,
+    kv_calls,
+    observe,
+    raw_client,
+    store_revision,
+)
 from stagger.backends.etcd import EtcdBackend
 from stagger.core.semaphore import Denied, DenyReason, Granted, NotHeld, Released
 
 OP = "operator:alice"
-
-
-def kv_calls(cluster: EtcdCluster) -> int:
-    """Every KV request (Range, Txn, Put...) the member has answered: one per round trip."""
-    with urllib.request.urlopen(cluster.members[0].client_url + "/metrics", timeout=5) as r:
-        text = r.read().decode()
-    found = re.findall(
-        r'^grpc_server_handled_total\{[^}]*grpc_service="etcdserverpb\.KV"[^}]*\} (\S+)$',
-        text,
-        re.M,
-    )
-    return int(sum(float(v) for v in found))
 
 
 @pytest.fixture
@@ -161,3 +157,50 @@ async def test_a_no_op_decided_from_a_remembered_view_still_writes_nothing(
         assert isinstance(granted, Granted)
         assert granted.already_held
         assert await store_revision(raw) == start
+
+
+async def test_acquires_racing_through_one_backend_take_turns_instead_of_losing_races(
+    pair: tuple[EtcdBackend, EtcdBackend], etcd_server: EtcdCluster
+) -> None:
+    here, _ = pair
+    await here.set_max("web", 1, by=OP)
+    await here.status("web")
+    before = kv_calls(etcd_server)
+    outcomes = await asyncio.gather(*(here.acquire("web", f"node-{i}") for i in range(8)))
+    assert sum(isinstance(o, Granted) for o in outcomes) == 1
+    assert sum(isinstance(o, Denied) for o in outcomes) == 7
+    assert here.conflicts == 0
+    # The first writes. The others asked after that write was sent, so it cannot answer them
+    # (a write completed in between could be missing from it): the next in turn reads, and
+    # that read, sent after all of them asked, answers the rest.
+    assert kv_calls(etcd_server) - before == 2
+
+
+async def test_many_clients_sharing_one_backend_never_exceed_max(
+    etcd_server: EtcdCluster,
+) -> None:
+    url = f"{etcd_server.url}?prefix=test-{uuid.uuid4().hex[:12]}/"
+    shared, other = EtcdBackend.from_url(url), EtcdBackend.from_url(url)
+    await shared.set_max("web", 3, by=OP)
+    key = shared.group_key("web")
+    tally, audit = Tally(), Audit()
+    async with raw_client(etcd_server.members[0]) as raw:
+        watch = await raw.watch(key, start_revision=await store_revision(raw))
+        observer = asyncio.create_task(observe(watch, audit, 3))
+        try:
+            # Eight clients through one backend object (one server), two through another.
+            await asyncio.gather(
+                *(contend(shared, f"node-{i}", tally, 1000) for i in range(8)),
+                *(contend(other, f"other-{i}", tally, 1000) for i in range(2)),
+            )
+            final = await raw.get(key)
+            assert final is not None
+            await caught_up(observer, audit, final.mod_revision)
+        finally:
+            observer.cancel()
+            await watch.cancel()
+            await shared.close()
+            await other.close()
+    assert audit.most_holds == 3, "the group really filled up"
+    assert tally.denials > 0
+    assert audit.values == 1 + 2 * tally.grants
