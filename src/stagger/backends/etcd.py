@@ -606,11 +606,13 @@ class EtcdBackend(SemaphoreStore):
           read; that only makes a view count a hold etcd already ended, never a free slot
           that is not.)
         - An outcome that writes nothing (a denial, a holder asking again, releasing nothing)
-          is an answer about the present, so it must come from a view read after this call
-          began: if the remembered view says "no write", it is confirmed by a fresh read
-          first. The failure branch of a lost guard is such a read (etcd evaluates it at the
-          transaction's own revision), so a lost race refreshes the view without a read of
-          its own, and the retry decides on it.
+          is an answer about the present, so it must come from a view that shows the group
+          after this call began (_fresh: its request was sent after); otherwise a read
+          confirms it first. Two such views come free: the failure branch of a lost guard
+          (etcd evaluates it at the transaction's own revision), and, for a change that
+          waited its turn here, the view the change before it wrote.
+        Changes to one group from this object take turns (_GroupLocks), so concurrent
+        callers of one server do not race each other's guards.
         """
         unknown: list[T] = []  # the outcome of a write we could not confirm
         began = self._request()
