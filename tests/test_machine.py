@@ -6,6 +6,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stagger.core.errors import InvalidInput, TransitionError
 from stagger.core.machine import (
@@ -45,6 +47,7 @@ from stagger.core.machine import (
     Timings,
     Touch,
     WakeAt,
+    beat_of,
     diagram,
     edges,
     start_event,
@@ -599,6 +602,49 @@ def test_an_operator_release_while_aborting_counts_as_released() -> None:
     new, _ = step(start, ReleasedByOperator(), NOW, ctx())
     assert new.cycle is State.WAITING
     assert not new.holds_slot
+
+
+# --- the retry beat -------------------------------------------------------------------------------
+
+RETRY = Timings().retry_interval
+
+
+@given(
+    now=st.datetimes(datetime(2020, 1, 1), datetime(2040, 1, 1), timezones=st.just(UTC)),
+    beat=st.floats(0, 1, exclude_max=True),
+)
+def test_a_retry_comes_between_half_and_one_and_a_half_intervals_on_the_nodes_beat(
+    now: datetime, beat: float
+) -> None:
+    at = Timings().retry_at(now, beat)
+    assert RETRY / 2 <= at - now < RETRY * 3 / 2
+    again = Timings().retry_at(at, beat)
+    assert again - at == RETRY, "a node refused again asks one interval later, on its beat"
+
+
+def test_nodes_refused_at_the_same_instant_ask_again_at_their_own_instants() -> None:
+    beats = [beat_of(f"node-{i}") for i in range(1, 11)]
+    starts = {Timings().retry_at(NOW, b) for b in beats}
+    assert len(starts) == 10
+
+
+def test_a_denied_node_asks_again_on_the_beat_its_context_gives() -> None:
+    # NOW is on the grid (a whole number of 30 s since the epoch): beat 0.75 is 22.5 s past it.
+    start = node(State.ACQUIRING, needed=NEED)
+    new, actions = step(start, SlotDenied("full"), NOW, ctx(beat=0.75))
+    assert new.retry_at == NOW + RETRY * 3 / 4
+    assert actions[-1] == WakeAt(NOW + RETRY * 3 / 4)
+    # Beat 0.25 (7.5 s past the grid) comes too soon after the denial: the next one, 37.5 s.
+    later, _ = step(start, SlotDenied("full"), NOW, ctx(beat=0.25))
+    assert later.retry_at == NOW + RETRY * 5 / 4
+
+
+def test_a_nodes_beat_comes_from_its_id_and_is_spread_over_the_fleet() -> None:
+    assert beat_of("node-1") == beat_of("node-1") != beat_of("node-2")
+    beats = [beat_of(f"web-{i}") for i in range(1000)]
+    assert all(0 <= b < 1 for b in beats)
+    tenths = [sum(1 for b in beats if k / 10 <= b < (k + 1) / 10) for k in range(10)]
+    assert min(tenths) > 50, tenths  # ~100 each: no clump, no empty stretch
 
 
 # --- the reboot-loop guard ------------------------------------------------------------------------

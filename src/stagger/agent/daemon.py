@@ -66,6 +66,7 @@ from stagger.core.machine import (
     Tick,
     Touch,
     WakeAt,
+    beat_of,
     start_event,
     step,
 )
@@ -103,6 +104,7 @@ class Agent:
         )
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
         self.state = NodeState()
+        self.beat = beat_of(rt.node_id)  # this node's retries, out of step with the fleet's
         self.wake_at: datetime | None = None
         self.pause: Pause | None = None
         self.backend_reachable = True
@@ -141,6 +143,7 @@ class Agent:
             disabled=self.disabled,
             dry_run=self.rt.dry_run,
             timings=self.rt.timings,
+            beat=self.beat,
         )
 
     def _look_at_flag(self) -> bool:

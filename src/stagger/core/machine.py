@@ -22,9 +22,10 @@ Rules of this file:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -184,6 +185,29 @@ class Timings:
         factor = 1 << max(0, min(attempts - 1, 30))
         return min(self.backoff_base * factor, self.backoff_max)
 
+    def retry_at(self, now: datetime, beat: float) -> datetime:
+        """When a refused node (or one whose backend failed) asks again: on its own beat, the
+        instants `beat`·retry_interval past each multiple of retry_interval since the Unix
+        epoch, the first one at least half an interval after `now`. Nodes whose beats differ
+        so never poll in lockstep, however they learnt of their need: a freed slot is asked
+        for within retry_interval / fleet size. The wait is ½ to 1½ intervals, one on average."""
+        period = max(1, self.retry_interval // _US)
+        offset = int(beat * period) % period
+        earliest = (now - _EPOCH) // _US + period // 2
+        beats = -(-(earliest - offset) // period)  # ceiling division
+        return _EPOCH + (offset + beats * period) * _US
+
+
+_US = timedelta(microseconds=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def beat_of(node_id: str) -> float:
+    """A node's beat in [0, 1), from its id: the same on every start, spread evenly over a
+    fleet (a hash, never a random draw, so the machine stays a function of its inputs)."""
+    digest = hashlib.sha256(node_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
 
 @dataclass(frozen=True)
 class Context:
@@ -197,6 +221,7 @@ class Context:
     disabled: bool = False
     dry_run: bool = False
     timings: Timings = field(default_factory=Timings)
+    beat: float = 0.0  # this node's place within a retry interval (beat_of its id)
 
 
 # --- events ---------------------------------------------------------------------------------------
@@ -463,7 +488,7 @@ def _settle(s: NodeState, ctx: Context, now: datetime) -> Out:
             base,
             cycle=State.WAITING,
             reason=f"dry run: {d.sentence}; nothing is done",
-            retry_at=now + ctx.timings.retry_interval,
+            retry_at=ctx.timings.retry_at(now, ctx.beat),
         ), [RecordEvent("dry_run", d.sentence)]
     if d.verdict is Verdict.ACQUIRE:
         note = base.needed.detector if base.needed else ""
@@ -602,7 +627,7 @@ def backend_error_record(s: NodeState, ev: BackendError, now: datetime, ctx: Con
 def backend_error_retry(s: NodeState, ev: BackendError, now: datetime, ctx: Context) -> Out:
     """A slot request or release failed: its outcome is unknown, so it is sent again later
     (both are idempotent)."""
-    at = now + ctx.timings.retry_interval
+    at = ctx.timings.retry_at(now, ctx.beat)
     why = f"the backend failed: {ev.detail}; trying again at {at.isoformat()}"
     return replace(s, backend_retry_at=at, reason=why), [RecordEvent("backend_error", ev.detail)]
 
@@ -660,7 +685,7 @@ def granted(s: NodeState, ev: SlotGranted, now: datetime, ctx: Context) -> Out:
 
 
 def denied(s: NodeState, ev: SlotDenied, now: datetime, ctx: Context) -> Out:
-    at = now + ctx.timings.retry_interval
+    at = ctx.timings.retry_at(now, ctx.beat)
     return replace(
         s,
         cycle=State.WAITING,

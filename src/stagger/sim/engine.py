@@ -16,15 +16,16 @@ Rules of this file:
   in HALTED and its periodic health re-checks are not simulated, since each would fail again.
 
 How a freed slot is taken: nodes poll, exactly as agents do. A denied node waits in WAITING
-until its retry_at (Timings.retry_interval) and asks again; the machine has no other way to
-learn that a slot is free. Simulating every denied poll of 10,000 nodes would cost millions of
-backend calls, so a node denied because its group is full is *parked*: its polls are skipped
-while they could only be denied again. When a slot frees, the parked node whose next poll
-(retry_at + k·retry_interval) comes first is woken at exactly that time and polls for real.
-This gives the same rollout as simulating every poll, as long as a skipped poll has no effect:
-it has none while the group stays full and the schedule stays open (a denial writes nothing,
-and the machine only moves retry_at on by one interval). So parked nodes are also woken, at
-their next poll, when the schedule closes, and then follow the machine to the next opening.
+until its retry_at (Timings.retry_at: on its own beat) and asks again; the machine has no other
+way to learn that a slot is free. Simulating every denied poll of 10,000 nodes would cost
+millions of backend calls, so a node denied because its group is full is *parked*: its polls
+are skipped while they could only be denied again. When a slot frees, the parked node whose
+next poll (retry_at + k·retry_interval) comes first is woken at exactly that time and polls for
+real. This gives the same rollout as simulating every poll, as long as a skipped poll has no
+effect: it has none while the group stays full and the schedule stays open (a denial writes
+nothing, and the machine only moves retry_at on by one interval). So parked nodes are also
+woken, at their next poll, when the schedule closes, and then follow the machine to the next
+opening.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import bisect
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from heapq import heappop, heappush
 
@@ -63,6 +64,7 @@ from stagger.core.machine import (
     Tick,
     Touch,
     WakeAt,
+    beat_of,
     start_event,
     step,
 )
@@ -195,13 +197,18 @@ class Result:
 
 
 class _Node:
-    __slots__ = ("boots", "done_at", "group", "id", "index", "parked", "state", "token", "woken")
+    __slots__ = (
+        "boots", "ctx", "done_at", "group", "id", "index", "parked", "state", "token", "woken"
+    )  # fmt: skip
 
-    def __init__(self, index: int, node_id: str, group: int, state: NodeState) -> None:
+    def __init__(
+        self, index: int, node_id: str, group: int, state: NodeState, ctx: Context
+    ) -> None:
         self.index = index
         self.id = node_id
         self.group = group
         self.state = state
+        self.ctx = ctx  # the fleet's Context with this node's retry beat, as its agent has
         self.boots = 1
         self.token = 0  # bumped whenever the pending wake-up is replaced or cancelled
         self.parked = False
@@ -262,7 +269,9 @@ class Simulator:
             for i in range(1, g.nodes + 1):
                 node_id = f"node-{i}" if single else f"{g.name}-{i}"
                 index = len(self.nodes)
-                self.nodes.append(_Node(index, node_id, gi, NodeState(boot_id=f"{node_id}-boot-1")))
+                state = NodeState(boot_id=f"{node_id}-boot-1")
+                ctx = replace(self.ctx, beat=beat_of(node_id))
+                self.nodes.append(_Node(index, node_id, gi, state, ctx))
                 at = int(self.rng.uniform(0, over_us)) if over_us > 0 else 0
                 self._push(at, index, Needed(DETECTOR, "an update is installed"))
         limit = (sc.needed_over + HORIZON) // ONE_US
@@ -331,7 +340,7 @@ class Simulator:
             if type(event) is BootDetected:
                 self._set_down(gi, -1)
             before = node.state.cycle
-            state, actions = step(node.state, event, now, self.ctx)
+            state, actions = step(node.state, event, now, node.ctx)
             node.state = state
             wake = None
             # parkable: this step took the denial of a full group (see the module docstring)
