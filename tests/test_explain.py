@@ -265,3 +265,32 @@ def test_an_operators_need_reboot_lifts_the_reboot_loop_guard(tmp_path: Path) ->
     )
     assert run.returncode == SIMULATED_REBOOT_EXIT, run.stderr
     assert reboots(node) == 2
+
+
+def test_explain_diagram_text_draws_every_move_of_the_machines_table() -> None:
+    from stagger.core.machine import edges
+
+    run = stagger("explain", "--diagram", "text")
+    assert run.code == 0, run
+    lines = run.out.splitlines()
+    for a, event, b in edges():
+        if a is not b:
+            line = next(x for x in lines if x.split()[:3] == [a.value, "->", b.value])
+            assert event in line
+    assert "draining  -> rebooting on hooks passed" in lines
+
+
+def test_explain_diagram_mermaid_is_a_state_diagram_of_the_same_moves() -> None:
+    run = stagger("explain", "--diagram", "mermaid")
+    assert run.code == 0, run
+    assert run.out.startswith("stateDiagram-v2\n    [*] --> idle\n")
+    as_json = stagger("explain", "--diagram", "mermaid", "--json").json()
+    assert as_json["diagram"] == run.out
+    for move in as_json["moves"]:
+        assert f"    {move['from']} --> {move['to']}: " in run.out
+
+
+def test_explain_diagram_of_an_unknown_kind_is_one_sentence_and_exit_2() -> None:
+    run = stagger("explain", "--diagram", "dot")
+    assert (run.code, "Traceback" in run.err) == (2, False)
+    assert "use 'mermaid' or 'text'" in run.err

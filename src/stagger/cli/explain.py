@@ -10,6 +10,7 @@ cannot answer (no state file yet, backend down, a detector unknown) is said, not
 from __future__ import annotations
 
 import asyncio
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -211,9 +212,20 @@ def explain(
     config: Path | None = ConfigFileOption,
     root: Path | None = ConfigRootOption,
     json: bool = JsonOption,
+    diagram: str | None = typer.Option(
+        None,
+        "--diagram",
+        metavar="mermaid|text",
+        help="Print the node cycle's transition table as a diagram instead (mermaid, for docs "
+        "and GitHub; text, one line per move) and exit.",
+        show_default=False,
+    ),
 ) -> None:
     """Why this node has not rebooted (or why it did): need, strategy, window, pause, slot,
     the last hook results, and the next step."""
+    if diagram is not None:
+        _print_diagram(diagram, json)
+        return
     loaded = load(config, root, json)
     cfg = loaded.config
     with reported_errors(json):
@@ -350,6 +362,17 @@ def explain(
         line("next", step + at)
 
     emit(doc, json, human)
+
+
+def _print_diagram(kind: str, json: bool) -> None:
+    """The table of core/machine.py drawn as it is (the same table the agent runs)."""
+    from stagger.core.machine import diagram, edges
+
+    with reported_errors(json):
+        text = diagram(kind)
+    moves = [{"from": a.value, "event": e, "to": b.value} for a, e, b in edges() if a is not b]
+    doc = {"kind": kind, "diagram": text, "moves": moves}
+    emit(doc, json, lambda: sys.stdout.write(text))
 
 
 def need_reboot(
