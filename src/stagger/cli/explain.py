@@ -372,7 +372,11 @@ def _print_diagram(kind: str, json: bool) -> None:
         text = diagram(kind)
     moves = [{"from": a.value, "event": e, "to": b.value} for a, e, b in edges() if a is not b]
     doc = {"kind": kind, "diagram": text, "moves": moves}
-    emit(doc, json, lambda: sys.stdout.write(text))
+
+    def show() -> None:
+        sys.stdout.write(text)  # plain: rich would take mermaid's [*] for markup
+
+    emit(doc, json, show)
 
 
 def need_reboot(
