@@ -157,12 +157,25 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def _field(model: type[BaseModel], key: str) -> Any:
+    """The field a TOML key names: its name, or its alias ([detectors.needs-restarting])."""
+    info = model.model_fields.get(key)
+    if info is None:
+        info = next((f for f in model.model_fields.values() if f.alias == key), None)
+    return info
+
+
+def _keys(model: type[BaseModel]) -> list[str]:
+    """The keys an operator writes: each field's alias when it has one."""
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
 def _model_at(loc: Loc) -> type[BaseModel] | None:
     model: type[BaseModel] | None = StaggerConfig
     for part in loc:
         if isinstance(part, int) or model is None:
             continue
-        info = model.model_fields.get(part)
+        info = _field(model, part)
         if info is None:
             # a dict section ([detectors.NAME]): the name is a key, not a field
             continue
@@ -173,9 +186,8 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
 def _describe(loc: Loc) -> str:
     parent = _model_at(loc[:-1]) if loc else None
     name = loc[-1] if loc else ""
-    if parent is not None and isinstance(name, str) and name in parent.model_fields:
-        return parent.model_fields[name].description or ""
-    return ""
+    info = _field(parent, name) if parent is not None and isinstance(name, str) else None
+    return (info.description or "") if info is not None else ""
 
 
 def problems_from(exc: ValidationError, file: str, text: str | None) -> list[ConfigProblem]:
@@ -186,7 +198,7 @@ def problems_from(exc: ValidationError, file: str, text: str | None) -> list[Con
         kind = err["type"]
         if kind == "extra_forbidden":
             parent = _model_at(loc[:-1])
-            allowed = ", ".join(parent.model_fields) if parent is not None else ""
+            allowed = ", ".join(_keys(parent)) if parent is not None else ""
             where = key_text(loc[:-1]) or "the top level"
             message = f"unknown key {loc[-1]!r} in {where}: allowed keys are {allowed}"
         elif kind == "missing":
@@ -385,7 +397,7 @@ class LoadedConfig:
     def values(self) -> list[tuple[str, Any, str]]:
         """Every effective value as (key, value, source), for `config show`. A window without
         a zone shows the host's, with where that came from."""
-        doc = self.config.model_dump(mode="json")
+        doc = self.config.model_dump(mode="json", by_alias=True)  # the keys as written
         rows: list[tuple[str, Any, str]] = []
         for name, value in doc.items():
             if isinstance(value, dict):
