@@ -705,7 +705,7 @@ def test_a_need_the_reboot_did_not_clear_starts_no_other_cycle(
 def test_the_guard_says_which_reboot_did_not_clear_which_need_and_how_to_go_on() -> None:
     new, actions = rebooted_node(*HEALTHY_AND_RELEASED, SAME)
     assert new.reason.startswith(f"the reboot at {REBOOTED_AT.isoformat()} did not clear the need")
-    assert "(file: linux-image)" in new.reason
+    assert "did not clear the need (linux-image);" in new.reason
     assert "`stagger need-reboot`" in new.reason
     assert RecordEvent("reboot_did_not_clear", new.reason) in actions
 

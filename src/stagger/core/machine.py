@@ -543,7 +543,7 @@ def withheld(s: NodeState) -> Need | None:
 
 def uncleared_sentence(s: NodeState, need: Need) -> str:
     when = f"the reboot at {s.last_reboot.isoformat()}" if s.last_reboot else "a reboot"
-    said = f"{need.detector}: {need.detail}" if need.detail else need.detector
+    said = need.detail or need.detector  # the agent's detail already names its detector(s)
     return (
         f"{when} did not clear the need ({said}); stagger does not reboot again for the same "
         "need: it waits until the detector says something else or nothing, or an operator "
