@@ -20,7 +20,9 @@ class CycleConfig(BaseModel):
         "1m", description="how often a node that holds a slot says it is alive, like '1m'"
     )
     retry: Duration = Field(
-        "30s", description="the wait before asking again after a denied slot or a backend error"
+        "30s",
+        description="about how long a node waits before asking again after a denied slot or a "
+        "backend error; each node asks on its own beat within it, so a fleet is not in lockstep",
     )
     backoff: Duration = Field(
         "1m", description="the first wait after an aborted attempt; it doubles each time"
