@@ -1,5 +1,6 @@
 """The etcd v3 backend: a fleet's semaphores in an etcd cluster, for fleets and for running
-several stagger servers against one store.
+several stagger servers against one store. Its URL and options are read in etcd_url.py;
+etcd_client.py talks to the cluster (failover, TLS, auth).
 
 Key layout, under a prefix (default `stagger/v1/`; docs/backends.md shows it to operators):
 - `{prefix}groups/{group}`: the group's Semaphore as the codec's JSON. The fleet-wide pause
@@ -33,26 +34,17 @@ import math
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, unquote
 
 from aetcd import rpc
 
 from stagger.backends.base import Clock, GroupStatus, Snapshot, retry_cas, utcnow, validate_limit
 from stagger.backends.codec import decode_event, decode_semaphore, encode_event, encode_semaphore
-from stagger.backends.etcd_client import (
-    DEFAULT_PORT,
-    DEFAULT_TIMEOUT,
-    ClientSettings,
-    Endpoint,
-    EtcdClient,
-    OutcomeUnknown,
-)
+from stagger.backends.etcd_client import ClientSettings, EtcdClient, OutcomeUnknown
+from stagger.backends.etcd_url import DEFAULT_PREFIX, read_options
 from stagger.backends.store import Op, SemaphoreStore, Settle, check_default_max
 from stagger.core import semaphore as core
-from stagger.core.durations import parse_duration
-from stagger.core.errors import BackendUnavailable, ConfigError, InvalidInput
+from stagger.core.errors import BackendUnavailable, ConfigError
 from stagger.core.reports import NodeReport
 from stagger.core.semaphore import (
     DEFAULT_MAX,
@@ -67,138 +59,14 @@ from stagger.core.semaphore import (
     validate_group,
 )
 
-DEFAULT_PREFIX = "stagger/v1/"
 # etcd refuses a transaction of more than --max-txn-ops operations (128 by default); beyond
 # this many events in one change, the "expired" ones are folded into one.
 MAX_EVENTS_PER_TXN = 64
 # Groups whose last view one backend object remembers (a few hundred bytes each, per hold).
 MAX_CACHED_GROUPS = 10_000
 
-OPTIONS = (
-    "prefix",
-    "timeout",
-    "ca_cert",
-    "cert",
-    "key",
-    "username",
-    "password",
-    "tls",
-    "default_max",
-    "history_limit",
-    "clock",
-)
-# Query-string spellings that mean the same option.
-_ALIASES = {"ca": "ca_cert", "user": "username"}
 
 T = TypeVar("T")
-
-
-# --- URL and options ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EtcdUrl:
-    endpoints: tuple[Endpoint, ...]
-    tls: bool
-    options: dict[str, str]
-    username: str | None = None
-    password: str | None = None
-
-
-def _endpoint(text: str, url: str) -> Endpoint:
-    host, port = text, ""
-    if text.startswith("["):  # [::1]:2379
-        host, _, rest = text[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else rest
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    if not host or (port and not port.isdigit()) or not 0 < int(port or DEFAULT_PORT) < 65536:
-        raise ConfigError(
-            f"etcd endpoint {text!r} in {redact_url(url)!r} is not HOST or HOST:PORT "
-            "(write etcd://10.0.0.1:2379,10.0.0.2:2379)"
-        )
-    return Endpoint(host, int(port or DEFAULT_PORT))
-
-
-def redact_url(url: str) -> str:
-    """The URL without a password (in user:password@ or ?password=), for messages and logs."""
-    scheme, sep, rest = url.partition("://")
-    netloc, slash, tail = rest.partition("/")
-    base, q, query = (netloc + slash + tail).partition("?")
-    if "@" in netloc:
-        user, _, hosts = netloc.rpartition("@")
-        name = user.partition(":")[0]
-        base = f"{name}:***@{hosts}{slash}{tail.partition('?')[0]}"
-    if query:
-        parts = [p if not p.lower().startswith("password=") else "password=***" for p in
-                 query.split("&")]  # fmt: skip
-        query = "&".join(parts)
-    return f"{scheme}{sep}{base}{q}{query}"
-
-
-def parse_etcd_url(url: str) -> EtcdUrl:
-    """`etcd://[USER[:PASSWORD]@]HOST[:PORT][,HOST[:PORT]...][/][?OPTION=VALUE&...]`.
-    `etcd+https://` turns TLS on; `etcd+http://` is the same as `etcd://`."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme not in ("etcd", "etcd+http", "etcd+https"):
-        raise ConfigError(
-            f"backend URL {redact_url(url)!r} is not an etcd URL: write etcd://HOST:PORT[,...]"
-        )
-    rest, _, query = rest.partition("?")
-    netloc, _, path = rest.partition("/")
-    if path.strip("/"):
-        raise ConfigError(
-            f"backend URL {redact_url(url)!r} has a path; etcd URLs take none: choose the key "
-            "prefix with ?prefix=stagger/v1/"
-        )
-    username = password = None
-    if "@" in netloc:
-        userinfo, _, netloc = netloc.rpartition("@")
-        user, has_pw, pw = userinfo.partition(":")
-        username, password = unquote(user) or None, unquote(pw) if has_pw else None
-    hosts = [h for h in netloc.split(",") if h.strip()]
-    if not hosts:
-        raise ConfigError(
-            f"backend URL {redact_url(url)!r} names no etcd endpoint: write "
-            "etcd://HOST:PORT[,HOST:PORT...]"
-        )
-    options: dict[str, str] = {}
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        options[_ALIASES.get(name, name)] = value
-    endpoints = tuple(_endpoint(h.strip(), url) for h in hosts)
-    return EtcdUrl(endpoints, scheme == "etcd+https", options, username, password)
-
-
-def _flag(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise ConfigError(f"etcd option {name}={value!r} is not a yes/no value: write {name}=true")
-
-
-def _seconds(value: Any, name: str) -> float:
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    try:
-        return parse_duration(str(value), what=f"etcd option {name}").total_seconds()
-    except InvalidInput as exc:
-        raise ConfigError(exc.message) from exc
-
-
-def _count(value: Any, name: str, low: int) -> int:
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        n = low - 1
-    if isinstance(value, bool) or n < low:
-        raise ConfigError(f"etcd option {name}={value!r} is not valid: give a whole number ≥ {low}")
-    return n
 
 
 # --- what one load sees ------------------------------------------------------------------
@@ -326,37 +194,14 @@ class EtcdBackend(SemaphoreStore):
         """Options (keyword, or in the URL's query; keywords win; None is ignored): prefix,
         timeout (seconds or a duration like 3s), ca_cert (query: ca), cert, key, username
         (query: user), password, tls, default_max, history_limit, clock."""
-        parsed = parse_etcd_url(url)
-        given: dict[str, Any] = dict(parsed.options)
-        given.update({_ALIASES.get(k, k): v for k, v in options.items() if v is not None})
-        unknown = sorted(set(given) - set(OPTIONS))
-        if unknown:
-            raise ConfigError(
-                f"the etcd backend does not take the option(s) {', '.join(unknown)}: "
-                f"it takes {', '.join(OPTIONS[:-1])}"
-            )
-        ca, cert, key = (
-            Path(str(given[n])).expanduser() if given.get(n) else None
-            for n in ("ca_cert", "cert", "key")
-        )
-        tls = _flag(given.get("tls", parsed.tls), "tls") or any((ca, cert, key))
-        settings = ClientSettings(
-            endpoints=parsed.endpoints,
-            timeout=_seconds(given.get("timeout", DEFAULT_TIMEOUT), "timeout"),
-            tls=tls,
-            ca_cert=ca,
-            cert=cert,
-            key=key,
-            username=given.get("username", parsed.username),
-            password=given.get("password", parsed.password),
-        )
+        o = read_options(url, options)
         return cls(
-            settings,
-            url=redact_url(url),
-            prefix=str(given.get("prefix", DEFAULT_PREFIX)),
-            default_max=_count(given.get("default_max", DEFAULT_MAX), "default_max", 0),
-            history_limit=_count(given.get("history_limit", HISTORY_LIMIT), "history_limit", 1),
-            clock=given.get("clock", utcnow),
+            o.settings,
+            url=o.url,
+            prefix=o.prefix,
+            default_max=o.default_max,
+            history_limit=o.history_limit,
+            clock=o.clock,
         )
 
     # --- keys -----------------------------------------------------------------------------
