@@ -13,9 +13,10 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from stagger.core.errors import BackendConflict, InvalidInput
+from stagger.core.durations import parse_duration
+from stagger.core.errors import BackendConflict, ConfigError, InvalidInput
 from stagger.core.reports import NodeReport
 from stagger.core.semaphore import (
     DEFAULT_STALE_AFTER,
@@ -36,6 +37,19 @@ def utcnow() -> datetime:
 
 
 Clock = Callable[[], datetime]
+
+
+def option_seconds(value: Any, what: str) -> float:
+    """A backend option that is a time: seconds as a number, a timedelta, or a duration like
+    3s. `what` names the option in the error ("etcd option timeout")."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return parse_duration(str(value), what=what).total_seconds()
+    except InvalidInput as exc:
+        raise ConfigError(exc.message) from exc
 
 
 def validate_limit(limit: int) -> int:

@@ -6,15 +6,13 @@ ConfigError before anything is dialled."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from stagger.backends.base import Clock, utcnow
+from stagger.backends.base import Clock, option_seconds, utcnow
 from stagger.backends.etcd_client import DEFAULT_PORT, DEFAULT_TIMEOUT, ClientSettings, Endpoint
-from stagger.core.durations import parse_duration
-from stagger.core.errors import ConfigError, InvalidInput
+from stagger.core.errors import ConfigError
 from stagger.core.semaphore import DEFAULT_MAX, HISTORY_LIMIT
 
 DEFAULT_PREFIX = "stagger/v1/"
@@ -66,7 +64,7 @@ def read_options(url: str, options: dict[str, Any]) -> EtcdOptions:
     tls = _flag(given.get("tls", parsed.tls), "tls") or any((ca, cert, key))
     settings = ClientSettings(
         endpoints=parsed.endpoints,
-        timeout=_seconds(given.get("timeout", DEFAULT_TIMEOUT), "timeout"),
+        timeout=option_seconds(given.get("timeout", DEFAULT_TIMEOUT), "etcd option timeout"),
         tls=tls,
         ca_cert=ca,
         cert=cert,
@@ -166,17 +164,6 @@ def _flag(value: Any, name: str) -> bool:
     if text in ("0", "false", "no", "off", ""):
         return False
     raise ConfigError(f"etcd option {name}={value!r} is not a yes/no value: write {name}=true")
-
-
-def _seconds(value: Any, name: str) -> float:
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    try:
-        return parse_duration(str(value), what=f"etcd option {name}").total_seconds()
-    except InvalidInput as exc:
-        raise ConfigError(exc.message) from exc
 
 
 def _count(value: Any, name: str, low: int) -> int:

@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from stagger.backends.base import Clock, Snapshot, utcnow, validate_limit
+from stagger.backends.base import Clock, Snapshot, option_seconds, utcnow, validate_limit
 from stagger.backends.wire import (
     ErrorKind,
     GroupModel,
@@ -40,7 +40,6 @@ from stagger.backends.wire import (
     TouchResponse,
     UnlockResponse,
 )
-from stagger.core.durations import parse_duration
 from stagger.core.errors import (
     BackendUnavailable,
     ConfigError,
@@ -108,17 +107,6 @@ def redact(url: str) -> str:
         p if not p.lower().startswith("token=") else "token=***" for p in parts.query.split("&")
     )
     return parts._replace(netloc=netloc, query=query).geturl()
-
-
-def _seconds(value: Any, name: str) -> float:
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    try:
-        return parse_duration(str(value), what=f"fleetlock option {name}").total_seconds()
-    except InvalidInput as exc:
-        raise ConfigError(exc.message) from exc
 
 
 class FleetLockBackend:
@@ -212,7 +200,9 @@ class FleetLockBackend:
             token=given.get("token"),
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
-            timeout=_seconds(given.get("timeout", DEFAULT_TIMEOUT), "timeout"),
+            timeout=option_seconds(
+                given.get("timeout", DEFAULT_TIMEOUT), "fleetlock option timeout"
+            ),
             retries=retries,
             clock=given.get("clock", utcnow),
             rng=given.get("rng"),
