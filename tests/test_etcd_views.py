@@ -170,10 +170,10 @@ async def test_acquires_racing_through_one_backend_take_turns_instead_of_losing_
     assert sum(isinstance(o, Granted) for o in outcomes) == 1
     assert sum(isinstance(o, Denied) for o in outcomes) == 7
     assert here.conflicts == 0
-    # The first writes. The others asked after that write was sent, so it cannot answer them
-    # (a write completed in between could be missing from it): the next in turn reads, and
-    # that read, sent after all of them asked, answers the rest.
-    assert kv_calls(etcd_server) - before == 2
+    # All eight queued before the first was sent: one batch, one guarded transaction. Its
+    # guard confirms at the commit (after all of them asked) the view the seven denials
+    # were decided on (tests/test_etcd_group_commit.py has more).
+    assert kv_calls(etcd_server) - before == 1
 
 
 async def test_many_clients_sharing_one_backend_never_exceed_max(
@@ -196,6 +196,7 @@ async def test_many_clients_sharing_one_backend_never_exceed_max(
             final = await raw.get(key)
             assert final is not None
             await caught_up(observer, audit, final.mod_revision)
+            recorded = await raw.get(shared.seq_key("web"))
         finally:
             observer.cancel()
             await watch.cancel()
@@ -203,4 +204,8 @@ async def test_many_clients_sharing_one_backend_never_exceed_max(
             await other.close()
     assert audit.most_holds == 3, "the group really filled up"
     assert tally.denials > 0
-    assert audit.values == 1 + 2 * tally.grants
+    # The set-max, then one event per grant and per release: nothing lost, nothing extra.
+    # A committed value may carry several of them (one server writes its queue together).
+    assert recorded is not None
+    assert int(recorded.value) == 1 + 2 * tally.grants
+    assert audit.values <= 1 + 2 * tally.grants

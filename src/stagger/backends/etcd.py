@@ -20,26 +20,28 @@ transaction guarded by the group key's mod_revision (and, for acquire, the fleet
 a concurrent writer or fleet pause is never missed. The view is the newest this object has
 seen (any read of the group, or its own last write), so a change usually costs that one
 transaction; a lost guard returns a fresh view from the transaction's failure branch and is
-retried (retry_cas). An operation that changes nothing writes nothing, and is only answered
-from a view read after it began (_apply explains why). A write whose outcome is unknown is
-re-read before answering.
+retried (retry_cas). Changes to one group that queue while one is in flight are applied in
+order and written together in the next such transaction (group commit: etcd_batch.py). An
+operation that changes nothing writes nothing, and is only answered from a view read after it
+began, or one a committed guard confirmed after it began (_run_batch explains why). A write
+whose outcome is unknown is re-read before answering.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from aetcd import rpc
 
 from stagger.backends.base import Clock, GroupStatus, Snapshot, retry_cas, utcnow, validate_limit
 from stagger.backends.codec import decode_event, decode_semaphore, encode_event, encode_semaphore
+from stagger.backends.etcd_batch import Applied, GroupQueues, Queued, apply_in_order
 from stagger.backends.etcd_client import ClientSettings, EtcdClient, OutcomeUnknown
 from stagger.backends.etcd_url import DEFAULT_PREFIX, read_options
 from stagger.backends.store import Op, SemaphoreStore, Settle, check_default_max
@@ -130,33 +132,6 @@ def _fold(events: tuple[Event, ...]) -> tuple[Event, ...]:
     return (folded, *rest)
 
 
-class _GroupLocks:
-    """One lock per group that someone is changing, forgotten when nobody is. A change waits
-    at most `wait` seconds for its turn, then goes ahead anyway: the lock only saves lost
-    races, the guarded write is what keeps the semaphore right."""
-
-    def __init__(self, wait: float) -> None:
-        self.wait = wait
-        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
-
-    @contextlib.asynccontextmanager
-    async def turn(self, group: str) -> AsyncIterator[None]:
-        lock, users = self._locks.setdefault(group, (asyncio.Lock(), [0]))
-        users[0] += 1
-        got = False
-        try:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.wait):
-                    got = await lock.acquire()
-            yield
-        finally:
-            if got:
-                lock.release()
-            users[0] -= 1
-            if users[0] == 0:
-                del self._locks[group]
-
-
 class EtcdBackend(SemaphoreStore):
     """The Backend Protocol on an etcd v3 cluster (see the module docstring for the layout)."""
 
@@ -184,10 +159,10 @@ class EtcdBackend(SemaphoreStore):
         # The newest view of each group this object has seen: where a change starts (_apply).
         self._views: dict[str, _View] = {}
         self._requests = 0
-        # One change per group at a time from this object: when a slot frees, the server's
-        # waiting acquires queue here instead of all racing the same guard; each is then
-        # decided on the view the one before it left (fresh: sent after it began).
-        self._writers = _GroupLocks(wait=settings.timeout)
+        # Group commit: the changes to one group that arrive while one is in flight queue
+        # here (instead of racing each other's guards) and are written together by the next
+        # transaction, each decided in order on the value the one before it left (_run_batch).
+        self._queues = GroupQueues(self._run_batch)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> EtcdBackend:
@@ -435,72 +410,127 @@ class EtcdBackend(SemaphoreStore):
         with_fleet: bool = False,
         settle: Settle[T] | None = None,
     ) -> T:
-        """Apply `op` to the group and compare-and-swap the result, retrying lost races
-        (retry_cas). After a write with an unknown outcome, the next fresh view decides
-        through `settle` whether it took effect (without `settle`, the operation simply runs
-        again on what is there now).
+        """Queue `op` for the group's next batch (_run_batch) and wait for its own outcome."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queues.submit(group, Queued(op, what, with_fleet, settle, self._request(), future))
+        return cast(T, await future)
+
+    @staticmethod
+    def _answerable(view: _View, applied: Applied) -> bool:
+        """Whether every change of the batch that writes nothing may be answered from `view`
+        (see _run_batch): it was read after that change was asked, or the batch writes and
+        its guard will confirm the view at the commit (only for a view without lease keys)."""
+        confirmed = applied.writes and not view.leases
+        return all(
+            confirmed or EtcdBackend._fresh(view, step.change.began)
+            for step in applied.steps
+            if not step.wrote and step.error is None
+        )
+
+    async def _run_batch(self, group: str, batch: list[Queued]) -> None:
+        """Apply the queued changes IN ORDER to the group (each on the value the one before
+        left) and compare-and-swap the result with all their events in ONE transaction,
+        retrying lost races (retry_cas): a lost guard re-applies the whole batch, in the same
+        order, on the fresh view its failure branch returned. Each caller gets its own
+        outcome. After a write with an unknown outcome, a fresh view decides, change by change
+        through its `settle`, which took effect; the others run again.
 
         The first attempt starts from the remembered view of the group (`self._views`: the
-        newest this object has seen, from any read or write, e.g. the server's batched
-        status read a moment ago), so a change usually costs ONE transaction. Why that is
-        safe:
+        newest this object has seen, from any read or write, e.g. the server's batched status
+        read, or the batch before), so a batch usually costs ONE transaction. Why it is safe:
         - A remembered view is only used to PROPOSE a write. The write is guarded by the
-          group key's mod_revision (and the fleet key's), so it commits only if the group is
-          still exactly what the view saw: a stale view costs a retry, never a wrong grant.
-          (Lease keys can vanish without touching the group key, as before with a fresh
-          read; that only makes a view count a hold etcd already ended, never a free slot
-          that is not.)
+          group key's mod_revision (and, when the batch holds an acquire, the fleet key's), so
+          it commits only if the group is still exactly what the view saw: a stale view costs
+          a retry, never a wrong grant. (Lease keys can vanish without touching the group key;
+          that only makes a view count a hold etcd already ended, never a free slot that is
+          not.)
         - An outcome that writes nothing (a denial, a holder asking again, releasing nothing)
-          is an answer about the present, so it must come from a view that shows the group
-          after this call began (_fresh: its request was sent after); otherwise a read
-          confirms it first. Two such views come free: the failure branch of a lost guard
-          (etcd evaluates it at the transaction's own revision), and, for a change that
-          waited its turn here, the view the change before it wrote.
-        Changes to one group from this object take turns (_GroupLocks), so concurrent
-        callers of one server do not race each other's guards.
+          is an answer about the present: it must reflect every write completed before its
+          caller asked. Two things give that:
+          (a) a view READ after the call was made (_fresh: its request was sent after), such
+              as the failure branch of a lost guard (etcd evaluates it at the transaction's
+              own revision) or a read a change queued behind. A remembered view that is older
+              than the call does not: a write by another server may have completed between it
+              and the call. So a batch's view serves a no-op only if its read began after
+              that request arrived;
+          (b) a batch that WRITES and commits: its guard proves that at the commit's revision
+              (after every caller in the batch asked, since the transaction is sent after the
+              batch was formed) the group key (and the fleet key) were still exactly the
+              view's, so each no-op is the answer at that revision, in its place in the order.
+              Not for a view with lease keys: etcd may end a lease without moving the group
+              key, so then (a) is needed.
+          Otherwise the batch reads the group first and is applied again on that view.
         """
-        unknown: list[T] = []  # the outcome of a write we could not confirm
-        began = self._request()
+        live = list(batch)
+        unknown = False  # a write of this batch may or may not have been applied
 
         async def load(now: datetime) -> _View:
             try:
                 return await self._load(group, now)
             except BackendUnavailable as exc:
                 if unknown:
-                    raise BackendUnavailable(
-                        f"{exc.message}; the last change ({what}) may or may not have been "
-                        "applied: check with `stagger status` before acting on it"
-                    ) from exc
+                    for queued in live:
+                        queued.fail(
+                            BackendUnavailable(
+                                f"{exc.message}; the last change ({queued.what}) may or may not "
+                                "have been applied: check with `stagger status` before acting "
+                                "on it"
+                            )
+                        )
                 raise
 
-        async def attempt() -> tuple[bool, T]:
-            now = self.clock()
-            view = self._views.get(group)
-            if view is None or (unknown and not self._fresh(view, began)):
-                view = await load(now)
-            fresh = self._fresh(view, began)
-            if fresh and unknown and settle is not None:
-                settled = settle(view.semaphore, unknown[-1])
-                if settled is not None:
-                    return True, settled
-            change = op(view.semaphore, now, view.fleet)
-            if not change.changed and not fresh:
-                view = await load(now)  # confirm "no write" on the present
-                change = op(view.semaphore, now, view.fleet)
-            if not change.changed:
-                return True, change.outcome
-            events = (*view.expired, *change.events)
-            try:
-                ok, _ = await self._commit(group, view, change.semaphore, events, with_fleet, now)
-            except OutcomeUnknown:
-                unknown.append(change.outcome)
-                self._views.pop(group, None)
-                return False, change.outcome
-            self.conflicts += not ok
-            return ok, change.outcome
+        def finish(applied: Applied) -> None:
+            for step in applied.steps:
+                if step.error is None:
+                    step.change.answer(_judged_by_etcd(step.outcome))
+            live.clear()
 
-        async with self._writers.turn(group):
-            return _judged_by_etcd(await retry_cas(attempt, what=what))
+        async def attempt() -> tuple[bool, None]:
+            nonlocal unknown
+            now = self.clock()
+            newest = max(queued.began for queued in live)
+            view = self._views.get(group)
+            if view is None or (unknown and not self._fresh(view, newest)):
+                view = await load(now)
+            if unknown:  # the view is fresh for every change: did our write take effect?
+                for queued in list(live):
+                    if queued.settle is None or not queued.has_planned:
+                        continue
+                    settled = queued.settle(view.semaphore, queued.planned)
+                    if settled is not None:
+                        queued.answer(_judged_by_etcd(settled))
+                        live.remove(queued)
+                if not live:
+                    return True, None
+            applied = apply_in_order(view.semaphore, view.fleet, now, live)
+            if not self._answerable(view, applied):
+                view = await load(now)  # read after every change of the batch was asked
+                applied = apply_in_order(view.semaphore, view.fleet, now, live)
+            for step in applied.steps:
+                if step.error is not None:
+                    step.change.fail(step.error)
+                    live.remove(step.change)
+            if not applied.writes:
+                finish(applied)
+                return True, None
+            with_fleet = any(s.change.with_fleet for s in applied.steps if s.error is None)
+            events = (*view.expired, *applied.events)
+            try:
+                ok, _ = await self._commit(group, view, applied.semaphore, events, with_fleet, now)
+            except OutcomeUnknown:
+                unknown = True
+                for step in applied.steps:
+                    step.change.planned = step.outcome
+                self._views.pop(group, None)
+                return False, None
+            if ok:
+                finish(applied)
+                return True, None
+            self.conflicts += 1
+            return False, None
+
+        what = batch[0].what if len(batch) == 1 else f"{len(batch)} changes to group {group}"
+        await retry_cas(attempt, what=what)
 
     # --- reads (the changes are SemaphoreStore's) ---------------------------------------
 
