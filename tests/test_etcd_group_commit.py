@@ -156,6 +156,20 @@ async def test_a_batch_is_capped_so_a_transaction_stays_within_etcds_limit(
     assert kv_calls(etcd_server) - before == 2  # MAX_BATCH, then the 8 after them
 
 
+async def test_changes_that_write_nothing_do_not_count_against_the_cap(
+    pair: tuple[EtcdBackend, EtcdBackend], etcd_server: EtcdCluster
+) -> None:
+    here, _ = pair
+    await here.set_max("web", 1, by=OP)
+    await here.acquire("web", "node-x")
+    before = kv_calls(etcd_server)
+    outcomes = await asyncio.gather(
+        *(here.acquire("web", f"node-{i}") for i in range(MAX_BATCH + 8))
+    )
+    assert all(isinstance(o, Denied) for o in outcomes)
+    assert kv_calls(etcd_server) - before == 1  # one read, sent after all of them asked
+
+
 async def test_a_batch_of_only_denials_from_an_older_view_reads_before_answering(
     pair: tuple[EtcdBackend, EtcdBackend], etcd_server: EtcdCluster
 ) -> None:
@@ -230,3 +244,17 @@ async def test_batches_from_many_clients_never_exceed_max_at_any_committed_value
     assert recorded is not None
     assert int(recorded.value) == 1 + 2 * tally.grants, "one event per change, none lost"
     assert audit.values < 1 + 2 * tally.grants, "changes really were committed together"
+
+
+async def test_the_backend_says_it_is_changing_a_group_only_while_a_change_is_queued_or_in_flight(
+    pair: tuple[EtcdBackend, EtcdBackend],
+) -> None:
+    here, _ = pair
+    await here.set_max("web", 1, by=OP)
+    assert not here.changing("web")
+    acquiring = asyncio.create_task(here.acquire("web", "node-a"))
+    await asyncio.sleep(0)  # the call has queued its change
+    assert here.changing("web")
+    assert not here.changing("db")
+    assert isinstance(await acquiring, Granted)
+    assert not here.changing("web")

@@ -161,6 +161,11 @@ class RemembersGroups(Protocol):
         it has seen none."""
         ...
 
+    def changing(self, group: str) -> bool:
+        """Whether this object is writing a change to `group` now: one asked now is decided
+        right after it, in the same store round trip as the next changes (group commit)."""
+        ...
+
 
 T = TypeVar("T")
 

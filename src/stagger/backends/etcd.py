@@ -291,6 +291,11 @@ class EtcdBackend(SemaphoreStore):
             self._views[group] = view
         return view
 
+    def changing(self, group: str) -> bool:
+        """Whether a change to `group` is queued or in flight here (base.RemembersGroups): a
+        change made now joins the next batch, written right after it."""
+        return self._queues.busy(group)
+
     def remembered(self, group: str) -> GroupStatus | None:
         """The newest view of `group` this object has seen (base.RemembersGroups)."""
         view = self._views.get(group)

@@ -20,9 +20,10 @@ from typing import Any
 from stagger.backends.store import Op, Settle
 from stagger.core.semaphore import Event, Pause, Semaphore
 
-# The most changes one transaction carries. etcd refuses a transaction of more than 128
-# operations (--max-txn-ops); a queued acquire or release adds at most two (its event and its
-# hold's lease key) to the three a change always has (group, event counter, trim of history).
+# The most changes that WRITE one transaction carries (changes that write nothing cost it no
+# operation and are not counted). etcd refuses a transaction of more than 128 operations
+# (--max-txn-ops); an acquire or release adds at most two (its event and its hold's lease key)
+# to the three a change always has (group, event counter, trim of history).
 MAX_BATCH = 32
 
 _UNSET: Any = object()
@@ -90,10 +91,14 @@ def apply_in_order(
     sem: Semaphore, fleet: Pause | None, now: datetime, changes: list[Queued]
 ) -> Applied:
     """Run each change's operation on the value the one before it left, as if they had come
-    one by one in this order."""
+    one by one in this order; stop after MAX_BATCH of them wrote (the rest wait for the
+    next transaction: they have no step)."""
     events: list[Event] = []
     steps: list[Step] = []
+    writes = 0
     for queued in changes:
+        if writes == MAX_BATCH:
+            break
         try:
             change = queued.op(sem, now, fleet)
         except Exception as exc:  # the operation refused its input: only this caller hears
@@ -102,19 +107,25 @@ def apply_in_order(
         if change.changed:
             sem = change.semaphore
             events.extend(change.events)
+            writes += 1
         steps.append(Step(queued, change.outcome, wrote=change.changed))
     return Applied(sem, tuple(events), tuple(steps))
 
 
 class GroupQueues:
-    """A queue of changes per group, drained by one task per busy group: it takes up to
-    MAX_BATCH waiting changes, hands them to `run` as one batch, and repeats until the queue
-    is empty. While a batch is in flight, the next one gathers."""
+    """A queue of changes per group, drained by one task per busy group: it takes every
+    waiting change, hands them to `run` as one batch, puts back (first in line) those `run`
+    left unanswered (beyond MAX_BATCH writes), and repeats until the queue is empty. While a
+    batch is in flight, the next one gathers."""
 
     def __init__(self, run: Callable[[str, list[Queued]], Awaitable[None]]) -> None:
         self._run = run
         self._queues: dict[str, deque[Queued]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def busy(self, group: str) -> bool:
+        """Whether a change to `group` is queued or in flight."""
+        return group in self._tasks
 
     def submit(self, group: str, queued: Queued) -> None:
         self._queues.setdefault(group, deque()).append(queued)
@@ -126,11 +137,9 @@ class GroupQueues:
         queue = self._queues[group]
         try:
             while queue:
-                batch: list[Queued] = []
-                while queue and len(batch) < MAX_BATCH:
-                    queued = queue.popleft()
-                    if not queued.answered:  # a caller that went away asks for nothing
-                        batch.append(queued)
+                # a caller that went away asks for nothing
+                batch = [queued for queued in queue if not queued.answered]
+                queue.clear()
                 if not batch:
                     continue
                 try:
@@ -143,6 +152,8 @@ class GroupQueues:
                         queued.fail(exc)
                     queue.clear()
                     raise
+                else:  # beyond MAX_BATCH writes: first in line for the next transaction
+                    queue.extendleft(reversed([q for q in batch if not q.answered]))
         finally:
             del self._tasks[group]
             if not queue:

@@ -225,10 +225,13 @@ class FleetLockEndpoint:
             # view costs a retry there, never a wrong answer, and a change is one etcd
             # transaction. Everything else is decided from a batched linearizable read when
             # no write is needed (a denial, a holder asking again, releasing nothing), and the
-            # backend's own compare-and-swap decides the rest.
+            # backend's own compare-and-swap decides the rest. A lock asked while the backend
+            # is writing a change to the group (a release, say) also goes to the backend: it is
+            # decided in order right after that change and written with the next batch (etcd
+            # group commit), so a freed slot is granted in the next transaction.
             hint = state.reads.remembered(group)
             if self.operation == PRE_REBOOT:
-                if hint is None or not _grants(hint, node_id):
+                if hint is None or not (_grants(hint, node_id) or state.reads.changing(group)):
                     snap = await state.reads.read(group)
                     hint = snap.groups[0]
                     planned = _plan(hint, node_id)

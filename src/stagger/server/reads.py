@@ -30,6 +30,10 @@ class GroupReads:
         """The backend's newest view of `group`, possibly stale; None without one."""
         return self._remembers.remembered(group) if self._remembers is not None else None
 
+    def changing(self, group: str) -> bool:
+        """Whether the backend is writing a change to `group` now (etcd); False without."""
+        return self._remembers.changing(group) if self._remembers is not None else False
+
     async def read(self, group: str) -> Snapshot:
         future = self._next.get(group)
         if future is None:
