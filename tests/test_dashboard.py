@@ -333,3 +333,16 @@ def test_real_agents_appear_on_the_page_with_their_cycle_and_slot(
             a.flag("hold-drain", False)
             for node in fleet.nodes:
                 node.stop()
+
+
+def test_a_window_open_at_the_nodes_last_report_reads_open_not_a_past_time(
+    fleet: RunningServer,
+) -> None:
+    opened = datetime.now(UTC) - timedelta(minutes=3)
+    report(fleet, NodeReport("web-3", "web", State.WAITING, next_window=opened))
+    html = httpx.get(f"{fleet.url}/dashboard/live").text
+    row = html[html.index('data-node="web-3"') :].split("</tr>", 1)[0]
+    assert ">open</span>" in row
+    assert 'data-node="web-1"' in html  # web-1's window is 20 h away: shown as a time
+    web1 = html[html.index('data-node="web-1"') :].split("</tr>", 1)[0]
+    assert ">open</span>" not in web1
