@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from stagger.agent.detectors.base import run_command
 from stagger.core.errors import StaggerError
@@ -65,42 +65,35 @@ class LogindRebooter:
     name: str = "logind"
 
     async def reboot(self, reason: str) -> None:
-        from dbus_fast import BusType, Message, MessageType
-        from dbus_fast.aio import MessageBus
+        from stagger.agent import dbus
 
         try:
-            if self.bus_address:
-                bus = MessageBus(bus_address=self.bus_address)
-            else:
-                bus = MessageBus(bus_type=BusType.SYSTEM)
-            async with asyncio.timeout(COMMAND_TIME_LIMIT):
-                await bus.connect()
+            bus = await dbus.connect(self.bus_address, COMMAND_TIME_LIMIT)
         except Exception as exc:
             raise RebootFailed(
                 f"cannot reach the D-Bus system bus to ask logind for a reboot ({exc}); is "
                 "dbus running? Or set [agent] rebooter = 'systemctl' or 'command'"
             ) from exc
         try:
-            call = Message(
+            await dbus.call(
+                bus,
                 destination=LOGIND,
                 path=LOGIND_PATH,
                 interface=LOGIND_INTERFACE,
                 member="Reboot",
                 signature="b",
                 body=[False],
+                limit=COMMAND_TIME_LIMIT,
             )
-            async with asyncio.timeout(COMMAND_TIME_LIMIT):
-                reply: Any = await bus.call(call)
         except TimeoutError:
             raise RebootFailed("logind did not answer the reboot request") from None
+        except dbus.DBusCallError as exc:
+            raise RebootFailed(
+                f"logind refused to reboot: {exc.error_name} {exc.text}".rstrip()
+                + "; run the agent as root, or set [agent] rebooter = 'systemctl' or 'command'"
+            ) from None
         finally:
             bus.disconnect()
-        if reply is not None and reply.message_type == MessageType.ERROR:
-            text = reply.body[0] if reply.body else ""
-            raise RebootFailed(
-                f"logind refused to reboot: {reply.error_name} {text}".rstrip()
-                + "; run the agent as root, or set [agent] rebooter = 'systemctl' or 'command'"
-            )
 
 
 @dataclass

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from stagger.agent import dbus
 from stagger.agent.detectors.base import Finding, Report
 
 log = logging.getLogger("stagger.agent.detectors.update_engine")
@@ -59,51 +60,42 @@ class UpdateEngineDetector:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
 
     async def _connect(self) -> Any:
-        from dbus_fast import BusType
-        from dbus_fast.aio import MessageBus
-
-        if self.bus_address:
-            bus = MessageBus(bus_address=self.bus_address)
-        else:
-            bus = MessageBus(bus_type=BusType.SYSTEM)
-        async with asyncio.timeout(CALL_TIMEOUT):
-            return await bus.connect()
+        return await dbus.connect(self.bus_address, CALL_TIMEOUT)
 
     async def _get_status(self, bus: Any) -> Finding:
-        from dbus_fast import Message, MessageType
-
-        msg = Message(
-            destination=BUS_NAME, path=OBJECT_PATH, interface=INTERFACE, member="GetStatus"
-        )
         try:
-            async with asyncio.timeout(CALL_TIMEOUT):
-                reply = await bus.call(msg)
+            reply = await dbus.call(
+                bus,
+                destination=BUS_NAME,
+                path=OBJECT_PATH,
+                interface=INTERFACE,
+                member="GetStatus",
+                limit=CALL_TIMEOUT,
+            )
         except TimeoutError:
             return Finding(None, self.name, f"GetStatus on {BUS_NAME} did not answer")
+        except dbus.DBusCallError as exc:
+            return Finding(
+                None, self.name, f"{BUS_NAME} answered {exc.error_name}: {exc.text}".rstrip(": ")
+            )
         if reply is None:
             return Finding(None, self.name, f"GetStatus on {BUS_NAME} got no reply")
-        if reply.message_type == MessageType.ERROR:
-            text = reply.body[0] if reply.body else ""
-            return Finding(
-                None, self.name, f"{BUS_NAME} answered {reply.error_name}: {text}".rstrip(": ")
-            )
         return finding_from_status(self.name, reply.body)
 
     async def _add_match(self, bus: Any, rule: str) -> None:
-        from dbus_fast import Message, MessageType
-
-        call = Message(
-            destination=_DBUS,
-            path="/org/freedesktop/DBus",
-            interface=_DBUS,
-            member="AddMatch",
-            signature="s",
-            body=[rule],
-        )
-        async with asyncio.timeout(CALL_TIMEOUT):
-            reply = await bus.call(call)
-        if reply is not None and reply.message_type == MessageType.ERROR:
-            raise OSError(f"the bus refused the match rule: {reply.error_name}")
+        try:
+            await dbus.call(
+                bus,
+                destination=_DBUS,
+                path="/org/freedesktop/DBus",
+                interface=_DBUS,
+                member="AddMatch",
+                signature="s",
+                body=[rule],
+                limit=CALL_TIMEOUT,
+            )
+        except dbus.DBusCallError as exc:
+            raise OSError(f"the bus refused the match rule: {exc.error_name}") from exc
 
     async def check(self) -> Finding:
         try:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from stagger.agent import dbus
 from stagger.agent.detectors.update_engine import BUS_NAME, INTERFACE, NEED_REBOOT, OBJECT_PATH
 from stagger.agent.updaters.base import Progress, Tail, UpdateResult
 from stagger.core.updates import Outcome
@@ -91,29 +92,25 @@ class UpdateEngineUpdater:
             bus.disconnect()
 
     async def _connect(self) -> Any:
-        from dbus_fast import BusType
-        from dbus_fast.aio import MessageBus
-
-        if self.bus_address:
-            bus = MessageBus(bus_address=self.bus_address)
-        else:
-            bus = MessageBus(bus_type=BusType.SYSTEM)
-        async with asyncio.timeout(CALL_TIMEOUT):
-            return await bus.connect()
+        return await dbus.connect(self.bus_address, CALL_TIMEOUT)
 
     async def _call(
         self, bus: Any, destination: str, path: str, interface: str, member: str, **kw: Any
     ) -> Any:
-        from dbus_fast import Message, MessageType
-
-        msg = Message(destination=destination, path=path, interface=interface, member=member, **kw)
-        async with asyncio.timeout(CALL_TIMEOUT):
-            reply = await bus.call(msg)
+        try:
+            reply = await dbus.call(
+                bus,
+                destination=destination,
+                path=path,
+                interface=interface,
+                member=member,
+                limit=CALL_TIMEOUT,
+                **kw,
+            )
+        except dbus.DBusCallError as exc:
+            raise _Refused(str(exc)) from exc
         if reply is None:
             raise _Refused(f"{member} on {destination} got no reply")
-        if reply.message_type == MessageType.ERROR:
-            text = reply.body[0] if reply.body else ""
-            raise _Refused(f"{destination} answered {member} with {reply.error_name}: {text}")
         return reply
 
     async def _attempt(self, bus: Any, note: Progress, done: Done) -> UpdateResult:
