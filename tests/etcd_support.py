@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -242,3 +243,35 @@ async def caught_up(observer: asyncio.Task[None], audit: Audit, final_revision: 
     if observer.done():
         observer.result()
     assert audit.last_revision == final_revision, "the observer saw every committed value"
+
+
+async def audited_contention(
+    cluster: EtcdCluster, *, max_: int, shared_clients: int, other_clients: int, total: int
+) -> tuple[Tally, Audit, int]:
+    """Clients contend for group `web` (max `max_`): `shared_clients` through ONE backend
+    object (as one server does) and `other_clients` through a second, while a watch checks
+    every committed value. Returns the tally, the audit and the group's recorded event count."""
+    url = f"{cluster.url}?prefix=test-{uuid.uuid4().hex[:12]}/"
+    shared, other = EtcdBackend.from_url(url), EtcdBackend.from_url(url)
+    await shared.set_max("web", max_, by="operator:test")
+    key = shared.group_key("web")
+    tally, audit = Tally(), Audit()
+    async with raw_client(cluster.members[0]) as raw:
+        watch = await raw.watch(key, start_revision=await store_revision(raw))
+        observer = asyncio.create_task(observe(watch, audit, max_))
+        try:
+            await asyncio.gather(
+                *(contend(shared, f"node-{i}", tally, total) for i in range(shared_clients)),
+                *(contend(other, f"other-{i}", tally, total) for i in range(other_clients)),
+            )
+            final = await raw.get(key)
+            assert final is not None
+            await caught_up(observer, audit, final.mod_revision)
+            recorded = await raw.get(shared.seq_key("web"))
+        finally:
+            observer.cancel()
+            await watch.cancel()
+            await shared.close()
+            await other.close()
+    assert recorded is not None
+    return tally, audit, int(recorded.value)

@@ -17,15 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from etcd_support import (
-    Audit,
     EtcdCluster,
-    Tally,
-    caught_up,
-    contend,
+    audited_contention,
     kv_calls,
-    observe,
-    raw_client,
-    store_revision,
 )
 from stagger.backends.etcd import EtcdBackend
 from stagger.backends.etcd_batch import MAX_BATCH
@@ -218,31 +212,11 @@ async def test_a_lost_guard_re_applies_the_whole_batch_on_the_fresh_view(
 async def test_batches_from_many_clients_never_exceed_max_at_any_committed_value(
     etcd_server: EtcdCluster,
 ) -> None:
-    url = fresh_url(etcd_server)
-    shared, other = EtcdBackend.from_url(url), EtcdBackend.from_url(url)
-    await shared.set_max("web", 2, by=OP)
-    key = shared.group_key("web")
-    tally, audit = Tally(), Audit()
-    async with raw_client(etcd_server.members[0]) as raw:
-        watch = await raw.watch(key, start_revision=await store_revision(raw))
-        observer = asyncio.create_task(observe(watch, audit, 2))
-        try:
-            await asyncio.gather(
-                *(contend(shared, f"node-{i}", tally, 600) for i in range(10)),
-                *(contend(other, f"other-{i}", tally, 600) for i in range(2)),
-            )
-            final = await raw.get(key)
-            assert final is not None
-            await caught_up(observer, audit, final.mod_revision)
-            recorded = await raw.get(shared.seq_key("web"))
-        finally:
-            observer.cancel()
-            await watch.cancel()
-            await shared.close()
-            await other.close()
+    tally, audit, recorded = await audited_contention(
+        etcd_server, max_=2, shared_clients=10, other_clients=2, total=600
+    )
     assert audit.most_holds == 2, "the group really filled up"
-    assert recorded is not None
-    assert int(recorded.value) == 1 + 2 * tally.grants, "one event per change, none lost"
+    assert recorded == 1 + 2 * tally.grants, "one event per change, none lost"
     assert audit.values < 1 + 2 * tally.grants, "changes really were committed together"
 
 
