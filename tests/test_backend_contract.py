@@ -222,6 +222,16 @@ async def test_set_max_to_the_current_value_writes_nothing(backend: Backend) -> 
     assert await history_len(backend) == before
 
 
+async def test_set_max_names_a_new_group_even_at_the_default(backend: Backend) -> None:
+    """`set-max db 1` on a group nobody wrote yet (default max 1) makes it appear in status."""
+    assert [g.semaphore.group for g in (await backend.status()).groups] == []
+    await backend.set_max("db", 1, by=OP)
+    assert [g.semaphore.group for g in (await backend.status()).groups] == ["db"]
+    before = await history_len(backend)
+    await backend.set_max("db", 1, by=OP)
+    assert await history_len(backend) == before
+
+
 # --- pause / resume -----------------------------------------------------------------------
 
 

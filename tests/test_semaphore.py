@@ -226,6 +226,22 @@ def test_set_max_to_the_same_value_writes_nothing() -> None:
     assert not set_max(held_by("a", max=3), 3, T0, by=OP).changed
 
 
+def test_set_max_on_a_group_never_written_writes_it_even_at_the_default() -> None:
+    change = set_max(Semaphore("web", max=1, stored=False), 1, T0, by=OP)
+    assert [(e.action, e.detail) for e in change.events] == [
+        (Action.MAX_CHANGED, "new group, max 1")
+    ]
+    assert change.semaphore.stored
+    assert not set_max(change.semaphore, 1, T0, by=OP).changed
+
+
+def test_configure_on_a_group_never_written_writes_it_even_with_the_defaults() -> None:
+    fresh = Semaphore("web", stored=False)
+    change = configure(fresh, T0, by=OP, hold_ttl=None, stale_after=fresh.stale_after)
+    assert change.changed
+    assert change.semaphore.stored
+
+
 # --- expiry and staleness -----------------------------------------------------------------
 
 

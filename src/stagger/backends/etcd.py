@@ -241,7 +241,7 @@ class EtcdBackend(SemaphoreStore):
         if group_kvs:
             sem, revision = self._decode(group, group_kvs[0].value), group_kvs[0].mod_revision
         else:
-            sem, revision = Semaphore(group, max=self.default_max), 0
+            sem, revision = Semaphore(group, max=self.default_max, stored=False), 0
         leases = self._leases(group, lease_kvs)
         swept = core.expire_lost(sem, frozenset(leases), now)
         fleet, fleet_revision = None, 0
@@ -384,7 +384,7 @@ class EtcdBackend(SemaphoreStore):
         written = int(resp.header.revision)
         after = replace(
             view,
-            semaphore=_without_expiry(new),
+            semaphore=_without_expiry(replace(new, stored=True)),
             expired=(),
             revision=written,
             leases=leases,

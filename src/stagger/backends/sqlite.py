@@ -245,7 +245,7 @@ class SqliteBackend(SemaphoreStore):
         return decode_semaphore(row[0], f"group {group!r} in {self._where()}")
 
     def _new(self, group: str) -> Semaphore:
-        return Semaphore(group, max=self.default_max)
+        return Semaphore(group, max=self.default_max, stored=False)
 
     def _store(self, conn: sqlite3.Connection, sem: Semaphore, exists: bool) -> None:
         data = encode_semaphore(sem)

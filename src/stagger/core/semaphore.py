@@ -122,6 +122,10 @@ class Semaphore:
     pause: Pause | None = None
     hold_ttl: timedelta | None = None
     stale_after: timedelta = DEFAULT_STALE_AFTER
+    # False for a group the store has never written (its defaults): setting a value equal to a
+    # default then still writes, so the group an operator named exists from then on. Not
+    # stored, not compared: two views of the same group are equal whether written or not.
+    stored: bool = field(default=True, compare=False)
 
     def live_holds(self, now: datetime) -> list[Hold]:
         return [h for h in self.holds.values() if not h.is_expired(now)]
@@ -301,10 +305,11 @@ def touch(sem: Semaphore, node_id: str, now: datetime) -> Change[Hold | None]:
 def set_max(sem: Semaphore, value: int, now: datetime, *, by: str) -> Change[int]:
     """Change the slot count, live. Lowering it below the holders evicts nobody."""
     validate_max(value)
-    if value == sem.max:
+    if value == sem.max and sem.stored:
         return Change(sem, value)
-    event = Event(now, sem.group, Action.MAX_CHANGED, by, detail=f"{sem.max} -> {value}")
-    return Change(replace(sem, max=value), value, (event,))
+    detail = f"{sem.max} -> {value}" if sem.stored else f"new group, max {value}"
+    event = Event(now, sem.group, Action.MAX_CHANGED, by, detail=detail)
+    return Change(replace(sem, max=value, stored=True), value, (event,))
 
 
 def configure(
@@ -320,9 +325,9 @@ def configure(
         raise InvalidInput("hold_ttl must be longer than 0 s (or unset, so holds never expire)")
     if stale_after <= timedelta(0):
         raise InvalidInput("stale_after must be longer than 0 s")
-    if hold_ttl == sem.hold_ttl and stale_after == sem.stale_after:
+    if hold_ttl == sem.hold_ttl and stale_after == sem.stale_after and sem.stored:
         return Change(sem, sem)
-    new = replace(sem, hold_ttl=hold_ttl, stale_after=stale_after)
+    new = replace(sem, hold_ttl=hold_ttl, stale_after=stale_after, stored=True)
     detail = f"hold_ttl={hold_ttl or 'none'} stale_after={stale_after}"
     return Change(new, new, (Event(now, sem.group, Action.CONFIGURED, by, detail=detail),))
 
