@@ -410,3 +410,42 @@ def test_the_disabled_flag_is_reported_and_the_node_never_reboots(lone: Node) ->
     assert lone.state()["needed"] is not None
     assert Fleet(lone.backend).holders() == ()
     assert lone.reboots() == []
+
+
+def with_updates(node: Node, command: str) -> str:
+    """The node's config plus an `[updates]` table whose first attempt is due at once."""
+    cfg = node.root / "agent.toml"
+    cfg.write_text(
+        config_text(node, node.backend)
+        + f'\n[updates]\nupdater = "command"\njitter = 0\ncommand = ["sh", "-c", "{command}"]\n'
+    )
+    return str(cfg)
+
+
+def test_once_runs_a_due_update_to_its_end_and_sees_the_reboot_it_left(lone: Node) -> None:
+    """`--once` from a timer: the update that installs something is attempted, and the
+    reboot-required it leaves behind is detected in the same round."""
+    r = lone.root
+    cfg = with_updates(lone, f"touch {r}/updated {r}/run/reboot-required")
+    done = subprocess.run(
+        [STAGGER, "agent", "--config", cfg, "--root", str(r), "--dry-run", "--once"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert not (r / "updated").exists()  # a dry run never runs the update
+    assert 'would="attempt an update"' in done.stderr
+    done = subprocess.run(
+        [STAGGER, "agent", "--config", cfg, "--root", str(r), "--once"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
+    # It updated, saw the reboot-required, took the slot and rebooted (simulated: exit 75).
+    assert done.returncode == 75, done.stderr
+    assert (r / "updated").exists()
+    assert "outcome=ok" in done.stderr
+    assert lone.state()["updates"]["last"]["outcome"] == "ok"
+    assert len(lone.reboots()) == 1
+    assert Fleet(lone.backend).holders() == ("node-1",)

@@ -126,6 +126,7 @@ class Agent:
             save=lambda: self.store.save(self.state),
             pending=lambda: reboot_pending(self.state),
             on_done=lambda: self.queue.put_nowait(Tick()),  # look again at once
+            dry_run=rt.dry_run,
         )
 
     def _encode(self, state: NodeState) -> dict[str, Any]:
@@ -483,7 +484,11 @@ class Agent:
             await self.handle(Tick())
 
     async def _run_once(self) -> int:
-        """One round: every detector once, then events until nothing is in flight."""
+        """One round: an update attempt if one is due (run to its end, so what it installed is
+        seen), every detector once, then events until nothing is in flight."""
+        attempt = self.updates.poke(utcnow())
+        if attempt is not None:
+            await attempt
         for detector in self.rt.detectors:
             self.report(await detector.check())
         for _ in range(1000):  # bounded: each round handles at least one event or ends

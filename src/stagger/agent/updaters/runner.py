@@ -54,6 +54,7 @@ class UpdateRunner:
         rng: random.Random | None = None,
         clock: Callable[[], datetime] = _utcnow,
         on_done: Callable[[], None] | None = None,
+        dry_run: bool = False,
     ) -> None:
         self.policy = policy
         self.spec = spec
@@ -63,6 +64,9 @@ class UpdateRunner:
         self.rng = rng or random.Random()
         self.clock = clock
         self.on_done = on_done
+        # --dry-run: a scheduled attempt is logged, never run (`update-now` still runs: asked).
+        self.dry_run = dry_run
+        self._dry_logged: datetime | None = None  # the due time last logged as not run
         self.state = UpdatesState()
         self.task: asyncio.Task[UpdateResult] | None = None
         self.current: UpdateAttempt | None = None  # the attempt in flight, for status
@@ -99,14 +103,26 @@ class UpdateRunner:
             self.state = UpdatesState(self.state.last, decision.due, self.state.failures)
             self.save()
 
-    def poke(self, now: datetime) -> None:
-        """Start an attempt when one is due (and none is running)."""
+    def poke(self, now: datetime) -> asyncio.Task[UpdateResult] | None:
+        """Start an attempt when one is due (and none is running); the attempt started."""
         if self.running:
-            return
+            return None
         decision = self.decide(now)
         self._plan(decision)
-        if decision.verdict is UpdateVerdict.ATTEMPT:
-            self._start("schedule", now)
+        if decision.verdict is not UpdateVerdict.ATTEMPT:
+            return None
+        if self.dry_run:
+            if self._dry_logged != decision.due:
+                self._dry_logged = decision.due
+                agentlog.event(
+                    self.log,
+                    "dry_run",
+                    would="attempt an update",
+                    updater=self.spec.name,
+                    reason=decision.reason,
+                )
+            return None
+        return self._start("schedule", now)
 
     def wake_at(self, now: datetime) -> datetime | None:
         """When the schedule wants to be looked at again (None: only when something happens)."""
