@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -11,10 +13,15 @@ from stagger.core.machine import CheckResult, Need, NodeState, State
 from stagger.core.reports import (
     HOLDING,
     SEEN,
+    NodeHoldsSlot,
     NodeReport,
     Source,
+    Unreadable,
+    check_forget,
+    decode_reports,
     fleet_nodes,
     rollout,
+    stored_group,
     wave_start,
 )
 from stagger.core.semaphore import Action, Event, Hold
@@ -172,3 +179,70 @@ def test_a_group_of_fleetlock_clients_shows_its_holders_in_progress() -> None:
     views = fleet_nodes([], {"web": [hold("z2", 3)]}, history, at(4))
     r = rollout("web", views, history, at(4))
     assert (r.started, r.in_progress) == (at(3), ("z2",))
+
+
+# --- reading stored reports one by one --------------------------------------------------------
+
+
+def stored(report: NodeReport, **changes: object) -> str:
+    return json.dumps({**report.to_dict(), **changes})
+
+
+def test_one_unreadable_report_leaves_out_only_that_node() -> None:
+    good = rep("a", State.IDLE, updated_at=at(0))
+    newer = stored(rep("b", State.IDLE), state="napping")  # a state a newer agent knows
+    found = decode_reports([("a", stored(good)), ("b", newer), ("c", "{not json")])
+    assert found.reports == (good,)
+    assert [u.key for u in found.unreadable] == ["b", "c"]
+    assert "napping" in found.unreadable[0].error
+
+
+@given(st.one_of(st.text(), st.binary(), st.lists(st.integers()).map(json.dumps)))
+def test_decoding_never_raises_whatever_is_stored(raw: str | bytes) -> None:
+    found = decode_reports([("k", raw)])
+    assert len(found.reports) + len(found.unreadable) == 1
+
+
+def test_a_report_missing_a_field_is_unreadable_with_the_field_named() -> None:
+    doc = rep("a", State.IDLE).to_dict()
+    del doc["group"]
+    (u,) = decode_reports([("a", json.dumps(doc))]).unreadable
+    assert u == Unreadable("a", "KeyError: 'group'")
+
+
+def test_the_group_of_an_otherwise_unreadable_report_is_still_known() -> None:
+    assert stored_group(stored(rep("b", State.IDLE), state="napping")) == "web"
+    assert stored_group("{not json") is None
+
+
+# --- forgetting --------------------------------------------------------------------------------
+
+
+def test_a_node_holding_a_slot_in_any_group_cannot_be_forgotten() -> None:
+    with pytest.raises(NodeHoldsSlot, match="stagger unlock --group db --id a") as caught:
+        check_forget("a", {"web": [hold("b", 0)], "db": [hold("a", 0)]})
+    assert (caught.value.group, caught.value.exit_code) == ("db", 1)
+
+
+def test_a_node_holding_nothing_may_be_forgotten() -> None:
+    check_forget("a", {"web": [hold("b", 0)], "db": []})
+
+
+def test_a_forgotten_node_is_not_shown_from_its_earlier_locks() -> None:
+    history = [
+        ev(0, Action.ACQUIRED, "z"),
+        ev(5, Action.RELEASED, "z"),
+        Event(at(9), "web", Action.FORGOTTEN, "operator:alice", "z"),
+    ]
+    assert fleet_nodes([], {}, history, at(10)) == []
+
+
+def test_a_forgotten_node_that_locks_again_is_shown_again() -> None:
+    history = [
+        ev(0, Action.ACQUIRED, "z"),
+        Event(at(5), "web", Action.FORGOTTEN, "operator:alice", "z"),
+        ev(7, Action.ACQUIRED, "z"),
+        ev(8, Action.RELEASED, "z"),
+    ]
+    (node,) = fleet_nodes([], {}, history, at(10))
+    assert (node.id, node.state, node.last_lock_activity) == ("z", SEEN, at(8))

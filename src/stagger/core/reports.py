@@ -8,16 +8,22 @@ Rules of this file:
   never does, so it is known from its lock activity alone: the holds and the history.
 - Silence is judged by the backend's clock (`updated_at` is stamped by the backend that
   stored the report, never by the node), like hold expiry.
+- One report a backend cannot read (a newer agent's state, a damaged value) leaves out that
+  node only (`decode_reports`), never the whole fleet view.
+- Forgetting a node (`check_forget`, `forgotten`) removes its report; the fleet view then no
+  longer shows it from its older lock activity either (`fleet_nodes`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from stagger.core.errors import StaggerError
 from stagger.core.machine import CheckResult, NodeState, State
 from stagger.core.semaphore import Action, Event, Hold, validate_group, validate_id
 
@@ -129,6 +135,83 @@ def _ts(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+# --- reading stored reports, one at a time ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A stored report this stagger cannot read: where it is (`key`: the node id in SQLite,
+    the key in etcd) and why (`error`)."""
+
+    key: str
+    error: str
+
+
+@dataclass(frozen=True)
+class StoredReports:
+    """What a backend holds: the reports it could read, and the ones it could not."""
+
+    reports: tuple[NodeReport, ...] = ()
+    unreadable: tuple[Unreadable, ...] = ()
+
+
+def decode_reports(stored: Iterable[tuple[str, str | bytes]]) -> StoredReports:
+    """Each (key, stored JSON) as a NodeReport, in the given order; one that cannot be read
+    (broken JSON, a missing field, a state a newer agent knows and this stagger does not) is
+    left out and named in `unreadable`, so it never hides the others."""
+    reports: list[NodeReport] = []
+    unreadable: list[Unreadable] = []
+    for key, raw in stored:
+        try:
+            reports.append(NodeReport.from_dict(json.loads(raw)))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, KeyError) else str(exc)
+            unreadable.append(Unreadable(key, reason[:MAX_TEXT]))
+    return StoredReports(tuple(reports), tuple(unreadable))
+
+
+def stored_group(raw: str | bytes) -> str | None:
+    """The group a stored report names, when it can be read that far (a report that is
+    unreadable otherwise may still say it); None when not."""
+    try:
+        doc = json.loads(raw)
+        return validate_group(doc["group"]) if isinstance(doc, dict) else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+# --- forgetting a node ------------------------------------------------------------------------
+
+
+class NodeHoldsSlot(StaggerError):
+    """A node that holds a slot cannot be forgotten: its slot would stay taken by nobody
+    anyone sees."""
+
+    exit_code = 1
+
+    def __init__(self, node_id: str, group: str) -> None:
+        super().__init__(
+            f"node {node_id} holds a slot in group {group}: release it first with "
+            f"`stagger unlock --group {group} --id {node_id}`, then forget it"
+        )
+        self.node_id = node_id
+        self.group = group
+
+
+def check_forget(node_id: str, holds: Mapping[str, Iterable[Hold]]) -> None:
+    """Raise NodeHoldsSlot when `node_id` holds a slot in any group (`holds`: each group's
+    live holds)."""
+    for group in sorted(holds):
+        if any(h.id == node_id for h in holds[group]):
+            raise NodeHoldsSlot(node_id, group)
+
+
+def forgotten(node_id: str, group: str, now: datetime, *, by: str) -> Event:
+    """The history event of an operator forgetting `node_id`, recorded in the group its
+    report named."""
+    return Event(now, group, Action.FORGOTTEN, by, node_id, "report removed")
+
+
 def _dt(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
@@ -194,7 +277,8 @@ def fleet_nodes(
     live holds; `history` is any slice of the events (newest first or not). A node that
     reports is shown from its report; any other id that held or asked for a slot is shown
     from its lock activity. Operator actions on an id (`by` another) count as its activity
-    too, since the id is still a node's."""
+    too, since the id is still a node's. Lock activity up to the moment an id was forgotten
+    is not: a forgotten node shows again only when it holds a slot or locks again."""
     holding = {(g, h.id) for g, hs in holds.items() for h in hs}
     views: dict[tuple[str, str], NodeView] = {}
     reported: set[str] = set()
@@ -209,10 +293,17 @@ def fleet_nodes(
             holds_slot=(r.group, r.id) in holding,
             report=r,
         )
+    history = list(history)
+    forgot: dict[str, datetime] = {}
+    for e in history:
+        if e.action is Action.FORGOTTEN and e.id:
+            forgot[e.id] = max(forgot.get(e.id, e.time), e.time)
     activity: dict[tuple[str, str], datetime] = {}
     released: dict[tuple[str, str], datetime] = {}
     for e in history:
         if e.action not in (Action.ACQUIRED, Action.RELEASED, Action.EXPIRED) or not e.id:
+            continue
+        if e.id in forgot and e.time <= forgot[e.id]:
             continue
         key = (e.group, e.id)
         activity[key] = max(activity.get(key, e.time), e.time)

@@ -102,6 +102,7 @@ class Action(StrEnum):
     CONFIGURED = "configured"
     PAUSED = "paused"
     RESUMED = "resumed"
+    FORGOTTEN = "forgotten"  # an operator removed a node's report (`stagger forget`)
 
 
 @dataclass(frozen=True)
