@@ -9,6 +9,7 @@ it never reaches a caller as a failure. Expiry is judged by the backend's clock 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from stagger.core.durations import parse_duration
 from stagger.core.errors import BackendConflict, ConfigError, InvalidInput
-from stagger.core.reports import NodeReport
+from stagger.core.reports import NodeReport, StoredReports
 from stagger.core.semaphore import (
     DEFAULT_STALE_AFTER,
     Denied,
@@ -140,7 +141,20 @@ class Backend(Protocol):
         ...
 
     async def nodes(self, group: str | None = None) -> list[NodeReport]:
-        """The last report of every node (or of one group's), sorted by group then id."""
+        """The last report of every node (or of one group's), sorted by group then id. A
+        report this stagger cannot read is left out (and logged once): see read_nodes."""
+        ...
+
+    async def read_nodes(self, group: str | None = None) -> StoredReports:
+        """What `nodes` returns, plus the stored reports this stagger cannot read (where,
+        and why), so a reader can say that some nodes are missing from the view."""
+        ...
+
+    async def forget(self, node_id: str, *, by: str) -> bool:
+        """Remove the node's report, so the fleet view no longer lists it, and record a
+        `forgotten` event (by `by`) in the history of the group the report named. False
+        (nothing written) when no report of `node_id` is stored. Raises NodeHoldsSlot when the
+        node holds a slot in any group: an operator releases it first."""
         ...
 
     async def ping(self) -> None:
@@ -165,6 +179,34 @@ class RemembersGroups(Protocol):
         """Whether this object is writing a change to `group` now: one asked now is decided
         right after it, in the same store round trip as the next changes (group commit)."""
         ...
+
+
+log = logging.getLogger("stagger.backends")
+
+
+class UnreadableReports:
+    """Warns once per (stored report, reason) that a report cannot be read, with `how` to
+    inspect it (a backend's command for its key), so a fleet view read every few seconds
+    says it once, not every time."""
+
+    def __init__(self, how: Callable[[str], str]) -> None:
+        self._how = how
+        self._told: set[tuple[str, str]] = set()
+
+    def tell(self, found: StoredReports) -> StoredReports:
+        for u in found.unreadable:
+            if (u.key, u.error) in self._told:
+                continue
+            self._told.add((u.key, u.error))
+            log.warning(
+                "the node report at %s cannot be read (%s), so that node is left out of the "
+                "fleet view: upgrade this stagger if a newer agent wrote it, else inspect it "
+                "(%s) and remove it with `stagger forget ID`",
+                u.key,
+                u.error,
+                self._how(u.key),
+            )
+        return found
 
 
 T = TypeVar("T")

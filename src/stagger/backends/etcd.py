@@ -39,7 +39,15 @@ from typing import Any, TypeVar, cast
 
 from aetcd import rpc
 
-from stagger.backends.base import Clock, GroupStatus, Snapshot, retry_cas, utcnow, validate_limit
+from stagger.backends.base import (
+    Clock,
+    GroupStatus,
+    Snapshot,
+    UnreadableReports,
+    retry_cas,
+    utcnow,
+    validate_limit,
+)
 from stagger.backends.codec import decode_event, decode_semaphore, encode_event, encode_semaphore
 from stagger.backends.etcd_batch import Applied, GroupQueues, Queued, apply_in_order
 from stagger.backends.etcd_client import ClientSettings, EtcdClient, OutcomeUnknown
@@ -47,18 +55,27 @@ from stagger.backends.etcd_url import DEFAULT_PREFIX, read_options
 from stagger.backends.store import Op, SemaphoreStore, Settle, check_default_max
 from stagger.core import semaphore as core
 from stagger.core.errors import BackendUnavailable, ConfigError
-from stagger.core.reports import NodeReport
+from stagger.core.reports import (
+    NodeReport,
+    StoredReports,
+    check_forget,
+    decode_reports,
+    forgotten,
+    stored_group,
+)
 from stagger.core.semaphore import (
     DEFAULT_MAX,
     FLEET,
     HISTORY_LIMIT,
     Action,
+    Change,
     Event,
     Granted,
     Hold,
     Pause,
     Semaphore,
     validate_group,
+    validate_id,
 )
 
 # etcd refuses a transaction of more than --max-txn-ops operations (128 by default); beyond
@@ -163,6 +180,7 @@ class EtcdBackend(SemaphoreStore):
         # here (instead of racing each other's guards) and are written together by the next
         # transaction, each decided in order on the value the one before it left (_run_batch).
         self._queues = GroupQueues(self._run_batch)
+        self._unreadable = UnreadableReports(lambda key: f"etcdctl get {key}")
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> EtcdBackend:
@@ -620,20 +638,56 @@ class EtcdBackend(SemaphoreStore):
             "with the next report"
         )
 
-    async def nodes(self, group: str | None = None) -> list[NodeReport]:
+    async def read_nodes(self, group: str | None = None) -> StoredReports:
+        """Every report is read (the key has no group in it) and filtered here; a report that
+        cannot be read is named whatever the filter, since its group cannot be known."""
         if group is not None:
             validate_group(group)
         start = self._key("nodes", "")
         resp = await self._client.range(rpc.RangeRequest(key=start, range_end=_prefix_end(start)))
-        try:
-            found = [NodeReport.from_dict(json.loads(kv.value)) for kv in resp.kvs]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise BackendUnavailable(
-                f"the node reports under etcd prefix {self.prefix!r} hold one stagger cannot "
-                f"read ({exc}); inspect them with `etcdctl get --prefix {start.decode()}`"
-            ) from exc
-        return sorted(
-            (r for r in found if group is None or r.group == group), key=lambda r: (r.group, r.id)
+        found = decode_reports((kv.key.decode(errors="replace"), kv.value) for kv in resp.kvs)
+        mine = sorted(
+            (r for r in found.reports if group is None or r.group == group),
+            key=lambda r: (r.group, r.id),
+        )
+        return self._unreadable.tell(StoredReports(tuple(mine), found.unreadable))
+
+    async def nodes(self, group: str | None = None) -> list[NodeReport]:
+        return list((await self.read_nodes(group)).reports)
+
+    async def forget(self, node_id: str, *, by: str) -> bool:
+        """Check every group's holds, record the event through the report's group (whose own
+        holds are checked again there, in the same guarded write), then delete the report.
+        A node that takes a slot in ANOTHER group between the check and the delete loses its
+        report until its next one (it sends one at every step of its cycle): it is shown from
+        its hold meanwhile."""
+        validate_id(node_id)
+        key = self.node_key(node_id)
+        resp = await self._client.range(rpc.RangeRequest(key=key))
+        snap = await self.status()
+        check_forget(node_id, {g.group: g.holds for g in snap.groups})
+        if not resp.kvs:
+            return False
+        group = stored_group(resp.kvs[0].value)
+        if group is not None:
+
+            def op(sem: Semaphore, now: datetime, _: Pause | None) -> Change[None]:
+                check_forget(node_id, {sem.group: sem.live_holds(now)})
+                if not sem.stored:  # a group never written has no history: do not create it
+                    return Change(sem, None)
+                return Change(sem, None, (forgotten(node_id, sem.group, now, by=by),))
+
+            await self._apply(group, op, what=f"forget {node_id}")
+        request = rpc.TxnRequest(success=[_delete(key)])
+        for _ in range(3):  # a delete is idempotent: an unknown outcome is simply sent again
+            try:
+                await self._client.txn(request)
+                return True
+            except OutcomeUnknown:
+                continue
+        raise BackendUnavailable(
+            f"etcd did not confirm the removal of node {node_id!r}'s report after 3 tries; "
+            f"check with `etcdctl get {key.decode()}` and run forget again"
         )
 
     async def ping(self) -> None:

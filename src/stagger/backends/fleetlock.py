@@ -27,6 +27,8 @@ from pydantic import BaseModel, ValidationError
 from stagger.backends.base import Clock, Snapshot, option_seconds, utcnow, validate_limit
 from stagger.backends.wire import (
     ErrorKind,
+    ErrorModel,
+    ForgetResponse,
     GroupModel,
     HistoryModel,
     NodeReportRequest,
@@ -46,7 +48,7 @@ from stagger.core.errors import (
     InvalidInput,
     StaggerError,
 )
-from stagger.core.reports import NodeReport
+from stagger.core.reports import NodeHoldsSlot, NodeReport, StoredReports
 from stagger.core.semaphore import (
     DEFAULT_STALE_AFTER,
     Denied,
@@ -444,13 +446,39 @@ class FleetLockBackend:
             ) from exc
         return report.stamped(doc.updated_at)
 
-    async def nodes(self, group: str | None = None) -> list[NodeReport]:
+    async def read_nodes(self, group: str | None = None) -> StoredReports:
         """The reports the server holds (nodes known from their locks alone are left out:
-        they have no report)."""
+        they have no report), and the ones it said it cannot read."""
         params = {"group": validate_group(group)} if group is not None else None
         doc = await self._api("GET", "v1/nodes", NodesModel, "list nodes", params=params)
         found = (n.report() for n in doc.nodes)
-        return [r for r in found if r is not None]
+        return StoredReports(
+            tuple(r for r in found if r is not None), tuple(u.value() for u in doc.unreadable)
+        )
+
+    async def nodes(self, group: str | None = None) -> list[NodeReport]:
+        return list((await self.read_nodes(group)).reports)
+
+    async def forget(self, node_id: str, *, by: str) -> bool:
+        """DELETE /v1/nodes/{id} on a stagger server (admin)."""
+        validate_id(node_id)
+        r = await self._request("DELETE", f"v1/nodes/{quote(node_id, safe='')}", params={"by": by})
+        if r.status_code == ErrorKind.NODE_HOLDS_SLOT.status:
+            try:
+                err = ErrorModel.model_validate_json(r.content)
+            except ValidationError:
+                err = None
+            if err is not None and err.kind is ErrorKind.NODE_HOLDS_SLOT and err.group:
+                raise NodeHoldsSlot(node_id, err.group)
+        if not r.is_success:
+            raise self._admin_missing(r, f"forget node {node_id!r}")
+        try:
+            return ForgetResponse.model_validate_json(r.content).forgotten
+        except ValidationError as exc:
+            raise BackendUnavailable(
+                f"the server at {self.url} answered forget with a document this stagger "
+                f"cannot read ({exc.error_count()} error(s)); are both the same version?"
+            ) from exc
 
     async def ping(self) -> None:
         """Reachable means answering HTTP; a stagger server must also be ready (its own

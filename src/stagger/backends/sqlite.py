@@ -32,11 +32,24 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from stagger.backends.base import Clock, GroupStatus, Snapshot, utcnow, validate_limit
+from stagger.backends.base import (
+    Clock,
+    GroupStatus,
+    Snapshot,
+    UnreadableReports,
+    utcnow,
+    validate_limit,
+)
 from stagger.backends.codec import decode_event, decode_semaphore, encode_event, encode_semaphore
 from stagger.backends.store import Op, SemaphoreStore, Settle, check_default_max
 from stagger.core.errors import BackendUnavailable, ConfigError, StaggerError
-from stagger.core.reports import NodeReport
+from stagger.core.reports import (
+    NodeReport,
+    StoredReports,
+    check_forget,
+    decode_reports,
+    forgotten,
+)
 from stagger.core.semaphore import (
     DEFAULT_MAX,
     FLEET,
@@ -45,6 +58,7 @@ from stagger.core.semaphore import (
     Pause,
     Semaphore,
     validate_group,
+    validate_id,
 )
 
 MEMORY = ":memory:"
@@ -131,6 +145,7 @@ class SqliteBackend(SemaphoreStore):
         self.inline = inline
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self._unreadable = UnreadableReports(self._inspect_report)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SqliteBackend:
@@ -146,6 +161,9 @@ class SqliteBackend(SemaphoreStore):
                 "they belong to another backend; drop them or use that backend's URL"
             )
         return cls(parse_sqlite_url(url), url=url, **given)
+
+    def _inspect_report(self, node_id: str) -> str:
+        return f"sqlite3 {self.path} \"SELECT data FROM nodes WHERE id = '{node_id}'\""
 
     # --- the connection -------------------------------------------------------------------
 
@@ -378,26 +396,46 @@ class SqliteBackend(SemaphoreStore):
 
         return await self._run(write)
 
-    async def nodes(self, group: str | None = None) -> list[NodeReport]:
+    async def read_nodes(self, group: str | None = None) -> StoredReports:
         if group is not None:
             validate_group(group)
 
-        def read(conn: sqlite3.Connection) -> list[NodeReport]:
+        def read(conn: sqlite3.Connection) -> list[tuple[str, str]]:
             if group is None:
-                rows = conn.execute("SELECT data FROM nodes ORDER BY grp, id").fetchall()
-            else:
-                rows = conn.execute(
-                    "SELECT data FROM nodes WHERE grp = ? ORDER BY id", (group,)
-                ).fetchall()
-            try:
-                return [NodeReport.from_dict(json.loads(r[0])) for r in rows]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise BackendUnavailable(
-                    f"the node reports in {self._where()} hold one stagger cannot read "
-                    f"({exc}); inspect the nodes table by hand"
-                ) from exc
+                return conn.execute("SELECT id, data FROM nodes ORDER BY grp, id").fetchall()
+            return conn.execute(
+                "SELECT id, data FROM nodes WHERE grp = ? ORDER BY id", (group,)
+            ).fetchall()
 
-        return await self._run(read)
+        return self._unreadable.tell(decode_reports(await self._run(read)))
+
+    async def nodes(self, group: str | None = None) -> list[NodeReport]:
+        return list((await self.read_nodes(group)).reports)
+
+    async def forget(self, node_id: str, *, by: str) -> bool:
+        """One transaction: the hold check, the delete and the event, so a node cannot take a
+        slot between the check and the delete."""
+        validate_id(node_id)
+
+        def txn(conn: sqlite3.Connection) -> bool:
+            conn.execute("BEGIN IMMEDIATE")
+            now = self.clock()
+            rows = conn.execute(
+                "SELECT name, data FROM groups WHERE name != ?", (FLEET,)
+            ).fetchall()
+            sems = [decode_semaphore(d, f"group {n!r} in {self._where()}") for n, d in rows]
+            check_forget(node_id, {s.group: s.live_holds(now) for s in sems})
+            row = conn.execute("SELECT grp FROM nodes WHERE id = ?", (node_id,)).fetchone()
+            if row is None:
+                conn.execute("ROLLBACK")
+                return False
+            conn.execute("DELETE FROM nodes WHERE id = ?", (node_id,))
+            if any(s.group == row[0] for s in sems):  # a group never written has no history
+                self._record(conn, [forgotten(node_id, row[0], now, by=by)])
+            conn.execute("COMMIT")
+            return True
+
+        return await self._run(txn)
 
     async def ping(self) -> None:
         await self._run(lambda conn: conn.execute("SELECT 1").fetchone())

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stagger.backends.base import GroupStatus, Snapshot
 from stagger.core.machine import CheckResult, State
-from stagger.core.reports import MAX_TEXT, NodeReport, NodeView, Source
+from stagger.core.reports import MAX_TEXT, NodeReport, NodeView, Source, Unreadable
 from stagger.core.semaphore import (
     MAX_GROUP_LEN,
     MAX_SLOTS,
@@ -42,6 +42,7 @@ class ErrorKind(StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"  # 413: body over 64 KiB
     FAILED_LOCK_SEMAPHORE_FULL = "failed_lock_semaphore_full"  # 423: every slot is held
     FAILED_LOCK_PAUSED = "failed_lock_paused"  # 423: reboots in the group are paused
+    NODE_HOLDS_SLOT = "node_holds_slot"  # 409: a node to forget holds a slot; release it first
     BACKEND_UNAVAILABLE = "backend_unavailable"  # 503: the store did not answer; retry later
     INTERNAL_ERROR = "internal_error"  # 500: a bug in stagger; please report it
 
@@ -61,6 +62,7 @@ _STATUS = {
     ErrorKind.PAYLOAD_TOO_LARGE: 413,
     ErrorKind.FAILED_LOCK_SEMAPHORE_FULL: 423,
     ErrorKind.FAILED_LOCK_PAUSED: 423,
+    ErrorKind.NODE_HOLDS_SLOT: 409,
     ErrorKind.BACKEND_UNAVAILABLE: 503,
     ErrorKind.INTERNAL_ERROR: 500,
 }
@@ -98,14 +100,16 @@ class PauseModel(_Model):
 
 
 class ErrorModel(_Model):
-    """A FleetLock error body. `max` and `holders` come with a full-semaphore denial, and
-    `pause` with a paused one (extra fields FleetLock clients ignore)."""
+    """A FleetLock error body. `max` and `holders` come with a full-semaphore denial,
+    `pause` with a paused one, and `group` with node_holds_slot (extra fields FleetLock
+    clients ignore)."""
 
     kind: ErrorKind
     value: str = Field(min_length=1)
     max: int | None = None
     holders: list[str] | None = None
     pause: PauseModel | None = None
+    group: str | None = None
 
     def denial(self) -> Denied | None:
         for reason, kind in DENIAL_KINDS.items():
@@ -390,10 +394,36 @@ class NodeModel(_Model):
         )
 
 
+class UnreadableModel(_Model):
+    """A stored report the server cannot read: its node is missing from `nodes`."""
+
+    key: str = Field(description="where it is stored: the node id (SQLite) or the etcd key")
+    error: str = Field(description="why it cannot be read")
+
+    @classmethod
+    def of(cls, u: Unreadable) -> UnreadableModel:
+        return cls(key=u.key, error=u.error)
+
+    def value(self) -> Unreadable:
+        return Unreadable(self.key, self.error)
+
+
 class NodesModel(_Model):
     now: datetime
     silent_after: float = Field(description="seconds without a report before a node is silent")
     nodes: list[NodeModel]
+    unreadable: list[UnreadableModel] = Field(
+        default_factory=list,
+        description="stored reports the server cannot read (e.g. from a newer agent: upgrade "
+        "the server), left out of `nodes`",
+    )
+
+
+class ForgetResponse(_Model):
+    id: str
+    forgotten: bool = Field(
+        description="false: no report of this id was stored (nothing was written)"
+    )
 
 
 class ReportResponse(_Model):

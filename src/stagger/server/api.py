@@ -19,6 +19,7 @@ from stagger.backends.wire import (
     ActorRequest,
     ErrorKind,
     EventModel,
+    ForgetResponse,
     GroupModel,
     HealthModel,
     HistoryModel,
@@ -36,9 +37,10 @@ from stagger.backends.wire import (
     StatusModel,
     TouchResponse,
     UnlockResponse,
+    UnreadableModel,
 )
 from stagger.core.errors import InvalidInput
-from stagger.core.reports import fleet_nodes
+from stagger.core.reports import NodeHoldsSlot, fleet_nodes
 from stagger.core.semaphore import HISTORY_LIMIT, Hold, Released, validate_group, validate_id
 from stagger.server.auth import CHALLENGE, Denial
 from stagger.server.fleetlock import Reject
@@ -289,19 +291,34 @@ class Api:
                 raise Reject(ErrorKind.INVALID_GROUP, exc.message) from None
         backend = self.state.backend
         snap = await backend.status(group)
-        reports = await backend.nodes(group)
+        stored = await backend.read_nodes(group)
         events = await backend.history(group, HISTORY_LIMIT)
         silent_after = self.state.settings.silent_after
         views = fleet_nodes(
-            reports, {g.group: g.holds for g in snap.groups}, events, snap.now, silent_after
+            stored.reports, {g.group: g.holds for g in snap.groups}, events, snap.now, silent_after
         )
         return json_response(
             NodesModel(
                 now=snap.now,
                 silent_after=silent_after.total_seconds(),
                 nodes=[NodeModel.of(v) for v in views],
+                unreadable=[UnreadableModel.of(u) for u in stored.unreadable],
             )
         )
+
+    async def forget(self, request: Request) -> Response:
+        actor = self._admin(request)
+        node_id = self._id(request)
+        by = request.query_params.get("by") or actor
+        try:
+            removed = await self.state.backend.forget(node_id, by=by)
+        except NodeHoldsSlot as exc:
+            return Response(
+                error_body(ErrorKind.NODE_HOLDS_SLOT, exc.message, group=exc.group),
+                status_code=ErrorKind.NODE_HOLDS_SLOT.status,
+                media_type="application/json",
+            )
+        return json_response(ForgetResponse(id=node_id, forgotten=removed))
 
     # --- probes -----------------------------------------------------------------------------
 
@@ -351,6 +368,7 @@ class Api:
             Route("/v1/groups/{group}/holds/{id}", e("unlock", self.unlock), methods=["DELETE"]),
             Route("/v1/groups/{group}/holds/{id}/touch", e("touch", self.touch), methods=["POST"]),
             Route("/v1/nodes", e("nodes", self.nodes), methods=["GET"]),
+            Route("/v1/nodes/{id}", e("forget", self.forget), methods=["DELETE"]),
             Route("/v1/nodes/{id}/report", e("report", self.report), methods=["POST"]),
             Route("/healthz", e("healthz", self.healthz), methods=["GET"]),
             Route("/readyz", e("readyz", self.readyz), methods=["GET"]),

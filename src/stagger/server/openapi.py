@@ -30,6 +30,7 @@ _MODELS: list[type[BaseModel]] = [
     wire.NodeReportRequest,
     wire.ReportResponse,
     wire.NodesModel,
+    wire.ForgetResponse,
     wire.HealthModel,
 ]
 
@@ -38,6 +39,7 @@ _REASONS = {
     401: "unauthorized: no or unknown token (auth is on)",
     403: "forbidden: the token may not do this",
     404: "unknown_group (policy refuse) or not_found",
+    409: "node_holds_slot: the node holds a slot; release it first (the body names the group)",
     413: "payload_too_large: the body is over 64 KiB",
     423: "failed_lock_semaphore_full or failed_lock_paused",
     503: "backend_unavailable: the store did not answer; retry later",
@@ -241,6 +243,25 @@ def _paths() -> dict[str, Any]:
                     }
                 ],
                 "responses": _responses(_ref("NodesModel"), 400),
+            }
+        },
+        "/v1/nodes/{id}": {
+            "delete": {
+                "summary": "forget a node: remove its report and record `forgotten` in its "
+                "group's history (refused while it holds a slot; an agent still running there "
+                "reports itself back)",
+                "tags": admin,
+                "parameters": [
+                    ID,
+                    {
+                        "name": "by",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LEN},
+                        "description": "who acts, recorded in history (default: the token's name)",
+                    },
+                ],
+                "responses": _responses(_ref("ForgetResponse"), 400, 409),
             }
         },
         "/v1/nodes/{id}/report": {
