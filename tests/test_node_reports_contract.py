@@ -5,7 +5,9 @@ the `backend` fixture), and the same through a real stagger server with the Flee
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,10 +17,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from etcd_support import raw_client
 from server_support import RunningServer, running
 from stagger.backends.base import Backend
+from stagger.backends.etcd import EtcdBackend
 from stagger.backends.factory import open_backend
 from stagger.backends.fleetlock import FleetLockBackend
+from stagger.backends.sqlite import SqliteBackend
 from stagger.core.errors import ConfigError, InvalidInput
 from stagger.core.machine import CheckResult, State
 from stagger.core.reports import NodeReport
@@ -272,3 +277,81 @@ async def _send(server: RunningServer, *reports: NodeReport) -> None:
             await node.report(r)
     finally:
         await node.close()
+
+
+# --- a report this stagger cannot read --------------------------------------------------------
+
+
+async def store_raw(
+    backend: Backend, request: pytest.FixtureRequest, node_id: str, raw: str
+) -> None:
+    """Write a report's stored form by hand, as a newer agent (or a damaged disk) would."""
+    await backend.ping()  # the store's tables exist from the first use
+    if isinstance(backend, SqliteBackend):
+        with sqlite3.connect(backend.path) as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO nodes (id, grp, updated_at, data) VALUES (?, 'web', '', ?)",
+                (node_id, raw),
+            )
+        return
+    assert isinstance(backend, EtcdBackend)
+    member = request.getfixturevalue("etcd_server").members[0]
+    async with raw_client(member) as etcd:
+        await etcd.put(backend.node_key(node_id), raw.encode())
+
+
+def from_newer_agent(node_id: str) -> str:
+    return json.dumps({**NodeReport(node_id, "web", State.IDLE).to_dict(), "state": "napping"})
+
+
+async def test_an_unreadable_report_leaves_out_only_its_node(
+    backend: Backend, request: pytest.FixtureRequest
+) -> None:
+    await backend.report(NodeReport("ok-1", "web", State.IDLE))
+    await store_raw(backend, request, "new-1", from_newer_agent("new-1"))
+    assert [n.id for n in await backend.nodes()] == ["ok-1"]
+    found = await backend.read_nodes()
+    (problem,) = found.unreadable
+    assert problem.key.endswith("new-1")
+    assert "napping" in problem.error
+
+
+async def test_an_unreadable_report_is_logged_once_however_often_it_is_read(
+    backend: Backend, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> None:
+    await store_raw(backend, request, "new-1", from_newer_agent("new-1"))
+    with caplog.at_level(logging.WARNING, logger="stagger.backends"):
+        for _ in range(3):
+            await backend.nodes()
+    (line,) = [r.getMessage() for r in caplog.records if "cannot be read" in r.getMessage()]
+    assert "new-1" in line
+    assert "upgrade this stagger" in line
+
+
+async def test_an_unreadable_report_can_be_forgotten(
+    backend: Backend, request: pytest.FixtureRequest
+) -> None:
+    await store_raw(backend, request, "broken", "{not json")
+    assert await backend.forget("broken", by="operator:alice") is True
+    assert (await backend.read_nodes()).unreadable == ()
+
+
+def test_the_api_lists_the_readable_nodes_and_names_the_unreadable_ones(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    url = f"sqlite:///{db}"
+    asyncio.run(_report_at(url, NodeReport("ok-1", "web", State.IDLE), timedelta(0)))
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO nodes (id, grp, updated_at, data) VALUES ('new-1', 'web', '', ?)",
+            (from_newer_agent("new-1"),),
+        )
+    with running(ServerSettings(backend_url=url)) as srv:
+        r = httpx.get(srv.url + "/v1/nodes")
+        page = httpx.get(srv.url + "/").text
+        metrics = httpx.get(srv.url + "/metrics").text
+    assert r.status_code == 200
+    assert [n["id"] for n in r.json()["nodes"]] == ["ok-1"]
+    (problem,) = r.json()["unreadable"]
+    assert problem["key"] == "new-1"
+    assert "1 stored node report cannot be read" in page
+    assert 'stagger_nodes{group="web",state="idle"} 1.0' in metrics

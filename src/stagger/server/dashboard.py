@@ -28,7 +28,15 @@ from stagger import __version__
 from stagger.backends.base import GroupStatus, Snapshot
 from stagger.core.durations import format_duration
 from stagger.core.machine import State
-from stagger.core.reports import HOLDING, SEEN, NodeView, Rollout, fleet_nodes, rollout
+from stagger.core.reports import (
+    HOLDING,
+    SEEN,
+    NodeView,
+    Rollout,
+    Unreadable,
+    fleet_nodes,
+    rollout,
+)
 from stagger.core.semaphore import FLEET, Event, Pause
 from stagger.server.auth import Denial
 from stagger.server.state import ServerState
@@ -75,6 +83,7 @@ class View:
     admin: bool
     admin_refused: str
     auth_enabled: bool
+    unreadable: tuple[Unreadable, ...] = ()  # stored reports this server cannot read
 
 
 def _matches(n: NodeView, group: str, state: str) -> bool:
@@ -120,10 +129,12 @@ class Dashboard:
     async def view(self, request: Request) -> View:
         backend = self.state.backend
         snap = await backend.status()
-        reports = await backend.nodes()
+        stored = await backend.read_nodes()
         history = await backend.history(None, HISTORY_SHOWN)
         holds = {g.group: g.holds for g in snap.groups}
-        nodes = fleet_nodes(reports, holds, history, snap.now, self.state.settings.silent_after)
+        nodes = fleet_nodes(
+            stored.reports, holds, history, snap.now, self.state.settings.silent_after
+        )
         groups = sorted({g.group for g in snap.groups} | {n.group for n in nodes})
         rollouts = {g: rollout(g, nodes, history, snap.now) for g in groups}
         group_filter = request.query_params.get("group", "")
@@ -141,6 +152,7 @@ class Dashboard:
             admin=admin,
             admin_refused=refused,
             auth_enabled=self.state.auth.enabled,
+            unreadable=stored.unreadable,
         )
 
     def _context(self, v: View) -> dict[str, Any]:
