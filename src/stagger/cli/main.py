@@ -15,6 +15,7 @@ from stagger.core.errors import StaggerError
 # One module per command group (kept in the order `stagger --help` shows them).
 COMMAND_MODULES = [
     "stagger.cli.semaphore",
+    "stagger.cli.nodes",
     "stagger.cli.identity",
     "stagger.cli.config",
     "stagger.cli.windows",
