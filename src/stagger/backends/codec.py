@@ -4,6 +4,8 @@ group written by one can be read by the tools of another (and by people, with et
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -147,3 +149,29 @@ def encode_event(e: Event) -> str:
 
 def decode_event(raw: str | bytes) -> Event:
     return event_from_dict(json.loads(raw))
+
+
+log = logging.getLogger("stagger.backends")
+_ACTIONS = frozenset(a.value for a in Action)
+_unknown_logged: set[str] = set()
+
+
+def decode_events(raws: Iterable[str | bytes]) -> list[Event]:
+    """Stored history, in order. An event whose action this stagger does not know (a newer
+    stagger wrote it, sharing the store during an upgrade) is left out and logged once per
+    action, so the rest of the history still reads; a broken document still raises."""
+    events = []
+    for raw in raws:
+        doc = json.loads(raw)
+        action = doc.get("action") if isinstance(doc, dict) else None
+        if isinstance(action, str) and action not in _ACTIONS:
+            if action not in _unknown_logged:
+                _unknown_logged.add(action)
+                log.warning(
+                    "history events with action %r come from a newer stagger and are left out "
+                    "here: upgrade this stagger to see them",
+                    action,
+                )
+            continue
+        events.append(event_from_dict(doc))
+    return events

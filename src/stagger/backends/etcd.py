@@ -48,7 +48,7 @@ from stagger.backends.base import (
     utcnow,
     validate_limit,
 )
-from stagger.backends.codec import decode_event, decode_semaphore, encode_event, encode_semaphore
+from stagger.backends.codec import decode_events, decode_semaphore, encode_event, encode_semaphore
 from stagger.backends.etcd_batch import Applied, GroupQueues, Queued, apply_in_order
 from stagger.backends.etcd_client import ClientSettings, EtcdClient, OutcomeUnknown
 from stagger.backends.etcd_url import DEFAULT_PREFIX, read_options
@@ -616,7 +616,7 @@ class EtcdBackend(SemaphoreStore):
         )
         kvs = sorted(resp.kvs, key=lambda kv: (kv.mod_revision, kv.key), reverse=True)
         try:
-            return [decode_event(kv.value) for kv in kvs]
+            return decode_events(kv.value for kv in kvs)
         except (ValueError, KeyError, TypeError) as exc:
             raise BackendUnavailable(
                 f"the history under etcd prefix {self.prefix!r} holds an event stagger cannot "

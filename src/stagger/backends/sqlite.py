@@ -40,7 +40,7 @@ from stagger.backends.base import (
     utcnow,
     validate_limit,
 )
-from stagger.backends.codec import decode_event, decode_semaphore, encode_event, encode_semaphore
+from stagger.backends.codec import decode_events, decode_semaphore, encode_event, encode_semaphore
 from stagger.backends.store import Op, SemaphoreStore, Settle, check_default_max
 from stagger.core.errors import BackendUnavailable, ConfigError, StaggerError
 from stagger.core.reports import (
@@ -369,7 +369,7 @@ class SqliteBackend(SemaphoreStore):
                     (group, limit),
                 ).fetchall()
             try:
-                return [decode_event(r[0]) for r in rows]
+                return decode_events(r[0] for r in rows)
             except (ValueError, KeyError, TypeError) as exc:
                 raise BackendUnavailable(
                     f"the history in {self._where()} holds an event stagger cannot read "
