@@ -55,7 +55,7 @@ def test_nodes_lists_each_node_with_group_state_and_detector(any_backend_url: st
     r = run("nodes", backend=any_backend_url)
     assert r.code == 0, r.err
     row = next(line for line in r.out.splitlines() if "web-1" in line)
-    for word in ("web", "waiting", "2026-03-02 04:00:00Z", "file: /run/reboot-required"):
+    for word in ("web", "waiting", " ago", "2036-02-28 04:00:00Z", "file: /run/reboot-required"):
         assert word in row
     assert "db-1" in r.out
 
@@ -95,7 +95,7 @@ def test_a_fleetlock_client_is_listed_from_its_locks(any_backend_url: str) -> No
     r = run("nodes", backend=any_backend_url)
     row = next(line for line in r.out.splitlines() if "zincati-7" in line)
     assert "holding" in row
-    assert "[slot]" in row
+    assert "locked" in row
 
 
 def test_nodes_lists_the_readable_nodes_and_warns_about_an_unreadable_one(

@@ -68,22 +68,26 @@ def fleet_doc(f: Fleet) -> NodesModel:
 
 
 def _state(n: NodeView) -> str:
-    return f"{n.state} (SILENT)" if n.silent else n.state
+    state = str(n.state)
+    if n.holds_slot and state != "holding":
+        state += " +slot"
+    return f"{state} (SILENT)" if n.silent else state
 
 
-def _since(n: NodeView) -> str:
-    """Needed since (a reporting node), else its last lock activity."""
+def _since(n: NodeView, now: datetime) -> str:
+    """How long it has needed a reboot (a reporting node), else since its last lock activity:
+    relative, so the table fits a terminal (--json has the times)."""
     if n.needed_since is not None:
-        return when(n.needed_since)
+        return f"{ago(now, n.needed_since)} ago"
     if n.last_lock_activity is not None:
-        return f"locks {when(n.last_lock_activity)}"
+        return f"locked {ago(now, n.last_lock_activity)} ago"
     return ""
 
 
 def _why(n: NodeView) -> str:
     r = n.report
     if r is None:
-        return "known from its locks only (FleetLock client)"
+        return "FleetLock client (no report)"
     return " · ".join(part for part in (r.detector, r.reason) if part)
 
 
@@ -115,12 +119,11 @@ def render_fleet(f: Fleet) -> None:
         for column in ("next window", "last report"):
             table.add_column(column, no_wrap=True)
         for n in f.nodes:
-            slot = " [slot]" if n.holds_slot else ""
             table.add_row(
-                n.id + slot,
+                n.id,
                 n.group,
                 _state(n),
-                _since(n),
+                _since(n, f.now),
                 _why(n),
                 _next_window(n, f.now),
                 _reported(n, f.now),
