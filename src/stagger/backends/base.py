@@ -19,6 +19,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from stagger.core.durations import parse_duration
 from stagger.core.errors import BackendConflict, ConfigError, InvalidInput
 from stagger.core.reports import NodeReport, StoredReports
+from stagger.core.roles import Role
 from stagger.core.semaphore import (
     DEFAULT_STALE_AFTER,
     Denied,
@@ -178,6 +179,25 @@ class RemembersGroups(Protocol):
     def changing(self, group: str) -> bool:
         """Whether this object is writing a change to `group` now: one asked now is decided
         right after it, in the same store round trip as the next changes (group commit)."""
+        ...
+
+
+@runtime_checkable
+class Roles(Protocol):
+    """A backend on which several servers can share a job, one at a time (core/roles.py): the
+    notifier. Expiry is judged by the backend's clock (etcd: an etcd lease). The FleetLock
+    client backend is not one: a server never runs on it."""
+
+    async def claim_role(
+        self, name: str, owner: str, ttl: timedelta, mark: str | None = None
+    ) -> tuple[Role, bool]:
+        """Take or keep the role `name` for `ttl`, leaving `mark` (None: keep the stored one):
+        (the role as it is now, whether `owner` holds it). Held by another owner: nothing is
+        written."""
+        ...
+
+    async def release_role(self, name: str, owner: str) -> None:
+        """Give the role up now (its mark stays), if `owner` holds it; else do nothing."""
         ...
 
 

@@ -13,6 +13,8 @@ Key layout, under a prefix (default `stagger/v1/`; docs/backends.md shows it to 
   transaction that adds to it.
 - `{prefix}nodes/{id}`: the node's last report (core.reports.NodeReport as JSON), replaced by
   the next; its `updated_at` is the writer's clock (etcd keeps no time of its own).
+- `{prefix}roles/{name}` and `{prefix}role-holders/{name}`: a job one server does at a time
+  (core/roles.py; the notifier): the holder's mark, and the holder's id on an etcd lease.
 
 A change applies one core operation to a view of the group (its value, lease keys, event
 counter and the fleet pause, as one read transaction saw them) and writes everything in ONE
@@ -53,6 +55,7 @@ from stagger.backends.etcd_batch import Applied, GroupQueues, Queued, apply_in_o
 from stagger.backends.etcd_client import ClientSettings, EtcdClient, OutcomeUnknown
 from stagger.backends.etcd_url import DEFAULT_PREFIX, read_options
 from stagger.backends.store import Op, SemaphoreStore, Settle, check_default_max
+from stagger.core import roles
 from stagger.core import semaphore as core
 from stagger.core.errors import BackendUnavailable, ConfigError
 from stagger.core.reports import (
@@ -699,6 +702,114 @@ class EtcdBackend(SemaphoreStore):
 
     async def close(self) -> None:
         await self._client.close()
+
+    # --- roles (base.Roles) -----------------------------------------------------------------
+    # `{prefix}roles/{name}`: {"owner", "mark"} (no lease: the mark outlives its holder);
+    # `{prefix}role-holders/{name}`: the holder's id, on an etcd lease of the role's ttl. The
+    # role is live while that key exists, so etcd's clock ends a dead holder's role.
+
+    def role_key(self, name: str) -> bytes:
+        return self._key("roles", name)
+
+    def role_holder_key(self, name: str) -> bytes:
+        return self._key("role-holders", name)
+
+    async def _read_role(self, name: str) -> tuple[Any | None, Any | None]:
+        """The role's value and holder keys (None when absent), as one read saw them."""
+        resp = await self._client.read_txn(
+            rpc.TxnRequest(
+                success=[self._range(self.role_key(name)), self._range(self.role_holder_key(name))]
+            )
+        )
+        value, holder = (r.response_range.kvs for r in resp.responses)
+        return (value[0] if value else None, holder[0] if holder else None)
+
+    def _role_of(
+        self, name: str, value: Any | None, holder: Any | None, now: datetime, ttl: timedelta
+    ) -> roles.Role | None:
+        """The stored role for core.roles.claim: live (until now + ttl, a stand-in: etcd's
+        lease decides) while its holder key exists, else expired at now."""
+        owner, mark = "", ""
+        if value is not None:
+            try:
+                doc = json.loads(value.value)
+                owner, mark = str(doc["owner"]), str(doc.get("mark", ""))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise BackendUnavailable(
+                    f"the role at etcd key {self.role_key(name).decode()!r} cannot be read "
+                    f"({exc}); remove it (`etcdctl del {self.role_key(name).decode()}`) and the "
+                    "servers take it again"
+                ) from exc
+        if holder is not None:
+            return roles.Role(name, holder.value.decode(), now + ttl, mark)
+        if value is None:
+            return None
+        return roles.Role(name, owner, now, mark)
+
+    async def claim_role(
+        self, name: str, owner: str, ttl: timedelta, mark: str | None = None
+    ) -> tuple[roles.Role, bool]:
+        """Keep a held role by refreshing its lease (writing the value only when the mark
+        changed); take a free one with a new lease, in one transaction guarded by both keys
+        as read. A lost guard or an unknown outcome reads again: our own write, if it took
+        effect, then shows as ours."""
+        roles.validate_role(name)
+        validate_id(owner)
+        roles.validate_ttl(ttl)
+        seconds = _ttl_seconds(ttl) or 1
+        unknown = 0
+
+        async def attempt() -> tuple[bool, tuple[roles.Role, bool] | None]:
+            nonlocal unknown
+            now = self.clock()
+            value, holder = await self._read_role(name)
+            current = self._role_of(name, value, holder, now, ttl)
+            role, mine = roles.claim(current, name, owner, now, ttl, mark)
+            if not mine:
+                return True, (role, False)
+            stored = json.dumps({"owner": owner, "mark": role.mark}, separators=(",", ":"))
+            ops = [_put(self.role_key(name), stored.encode())]
+            value_revision = value.mod_revision if value is not None else 0
+            granted = 0
+            if holder is not None:  # ours and live: refresh its lease
+                if await self._client.lease_keepalive(int(holder.lease)) <= 0:
+                    return False, None  # etcd ended it just now: take it afresh
+                if current is not None and role.mark == current.mark:
+                    return True, (role, True)
+                compare = [self._unchanged(self.role_holder_key(name), holder.mod_revision)]
+            else:
+                granted = await self._client.lease_grant(seconds)
+                ops.append(_put(self.role_holder_key(name), owner.encode(), granted))
+                compare = [self._unchanged(self.role_holder_key(name), 0)]
+            compare.append(self._unchanged(self.role_key(name), value_revision))
+            try:
+                resp = await self._client.txn(rpc.TxnRequest(compare=compare, success=ops))
+            except OutcomeUnknown as exc:
+                unknown += 1
+                if unknown >= 3:
+                    raise BackendUnavailable(
+                        f"etcd did not confirm the claim of role {name!r} after 3 tries ({exc})"
+                        "; it is claimed again at the next look"
+                    ) from exc
+                return False, None
+            if not resp.succeeded:
+                if granted:
+                    await self._client.lease_revoke(granted)
+                return False, None
+            return True, (role, True)
+
+        found = await retry_cas(attempt, what=f"claim role {name}")
+        assert found is not None  # retry_cas returns only a successful attempt's value
+        return found
+
+    async def release_role(self, name: str, owner: str) -> None:
+        """Revoke the holder's lease (etcd deletes the holder key; the mark stays). Best
+        effort: a role not released ends at its ttl anyway."""
+        roles.validate_role(name)
+        validate_id(owner)
+        _, holder = await self._read_role(name)
+        if holder is not None and holder.value.decode() == owner:
+            await self._client.lease_revoke(int(holder.lease))
 
 
 def _put(key: bytes, value: bytes, lease: int = 0) -> Any:

@@ -15,6 +15,9 @@ Layout (schema version 1, kept in `PRAGMA user_version`):
 - `nodes(id, grp, updated_at, data)`: each node's last report (core.reports.NodeReport's
   JSON), replaced by the next. Added without a schema bump: an older stagger that opens the
   file simply never reads it.
+- `roles(name, data)`: a job one server does at a time (core.roles.Role's JSON: owner,
+  expires_at by this process's clock, and the holder's mark). Added without a schema bump,
+  like `nodes`.
 
 Expiry (a group's hold_ttl) is judged by this process's clock at the moment it holds the
 write lock: one clock for a host, which is the only place this file is shared.
@@ -28,7 +31,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,6 +45,7 @@ from stagger.backends.base import (
 )
 from stagger.backends.codec import decode_events, decode_semaphore, encode_event, encode_semaphore
 from stagger.backends.store import Op, SemaphoreStore, Settle, check_default_max
+from stagger.core import roles
 from stagger.core.errors import BackendUnavailable, ConfigError, StaggerError
 from stagger.core.reports import (
     NodeReport,
@@ -50,6 +54,7 @@ from stagger.core.reports import (
     decode_reports,
     forgotten,
 )
+from stagger.core.roles import Role
 from stagger.core.semaphore import (
     DEFAULT_MAX,
     FLEET,
@@ -86,6 +91,10 @@ CREATE TABLE IF NOT EXISTS nodes (
     grp        TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     data       TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS roles (
+    name TEXT PRIMARY KEY,
+    data TEXT NOT NULL
 );
 """
 
@@ -448,6 +457,61 @@ class SqliteBackend(SemaphoreStore):
                     self._conn = None
 
         await asyncio.to_thread(shut)
+
+    # --- roles (base.Roles) -----------------------------------------------------------------
+
+    def _load_role(self, conn: sqlite3.Connection, name: str) -> Role | None:
+        row = conn.execute("SELECT data FROM roles WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return Role.from_dict(json.loads(row[0]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BackendUnavailable(
+                f"the role {name!r} in {self._where()} cannot be read ({exc}); remove it "
+                f"(sqlite3 {self.path} \"DELETE FROM roles WHERE name = '{name}'\") and "
+                "the servers take it again"
+            ) from exc
+
+    @staticmethod
+    def _store_role(conn: sqlite3.Connection, role: Role) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO roles (name, data) VALUES (?, ?)",
+            (role.name, json.dumps(role.to_dict(), separators=(",", ":"), sort_keys=True)),
+        )
+
+    async def claim_role(
+        self, name: str, owner: str, ttl: timedelta, mark: str | None = None
+    ) -> tuple[Role, bool]:
+        """One transaction: read the role, claim it at this process's now, write it when ours."""
+
+        def txn(conn: sqlite3.Connection) -> tuple[Role, bool]:
+            conn.execute("BEGIN IMMEDIATE")
+            role, mine = roles.claim(
+                self._load_role(conn, name), name, owner, self.clock(), ttl, mark
+            )
+            if not mine:
+                conn.execute("ROLLBACK")
+                return role, False
+            self._store_role(conn, role)
+            conn.execute("COMMIT")
+            return role, True
+
+        return await self._run(txn)
+
+    async def release_role(self, name: str, owner: str) -> None:
+        roles.validate_role(name)
+
+        def txn(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            freed = roles.release(self._load_role(conn, name), owner, self.clock())
+            if freed is None:
+                conn.execute("ROLLBACK")
+                return
+            self._store_role(conn, freed)
+            conn.execute("COMMIT")
+
+        await self._run(txn)
 
 
 def _iso(value: datetime | None) -> str:
