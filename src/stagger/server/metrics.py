@@ -69,6 +69,11 @@ class Metrics:
             ["target", "reason"],
             registry=r,
         )
+        self.notify_leader = Gauge(
+            "stagger_notify_leader",
+            "1 when this server is the one of its store's servers that sends notifications.",
+            registry=r,
+        )
         self.nodes = Gauge(
             "stagger_nodes",
             "Nodes known to the server, by group and state (silent: no recent report).",
@@ -111,6 +116,9 @@ class Metrics:
 
     def notify_dropped(self, target: str, reason: str) -> None:
         self.notify_drops.labels(target, reason).inc()
+
+    def set_notify_leader(self, leader: bool) -> None:
+        self.notify_leader.set(1 if leader else 0)
 
     def set_nodes(self, counts: dict[tuple[str, str], int]) -> None:
         self.nodes.clear()

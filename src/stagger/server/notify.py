@@ -7,6 +7,13 @@ Where events come from:
 - the FleetLock endpoint reports `denied_paused` itself (denials are not history), once per
   node and pause.
 
+Several servers on one store send each notification once: every look, each server claims the
+store's notifier role (core/roles.py, a lease of ROLE_TTL_MIN or three looks, whichever is
+longer). Only its holder offers what changed; the others keep looking (so their view of stale
+holds and halted nodes stays current) and offer nothing. The holder leaves a mark in the role
+(where it got to: `encode_mark`), so a server that takes over after it died or stopped offers
+exactly what the old one had not (`seen_from_mark`): events of the gap are sent once.
+
 How they leave: each `[[notify]]` target has its own bounded queue and one sender task, so a
 slow or dead receiver delays nobody else and never a lock decision (offering is a
 `put_nowait`; a full queue drops the oldest and counts it). A failed POST is retried with
@@ -18,18 +25,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
+import os
 import random
+import secrets
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from stagger import __version__
-from stagger.backends.base import Backend, Snapshot
+from stagger.backends.base import Backend, Roles, Snapshot
 from stagger.config.notify_section import NotifyConfig
 from stagger.core.durations import format_duration
 from stagger.core.machine import State
@@ -42,6 +54,15 @@ log = logging.getLogger("stagger.server.notify")
 QUEUE_MAX = 1000  # per target; beyond it the oldest waiting notification is dropped
 BACKOFF_CAP = 300.0  # seconds
 HISTORY_WINDOW = 200  # events read per watch; a burst larger than this between two reads is cut
+# The notifier role's lease: three looks, and never shorter than this, so a slow look or a
+# short hiccup of the store does not hand the role over (and a new notifier takes over within
+# this long after the old one died).
+ROLE_TTL_MIN = timedelta(seconds=10)
+# A mark names every event it has dealt with from this long before its newest one: events are
+# stamped by their writers' clocks before they are committed, so one may land in the history
+# slightly older than an event already seen (commit delay, clock skew between servers).
+MARK_MARGIN = timedelta(seconds=5)
+MARK_FORMAT = 1
 
 # History actions → notification events (CONFIGURED is not worth a person's attention).
 _FROM_HISTORY = {
@@ -203,6 +224,77 @@ def changes(
     return seen, out
 
 
+# --- one notifier among several servers (pure) ------------------------------------------------
+
+
+def role_ttl(interval: float) -> timedelta:
+    """How long the notifier role lasts without a renewal, for looks every `interval` s."""
+    return max(timedelta(seconds=3 * interval), ROLE_TTL_MIN)
+
+
+def role_name(targets: Sequence[NotifyTarget]) -> str:
+    """The role servers with the same `[[notify]]` destinations share. Servers configured with
+    different ones (a rolling change of the config) each have their own notifier, so a
+    destination gets duplicates for a while rather than nothing."""
+    what = sorted((t.url, t.format, sorted(t.events)) for t in targets)
+    digest = hashlib.sha256(json.dumps(what).encode()).hexdigest()[:12]
+    return f"notify-{digest}"
+
+
+def default_owner() -> str:
+    """This server among its store's servers: host, process and a random part (a restarted
+    server is a new owner)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def _key_doc(k: EventKey) -> list[str]:
+    return [k[0].isoformat(), *k[1:]]
+
+
+def _key_of(doc: Sequence[Any]) -> EventKey:
+    time, group, action, by, node_id, detail = doc
+    return (datetime.fromisoformat(time), str(group), str(action), str(by), str(node_id),
+            str(detail))  # fmt: skip
+
+
+def encode_mark(seen: Seen) -> str:
+    """Where a notifier got to, for its successor: the time of the newest event it dealt with,
+    the events it dealt with from MARK_MARGIN before that, and the stale holds and halted
+    nodes it knew of. Deterministic, so an unchanged mark is seen to be unchanged."""
+    newest = max((k[0] for k in seen.events), default=None)
+    keys = [] if newest is None else sorted(k for k in seen.events if k[0] >= newest - MARK_MARGIN)
+    doc = {
+        "version_format": MARK_FORMAT,
+        "newest": newest.isoformat() if newest is not None else None,
+        "events": [_key_doc(k) for k in keys],
+        "stale": sorted([g, i] for g, i in seen.stale),
+        "halted": sorted(seen.halted),
+    }
+    return json.dumps(doc, separators=(",", ":"))
+
+
+def seen_from_mark(mark: str, history: Sequence[Event]) -> Seen | None:
+    """What the notifier that left `mark` had dealt with, given the history now: events older
+    than MARK_MARGIN before its newest one, and the ones it named. None when there is no mark
+    (no notifier ever left one). Raises ValueError on a mark this stagger cannot read."""
+    if not mark:
+        return None
+    try:
+        doc = json.loads(mark)
+        if doc["version_format"] != MARK_FORMAT:
+            raise ValueError(f"mark format {doc['version_format']!r} is not {MARK_FORMAT}")
+        named = frozenset(_key_of(k) for k in doc["events"])
+        newest = datetime.fromisoformat(doc["newest"]) if doc["newest"] is not None else None
+        stale = frozenset((str(g), str(i)) for g, i in doc["stale"])
+        halted = frozenset(str(i) for i in doc["halted"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"the notifier's mark cannot be read ({exc})") from exc
+    older: frozenset[EventKey] = frozenset()
+    if newest is not None:
+        older = frozenset(_key(e) for e in history if e.time < newest - MARK_MARGIN)
+    return Seen(older | named, stale, halted)
+
+
 # --- delivery -----------------------------------------------------------------------------------
 
 
@@ -269,7 +361,8 @@ class Sender:
 
 
 class Notifier:
-    """Every target's sender, the watcher, and the once-per-pause memory of denials."""
+    """Every target's sender, the watcher, the notifier role, and the once-per-pause memory of
+    denials."""
 
     def __init__(
         self,
@@ -278,15 +371,25 @@ class Notifier:
         *,
         interval: float = 2.0,
         rng: random.Random | None = None,
+        owner: str | None = None,
+        ttl: timedelta | None = None,
     ) -> None:
         self.targets = tuple(targets)
         self.metrics = metrics
         self.interval = interval
         self.rng = rng or random.Random()
+        self.owner = owner or default_owner()
+        self.role = role_name(self.targets)
+        self.ttl = ttl if ttl is not None else role_ttl(interval)
+        self.leader = False  # whether this server sends what the watcher finds
         self.senders: list[Sender] = []
+        self._backend: Backend | None = None
         self._watch: asyncio.Task[None] | None = None
+        self._seen: Seen | None = None
+        self._mark = ""  # the mark this server last left in the role
         self._denied: set[tuple[str, str, datetime]] = set()
         self._failing = False
+        self._bad_marks: set[str] = set()
 
     def offer(self, n: Notification) -> None:
         """Queue `n` for every target that wants it. Never blocks, never raises."""
@@ -313,37 +416,107 @@ class Notifier:
             s.start()
             self.senders.append(s)
         if self.targets:
-            # The first look (a baseline: nothing is sent) happens before the server answers,
-            # so every event after it is ready is sent.
-            seen = await self._look(backend, None)
-            self._watch = asyncio.get_running_loop().create_task(self._watch_loop(backend, seen))
+            self._backend = backend
+            # The first look (a baseline, unless an earlier notifier left a mark) happens
+            # before the server answers, so every event after it is ready is sent.
+            await self._look(backend)
+            self._watch = asyncio.get_running_loop().create_task(self._watch_loop(backend))
 
     async def stop(self) -> None:
+        """Stop watching and sending; as the notifier, hand the role over at once."""
         if self._watch is not None:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
+        backend = self._backend
+        if self.leader and isinstance(backend, Roles):
+            try:
+                await backend.release_role(self.role, self.owner)
+            except Exception as exc:  # it ends at its ttl anyway
+                log.warning("notifications: could not hand the notifier role over: %s", exc)
+        self._lead(False, "")
         for s in self.senders:
             await s.stop()
 
-    async def _look(self, backend: Backend, seen: Seen | None) -> Seen | None:
-        """One look at the store: offer what changed since `seen` (kept when unreadable)."""
+    def _lead(self, leader: bool, holder: str) -> None:
+        if leader != self.leader:
+            if leader:
+                log.info("this server (%s) is now the notifier: it sends notifications", holder)
+            else:
+                log.info("this server is no longer the notifier (now: %s)", holder or "none")
+        self.leader = leader
+        self.metrics.set_notify_leader(leader)
+
+    async def _look(self, backend: Backend) -> None:
+        """One look at the store: as the notifier, offer what changed since the last look (or
+        since the previous notifier's mark, on a takeover). On a failed read or claim nothing
+        is taken as seen, so it is offered at the next look."""
         try:
             history = await backend.history(None, HISTORY_WINDOW)
             snapshot = await backend.status()
             reports = await backend.nodes()
         except Exception as exc:  # the store is down: look again later, say so once
-            if not self._failing:
-                log.warning("notifications: cannot read the store: %s", exc)
-            self._failing = True
-            return seen
+            self._warn("cannot read the store", exc)
+            return
+        seen, found = changes(self._seen, history, snapshot, reports)
+        if not isinstance(backend, Roles):  # alone on its store (no roles): always the notifier
+            self._failing = False
+            self._lead(True, self.owner)
+            self._offer_all(seen, found)
+            return
+        was_leader = self.leader
+        mark = encode_mark(seen)
+        leave = mark if was_leader and mark != self._mark else None
+        try:
+            role, mine = await backend.claim_role(self.role, self.owner, self.ttl, mark=leave)
+        except Exception as exc:
+            self._warn("cannot claim the notifier role", exc)
+            return
         self._failing = False
-        seen, found = changes(seen, history, snapshot, reports)
+        if not mine:
+            self._seen = seen  # current, for stale and halted when this server takes over
+            self._lead(False, role.owner)
+            return
+        if was_leader:
+            self._mark = leave if leave is not None else self._mark
+            self._offer_all(seen, found)
+            return
+        before = self._from_mark(role.mark, history)
+        if before is not None:
+            seen, found = changes(before, history, snapshot, reports)
+        self._lead(True, self.owner)
+        self._offer_all(seen, found)
+        mark = encode_mark(seen)
+        try:
+            await backend.claim_role(self.role, self.owner, self.ttl, mark=mark)
+            self._mark = mark
+        except Exception as exc:  # left with the next look
+            self._warn("cannot leave the notifier's mark", exc)
+
+    def _offer_all(self, seen: Seen, found: Sequence[Notification]) -> None:
+        self._seen = seen
         for n in found:
             self.offer(n)
-        return seen
 
-    async def _watch_loop(self, backend: Backend, seen: Seen | None) -> None:
+    def _from_mark(self, mark: str, history: Sequence[Event]) -> Seen | None:
+        try:
+            return seen_from_mark(mark, history)
+        except ValueError as exc:
+            if mark not in self._bad_marks:
+                self._bad_marks.add(mark)
+                log.warning(
+                    "notifications: %s; continuing from this server's own last look (an older "
+                    "or newer stagger left it: upgrade the servers to one version)",
+                    exc,
+                )
+            return None
+
+    def _warn(self, what: str, exc: Exception) -> None:
+        if not self._failing:
+            log.warning("notifications: %s: %s", what, exc)
+        self._failing = True
+
+    async def _watch_loop(self, backend: Backend) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            seen = await self._look(backend, seen)
+            await self._look(backend)
