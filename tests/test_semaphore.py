@@ -235,6 +235,16 @@ def test_set_max_on_a_group_never_written_writes_it_even_at_the_default() -> Non
     assert not set_max(change.semaphore, 1, T0, by=OP).changed
 
 
+def test_any_change_that_writes_a_group_leaves_it_stored() -> None:
+    """So a set-max later in the same etcd batch is '1 -> 1', nothing to write, as alone."""
+    granted = acquire(Semaphore("web", max=1, stored=False), "a", T0)
+    assert granted.semaphore.stored
+    assert not set_max(granted.semaphore, 1, T0, by=OP).changed
+    nothing = release(Semaphore("web", stored=False), "a", T0, by="a")
+    assert not nothing.changed
+    assert not nothing.semaphore.stored
+
+
 def test_configure_on_a_group_never_written_writes_it_even_with_the_defaults() -> None:
     fresh = Semaphore("web", stored=False)
     change = configure(fresh, T0, by=OP, hold_ttl=None, stale_after=fresh.stale_after)

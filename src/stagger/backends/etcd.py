@@ -405,7 +405,7 @@ class EtcdBackend(SemaphoreStore):
         written = int(resp.header.revision)
         after = replace(
             view,
-            semaphore=_without_expiry(replace(new, stored=True)),
+            semaphore=_without_expiry(new),
             expired=(),
             revision=written,
             leases=leases,

@@ -197,6 +197,12 @@ class Change(Generic[OutcomeT]):
     # True when the value changed without an event worth keeping (a heartbeat).
     dirty: bool = False
 
+    def __post_init__(self) -> None:
+        # A change is written, so the group it leaves is a stored one: the next operation on
+        # it (in the same etcd batch, say) must not take it for a group never written.
+        if self.changed and not self.semaphore.stored:
+            object.__setattr__(self, "semaphore", replace(self.semaphore, stored=True))
+
     @property
     def changed(self) -> bool:
         return self.dirty or bool(self.events)
@@ -310,7 +316,7 @@ def set_max(sem: Semaphore, value: int, now: datetime, *, by: str) -> Change[int
         return Change(sem, value)
     detail = f"{sem.max} -> {value}" if sem.stored else f"new group, max {value}"
     event = Event(now, sem.group, Action.MAX_CHANGED, by, detail=detail)
-    return Change(replace(sem, max=value, stored=True), value, (event,))
+    return Change(replace(sem, max=value), value, (event,))
 
 
 def configure(
@@ -328,7 +334,7 @@ def configure(
         raise InvalidInput("stale_after must be longer than 0 s")
     if hold_ttl == sem.hold_ttl and stale_after == sem.stale_after and sem.stored:
         return Change(sem, sem)
-    new = replace(sem, hold_ttl=hold_ttl, stale_after=stale_after, stored=True)
+    new = replace(sem, hold_ttl=hold_ttl, stale_after=stale_after)
     detail = f"hold_ttl={hold_ttl or 'none'} stale_after={stale_after}"
     return Change(new, new, (Event(now, sem.group, Action.CONFIGURED, by, detail=detail),))
 
