@@ -28,12 +28,17 @@ import pytest
 
 from server_support import PROTO, body
 from stagger.core.semaphore import Action, Event
+from stagger.server.metrics import Metrics
 from stagger.server.notify import (
     MARK_MARGIN,
+    MARK_MAX_AGE,
+    MARK_REFRESH,
     ROLE_TTL_MIN,
+    Notifier,
     NotifyTarget,
     Seen,
     encode_mark,
+    mark_body,
     role_name,
     role_ttl,
     seen_from_mark,
@@ -230,6 +235,8 @@ def test_a_notifier_that_stops_cleanly_hands_the_role_over_at_once(
 # --- the mark (pure) -------------------------------------------------------------------------
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+WRITTEN = T0 + timedelta(seconds=110)  # when the mark was left
+NOW = WRITTEN + timedelta(seconds=20)  # when a successor reads it
 
 
 def event(seconds: float, node_id: str, action: Action = Action.ACQUIRED) -> Event:
@@ -247,43 +254,61 @@ def seen_of(*events: Event) -> Seen:
 def test_a_successor_counts_as_seen_exactly_what_the_marks_holder_had_seen() -> None:
     dealt = [event(0, "a"), event(100, "b"), event(103, "c")]
     later = [event(104, "d"), event(105, "e")]
-    seen = seen_from_mark(encode_mark(seen_of(*dealt)), [*dealt, *later])
+    seen = seen_from_mark(encode_mark(seen_of(*dealt), WRITTEN), [*dealt, *later], NOW)
     assert seen == seen_of(*dealt)
 
 
 def test_an_event_that_lands_late_with_an_older_time_is_not_taken_as_seen() -> None:
     dealt = [event(100, "b")]
     late = event(100 - MARK_MARGIN.total_seconds() / 2, "late")  # stamped before, seen after
-    seen = seen_from_mark(encode_mark(seen_of(*dealt)), [*dealt, late])
+    seen = seen_from_mark(encode_mark(seen_of(*dealt), WRITTEN), [*dealt, late], NOW)
     assert seen is not None
     assert key(late) not in seen.events
 
 
 def test_a_mark_names_only_the_events_of_its_margin() -> None:
-    mark = encode_mark(seen_of(event(0, "old"), event(100, "new")))
+    mark = encode_mark(seen_of(event(0, "old"), event(100, "new")), WRITTEN)
     assert "new" in mark
     assert '"old"' not in mark
 
 
 def test_a_mark_of_a_notifier_that_saw_no_event_leaves_every_event_unseen() -> None:
-    seen = seen_from_mark(encode_mark(Seen()), [event(0, "a")])
+    seen = seen_from_mark(encode_mark(Seen(), WRITTEN), [event(0, "a")], NOW)
     assert seen == Seen()
 
 
 def test_an_unchanged_view_gives_the_same_mark() -> None:
-    assert encode_mark(seen_of(event(1, "a"), event(2, "b"))) == encode_mark(
-        seen_of(event(2, "b"), event(1, "a"))
+    assert encode_mark(seen_of(event(1, "a"), event(2, "b")), WRITTEN) == encode_mark(
+        seen_of(event(2, "b"), event(1, "a")), WRITTEN
     )
 
 
+def test_a_mark_left_before_every_server_was_down_long_is_not_followed() -> None:
+    """Starting from now beats sending up to HISTORY_WINDOW events from long ago."""
+    dealt = [event(0, "a")]
+    mark = encode_mark(seen_of(*dealt), WRITTEN)
+    assert seen_from_mark(mark, dealt, WRITTEN + MARK_MAX_AGE) == seen_of(*dealt)
+    assert seen_from_mark(mark, dealt, WRITTEN + MARK_MAX_AGE + timedelta(seconds=1)) is None
+
+
+def test_the_notifier_writes_its_mark_when_it_changed_or_has_grown_old() -> None:
+    notifier = Notifier((), Metrics(), owner="s1")
+    seen = seen_of(event(0, "a"))
+    assert notifier._leave(seen, WRITTEN) is not None  # never written
+    notifier._mark, notifier._mark_written = mark_body(seen), WRITTEN
+    assert notifier._leave(seen, WRITTEN + timedelta(seconds=30)) is None
+    assert notifier._leave(seen_of(event(1, "b")), WRITTEN + timedelta(seconds=30)) is not None
+    assert notifier._leave(seen, WRITTEN + MARK_REFRESH) is not None
+
+
 def test_no_mark_means_no_notifier_left_one() -> None:
-    assert seen_from_mark("", [event(0, "a")]) is None
+    assert seen_from_mark("", [event(0, "a")], NOW) is None
 
 
 @pytest.mark.parametrize("mark", ["{", '{"version_format": 99}', '{"version_format": 1}'])
 def test_a_mark_this_stagger_cannot_read_is_an_error(mark: str) -> None:
     with pytest.raises(ValueError, match="mark cannot be read"):
-        seen_from_mark(mark, [])
+        seen_from_mark(mark, [], NOW)
 
 
 def test_the_role_lasts_three_looks_and_never_less_than_the_minimum() -> None:

@@ -62,6 +62,12 @@ ROLE_TTL_MIN = timedelta(seconds=10)
 # stamped by their writers' clocks before they are committed, so one may land in the history
 # slightly older than an event already seen (commit delay, clock skew between servers).
 MARK_MARGIN = timedelta(seconds=5)
+# The notifier writes its mark again at least this often, even unchanged, so a successor can
+# tell a mark left moments ago from one left before a long outage of every server. A mark
+# older than MARK_MAX_AGE is not followed: the new notifier starts from now (as a server alone
+# does), instead of sending up to HISTORY_WINDOW events from long ago.
+MARK_REFRESH = timedelta(minutes=5)
+MARK_MAX_AGE = timedelta(minutes=15)
 MARK_FORMAT = 1
 
 # History actions → notification events (CONFIGURED is not worth a person's attention).
@@ -257,32 +263,39 @@ def _key_of(doc: Sequence[Any]) -> EventKey:
             str(detail))  # fmt: skip
 
 
-def encode_mark(seen: Seen) -> str:
+def mark_body(seen: Seen) -> dict[str, Any]:
     """Where a notifier got to, for its successor: the time of the newest event it dealt with,
     the events it dealt with from MARK_MARGIN before that, and the stale holds and halted
-    nodes it knew of. Deterministic, so an unchanged mark is seen to be unchanged."""
+    nodes it knew of. Deterministic, so an unchanged view gives an equal body."""
     newest = max((k[0] for k in seen.events), default=None)
     keys = [] if newest is None else sorted(k for k in seen.events if k[0] >= newest - MARK_MARGIN)
-    doc = {
+    return {
         "version_format": MARK_FORMAT,
         "newest": newest.isoformat() if newest is not None else None,
         "events": [_key_doc(k) for k in keys],
         "stale": sorted([g, i] for g, i in seen.stale),
         "halted": sorted(seen.halted),
     }
-    return json.dumps(doc, separators=(",", ":"))
 
 
-def seen_from_mark(mark: str, history: Sequence[Event]) -> Seen | None:
+def encode_mark(seen: Seen, written: datetime) -> str:
+    """The mark as stored: `mark_body` and when it was written (the store's time)."""
+    return json.dumps({**mark_body(seen), "written": written.isoformat()}, separators=(",", ":"))
+
+
+def seen_from_mark(mark: str, history: Sequence[Event], now: datetime) -> Seen | None:
     """What the notifier that left `mark` had dealt with, given the history now: events older
     than MARK_MARGIN before its newest one, and the ones it named. None when there is no mark
-    (no notifier ever left one). Raises ValueError on a mark this stagger cannot read."""
+    (no notifier ever left one) or it was written over MARK_MAX_AGE before `now` (every
+    server was down: start from now). Raises ValueError on a mark this stagger cannot read."""
     if not mark:
         return None
     try:
         doc = json.loads(mark)
         if doc["version_format"] != MARK_FORMAT:
             raise ValueError(f"mark format {doc['version_format']!r} is not {MARK_FORMAT}")
+        if now - datetime.fromisoformat(doc["written"]) > MARK_MAX_AGE:
+            return None
         named = frozenset(_key_of(k) for k in doc["events"])
         newest = datetime.fromisoformat(doc["newest"]) if doc["newest"] is not None else None
         stale = frozenset((str(g), str(i)) for g, i in doc["stale"])
@@ -386,7 +399,8 @@ class Notifier:
         self._backend: Backend | None = None
         self._watch: asyncio.Task[None] | None = None
         self._seen: Seen | None = None
-        self._mark = ""  # the mark this server last left in the role
+        self._mark: dict[str, Any] | None = None  # the mark body this server last left
+        self._mark_written: datetime | None = None  # and when
         self._denied: set[tuple[str, str, datetime]] = set()
         self._failing = False
         self._bad_marks: set[str] = set()
@@ -465,8 +479,8 @@ class Notifier:
             self._offer_all(seen, found)
             return
         was_leader = self.leader
-        mark = encode_mark(seen)
-        leave = mark if was_leader and mark != self._mark else None
+        now = snapshot.now
+        leave = self._leave(seen, now) if was_leader else None
         try:
             role, mine = await backend.claim_role(self.role, self.owner, self.ttl, mark=leave)
         except Exception as exc:
@@ -478,29 +492,45 @@ class Notifier:
             self._lead(False, role.owner)
             return
         if was_leader:
-            self._mark = leave if leave is not None else self._mark
+            if leave is not None:
+                self._mark, self._mark_written = mark_body(seen), now
             self._offer_all(seen, found)
             return
-        before = self._from_mark(role.mark, history)
+        before = self._from_mark(role.mark, history, now)
         if before is not None:
             seen, found = changes(before, history, snapshot, reports)
         self._lead(True, self.owner)
         self._offer_all(seen, found)
-        mark = encode_mark(seen)
         try:
-            await backend.claim_role(self.role, self.owner, self.ttl, mark=mark)
-            self._mark = mark
+            await backend.claim_role(self.role, self.owner, self.ttl, mark=encode_mark(seen, now))
+            self._mark, self._mark_written = mark_body(seen), now
         except Exception as exc:  # left with the next look
             self._warn("cannot leave the notifier's mark", exc)
+
+    def _leave(self, seen: Seen, now: datetime) -> str | None:
+        """The mark to write with this look's claim: None while the view is unchanged and the
+        last one written is younger than MARK_REFRESH."""
+        written = self._mark_written
+        fresh = written is not None and now - written < MARK_REFRESH
+        if fresh and mark_body(seen) == self._mark:
+            return None
+        return encode_mark(seen, now)
 
     def _offer_all(self, seen: Seen, found: Sequence[Notification]) -> None:
         self._seen = seen
         for n in found:
             self.offer(n)
 
-    def _from_mark(self, mark: str, history: Sequence[Event]) -> Seen | None:
+    def _from_mark(self, mark: str, history: Sequence[Event], now: datetime) -> Seen | None:
         try:
-            return seen_from_mark(mark, history)
+            seen = seen_from_mark(mark, history, now)
+            if seen is None and mark:
+                log.info(
+                    "notifications: the last notifier's mark is over %s old (every server was "
+                    "down): starting from now; events before are not sent",
+                    format_duration(MARK_MAX_AGE),
+                )
+            return seen
         except ValueError as exc:
             if mark not in self._bad_marks:
                 self._bad_marks.add(mark)
