@@ -43,7 +43,7 @@ from stagger.server.notify import (
     role_ttl,
     seen_from_mark,
 )
-from test_notify import WAIT, Receiver
+from webhook_support import WAIT, Receiver
 
 LOOK = 0.05  # seconds between two looks at the store
 TTL = 2.0  # the notifier role's lease in these tests (the servers' default is 10 s or more)
@@ -153,17 +153,6 @@ def lock_and_unlock(servers: list[Server], ids: list[str]) -> set[tuple[str, str
         servers[i % len(servers)].lock(node_id)
         servers[(i + 1) % len(servers)].unlock(node_id)
     return {(event, node_id) for node_id in ids for event in EVENTS}
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    r.thread.start()
-    try:
-        yield r
-    finally:
-        r.httpd.shutdown()
-        r.httpd.server_close()
 
 
 @pytest.fixture(params=["sqlite", "etcd"])

@@ -14,26 +14,17 @@ Rules of this file:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from stagger.core.errors import InvalidInput
-from stagger.core.semaphore import validate_id
-
-ROLE_RE = re.compile(r"^[a-zA-Z0-9.-]+$")
-MAX_ROLE_LEN = 128
+from stagger.core.semaphore import validate_id, validate_name
 
 
 def validate_role(name: str) -> str:
-    if not name or len(name) > MAX_ROLE_LEN or not ROLE_RE.fullmatch(name):
-        raise InvalidInput(
-            f"role {name!r} is not valid: use 1 to {MAX_ROLE_LEN} characters from "
-            "a-z, A-Z, 0-9, '.' and '-' (for example 'notify')"
-        )
-    return name
+    return validate_name(name, "role", "'notify'")
 
 
 def validate_ttl(ttl: timedelta) -> timedelta:

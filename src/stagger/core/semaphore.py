@@ -35,13 +35,19 @@ HISTORY_LIMIT = 1000
 TOUCH_INTERVAL = timedelta(minutes=1)
 
 
-def validate_group(group: str) -> str:
-    if not group or len(group) > MAX_GROUP_LEN or not GROUP_RE.fullmatch(group):
+def validate_name(name: str, what: str, example: str) -> str:
+    """A name that is also a key path segment (a group, a server role): 1 to MAX_GROUP_LEN
+    characters from a-z, A-Z, 0-9, '.' and '-'."""
+    if not name or len(name) > MAX_GROUP_LEN or not GROUP_RE.fullmatch(name):
         raise InvalidInput(
-            f"group {group!r} is not valid: use 1 to {MAX_GROUP_LEN} characters from "
-            "a-z, A-Z, 0-9, '.' and '-' (for example 'web' or 'db.eu-1')"
+            f"{what} {name!r} is not valid: use 1 to {MAX_GROUP_LEN} characters from "
+            f"a-z, A-Z, 0-9, '.' and '-' (for example {example})"
         )
-    return group
+    return name
+
+
+def validate_group(group: str) -> str:
+    return validate_name(group, "group", "'web' or 'db.eu-1'")
 
 
 def validate_id(node_id: str) -> str:
