@@ -27,21 +27,23 @@ import httpx
 import pytest
 
 from server_support import PROTO, body
-from stagger.core.semaphore import Action, Event
-from stagger.server.metrics import Metrics
-from stagger.server.notify import (
+from stagger.core.notices import (
     MARK_MARGIN,
     MARK_MAX_AGE,
     MARK_REFRESH,
-    ROLE_TTL_MIN,
-    Notifier,
-    NotifyTarget,
     Seen,
     encode_mark,
     mark_body,
+    seen_from_mark,
+)
+from stagger.core.semaphore import Action, Event
+from stagger.server.metrics import Metrics
+from stagger.server.notify import (
+    ROLE_TTL_MIN,
+    Notifier,
+    NotifyTarget,
     role_name,
     role_ttl,
-    seen_from_mark,
 )
 from webhook_support import WAIT, Receiver
 

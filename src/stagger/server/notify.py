@@ -14,6 +14,9 @@ holds and halted nodes stays current) and offer nothing. The holder leaves a mar
 (where it got to: `encode_mark`), so a server that takes over after it died or stopped offers
 exactly what the old one had not (`seen_from_mark`): events of the gap are sent once.
 
+What counts as news, in what words, and the mark are decided in core/notices.py; this file
+reads the store, claims the role and delivers.
+
 How they leave: each `[[notify]]` target has its own bounded queue and one sender task, so a
 slow or dead receiver delays nobody else and never a lock decision (offering is a
 `put_nowait`; a full queue drops the oldest and counts it). A failed POST is retried with
@@ -32,7 +35,7 @@ import os
 import random
 import secrets
 import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,9 +47,17 @@ from stagger import __version__
 from stagger.backends.base import Backend, Roles, Snapshot
 from stagger.config.notify_section import NotifyConfig
 from stagger.core.durations import format_duration
-from stagger.core.machine import State
-from stagger.core.reports import NodeReport
-from stagger.core.semaphore import FLEET, Action, Event, Pause
+from stagger.core.notices import (
+    MARK_MAX_AGE,
+    Notification,
+    Seen,
+    changes,
+    encode_mark,
+    mark_body,
+    mark_due,
+    seen_from_mark,
+)
+from stagger.core.semaphore import Event, Pause
 from stagger.server.metrics import Metrics
 
 log = logging.getLogger("stagger.server.notify")
@@ -58,27 +69,6 @@ HISTORY_WINDOW = 200  # events read per watch; a burst larger than this between 
 # short hiccup of the store does not hand the role over (and a new notifier takes over within
 # this long after the old one died).
 ROLE_TTL_MIN = timedelta(seconds=10)
-# A mark names every event it has dealt with from this long before its newest one: events are
-# stamped by their writers' clocks before they are committed, so one may land in the history
-# slightly older than an event already seen (commit delay, clock skew between servers).
-MARK_MARGIN = timedelta(seconds=5)
-# The notifier writes its mark again at least this often, even unchanged, so a successor can
-# tell a mark left moments ago from one left before a long outage of every server. A mark
-# older than MARK_MAX_AGE is not followed: the new notifier starts from now (as a server alone
-# does), instead of sending up to HISTORY_WINDOW events from long ago.
-MARK_REFRESH = timedelta(minutes=5)
-MARK_MAX_AGE = timedelta(minutes=15)
-MARK_FORMAT = 1
-
-# History actions → notification events (CONFIGURED is not worth a person's attention).
-_FROM_HISTORY = {
-    Action.ACQUIRED: "granted",
-    Action.RELEASED: "released",
-    Action.EXPIRED: "released",
-    Action.PAUSED: "paused",
-    Action.RESUMED: "resumed",
-    Action.MAX_CHANGED: "max_changed",
-}
 
 
 @dataclass(frozen=True)
@@ -117,40 +107,6 @@ def targets_of(configs: Sequence[NotifyConfig]) -> tuple[NotifyTarget, ...]:
     return tuple(NotifyTarget.of(c, i) for i, c in enumerate(configs, 1))
 
 
-@dataclass(frozen=True)
-class Notification:
-    """Something that happened, in the words of the CLI and the history."""
-
-    event: str
-    time: datetime
-    group: str | None  # None: the fleet-wide pause
-    id: str = ""
-    by: str = ""
-    detail: str = ""
-
-    def sentence(self) -> str:
-        where = f"group {self.group}" if self.group else "every group"
-        by = f" by {self.by}" if self.by and self.by != self.id else ""
-        detail = f": {self.detail}" if self.detail else ""
-        if self.event == "granted":
-            return f"{self.id} took a reboot slot in {where}{by}"
-        if self.event == "released":
-            return f"{self.id} released its slot in {where}{by}{detail}"
-        if self.event == "denied_paused":
-            return f"{self.id} was denied a slot in {where}: reboots are paused{detail}"
-        if self.event == "halted":
-            return f"{self.id} in {where} is HALTED: health checks failed after its reboot{detail}"
-        if self.event == "stale":
-            return f"{self.id}'s hold in {where} is stale: not seen for {self.detail}"
-        if self.event == "paused":
-            return f"reboots in {where} were paused{by}{detail}"
-        if self.event == "resumed":
-            return f"reboots in {where} were resumed{by}"
-        if self.event == "max_changed":
-            return f"max in {where} changed{by}{detail}"
-        return f"{self.event} in {where}{detail}"
-
-
 def payload(n: Notification, fmt: str) -> dict[str, Any]:
     """The body sent to a target: stagger's JSON document, or a Slack incoming-webhook one."""
     text = "stagger: " + n.sentence()
@@ -169,68 +125,14 @@ def payload(n: Notification, fmt: str) -> dict[str, Any]:
     }
 
 
-# --- what changed between two looks at the store (pure) ----------------------------------------
-
-EventKey = tuple[datetime, str, str, str, str, str]
-
-
-def _key(e: Event) -> EventKey:
-    return (e.time, e.group, e.action.value, e.by, e.id, e.detail)
-
-
-@dataclass(frozen=True)
-class Seen:
-    """What the watcher saw last time: events, stale holds, halted nodes."""
-
-    events: frozenset[EventKey] = frozenset()
-    stale: frozenset[tuple[str, str]] = frozenset()
-    halted: frozenset[str] = frozenset()
-
-
-def from_event(e: Event) -> Notification | None:
-    name = _FROM_HISTORY.get(e.action)
-    if name is None:
-        return None
-    group = None if e.group == FLEET else e.group
-    return Notification(name, e.time, group, e.id, e.by, e.detail)
-
-
-def changes(
-    before: Seen | None,
-    history: Sequence[Event],
-    snapshot: Snapshot,
-    reports: Iterable[NodeReport],
-) -> tuple[Seen, list[Notification]]:
-    """What happened since `before` (None: the first look, which only takes a baseline)."""
-    now = snapshot.now
-    stale: set[tuple[str, str]] = set()
-    stale_since: dict[tuple[str, str], datetime] = {}
-    for g in snapshot.groups:
-        for h in g.holds:
-            if h.id in g.stale:
-                stale.add((g.group, h.id))
-                stale_since[(g.group, h.id)] = h.last_seen
-    halted = {r.id: r for r in reports if r.state is State.HALTED}
-    seen = Seen(frozenset(_key(e) for e in history), frozenset(stale), frozenset(halted))
-    if before is None:
-        return seen, []
-    out: list[Notification] = []
-    for e in sorted(history, key=lambda e: e.time):
-        if _key(e) not in before.events:
-            n = from_event(e)
-            if n is not None:
-                out.append(n)
-    for group, node_id in sorted(stale - before.stale):
-        ago = format_duration(now - stale_since[(group, node_id)])
-        out.append(Notification("stale", now, group, node_id, detail=ago))
-    for node_id in sorted(set(halted) - before.halted):
-        r = halted[node_id]
-        health = r.last_health.detail if r.last_health is not None else r.reason
-        out.append(Notification("halted", r.updated_at or now, r.group, node_id, detail=health))
-    return seen, out
-
-
 # --- one notifier among several servers (pure) ------------------------------------------------
+
+
+def stale_holds(snapshot: Snapshot) -> dict[tuple[str, str], datetime]:
+    """The snapshot's stale holds: (group, id) → when the holder was last seen."""
+    return {
+        (g.group, h.id): h.last_seen for g in snapshot.groups for h in g.holds if h.id in g.stale
+    }
 
 
 def role_ttl(interval: float) -> timedelta:
@@ -251,61 +153,6 @@ def default_owner() -> str:
     """This server among its store's servers: host, process and a random part (a restarted
     server is a new owner)."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-def _key_doc(k: EventKey) -> list[str]:
-    return [k[0].isoformat(), *k[1:]]
-
-
-def _key_of(doc: Sequence[Any]) -> EventKey:
-    time, group, action, by, node_id, detail = doc
-    return (datetime.fromisoformat(time), str(group), str(action), str(by), str(node_id),
-            str(detail))  # fmt: skip
-
-
-def mark_body(seen: Seen) -> dict[str, Any]:
-    """Where a notifier got to, for its successor: the time of the newest event it dealt with,
-    the events it dealt with from MARK_MARGIN before that, and the stale holds and halted
-    nodes it knew of. Deterministic, so an unchanged view gives an equal body."""
-    newest = max((k[0] for k in seen.events), default=None)
-    keys = [] if newest is None else sorted(k for k in seen.events if k[0] >= newest - MARK_MARGIN)
-    return {
-        "version_format": MARK_FORMAT,
-        "newest": newest.isoformat() if newest is not None else None,
-        "events": [_key_doc(k) for k in keys],
-        "stale": sorted([g, i] for g, i in seen.stale),
-        "halted": sorted(seen.halted),
-    }
-
-
-def encode_mark(seen: Seen, written: datetime) -> str:
-    """The mark as stored: `mark_body` and when it was written (the store's time)."""
-    return json.dumps({**mark_body(seen), "written": written.isoformat()}, separators=(",", ":"))
-
-
-def seen_from_mark(mark: str, history: Sequence[Event], now: datetime) -> Seen | None:
-    """What the notifier that left `mark` had dealt with, given the history now: events older
-    than MARK_MARGIN before its newest one, and the ones it named. None when there is no mark
-    (no notifier ever left one) or it was written over MARK_MAX_AGE before `now` (every
-    server was down: start from now). Raises ValueError on a mark this stagger cannot read."""
-    if not mark:
-        return None
-    try:
-        doc = json.loads(mark)
-        if doc["version_format"] != MARK_FORMAT:
-            raise ValueError(f"mark format {doc['version_format']!r} is not {MARK_FORMAT}")
-        if now - datetime.fromisoformat(doc["written"]) > MARK_MAX_AGE:
-            return None
-        named = frozenset(_key_of(k) for k in doc["events"])
-        newest = datetime.fromisoformat(doc["newest"]) if doc["newest"] is not None else None
-        stale = frozenset((str(g), str(i)) for g, i in doc["stale"])
-        halted = frozenset(str(i) for i in doc["halted"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"the notifier's mark cannot be read ({exc})") from exc
-    older: frozenset[EventKey] = frozenset()
-    if newest is not None:
-        older = frozenset(_key(e) for e in history if e.time < newest - MARK_MARGIN)
-    return Seen(older | named, stale, halted)
 
 
 # --- delivery -----------------------------------------------------------------------------------
@@ -472,14 +319,15 @@ class Notifier:
         except Exception as exc:  # the store is down: look again later, say so once
             self._warn("cannot read the store", exc)
             return
-        seen, found = changes(self._seen, history, snapshot, reports)
+        now = snapshot.now
+        stale = stale_holds(snapshot)
+        seen, found = changes(self._seen, history, stale, reports, now)
         if not isinstance(backend, Roles):  # alone on its store (no roles): always the notifier
             self._failing = False
             self._lead(True, self.owner)
             self._offer_all(seen, found)
             return
         was_leader = self.leader
-        now = snapshot.now
         leave = self._leave(seen, now) if was_leader else None
         try:
             role, mine = await backend.claim_role(self.role, self.owner, self.ttl, mark=leave)
@@ -498,7 +346,7 @@ class Notifier:
             return
         before = self._from_mark(role.mark, history, now)
         if before is not None:
-            seen, found = changes(before, history, snapshot, reports)
+            seen, found = changes(before, history, stale, reports, now)
         self._lead(True, self.owner)
         self._offer_all(seen, found)
         try:
@@ -510,9 +358,7 @@ class Notifier:
     def _leave(self, seen: Seen, now: datetime) -> str | None:
         """The mark to write with this look's claim: None while the view is unchanged and the
         last one written is younger than MARK_REFRESH."""
-        written = self._mark_written
-        fresh = written is not None and now - written < MARK_REFRESH
-        if fresh and mark_body(seen) == self._mark:
+        if not mark_due(mark_body(seen), self._mark, self._mark_written, now):
             return None
         return encode_mark(seen, now)
 
