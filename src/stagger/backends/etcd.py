@@ -14,7 +14,7 @@ Key layout, under a prefix (default `stagger/v1/`; docs/backends.md shows it to 
 - `{prefix}nodes/{id}`: the node's last report (core.reports.NodeReport as JSON), replaced by
   the next; its `updated_at` is the writer's clock (etcd keeps no time of its own).
 - `{prefix}roles/{name}` and `{prefix}role-holders/{name}`: a job one server does at a time
-  (core/roles.py; the notifier): the holder's mark, and the holder's id on an etcd lease.
+  (core/roles.py; the notifier; etcd_roles.py): the mark, and the holder id on an etcd lease.
 
 A change applies one core operation to a view of the group (its value, lease keys, event
 counter and the fleet pause, as one read transaction saw them) and writes everything in ONE
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -53,6 +52,15 @@ from stagger.backends.base import (
 from stagger.backends.codec import decode_events, decode_semaphore, encode_event, encode_semaphore
 from stagger.backends.etcd_batch import Applied, GroupQueues, Queued, apply_in_order
 from stagger.backends.etcd_client import ClientSettings, EtcdClient, OutcomeUnknown
+from stagger.backends.etcd_ops import (
+    delete,
+    prefix_end,
+    put,
+    range_op,
+    ttl_seconds,
+    unchanged,
+)
+from stagger.backends.etcd_roles import EtcdRoles
 from stagger.backends.etcd_url import DEFAULT_PREFIX, read_options
 from stagger.backends.store import Op, SemaphoreStore, Settle, check_default_max
 from stagger.core import roles
@@ -118,10 +126,6 @@ class _View:
     derived: bool = False  # made from our own write's success, not read from etcd
 
 
-def _ttl_seconds(ttl: timedelta | None) -> int | None:
-    return None if ttl is None else max(1, math.ceil(ttl.total_seconds()))
-
-
 def _without_expiry(sem: Semaphore) -> Semaphore:
     """On etcd, a hold expires when etcd expires its lease, never by `expires_at` and a
     reader's clock: so `expires_at` is neither stored nor believed, and core's clock-based
@@ -184,6 +188,7 @@ class EtcdBackend(SemaphoreStore):
         # transaction, each decided in order on the value the one before it left (_run_batch).
         self._queues = GroupQueues(self._run_batch)
         self._unreadable = UnreadableReports(lambda key: f"etcdctl get {key}")
+        self._roles = EtcdRoles(self._client, self._key, lambda: self.clock())
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> EtcdBackend:
@@ -225,11 +230,6 @@ class EtcdBackend(SemaphoreStore):
 
     # --- loading --------------------------------------------------------------------------
 
-    @staticmethod
-    def _range(key: bytes, *, prefix: bool = False) -> Any:
-        end = _prefix_end(key) if prefix else b""
-        return rpc.RequestOp(request_range=rpc.RangeRequest(key=key, range_end=end))
-
     def _decode(self, group: str, raw: bytes) -> Semaphore:
         return _without_expiry(decode_semaphore(raw, self._where(group)))
 
@@ -249,10 +249,10 @@ class EtcdBackend(SemaphoreStore):
         and the fleet pause (always: one more range in the same transaction costs ~nothing,
         and then every view serves every operation)."""
         return [
-            self._range(self.group_key(group)),
-            self._range(self._key("leases", group, ""), prefix=True),
-            self._range(self.seq_key(group)),
-            self._range(self.group_key(FLEET)),
+            range_op(self.group_key(group)),
+            range_op(self._key("leases", group, ""), prefix=True),
+            range_op(self.seq_key(group)),
+            range_op(self.group_key(FLEET)),
         ]
 
     def _view(self, group: str, resp: Any, now: datetime, sent: int) -> _View:
@@ -326,16 +326,6 @@ class EtcdBackend(SemaphoreStore):
 
     # --- writing --------------------------------------------------------------------------
 
-    @staticmethod
-    def _unchanged(key: bytes, revision: int) -> Any:
-        if revision == 0:  # absent: nobody may create it meanwhile
-            return rpc.Compare(
-                key=key, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL, create_revision=0
-            )
-        return rpc.Compare(
-            key=key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=revision
-        )
-
     async def _commit(
         self,
         group: str,
@@ -348,20 +338,20 @@ class EtcdBackend(SemaphoreStore):
         """Write `new` and its events in one transaction, if nobody wrote the group (or, for
         an acquire, the fleet pause) since `view`. (True, the view after the write), or
         (False, a fresh view from the transaction's failure branch) when we lost that race."""
-        ops = [_put(self.group_key(group), encode_semaphore(_without_expiry(new)).encode())]
+        ops = [put(self.group_key(group), encode_semaphore(_without_expiry(new)).encode())]
         events = _fold(events)
         last = view.seq
         if events:
             last = view.seq + len(events)
-            ops.append(_put(self.seq_key(group), b"%d" % last))
+            ops.append(put(self.seq_key(group), b"%d" % last))
             for i, event in enumerate(events, start=view.seq + 1):
-                ops.append(_put(self.event_key(group, i), encode_event(event).encode()))
+                ops.append(put(self.event_key(group, i), encode_event(event).encode()))
             if last > self.history_limit:
                 first_kept = self.event_key(group, last - self.history_limit + 1)
-                ops.append(_delete(self._key("events", group, ""), first_kept))
+                ops.append(delete(self._key("events", group, ""), first_kept))
 
         # Holds of a group with a hold_ttl each get a lease key; the rest get none.
-        ttl = _ttl_seconds(new.hold_ttl)
+        ttl = ttl_seconds(new.hold_ttl)
         leases = dict(view.leases)
         granted: list[int] = []
         dropped: list[int] = []
@@ -374,18 +364,18 @@ class EtcdBackend(SemaphoreStore):
                 granted.append(lease_id)
                 leases[node_id] = _HoldLease(lease_id, ttl)
                 value = json.dumps({"ttl": ttl}).encode()
-                ops.append(_put(self.lease_key(group, node_id), value, lease_id))
+                ops.append(put(self.lease_key(group, node_id), value, lease_id))
                 if have is not None:
                     dropped.append(have.lease_id)
             for node_id, have in view.leases.items():
                 if ttl is None or node_id not in new.holds:
-                    ops.append(_delete(self.lease_key(group, node_id)))
+                    ops.append(delete(self.lease_key(group, node_id)))
                     dropped.append(have.lease_id)
                     del leases[node_id]
 
-            compare = [self._unchanged(self.group_key(group), view.revision)]
+            compare = [unchanged(self.group_key(group), view.revision)]
             if fleet:
-                compare.append(self._unchanged(self.group_key(FLEET), view.fleet_revision))
+                compare.append(unchanged(self.group_key(FLEET), view.fleet_revision))
             sent = self._request()
             resp = await self._client.txn(
                 rpc.TxnRequest(compare=compare, success=ops, failure=self._view_ops(group))
@@ -573,8 +563,8 @@ class EtcdBackend(SemaphoreStore):
         resp = await self._client.read_txn(
             rpc.TxnRequest(
                 success=[
-                    self._range(self._key("groups", ""), prefix=True),
-                    self._range(self._key("leases", ""), prefix=True),
+                    range_op(self._key("groups", ""), prefix=True),
+                    range_op(self._key("leases", ""), prefix=True),
                 ]
             )
         )
@@ -611,7 +601,7 @@ class EtcdBackend(SemaphoreStore):
         resp = await self._client.range(
             rpc.RangeRequest(
                 key=start,
-                range_end=_prefix_end(start),
+                range_end=prefix_end(start),
                 limit=limit,
                 sort_order=rpc.RangeRequest.DESCEND,
                 sort_target=target,
@@ -629,7 +619,7 @@ class EtcdBackend(SemaphoreStore):
     async def report(self, report: NodeReport) -> NodeReport:
         stored = report.stamped(self.clock())
         value = json.dumps(stored.to_dict(), separators=(",", ":"), sort_keys=True).encode()
-        request = rpc.TxnRequest(success=[_put(self.node_key(stored.id), value)])
+        request = rpc.TxnRequest(success=[put(self.node_key(stored.id), value)])
         for _ in range(3):  # a plain put is idempotent: an unknown outcome is simply sent again
             try:
                 await self._client.txn(request)
@@ -647,7 +637,7 @@ class EtcdBackend(SemaphoreStore):
         if group is not None:
             validate_group(group)
         start = self._key("nodes", "")
-        resp = await self._client.range(rpc.RangeRequest(key=start, range_end=_prefix_end(start)))
+        resp = await self._client.range(rpc.RangeRequest(key=start, range_end=prefix_end(start)))
         found = decode_reports((kv.key.decode(errors="replace"), kv.value) for kv in resp.kvs)
         mine = sorted(
             (r for r in found.reports if group is None or r.group == group),
@@ -681,7 +671,7 @@ class EtcdBackend(SemaphoreStore):
                 return Change(sem, None, (forgotten(node_id, sem.group, now, by=by),))
 
             await self._apply(group, op, what=f"forget {node_id}")
-        request = rpc.TxnRequest(success=[_delete(key)])
+        request = rpc.TxnRequest(success=[delete(key)])
         for _ in range(3):  # a delete is idempotent: an unknown outcome is simply sent again
             try:
                 await self._client.txn(request)
@@ -697,135 +687,18 @@ class EtcdBackend(SemaphoreStore):
         """A linearizable read: answers only when a quorum (and our credentials) work."""
         key = self._key("groups", "")
         await self._client.range(
-            rpc.RangeRequest(key=key, range_end=_prefix_end(key), limit=1, keys_only=True)
+            rpc.RangeRequest(key=key, range_end=prefix_end(key), limit=1, keys_only=True)
         )
 
     async def close(self) -> None:
         await self._client.close()
 
-    # --- roles (base.Roles) -----------------------------------------------------------------
-    # `{prefix}roles/{name}`: {"owner", "mark"} (no lease: the mark outlives its holder);
-    # `{prefix}role-holders/{name}`: the holder's id, on an etcd lease of the role's ttl. The
-    # role is live while that key exists, so etcd's clock ends a dead holder's role.
-
-    def role_key(self, name: str) -> bytes:
-        return self._key("roles", name)
-
-    def role_holder_key(self, name: str) -> bytes:
-        return self._key("role-holders", name)
-
-    async def _read_role(self, name: str) -> tuple[Any | None, Any | None]:
-        """The role's value and holder keys (None when absent), as one read saw them."""
-        resp = await self._client.read_txn(
-            rpc.TxnRequest(
-                success=[self._range(self.role_key(name)), self._range(self.role_holder_key(name))]
-            )
-        )
-        value, holder = (r.response_range.kvs for r in resp.responses)
-        return (value[0] if value else None, holder[0] if holder else None)
-
-    def _role_of(
-        self, name: str, value: Any | None, holder: Any | None, now: datetime, ttl: timedelta
-    ) -> roles.Role | None:
-        """The stored role for core.roles.claim: live (until now + ttl, a stand-in: etcd's
-        lease decides) while its holder key exists, else expired at now."""
-        owner, mark = "", ""
-        if value is not None:
-            try:
-                doc = json.loads(value.value)
-                owner, mark = str(doc["owner"]), str(doc.get("mark", ""))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise BackendUnavailable(
-                    f"the role at etcd key {self.role_key(name).decode()!r} cannot be read "
-                    f"({exc}); remove it (`etcdctl del {self.role_key(name).decode()}`) and the "
-                    "servers take it again"
-                ) from exc
-        if holder is not None:
-            return roles.Role(name, holder.value.decode(), now + ttl, mark)
-        if value is None:
-            return None
-        return roles.Role(name, owner, now, mark)
+    # --- roles (base.Roles; etcd_roles.py) ----------------------------------------------------
 
     async def claim_role(
         self, name: str, owner: str, ttl: timedelta, mark: str | None = None
     ) -> tuple[roles.Role, bool]:
-        """Keep a held role by refreshing its lease (writing the value only when the mark
-        changed); take a free one with a new lease, in one transaction guarded by both keys
-        as read. A lost guard or an unknown outcome reads again: our own write, if it took
-        effect, then shows as ours."""
-        roles.validate_role(name)
-        validate_id(owner)
-        roles.validate_ttl(ttl)
-        seconds = _ttl_seconds(ttl) or 1
-        unknown = 0
-
-        async def attempt() -> tuple[bool, tuple[roles.Role, bool] | None]:
-            nonlocal unknown
-            now = self.clock()
-            value, holder = await self._read_role(name)
-            current = self._role_of(name, value, holder, now, ttl)
-            role, mine = roles.claim(current, name, owner, now, ttl, mark)
-            if not mine:
-                return True, (role, False)
-            stored = json.dumps({"owner": owner, "mark": role.mark}, separators=(",", ":"))
-            ops = [_put(self.role_key(name), stored.encode())]
-            value_revision = value.mod_revision if value is not None else 0
-            granted = 0
-            if holder is not None:  # ours and live: refresh its lease
-                if await self._client.lease_keepalive(int(holder.lease)) <= 0:
-                    return False, None  # etcd ended it just now: take it afresh
-                if current is not None and role.mark == current.mark:
-                    return True, (role, True)
-                compare = [self._unchanged(self.role_holder_key(name), holder.mod_revision)]
-            else:
-                granted = await self._client.lease_grant(seconds)
-                ops.append(_put(self.role_holder_key(name), owner.encode(), granted))
-                compare = [self._unchanged(self.role_holder_key(name), 0)]
-            compare.append(self._unchanged(self.role_key(name), value_revision))
-            try:
-                resp = await self._client.txn(rpc.TxnRequest(compare=compare, success=ops))
-            except OutcomeUnknown as exc:
-                unknown += 1
-                if unknown >= 3:
-                    raise BackendUnavailable(
-                        f"etcd did not confirm the claim of role {name!r} after 3 tries ({exc})"
-                        "; it is claimed again at the next look"
-                    ) from exc
-                return False, None
-            if not resp.succeeded:
-                if granted:
-                    await self._client.lease_revoke(granted)
-                return False, None
-            return True, (role, True)
-
-        found = await retry_cas(attempt, what=f"claim role {name}")
-        assert found is not None  # retry_cas returns only a successful attempt's value
-        return found
+        return await self._roles.claim_role(name, owner, ttl, mark)
 
     async def release_role(self, name: str, owner: str) -> None:
-        """Revoke the holder's lease (etcd deletes the holder key; the mark stays). Best
-        effort: a role not released ends at its ttl anyway."""
-        roles.validate_role(name)
-        validate_id(owner)
-        _, holder = await self._read_role(name)
-        if holder is not None and holder.value.decode() == owner:
-            await self._client.lease_revoke(int(holder.lease))
-
-
-def _put(key: bytes, value: bytes, lease: int = 0) -> Any:
-    return rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value, lease=lease))
-
-
-def _delete(key: bytes, range_end: bytes = b"") -> Any:
-    return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key, range_end=range_end))
-
-
-def _prefix_end(prefix: bytes) -> bytes:
-    """The first key after every key that starts with `prefix` (etcd's range_end)."""
-    end = bytearray(prefix)
-    while end:
-        if end[-1] < 0xFF:
-            end[-1] += 1
-            return bytes(end)
-        end.pop()
-    return b"\0"
+        await self._roles.release_role(name, owner)
