@@ -40,12 +40,15 @@ from stagger.config.updates_section import DEFAULT_CONTROL_SOCKET, UpdatesConfig
 from stagger.core.errors import InvalidInput
 from stagger.core.schedule import (
     ALLOWED_DAYS,
+    ALLOWED_MONTHLY,
     Blackout,
     Schedule,
     Window,
     parse_days,
     parse_instant,
     parse_length,
+    parse_monthly,
+    parse_offset_days,
     parse_start,
     parse_zone,
 )
@@ -129,8 +132,19 @@ class AgentConfig(Section):
 
 
 class WindowConfig(Section):
-    days: list[str] = Field(
-        description=f"a list of days, or one: {ALLOWED_DAYS} (for example ['Mon', 'Thu'])"
+    days: list[str] | None = Field(
+        None,
+        description=f"a weekly window's days, a list or one: {ALLOWED_DAYS} "
+        "(for example ['Mon', 'Thu']); give days or monthly",
+    )
+    monthly: str | None = Field(
+        None,
+        description=f"a monthly window's day: {ALLOWED_MONTHLY}; give days or monthly",
+    )
+    offset: str | None = Field(
+        None,
+        description="with monthly: whole days after (or, negative, before) that day, like "
+        "'2d' (Patch Tuesday + 2d is the Thursday after it); may move into the next month",
     )
     start: str = Field(description="the wall-clock start in the window's zone, HH:MM")
     length: str = Field(
@@ -152,6 +166,35 @@ class WindowConfig(Section):
             )
         parse_days(items)
         return items
+
+    @field_validator("monthly", mode="before")
+    @classmethod
+    def _monthly(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        parse_monthly(_need_str(value, "monthly"))
+        return str(value)
+
+    @field_validator("offset", mode="before")
+    @classmethod
+    def _offset(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        parse_offset_days(_need_str(value, "offset"))
+        return str(value)
+
+    @model_validator(mode="after")
+    def _weekly_or_monthly(self) -> WindowConfig:
+        if (self.days is None) == (self.monthly is None):
+            raise InvalidInput(
+                "a window needs days (weekly, like days = ['Mon', 'Thu']) or monthly "
+                "(like monthly = '2nd tue'), and not both"
+            )
+        if self.offset is not None and self.monthly is None:
+            raise InvalidInput("offset is for monthly windows: add monthly = '2nd tue' or drop it")
+        if self.monthly is not None:
+            parse_monthly(self.monthly, self.offset)
+        return self
 
     @field_validator("start", mode="before")
     @classmethod
@@ -176,7 +219,10 @@ class WindowConfig(Section):
         return str(value)
 
     def to_window(self, default_zone: str) -> Window:
-        return Window.parse(self.days, self.start, self.length, self.time_zone or default_zone)
+        zone = self.time_zone or default_zone
+        if self.monthly is not None:
+            return Window.parse_monthly(self.monthly, self.start, self.length, zone, self.offset)
+        return Window.parse(self.days or [], self.start, self.length, zone)
 
 
 class BlackoutConfig(Section):

@@ -1,8 +1,10 @@
-"""When a reboot may start: weekly windows in real time zones, minus blackouts.
+"""When a reboot may start: weekly and monthly windows in real time zones, minus blackouts.
 
 Rules of this file:
 - Pure: `now` is always an argument; nothing here reads the clock. zoneinfo is used as data.
-- A window is a wall-clock start ("Thu 04:00" in its IANA zone) and a length in elapsed time.
+- A window is a wall-clock start ("Thu 04:00" in its IANA zone) and a length in elapsed time,
+  on some weekdays of every week, or on one day of every month ("2nd tue", "last sun", moved
+  by a whole number of days: "2nd tue" + 2 days is the Thursday after Patch Tuesday).
   Each configured day yields exactly one opening, whatever DST does (a window is never skipped):
   - a start inside a spring-forward gap begins at the first instant after the gap;
   - a start that happens twice on fall-back begins at the first occurrence;
@@ -42,6 +44,11 @@ DAY_GROUPS: dict[str, frozenset[int]] = {
 }
 ALLOWED_DAYS = "mon…sun, monday…sunday (any case), daily, weekdays or weekends"
 _START_RE = re.compile(r"^(\d{1,2}):(\d{2})$")
+ORDINALS = {"1st": 1, "2nd": 2, "3rd": 3, "4th": 4, "last": -1}
+ALLOWED_MONTHLY = "'<1st|2nd|3rd|4th|last> <mon…sun>', for example '2nd tue' or 'last sun'"
+# A monthly window's offset moves its day by whole days; a few weeks either way is plenty to
+# say "the Thursday after Patch Tuesday" and keeps every opening within about a month of its day.
+MAX_OFFSET_DAYS = 27
 
 
 # --- parsing the pieces an operator writes ----------------------------------------------------
@@ -88,6 +95,82 @@ def parse_length(text: str) -> timedelta:
     return length
 
 
+@dataclass(frozen=True)
+class MonthlyDay:
+    """The `nth` (1..4, or -1 for the last) `weekday` (Monday = 0) of each month, moved by
+    `offset` days (which may carry it into the next month, or back into the one before)."""
+
+    nth: int
+    weekday: int
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        if self.nth not in ORDINALS.values() or self.weekday not in range(7):
+            raise InvalidInput(f"monthly day is out of range: use {ALLOWED_MONTHLY}")
+        if abs(self.offset) > MAX_OFFSET_DAYS:
+            raise InvalidInput(
+                f"offset {self.offset} days is too far: give at most {MAX_OFFSET_DAYS} days "
+                "either way (for example '2d')"
+            )
+
+    def base_day(self, year: int, month: int) -> date:
+        """The nth weekday of that month, before the offset."""
+        if self.nth > 0:
+            first = date(year, month, 1)
+            return first + timedelta(days=(self.weekday - first.weekday()) % 7 + 7 * (self.nth - 1))
+        following = date(year + month // 12, month % 12 + 1, 1)
+        last = following - timedelta(days=1)
+        return last - timedelta(days=(last.weekday() - self.weekday) % 7)
+
+    def days_between(self, first_day: date, last_day: date) -> Iterator[date]:
+        """Every day in [first_day, last_day] this rule names, in order (one per month)."""
+        # The base day of the month that `first_day - offset` lies in, and of the month before
+        # it, may land on or after first_day once moved.
+        start = first_day - timedelta(days=self.offset)
+        year, month = (start.year, start.month - 1) if start.month > 1 else (start.year - 1, 12)
+        while True:
+            day = self.base_day(year, month) + timedelta(days=self.offset)
+            if day > last_day:
+                return
+            if day >= first_day:
+                yield day
+            year, month = (year, month + 1) if month < 12 else (year + 1, 1)
+
+    def describe(self) -> str:
+        ordinal = next(k for k, v in ORDINALS.items() if v == self.nth)
+        text = f"{ordinal} {DAY_NAMES[self.weekday].capitalize()} of the month"
+        if self.offset:
+            text += f" {'+' if self.offset > 0 else '-'} {abs(self.offset)}d"
+        return text
+
+
+def parse_monthly(text: str, offset: str | None = None) -> MonthlyDay:
+    """'2nd tue' (and an offset like '2d') → MonthlyDay."""
+    parts = text.strip().lower().split()
+    if len(parts) != 2 or parts[0] not in ORDINALS:
+        raise InvalidInput(f"monthly {text!r} is not a day of the month: use {ALLOWED_MONTHLY}")
+    days = parse_day(parts[1])
+    if len(days) != 1:
+        raise InvalidInput(
+            f"monthly {text!r} names {len(days)} days: name one weekday ({ALLOWED_MONTHLY})"
+        )
+    return MonthlyDay(ORDINALS[parts[0]], next(iter(days)), parse_offset_days(offset))
+
+
+def parse_offset_days(text: str | None) -> int:
+    """A monthly window's offset: a whole number of days like '2d' or '-1d'."""
+    if text is None or not text.strip():
+        return 0
+    raw = text.strip()
+    sign = -1 if raw.startswith("-") else 1
+    value = parse_duration(raw.lstrip("+-"), what="offset")
+    if value % timedelta(days=1):
+        raise InvalidInput(
+            f"offset {text!r} is not a whole number of days: write it like '2d' or '-1d'"
+        )
+    return sign * (value // timedelta(days=1))
+
+
 def parse_zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
@@ -122,15 +205,20 @@ def _require_aware(now: datetime) -> None:
 
 @dataclass(frozen=True)
 class Window:
-    """A weekly window: on each of `days`, from wall-clock `start` in `time_zone`, for `length`."""
+    """A window from wall-clock `start` in `time_zone`, for `length`: on each of `days` every
+    week, or, when `monthly` is given (and `days` is empty), on that one day of every month."""
 
     days: frozenset[int]
     start: time
     length: timedelta
     time_zone: str = "UTC"
+    monthly: MonthlyDay | None = None
 
     def __post_init__(self) -> None:
-        if not self.days or not self.days <= frozenset(range(7)):
+        if self.monthly is not None:
+            if self.days:
+                raise InvalidInput("give days (a weekly window) or monthly, not both")
+        elif not self.days or not self.days <= frozenset(range(7)):
             raise InvalidInput(f"days is empty or out of range: use {ALLOWED_DAYS}")
         if not timedelta(0) < self.length <= MAX_LENGTH:
             raise InvalidInput("length must be more than 0 and at most 7 days")
@@ -143,11 +231,26 @@ class Window:
         parse_zone(time_zone)
         return cls(parse_days(days), parse_start(start), parse_length(length), time_zone)
 
+    @classmethod
+    def parse_monthly(
+        cls,
+        monthly: str,
+        start: str,
+        length: str,
+        time_zone: str = "UTC",
+        offset: str | None = None,
+    ) -> Window:
+        parse_zone(time_zone)
+        day = parse_monthly(monthly, offset)
+        return cls(frozenset(), parse_start(start), parse_length(length), time_zone, day)
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone)
 
     def days_text(self) -> str:
+        if self.monthly is not None:
+            return self.monthly.describe()
         for name, group in DAY_GROUPS.items():
             if self.days == group:
                 return name
@@ -242,15 +345,24 @@ def resolve_wall_time(day: date, at: time, zone: str) -> tuple[datetime, str]:
     )
 
 
-def occurrences(window: Window, first_day: date, last_day: date) -> Iterator[Occurrence]:
-    """The window's openings for each local date in [first_day, last_day], in order. Exactly one
-    per configured weekday: DST shifts an opening, it never drops one."""
+def window_days(window: Window, first_day: date, last_day: date) -> Iterator[date]:
+    """The local dates in [first_day, last_day] on which `window` opens, in order."""
+    if window.monthly is not None:
+        yield from window.monthly.days_between(first_day, last_day)
+        return
     day = first_day
     while day <= last_day:
         if day.weekday() in window.days:
-            begin, note = resolve_wall_time(day, window.start, window.time_zone)
-            yield Occurrence(begin, begin + window.length, window, note)
+            yield day
         day += timedelta(days=1)
+
+
+def occurrences(window: Window, first_day: date, last_day: date) -> Iterator[Occurrence]:
+    """The window's openings for each local date in [first_day, last_day], in order. Exactly one
+    per configured day: DST shifts an opening, it never drops one."""
+    for day in window_days(window, first_day, last_day):
+        begin, note = resolve_wall_time(day, window.start, window.time_zone)
+        yield Occurrence(begin, begin + window.length, window, note)
 
 
 def _fmt_local(t: datetime, zone: str, now: datetime | None = None) -> str:
