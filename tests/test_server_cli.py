@@ -130,3 +130,39 @@ def test_tls_needs_readable_files(tmp_path: Path, flag: str) -> None:
             None,
             **{flag[2:].replace("-", "_"): tmp_path / "missing.pem"},
         )  # type: ignore[arg-type]
+
+
+def test_a_token_in_both_the_admin_and_the_node_file_is_refused_at_start(tmp_path: Path) -> None:
+    (tmp_path / "admin").write_text("shared-secret\n")
+    (tmp_path / "nodes").write_text("web-07:shared-secret:web\n")
+    for f in ("admin", "nodes"):
+        (tmp_path / f).chmod(0o600)
+    r = subprocess.run(
+        [
+            *STAGGER, "server", "--listen", f"127.0.0.1:{free_port()}",
+            "--backend", f"sqlite:///{tmp_path}/s.db",
+            "--admin-token-file", str(tmp_path / "admin"),
+            "--node-tokens-file", str(tmp_path / "nodes"),
+        ],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "both an admin and a node token" in r.stderr
+    assert "shared-secret" not in r.stderr
+
+
+@pytest.mark.parametrize(("mode", "warned"), [(0o644, True), (0o600, False)])
+def test_a_token_file_others_can_read_is_warned_about_at_start(
+    tmp_path: Path, mode: int, warned: bool
+) -> None:
+    tokens = tmp_path / "admin.tokens"
+    tokens.write_text("admin-secret\n")
+    tokens.chmod(mode)
+    args = ("--backend", f"sqlite:///{tmp_path}/s.db", "--admin-token-file", str(tokens))
+    with stagger_server(*args) as (url, proc):
+        assert httpx.get(url + "/healthz").status_code == 200
+    _, err = proc.communicate(timeout=15)
+    assert (f"token file {tokens} can be read by other users" in err) is warned
+    assert "admin-secret" not in err
