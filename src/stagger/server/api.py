@@ -53,7 +53,7 @@ from stagger.core.semaphore import (
 from stagger.server.auth import CHALLENGE, CLIENT_CERT_NAMES, NO_NAMES, Denial
 from stagger.server.fleetlock import Reject
 from stagger.server.metrics import CONTENT_TYPE
-from stagger.server.settings import MAX_BODY
+from stagger.server.settings import BY_RE, MAX_BODY
 from stagger.server.state import ServerState, error_body
 
 M = TypeVar("M", bound=BaseModel)
@@ -204,12 +204,13 @@ class Api:
     def _by(self, request: Request, actor: str) -> str:
         """`?by=` (who acts, for history), or the caller's name."""
         by = request.query_params.get("by")
-        if by is None or by == "":
+        if by is None:
             return actor
-        if len(by) > MAX_ID_LEN or not by.isprintable():
+        if len(by) > MAX_ID_LEN or not BY_RE.fullmatch(by):
             raise Reject(
                 ErrorKind.INVALID_REQUEST,
-                f"by must be 1 to {MAX_ID_LEN} printable characters, like operator:alice",
+                f"by must be 1 to {MAX_ID_LEN} characters without control characters, "
+                "like operator:alice",
             )
         return by
 

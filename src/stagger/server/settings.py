@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 DEFAULT_LISTEN = "127.0.0.1:8080"
 # FleetLock bodies are ~100 bytes; anything near this is not a FleetLock client.
 MAX_BODY = 64 * 1024
+# `?by=` (who acts, for history): one or more characters, no control character (C0, DEL, C1).
+BY_RE = re.compile(r"^[^\x00-\x1f\x7f-\x9f]+$")
 DEFAULT_READ_TIMEOUT = 10.0
 DEFAULT_MAX_CONNECTIONS = 1000
 
