@@ -111,3 +111,25 @@ def test_a_prompt_client_on_a_kept_alive_connection_is_answered_each_time(
             answer = sock.recv(65536)
             assert answer.startswith(b"HTTP/1.1 200"), answer
             time.sleep(TIMEOUT * 1.5)  # idle between requests is the keep-alive's business
+
+
+def test_requests_beyond_max_connections_get_503_until_connections_close(tmp_path: Path) -> None:
+    settings = ServerSettings(
+        backend_url=f"sqlite:///{tmp_path}/s.db", read_timeout=PATIENCE, max_connections=3
+    )
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with running(settings) as srv:
+        idle = [connect(srv), connect(srv)]
+        with connect(srv) as third:
+            third.sendall(request)
+            assert third.recv(65536).startswith(b"HTTP/1.1 503")
+        for sock in idle:
+            sock.close()
+        deadline = time.monotonic() + PATIENCE
+        while time.monotonic() < deadline:
+            with connect(srv) as again:
+                again.sendall(request)
+                if again.recv(65536).startswith(b"HTTP/1.1 200"):
+                    return
+            time.sleep(0.05)  # the server has not yet seen the idle ones close
+        raise AssertionError("no request was served after the idle connections closed")
