@@ -161,7 +161,9 @@ def test_the_token_digest_is_not_in_the_settings_repr(tmp_path: Path) -> None:
     assert tokens[0].digest not in repr(ServerSettings(tokens=tuple(tokens)))
 
 
-@pytest.mark.parametrize("line", ["no-colons", "a:b", "a::web", "a:b:bad_group"])
+@pytest.mark.parametrize(
+    "line", ["no-colons", "a:b", "a::web", "a:b:bad_group", "evil/../x:s:web", ".hidden:s:web"]
+)
 def test_a_malformed_node_token_line_is_a_config_error(tmp_path: Path, line: str) -> None:
     (tmp_path / "nodes").write_text(line)
     with pytest.raises(ConfigError):
