@@ -225,7 +225,7 @@ def test_unknown_key_in_a_window_names_its_number(tmp_path: Path) -> None:
         ('group = "web servers"', "'.' and '-'"),
         ('backend = "10.0.0.1:2379"', "is not a URL: use one of sqlite:///PATH"),
         ("group = 7", "group must be a string, not int 7"),
-        ('id = ""', "1 to 256 printable characters"),
+        ('id = ""', "1 to 256 characters from A-Z"),
     ],
 )
 def test_bad_agent_values_say_what_is_allowed(tmp_path: Path, line: str, words: str) -> None:

@@ -74,7 +74,9 @@ def page(browser: Any) -> Iterator[Any]:
         context.close()
 
 
-def report(server: RunningServer, r: NodeReport, token: str = NODE) -> None:
+def report(server: RunningServer, r: NodeReport, token: str = ADMIN) -> None:
+    """Sent with the admin token: a node token acts only for its own node."""
+
     async def send() -> None:
         b = FleetLockBackend.from_url(f"fleetlock+{server.url}/", token=token, retries=0)
         try:
@@ -93,7 +95,7 @@ def admin(server: RunningServer, method: str, path: str, **kw: Any) -> httpx.Res
 
 
 def fleetlock(server: RunningServer, op: str, node_id: str, group: str) -> httpx.Response:
-    headers = {**PROTO, "authorization": f"Bearer {NODE}"}
+    headers = {**PROTO, "authorization": f"Bearer {ADMIN}"}  # for any node
     return httpx.post(f"{server.url}/v1/{op}", json=body(node_id, group), headers=headers)
 
 
@@ -310,12 +312,14 @@ def test_real_agents_appear_on_the_page_with_their_cycle_and_slot(
 
     tokens = (
         Token("admin:ops", digest(ADMIN), admin=True),
-        Token("nodes", digest(NODE), admin=False, groups=frozenset({"default"})),
+        Token("agent-a", digest(NODE + "-a"), admin=False, groups=frozenset({"default"})),
+        Token("agent-b", digest(NODE + "-b"), admin=False, groups=frozenset({"default"})),
     )
     with running(ServerSettings(backend_url=f"sqlite:///{tmp_path}/s.db", tokens=tokens)) as srv:
-        url = f"fleetlock+http://node:{NODE}@127.0.0.1:{srv.port}/"
+        url = f"fleetlock+http://node:{NODE}-a@127.0.0.1:{srv.port}/"
+        url_b = f"fleetlock+http://node:{NODE}-b@127.0.0.1:{srv.port}/"
         fleet = Fleet(url)
-        a, b = Node("agent-a", tmp_path / "a", url), Node("agent-b", tmp_path / "b", url)
+        a, b = Node("agent-a", tmp_path / "a", url), Node("agent-b", tmp_path / "b", url_b)
         fleet.nodes = [a, b]
         try:
             a.flag("hold-drain", True)  # agent-a stays in its drain, holding the slot

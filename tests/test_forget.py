@@ -148,8 +148,8 @@ def test_the_api_refuses_to_forget_a_holder_with_409_naming_the_group(
     server: RunningServer,
 ) -> None:
     proto = {"authorization": "Bearer web-secret", "fleet-lock-protocol": "true"}
-    body = {"client_params": {"id": "zincati-7", "group": "web"}}
+    body = {"client_params": {"id": "web-node", "group": "web"}}
     assert httpx.post(server.url + "/v1/pre-reboot", json=body, headers=proto).status_code == 200
-    r = httpx.delete(server.url + "/v1/nodes/zincati-7", headers=ADMIN)
+    r = httpx.delete(server.url + "/v1/nodes/web-node", headers=ADMIN)
     assert r.status_code == 409
     assert (r.json()["kind"], r.json()["group"]) == ("node_holds_slot", "web")

@@ -126,3 +126,32 @@ def test_stagger_id_reads_this_hosts_machine_id_by_default() -> None:
     except NoMachineId:
         pytest.skip("this host has no usable /etc/machine-id")
     assert json.loads(stagger_id("--json").stdout)["id"] == expected
+
+
+def test_stagger_id_zincati_prints_the_id_zincati_sends_from_this_host(tmp_path: Path) -> None:
+    raw = uuid.uuid4().hex
+    root = host(tmp_path, raw + "\n")
+    r = stagger_id("--root", str(root), "--zincati", "--json")
+    doc = json.loads(r.stdout)
+    # Zincati's app id (docs/server.md): the id it derives is the FleetLock id it sends.
+    assert doc["app_id"] == "de35106b6ec24688b63afddaa156679b"
+    assert doc["id"] == app_specific_id(bytes.fromhex(raw), bytes.fromhex(doc["app_id"]))
+    assert doc["id"] != node_id(root)
+    assert raw not in r.stdout
+
+
+def test_stagger_id_prints_the_configured_agent_id_the_agent_sends(tmp_path: Path) -> None:
+    root = host(tmp_path, uuid.uuid4().hex + "\n")
+    config = tmp_path / "agent.toml"
+    config.write_text('[agent]\nid = "web-07"\n')
+    r = stagger_id("--root", str(root), "--config", str(config))
+    assert (r.returncode, r.stdout.strip()) == (0, "web-07")
+
+
+def test_an_agent_id_outside_the_node_id_rule_is_a_config_error(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text('[agent]\nid = "evil/../x"\n')
+    r = stagger_id("--config", str(config))
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert "not starting with '.'" in r.stderr

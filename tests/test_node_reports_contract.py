@@ -128,7 +128,7 @@ def test_a_report_with_an_invalid_group_cannot_be_made() -> None:
 def server(tmp_path: Path) -> Iterator[RunningServer]:
     tokens = (
         Token("admin", digest("admin-secret"), admin=True),
-        Token("web-node", digest("web-secret"), admin=False, groups=frozenset({"web"})),
+        Token("web-1", digest("web-secret"), admin=False, groups=frozenset({"web"})),
     )
     settings = ServerSettings(backend_url=f"sqlite:///{tmp_path}/s.db", tokens=tokens)
     with running(settings) as srv:
@@ -171,12 +171,12 @@ def test_a_fleetlock_only_client_appears_from_its_locks_alone(
     server: RunningServer,
 ) -> None:
     auth = {"authorization": "Bearer web-secret", "fleet-lock-protocol": "true"}
-    body = {"client_params": {"id": "zincati-7", "group": "web"}}
+    body = {"client_params": {"id": "web-1", "group": "web"}}
     admin = {"authorization": "Bearer admin-secret"}
     assert httpx.post(server.url + "/v1/pre-reboot", json=body, headers=auth).status_code == 200
     (node,) = httpx.get(server.url + "/v1/nodes", headers=admin).json()["nodes"]
     assert (node["id"], node["source"], node["state"], node["holds_slot"]) == (
-        "zincati-7",
+        "web-1",
         "locks",
         "holding",
         True,
@@ -271,7 +271,7 @@ def test_metrics_count_reporting_nodes_by_group_and_state(server: RunningServer)
 
 
 async def _send(server: RunningServer, *reports: NodeReport) -> None:
-    node = client(server, "web-secret")
+    node = client(server, "admin-secret")  # an admin may report for any node
     try:
         for r in reports:
             await node.report(r)

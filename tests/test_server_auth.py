@@ -27,9 +27,9 @@ NODE = "node-secret-web"
 # (name, method, path, json, audience) — audience: "node" (FleetLock/heartbeat, group web),
 # "admin" (status and admin API), "open" (probes, metrics, the API document).
 ENDPOINTS: list[tuple[str, str, str, dict[str, Any] | None, str]] = [
-    ("pre-reboot", "POST", "/v1/pre-reboot", body("n1", "web"), "node"),
-    ("steady-state", "POST", "/v1/steady-state", body("n1", "web"), "node"),
-    ("touch", "POST", "/v1/groups/web/holds/n1/touch", None, "node"),
+    ("pre-reboot", "POST", "/v1/pre-reboot", body("web-07", "web"), "node"),
+    ("steady-state", "POST", "/v1/steady-state", body("web-07", "web"), "node"),
+    ("touch", "POST", "/v1/groups/web/holds/web-07/touch", None, "node"),
     ("status", "GET", "/v1/status", None, "admin"),
     ("history", "GET", "/v1/history", None, "admin"),
     ("group", "GET", "/v1/groups/web", None, "admin"),
@@ -116,18 +116,18 @@ def test_auth_matrix(
 
 @pytest.mark.parametrize("path", ["/v1/pre-reboot", "/v1/steady-state"])
 def test_a_node_token_is_forbidden_outside_its_groups(server: RunningServer, path: str) -> None:
-    r = call(server, "POST", path, body("n1", "db"), CREDENTIALS["node"])
+    r = call(server, "POST", path, body("web-07", "db"), CREDENTIALS["node"])
     assert (r.status_code, r.json()["kind"]) == (403, "forbidden")
 
 
 def test_a_node_token_cannot_heartbeat_outside_its_groups(server: RunningServer) -> None:
-    r = call(server, "POST", "/v1/groups/db/holds/n1/touch", None, CREDENTIALS["node"])
+    r = call(server, "POST", "/v1/groups/db/holds/web-07/touch", None, CREDENTIALS["node"])
     assert r.status_code == 403
 
 
 def test_credentials_in_the_url_work_as_zincati_sends_them(server: RunningServer) -> None:
     url = server.url.replace("http://", f"http://web-07:{NODE}@") + "/v1/pre-reboot"
-    assert httpx.post(url, json=body("n2", "web"), headers=PROTO).status_code == 200
+    assert httpx.post(url, json=body("web-07", "web"), headers=PROTO).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -161,7 +161,9 @@ def test_the_token_digest_is_not_in_the_settings_repr(tmp_path: Path) -> None:
     assert tokens[0].digest not in repr(ServerSettings(tokens=tuple(tokens)))
 
 
-@pytest.mark.parametrize("line", ["no-colons", "a:b", "a::web", "a:b:bad_group"])
+@pytest.mark.parametrize(
+    "line", ["no-colons", "a:b", "a::web", "a:b:bad_group", "evil/../x:s:web", ".hidden:s:web"]
+)
 def test_a_malformed_node_token_line_is_a_config_error(tmp_path: Path, line: str) -> None:
     (tmp_path / "nodes").write_text(line)
     with pytest.raises(ConfigError):

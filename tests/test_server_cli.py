@@ -114,7 +114,16 @@ def test_listening_beyond_loopback_without_tokens_is_flagged_as_exposed() -> Non
 
 
 @pytest.mark.parametrize(
-    "table", ['listen = "nope"', "default_max = -1", 'unknown_groups = "maybe"', "bogus = 1"]
+    "table",
+    [
+        'listen = "nope"',
+        "default_max = -1",
+        'unknown_groups = "maybe"',
+        "bogus = 1",
+        'read_timeout = "0s"',
+        'read_timeout = "2h"',
+        "max_connections = 0",
+    ],
 )
 def test_a_bad_server_table_names_the_key(tmp_path: Path, table: str) -> None:
     (tmp_path / "c.toml").write_text(f"[server]\n{table}\n")
@@ -130,3 +139,59 @@ def test_tls_needs_readable_files(tmp_path: Path, flag: str) -> None:
             None,
             **{flag[2:].replace("-", "_"): tmp_path / "missing.pem"},
         )  # type: ignore[arg-type]
+
+
+def test_a_token_in_both_the_admin_and_the_node_file_is_refused_at_start(tmp_path: Path) -> None:
+    (tmp_path / "admin").write_text("shared-secret\n")
+    (tmp_path / "nodes").write_text("web-07:shared-secret:web\n")
+    for f in ("admin", "nodes"):
+        (tmp_path / f).chmod(0o600)
+    r = subprocess.run(
+        [
+            *STAGGER, "server", "--listen", f"127.0.0.1:{free_port()}",
+            "--backend", f"sqlite:///{tmp_path}/s.db",
+            "--admin-token-file", str(tmp_path / "admin"),
+            "--node-tokens-file", str(tmp_path / "nodes"),
+        ],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "both an admin and a node token" in r.stderr
+    assert "shared-secret" not in r.stderr
+
+
+@pytest.mark.parametrize(("mode", "warned"), [(0o644, True), (0o600, False)])
+def test_a_token_file_others_can_read_is_warned_about_at_start(
+    tmp_path: Path, mode: int, warned: bool
+) -> None:
+    tokens = tmp_path / "admin.tokens"
+    tokens.write_text("admin-secret\n")
+    tokens.chmod(mode)
+    args = ("--backend", f"sqlite:///{tmp_path}/s.db", "--admin-token-file", str(tokens))
+    with stagger_server(*args) as (url, proc):
+        assert httpx.get(url + "/healthz").status_code == 200
+    _, err = proc.communicate(timeout=15)
+    assert (f"token file {tokens} can be read by other users" in err) is warned
+    assert "admin-secret" not in err
+
+
+def test_limits_and_dashboard_auth_come_from_the_table_and_flags_win(tmp_path: Path) -> None:
+    (tmp_path / "admin").write_text("admin-secret\n")
+    config = ServerConfig.model_validate(
+        {
+            "read_timeout": "30s",
+            "max_connections": 50,
+            "dashboard_auth": True,
+            "admin_token_files": [str(tmp_path / "admin")],
+        }
+    )
+    from_table = build_settings(config, None)
+    assert (from_table.read_timeout, from_table.max_connections) == (30.0, 50)
+    assert from_table.dashboard_auth
+    flags = build_settings(config, None, read_timeout="5s", max_connections=7, dashboard_auth=False)
+    assert (flags.read_timeout, flags.max_connections, flags.dashboard_auth) == (5.0, 7, False)
+    defaults = build_settings(ServerConfig.model_validate({}), None)
+    assert (defaults.read_timeout, defaults.max_connections) == (10.0, 1000)
+    assert not defaults.dashboard_auth

@@ -16,7 +16,9 @@ from server_support import PROTO, RunningServer, body, running
 from stagger.backends.factory import open_backend
 from stagger.core.errors import BackendUnavailable
 from stagger.core.semaphore import Granted
-from stagger.server.settings import ServerSettings
+from stagger.server.settings import ServerSettings, node_tokens_from_file
+
+CLIENT = "web-07.nodes.example"  # the node the client certificate names (a DNS SAN)
 
 
 @dataclass
@@ -35,7 +37,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     d = tmp_path_factory.mktemp("pki")
     ca, other_ca = trustme.CA(), trustme.CA()
     server = ca.issue_cert("127.0.0.1", "localhost")
-    client = ca.issue_cert("web-07.nodes.example")
+    client = ca.issue_cert(CLIENT)
     stranger = other_ca.issue_cert("intruder.example")
     ca.cert_pem.write_to_path(str(d / "ca.pem"))
     server.cert_chain_pems[0].write_to_path(str(d / "server.pem"))
@@ -83,8 +85,8 @@ def mtls(pki: Pki, tmp_path: Path) -> Iterator[RunningServer]:
         yield srv
 
 
-def post(url: str, verify: ssl.SSLContext | bool) -> httpx.Response:
-    return httpx.post(url + "/v1/pre-reboot", json=body("a"), headers=PROTO, verify=verify)
+def post(url: str, verify: ssl.SSLContext | bool, node: str = CLIENT) -> httpx.Response:
+    return httpx.post(url + "/v1/pre-reboot", json=body(node), headers=PROTO, verify=verify)
 
 
 def test_https_serves_fleetlock_to_a_client_that_trusts_the_ca(
@@ -130,7 +132,7 @@ async def test_the_fleetlock_backend_speaks_mutual_tls(mtls: RunningServer, pki:
         key=str(pki.client_key),
     )
     try:
-        assert isinstance(await b.acquire("web", "a"), Granted)
+        assert isinstance(await b.acquire("web", CLIENT), Granted)
     finally:
         await b.close()
 
@@ -144,3 +146,42 @@ async def test_the_fleetlock_backend_without_a_client_cert_is_unavailable(
             await b.acquire("web", "a")
     finally:
         await b.close()
+
+
+def test_a_client_certificate_acts_only_for_the_node_it_names(
+    mtls: RunningServer, pki: Pki
+) -> None:
+    ctx = context(pki, pki.client_cert, pki.client_key)
+    assert post(mtls.url, ctx).status_code == 200
+    r = post(mtls.url, ctx, node="web-08")
+    assert (r.status_code, r.json()["kind"]) == (403, "forbidden")
+    assert CLIENT in r.json()["value"]
+    assert "web-08" in r.json()["value"]
+    steady = httpx.post(
+        mtls.url + "/v1/steady-state", json=body("web-08"), headers=PROTO, verify=ctx
+    )
+    assert steady.status_code == 403
+
+
+@pytest.mark.parametrize(("token_node", "status"), [(CLIENT, 200), ("web-08", 403)])
+def test_a_certificate_and_a_node_token_must_name_the_same_node(
+    pki: Pki, tmp_path: Path, token_node: str, status: int
+) -> None:
+    (tmp_path / "nodes").write_text(f"{token_node}:node-secret:*\n")
+    settings = ServerSettings(
+        backend_url=f"sqlite:///{tmp_path}/s.db",
+        tls_cert=pki.cert,
+        tls_key=pki.key,
+        tls_client_ca=pki.ca,
+        tokens=tuple(node_tokens_from_file(tmp_path / "nodes")),
+    )
+    ctx = context(pki, pki.client_cert, pki.client_key)
+    with running(settings) as srv:
+        for node in (CLIENT, "web-08"):
+            r = httpx.post(
+                srv.url + "/v1/pre-reboot",
+                json=body(node),
+                headers={**PROTO, "authorization": "Bearer node-secret"},
+                verify=ctx,
+            )
+            assert r.status_code == (status if node == CLIENT else 403), r.text

@@ -11,12 +11,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from stagger.backends.base import GroupStatus, Snapshot
 from stagger.core.machine import CheckResult, State
 from stagger.core.reports import MAX_TEXT, NodeReport, NodeView, Source, Unreadable
 from stagger.core.semaphore import (
+    GROUP_RE,
     MAX_GROUP_LEN,
     MAX_SLOTS,
     Action,
@@ -33,7 +34,7 @@ class ErrorKind(StrEnum):
     """Every `kind` the server can answer with, and the HTTP status that goes with it."""
 
     INVALID_REQUEST = "invalid_request"  # 400: header, JSON, id or a field is wrong
-    INVALID_GROUP = "invalid_group"  # 400: group does not match ^[a-zA-Z0-9.-]+$
+    INVALID_GROUP = "invalid_group"  # 400: group does not match GROUP_RE
     UNAUTHORIZED = "unauthorized"  # 401: no or unknown credentials
     FORBIDDEN = "forbidden"  # 403: the token may not do this (group, or admin-only)
     NOT_FOUND = "not_found"  # 404: no such endpoint
@@ -223,8 +224,16 @@ By = Annotated[
 ]
 
 
+def _whole_number(value: object) -> object:
+    """JSON Schema's integer includes 2.0: accept it as 2 (and nothing else a strict int
+    refuses), so the API accepts what /openapi.json allows."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 class SetMaxRequest(_Request):
-    max: int = Field(ge=0, le=MAX_SLOTS)
+    max: Annotated[int, BeforeValidator(_whole_number)] = Field(ge=0, le=MAX_SLOTS)
     by: By = None
 
 
@@ -275,6 +284,10 @@ class HealthModel(_Model):
 
 
 class HealthResultModel(_Model):
+    # Strict, as it is also part of a request body: `at` is an RFC 3339 string, never a
+    # number, as /openapi.json says.
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+
     ok: bool
     detail: str = Field("", max_length=MAX_TEXT)
     at: datetime
@@ -290,7 +303,7 @@ class HealthResultModel(_Model):
 class NodeReportRequest(_Request):
     """What an agent sends to POST /v1/nodes/{id}/report. The server stamps `updated_at`."""
 
-    group: str = Field(min_length=1, max_length=MAX_GROUP_LEN, pattern=r"^[a-zA-Z0-9.-]+$")
+    group: str = Field(min_length=1, max_length=MAX_GROUP_LEN, pattern=GROUP_RE.pattern)
     state: State
     reason: str = Field("", max_length=MAX_TEXT)
     needed_since: datetime | None = None

@@ -23,6 +23,7 @@ from stagger.server.settings import (
     admin_tokens_from_file,
     node_tokens_from_file,
     parse_listen,
+    readable_by_others,
 )
 
 EXPOSED_WARNING = (
@@ -31,6 +32,20 @@ EXPOSED_WARNING = (
     "--admin-token-file/--node-tokens-file (or [server] admin_token_files), or listen on "
     "127.0.0.1 behind a proxy that authenticates."
 )
+
+
+TOKEN_FILE_WARNING = (
+    "WARNING: token file {path} can be read by other users: run `chmod 600 {path}` "
+    "(and chown it to the server's user)"
+)
+
+
+def open_token_files(
+    admin_files: list[Path], node_files: list[Path], config: ServerConfig
+) -> list[Path]:
+    """The token files in use that group or others may read."""
+    used = [*(admin_files or config.admin_token_files), *(node_files or config.node_token_files)]
+    return [p for p in used if readable_by_others(p)]
 
 
 def load_server_config(
@@ -69,6 +84,9 @@ def build_settings(
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
     tls_client_ca: Path | None = None,
+    dashboard_auth: bool | None = None,
+    read_timeout: str | None = None,
+    max_connections: int | None = None,
     notify: Sequence[NotifyConfig] = (),
 ) -> ServerSettings:
     """Flags over the [server] table over defaults; `notify` is the [[notify]] array."""
@@ -104,6 +122,11 @@ def build_settings(
         tls_client_ca=client_ca,
         silent_after=parse_duration(config.silent_after, what="silent_after"),
         dashboard=config.dashboard,
+        dashboard_auth=dashboard_auth if dashboard_auth is not None else config.dashboard_auth,
+        read_timeout=parse_duration(
+            read_timeout or config.read_timeout, what="read_timeout"
+        ).total_seconds(),
+        max_connections=max_connections if max_connections is not None else config.max_connections,
         notify=targets_of(notify),
     )
 
@@ -142,6 +165,17 @@ def server(
     tls_client_ca: Path | None = typer.Option(
         None, "--tls-client-ca", metavar="F", help="Require client certs signed by this CA."
     ),
+    dashboard_auth: bool | None = typer.Option(
+        None,
+        "--dashboard-auth/--no-dashboard-auth",
+        help="The dashboard asks for an admin token (browser password prompt). Default: off.",
+    ),
+    read_timeout: str | None = typer.Option(
+        None, "--read-timeout", metavar="D", help="Time to read one request (default 10s)."
+    ),
+    max_connections: int | None = typer.Option(
+        None, "--max-connections", metavar="N", help="Requests served at once (default 1000)."
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
 ) -> None:
     """Serve FleetLock v1 and the status/admin API over a backend (SQLite or etcd)."""
@@ -169,6 +203,9 @@ def server(
             tls_cert=tls_cert,
             tls_key=tls_key,
             tls_client_ca=tls_client_ca,
+            dashboard_auth=dashboard_auth,
+            read_timeout=read_timeout,
+            max_connections=max_connections,
             notify=full.notify,
         )
         options = dict(settings.backend_options)
@@ -178,6 +215,10 @@ def server(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for path in open_token_files(admin_token_file, node_tokens_file, cfg):
+        message = TOKEN_FILE_WARNING.format(path=path)
+        sys.stderr.write(message + "\n")
+        logging.getLogger("stagger.server").warning(message)
     if settings.exposed_without_auth:
         where = f"{settings.host}:{settings.port}"
         sys.stderr.write("\n" + EXPOSED_WARNING.format(where=where) + "\n\n")

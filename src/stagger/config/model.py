@@ -52,7 +52,7 @@ from stagger.core.schedule import (
     parse_start,
     parse_zone,
 )
-from stagger.core.semaphore import DEFAULT_GROUP, validate_group, validate_id
+from stagger.core.semaphore import DEFAULT_GROUP, validate_group, validate_node_id
 from stagger.core.strategy import ALLOWED_STRATEGIES, DEFAULT_STRATEGY, Strategy, parse_strategy
 
 
@@ -110,7 +110,7 @@ class AgentConfig(Section):
     @field_validator("id", mode="before")
     @classmethod
     def _id(cls, value: Any) -> str | None:
-        return None if value is None else validate_id(_need_str(value, "id"))
+        return None if value is None else validate_node_id(_need_str(value, "id"))
 
     @field_validator("group", mode="before")
     @classmethod

@@ -14,6 +14,9 @@ tls_key = "/etc/stagger/tls/server.key"
 tls_client_ca = "/etc/stagger/tls/clients-ca.crt"   # optional: mutual TLS
 silent_after = "15m"             # a node not reporting this long is shown as silent
 dashboard = true                 # the read-only dashboard at / (false: not served)
+dashboard_auth = false           # true: the dashboard asks for an admin token too
+read_timeout = "10s"             # a request not read whole by then closes its connection
+max_connections = 1000           # requests served at once; over it, 503
 
 [server.groups]                  # created at start when missing (a live set-max wins)
 web = 2
@@ -72,6 +75,23 @@ class ServerConfig(Section):
     dashboard: bool = Field(
         True, description="serve the dashboard at / (read-only without an admin token)"
     )
+    dashboard_auth: bool = Field(
+        False, description="the dashboard asks for an admin token (HTTP Basic password)"
+    )
+    read_timeout: str = Field(
+        "10s", description="time to read one request, headers and body; a slower client is cut"
+    )
+    max_connections: int = Field(
+        1000, ge=1, le=1_000_000, description="requests served at once (over it: 503)"
+    )
+
+    @field_validator("read_timeout")
+    @classmethod
+    def _read_timeout(cls, value: str) -> str:
+        seconds = parse_duration(value, what="read_timeout").total_seconds()
+        if not 0 < seconds <= 3600:
+            raise ValueError("read_timeout must be from 0 s to 1h, like '10s'")
+        return value
 
     @field_validator("silent_after")
     @classmethod

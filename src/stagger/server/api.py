@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
@@ -41,11 +42,18 @@ from stagger.backends.wire import (
 )
 from stagger.core.errors import InvalidInput
 from stagger.core.reports import NodeHoldsSlot, fleet_nodes
-from stagger.core.semaphore import HISTORY_LIMIT, Hold, Released, validate_group, validate_id
-from stagger.server.auth import CHALLENGE, Denial
+from stagger.core.semaphore import (
+    HISTORY_LIMIT,
+    MAX_ID_LEN,
+    Hold,
+    Released,
+    validate_group,
+    validate_node_id,
+)
+from stagger.server.auth import CHALLENGE, CLIENT_CERT_NAMES, NO_NAMES, Denial
 from stagger.server.fleetlock import Reject
 from stagger.server.metrics import CONTENT_TYPE
-from stagger.server.settings import MAX_BODY
+from stagger.server.settings import BY_RE, MAX_BODY
 from stagger.server.state import ServerState, error_body
 
 M = TypeVar("M", bound=BaseModel)
@@ -105,6 +113,23 @@ async def read_model(request: Request, model: type[M], *, optional: bool = False
         ) from None
 
 
+def refuse_cross_site(request: Request) -> None:
+    """An admin act sent by a browser from another site is refused: a browser that cached
+    the dashboard's Basic credentials (`dashboard_auth`) would attach them to a form another
+    site posts here. Tools (the CLI, curl, agents) send neither header."""
+    site = request.headers.get("sec-fetch-site")
+    origin = request.headers.get("origin")
+    foreign = site in ("cross-site", "same-site")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+        foreign = True
+    if foreign:
+        raise Reject(
+            ErrorKind.FORBIDDEN,
+            "admin acts are not accepted from a page of another site: use the dashboard "
+            "served by this server, or the CLI",
+        )
+
+
 class Api:
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -133,6 +158,8 @@ class Api:
 
     def _admin(self, request: Request) -> str:
         """Check for an admin token; returns who acts (for history)."""
+        if request.method not in ("GET", "HEAD"):
+            refuse_cross_site(request)
         who = self.state.auth.admin(request.headers.get("authorization", "").encode() or None)
         if isinstance(who, Denial):
             raise Reject(who.kind, who.value)
@@ -155,12 +182,37 @@ class Api:
             )
         return group
 
+    def _node(self, request: Request, group: str, node_id: str) -> None:
+        """For node-facing endpoints: a node acts only for itself (docs/server.md "Auth")."""
+        refuse_cross_site(request)
+        who = self.state.auth.for_node(
+            request.headers.get("authorization", "").encode() or None,
+            request.scope.get(CLIENT_CERT_NAMES, NO_NAMES),
+            group,
+            node_id,
+        )
+        if isinstance(who, Denial):
+            raise Reject(who.kind, who.value)
+
     def _id(self, request: Request) -> str:
         node_id: str = request.path_params["id"]
         try:
-            return validate_id(node_id)
+            return validate_node_id(node_id)
         except InvalidInput as exc:
             raise Reject(ErrorKind.INVALID_REQUEST, exc.message) from None
+
+    def _by(self, request: Request, actor: str) -> str:
+        """`?by=` (who acts, for history), or the caller's name."""
+        by = request.query_params.get("by")
+        if by is None:
+            return actor
+        if len(by) > MAX_ID_LEN or not BY_RE.fullmatch(by):
+            raise Reject(
+                ErrorKind.INVALID_REQUEST,
+                f"by must be 1 to {MAX_ID_LEN} characters without control characters, "
+                "like operator:alice",
+            )
+        return by
 
     def _limit(self, request: Request) -> int:
         raw = request.query_params.get("limit", "100")
@@ -234,7 +286,7 @@ class Api:
     async def unlock(self, request: Request) -> Response:
         actor = self._admin(request)
         group, node_id = self._group(request), self._id(request)
-        by = request.query_params.get("by") or actor
+        by = self._by(request, actor)
         outcome = await self.state.backend.release(group, node_id, by=by)
         held = outcome.hold if isinstance(outcome, Released) else None
         return json_response(
@@ -248,9 +300,7 @@ class Api:
 
     async def touch(self, request: Request) -> Response:
         group, node_id = self._group(request), self._id(request)
-        who = self.state.auth.may_lock(request.headers.get("authorization", "").encode(), group)
-        if isinstance(who, Denial):
-            raise Reject(who.kind, who.value)
+        self._node(request, group, node_id)
         hold: Hold | None = await self.state.backend.touch(group, node_id)
         return json_response(
             TouchResponse(
@@ -266,11 +316,7 @@ class Api:
     async def report(self, request: Request) -> Response:
         node_id = self._id(request)
         body = await read_model(request, NodeReportRequest)
-        who = self.state.auth.may_lock(
-            request.headers.get("authorization", "").encode(), body.group
-        )
-        if isinstance(who, Denial):
-            raise Reject(who.kind, who.value)
+        self._node(request, body.group, node_id)
         try:
             report = body.value(node_id)
         except InvalidInput as exc:
@@ -309,7 +355,7 @@ class Api:
     async def forget(self, request: Request) -> Response:
         actor = self._admin(request)
         node_id = self._id(request)
-        by = request.query_params.get("by") or actor
+        by = self._by(request, actor)
         try:
             removed = await self.state.backend.forget(node_id, by=by)
         except NodeHoldsSlot as exc:

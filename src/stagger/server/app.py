@@ -99,6 +99,8 @@ def uvicorn_config(settings: ServerSettings, app: StaggerServer, **overrides: An
 
     import uvicorn
 
+    from stagger.server.guard import guarded_protocol
+
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -108,6 +110,10 @@ def uvicorn_config(settings: ServerSettings, app: StaggerServer, **overrides: An
         "proxy_headers": False,
         "timeout_keep_alive": 30,
         "log_level": "info",
+        # A deadline for reading each request and a header size cap (server/guard.py), and
+        # the connections served at once: a slow client cannot hold the server.
+        "http": guarded_protocol(settings.read_timeout),
+        "limit_concurrency": settings.max_connections,
     }
     if settings.tls_cert is not None:
         options["ssl_certfile"] = str(settings.tls_cert)

@@ -5,9 +5,10 @@ API with that token.
 
 What it shows comes from the same reads as the API: status (groups, holds, pauses), node
 reports plus FleetLock-only nodes from their locks (core.reports.fleet_nodes), history, and
-each group's rollout (core.reports.rollout). Reading needs no token (like a status page;
-turn it off with `[server] dashboard = false`); the controls appear only in a fragment asked
-for with an admin token, and the API refuses admin acts without one anyway.
+each group's rollout (core.reports.rollout). Reading needs no token by default (like a status
+page); `[server] dashboard_auth = true` asks for the admin token (docs/server.md "Auth"), and
+`dashboard = false` turns it off. The controls appear only in a fragment asked for with an
+admin token, and the API refuses admin acts without one anyway.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from stagger.server.auth import Denial
 from stagger.server.state import ServerState
 
 HERE = Path(__file__).parent
+DASHBOARD_CHALLENGE = 'Basic realm="stagger dashboard", charset="UTF-8"'
 HISTORY_SHOWN = 100
 REFRESH_SECONDS = 5
 # Every state a node row can be in, in cycle order, for the filter.
@@ -175,11 +177,30 @@ class Dashboard:
         html = self.env.get_template(template).render(self._context(v))
         return HTMLResponse(html, headers={"cache-control": "no-store"})
 
+    def _refused(self, request: Request) -> Response | None:
+        """With `dashboard_auth`, the page needs an admin token: asked for by the browser's
+        own password prompt (HTTP Basic, the token as the password)."""
+        if not self.state.settings.dashboard_auth:
+            return None
+        header = request.headers.get("authorization", "").encode() or None
+        who = self.state.auth.admin(header)
+        if not isinstance(who, Denial):
+            return None
+        body = (
+            "<!doctype html><title>stagger</title><p>This dashboard needs an admin token: "
+            "give it as the password (any user name).</p>"
+        )
+        return HTMLResponse(
+            body,
+            status_code=401,
+            headers={"www-authenticate": DASHBOARD_CHALLENGE, "cache-control": "no-store"},
+        )
+
     async def page(self, request: Request) -> Response:
-        return await self._render(request, "dashboard.html")
+        return self._refused(request) or await self._render(request, "dashboard.html")
 
     async def live(self, request: Request) -> Response:
-        return await self._render(request, "live.html")
+        return self._refused(request) or await self._render(request, "live.html")
 
     def routes(self) -> list[BaseRoute]:
         return [

@@ -20,15 +20,14 @@ from stagger.backends.wire import DENIAL_KINDS, ErrorKind, PauseModel
 from stagger.core import semaphore as core
 from stagger.core.errors import InvalidInput
 from stagger.core.semaphore import (
-    GROUP_RE,
-    MAX_GROUP_LEN,
     Denied,
     DenyReason,
     Granted,
     Pause,
-    validate_id,
+    validate_group,
+    validate_node_id,
 )
-from stagger.server.auth import CHALLENGE, Denial
+from stagger.server.auth import CHALLENGE, CLIENT_CERT_NAMES, NO_NAMES, Denial, node_denial
 from stagger.server.settings import MAX_BODY, Token
 from stagger.server.state import ServerState, error_body
 
@@ -109,16 +108,15 @@ def parse_client_params(body: bytes) -> tuple[str, str]:
     if not isinstance(node_id, str) or not node_id:
         raise Reject(ErrorKind.INVALID_REQUEST, "client_params.id must be a non-empty string")
     try:
-        validate_id(node_id)
+        validate_node_id(node_id)
     except InvalidInput as exc:
         raise Reject(ErrorKind.INVALID_REQUEST, exc.message) from None
     if not isinstance(group, str) or not group:
         raise Reject(ErrorKind.INVALID_GROUP, "client_params.group must be a non-empty string")
-    if len(group) > MAX_GROUP_LEN or not GROUP_RE.match(group):
-        raise Reject(
-            ErrorKind.INVALID_GROUP,
-            f"group {group!r} does not match ^[a-zA-Z0-9.-]+$ (at most {MAX_GROUP_LEN} chars)",
-        )
+    try:
+        validate_group(group)
+    except InvalidInput as exc:
+        raise Reject(ErrorKind.INVALID_GROUP, exc.message) from None
     return node_id, group
 
 
@@ -208,10 +206,11 @@ class FleetLockEndpoint:
                 "the header `fleet-lock-protocol: true` is missing: FleetLock requires it",
             )
         node_id, group = parse_client_params(body)
-        if who is not None and not who.may_lock(group):
-            raise Reject(
-                ErrorKind.FORBIDDEN, f"this token may not lock or release in group {group!r}"
-            )
+        denied = node_denial(who, scope.get(CLIENT_CERT_NAMES, NO_NAMES), group, node_id)
+        if denied is not None:
+            raise Reject(denied.kind, denied.value)
+        # History names who really acted: the node itself, or the admin acting for it.
+        by = who.name if who is not None and who.name != node_id else None
         backend = state.backend
         try:
             if not await state.group_known(group):
@@ -239,14 +238,14 @@ class FleetLockEndpoint:
                         return
                     if isinstance(planned, Denied):
                         raise self._denial(group, node_id, planned, hint.now)
-                outcome = await backend.acquire(group, node_id)
+                outcome = await backend.acquire(group, node_id, by=by)
                 if isinstance(outcome, Denied):
                     raise self._denial(group, node_id, outcome, hint.now)
                 return
             if hint is None or node_id not in hint.semaphore.holds:
                 hint = (await state.reads.read(group)).groups[0]
             if node_id in hint.semaphore.holds:
-                await backend.release(group, node_id)
+                await backend.release(group, node_id, by=by)
         except Reject:
             raise
         except Exception as exc:

@@ -12,7 +12,15 @@ from pydantic.json_schema import models_json_schema
 
 from stagger import __version__
 from stagger.backends import wire
-from stagger.core.semaphore import HISTORY_LIMIT, MAX_GROUP_LEN, MAX_ID_LEN
+from stagger.core.semaphore import (
+    GROUP_RE,
+    HISTORY_LIMIT,
+    MAX_GROUP_LEN,
+    MAX_ID_LEN,
+    NODE_ID_RE,
+    NODE_ID_RULE,
+)
+from stagger.server.settings import BY_RE
 
 _MODELS: list[type[BaseModel]] = [
     wire.ErrorModel,
@@ -67,27 +75,35 @@ def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
     return {"required": required, "content": _json(schema)}
 
 
+# The id and group rules of core.semaphore, as the server applies them (no leading dot).
+GROUP_SCHEMA = {"type": "string", "pattern": GROUP_RE.pattern, "maxLength": MAX_GROUP_LEN}
+ID_SCHEMA = {
+    "type": "string",
+    "pattern": NODE_ID_RE.pattern,
+    "minLength": 1,
+    "maxLength": MAX_ID_LEN,
+}
 GROUP = {
     "name": "group",
     "in": "path",
     "required": True,
-    "schema": {
-        "type": "string",
-        "pattern": r"^[a-zA-Z0-9-][a-zA-Z0-9.-]*$",
-        "maxLength": MAX_GROUP_LEN,
-    },
-    "description": "group name: ^[a-zA-Z0-9.-]+$",
+    "schema": GROUP_SCHEMA,
+    "description": "group name: letters, digits, '.' and '-', not starting with '.'",
 }
 ID = {
     "name": "id",
     "in": "path",
     "required": True,
-    "schema": {
-        "type": "string",
-        "pattern": r"^[a-zA-Z0-9_:-][a-zA-Z0-9_.:-]*$",
-        "maxLength": MAX_ID_LEN,
-    },
-    "description": "the holder's id (any printable text, URL-escaped)",
+    "schema": ID_SCHEMA,
+    "description": f"the node's id: {NODE_ID_RULE}",
+}
+# `?by=`: who acts, recorded in history; no control characters (the server's BY_RE).
+BY = {
+    "name": "by",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LEN, "pattern": BY_RE.pattern},
+    "description": "who acts, recorded in history (default: the token's name)",
 }
 LIMIT = {
     "name": "limit",
@@ -109,12 +125,8 @@ FLEETLOCK_BODY = {
             "type": "object",
             "required": ["id", "group"],
             "properties": {
-                "id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LEN},
-                "group": {
-                    "type": "string",
-                    "pattern": r"^[a-zA-Z0-9.-]+$",
-                    "maxLength": MAX_GROUP_LEN,
-                },
+                "id": ID_SCHEMA,
+                "group": GROUP_SCHEMA,
             },
         }
     },
@@ -216,7 +228,7 @@ def _paths() -> dict[str, Any]:
             "delete": {
                 "summary": "release another id's hold (an operator's unlock)",
                 "tags": admin,
-                "parameters": [GROUP, ID],
+                "parameters": [GROUP, ID, BY],
                 "responses": _responses(_ref("UnlockResponse"), 400),
             }
         },
@@ -251,16 +263,7 @@ def _paths() -> dict[str, Any]:
                 "group's history (refused while it holds a slot; an agent still running there "
                 "reports itself back)",
                 "tags": admin,
-                "parameters": [
-                    ID,
-                    {
-                        "name": "by",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LEN},
-                        "description": "who acts, recorded in history (default: the token's name)",
-                    },
-                ],
+                "parameters": [ID, BY],
                 "responses": _responses(_ref("ForgetResponse"), 400, 409),
             }
         },

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 from stagger.backends.factory import DEFAULT_BACKEND_URL
 from stagger.core.errors import ConfigError, InvalidInput
 from stagger.core.reports import DEFAULT_SILENT_AFTER
-from stagger.core.semaphore import DEFAULT_MAX, validate_group, validate_max
+from stagger.core.semaphore import DEFAULT_MAX, validate_group, validate_max, validate_node_id
 
 if TYPE_CHECKING:
     from stagger.server.notify import NotifyTarget
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
 DEFAULT_LISTEN = "127.0.0.1:8080"
 # FleetLock bodies are ~100 bytes; anything near this is not a FleetLock client.
 MAX_BODY = 64 * 1024
+# `?by=` (who acts, for history): one or more characters, no control character (C0, DEL, C1).
+BY_RE = re.compile(r"^[^\x00-\x1f\x7f-\x9f]+$")
+DEFAULT_READ_TIMEOUT = 10.0
+DEFAULT_MAX_CONNECTIONS = 1000
 
 
 class UnknownGroups(StrEnum):
@@ -98,6 +103,12 @@ class ServerSettings:
     # A node that has not reported for this long is shown as silent.
     silent_after: timedelta = DEFAULT_SILENT_AFTER
     dashboard: bool = True
+    # The dashboard asks for the admin token too (HTTP Basic; docs/server.md "Auth").
+    dashboard_auth: bool = False
+    # Seconds to read one request, headers and body (a slow client is closed after it), and
+    # the connections served at once (over it, requests get 503).
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
     # [[notify]] targets (server.notify.NotifyTarget) and how often the store is watched.
     notify: tuple[NotifyTarget, ...] = ()
     notify_interval: float = 2.0
@@ -116,6 +127,16 @@ class ServerSettings:
             raise ConfigError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key too")
         if self.silent_after <= timedelta(0):
             raise ConfigError("silent_after must be longer than 0 s, like 15m")
+        if not 0 < self.read_timeout <= 3600:
+            raise ConfigError("read_timeout must be from 0 to 3600 seconds, like 10s")
+        if not 1 <= self.max_connections <= 1_000_000:
+            raise ConfigError("max_connections must be a whole number from 1 to 1000000")
+        if self.dashboard_auth and not self.auth_enabled:
+            raise ConfigError(
+                "dashboard_auth needs an admin token: give --admin-token-file "
+                "(or [server] admin_token_files)"
+            )
+        check_token_overlap(self.tokens)
         object.__setattr__(self, "prefix", normalize_prefix(self.prefix))
 
     @property
@@ -129,6 +150,27 @@ class ServerSettings:
     @property
     def exposed_without_auth(self) -> bool:
         return not self.auth_enabled and not is_loopback(self.host)
+
+
+def check_token_overlap(tokens: tuple[Token, ...]) -> None:
+    """One secret in two roles is refused: the server cannot tell which one its holder is."""
+    roles: dict[str, Token] = {}
+    for t in tokens:
+        seen = roles.setdefault(t.digest, t)
+        if seen.admin != t.admin or (not t.admin and seen.name != t.name):
+            what = "both an admin and a node token" if seen.admin != t.admin else "two nodes' token"
+            raise ConfigError(
+                f"one token is {what} ({seen.name} and {t.name}): give each node and each "
+                "admin a secret of its own"
+            )
+
+
+def readable_by_others(path: Path) -> bool:
+    """Whether group or others may read `path` (token files should be mode 0600)."""
+    try:
+        return bool(path.stat().st_mode & 0o044)
+    except OSError:
+        return False
 
 
 def _secret_lines(path: Path) -> list[str]:
@@ -165,6 +207,12 @@ def node_tokens_from_file(path: Path) -> list[Token]:
                 "(for example web-07:s3cret:web,web-canary)"
             )
         name, secret, groups = parts
+        try:
+            validate_node_id(name)
+        except InvalidInput as exc:
+            raise ConfigError(
+                f"{path} line {n}: NAME must be the node's FleetLock id: {exc.message}"
+            ) from exc
         names = frozenset(g.strip() for g in groups.split(",") if g.strip())
         for g in names - {"*"}:
             try:
