@@ -143,6 +143,11 @@ def server(
         None, "--tls-client-ca", metavar="F", help="Require client certs signed by this CA."
     ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
+    log_secrets: bool = typer.Option(
+        False,
+        "--log-secrets",
+        help="Let libraries log whole URLs (webhook paths are secrets): for debugging only.",
+    ),
 ) -> None:
     """Serve FleetLock v1 and the status/admin API over a backend (SQLite or etcd)."""
     import uvicorn
@@ -175,9 +180,9 @@ def server(
         if settings.default_max != 1:
             options["default_max"] = settings.default_max
         store = open_backend(settings.backend_url, **options)
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from stagger.server import logs
+
+    logs.setup(log_level, log_secrets=log_secrets)
     if settings.exposed_without_auth:
         where = f"{settings.host}:{settings.port}"
         sys.stderr.write("\n" + EXPOSED_WARNING.format(where=where) + "\n\n")
