@@ -10,9 +10,10 @@ import shutil
 import struct
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,9 +54,12 @@ class Seen:
 
 
 @asynccontextmanager
-async def watching(detector: FileDetector) -> AsyncIterator[Seen]:
+async def watching(
+    detector: FileDetector, watch: Callable[[Seen], Coroutine[Any, Any, None]] | None = None
+) -> AsyncIterator[Seen]:
+    """The detector's watch (or `watch`) running, once it reported its first finding."""
     seen = Seen()
-    task = asyncio.create_task(detector.watch(seen))
+    task = asyncio.create_task((watch or detector.watch)(seen))
     try:
         await seen.until(lambda: len(seen.findings) >= 1)
         yield seen
@@ -116,10 +120,9 @@ async def test_an_idle_watch_does_not_look_again_until_something_changes(tmp_pat
         looks += 1
         return await detector.check()
 
-    seen = Seen()
-    task = asyncio.create_task(watch_files(counted, (detector.path,), 0.01, seen))
-    try:
-        await seen.until(lambda: len(seen.findings) == 1)
+    async with watching(
+        detector, lambda seen: watch_files(counted, (detector.path,), 0.01, seen)
+    ) as seen:
         await asyncio.sleep(0.3)  # 30 polls' worth at the interval: none happens
         assert looks == 1
         (tmp_path / "unrelated").write_text("")  # another file in the directory
@@ -127,10 +130,6 @@ async def test_an_idle_watch_does_not_look_again_until_something_changes(tmp_pat
         assert looks == 1
         detector.path.write_text("")
         await seen.until(lambda: seen.needed == [False, True])
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
 
 
 async def test_without_inotify_it_falls_back_to_polling(tmp_path: Path) -> None:
@@ -138,18 +137,14 @@ async def test_without_inotify_it_falls_back_to_polling(tmp_path: Path) -> None:
         raise InotifyUnavailable(errno.EMFILE, "no inotify instance left")
 
     detector = FileDetector(tmp_path / "reboot-required", interval=0.05)
-    seen = Seen()
-    task = asyncio.create_task(
-        watch_files(detector.check, (detector.path,), detector.interval, seen, inotify=unavailable)
-    )
-    try:
-        await seen.until(lambda: seen.needed == [False])
+
+    def polled(seen: Seen) -> Coroutine[Any, Any, None]:
+        return watch_files(detector.check, (detector.path,), 0.05, seen, inotify=unavailable)
+
+    async with watching(detector, polled) as seen:
+        assert seen.needed == [False]
         detector.path.write_text("")
         await seen.until(lambda: seen.needed == [False, True])
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
 
 
 def test_no_free_file_descriptor_makes_inotify_unavailable_not_a_crash() -> None:

@@ -4,17 +4,13 @@ or the query; `--log-secrets` is the one switch that lets libraries show it."""
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 
-from server_support import PROTO, body, free_socket
+from server_support import PROTO, body, server_process
 from stagger.server.logs import cut_urls
-from webhook_support import WAIT, Receiver
+from webhook_support import Receiver
 
 SECRET_PATH = "/services/T0SECRET/B0SECRET/XXXXSECRETXXXX"
 SECRET_QUERY = "token=QUERYSECRET"
@@ -23,16 +19,7 @@ SECRET_QUERY = "token=QUERYSECRET"
 def run_server_and_notify(tmp_path: Path, receiver: Receiver, *flags: str) -> str:
     """Start `stagger server` at DEBUG with one notify entry, have a node take a slot, wait
     for the notification (its first try refused), stop the server; return its stderr."""
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    sock.close()  # the server binds it again at once; nothing else here takes ports
-    config = tmp_path / "server.toml"
-    config.write_text(
-        f"""
-[server]
-listen = "127.0.0.1:{port}"
-backend = "sqlite:///{tmp_path}/s.db"
-
+    config = f"""
 [[notify]]
 name = "ops"
 url = "{receiver.url(SECRET_PATH + "?" + SECRET_QUERY)}"
@@ -40,30 +27,15 @@ events = ["granted"]
 retries = 2
 backoff = "50ms"
 """
-    )
     receiver.fail_first = 1
-    stagger = str(Path(sys.executable).parent / "stagger")
     log = tmp_path / "server.log"
-    with log.open("wb") as err:
-        proc = subprocess.Popen(
-            [stagger, "server", "--config", str(config), "--log-level", "debug", *flags],
-            stdout=err,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + WAIT
-            while time.monotonic() < deadline:
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(url + "/readyz").status_code == 200:
-                        break
-                time.sleep(0.05)
-            r = httpx.post(url + "/v1/pre-reboot", json=body("web-1", "web"), headers=PROTO)
-            assert r.status_code == 200
-            assert len(receiver.wait_for(f"{SECRET_PATH}?{SECRET_QUERY}", 1)) == 1
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    with (
+        log.open("wb") as out,
+        server_process(tmp_path, config, "--log-level", "debug", *flags, output=out) as url,
+    ):
+        r = httpx.post(url + "/v1/pre-reboot", json=body("web-1", "web"), headers=PROTO)
+        assert r.status_code == 200
+        assert len(receiver.wait_for(f"{SECRET_PATH}?{SECRET_QUERY}", 1)) == 1
     return log.read_text()
 
 
