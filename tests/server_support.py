@@ -3,14 +3,19 @@ thread, stopped at teardown. Imported by the server test modules."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
+import httpx
 import uvicorn
 
 from stagger.server.app import StaggerServer, build_app, uvicorn_config
@@ -69,3 +74,36 @@ def running(settings: ServerSettings) -> Iterator[RunningServer]:
         yield srv
     finally:
         srv.stop()
+
+
+@contextmanager
+def server_process(
+    tmp_path: Path, config: str, *flags: str, output: IO[bytes] | int = subprocess.DEVNULL
+) -> Iterator[str]:
+    """`stagger server --config FILE [flags]` as its own process (stdout and stderr to
+    `output`), on a free loopback port and a SQLite file in `tmp_path`, once it answers
+    /readyz; yields its URL, terminated at the end. `config` goes on after the `[server]`
+    table's listen and backend lines."""
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()  # the server binds it again at once; nothing else here takes ports
+    path = tmp_path / "server.toml"
+    path.write_text(
+        f'[server]\nlisten = "127.0.0.1:{port}"\nbackend = "sqlite:///{tmp_path}/s.db"\n{config}'
+    )
+    stagger = str(Path(sys.executable).parent / "stagger")
+    proc = subprocess.Popen(
+        [stagger, "server", "--config", str(path), *flags], stdout=output, stderr=output
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(url + "/readyz").status_code == 200:
+                    break
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -330,3 +330,93 @@ def test_stagger_information_never_turns_a_foreign_source_into_exit_zero(tmp_pat
     conf = root / "etc/apt/apt.conf.d/50unattended-upgrades"
     conf.write_text('Unattended-Upgrade::Automatic-Reboot "true";\n')
     assert doctor(root).returncode == 1
+
+
+# ------------------------------------------------------- detectors that never see the update
+
+
+def test_the_file_detector_never_sees_update_engine_s_updates(tmp_path: Path) -> None:
+    n = stagger_node(running(), config_read(tmp_path, ""), False, (), "update_engine")
+    assert n.detectors == ("file",)
+    assert n.detectors_blind is not None
+    assert "configured detectors (file) will never see an update" in n.detectors_blind
+    assert 'set [agent] detectors = ["update_engine"]' in n.detectors_blind
+    assert n.will_reboot is False
+
+
+@pytest.mark.parametrize(
+    ("toml", "host"),
+    [
+        ('[agent]\ndetectors = ["update_engine"]\n', "update_engine"),
+        ('[agent]\ndetectors = ["rpm-ostree"]\n', "rpm-ostree"),
+        (
+            '[agent]\ndetectors = ["command"]\n[detectors.command]\ncommand = ["/bin/t"]\n',
+            "update_engine",
+        ),
+        ('[detectors.file]\npath = "/run/my-flag"\n', "update_engine"),  # the operator's own
+        ("", None),  # a package-based host: its packages write /run/reboot-required
+    ],
+)
+def test_detectors_that_may_see_the_host_s_updates_are_not_called_blind(
+    tmp_path: Path, toml: str, host: str | None
+) -> None:
+    n = stagger_node(running(), config_read(tmp_path, toml), False, (), host)
+    assert n.detectors_blind is None
+    assert n.will_reboot is True
+
+
+def test_the_rpm_ostree_host_needs_the_rpm_ostree_detector(tmp_path: Path) -> None:
+    n = stagger_node(running(), config_read(tmp_path, ""), False, (), "rpm-ostree")
+    assert n.detectors_blind is not None
+    assert 'detectors = ["rpm-ostree"]' in n.detectors_blind
+
+
+def test_on_flatcar_with_the_default_detector_the_doctor_says_no_reboot_will_happen() -> None:
+    proc = doctor(FIXTURES / "flatcar", "--json")
+    s = json.loads(proc.stdout)["stagger"]
+    assert s["detectors"] == ["file"]
+    assert "UPDATE_STATUS_UPDATED_NEED_REBOOT" in s["detectors_blind"]
+    assert s["will_reboot"] is False
+    text = doctor(FIXTURES / "flatcar").stdout
+    assert "stagger will not reboot it either (see below): no reboot will happen." in text
+    assert "[STAGGER WILL NOT REBOOT] on this host update_engine reports" in text
+
+
+def test_on_flatcar_with_the_update_engine_detector_stagger_reboots(tmp_path: Path) -> None:
+    root = copy_fixture("flatcar", tmp_path)
+    conf = root / "etc/stagger/config.d/50-imported.toml"
+    conf.parent.mkdir(parents=True)
+    conf.write_text('[agent]\ndetectors = ["update_engine"]\n')
+    s = json.loads(doctor(root, "--json").stdout)["stagger"]
+    assert (s["detectors_blind"], s["will_reboot"]) == (None, True)
+
+
+def test_the_locksmith_fix_adds_the_detector_the_config_lacks() -> None:
+    """The fix must be true of the config it reads: with the default file detector, masking
+    locksmithd alone would leave a host that never reboots."""
+    proc = doctor(FIXTURES / "coreos", "--json")
+    (src,) = [s for s in json.loads(proc.stdout)["reboot_sources"] if s["name"] == "locksmith"]
+    assert 'set [agent] detectors = ["update_engine"]' in src["fix"]
+    assert "reboots when it reports UPDATE_STATUS_UPDATED_NEED_REBOOT" not in src["fix"]
+
+
+def test_on_fedora_coreos_zincati_through_stagger_s_server_is_a_coordinated_reboot(
+    tmp_path: Path,
+) -> None:
+    root = copy_fixture("fcos", tmp_path)
+    (root / "etc/zincati/config.d/55-updates-strategy.toml").write_text(
+        '[updates]\nstrategy = "fleet_lock"\n'
+        '[updates.fleet_lock]\nbase_url = "https://stagger.example.com:8443/"\n'
+    )
+    proc = doctor(root, "--fleetlock-url", "https://stagger.example.com:8443")
+    assert proc.returncode == 0, proc.stdout
+    assert "no reboot will happen" not in proc.stdout
+    assert (
+        "zincati will reboot it when stagger's FleetLock server grants a slot: a coordinated "
+        "reboot through stagger."
+    ) in proc.stdout
+    doc = json.loads(
+        doctor(root, "--fleetlock-url", "https://stagger.example.com:8443", "--json").stdout
+    )
+    (zincati,) = [s for s in doc["reboot_sources"] if s["name"] == "zincati"]
+    assert zincati["through_stagger"] is True

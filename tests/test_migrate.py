@@ -56,6 +56,26 @@ def test_flatcar_update_conf_maps_strategy_group_window_and_etcd(tmp_path: Path)
     assert (window.days, window.start, window.length) == (["thu"], "04:00", "1h30m0s")
 
 
+def test_an_update_conf_selects_the_update_engine_detector_and_updater(tmp_path: Path) -> None:
+    """On Flatcar nothing writes /run/reboot-required: the default file detector would never
+    see an update, and the migrated node would never reboot."""
+    result = import_files([FIXTURES / "flatcar-update.conf"])
+    config = round_trip(tmp_path, result).config
+    assert config.agent.detectors == ["update_engine"]
+    assert config.updates.updater == "update_engine"
+    said = comment_text(render(result))
+    assert "nothing writes /run/reboot-required" in said
+    assert "UPDATE_STATUS_UPDATED_NEED_REBOOT" in said
+
+
+def test_an_update_conf_with_updates_disabled_writes_no_updater(tmp_path: Path) -> None:
+    result = imported(tmp_path, "update.conf", "REBOOT_STRATEGY=off\nSERVER=disabled\n")
+    config = round_trip(tmp_path, result).config
+    assert config.agent.detectors == ["update_engine"]
+    assert config.updates.updater == "none"
+    assert notes_about(result, "SERVER=disabled")
+
+
 def test_locksmith_windows_keep_the_host_zone(tmp_path: Path) -> None:
     result = import_files([FIXTURES / "flatcar-update.conf"])
     assert round_trip(tmp_path, result).config.window[0].time_zone is None
@@ -221,6 +241,13 @@ def test_zincati_fragments_merge_in_the_order_given(tmp_path: Path) -> None:
     assert result.agent["strategy"][0] == "immediate"
     assert len(result.windows) == 2
     assert notes_about(result, "base_url")
+
+
+def test_zincati_fragments_select_the_rpm_ostree_detector(tmp_path: Path) -> None:
+    result = import_files([FIXTURES / "zincati" / "50-fleet-lock.toml"])
+    config = round_trip(tmp_path, result).config
+    assert config.agent.detectors == ["rpm-ostree"]
+    assert "rpm-ostree deployment" in comment_text(render(result))
 
 
 def test_zincati_with_updates_disabled_maps_to_off(tmp_path: Path) -> None:

@@ -5,9 +5,6 @@ lock that answers while the receiver hangs."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from server_support import PROTO, RunningServer, body, free_socket, running
+from server_support import PROTO, RunningServer, body, running, server_process
 from stagger.backends.factory import open_backend
 from stagger.backends.fleetlock import FleetLockBackend
 from stagger.config.model import StaggerConfig
@@ -250,41 +247,15 @@ def test_a_hold_that_turns_stale_is_told_once(tmp_path: Path, receiver: Receiver
 def test_stagger_server_reads_notify_entries_from_its_config_file(
     tmp_path: Path, receiver: Receiver
 ) -> None:
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    sock.close()  # the server binds it again at once; nothing else here takes ports
-    config = tmp_path / "server.toml"
-    config.write_text(
-        f"""
-[server]
-listen = "127.0.0.1:{port}"
-backend = "sqlite:///{tmp_path}/s.db"
-silent_after = "5m"
+    config = f"""silent_after = "5m"
 
 [[notify]]
 name = "from-file"
 url = "{receiver.url("/file")}"
 events = ["granted"]
 """
-    )
-    stagger = str(Path(sys.executable).parent / "stagger")
-    proc = subprocess.Popen(
-        [stagger, "server", "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url + "/readyz").status_code == 200:
-                    break
-            time.sleep(0.05)
+    with server_process(tmp_path, config) as url:
         r = httpx.post(url + "/v1/pre-reboot", json=body("web-1", "web"), headers=PROTO)
         assert r.status_code == 200
         docs = receiver.wait_for("/file", 1)
-    finally:
-        proc.terminate()
-        proc.wait(10)
     assert [(d["event"], d["id"]) for d in docs] == [("granted", "web-1")]

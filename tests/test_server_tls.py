@@ -3,6 +3,7 @@ real server on 127.0.0.1; and the FleetLock client backend over fleetlock+https.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ import trustme
 
 from server_support import PROTO, RunningServer, body, running
 from stagger.backends.factory import open_backend
-from stagger.core.errors import BackendUnavailable
+from stagger.core.errors import ConfigError
 from stagger.core.semaphore import Granted
 from stagger.server.settings import ServerSettings, node_tokens_from_file
 
@@ -137,15 +138,51 @@ async def test_the_fleetlock_backend_speaks_mutual_tls(mtls: RunningServer, pki:
         await b.close()
 
 
-async def test_the_fleetlock_backend_without_a_client_cert_is_unavailable(
+def untrusting_backend_error(url: str, retries: int) -> str:
+    async def go() -> str:
+        b = open_backend(url, retries=retries)
+        try:
+            with pytest.raises(ConfigError) as err:
+                await b.acquire("web", "a")
+        finally:
+            await b.close()
+        return str(err.value)
+
+    return asyncio.run(go())
+
+
+def test_a_server_certificate_from_an_unknown_ca_is_named_at_once_with_the_fix(
+    https: RunningServer,
+) -> None:
+    # retries=5: a certificate problem is not transient, so it is said after the first try
+    message = untrusting_backend_error(f"fleetlock+{https.url}/", retries=5)
+    assert "certificate signed by a CA this host does not trust" in message
+    assert "?ca=/path/ca.pem" in message
+    assert "tries" not in message
+
+
+def test_a_server_certificate_for_another_name_says_so(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("stagger.example")  # not 127.0.0.1, where the client connects
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "server.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "server.key"))
+    settings = ServerSettings(
+        backend_url=f"sqlite:///{tmp_path}/s.db",
+        tls_cert=tmp_path / "server.pem",
+        tls_key=tmp_path / "server.key",
+    )
+    with running(settings) as srv:
+        message = untrusting_backend_error(f"fleetlock+{srv.url}/?ca={tmp_path}/ca.pem", 5)
+    assert "presented a certificate for another name" in message
+
+
+def test_mutual_tls_without_a_client_certificate_names_the_option_that_fixes_it(
     mtls: RunningServer, pki: Pki
 ) -> None:
-    b = open_backend(f"fleetlock+{mtls.url}/?ca={pki.ca}", retries=0)
-    try:
-        with pytest.raises(BackendUnavailable):
-            await b.acquire("web", "a")
-    finally:
-        await b.close()
+    message = untrusting_backend_error(f"fleetlock+{mtls.url}/?ca={pki.ca}", retries=5)
+    assert "requires a client certificate (mutual TLS) and none was given" in message
+    assert "?cert=/path/client.pem&key=/path/client.key" in message
 
 
 def test_a_client_certificate_acts_only_for_the_node_it_names(
@@ -185,3 +222,12 @@ def test_a_certificate_and_a_node_token_must_name_the_same_node(
                 verify=ctx,
             )
             assert r.status_code == (status if node == CLIENT else 403), r.text
+
+
+def test_mutual_tls_with_a_client_certificate_from_another_ca_says_it_was_not_accepted(
+    mtls: RunningServer, pki: Pki
+) -> None:
+    cert = f"cert={pki.other_client_cert}&key={pki.other_client_key}"
+    url = f"fleetlock+{mtls.url}/?ca={pki.ca}&{cert}"
+    message = untrusting_backend_error(url, retries=5)
+    assert f"did not accept the client certificate {pki.other_client_cert}" in message

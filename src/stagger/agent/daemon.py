@@ -77,6 +77,9 @@ from stagger.core.updates import reboot_pending
 # Events that are the answer to a task, and the states in which that answer is still wanted.
 HOOK_STATES = frozenset({State.DRAINING})
 HEALTH_STATES = frozenset({State.VERIFYING, State.HALTED})
+# Seconds the agent waits, when it stops, for its cancelled tasks to end before the backend's
+# client is closed (a task still running then would use a closed client).
+STOP_GRACE = 5.0
 # RecordEvent kinds an operator must see as warnings.
 WARNINGS = frozenset(
     {"halted", "reboot_failed", "released_by_operator", "aborted", "reboot_did_not_clear"}
@@ -114,6 +117,7 @@ class Agent:
         self.reported_at: datetime | None = None  # when the last report was queued
         self.report_due: NodeReport | None = None
         self.report_task: asyncio.Task[None] | None = None
+        self.report_failed: str | None = None  # why the last report could not be sent
         self.hooks_task: asyncio.Task[None] | None = None
         self.health_task: asyncio.Task[None] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -358,8 +362,30 @@ class Agent:
             try:
                 await self._backend_call("report", self.backend.report(report))
             except (StaggerError, OSError, TimeoutError) as exc:
+                self.report_failed = _why(exc)
                 agentlog.event(self.log, "report not sent", logging.DEBUG, error=_why(exc))
                 self.reported_at = None  # sent again at the next poll
+            else:
+                self.report_failed = None
+
+    async def _flush_reports(self) -> None:
+        """Before the agent ends: wait for the report in flight (each try is bounded by
+        backend_timeout), so the node's last state reaches the backend while its client is
+        still open; a report that could not be sent is said at warning level."""
+        task = self.report_task
+        if task is not None:
+            await asyncio.wait({task})
+            error = None if task.cancelled() else task.exception()
+            if error is not None:  # not one of the failures _send_reports expects
+                self.report_failed = f"{type(error).__name__}: {error}"
+        if self.report_failed is not None:
+            agentlog.event(
+                self.log,
+                "last report not sent",
+                logging.WARNING,
+                state=self.state.cycle.value,
+                error=self.report_failed,
+            )
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro)
@@ -442,8 +468,12 @@ class Agent:
             if control is not None:
                 await control.close()
             await self.updates.close()
-            for task in [*watchers, *self.tasks]:
+            ending = [t for t in {*watchers, *self.tasks} if t is not self.report_task]
+            for task in ending:
                 task.cancel()
+            if ending:  # ended before the backend's client closes
+                await asyncio.wait(ending, timeout=STOP_GRACE)
+            await self._flush_reports()
             self.notifier.stopping()
             agentlog.event(self.log, "stopped", state=self.state.cycle.value)
         return 0
@@ -498,6 +528,7 @@ class Agent:
             if not pending:
                 break
             await asyncio.wait(pending)
+        await self._flush_reports()
         agentlog.event(self.log, "once", state=self.state.cycle.value, reason=self.state.reason)
         return 0
 

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import random
 import re
+import ssl
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -81,6 +82,12 @@ _FOREIGN_DENIALS = {
     "all_slots_full": DenyReason.FULL,  # heathcliff26/fleetlock
     "lock_held": DenyReason.FULL,  # poseidon/fleetlock
 }
+# X.509 verification codes (OpenSSL's X509_V_ERR_*): the issuer is not a trusted CA, the
+# certificate is for another host name, or it has expired.
+_UNKNOWN_CA = frozenset({18, 19, 20, 21})  # self-signed, self-signed in chain, no local issuer
+_NAME_MISMATCH = frozenset({62, 64})  # host name, IP address
+_EXPIRED = 10
+_CLOSED = (ssl.SSLEOFError, BrokenPipeError, ConnectionResetError)
 # airlock answers a full semaphore with 500 `failed_lock` "all N semaphore slots currently
 # locked" (and CAS conflicts with the same kind, which are worth retrying).
 _AIRLOCK_FULL = re.compile(r"all (\d+) semaphore slots currently locked")
@@ -144,15 +151,12 @@ class FleetLockBackend:
         elif username is not None or password is not None:
             auth = httpx.BasicAuth(username or "", password or "")
         verify: Any = True
+        self.client_cert = cert
         if ca_cert is not None:
-            import ssl
-
             verify = ssl.create_default_context(cafile=str(ca_cert))
             if cert is not None:
                 verify.load_cert_chain(str(cert), str(key) if key else None)
         elif cert is not None:
-            import ssl
-
             verify = ssl.create_default_context()
             verify.load_cert_chain(str(cert), str(key) if key else None)
         self._client = httpx.AsyncClient(
@@ -219,6 +223,7 @@ class FleetLockBackend:
         """One call, retried on transport errors, 429 and 5xx (except airlock's full-semaphore
         500, which is an answer)."""
         last = ""
+        closed = 0  # tries in a row that a TLS server closed without answering
         for attempt in range(self.retries + 1):
             if attempt:
                 delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
@@ -226,8 +231,18 @@ class FleetLockBackend:
             try:
                 r = await self._client.request(method, self.base + path, json=json, params=params)
             except httpx.TransportError as exc:
+                refused = _certificate_refused(exc)
+                if refused is not None:  # not transient: a retry gets the same answer
+                    raise ConfigError(self._untrusted(refused)) from exc
+                # A server that requires a client certificate closes the connection right
+                # after the handshake without an alert Python shows; twice in a row is not a
+                # dropped keep-alive connection.
+                closed = closed + 1 if self.base.startswith("https:") and _closed(exc) else 0
+                if closed >= min(2, self.retries + 1):
+                    raise ConfigError(self._client_cert_refused()) from exc
                 last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 continue
+            closed = 0
             if r.status_code < 500 and r.status_code != 429:
                 return r
             kind, value = _error(r)
@@ -237,6 +252,36 @@ class FleetLockBackend:
         raise BackendUnavailable(
             f"the FleetLock server at {self.url} did not answer usefully after "
             f"{self.retries + 1} tries (last: {last}); is it running and reachable?"
+        )
+
+    def _untrusted(self, exc: ssl.SSLCertVerificationError) -> str:
+        """What is wrong with the server's certificate, and which option fixes it."""
+        at = f"the FleetLock server at {self.url}"
+        why = exc.verify_message or str(exc)
+        if exc.verify_code in _UNKNOWN_CA:
+            return (
+                f"{at} presented a certificate signed by a CA this host does not trust ({why}): "
+                "give that CA's certificate with ?ca=/path/ca.pem in the URL"
+            )
+        if exc.verify_code in _NAME_MISMATCH:
+            return (
+                f"{at} presented a certificate for another name ({why}): write the host name "
+                "the certificate is for in the URL, or give the server a certificate for it"
+            )
+        if exc.verify_code == _EXPIRED:
+            return f"{at} presented an expired certificate ({why}): renew it on the server"
+        return f"{at} presented a certificate this host cannot trust ({why}); check ?ca="
+
+    def _client_cert_refused(self) -> str:
+        at = f"the FleetLock server at {self.url} closed the TLS connection without answering"
+        if self.client_cert is None:
+            return (
+                f"{at}: it requires a client certificate (mutual TLS) and none was given; "
+                "give this node's with ?cert=/path/client.pem&key=/path/client.key in the URL"
+            )
+        return (
+            f"{at}: it did not accept the client certificate {self.client_cert}; give one "
+            "signed by the CA the server trusts (its --tls-client-ca) with ?cert=...&key=..."
         )
 
     def _fail(self, r: httpx.Response, what: str) -> StaggerError:
@@ -491,6 +536,27 @@ class FleetLockBackend:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and what caused it, outermost first (httpx wraps httpcore wraps ssl/OS errors)."""
+    chain: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in chain and len(chain) < 10:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return chain
+
+
+def _certificate_refused(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The verification failure of the server's certificate behind a transport error."""
+    return next((e for e in _causes(exc) if isinstance(e, ssl.SSLCertVerificationError)), None)
+
+
+def _closed(exc: BaseException) -> bool:
+    """The server closed the TLS connection (during or right after the handshake) without an
+    HTTP answer."""
+    return any(isinstance(e, _CLOSED) for e in _causes(exc))
 
 
 def _error(r: httpx.Response) -> tuple[str, str]:

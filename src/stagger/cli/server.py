@@ -177,6 +177,11 @@ def server(
         None, "--max-connections", metavar="N", help="Requests served at once (default 1000)."
     ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
+    log_secrets: bool = typer.Option(
+        False,
+        "--log-secrets",
+        help="Let libraries log whole URLs (webhook paths are secrets): for debugging only.",
+    ),
 ) -> None:
     """Serve FleetLock v1 and the status/admin API over a backend (SQLite or etcd)."""
     import uvicorn
@@ -212,9 +217,9 @@ def server(
         if settings.default_max != 1:
             options["default_max"] = settings.default_max
         store = open_backend(settings.backend_url, **options)
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from stagger.server import logs
+
+    logs.setup(log_level, log_secrets=log_secrets)
     for path in open_token_files(admin_token_file, node_tokens_file, cfg):
         message = TOKEN_FILE_WARNING.format(path=path)
         sys.stderr.write(message + "\n")

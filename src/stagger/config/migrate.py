@@ -64,11 +64,12 @@ class Imported:
     comment on where it came from; and notes on everything that could not be mapped."""
 
     sources: list[str] = field(default_factory=list)
-    agent: dict[str, tuple[str, str]] = field(default_factory=dict)
+    agent: dict[str, tuple[str | list[str], str]] = field(default_factory=dict)
+    updates: dict[str, tuple[str, str]] = field(default_factory=dict)
     windows: list[tuple[dict[str, Any], str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def set(self, key: str, value: str, comment: str) -> None:
+    def set(self, key: str, value: str | list[str], comment: str) -> None:
         self.agent[key] = (value, comment)
 
 
@@ -207,6 +208,7 @@ def import_update_conf(env: Mapping[str, str], src: str, out: Imported) -> None:
         _etcd_backend(endpoints, env, src, out)
     elif strategy == "etcd-lock":
         _etcd_backend(LOCKSMITH_DEFAULT_ENDPOINTS.split(",")[0], env, f"{src}, default", out)
+    _update_engine_detects(env, src, out)
     if "GROUP" in env:
         used.add("GROUP")
         out.notes.append(
@@ -222,6 +224,29 @@ def import_update_conf(env: Mapping[str, str], src: str, out: Imported) -> None:
         else:
             why = "not a key locksmith or update_engine reads"
         out.notes.append(f"{key}={value} ({src}): {why}; not mapped")
+
+
+def _update_engine_detects(env: Mapping[str, str], src: str, out: Imported) -> None:
+    """An update.conf means update_engine applies the updates: it says a reboot is needed over
+    D-Bus, and nothing writes /run/reboot-required (stagger's default detector) there."""
+    out.set(
+        "detectors",
+        ["update_engine"],
+        f"{src} is update_engine's: on this host it applies updates and reports "
+        "UPDATE_STATUS_UPDATED_NEED_REBOOT over D-Bus; nothing writes /run/reboot-required "
+        "(the default 'file' detector), which would never see an update",
+    )
+    if env.get("SERVER", "").strip().lower() == "disabled":
+        out.notes.append(
+            f"SERVER=disabled ({src}): update_engine applies no updates here, and would refuse "
+            "stagger's AttemptUpdate too; [updates] not written (updater 'none')"
+        )
+        return
+    out.updates["updater"] = (
+        "update_engine",
+        f"{src}: update_engine applied the updates here; stagger asks it (AttemptUpdate) on "
+        "its own schedule too, which never runs at the same time as update_engine's own",
+    )
 
 
 # --- Zincati -----------------------------------------------------------------------------------
@@ -315,6 +340,13 @@ def import_zincati(
             )
         except InvalidInput as exc:
             out.notes.append(f"[identity] node_uuid ({src}): not mapped: {exc}")
+    out.set(
+        "detectors",
+        ["rpm-ostree"],
+        f"Zincati's host ({fallback}): Zincati stages each update as an rpm-ostree deployment, "
+        "which the 'rpm-ostree' detector sees; nothing writes /run/reboot-required (the "
+        "default 'file' detector) there",
+    )
     for key in _leaf_keys(rest):
         out.notes.append(
             f"{key} ({at(*key.split('.'))}): Zincati's, not about when to reboot "
@@ -424,10 +456,14 @@ def render(imported: Imported) -> str:
     ]
     if imported.agent:
         lines += ["", "[agent]"]
-        for key in ("id", "group", "strategy", "backend"):
+        for key in ("id", "group", "strategy", "backend", "detectors"):
             if key in imported.agent:
                 value, comment = imported.agent[key]
                 lines += [*_comment(comment), f"{key} = {_toml_value(value)}"]
+    if imported.updates:
+        lines += ["", "[updates]"]
+        for key, (value, comment) in imported.updates.items():
+            lines += [*_comment(comment), f"{key} = {_toml_value(value)}"]
     for window, comment in imported.windows:
         lines += ["", *_comment(comment), "[[window]]"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in window.items()]

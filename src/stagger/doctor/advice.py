@@ -49,13 +49,21 @@ def condition_alternative(unit: str) -> str:
     )
 
 
-def locksmith_fix(update_conf: str) -> str:
-    return (
+def locksmith_fix(update_conf: str, detectors_blind: bool = False) -> str:
+    """`detectors_blind`: stagger's configured detectors would never see update_engine's
+    updates, so the fix must add its detector too (else the host would never reboot)."""
+    fix = (
         f"set REBOOT_STRATEGY=off in {update_conf} and run "
         "`systemctl mask --now locksmithd.service`; update-engine keeps downloading and "
-        f"staging updates, and {STAGGER_UNIT} reboots when it reports "
-        "UPDATE_STATUS_UPDATED_NEED_REBOOT"
+        "staging updates"
     )
+    if detectors_blind:
+        return (
+            f'{fix}; and set [agent] detectors = ["update_engine"] in stagger\'s '
+            "configuration (/etc/stagger/config.d/): with the detectors it has now, "
+            f"{STAGGER_UNIT} would never see the update, and no reboot would happen"
+        )
+    return f"{fix}, and {STAGGER_UNIT} reboots when it reports UPDATE_STATUS_UPDATED_NEED_REBOOT"
 
 
 def zincati_fix(fragment: str = "/etc/zincati/config.d/55-updates-strategy.toml") -> str:

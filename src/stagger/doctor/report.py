@@ -155,7 +155,13 @@ def render_text(report: Report) -> str:
     lines.append("")
     if report.only_stagger_reboots:
         lines.append("No agent besides stagger will reboot this host on its own.")
-        if not report.stagger.will_reboot:
+        through = [s.name for s in report.reboot_sources if s.through_stagger]
+        if through:
+            lines.append(
+                f"{' and '.join(through)} will reboot it when stagger's FleetLock server grants "
+                "a slot: a coordinated reboot through stagger."
+            )
+        elif not report.stagger.will_reboot:
             lines.append("stagger will not reboot it either (see below): no reboot will happen.")
     else:
         n = sum(1 for s in report.reboot_sources if s.will_reboot is not Verdict.NO)

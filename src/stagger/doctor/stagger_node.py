@@ -130,6 +130,38 @@ def same_fleetlock_url(a: str, b: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
+# Will the configured detectors see this host's updates? (pure)
+
+# How this kind of host says that an update waits for a reboot, and the detectors that hear it
+# there ("command" runs the operator's own test, which may well hear it).
+UPDATE_SIGNALS = {
+    "update_engine": "update_engine reports UPDATE_STATUS_UPDATED_NEED_REBOOT over D-Bus",
+    "rpm-ostree": "an update is staged as a new rpm-ostree deployment",
+}
+# Flag files that only Debian's and Ubuntu's packages write; nothing does on these hosts.
+PACKAGE_FLAG_FILES = frozenset({"/run/reboot-required", "/var/run/reboot-required"})
+
+
+def blind_detectors(
+    detectors: Sequence[str], file_path: str, host_updates: str | None
+) -> str | None:
+    """Why the configured detectors will never see an update on a host whose updates are
+    announced by `host_updates` (a key of UPDATE_SIGNALS), or None when they may."""
+    if host_updates not in UPDATE_SIGNALS:
+        return None
+    if host_updates in detectors or "command" in detectors:
+        return None
+    if "file" in detectors and file_path not in PACKAGE_FLAG_FILES:
+        return None  # a flag file of the operator's own: something here may write it
+    return (
+        f"on this host {UPDATE_SIGNALS[host_updates]} and nothing writes "
+        f"/run/reboot-required, so the configured detectors ({', '.join(detectors)}) will "
+        f"never see an update and stagger will never reboot this host: set [agent] "
+        f'detectors = ["{host_updates}"]'
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # What stagger would do here (pure)
 
 
@@ -146,6 +178,8 @@ class StaggerNode:
     backend: str | None  # credentials redacted
     windows: tuple[str, ...]
     reboots: str  # strategy and windows, one line
+    detectors: tuple[str, ...] | None  # None when the configuration cannot be read
+    detectors_blind: str | None  # why the detectors will never see this host's updates
     updates_enabled: bool | None
     updater: str | None
     updates: str  # one line
@@ -219,7 +253,10 @@ def stagger_node(
     read: StaggerConfigRead,
     opt_out_flag: bool,
     fleetlock_urls: Sequence[FleetLockURL],
+    host_updates: str | None = None,
 ) -> StaggerNode:
+    """`host_updates`: how this host announces an update that needs a reboot (a key of
+    UPDATE_SIGNALS), None when the doctor cannot tell."""
     never: list[str] = []
     if opt_out_flag:
         never.append(
@@ -247,6 +284,8 @@ def stagger_node(
             backend=None,
             windows=(),
             reboots="unknown: the configuration cannot be read",
+            detectors=None,
+            detectors_blind=None,
             updates_enabled=None,
             updater=None,
             updates="unknown: the configuration cannot be read",
@@ -258,6 +297,9 @@ def stagger_node(
     cfg = loaded.config
     if cfg.agent.strategy is Strategy.OFF:
         never.append("[agent] strategy = off: stagger will never reboot this host")
+    blind = blind_detectors(cfg.agent.detectors, str(cfg.detectors.file.path), host_updates)
+    if blind is not None:
+        never.append(blind)
     schedule = loaded.schedule()
     windows = tuple(w.describe() for w in schedule.windows)
     backend = _shown_backend(cfg.agent.backend)
@@ -273,6 +315,8 @@ def stagger_node(
         reboots=reboots_line(
             cfg.agent.strategy, cfg.agent.group, backend, windows, len(schedule.blackouts)
         ),
+        detectors=tuple(cfg.agent.detectors),
+        detectors_blind=blind,
         updates_enabled=cfg.updates.enabled,
         updater=cfg.updates.updater,
         updates=updates_line(loaded),

@@ -7,8 +7,9 @@ Rules of this package:
 - Several detectors may be on: a reboot is needed when any one says so (`combine`).
 - `watch(report)` runs until cancelled and calls `report` on every change, so the agent hears
   of a need within about a second: push sources (D-Bus) report on the signal; files are
-  stat-polled every 500 ms (cheaper than an inotify dependency, and /run/reboot-required may
-  be created by a rename, a touch or a package script); commands run at their interval.
+  looked at when inotify says their directory changed (inotify.py; a rename, a touch or a
+  package script alike), or stat-polled every `interval` where inotify is not to be had;
+  commands run at their interval.
 """
 
 from __future__ import annotations
@@ -72,19 +73,22 @@ def _details(findings: Sequence[Finding]) -> str:
     return "; ".join(f"{f.detector}: {f.detail}" if f.detail else f.detector for f in findings)
 
 
+def report_change(finding: Finding, last: Finding | None, report: Report) -> Finding:
+    """Report `finding` when it differs from the `last` one reported; returns what was last
+    reported now."""
+    if finding != last:
+        if finding.needed is None:
+            log.warning("detector=%s needed=unknown detail=%r", finding.detector, finding.detail)
+        report(finding)
+    return finding
+
+
 async def poll(check: Callable[[], Awaitable[Finding]], interval: float, report: Report) -> None:
     """Call the async `check` every `interval` seconds; report the first finding and each
     change. Runs until cancelled."""
     last: Finding | None = None
     while True:
-        finding = await check()
-        if finding != last:
-            if finding.needed is None:
-                log.warning(
-                    "detector=%s needed=unknown detail=%r", finding.detector, finding.detail
-                )
-            report(finding)
-            last = finding
+        last = report_change(await check(), last, report)
         await asyncio.sleep(interval)
 
 

@@ -1,15 +1,17 @@
 """`/run/reboot-required`: Debian and Ubuntu packages (and unattended-upgrades) create it when
 a reboot is needed; the packages that asked are listed in `/run/reboot-required.pkgs`.
 
-The file is stat-polled (default every 500 ms): one stat per poll costs nothing, and it needs
-no inotify dependency; it sees a flag made by touch, rename or a package script alike."""
+The file is looked at when inotify says its directory changed (a flag made by touch, rename
+or a package script alike), so an idle agent does not wake for it; where inotify cannot be
+had, it is stat-polled every `interval` (default 500 ms)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from stagger.agent.detectors.base import Finding, Report, poll
+from stagger.agent.detectors.base import Finding, Report
+from stagger.agent.detectors.inotify import watch_files
 
 NAME = "file"
 MAX_PACKAGES_SHOWN = 10
@@ -32,9 +34,8 @@ class FileDetector:
         return Finding(True, self.name, self._detail())
 
     def _detail(self) -> str:
-        pkgs_path = self.packages_path or self.path.with_name(self.path.name + ".pkgs")
         try:
-            lines = pkgs_path.read_text(errors="replace").split()
+            lines = self.packages.read_text(errors="replace").split()
         except OSError:
             return f"{self.path} exists"
         packages = list(dict.fromkeys(p for p in lines if p))
@@ -44,5 +45,9 @@ class FileDetector:
         more = len(packages) - MAX_PACKAGES_SHOWN
         return f"{self.path} exists; packages: {shown}" + (f" and {more} more" if more > 0 else "")
 
+    @property
+    def packages(self) -> Path:
+        return self.packages_path or self.path.with_name(self.path.name + ".pkgs")
+
     async def watch(self, report: Report) -> None:
-        await poll(self.check, self.interval, report)
+        await watch_files(self.check, (self.path, self.packages), self.interval, report)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from stagger.agent.detectors.base import Finding, Report, poll
+from stagger.agent.detectors.base import Finding, Report
+from stagger.agent.detectors.inotify import watch_files
 from stagger.agent.state import StateFileError, read_boot_id, read_manual_mark
 
 NAME = "manual"
@@ -38,4 +39,4 @@ class ManualDetector:
         )
 
     async def watch(self, report: Report) -> None:
-        await poll(self.check, self.interval, report)
+        await watch_files(self.check, (self.path,), self.interval, report)

@@ -47,6 +47,9 @@ class RebootSource:
     settings: Mapping[str, str] = field(default_factory=dict)
     evidence: tuple[str, ...] = ()  # the files the verdict rests on
     units: tuple[str, ...] = ()
+    # It reboots the host, but only when stagger's FleetLock server grants it a slot (Zincati
+    # pointed at stagger): a coordinated reboot through stagger, not one on its own.
+    through_stagger: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -89,12 +92,23 @@ class Host:
         return given + (config_fleetlock_urls(loaded) if loaded is not None else ())
 
     @cached_property
+    def updates_announced_by(self) -> str | None:
+        """How this host says an update needs a reboot: update_engine (CoreOS, Flatcar),
+        rpm-ostree (Fedora CoreOS and other rpm-ostree hosts), or None (packages, or unknown)."""
+        if self.unit("update-engine.service").found:
+            return "update_engine"
+        if self.unit("zincati.service").found or self.unit("rpm-ostreed.service").found:
+            return "rpm-ostree"
+        return None
+
+    @cached_property
     def stagger(self) -> StaggerNode:
         return stagger_node(
             self.unit(STAGGER_UNIT),
             self.stagger_config,
             self.fs.exists(OPT_OUT_FLAG),
             self.stagger_urls,
+            self.updates_announced_by,
         )
 
     def unit(self, name: str) -> UnitStatus:

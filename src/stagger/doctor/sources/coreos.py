@@ -23,7 +23,11 @@ class LocksmithSettings:
     update_conf: str  # the admin file to edit
 
 
-def locksmith_verdict(s: LocksmithSettings, status: UnitStatus) -> RebootSource:
+def locksmith_verdict(
+    s: LocksmithSettings, status: UnitStatus, detectors_blind: bool = False
+) -> RebootSource:
+    """`detectors_blind`: stagger's configured detectors would not see update_engine's
+    updates (the fix then says to add its detector)."""
     strategy = s.strategy or "reboot"
     settings = {
         "REBOOT_STRATEGY": s.strategy or "(unset: reboot)",
@@ -33,7 +37,7 @@ def locksmith_verdict(s: LocksmithSettings, status: UnitStatus) -> RebootSource:
         "unit": status.summary(),
     }
     evidence = tuple(p for p in (s.strategy_source, status.path) if p)
-    fix = advice.locksmith_fix(s.update_conf)
+    fix = advice.locksmith_fix(s.update_conf, detectors_blind)
     units = ("locksmithd.service",)
     if s.window_start and s.window_length:
         when = f"in the reboot window starting {s.window_start} for {s.window_length}"
@@ -139,7 +143,8 @@ def find(host: Host) -> list[RebootSource]:
     found: list[RebootSource] = []
     locksmith = read_locksmith(host)
     if locksmith is not None:
-        found.append(locksmith_verdict(locksmith, host.unit("locksmithd.service")))
+        blind = host.stagger.detectors_blind is not None
+        found.append(locksmith_verdict(locksmith, host.unit("locksmithd.service"), blind))
     engine = host.unit("update-engine.service")
     if engine.found:
         found.append(update_engine_source(engine))

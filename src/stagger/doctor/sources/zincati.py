@@ -92,8 +92,12 @@ def zincati_verdict(
     fix = advice.zincati_fix()
     units = ("zincati.service",)
 
-    def src(v: Verdict, how: str, when: str, fix: str = fix) -> RebootSource:
-        return RebootSource("zincati", v, how, when, fix, settings, evidence, units)
+    def src(
+        v: Verdict, how: str, when: str, fix: str = fix, through_stagger: bool = False
+    ) -> RebootSource:
+        return RebootSource(
+            "zincati", v, how, when, fix, settings, evidence, units, through_stagger
+        )
 
     stopped = not_running(status)
     if stopped:
@@ -134,6 +138,7 @@ def zincati_verdict(
                 f"(stagger's, per {match.where}) for a slot before each reboot.",
                 "when stagger grants a slot",
                 "nothing to change: stagger decides",
+                through_stagger=True,
             )
         return src(
             Verdict.UNKNOWN,
