@@ -43,6 +43,10 @@ test: system-deps $(STAMP) lint typecheck pytest
 demo: $(STAMP)
 	$(VENV)/bin/stagger demo
 
+# The stagger(1) manual page, made from the CLI itself (the Debian package runs the same module).
+man: $(STAMP)
+	$(PY) -m stagger.cli.manpage build/man
+
 # docs/simulate.md's outputs and picture, made again by running the commands it shows.
 docs-figures: $(STAMP)
 	$(PY) docs/figures.py
