@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck pytest install system-deps clean
+.PHONY: test demo lint typecheck pytest install system-deps clean docs-figures man
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -42,6 +42,14 @@ test: system-deps $(STAMP) lint typecheck pytest
 
 demo: $(STAMP)
 	$(VENV)/bin/stagger demo
+
+# The stagger(1) manual page, made from the CLI itself (the Debian package runs the same module).
+man: $(STAMP)
+	$(PY) -m stagger.cli.manpage build/man
+
+# docs/simulate.md's outputs and picture, made again by running the commands it shows.
+docs-figures: $(STAMP)
+	$(PY) docs/figures.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -100,6 +100,21 @@ def test_config_show_prints_a_table_with_sources(root: Path) -> None:
     assert "50-web.toml" in r.out
 
 
+def test_config_show_prints_the_host_time_zone_and_where_it_was_read(root: Path) -> None:
+    (root / "etc/localtime").symlink_to("/usr/share/zoneinfo/Asia/Tokyo")
+    r = run("config", "show", "--root", str(root))
+    assert r.code == 0
+    line = next(x for x in r.out.splitlines() if x.startswith("host time zone:"))
+    assert line == (
+        f"host time zone: Asia/Tokyo ({root / 'etc/localtime'} -> /usr/share/zoneinfo/Asia/Tokyo)"
+    )
+    doc = run("config", "show", "--root", str(root), "--json").json()
+    assert doc["host_time_zone"] == {
+        "name": "Asia/Tokyo",
+        "source": f"{root / 'etc/localtime'} -> /usr/share/zoneinfo/Asia/Tokyo",
+    }
+
+
 def test_config_show_says_when_no_windows_are_configured(tmp_path: Path) -> None:
     r = run("config", "show", "--root", str(tmp_path))
     assert "no windows are configured" in r.out

@@ -267,17 +267,31 @@ def test_an_operators_need_reboot_lifts_the_reboot_loop_guard(tmp_path: Path) ->
     assert reboots(node) == 2
 
 
-def test_explain_diagram_text_draws_every_move_of_the_machines_table() -> None:
-    from stagger.core.machine import edges
+def test_explain_diagram_text_shows_each_move_that_can_happen_with_when() -> None:
+    from stagger.core.machine import moves
 
     run = stagger("explain", "--diagram", "text")
     assert run.code == 0, run
     lines = run.out.splitlines()
-    for a, event, b in edges():
-        if a is not b:
-            line = next(x for x in lines if x.split()[:3] == [a.value, "->", b.value])
-            assert event in line
-    assert "draining  -> rebooting on hooks passed" in lines
+    for m in moves():
+        line = next(
+            x
+            for x in lines
+            if x.split()[:3] == [m.source.value, "->", m.target.value]
+            and m.event in x.partition(": ")[0]
+            and x.endswith(m.when)
+        )
+        assert line
+    assert "draining  -> rebooting on hooks passed: the gates still allow the reboot" in lines
+    # an idle node has no need: nothing but a need takes it to a drain
+    assert [x for x in lines if x.startswith("idle      -> draining ")] == [
+        "idle      -> draining  on needed: a reboot may start without a slot (the strategy says so)"
+    ]
+    doc = stagger("explain", "--diagram", "text", "--json").json()
+    assert doc["diagram"] == run.out
+    assert {"from": "acquiring", "event": "slot denied", "to": "waiting", "when": None} in doc[
+        "moves"
+    ]
 
 
 def test_explain_diagram_mermaid_is_a_state_diagram_of_the_same_moves() -> None:

@@ -50,6 +50,8 @@ from stagger.core.machine import (
     beat_of,
     diagram,
     edges,
+    moves,
+    possible_moves,
     start_event,
     step,
 )
@@ -854,8 +856,63 @@ def test_the_mermaid_diagram_draws_every_move_of_the_table() -> None:
             assert f"{a.value} --> {b.value}:" in text
 
 
-def test_the_text_diagram_lists_the_reboot_edge() -> None:
-    assert "draining  -> rebooting on hooks passed" in diagram("text")
+def test_the_text_diagram_lists_the_reboot_edge_with_its_condition() -> None:
+    assert "draining  -> rebooting on hooks passed: the gates still allow the reboot\n" in (
+        diagram("text")
+    )
+
+
+def text_moves() -> list[tuple[State, list[str], State, str]]:
+    """The text diagram's lines as (from, events, to, when)."""
+    out = []
+    for line in diagram("text").splitlines():
+        head, _, when = line.partition(": ")
+        a, arrow, b, on, events = head.split(maxsplit=4)
+        assert (arrow, on) == ("->", "on"), line
+        out.append((State(a), events.split(", "), State(b), when))
+    return out
+
+
+def test_the_text_diagram_shows_only_moves_the_machine_really_takes() -> None:
+    # moves() keeps of the table only what possible_moves() saw `step` do
+    possible = {(m.source, m.event, m.target) for m in moves()}
+    assert len(possible) < sum(len(t.targets) for row in TABLE.values() for t in row.values())
+    for a, events, b, _ in text_moves():
+        assert a is not b
+        for event in events:
+            assert (a, event, b) in possible, (a, event, b)
+    idle_to_draining = [events for a, events, b, _ in text_moves() if (a, b) == (
+        State.IDLE, State.DRAINING)]  # fmt: skip
+    assert idle_to_draining == [["needed"]]  # not on a tick or a restart: no need, no reboot
+
+
+def test_the_text_diagram_says_when_an_event_can_lead_to_more_than_one_state() -> None:
+    targets: dict[tuple[State, str], set[State]] = {}
+    for a, events, b, _ in text_moves():
+        for e in events:
+            targets.setdefault((a, e), set()).add(b)
+    for a, events, b, when in text_moves():
+        if any(len(targets[(a, e)]) > 1 for e in events):
+            assert when, (a, events, b)
+
+
+def test_the_explored_situations_find_every_move_a_wider_set_finds() -> None:
+    """One situation per verdict of the gates is enough: pauses, strategy off, best-effort
+    without a backend and dry runs lead nowhere else."""
+    paused = Pause("freeze", "operator:ann", NOW - timedelta(days=400))
+    wider = (
+        Context(Strategy.LOCK),
+        Context(Strategy.IMMEDIATE),
+        Context(Strategy.BEST_EFFORT),
+        Context(Strategy.BEST_EFFORT, backend_reachable=False),
+        Context(Strategy.LOCK, schedule=Schedule((Window.parse(["Tue"], "04:00", "1h"),))),
+        Context(Strategy.LOCK, pause=paused),
+        Context(Strategy.OFF),
+        Context(Strategy.LOCK, disabled=True),
+        Context(Strategy.IMMEDIATE, disabled=True),
+        Context(Strategy.LOCK, dry_run=True),
+    )
+    assert possible_moves(wider) == possible_moves()
 
 
 def test_an_unknown_diagram_kind_is_refused() -> None:

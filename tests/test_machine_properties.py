@@ -40,6 +40,7 @@ from stagger.core.machine import (
     State,
     Tick,
     Timings,
+    possible_moves,
     start_event,
     step,
 )
@@ -304,3 +305,34 @@ def test_a_refused_reboot_is_retried_only_after_health_passes_and_under_a_new_sl
             [Needed("file", "pkg"), HooksPassed(), RebootFailed("refused"), HealthPassed()],
         )
         assert retry[-1] == (State.DRAINING, False, ["Persist", "RunPreRebootHooks"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(strategy=st.sampled_from(list(Strategy)), reachable=st.booleans(), data=st.data())
+def test_every_move_a_random_run_takes_is_one_the_diagram_knows(
+    strategy: Strategy, reachable: bool, data: st.DataObject
+) -> None:
+    """possible_moves (what `explain --diagram text` shows) explores a few situations; no run
+    in a world that changes at every step takes a move it did not find."""
+    possible = possible_moves()
+    state = NodeState()
+    now = START
+    boot = 0
+    for _ in range(data.draw(st.integers(10, 60), label="length")):
+        ctx = Context(
+            strategy=strategy,
+            schedule=schedule_at(now, data.draw(st.booleans()), data.draw(st.integers(1, 120))),
+            pause=PAUSE if data.draw(st.integers(0, 5)) == 0 else None,
+            backend_reachable=reachable,
+            disabled=data.draw(st.integers(0, 8)) == 0,
+            dry_run=data.draw(st.integers(0, 8)) == 0,
+            timings=TIMINGS,
+        )
+        event = data.draw(st.sampled_from(candidates(state, boot)), label="event")
+        if isinstance(event, Restarted | BootDetected):
+            event = start_event(state, event.boot_id)
+            boot += isinstance(event, BootDetected)
+        before = state
+        state, _ = step(state, event, now, ctx)
+        assert (before.cycle, type(event), state.cycle) in possible, (before, event, state)
+        now += timedelta(seconds=data.draw(st.integers(0, 600), label="elapsed"))

@@ -313,3 +313,39 @@ def test_the_cli_refuses_a_plot_it_cannot_write_before_simulating(tmp_path: Path
     done = run_cli("--plot", str(tmp_path / "rollout.jpg"))
     assert done.returncode == 2
     assert ".png nor .svg" in done.stderr
+
+
+# --- the plot -------------------------------------------------------------------------------
+
+
+def test_the_plot_draws_slots_held_unlike_nodes_down_with_the_legend_off_the_data() -> None:
+    from matplotlib.collections import PolyCollection
+    from matplotlib.colors import to_rgb
+    from matplotlib.lines import Line2D
+
+    from stagger.sim.plot import figure
+
+    sc = scenario(
+        groups=(GroupPlan("web", 12, 3), GroupPlan("db", 4, 1)),
+        schedule=Schedule((Window.parse("daily", "00:00", "30m", "UTC"),)),
+    )
+    fig = figure(simulate(sc))
+    try:
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        fills = {c.get_label(): c for c in ax.collections if isinstance(c, PolyCollection)}
+        lines = {ln.get_label(): ln for ln in ax.get_lines() if isinstance(ln, Line2D)}
+        for group in ("web", "db"):
+            fill = to_rgb(fills[f"{group}: nodes down"].get_facecolor()[0][:3])
+            held = to_rgb(lines[f"{group}: slots held"].get_color())
+            assert sum(abs(a - b) for a, b in zip(fill, held, strict=True)) > 0.6, (fill, held)
+        held_colours = {to_rgb(lines[f"{g}: slots held"].get_color()) for g in ("web", "db")}
+        assert len(held_colours) == 2  # each group its own
+        (legend,) = fig.legends
+        box = legend.get_window_extent()
+        for axes in fig.axes:
+            assert not box.overlaps(axes.get_window_extent()), "the legend covers the plot"
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)

@@ -83,6 +83,7 @@ def show(
         else:
             dirs = ", ".join(str(d) for d in CONFIG_DIRS)
             out.print(f"no configuration files found in {dirs}: the defaults apply")
+        out.print(f"host time zone: {loaded.host_zone} ({loaded.host_zone_source})")
         if not loaded.config.window:
             out.print("no windows are configured: a reboot may start at any time (blackouts apart)")
         table = Table("key", "value", "from", box=None, pad_edge=False)

@@ -5,6 +5,7 @@ shown live; a summary at the end (or --json). Ctrl-C stops everything and remove
 from __future__ import annotations
 
 import asyncio
+import shlex
 import signal
 import sys
 from typing import TYPE_CHECKING
@@ -19,11 +20,13 @@ if TYPE_CHECKING:
     from stagger.demo.fleet import Snapshot, Summary
 
 STATE_STYLES = {
+    "starting": "dim",
     "idle": "green",
     "waiting": "yellow",
     "acquiring": "yellow",
     "draining": "cyan",
     "down": "bold magenta",
+    "booting": "magenta",
     "rebooting": "magenta",
     "verifying": "blue",
     "releasing": "blue",
@@ -75,10 +78,11 @@ class _Live:
             assert isinstance(self.live, Live)
             self.live.update(_view(snap, self.max))
             return
-        for node_id, cycle, _, reason in snap.nodes:
+        for node_id, cycle, reason in snap.moves:
             if self.seen.get(node_id) != cycle:
                 self.seen[node_id] = cycle
-                self.out.print(f"{snap.elapsed:6.1f}s  {node_id:<8} {cycle:<10} {reason}")
+                why = "" if reason == cycle else reason  # "rebooting: rebooting" says nothing
+                self.out.print(f"{snap.elapsed:6.1f}s  {node_id:<8} {cycle:<10} {why}".rstrip())
 
     def stop(self) -> None:
         from rich.live import Live
@@ -88,11 +92,13 @@ class _Live:
             self.live = None
 
 
-def _render(out: Console, s: Summary) -> None:
+def _render(out: Console, s: Summary, again: str) -> None:
+    """The summary; `again` is the command line that runs this demo again with the server
+    kept, offered when the unlock commands could not work (the server is about to stop)."""
     out.print()
-    once = all(k == 1 for i, k in s.reboots.items() if i not in s.halted)
+    once = all(k == 1 for i, k in s.reboots.items() if k)
     rebooted = f"{s.rebooted} of {s.nodes} nodes rebooted" + (
-        " (each exactly once)" if once else ""
+        " (each exactly once)" if once and s.rebooted else ""
     )
     out.print(f"{rebooted}; total {s.seconds:.1f}s")
     out.print(
@@ -100,14 +106,30 @@ def _render(out: Console, s: Summary) -> None:
         f"machines down at once: {s.max_down}"
     )
     if s.halted:
+        names = ", ".join(s.halted)
+        left = s.max - len(s.halted)
+        if left > 0:
+            after = f"the rollout went on with the {left} slot(s) left"
+        elif s.waiting:
+            after = (
+                f"every slot is held by a halted node, so the rollout stopped there: "
+                f"{len(s.waiting)} node(s) still wait ({', '.join(s.waiting)})"
+            )
+        else:
+            after = "every other node had already rebooted"
         out.print(
-            f"halted: {', '.join(s.halted)} — its health check failed after the reboot, so it "
-            "keeps its slot and the rollout goes on with the slots left (with every slot held "
-            "by halted nodes it stops). To continue after fixing the node:"
+            f"halted: {names} — the health check failed after the reboot, so the node keeps "
+            f"its slot; {after}."
         )
-        for line in s.continue_hint():
-            out.print(f"  {line}")
-        out.print("  (the demo's server lives only while the demo runs: use --keep-running)")
+        hint = s.continue_hint()
+        if hint:
+            out.print("To let the rollout go on (on a real fleet: after fixing the node):")
+            for line in hint:
+                out.print(f"  {line}")
+        else:
+            out.print(
+                f"The demo's server stops with the demo; to try `stagger unlock` on it: {again}"
+            )
     for problem in s.problems:
         out.print(f"problem: {problem}")
 
@@ -118,13 +140,20 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def demo(
     nodes: int = typer.Option(8, "--nodes", min=1, max=64, metavar="N", help="Agents to run."),
-    max_: int = typer.Option(2, "--max", min=1, metavar="K", help="Slots: nodes down at once."),
+    max_: int | None = typer.Option(
+        None,
+        "--max",
+        min=1,
+        metavar="K",
+        help="Slots: nodes down at once (default 2; 1 with --fail-health).",
+        show_default=False,
+    ),
     fail_health: str | None = typer.Option(
         None,
         "--fail-health",
         metavar="NODE",
-        help="Make NODE's health check fail after its reboot (like node-2): the rollout halts "
-        "there with its slot kept.",
+        help="Make NODE's health check fail after its reboot (like node-2): it keeps its slot, "
+        "and with the default single slot the rollout halts there.",
         show_default=False,
     ),
     keep_running: bool = typer.Option(
@@ -142,16 +171,18 @@ def demo(
     out = console()
     with reported_errors(json):
         fleet = DemoFleet(nodes, max_, fail_health)
-    live = _Live(out, max_, json)
+    live = _Live(out, fleet.max, json)
+    again = shlex.join(["stagger", *sys.argv[1:], "--keep-running"])
 
     def summary_now(s: Summary) -> None:
         live.stop()
-        if not json:
-            _render(out, s)
-            if keep_running:
-                out.print(
-                    f"\nstill running: try `stagger status --server {s.server}`; Ctrl-C stops"
-                )
+        if json:  # now, so that with --keep-running the commands in it can be used
+            print_json(s.to_json())
+            sys.stdout.flush()
+            return
+        _render(out, s, again)
+        if keep_running:
+            out.print(f"\nstill running: try `stagger status --server {s.server}`; Ctrl-C stops")
 
     # SIGTERM (and SIGHUP: the terminal closed) stop the demo like Ctrl-C does: the agents and
     # the server run in their own sessions, so only the demo can stop them.
@@ -170,8 +201,6 @@ def demo(
     finally:
         live.stop()
         fleet.close()
-    if json:
-        print_json(summary.to_json())
     if not summary.ok:
         fail("the demo went wrong: " + "; ".join(summary.problems), 1, as_json=False)
 

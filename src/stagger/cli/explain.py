@@ -217,7 +217,7 @@ def explain(
         "--diagram",
         metavar="mermaid|text",
         help="Print the node cycle's transition table as a diagram instead (mermaid, for docs "
-        "and GitHub; text, one line per move) and exit.",
+        "and GitHub; text, one line per move that can happen, with when) and exit.",
         show_default=False,
     ),
 ) -> None:
@@ -366,12 +366,15 @@ def explain(
 
 def _print_diagram(kind: str, json: bool) -> None:
     """The table of core/machine.py drawn as it is (the same table the agent runs)."""
-    from stagger.core.machine import diagram, edges
+    from stagger.core.machine import diagram, moves
 
     with reported_errors(json):
         text = diagram(kind)
-    moves = [{"from": a.value, "event": e, "to": b.value} for a, e, b in edges() if a is not b]
-    doc = {"kind": kind, "diagram": text, "moves": moves}
+    found = [
+        {"from": m.source.value, "event": m.event, "to": m.target.value, "when": m.when or None}
+        for m in moves()
+    ]
+    doc = {"kind": kind, "diagram": text, "moves": found}
 
     def show() -> None:
         sys.stdout.write(text)  # plain: rich would take mermaid's [*] for markup

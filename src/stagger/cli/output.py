@@ -166,7 +166,16 @@ def operator_by() -> str:
     return f"operator:{name}"
 
 
+# The width of a console that is not a terminal: wide enough that no table cell is ever cut.
+UNCUT_WIDTH = 10_000
+
+
 def console() -> Console:
-    """Where tables go: stdout, with Rich's own width detection ($COLUMNS when not a tty).
-    Markup is off: notes and reasons are operators' text, printed as given."""
-    return Console(highlight=False, markup=False, soft_wrap=False)
+    """Where tables go: stdout. On a terminal, Rich fits tables to its width; into a pipe or a
+    file (`stagger history | grep`, a log) nothing is cut to a guessed width, whatever $COLUMNS
+    says: a cut node id or URL is a wrong one. Markup is off: notes and reasons are operators'
+    text, printed as given."""
+    out = Console(highlight=False, markup=False, soft_wrap=False)
+    if out.is_terminal:
+        return out
+    return Console(highlight=False, markup=False, soft_wrap=False, width=UNCUT_WIDTH)

@@ -6,7 +6,9 @@ Rules of this file:
   and execute the actions it returns. Nothing here does I/O, reads the clock or logs.
 - `TABLE[state][event type]` lists every transition. An event a state cannot take raises
   TransitionError: a bug, never a silent no-op. Each entry names the states it may lead to,
-  and `step` asserts the handler stayed inside them (Zincati's transition asserts).
+  and `step` asserts the handler stayed inside them (Zincati's transition asserts); where an
+  event may lead to more than one, the entry says in words when it leads to each (for
+  `explain --diagram text`, which shows only the moves `possible_moves` sees `step` take).
 - Whether a reboot may start is `strategy.decide`'s answer; this file asks it again at every
   gate (before a slot request, on grant, and right before the reboot) and never re-decides.
 - Invariants (tests/test_machine_properties.py): never a Reboot without a held slot when the
@@ -27,10 +29,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 from stagger.core.errors import InvalidInput, TransitionError
-from stagger.core.schedule import Schedule
+from stagger.core.schedule import Blackout, Schedule
 from stagger.core.semaphore import Pause
 from stagger.core.strategy import Decision, Situation, Strategy, Verdict, decide
 
@@ -861,18 +864,51 @@ def release_restart(s: NodeState, ev: Restarted | BootDetected, now: datetime, c
 
 @dataclass(frozen=True)
 class Transition:
+    """A handler, the states it may lead to, and in words when it leads to each (for the
+    diagram; a target without words is reached whenever the event comes)."""
+
     handler: Handler
     targets: frozenset[State]
+    when: Mapping[State, str] = field(default_factory=dict)
 
 
-def _t(handler: Handler, *targets: State) -> Transition:
-    return Transition(handler, frozenset(targets))
+Target = State | tuple[State, str]
 
 
-# Where _settle may lead.
-_SETTLE = (State.IDLE, State.WAITING, State.ACQUIRING, State.DRAINING, State.DISABLED)
+def _t(handler: Handler, *targets: Target) -> Transition:
+    states = [t if isinstance(t, State) else t[0] for t in targets]
+    when: dict[State, str] = {}
+    for t in targets:  # the first words given for a target are its own (see _after)
+        if not isinstance(t, State):
+            when.setdefault(t[0], t[1])
+    return Transition(handler, frozenset(states), when)
+
+
+# Where _settle may lead, and when.
+_SETTLE: tuple[Target, ...] = (
+    (State.IDLE, "no reboot is needed"),
+    (
+        State.WAITING,
+        "a reboot is needed but may not start yet (window closed, paused, strategy off, "
+        "back-off, dry run, or a need the last reboot did not clear)",
+    ),
+    (State.ACQUIRING, "a reboot may start, and the strategy takes a slot first"),
+    (State.DRAINING, "a reboot may start without a slot (the strategy says so)"),
+    (State.DISABLED, "the disabled flag is set"),
+)
 # Where _abort may lead: ABORTING when a slot is held, else wherever _settle goes.
-_ABORT = (State.ABORTING, *_SETTLE)
+_ABORT: tuple[Target, ...] = ((State.ABORTING, "a slot is held: it goes back first"), *_SETTLE)
+# The gates (window, pause, strategy, disabled flag, reboot-loop guard) judged again.
+_GO_ON = "the gates still allow the reboot"
+_STOP = "the gates no longer allow the reboot; what may have been granted goes back"
+
+
+def _after(words: str, targets: tuple[Target, ...]) -> tuple[Target, ...]:
+    """`targets` with `words` put before each one's own condition."""
+    out: list[Target] = []
+    for t in targets:
+        out.append((t, words) if isinstance(t, State) else (t[0], f"{words}, and {t[1]}"))
+    return tuple(out)
 
 
 def _resting(state: State) -> dict[type, Transition]:
@@ -905,33 +941,45 @@ TABLE: dict[State, dict[type, Transition]] = {
     State.DISABLED: _resting(State.DISABLED),
     State.ACQUIRING: {
         **_keep(State.ACQUIRING),
-        SlotGranted: _t(granted, State.DRAINING, State.ABORTING),
+        SlotGranted: _t(granted, (State.DRAINING, _GO_ON), (State.ABORTING, _STOP)),
         SlotDenied: _t(denied, State.WAITING),
         BackendError: _t(backend_error_retry, State.ACQUIRING),
-        Tick: _t(acquiring_tick, State.ACQUIRING, State.ABORTING),
-        Restarted: _t(acquiring_restart, State.ACQUIRING, State.ABORTING),
+        Tick: _t(acquiring_tick, State.ACQUIRING, (State.ABORTING, f"a retry is due and {_STOP}")),
+        Restarted: _t(acquiring_restart, State.ACQUIRING, (State.ABORTING, _STOP)),
         BootDetected: _t(boot_unverified, State.VERIFYING),
     },
     State.DRAINING: {
         **_keep(State.DRAINING),
-        HooksPassed: _t(hooks_passed, State.REBOOTING, *_ABORT),
+        HooksPassed: _t(
+            hooks_passed, (State.REBOOTING, _GO_ON), *_after("the gates no longer allow it", _ABORT)
+        ),
         HooksFailed: _t(hooks_failed, *_ABORT),
         Tick: _t(draining_tick, State.DRAINING),
-        Restarted: _t(draining_restart, State.DRAINING, *_ABORT),
+        Restarted: _t(
+            draining_restart,
+            (State.DRAINING, f"{_GO_ON}: the hooks run again"),
+            *_after("the gates no longer allow it", _ABORT),
+        ),
         BootDetected: _t(boot_unverified, State.VERIFYING),
         ReleasedByOperator: _t(lost_slot_draining, *_SETTLE),
     },
     State.REBOOTING: {
         **_keep(State.REBOOTING),
         BootDetected: _t(rebooted, State.VERIFYING),
-        Restarted: _t(rebooting_restart, State.DRAINING, *_ABORT),
+        Restarted: _t(
+            rebooting_restart,
+            (State.DRAINING, f"the machine did not reboot and {_GO_ON}: drain again"),
+            *_after("the machine did not reboot and the gates no longer allow it", _ABORT),
+        ),
         RebootFailed: _t(reboot_failed, State.HALTED),
         Tick: _t(touch_tick, State.REBOOTING),
         ReleasedByOperator: _t(lost_slot_record, State.REBOOTING),
     },
     State.VERIFYING: {
         **_keep(State.VERIFYING),
-        HealthPassed: _t(healthy, State.RELEASING, *_SETTLE),
+        HealthPassed: _t(
+            healthy, (State.RELEASING, "a slot is held"), *_after("no slot is held", _SETTLE)
+        ),
         HealthFailed: _t(unhealthy, State.HALTED),
         Tick: _t(touch_tick, State.VERIFYING),
         Restarted: _t(check_again, State.VERIFYING),
@@ -940,7 +988,9 @@ TABLE: dict[State, dict[type, Transition]] = {
     },
     State.HALTED: {
         **_keep(State.HALTED),
-        HealthPassed: _t(healthy, State.RELEASING, *_SETTLE),
+        HealthPassed: _t(
+            healthy, (State.RELEASING, "a slot is held"), *_after("no slot is held", _SETTLE)
+        ),
         HealthFailed: _t(unhealthy, State.HALTED),
         Tick: _t(halted_tick, State.HALTED),
         Restarted: _t(check_again, State.HALTED),
@@ -1051,23 +1101,147 @@ def edges() -> list[tuple[State, str, State]]:
     return out
 
 
+@dataclass(frozen=True)
+class Move:
+    """A change of state that can really happen: from, on which event, to, and when (the
+    table's words; empty when the event alone decides)."""
+
+    source: State
+    event: str
+    target: State
+    when: str
+
+
+# The explored situations: the machine sees the situation only through gate()'s verdict
+# (ACQUIRE, REBOOT, WAIT: a closed window stands for every reason to wait; a pause, strategy
+# off and a dry run lead where it leads) and the disabled flag, so one of each is enough.
+_EXPLORE_FROM = datetime(2026, 1, 5, tzinfo=UTC)
+_NEVER_OPEN = Schedule(
+    blackouts=(Blackout(datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)),)
+)
+_EXPLORE_IN = (
+    Context(Strategy.LOCK),
+    Context(Strategy.IMMEDIATE),
+    Context(Strategy.LOCK, schedule=_NEVER_OPEN),
+    Context(Strategy.LOCK, disabled=True),
+)
+# Each event comes soon after the last one, or after every back-off, retry and recheck is due.
+_EXPLORE_AFTER = (timedelta(seconds=1), timedelta(days=30))
+
+
+def _events_for(s: NodeState) -> list[Event]:
+    """One of each event the table lets s.cycle take and the agent can send there (two needs:
+    a new one lifts the guard; a boot only after a first start, as start_event says; an
+    operator's release only found by the heartbeat of a node that holds a slot)."""
+    boot = s.boot_id or "boot-1"
+    other = "boot-2" if boot == "boot-1" else "boot-1"
+    every: list[Event | None] = [
+        Needed("file", "an update"),
+        Needed("file", "another update"),
+        NotNeeded(),
+        NotNeeded(unknown=True),
+        Tick(),
+        PauseChanged(),
+        Restarted(boot),
+        BootDetected(other) if s.boot_id is not None else None,
+        SlotGranted(),
+        SlotDenied("every slot is held"),
+        HooksPassed(),
+        HooksFailed("a hook failed"),
+        RebootFailed("the rebooter failed"),
+        HealthPassed(),
+        HealthFailed("a check failed"),
+        Released(),
+        ReleasedByOperator() if s.holds_slot else None,
+        BackendError("no answer"),
+    ]
+    return [e for e in every if e is not None and accepts(s.cycle, type(e))]
+
+
+def _explored_key(s: NodeState, clock: datetime) -> tuple[Any, ...]:
+    """What of a state can change where the next event leads: the need and whether the guard
+    holds each explored need; times only as "not set", "due by the next event", "due within
+    the explored wait", "later" (counts, ids and sentences lead nowhere else)."""
+
+    def when(t: datetime | None) -> int:
+        if t is None:
+            return 0
+        return 1 + sum(t > clock + after for after in _EXPLORE_AFTER)
+
+    need = s.needed.detail if s.needed else None
+    guard = frozenset(n.detail for n in s.rebooted_for)
+    times = (s.retry_at, s.backend_retry_at, s.next_check_at)
+    return (s.cycle, need, guard, s.holds_slot, s.boot_id is None, *map(when, times))
+
+
+@cache
+def possible_moves(
+    situations: tuple[Context, ...] = _EXPLORE_IN,
+) -> frozenset[tuple[State, type, State]]:
+    """Every (from, event type, to) that `step` really takes from some state a node can reach,
+    found by running it: from a fresh node, each event the table accepts, in each situation
+    the gates can be in, soon or much later, again from each new state (bounded: the states
+    are finitely many once times are seen only as due or not)."""
+    found: set[tuple[State, type, State]] = set()
+    seen: set[tuple[Any, ...]] = set()
+    todo = [(NodeState(), _EXPLORE_FROM)]
+    while todo:
+        s, clock = todo.pop()
+        key = _explored_key(s, clock)
+        if key in seen:
+            continue
+        seen.add(key)
+        for event in _events_for(s):
+            for after in _EXPLORE_AFTER:
+                now = clock + after
+                for ctx in situations:
+                    new, _ = step(s, event, now, ctx)
+                    found.add((s.cycle, type(event), new.cycle))
+                    todo.append((new, now))
+    return frozenset(found)
+
+
+def moves() -> list[Move]:
+    """The changes of state that can really happen (staying put left out), in table order,
+    each with the table's words for when."""
+    possible = possible_moves()
+    out = []
+    for state, row in TABLE.items():
+        for event_type, transition in row.items():
+            for target in sorted(transition.targets, key=list(State).index):
+                if target is not state and (state, event_type, target) in possible:
+                    when = transition.when.get(target, "")
+                    out.append(Move(state, _label(event_type), target, when))
+    return out
+
+
 def diagram(kind: str = "mermaid", *, moves_only: bool = True) -> str:
-    """The table as a mermaid state diagram (for `stagger explain --diagram`) or as text, one
-    line per pair of states with the events that lead from one to the other. `moves_only`
-    leaves out the events that keep the state where it is."""
-    pairs: dict[tuple[State, State], list[str]] = {}
-    for a, e, b in edges():
-        if not (moves_only and a is b):
-            pairs.setdefault((a, b), []).append(e)
+    """The table as a mermaid state diagram (for `stagger explain --diagram`: every pair of
+    states the table joins, with the events) or as text: the moves that can really happen,
+    one line each, `from -> to on events: when` (events that lead there alike share a line).
+    `moves_only` leaves out the events that keep the state where it is (mermaid)."""
     if kind == "mermaid":
+        pairs: dict[tuple[State, State], list[str]] = {}
+        for a, e, b in edges():
+            if not (moves_only and a is b):
+                pairs.setdefault((a, b), []).append(e)
         lines = ["stateDiagram-v2", "    [*] --> idle"]
         lines += [f"    {a.value} --> {b.value}: {', '.join(es)}" for (a, b), es in pairs.items()]
         return "\n".join(lines) + "\n"
     if kind == "text":
-        width = max(len(s.value) for s in State)
-        lines = [
-            f"{a.value:<{width}} -> {b.value:<{width}} on {', '.join(es)}"
-            for (a, b), es in pairs.items()
-        ]
-        return "\n".join(lines) + "\n"
+        return _text_diagram(moves())
     raise InvalidInput(f"diagram kind {kind!r} is not known: use 'mermaid' or 'text'")
+
+
+def _text_diagram(found: list[Move]) -> str:
+    alike: dict[tuple[State, State, str], list[str]] = {}
+    for m in sorted(
+        found, key=lambda m: (list(State).index(m.source), list(State).index(m.target))
+    ):
+        alike.setdefault((m.source, m.target, m.when), []).append(m.event)
+    width = max(len(s.value) for s in State)
+    lines = []
+    for (a, b, when), events in alike.items():
+        line = f"{a.value:<{width}} -> {b.value:<{width}} on {', '.join(events)}"
+        lines.append(f"{line}: {when}" if when else line)
+    return "\n".join(lines) + "\n"

@@ -10,6 +10,9 @@ Rules of this file:
   does) and its agent starts again, which tells the reboot from a restart by the boot id.
 - Everything lives in one temporary directory, removed by `close()` whatever happened.
 - Every wait is bounded.
+- What the log shows is what happened: each agent's own `transition` lines (read from its
+  log, so a state held for a few milliseconds is not missed) and the machine room's own
+  moves (started, down, booting), in the order they happened on each node.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -41,6 +45,11 @@ BOOT_TIME = 1.0  # seconds a simulated machine stays down between its reboot and
 DRAIN_TIME = 1  # seconds the pre-reboot hook sleeps, so the drain can be watched
 SERVER_START = 20.0  # seconds the server may take to answer /readyz
 STOP_WAIT = 5.0  # seconds a process may take to stop on SIGTERM before it is killed
+DEFAULT_MAX = 2  # slots in a demo where every node is healthy
+# With --fail-health the halted node holds the only slot, so the rollout visibly stops there.
+HALT_MAX = 1
+DOWN = "the simulated reboot: the machine is down"
+BOOTING = "the machine booted; its agent is starting and will see the new boot"
 
 
 class DemoFailed(StaggerError):
@@ -108,6 +117,7 @@ class DemoNode:
     boots: int = 1
     down_since: float | None = None  # monotonic time of its simulated reboot, while down
     exit_problem: str = ""
+    log_read: int = 0  # bytes of agent.log already turned into moves
 
     @property
     def log(self) -> Path:
@@ -145,10 +155,37 @@ class DemoNode:
         except (OSError, ValueError, KeyError, TypeError):
             return {}
 
+    def boot_id(self) -> str:
+        try:
+            return (self.root / "boot_id").read_text().strip()
+        except OSError:
+            return ""
+
     def cycle(self) -> str:
         if self.down_since is not None:
             return "down"
-        return str(self.state().get("cycle", "starting"))
+        state = self.state()
+        cycle = str(state.get("cycle", "starting"))
+        if cycle == "rebooting" and state.get("boot_id") != self.boot_id():
+            return "booting"  # up again; the agent has not yet seen the new boot
+        return cycle
+
+    def moves(self) -> list[tuple[str, str]]:
+        """The transitions (state, reason) the agent logged since the last call, in order."""
+        try:
+            with self.log.open("rb") as f:
+                f.seek(self.log_read)
+                chunk = f.read()
+        except OSError:
+            return []
+        end = chunk.rfind(b"\n") + 1  # only whole lines: the agent may be writing the next one
+        self.log_read += end
+        found = []
+        for line in chunk[:end].decode(errors="replace").splitlines():
+            fields = logfmt(line)
+            if fields.get("msg") == "transition" and "to" in fields:
+                found.append((fields["to"], fields.get("reason", "")))
+        return found
 
     def reboots(self) -> int:
         try:
@@ -163,15 +200,26 @@ class DemoNode:
             return ""
 
 
+def logfmt(line: str) -> dict[str, str]:
+    """The key=value pairs of one agent log line (agent/log.py writes them); {} if garbled."""
+    try:
+        words = shlex.split(line)
+    except ValueError:
+        return {}
+    return dict(w.split("=", 1) for w in words if "=" in w)
+
+
 @dataclass
 class Snapshot:
-    """What the live view shows: every node's state, the holders, the time so far."""
+    """What the live view shows: every node's state, the holders, the time so far, and the
+    moves since the last snapshot (node id, state, reason), in the order they happened."""
 
     elapsed: float
     nodes: list[tuple[str, str, int, str]]  # id, cycle, reboots, reason
     holders: tuple[str, ...]
     down: int
     server: str
+    moves: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -186,12 +234,18 @@ class Summary:
     seconds: float
     server: str
     problems: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)  # not rebooted: stopped behind a halt
+    server_kept: bool = False  # --keep-running: the server still answers after the summary
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def continue_hint(self) -> list[str]:
+        """The commands that let the rollout go on; only while the demo's server still runs
+        (--keep-running), since a command against a stopped server cannot work."""
+        if not self.server_kept:
+            return []
         return [
             f"stagger unlock --server {self.server} --group {GROUP} --id {i}" for i in self.halted
         ]
@@ -205,6 +259,7 @@ class Summary:
             "max_concurrent": self.max_concurrent,
             "max_down": self.max_down,
             "halted": self.halted,
+            "waiting": self.waiting,
             "seconds": round(self.seconds, 2),
             "server": self.server,
             "continue": self.continue_hint(),
@@ -214,7 +269,9 @@ class Summary:
 
 
 class DemoFleet:
-    def __init__(self, nodes: int, max_: int, fail_health: str | None = None) -> None:
+    def __init__(self, nodes: int, max_: int | None = None, fail_health: str | None = None) -> None:
+        if max_ is None:
+            max_ = DEFAULT_MAX if fail_health is None else HALT_MAX
         if nodes < 1:
             raise DemoFailed("--nodes must be at least 1")
         if max_ < 1:
@@ -232,6 +289,7 @@ class DemoFleet:
         self.nodes = [DemoNode(i, self.dir / i, fail_health=i == fail_health) for i in ids]
         self.began = time.monotonic()
         self.max_down = 0
+        self.moves: list[tuple[str, str, str]] = []  # not yet shown: node id, state, reason
 
     @property
     def url(self) -> str:
@@ -251,6 +309,7 @@ class DemoFleet:
         self.began = time.monotonic()
         for node in self.nodes:
             node.start()
+            self.moves.append((node.id, "starting", "its agent is starting"))
 
     async def _start_server(self) -> None:
         log = self.dir / "server.log"
@@ -316,12 +375,16 @@ class DemoFleet:
                     node.boot()
                     node.down_since = None
                     node.start()
+                    self.moves.append((node.id, "booting", BOOTING))
                 continue
             if node.proc is None:
                 continue
             code = node.proc.poll()
+            # After poll: a process that has ended has written all of its log.
+            self.moves += [(node.id, cycle, why) for cycle, why in node.moves()]
             if code == SIMULATED_REBOOT_EXIT:
                 node.down_since = now
+                self.moves.append((node.id, "down", DOWN))
             elif code is not None:
                 raise DemoFailed(
                     f"{node.id}'s agent ended with exit code {code}; its log ends:\n"
@@ -361,10 +424,13 @@ class DemoFleet:
             cycle = node.cycle()
             reason = str(state.get("reason", ""))
             if cycle == "down":
-                reason = "the simulated reboot: the machine is down, booting"
+                reason = DOWN
+            elif cycle == "booting":
+                reason = BOOTING
             rows.append((node.id, cycle, node.reboots(), reason))
         down = sum(n.down_since is not None for n in self.nodes)
-        return Snapshot(time.monotonic() - self.began, rows, holders, down, self.url)
+        moves, self.moves = self.moves, []
+        return Snapshot(time.monotonic() - self.began, rows, holders, down, self.url, moves)
 
     def finished(self) -> bool:
         """Every node rebooted and idle, or halted; or the rest wait behind halted nodes that
@@ -383,9 +449,10 @@ class DemoFleet:
                 return False
         return waiting == 0 or halted >= self.max
 
-    async def summary(self) -> Summary:
+    async def summary(self, server_kept: bool = False) -> Summary:
         reboots = {n.id: n.reboots() for n in self.nodes}
         halted = [n.id for n in self.nodes if n.cycle() == "halted"]
+        waiting = [i for i, k in reboots.items() if k == 0 and i not in halted]
         most = await self.max_concurrent_holds()
         problems = [f"{i} rebooted {k} times" for i, k in reboots.items() if k > 1]
         if most > self.max:
@@ -403,4 +470,6 @@ class DemoFleet:
             seconds=time.monotonic() - self.began,
             server=self.url,
             problems=problems,
+            waiting=waiting,
+            server_kept=server_kept,
         )

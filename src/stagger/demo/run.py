@@ -35,6 +35,10 @@ async def run_demo(
         snap = fleet.snapshot(holders)
         show(snap)
         if fleet.finished():
+            # An agent saves its state before it logs the move: one more look shows the last.
+            await asyncio.sleep(TICK)
+            fleet.pump()
+            show(fleet.snapshot(await fleet.holders()))
             break
         if time.monotonic() - began > limit:
             states = ", ".join(f"{i} {c}" for i, c, _, _ in snap.nodes)
@@ -43,10 +47,10 @@ async def run_demo(
                 f"are in {fleet.dir} until the demo exits"
             )
         await asyncio.sleep(TICK)
-    summary = await fleet.summary()
+    summary = await fleet.summary(server_kept=keep_running)
     if on_summary is not None:
         on_summary(summary)
-    while keep_running:  # until Ctrl-C: the operator can try `stagger status --server URL`
+    while keep_running:  # until Ctrl-C: the operator can try the commands the summary printed
         await asyncio.sleep(TICK)
         fleet.pump()
         show(fleet.snapshot(await fleet.holders()))

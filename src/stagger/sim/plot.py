@@ -15,6 +15,21 @@ from stagger.sim.engine import Result
 FORMATS = (".png", ".svg")
 WINDOW_COLOR = "#2ca02c"
 BLACKOUT_COLOR = "#7f7f7f"
+DONE_COLOR = "#555555"
+# Per group: the fill of "nodes down" and, in another hue, the "slots held" line and the max
+# (line and max share a colour: the line touching its max means every slot was used). No
+# green (the windows) and no grey (the blackouts and the fleet-done line).
+GROUP_COLORS = (
+    ("#6baed6", "#b2182b"),  # blue fill, dark red line
+    ("#fdae6b", "#542788"),  # orange fill, dark purple line
+    ("#bcbddc", "#8c510a"),  # lavender fill, brown line
+    ("#f1b6da", "#01665e"),  # pink fill, teal line
+)
+
+
+def group_colors(index: int) -> tuple[str, str]:
+    """(fill of nodes down, colour of slots held and max) for the index-th group."""
+    return GROUP_COLORS[index % len(GROUP_COLORS)]
 
 
 def _unit(end_seconds: float) -> tuple[float, str]:
@@ -53,6 +68,15 @@ def check_plot_path(path: Path) -> None:
 def plot(result: Result, path: Path) -> None:
     """Write the plot to `path` (.png or .svg)."""
     check_plot_path(path)
+    import matplotlib.pyplot as plt
+
+    fig = figure(result)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def figure(result: Result) -> Any:
+    """The plot as a matplotlib Figure (the caller closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,20 +85,20 @@ def plot(result: Result, path: Path) -> None:
     sc = result.scenario
     end = max(result.end_seconds, 1.0) * 1.02
     scale, unit = _unit(end)
-    fig, ax = plt.subplots(figsize=(11, 5.5), dpi=110)
+    # The legend goes below the axes (layout="constrained" makes room): never over the data.
+    fig, ax = plt.subplots(figsize=(11, 6.2), dpi=110, layout="constrained")
     done_ax: Any = ax.twinx()
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     top = 1
     for i, g in enumerate(result.groups):
-        color = colors[i % len(colors)]
+        fill, color = group_colors(i)
         name = f"{g.name}: " if len(result.groups) > 1 else ""
         xs, ys = _steps(g.down, end, scale)
         ax.fill_between(
-            xs, ys, step="post", color=color, alpha=0.35, linewidth=0, label=f"{name}nodes down"
+            xs, ys, step="post", color=fill, alpha=0.6, linewidth=0, label=f"{name}nodes down"
         )
         hx, hy = _steps(g.holders, end, scale)
         ax.step(hx, hy, where="post", color=color, linewidth=1.0, label=f"{name}slots held")
-        ax.axhline(g.max, color=color, linestyle="--", linewidth=1.0, alpha=0.9)
+        ax.axhline(g.max, color=color, linestyle="--", linewidth=1.0, alpha=0.9, label=f"{name}max")
         ax.annotate(
             f"max {g.max}" + (f" ({g.name})" if len(result.groups) > 1 else ""),
             xy=(end / scale, g.max),
@@ -91,9 +115,11 @@ def plot(result: Result, path: Path) -> None:
         dx = [0.0] + [t / scale for t in finished] + [end / scale]
         dy = [0.0] + [100.0 * (k + 1) / result.nodes for k in range(len(finished))]
         dy.append(dy[-1])
-        done_ax.step(dx, dy, where="post", color="black", linewidth=1.0, alpha=0.45)
+        done_ax.step(
+            dx, dy, where="post", color=DONE_COLOR, linewidth=1.2, label="fleet done (right axis)"
+        )
     done_ax.set_ylim(0, 105)
-    done_ax.set_ylabel("fleet done (%)  — grey line", color="#555555")
+    done_ax.set_ylabel("fleet done (%)", color=DONE_COLOR)
 
     _shade(ax, result, end, scale)
     ax.set_xlim(0, end / scale)
@@ -102,10 +128,17 @@ def plot(result: Result, path: Path) -> None:
     ax.set_ylabel("nodes (down: rebooting or booting; held: drain to release)")
     ax.set_title(_title(result), fontsize=10)
     handles, labels = ax.get_legend_handles_labels()
-    ax.legend(handles, labels, loc="upper left", fontsize=8, framealpha=0.9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    more, more_labels = done_ax.get_legend_handles_labels()
+    # Three rows: a column per group (down, held, max), then the schedule and the fleet line.
+    fig.legend(
+        handles + more,
+        labels + more_labels,
+        loc="outside lower center",
+        ncol=-(-len(labels + more_labels) // 3),
+        fontsize=8,
+        frameon=False,
+    )
+    return fig
 
 
 def _shade(ax: Any, result: Result, end: float, scale: float) -> None:
