@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 import stagger.backends
+from conftest import created
 from etcd_support import free_port
 from stagger.agent.identity import node_id
 from stagger.cli.main import main
@@ -118,7 +119,7 @@ def assert_one_sentence(r: Run, code: int, *words: str) -> None:
 def url(any_backend_url: str) -> str:
     if any_backend_url.startswith("etcd") and not ETCD_WRITTEN:
         pytest.skip("the etcd backend is not written yet")
-    return any_backend_url
+    return created(any_backend_url)
 
 
 @pytest.fixture
@@ -547,7 +548,7 @@ def test_resume_with_group_and_all_is_refused(sqlite_url: str) -> None:
 
 @pytest.mark.parametrize("option", [["--hold-ttl", "forever"], ["--stale-after", "0s"]])
 def test_bad_group_settings_are_refused(option: list[str], sqlite_url: str) -> None:
-    assert_one_sentence(run("set-max", "1", *option, backend=sqlite_url), 2)
+    assert_one_sentence(run("set-max", "1", *option, backend=created(sqlite_url)), 2)
     assert run("status", "--json", backend=sqlite_url).json()["groups"] == []
 
 

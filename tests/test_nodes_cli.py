@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import created
 from server_support import RunningServer, running
 from stagger.backends.factory import open_backend
 from stagger.core.machine import State
@@ -135,7 +136,7 @@ def test_forget_removes_the_node_and_says_who_did_it(any_backend_url: str) -> No
 
 
 def test_forgetting_an_unknown_node_changes_nothing_and_exits_0(any_backend_url: str) -> None:
-    r = run("forget", "never-seen", backend=any_backend_url)
+    r = run("forget", "never-seen", backend=created(any_backend_url))
     assert r.code == 0
     assert "nothing changed" in r.out
     assert run("forget", "never-seen", "--json", backend=any_backend_url).json()["result"] == (

@@ -306,7 +306,7 @@ def status(
     with reported_errors(json):
         if group is not None:
             validate_group(group)
-    snap = run_async(lambda b: b.status(group), backend=backend, as_json=json)
+    snap = run_async(lambda b: b.status(group), backend=backend, create=False, as_json=json)
     emit(snapshot_doc(snap), json, lambda: render_status(snap))
 
 
@@ -323,7 +323,10 @@ def lock(
         validate_group(group)
         actor = resolve_actor(node, root)
     outcome = run_async(
-        lambda b: b.acquire(group, actor.id, note=note, by=actor.by), backend=backend, as_json=json
+        lambda b: b.acquire(group, actor.id, note=note, by=actor.by),
+        backend=backend,
+        create=True,
+        as_json=json,
     )
     if isinstance(outcome, Granted):
         doc = {
@@ -368,7 +371,10 @@ def unlock(
         validate_group(group)
         actor = resolve_actor(node, root)
     outcome = run_async(
-        lambda b: b.release(group, actor.id, by=actor.by), backend=backend, as_json=json
+        lambda b: b.release(group, actor.id, by=actor.by),
+        backend=backend,
+        create=False,
+        as_json=json,
     )
     doc: dict[str, Any] = {"group": group, "id": actor.id, "by": actor.by}
     if isinstance(outcome, Released):
@@ -422,7 +428,7 @@ def set_max(
         await b.set_max(group, slots, by=by)
         return (await b.status(group)).groups[0]
 
-    g = run_async(apply, backend=backend, as_json=json)
+    g = run_async(apply, backend=backend, create=True, as_json=json)
     doc = group_doc(g)
 
     def render() -> None:
@@ -465,6 +471,7 @@ def pause(
     p = run_async(
         lambda b: b.pause(scope, by=by, reason=reason or "", until=end),
         backend=backend,
+        create=True,
         as_json=json,
     )
     where = f"group {scope}" if scope else "every group (fleet-wide)"
@@ -484,7 +491,9 @@ def resume(
     with reported_errors(json):
         scope = pause_scope(group, every)
     by = operator_by()
-    lifted = run_async(lambda b: b.resume(scope, by=by), backend=backend, as_json=json)
+    lifted = run_async(
+        lambda b: b.resume(scope, by=by), backend=backend, create=False, as_json=json
+    )
     where = f"group {scope}" if scope else "the fleet-wide pause"
     doc = {
         "group": scope,
@@ -514,7 +523,9 @@ def history(
                 f"--limit {limit} is not valid: give a whole number from 1 to {HISTORY_LIMIT} "
                 "(each group keeps its last events only)"
             )
-    events = run_async(lambda b: b.history(group, limit), backend=backend, as_json=json)
+    events = run_async(
+        lambda b: b.history(group, limit), backend=backend, create=False, as_json=json
+    )
     # Oldest first, like a log; ties keep the backend's order (newest first), reversed.
     events = sorted(reversed(events), key=lambda e: e.time)
     doc = {"events": [event_doc(e) for e in events]}
