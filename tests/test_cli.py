@@ -369,6 +369,20 @@ def test_status_with_no_groups_says_so(url: str) -> None:
     assert run("status", "--json", backend=url).json()["groups"] == []
 
 
+def test_status_of_a_group_never_written_says_it_does_not_exist_yet(url: str) -> None:
+    run("set-max", "3", "--group", "web", backend=url)
+    human = run("status", "--group", "api", backend=url)
+    assert human.code == 0, human.err
+    assert "group api does not exist yet" in human.out
+    assert "max 1, hold-ttl none, stale after 15m" in " ".join(human.out.split())
+    assert "slot(s) held" not in human.out
+    (api,) = run("status", "--group", "api", "--json", backend=url).json()["groups"]
+    assert (api["exists"], api["max"], api["holders"]) == (False, 1, [])
+    (web,) = run("status", "--group", "web", "--json", backend=url).json()["groups"]
+    assert (web["exists"], web["max"]) == (True, 3)
+    assert "group web: 0 of max 3 slot(s) held" in run("status", backend=url).out
+
+
 # --- pause / resume --------------------------------------------------------------------
 
 

@@ -52,6 +52,14 @@ def test_set_max_lock_and_status_go_through_the_server(server: RunningServer) ->
     assert [h["id"] for h in group["holders"]] == ["node-a"]
 
 
+def test_status_through_the_server_says_a_group_never_written_does_not_exist_yet(
+    server: RunningServer,
+) -> None:
+    (api,) = doc(server, "status", "--group", "api")["groups"]
+    assert (api["exists"], api["max"]) == (False, 1)
+    assert "group api does not exist yet" in stagger(server, "status", "--group", "api").stdout
+
+
 def test_a_pause_set_through_the_server_denies_a_lock_with_its_reason(
     server: RunningServer,
 ) -> None:

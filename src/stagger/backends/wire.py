@@ -151,6 +151,11 @@ class GroupModel(_Model):
     paused: bool = Field(description="a pause (the group's or the fleet's) is in force")
     hold_ttl: float | None = Field(None, description="seconds; null: holds never expire")
     stale_after: float = Field(description="seconds without a heartbeat before a hold is stale")
+    exists: bool = Field(
+        True,
+        description="false: the group was never written (no lock, set-max or pause yet); the "
+        "other fields are the defaults it would be created with",
+    )
 
     @classmethod
     def of(cls, g: GroupStatus) -> GroupModel:
@@ -165,6 +170,7 @@ class GroupModel(_Model):
             paused=g.pause is not None,
             hold_ttl=sem.hold_ttl.total_seconds() if sem.hold_ttl is not None else None,
             stale_after=sem.stale_after.total_seconds(),
+            exists=sem.stored,
         )
 
     def value(self, now: datetime, fleet: Pause | None) -> GroupStatus:
@@ -175,6 +181,7 @@ class GroupModel(_Model):
             pause=self.pause.value() if self.pause is not None else None,
             hold_ttl=timedelta(seconds=self.hold_ttl) if self.hold_ttl is not None else None,
             stale_after=timedelta(seconds=self.stale_after),
+            stored=self.exists,
         )
         return GroupStatus(sem, now, fleet)
 

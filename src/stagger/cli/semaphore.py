@@ -186,6 +186,7 @@ def group_doc(g: GroupStatus) -> dict[str, Any]:
         "pause": pause_doc(in_force, scope),
         "hold_ttl": sem.hold_ttl.total_seconds() if sem.hold_ttl else None,
         "stale_after": sem.stale_after.total_seconds(),
+        "exists": sem.stored,
     }
 
 
@@ -233,6 +234,21 @@ def describe_pause(p: Pause, now: datetime) -> str:
     return f"paused by {p.by}{until}: {p.reason}"
 
 
+def not_yet_sentence(g: GroupStatus) -> str:
+    """A group never written: say so, and what it would be created with (its `max`, hold-ttl
+    and stale-after here are the defaults, not stored values)."""
+    sem = g.semaphore
+    ttl = format_duration(sem.hold_ttl) if sem.hold_ttl else "none"
+    text = (
+        f"group {g.group} does not exist yet: its first lock, set-max or pause creates it with "
+        f"max {sem.max}, hold-ttl {ttl}, stale after {format_duration(sem.stale_after)} "
+        "(check the name if you expected it)"
+    )
+    if g.pause is not None:  # only the fleet-wide pause can be in force on it
+        text += f"; the fleet-wide pause applies to it: {describe_pause(g.pause, g.now)}"
+    return text
+
+
 def render_status(snap: Snapshot) -> None:
     out = console()
     fleet = active(snap.fleet_pause, snap.now)
@@ -244,6 +260,9 @@ def render_status(snap: Snapshot) -> None:
     for g in snap.groups:
         sem = g.semaphore
         holds = g.holds
+        if not sem.stored:
+            out.print(not_yet_sentence(g))
+            continue
         title = f"group {g.group}: {len(holds)} of max {sem.max} slot(s) held"
         pause = g.pause
         if pause is not None:
