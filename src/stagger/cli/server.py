@@ -195,7 +195,9 @@ def server(
     tls_client_ca: Path | None = typer.Option(
         None, "--tls-client-ca", metavar="F", help="Require client certs signed by this CA."
     ),
-    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
+    log_level: str = typer.Option(
+        "info", "--log-level", metavar="LEVEL", help="debug, info, warning, error."
+    ),
 ) -> None:
     """Serve FleetLock v1 and the status/admin API over a backend (SQLite or etcd)."""
     import uvicorn
