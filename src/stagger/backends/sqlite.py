@@ -170,6 +170,7 @@ class SqliteBackend(SemaphoreStore):
         # commands that only read, or change nothing in a missing store, pass False.
         self.create = create
         self._ident: sqlite_file.FileId | None = None
+        self._page = 0  # the open store's page size
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._unreadable = UnreadableReports(self._inspect_report)
@@ -218,11 +219,11 @@ class SqliteBackend(SemaphoreStore):
             self._initialise(conn)
             self._conn = conn
             return conn
-        ident = self._inspect()
-        if ident is None:
+        found = self._inspect()
+        if found is None:
             self._create_store()
-            ident = self._inspect()
-            if ident is None:  # removed between its creation and now
+            found = self._inspect()
+            if found is None:  # removed between its creation and now
                 raise self._removed()
         try:
             # mode=rw: SQLite itself must never create the file (only _create_store does)
@@ -237,7 +238,8 @@ class SqliteBackend(SemaphoreStore):
             raise self._error(exc) from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            self._recognise(conn)  # before anything is written to the file
+            # before anything is written to the file
+            page = sqlite_file.recognise(self.path, conn, found.size)
             conn.execute("PRAGMA journal_mode = WAL")
             # FULL: a committed grant survives a power cut; losing one could let a
             # second node take the same slot after the store's host comes back.
@@ -249,26 +251,9 @@ class SqliteBackend(SemaphoreStore):
         except sqlite3.Error as exc:
             conn.close()
             raise self._error(exc) from exc
-        self._conn, self._ident = conn, ident
+        self._conn, self._ident, self._page = conn, found.id, page
         self.create = False  # once opened, a store that disappears is an error, not re-made
         return conn
-
-    def _recognise(self, conn: sqlite3.Connection) -> None:
-        """Raise StoreUnusable unless the open file is a stagger store: marked, or unmarked
-        but written before the marker existed (user_version 1 and a groups table); and not
-        damaged inside (SQLite's quick_check)."""
-        app = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if app != sqlite_file.APPLICATION_ID and (version < 1 or "groups" not in tables):
-            raise sqlite_file.unusable(
-                self.path,
-                "is a SQLite database but not a stagger store (no stagger marker, no groups "
-                "table): check the path given to --backend",
-            )
-        problems = [r[0] for r in conn.execute("PRAGMA quick_check(3)").fetchall()]
-        if problems != ["ok"]:
-            raise sqlite_file.unusable(self.path, f"is damaged ({'; '.join(problems)})")
 
     def _initialise(self, conn: sqlite3.Connection) -> None:
         """Check the schema version, add any missing table and set the marker, in one
@@ -314,7 +299,7 @@ class SqliteBackend(SemaphoreStore):
             "it starts)"
         )
 
-    def _inspect(self) -> sqlite_file.FileId | None:
+    def _inspect(self) -> sqlite_file.FileInfo | None:
         try:
             return sqlite_file.inspect(self.path)
         except OSError as exc:
@@ -323,12 +308,14 @@ class SqliteBackend(SemaphoreStore):
     def _check_file(self) -> None:
         """Before each use of an open store: the file is still there, still a store, and
         still the same file. One swapped in (a restored backup) is checked and used."""
-        ident = self._inspect()
-        if ident is None:
+        found = self._inspect()
+        if found is None:
             raise self._removed()
-        if ident != self._ident and self._conn is not None:
+        if found.id != self._ident and self._conn is not None:
             self._conn.close()
             self._conn = None
+            return
+        sqlite_file.check_pages(self.path, found.size, self._page)
 
     def _error(self, exc: sqlite3.Error) -> StaggerError:
         text = str(exc).lower()

@@ -5,8 +5,8 @@ never replaced").
 A stagger store carries a marker in its SQLite header, `PRAGMA application_id` =
 APPLICATION_ID ("STGR"). Files written before the marker existed have application_id 0,
 user_version 1 and a `groups` table; they are recognised by those and marked when opened.
-The header is read here with plain file I/O, before SQLite touches the file, so SQLite never
-"repairs" or initialises a file that is not ours.
+Nothing is written to a file before it is recognised (`recognise` only reads), so a file
+that is not ours is left as it was.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from pathlib import Path
 from stagger.core.errors import StoreUnusable
 
 APPLICATION_ID = 0x53544752  # "STGR"
-_MAGIC = b"SQLite format 3\x00"
 _HEADER = 100
 
 KEEP_IT = (
@@ -41,42 +40,75 @@ class FileId:
     inode: int
 
 
+@dataclass(frozen=True)
+class FileInfo:
+    id: FileId
+    size: int
+
+
 def unusable(path: str, what: str) -> StoreUnusable:
     return StoreUnusable(f"the SQLite file {path} {what}; {KEEP_IT}")
 
 
-def inspect(path: str) -> FileId | None:
-    """The file at `path` if its header is a stagger store's (or an unmarked SQLite database,
-    which the caller must still recognise by its tables); None when there is no file. Raises
-    StoreUnusable for anything else: empty, truncated, not SQLite, another program's; and
-    OSError when the file cannot be read at all."""
+def inspect(path: str) -> FileInfo | None:
+    """What is at `path`, by os.stat alone; None when nothing is. Raises StoreUnusable for a
+    file that cannot be a store: not a regular file, empty, shorter than a SQLite header.
+
+    The file is never opened here: closing any descriptor of a file drops every POSIX lock
+    this process holds on it, SQLite's own included, which would let another process write
+    (or delete the journal) under a transaction. SQLite reads the header (recognise)."""
     try:
-        with open(path, "rb") as f:
-            info = os.fstat(f.fileno())
-            head = f.read(_HEADER) if stat.S_ISREG(info.st_mode) else b""
+        info = os.stat(path)
     except FileNotFoundError:
         return None
     if not stat.S_ISREG(info.st_mode):
         raise unusable(path, "is not a regular file, so it is not a stagger store")
     if info.st_size == 0:
         raise unusable(path, "is empty (0 bytes), so it is not a stagger store: it was truncated")
-    if len(head) < _HEADER or not head.startswith(_MAGIC):
-        raise unusable(path, "is not a SQLite database, so it is not a stagger store")
-    app = int.from_bytes(head[68:72], "big", signed=True)
+    if info.st_size < _HEADER:
+        raise unusable(path, f"is only {info.st_size} bytes, so it is not a stagger store")
+    return FileInfo(FileId(info.st_dev, info.st_ino), info.st_size)
+
+
+def check_pages(path: str, size: int, page: int) -> None:
+    """A SQLite file is whole pages (in WAL mode too); anything else was cut short."""
+    if page < 512 or size < page or size % page:
+        raise unusable(
+            path, f"is damaged: its {size} bytes are not whole {page}-byte pages (truncated?)"
+        )
+
+
+def recognise(path: str, conn: sqlite3.Connection, size: int) -> int:
+    """Raise StoreUnusable unless the file SQLite opened is a stagger store: a SQLite
+    database, whole pages, marked, or unmarked but written before the marker existed
+    (user_version 1 and a groups table), and not damaged inside (quick_check). Reads only.
+    Returns its page size."""
+    try:
+        app = conn.execute("PRAGMA application_id").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise unusable(
+            path, f"is not a SQLite database ({exc}), so it is not a stagger store"
+        ) from exc
     if app not in (0, APPLICATION_ID):
         raise unusable(
             path,
             f"is another program's SQLite database (application_id {app:#x}), not a stagger "
             "store: check the path given to --backend",
         )
-    page = int.from_bytes(head[16:18], "big")
-    page = 65536 if page == 1 else page
-    if page < 512 or info.st_size % page:
+    page = conn.execute("PRAGMA page_size").fetchone()[0]
+    check_pages(path, size, page)
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if app != APPLICATION_ID and (version < 1 or "groups" not in tables):
         raise unusable(
             path,
-            f"is damaged: its {info.st_size} bytes are not whole {page}-byte pages (truncated?)",
+            "is a SQLite database but not a stagger store (no stagger marker, no groups "
+            "table): check the path given to --backend",
         )
-    return FileId(info.st_dev, info.st_ino)
+    problems = [r[0] for r in conn.execute("PRAGMA quick_check(3)").fetchall()]
+    if problems != ["ok"]:
+        raise unusable(path, f"is damaged ({'; '.join(problems)})")
+    return int(page)
 
 
 def create(path: str, initialise: Callable[[sqlite3.Connection], None]) -> None:
