@@ -309,7 +309,10 @@ def test_status_json_lists_groups_with_holders(url: str) -> None:
     assert hold["id"] == "node-a"
     assert hold["age_seconds"] >= 0
     assert hold["stale"] is False
-    assert set(hold) == {"id", "since", "age_seconds", "last_seen", "expires_at", "note", "stale"}
+    assert set(hold) == {
+        "id", "since", "age_seconds", "last_seen", "expires_at", "note", "stale", "condition",
+        "node_state",
+    }  # fmt: skip
 
 
 def test_status_of_one_group_shows_only_it(url: str) -> None:
