@@ -422,10 +422,17 @@ class FleetLockBackend:
         hold_ttl: timedelta | None,
         stale_after: timedelta = DEFAULT_STALE_AFTER,
     ) -> Semaphore:
-        raise ConfigError(
-            "hold_ttl and stale_after cannot be set through a server: set them against the "
-            "backend the server uses (--backend URL)"
-        )
+        validate_group(group)
+        body = {
+            "hold_ttl": hold_ttl.total_seconds() if hold_ttl is not None else None,
+            "stale_after": stale_after.total_seconds(),
+            "by": by,
+        }
+        doc = await self._api(
+            "PUT", f"v1/groups/{group}/config", GroupModel, "set hold-ttl and stale-after",
+            json=body,
+        )  # fmt: skip
+        return doc.value(self.clock(), None).semaphore
 
     async def pause(
         self, group: str | None, *, by: str, reason: str, until: datetime | None = None

@@ -123,7 +123,7 @@ def check(
 def import_(
     paths: list[Path] = typer.Argument(
         ...,
-        metavar="PATH...",
+        metavar="PATH",
         help="update.conf files (locksmith) and/or Zincati *.toml fragments, lowest priority "
         "first.",
         show_default=False,

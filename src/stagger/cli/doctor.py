@@ -11,13 +11,19 @@ from stagger.doctor.report import build_report, render_text
 
 
 def doctor(
-    root: str = typer.Option("/", "--root", help="Read the host's files under this directory."),
+    root: str = typer.Option(
+        "/", "--root", metavar="DIR", help="Read the host's files under this directory."
+    ),
     unit: str | None = typer.Option(
-        None, "--unit", help="Show only this systemd unit (reboot sources are always shown)."
+        None,
+        "--unit",
+        metavar="UNIT",
+        help="Show only this systemd unit (reboot sources are always shown).",
     ),
     fleetlock_url: list[str] = typer.Option(
         [],
         "--fleetlock-url",
+        metavar="URL",
         help="A FleetLock base URL served by stagger (Zincati pointed at it is not a source); "
         "[agent].backend and [server] from stagger's own config count without it.",
     ),

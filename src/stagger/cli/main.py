@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Any
 
 import typer
+from typer import _click as click
+from typer.core import TyperArgument, TyperGroup
 
 from stagger import __version__
 from stagger.cli.output import EXIT_USAGE
@@ -28,8 +31,41 @@ COMMAND_MODULES = [
     "stagger.cli.demo",
 ]
 
+
+class NamedArgument(TyperArgument):
+    """A positional argument shown by its metavar alone (`N`, `NODE`, `PATH...`), as click
+    does, instead of Typer's `{N}` in the usage line and `N <str>` in the list."""
+
+    def display_type_rich(self, ctx: click.Context) -> str | None:
+        return None
+
+    def _usage_display_name(self) -> str:
+        name = self._rich_display_name()
+        return name if self.required else f"[{name}]"
+
+    def _rich_display_name(self) -> str:
+        return self.display_name_raw + ("..." if self.nargs != 1 else "")
+
+
+def _name_arguments(command: click.Command) -> None:
+    for param in command.params:
+        if type(param) is TyperArgument:
+            param.__class__ = NamedArgument
+    for sub in getattr(command, "commands", {}).values():
+        _name_arguments(sub)
+
+
+class StaggerGroup(TyperGroup):
+    """The root group: every command's positional arguments read as their names (above)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _name_arguments(self)
+
+
 app = typer.Typer(
     name="stagger",
+    cls=StaggerGroup,
     help="Coordinated OS reboots: windows, fleet-wide slots, drain and health gates.",
     no_args_is_help=True,
     add_completion=False,

@@ -171,7 +171,9 @@ def nodes(
         quiet = parse_duration(silent_after, what="--silent-after")
         if quiet <= timedelta(0):
             raise InvalidInput(f"--silent-after {silent_after!r} must be longer than 0 s, like 15m")
-    f = run_async(lambda b: read_fleet(b, group, quiet), backend=backend, as_json=json)
+    f = run_async(
+        lambda b: read_fleet(b, group, quiet), backend=backend, create=False, as_json=json
+    )
     if json:
         sys.stdout.write(fleet_doc(f).model_dump_json(indent=2) + "\n")
         _warn_unreadable(f.stored)
@@ -189,7 +191,9 @@ def forget(
     with reported_errors(json):
         validate_id(node)
     by = operator_by()
-    removed = run_async(lambda b: b.forget(node, by=by), backend=backend, as_json=json)
+    removed = run_async(
+        lambda b: b.forget(node, by=by), backend=backend, create=False, as_json=json
+    )
     doc = {"id": node, "by": by, "result": "forgotten" if removed else "not_known"}
     if removed:
         text = (

@@ -131,15 +131,22 @@ def reported_errors(as_json: bool = False) -> Iterator[None]:
 
 
 def run_async(
-    action: Callable[[Backend], Awaitable[T]], *, backend: str | None, as_json: bool = False
+    action: Callable[[Backend], Awaitable[T]],
+    *,
+    backend: str | None,
+    create: bool,
+    as_json: bool = False,
 ) -> T:
     """Open the backend (`--backend` value, resolved), run `action` on it, close it, and return
-    its result. Errors become one sentence and their exit code (2 usage, 3 unreachable)."""
+    its result. Errors become one sentence and their exit code (2 usage, 3 unreachable).
+    `create`: whether this command may create a SQLite store where none is (docs/cli.md,
+    "Which commands create a store"): only commands whose change means something in a new
+    store do; reads never do."""
     url = resolve_backend_url(backend)
 
     async def _run() -> T:
         try:
-            opened = open_backend(url)
+            opened = open_backend(url, create=create)
         except ModuleNotFoundError as exc:  # a backend (or its client library) not installed
             raise ConfigError(
                 f"backend URL {url!r} needs {exc.name or 'a module'}, which this stagger does "

@@ -9,6 +9,7 @@ backend is down; the backend re-validates (core does) and judges time by its own
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +33,7 @@ from stagger.cli.output import (
 )
 from stagger.core.durations import format_duration, parse_duration
 from stagger.core.errors import InvalidInput
+from stagger.core.reports import HoldCondition, NodeReport, hold_conditions
 from stagger.core.semaphore import (
     DEFAULT_GROUP,
     FLEET,
@@ -159,7 +161,13 @@ def pause_doc(p: Pause | None, scope: str | None = None) -> dict[str, Any] | Non
     return doc
 
 
-def hold_doc(h: Hold, now: datetime, stale: bool) -> dict[str, Any]:
+def hold_doc(
+    h: Hold,
+    now: datetime,
+    stale: bool,
+    conditions: tuple[HoldCondition, ...],
+    node_state: str | None,
+) -> dict[str, Any]:
     return {
         "id": h.id,
         "since": h.since.isoformat(),
@@ -168,10 +176,22 @@ def hold_doc(h: Hold, now: datetime, stale: bool) -> dict[str, Any]:
         "expires_at": h.expires_at.isoformat() if h.expires_at else None,
         "note": h.note,
         "stale": stale,
+        "condition": conditions[0].value,
+        "node_state": node_state,
     }
 
 
-def group_doc(g: GroupStatus) -> dict[str, Any]:
+Reports = Mapping[str, NodeReport]
+
+
+def node_state(reports: Reports, group: str, node: str) -> str | None:
+    """The holder's own reported state, when it reports in this group (stagger agents)."""
+    r = reports.get(node)
+    return r.state.value if r is not None and r.group == group else None
+
+
+def group_doc(g: GroupStatus, reports: Reports | None = None) -> dict[str, Any]:
+    reports = reports or {}
     sem = g.semaphore
     holds = g.holds
     stale = g.stale
@@ -182,18 +202,28 @@ def group_doc(g: GroupStatus) -> dict[str, Any]:
         "max": sem.max,
         "held": len(holds),
         "free": max(sem.max - len(holds), 0),
-        "holders": [hold_doc(h, g.now, h.id in stale) for h in holds],
+        "holders": [
+            hold_doc(
+                h,
+                g.now,
+                h.id in stale,
+                hold_conditions(g.group, h.id, h.id in stale, reports),
+                node_state(reports, g.group, h.id),
+            )
+            for h in holds
+        ],
         "pause": pause_doc(in_force, scope),
         "hold_ttl": sem.hold_ttl.total_seconds() if sem.hold_ttl else None,
         "stale_after": sem.stale_after.total_seconds(),
+        "exists": sem.stored,
     }
 
 
-def snapshot_doc(snap: Snapshot) -> dict[str, Any]:
+def snapshot_doc(snap: Snapshot, reports: Reports | None = None) -> dict[str, Any]:
     return {
         "now": snap.now.isoformat(),
         "fleet_pause": pause_doc(active(snap.fleet_pause, snap.now), "fleet"),
-        "groups": [group_doc(g) for g in snap.groups],
+        "groups": [group_doc(g, reports) for g in snap.groups],
     }
 
 
@@ -233,7 +263,29 @@ def describe_pause(p: Pause, now: datetime) -> str:
     return f"paused by {p.by}{until}: {p.reason}"
 
 
-def render_status(snap: Snapshot) -> None:
+def not_yet_sentence(g: GroupStatus) -> str:
+    """A group never written: say so, and what it would be created with (its `max`, hold-ttl
+    and stale-after here are the defaults, not stored values)."""
+    sem = g.semaphore
+    ttl = format_duration(sem.hold_ttl) if sem.hold_ttl else "none"
+    text = (
+        f"group {g.group} does not exist yet: its first lock, set-max or pause creates it with "
+        f"max {sem.max}, hold-ttl {ttl}, stale after {format_duration(sem.stale_after)} "
+        "(check the name if you expected it)"
+    )
+    if g.pause is not None:  # only the fleet-wide pause can be in force on it
+        text += f"; the fleet-wide pause applies to it: {describe_pause(g.pause, g.now)}"
+    return text
+
+
+def condition_text(conditions: tuple[HoldCondition, ...]) -> str:
+    """`ok`, or the marks in capitals worst first (`HALTED, STALE`)."""
+    marks = [c.value.upper() for c in conditions if c is not HoldCondition.OK]
+    return ", ".join(marks) or HoldCondition.OK.value
+
+
+def render_status(snap: Snapshot, reports: Reports | None = None) -> None:
+    reports = reports or {}
     out = console()
     fleet = active(snap.fleet_pause, snap.now)
     if fleet is not None:
@@ -244,6 +296,9 @@ def render_status(snap: Snapshot) -> None:
     for g in snap.groups:
         sem = g.semaphore
         holds = g.holds
+        if not sem.stored:
+            out.print(not_yet_sentence(g))
+            continue
         title = f"group {g.group}: {len(holds)} of max {sem.max} slot(s) held"
         pause = g.pause
         if pause is not None:
@@ -257,7 +312,7 @@ def render_status(snap: Snapshot) -> None:
         for column in ("holder", "held for", "last seen", "state", "note"):
             table.add_column(column)
         for h in holds:
-            state = "STALE" if h.id in g.stale else "ok"
+            state = condition_text(hold_conditions(g.group, h.id, h.id in g.stale, reports))
             if h.expires_at is not None:
                 state += f", expires in {ago(h.expires_at, g.now)}"
             table.add_row(
@@ -306,8 +361,15 @@ def status(
     with reported_errors(json):
         if group is not None:
             validate_group(group)
-    snap = run_async(lambda b: b.status(group), backend=backend, as_json=json)
-    emit(snapshot_doc(snap), json, lambda: render_status(snap))
+
+    async def read(b: Backend) -> tuple[Snapshot, Reports]:
+        snap = await b.status(group)
+        # the holders' own reports: a halted holder says so, not `ok` (core.reports)
+        stored = await b.read_nodes(group)
+        return snap, {r.id: r for r in stored.reports}
+
+    snap, reports = run_async(read, backend=backend, create=False, as_json=json)
+    emit(snapshot_doc(snap, reports), json, lambda: render_status(snap, reports))
 
 
 def lock(
@@ -323,7 +385,10 @@ def lock(
         validate_group(group)
         actor = resolve_actor(node, root)
     outcome = run_async(
-        lambda b: b.acquire(group, actor.id, note=note, by=actor.by), backend=backend, as_json=json
+        lambda b: b.acquire(group, actor.id, note=note, by=actor.by),
+        backend=backend,
+        create=True,
+        as_json=json,
     )
     if isinstance(outcome, Granted):
         doc = {
@@ -368,7 +433,10 @@ def unlock(
         validate_group(group)
         actor = resolve_actor(node, root)
     outcome = run_async(
-        lambda b: b.release(group, actor.id, by=actor.by), backend=backend, as_json=json
+        lambda b: b.release(group, actor.id, by=actor.by),
+        backend=backend,
+        create=False,
+        as_json=json,
     )
     doc: dict[str, Any] = {"group": group, "id": actor.id, "by": actor.by}
     if isinstance(outcome, Released):
@@ -422,7 +490,7 @@ def set_max(
         await b.set_max(group, slots, by=by)
         return (await b.status(group)).groups[0]
 
-    g = run_async(apply, backend=backend, as_json=json)
+    g = run_async(apply, backend=backend, create=True, as_json=json)
     doc = group_doc(g)
 
     def render() -> None:
@@ -465,6 +533,7 @@ def pause(
     p = run_async(
         lambda b: b.pause(scope, by=by, reason=reason or "", until=end),
         backend=backend,
+        create=True,
         as_json=json,
     )
     where = f"group {scope}" if scope else "every group (fleet-wide)"
@@ -484,7 +553,9 @@ def resume(
     with reported_errors(json):
         scope = pause_scope(group, every)
     by = operator_by()
-    lifted = run_async(lambda b: b.resume(scope, by=by), backend=backend, as_json=json)
+    lifted = run_async(
+        lambda b: b.resume(scope, by=by), backend=backend, create=False, as_json=json
+    )
     where = f"group {scope}" if scope else "the fleet-wide pause"
     doc = {
         "group": scope,
@@ -514,7 +585,9 @@ def history(
                 f"--limit {limit} is not valid: give a whole number from 1 to {HISTORY_LIMIT} "
                 "(each group keeps its last events only)"
             )
-    events = run_async(lambda b: b.history(group, limit), backend=backend, as_json=json)
+    events = run_async(
+        lambda b: b.history(group, limit), backend=backend, create=False, as_json=json
+    )
     # Oldest first, like a log; ties keep the backend's order (newest first), reversed.
     events = sorted(reversed(events), key=lambda e: e.time)
     doc = {"events": [event_doc(e) for e in events]}

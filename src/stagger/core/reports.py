@@ -325,6 +325,37 @@ def fleet_nodes(
     return [views[k] for k in sorted(views)]
 
 
+# --- what a hold says about its node -----------------------------------------------------------
+
+
+class HoldCondition(StrEnum):
+    """What a hold's row says about its node, worst first (the order of HOLD_MARKS)."""
+
+    HALTED = "halted"  # the node reports its health check failed after the reboot
+    STALE = "stale"  # no heartbeat for longer than the group's stale_after
+    OK = "ok"
+
+
+# Which node report states mark a hold, beyond its own staleness.
+HOLD_MARKS: Mapping[State, HoldCondition] = {State.HALTED: HoldCondition.HALTED}
+
+
+def hold_conditions(
+    group: str, hold_id: str, stale: bool, reports: Mapping[str, NodeReport]
+) -> tuple[HoldCondition, ...]:
+    """Every condition of the hold of `hold_id` in `group`, worst first; (OK,) when none.
+    `reports` maps node ids to their last report; one that names another group says nothing
+    about this hold. The status table, the API and the dashboard all show these, so a halted
+    holder never reads `ok` anywhere while its node row says halted."""
+    found: list[HoldCondition] = []
+    report = reports.get(hold_id)
+    if report is not None and report.group == group and report.state in HOLD_MARKS:
+        found.append(HOLD_MARKS[report.state])
+    if stale:
+        found.append(HoldCondition.STALE)
+    return tuple(found) or (HoldCondition.OK,)
+
+
 # --- rollout progress -------------------------------------------------------------------------
 
 

@@ -32,10 +32,12 @@ from stagger.core.machine import State
 from stagger.core.reports import (
     HOLDING,
     SEEN,
+    HoldCondition,
     NodeView,
     Rollout,
     Unreadable,
     fleet_nodes,
+    hold_conditions,
     rollout,
 )
 from stagger.core.semaphore import FLEET, Event, Pause
@@ -160,8 +162,14 @@ class Dashboard:
     def _context(self, v: View) -> dict[str, Any]:
         groups: list[GroupStatus] = list(v.snapshot.groups)
         known = {g.group for g in groups}
+        reports = {n.id: n.report for n in v.nodes if n.report is not None}
+
+        def conditions(g: GroupStatus, hold_id: str) -> tuple[HoldCondition, ...]:
+            return hold_conditions(g.group, hold_id, hold_id in g.stale, reports)
+
         return {
             "v": v,
+            "conditions": conditions,
             "groups": groups,
             "node_groups": sorted(known | {n.group for n in v.nodes}),
             "fleet_pause": v.snapshot.fleet_pause,
