@@ -7,6 +7,7 @@ from typing import Any
 
 from stagger.backends.base import Backend
 from stagger.core.errors import ConfigError
+from stagger.core.secrets import mask_url
 
 DEFAULT_BACKEND_URL = "sqlite:///var/lib/stagger/stagger.db"
 
@@ -19,7 +20,7 @@ def open_backend(url: str, **options: Any) -> Backend:
     """Open the backend a URL names. Options are backend-specific (etcd TLS, auth...)."""
     scheme, sep, _ = url.partition("://")
     if not sep:
-        raise ConfigError(f"backend URL {url!r} has no scheme: use one of {SCHEMES}")
+        raise ConfigError(f"backend URL {mask_url(url)!r} has no scheme: use one of {SCHEMES}")
     if scheme == "sqlite":
         from stagger.backends.sqlite import SqliteBackend
 

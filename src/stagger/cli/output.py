@@ -21,6 +21,7 @@ from rich.console import Console
 from stagger.backends.base import Backend
 from stagger.backends.factory import DEFAULT_BACKEND_URL, open_backend
 from stagger.core.errors import ConfigError, StaggerError
+from stagger.core.secrets import mask_url
 
 # Exit codes shared by every command (issue 2): 0 done, 1 denied, 2 usage/config, 3 backend.
 EXIT_OK = 0
@@ -142,8 +143,8 @@ def run_async(
             opened = open_backend(url)
         except ModuleNotFoundError as exc:  # a backend (or its client library) not installed
             raise ConfigError(
-                f"backend URL {url!r} needs {exc.name or 'a module'}, which this stagger does "
-                "not have: install it, or use another backend"
+                f"backend URL {mask_url(url)!r} needs {exc.name or 'a module'}, which this "
+                "stagger does not have: install it, or use another backend"
             ) from exc
         try:
             return await action(opened)

@@ -17,8 +17,9 @@ timeout = "5s"
 ```
 
 Webhook URLs and headers often carry secrets: the server never logs them (logs and metrics
-name an entry by `name` and the URL's host), but `stagger config show` prints the file as
-it is, so keep the file readable by root only.
+name an entry by `name` and the URL's host). `stagger config show` masks secret-looking
+query parameters and headers (docs/configuration.md, "Secrets in URLs") but prints the URL's
+path as written, so keep the file readable by root only.
 """
 
 from __future__ import annotations
