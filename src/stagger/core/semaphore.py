@@ -19,7 +19,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Generic, TypeVar
 
+from stagger.core.durations import check_duration
 from stagger.core.errors import InvalidInput
+from stagger.core.text import check_operator_text
+from stagger.core.times import check_instant, later
 
 GROUP_RE = re.compile(r"^[a-zA-Z0-9.-]+$")
 MAX_GROUP_LEN = 128
@@ -271,7 +274,7 @@ def acquire(
         )
     if len(sem.holds) >= sem.max:
         return Change(sem, Denied(DenyReason.FULL, sem.max, sem.holders(now)), swept.events)
-    expires = now + sem.hold_ttl if sem.hold_ttl is not None else None
+    expires = later(now, sem.hold_ttl) if sem.hold_ttl is not None else None
     hold = Hold(node_id, since=now, last_seen=now, expires_at=expires, note=note)
     event = Event(now, sem.group, Action.ACQUIRED, by or node_id, node_id, note)
     new = _with_holds(sem, {**sem.holds, node_id: hold})
@@ -309,7 +312,7 @@ def touch(sem: Semaphore, node_id: str, now: datetime) -> Change[Hold | None]:
         return Change(sem, None)
     if now - held.last_seen < touch_interval(sem):
         return Change(sem, held)
-    expires = now + sem.hold_ttl if sem.hold_ttl is not None else None
+    expires = later(now, sem.hold_ttl) if sem.hold_ttl is not None else None
     fresh = replace(held, last_seen=now, expires_at=expires)
     new = _with_holds(sem, {**sem.holds, node_id: fresh})
     return Change(new, fresh, dirty=True)
@@ -338,6 +341,9 @@ def configure(
         raise InvalidInput("hold_ttl must be longer than 0 s (or unset, so holds never expire)")
     if stale_after <= timedelta(0):
         raise InvalidInput("stale_after must be longer than 0 s")
+    if hold_ttl is not None:
+        check_duration(hold_ttl, "hold_ttl")
+    check_duration(stale_after, "stale_after")
     if hold_ttl == sem.hold_ttl and stale_after == sem.stale_after and sem.stored:
         return Change(sem, sem)
     new = replace(sem, hold_ttl=hold_ttl, stale_after=stale_after)
@@ -351,6 +357,9 @@ def pause(
     """Stop new grants in this group. Holders keep their slots; updates keep flowing."""
     if not reason.strip():
         raise InvalidInput("a pause needs a reason (--reason TEXT): it is shown to everyone")
+    check_operator_text(reason, "the pause reason")
+    if until is not None:
+        check_instant(until, "pause end")
     if until is not None and until <= now:
         raise InvalidInput(f"pause end {until.isoformat()} is already past: give a future time")
     old = sem.pause

@@ -42,6 +42,7 @@ from stagger.backends.wire import (
 from stagger.core.errors import InvalidInput
 from stagger.core.reports import NodeHoldsSlot, fleet_nodes
 from stagger.core.semaphore import HISTORY_LIMIT, Hold, Released, validate_group, validate_id
+from stagger.core.text import whole_number
 from stagger.server.auth import CHALLENGE, Denial
 from stagger.server.fleetlock import Reject
 from stagger.server.metrics import CONTENT_TYPE
@@ -163,12 +164,12 @@ class Api:
             raise Reject(ErrorKind.INVALID_REQUEST, exc.message) from None
 
     def _limit(self, request: Request) -> int:
-        raw = request.query_params.get("limit", "100")
-        if not raw.isdigit() or not 1 <= int(raw) <= HISTORY_LIMIT:
+        limit = whole_number(request.query_params.get("limit", "100"), 1, HISTORY_LIMIT)
+        if limit is None:
             raise Reject(
                 ErrorKind.INVALID_REQUEST, f"limit must be a whole number from 1 to {HISTORY_LIMIT}"
             )
-        return int(raw)
+        return limit
 
     # --- reads ------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ for with an admin token, and the API refuses admin acts without one anyway.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from stagger.core.reports import (
     rollout,
 )
 from stagger.core.semaphore import FLEET, Event, Pause
+from stagger.core.times import format_utc
 from stagger.server.auth import Denial
 from stagger.server.state import ServerState
 
@@ -52,7 +53,7 @@ STATES = (*(s.value for s in State), HOLDING, SEEN, "silent")
 
 
 def when(t: datetime | None) -> str:
-    return "" if t is None else t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return "" if t is None else format_utc(t)
 
 
 def ago(now: datetime, then: datetime | None) -> str:
