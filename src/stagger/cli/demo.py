@@ -149,9 +149,8 @@ def demo(
         if not json:
             _render(out, s)
             if keep_running:
-                out.print(
-                    f"\nstill running: try `stagger status --server {s.server}`; Ctrl-C stops"
-                )
+                out.print()
+                out.print(f"still running: try `stagger status --server {s.server}`; Ctrl-C stops")
 
     # SIGTERM (and SIGHUP: the terminal closed) stop the demo like Ctrl-C does: the agents and
     # the server run in their own sessions, so only the demo can stop them.

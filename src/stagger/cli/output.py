@@ -17,11 +17,13 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from stagger.backends.base import Backend
 from stagger.backends.factory import DEFAULT_BACKEND_URL, open_backend
 from stagger.core.errors import ConfigError, StaggerError
 from stagger.core.secrets import mask_url
+from stagger.core.text import printable
 
 # Exit codes shared by every command (issue 2): 0 done, 1 denied, 2 usage/config, 3 backend.
 EXIT_OK = 0
@@ -65,7 +67,9 @@ def fail(message: str, code: int = EXIT_USAGE, as_json: bool = False) -> NoRetur
     """Report an error in one sentence and exit with `code`."""
     if as_json:
         print_json({"error": message, "exit_code": code})
-    sys.stderr.write(f"stagger: {message}\n")
+    # Escaped line by line: a configuration with several problems lists one per line.
+    lines = "\n".join(printable(line) for line in message.split("\n"))
+    sys.stderr.write(f"stagger: {lines}\n")
     raise typer.Exit(code)
 
 
@@ -167,7 +171,17 @@ def operator_by() -> str:
     return f"operator:{name}"
 
 
+class SafeConsole(Console):
+    """A Console that escapes every control character of every string it renders (printed
+    lines and table cells alike: Rich turns each through `render_str`), so a node's reason or
+    an operator's note can never move the cursor, clear the screen, retitle the terminal or
+    forge a line. A line break is escaped too: print one line per call."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(printable(text), **kwargs)
+
+
 def console() -> Console:
     """Where tables go: stdout, with Rich's own width detection ($COLUMNS when not a tty).
-    Markup is off: notes and reasons are operators' text, printed as given."""
-    return Console(highlight=False, markup=False, soft_wrap=False)
+    Markup is off: notes and reasons are operators' text, printed as given (escaped)."""
+    return SafeConsole(highlight=False, markup=False, soft_wrap=False)

@@ -262,6 +262,7 @@ def acquire(
     """Take a slot for `node_id`. Recursive: a holder asking again is granted, nothing written.
     `by` is who asked: the node itself (the default) or an operator taking a slot for it."""
     validate_id(node_id)
+    check_operator_text(note, "the note")
     swept = expire(sem, now)
     sem = swept.semaphore
     held = sem.holds.get(node_id)
