@@ -34,6 +34,10 @@ def test_nodes_prints_a_reports_control_characters_escaped(tmp_path: Path) -> No
         r = httpx.post(f"{srv.url}/v1/nodes/web-1/report", json=doc, timeout=10)
         assert r.status_code == 200, r.text
         shown = run("nodes", backend=srv.url)
+        page = httpx.get(f"{srv.url}/dashboard/live", timeout=10)
+    assert page.status_code == 200
+    assert_nothing_raw(page.text)
+    assert "\\x1b]0;PWNED\\x07" in page.text
     assert shown.code == 0, shown.err
     assert_nothing_raw(shown.out + shown.err)
     assert "\\x1b]0;PWNED\\x07" in shown.out

@@ -38,6 +38,7 @@ from stagger.core.reports import (
     rollout,
 )
 from stagger.core.semaphore import FLEET, Event, Pause
+from stagger.core.text import printable
 from stagger.core.times import format_utc
 from stagger.server.auth import Denial
 from stagger.server.state import ServerState
@@ -104,6 +105,8 @@ class Dashboard:
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
+            # A node's text is shown with its control characters escaped, as the CLI does.
+            finalize=lambda v: printable(v) if isinstance(v, str) else v,
         )
         self.env.globals.update(
             when=when,
