@@ -100,6 +100,27 @@ def server_backend_url(server: str) -> str:
     return "fleetlock+" + server
 
 
+def _tls_context(ca_cert: Path | None, cert: Path | None, key: Path | None) -> Any:
+    """The TLS context for a CA and/or a client certificate; a file that cannot be used is
+    one sentence naming it (ssl's own errors name no file)."""
+    import ssl
+
+    step, path = "CA certificate", ca_cert
+    try:
+        context = ssl.create_default_context(cafile=str(ca_cert) if ca_cert else None)
+        if cert is not None:
+            step, path = "client certificate or key", cert
+            context.load_cert_chain(str(cert), str(key) if key else None)
+    except (OSError, ssl.SSLError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            f"cannot use the FleetLock {step} file {path}"
+            f"{f' (key {key})' if key and path == cert else ''}: {why}; check the path, "
+            "that stagger may read it and that it is PEM"
+        ) from None
+    return context
+
+
 class FleetLockBackend:
     """The Backend Protocol over HTTP to a FleetLock server."""
 
@@ -133,17 +154,8 @@ class FleetLockBackend:
         elif username is not None or password is not None:
             auth = httpx.BasicAuth(username or "", password or "")
         verify: Any = True
-        if ca_cert is not None:
-            import ssl
-
-            verify = ssl.create_default_context(cafile=str(ca_cert))
-            if cert is not None:
-                verify.load_cert_chain(str(cert), str(key) if key else None)
-        elif cert is not None:
-            import ssl
-
-            verify = ssl.create_default_context()
-            verify.load_cert_chain(str(cert), str(key) if key else None)
+        if ca_cert is not None or cert is not None:
+            verify = _tls_context(ca_cert, cert, key)
         self._client = httpx.AsyncClient(
             headers=headers, auth=auth, timeout=timeout, verify=verify, follow_redirects=False
         )

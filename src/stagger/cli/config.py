@@ -31,6 +31,7 @@ ConfigFileOption = typer.Option(
     metavar="FILE",
     help="Read only FILE instead of the config.d directories.",
     show_default=False,
+    readable=False,  # stagger says in one sentence why it cannot read it, click in four lines
 )
 ConfigRootOption = typer.Option(
     None,
@@ -124,6 +125,7 @@ def import_(
     paths: list[Path] = typer.Argument(
         ...,
         metavar="PATH...",
+        readable=False,
         help="update.conf files (locksmith) and/or Zincati *.toml fragments, lowest priority "
         "first.",
         show_default=False,

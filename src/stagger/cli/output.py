@@ -95,11 +95,22 @@ BackendOption = typer.Option(
 T = TypeVar("T")
 
 
+def check_backend_flag(flag: str | None) -> str | None:
+    """`flag` itself; an empty --backend is refused: it is a script's unset variable, not a
+    wish for the default store."""
+    if flag is not None and not flag.strip():
+        raise ConfigError(
+            "--backend/--server is empty: give a URL (like sqlite:///var/lib/stagger/stagger.db "
+            "or http://127.0.0.1:8080/), or leave the option out to use the default"
+        )
+    return flag
+
+
 def resolve_backend_url(flag: str | None) -> str:
     """The one place a command's backend URL is chosen: --backend/--server, else
     $STAGGER_BACKEND, else [agent].backend from this host's config fragments, else the default.
     A plain http(s):// URL names a stagger server, reached through the FleetLock backend."""
-    url = flag or os.environ.get(BACKEND_ENV)
+    url = check_backend_flag(flag) or os.environ.get(BACKEND_ENV)
     if not url:
         from stagger.config.loader import load_config
 
@@ -140,7 +151,8 @@ def run_async(
 ) -> T:
     """Open the backend (`--backend` value, resolved), run `action` on it, close it, and return
     its result. Errors become one sentence and their exit code (2 usage, 3 unreachable)."""
-    url = resolve_backend_url(backend)
+    with reported_errors(as_json):
+        url = resolve_backend_url(backend)
 
     async def _run() -> T:
         try:

@@ -11,7 +11,12 @@ from pathlib import Path
 
 import typer
 
-from stagger.cli.output import BackendOption, reported_errors, resolve_backend_url
+from stagger.cli.output import (
+    BackendOption,
+    check_backend_flag,
+    reported_errors,
+    resolve_backend_url,
+)
 from stagger.config.notify_section import NotifyConfig
 from stagger.config.server_section import ServerConfig
 from stagger.core.durations import parse_duration
@@ -75,6 +80,7 @@ def build_settings(
     from stagger.server.notify import targets_of
 
     host, port = parse_listen(listen or config.listen)
+    backend = check_backend_flag(backend)
     backend_url = backend or config.backend or agent_backend or resolve_backend_url(None)
     tokens: list[Token] = []
     for path in admin_token_files or config.admin_token_files:
@@ -110,7 +116,7 @@ def build_settings(
 
 def server(
     config: Path | None = typer.Option(
-        None, "--config", metavar="F", help="A TOML file with a [server] table."
+        None, "--config", metavar="F", help="A TOML file with a [server] table.", readable=False
     ),
     listen: str | None = typer.Option(
         None, "--listen", metavar="HOST:PORT", help="Where to listen (default 127.0.0.1:8080)."
