@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from etcd_support import free_port
-from test_cli import assert_one_sentence, run
+from test_cli import assert_one_sentence, run, run_script
 
 SECRETS = ("NODESECRET-web07", "QTOKENSECRET", "ETCDPASSSECRET", "PCTSECRET", "LONETOKEN")
 FLEETLOCK = f"fleetlock+http://web-07:NODESECRET-web07@127.0.0.1:{free_port()}/?token=QTOKENSECRET"
@@ -83,3 +83,13 @@ def test_config_show_masks_a_secret_header_of_a_notify_target(tmp_path: Path) ->
         assert r.code == 0, r.err
         assert_no_secret(r.out, r.err)
         assert "web" in r.out
+
+
+def test_the_agents_log_never_prints_the_backends_secrets(tmp_path: Path) -> None:
+    from test_explain import make_node
+
+    node = make_node(tmp_path, backend=FLEETLOCK + "&timeout=0.2&retries=0")
+    (tmp_path / "reboot-required").touch()
+    r = run_script("agent", "--config", str(node.config), "--once", backend=None)
+    assert_no_secret(r.out, r.err)
+    assert "web-07:***@" in r.out + r.err
