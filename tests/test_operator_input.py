@@ -164,3 +164,23 @@ def test_a_tls_file_that_cannot_be_used_is_named(tmp_path: Path, option: str) ->
     url = f"fleetlock+https://127.0.0.1:{free_port()}/?{option}={not_pem}"
     r = run_script("status", backend=url)
     assert_one_sentence(r, 2, str(not_pem))
+
+
+def test_a_server_tls_file_that_is_not_pem_is_named(tmp_path: Path) -> None:
+    import trustme
+
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
+    cert, key, not_pem = tmp_path / "server.pem", tmp_path / "server.key", tmp_path / "x.pem"
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    not_pem.write_text("hello\n")
+    serve = ("server", "--backend", f"sqlite:///{tmp_path}/s.db")
+    serve += ("--listen", f"127.0.0.1:{free_port()}")
+    r = run_script(*serve, "--tls-cert", str(not_pem), "--tls-key", str(key), backend=None)
+    assert_one_sentence(r, 2, f"--tls-cert {not_pem}")
+    r = run_script(
+        *serve, "--tls-cert", str(cert), "--tls-key", str(key), "--tls-client-ca", str(not_pem),
+        backend=None,
+    )  # fmt: skip
+    assert_one_sentence(r, 2, f"--tls-client-ca {not_pem}")

@@ -21,6 +21,7 @@ from stagger.config.notify_section import NotifyConfig
 from stagger.config.server_section import ServerConfig
 from stagger.core.durations import parse_duration
 from stagger.core.errors import ConfigError
+from stagger.core.secrets import mask_url
 from stagger.server.settings import (
     ServerSettings,
     Token,
@@ -177,6 +178,7 @@ def server(
             tls_client_ca=tls_client_ca,
             notify=full.notify,
         )
+        check_tls_files(settings)
         options = dict(settings.backend_options)
         if settings.default_max != 1:
             options["default_max"] = settings.default_max
@@ -191,7 +193,7 @@ def server(
     scheme = "https" if settings.tls_enabled else "http"
     logging.getLogger("stagger.server").info(
         "serving FleetLock at %s://%s:%d%s/ over %s (auth %s, unknown groups: %s)",
-        scheme, settings.host, settings.port, settings.prefix, store.url,
+        scheme, settings.host, settings.port, settings.prefix, mask_url(store.url),
         "on" if settings.auth_enabled else "off", settings.unknown_groups.value,
     )  # fmt: skip
     app = build_app(settings, store)
@@ -200,6 +202,27 @@ def server(
     if not runner.started:
         sys.stderr.write("stagger: the server did not start (see the log above)\n")
         raise typer.Exit(3)
+
+
+def check_tls_files(settings: ServerSettings) -> None:
+    """Load the TLS files once before serving, so a file that is not PEM (or not the key of
+    the certificate) is a sentence naming it, not ssl's "[SSL] PEM lib" after start-up."""
+    if settings.tls_cert is None:
+        return
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    what = f"--tls-cert {settings.tls_cert} with --tls-key {settings.tls_key}"
+    try:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+        if settings.tls_client_ca is not None:
+            what = f"--tls-client-ca {settings.tls_client_ca}"
+            context.load_verify_locations(cafile=settings.tls_client_ca)
+    except (OSError, ssl.SSLError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            f"cannot use {what}: {why}; give PEM files (the key must be the certificate's)"
+        ) from None
 
 
 def register(app: typer.Typer) -> None:
