@@ -89,3 +89,19 @@ def test_a_stored_pause_reason_with_control_characters_is_printed_escaped(tmp_pa
         assert r.code == 0, r.err
         assert_nothing_raw(r.out)
         assert "\\x1b]0;PWNED\\x07" in r.out
+
+
+def test_a_by_with_a_control_character_is_400_at_the_api(tmp_path: Path) -> None:
+    settings = ServerSettings(backend_url=f"sqlite:///{tmp_path}/s.db")
+    with running(settings) as srv, httpx.Client(base_url=srv.url, timeout=10) as c:
+        assert c.put("/v1/groups/web/max", json={"max": 1}).status_code == 200
+        for method, path, body in (
+            ("PUT", "/v1/groups/web/max", {"max": 2, "by": "alice" + CLEAR}),
+            ("POST", "/v1/groups/web/pause", {"reason": "freeze", "by": TITLE}),
+            ("POST", "/v1/groups/web/resume", {"by": "bob\r\nforged"}),
+        ):
+            r = c.request(method, path, json=body)
+            assert r.status_code == 400, (path, r.text)
+            assert "control character" in r.json()["value"]
+        history = c.get("/v1/history").json()["events"]
+    assert all("\u001b" not in e["by"] for e in history)

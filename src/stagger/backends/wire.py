@@ -220,7 +220,12 @@ class HistoryModel(_Model):
 
 By = Annotated[
     str | None,
-    Field(None, min_length=1, max_length=256, description="who acts, recorded in history"),
+    Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="who acts, recorded in history; a control character is refused (400)",
+    ),
 ]
 
 

@@ -263,6 +263,7 @@ def acquire(
     `by` is who asked: the node itself (the default) or an operator taking a slot for it."""
     validate_id(node_id)
     check_operator_text(note, "the note")
+    check_operator_text(by or "", "by")
     swept = expire(sem, now)
     sem = swept.semaphore
     held = sem.holds.get(node_id)
@@ -286,6 +287,7 @@ def release(sem: Semaphore, node_id: str, now: datetime, *, by: str) -> Change[R
     """Give back `node_id`'s slot. Idempotent: not holding is a success that writes nothing.
     `by` is the node itself or an operator (releasing another id's hold is an admin act)."""
     validate_id(node_id)
+    check_operator_text(by, "by")
     held = sem.holds.get(node_id)
     if held is None:
         return Change(sem, NotHeld(node_id))
@@ -322,6 +324,7 @@ def touch(sem: Semaphore, node_id: str, now: datetime) -> Change[Hold | None]:
 def set_max(sem: Semaphore, value: int, now: datetime, *, by: str) -> Change[int]:
     """Change the slot count, live. Lowering it below the holders evicts nobody."""
     validate_max(value)
+    check_operator_text(by, "by")
     if value == sem.max and sem.stored:
         return Change(sem, value)
     detail = f"{sem.max} -> {value}" if sem.stored else f"new group, max {value}"
@@ -338,6 +341,7 @@ def configure(
     stale_after: timedelta,
 ) -> Change[Semaphore]:
     """Set the group's hold_ttl (None: holds never expire) and stale_after."""
+    check_operator_text(by, "by")
     if hold_ttl is not None and hold_ttl <= timedelta(0):
         raise InvalidInput("hold_ttl must be longer than 0 s (or unset, so holds never expire)")
     if stale_after <= timedelta(0):
@@ -359,6 +363,7 @@ def pause(
     if not reason.strip():
         raise InvalidInput("a pause needs a reason (--reason TEXT): it is shown to everyone")
     check_operator_text(reason, "the pause reason")
+    check_operator_text(by, "by")
     if until is not None:
         check_instant(until, "pause end")
     if until is not None and until <= now:
@@ -377,6 +382,7 @@ def pause(
 
 def resume(sem: Semaphore, now: datetime, *, by: str) -> Change[Pause | None]:
     """Lift the group's pause. Resuming an unpaused group writes nothing."""
+    check_operator_text(by, "by")
     if sem.pause is None:
         return Change(sem, None)
     event = Event(now, sem.group, Action.RESUMED, by, detail=sem.pause.reason)
