@@ -46,14 +46,21 @@ def parse_duration(text: str, *, what: str = "duration") -> timedelta:
         total += float(m.group(1)) * _UNITS[m.group(2)]
         pos = m.end()
     if not raw or pos != len(raw):
-        raise InvalidInput(f"{what} {text!r} is not a duration: {EXAMPLE}")
+        raise InvalidInput(f"{what} {_shown(text)} is not a duration: {EXAMPLE}")
     return _bounded(total, text, what)
 
 
 def _bounded(seconds: float, text: str, what: str) -> timedelta:
     if not seconds <= MAX_DURATION.total_seconds():  # also NaN-proof; floats never overflow here
-        raise InvalidInput(f"{what} {text!r} is longer than {MAX_TEXT}, the most stagger accepts")
+        raise InvalidInput(
+            f"{what} {_shown(text)} is longer than {MAX_TEXT}, the most stagger accepts"
+        )
     return timedelta(seconds=seconds)
+
+
+def _shown(text: str) -> str:
+    """`text` quoted for a message, cut so that a pasted megabyte stays one readable line."""
+    return repr(text if len(text) <= 40 else text[:40] + "…")
 
 
 def format_duration(value: timedelta) -> str:
