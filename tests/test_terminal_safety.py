@@ -7,7 +7,10 @@ real server on loopback, the real CLI and real SQLite."""
 from __future__ import annotations
 
 import json
+import os
+import pty
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -15,7 +18,7 @@ import pytest
 
 from server_support import running
 from stagger.server.settings import ServerSettings
-from test_cli import assert_one_sentence, run
+from test_cli import STAGGER, assert_one_sentence, run, stagger_env
 
 TITLE = "\u001b]0;PWNED\u0007"
 CLEAR = "\u001b[2J"
@@ -105,3 +108,35 @@ def test_a_by_with_a_control_character_is_400_at_the_api(tmp_path: Path) -> None
             assert "control character" in r.json()["value"]
         history = c.get("/v1/history").json()["events"]
     assert all("\u001b" not in e["by"] for e in history)
+
+
+def on_a_terminal(*args: str) -> str:
+    """What `stagger ARGS` writes to a real terminal (a pty): click strips escape sequences
+    only when the output is not a terminal, so a pipe would hide what an operator sees."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [STAGGER, *args], stdout=follower, stderr=follower, env=stagger_env(), close_fds=True
+    )
+    os.close(follower)
+    chunks: list[bytes] = []
+    while True:  # bounded: the child ends, and reading then fails with EIO
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(timeout=60)
+    os.close(leader)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_doctor_escapes_control_characters_from_the_hosts_files(tmp_path: Path) -> None:
+    fragments = tmp_path / "etc" / "stagger" / "config.d"
+    fragments.mkdir(parents=True)
+    (fragments / "50.toml").write_text('[agent]\nbackend = "sqlite:///tmp/a\\u001b[2J.db"\n')
+    shown = on_a_terminal("doctor", "--root", str(tmp_path))
+    assert "reboots:" in shown
+    assert "\u001b[2J" not in shown
+    assert "\\x1b[2J" in shown

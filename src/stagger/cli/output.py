@@ -63,6 +63,12 @@ def emit(doc: Any, as_json: bool, render: Callable[[], None]) -> None:
         render()
 
 
+def print_lines(text: str) -> None:
+    """Plain text for people on stdout, one line at a time with each line's control characters
+    escaped (core.text.printable), as SafeConsole does for tables."""
+    sys.stdout.write("".join(printable(line) + "\n" for line in text.split("\n")))
+
+
 def fail(message: str, code: int = EXIT_USAGE, as_json: bool = False) -> NoReturn:
     """Report an error in one sentence and exit with `code`."""
     if as_json:
