@@ -184,3 +184,18 @@ def test_a_server_tls_file_that_is_not_pem_is_named(tmp_path: Path) -> None:
         backend=None,
     )  # fmt: skip
     assert_one_sentence(r, 2, f"--tls-client-ca {not_pem}")
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("history", "--limit", "²"), ("--limit", "stagger history --help")),
+        (("history", "--limit", "9" * 5000), ("--limit",)),
+        (("status", "--bogus"), ("--bogus", "stagger status --help")),
+    ],
+)
+def test_a_bad_option_is_one_sentence_not_a_usage_screen(
+    tmp_path: Path, args: tuple[str, ...], words: tuple[str, ...]
+) -> None:
+    r = run_script(*args, backend=f"sqlite:///{tmp_path}/s.db")
+    assert_one_sentence(r, 2, *words)
