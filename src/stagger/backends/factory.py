@@ -7,6 +7,7 @@ from typing import Any
 
 from stagger.backends.base import Backend
 from stagger.core.errors import ConfigError
+from stagger.core.secrets import mask_url
 
 DEFAULT_BACKEND_URL = "sqlite:///var/lib/stagger/stagger.db"
 
@@ -24,7 +25,7 @@ def open_backend(url: str, *, create: bool = True, **options: Any) -> Backend:
     have nothing to create."""
     scheme, sep, _ = url.partition("://")
     if not sep:
-        raise ConfigError(f"backend URL {url!r} has no scheme: use one of {SCHEMES}")
+        raise ConfigError(f"backend URL {mask_url(url)!r} has no scheme: use one of {SCHEMES}")
     if scheme == "sqlite":
         from stagger.backends.sqlite import SqliteBackend
 

@@ -68,6 +68,7 @@ from stagger.core.reports import (
     forgotten,
 )
 from stagger.core.roles import Role
+from stagger.core.secrets import mask_url
 from stagger.core.semaphore import (
     DEFAULT_MAX,
     FLEET,
@@ -125,16 +126,21 @@ def parse_sqlite_url(url: str) -> str:
     """
     scheme, sep, rest = url.partition("://")
     if scheme != "sqlite" or not sep:
-        raise ConfigError(f"backend URL {url!r} is not a sqlite URL: write sqlite:///path/to.db")
+        raise ConfigError(
+            f"backend URL {mask_url(url)!r} is not a sqlite URL: write sqlite:///path/to.db"
+        )
     if "?" in rest or "#" in rest:
         raise ConfigError(
-            f"backend URL {url!r} has a query or fragment, which sqlite URLs do not take: "
+            f"backend URL {mask_url(url)!r} has a query or fragment, which sqlite URLs do not "
+            "take: "
             "write sqlite:///path/to.db and pass options separately"
         )
     if rest in (MEMORY, "/" + MEMORY):
         return MEMORY
     if rest.strip("/") == "":
-        raise ConfigError(f"backend URL {url!r} names no file: write sqlite:///path/to.db")
+        raise ConfigError(
+            f"backend URL {mask_url(url)!r} names no file: write sqlite:///path/to.db"
+        )
     if rest.startswith("/"):
         return "/" + rest.lstrip("/")
     return str(Path(rest).expanduser().resolve())

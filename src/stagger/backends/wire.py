@@ -37,6 +37,7 @@ from stagger.core.semaphore import (
     Pause,
     Semaphore,
 )
+from stagger.core.times import RANGE_TEXT
 
 
 class ErrorKind(StrEnum):
@@ -255,7 +256,12 @@ class HistoryModel(_Model):
 
 By = Annotated[
     str | None,
-    Field(None, min_length=1, max_length=256, description="who acts, recorded in history"),
+    Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="who acts, recorded in history; a control character is refused (400)",
+    ),
 ]
 
 
@@ -301,8 +307,17 @@ class ConfigureRequest(_Request):
 
 
 class PauseRequest(_Request):
-    reason: str = Field(min_length=1, max_length=1000, pattern=r"\S")
-    until: datetime | None = Field(None, description="RFC 3339 with offset; null: until resumed")
+    reason: str = Field(
+        min_length=1,
+        max_length=1000,
+        pattern=r"\S",
+        description="plain text on one line: a control character is refused (400)",
+    )
+    until: datetime | None = Field(
+        None,
+        description="RFC 3339 with offset, from 1970 up to (not including) 3000 in UTC; "
+        "null: until resumed",
+    )
     by: By = None
 
 
@@ -358,16 +373,21 @@ class HealthResultModel(_Model):
         return CheckResult(self.ok, self.detail, self.at)
 
 
+_TIME = f"RFC 3339 with offset, {RANGE_TEXT} (400 otherwise)"
+
+
 class NodeReportRequest(_Request):
     """What an agent sends to POST /v1/nodes/{id}/report. The server stamps `updated_at`."""
 
     group: str = Field(min_length=1, max_length=MAX_GROUP_LEN, pattern=GROUP_RE.pattern)
     state: State
     reason: str = Field("", max_length=MAX_TEXT)
-    needed_since: datetime | None = None
+    needed_since: datetime | None = Field(None, description=_TIME)
     detector: str = Field("", max_length=MAX_TEXT)
-    next_window: datetime | None = Field(None, description="the next reboot window opening")
-    last_reboot: datetime | None = None
+    next_window: datetime | None = Field(
+        None, description="the next reboot window opening; " + _TIME
+    )
+    last_reboot: datetime | None = Field(None, description=_TIME)
     last_health: HealthResultModel | None = None
     version: str = Field("", max_length=100, description="the agent's stagger version")
 

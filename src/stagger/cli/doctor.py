@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from stagger.cli.output import EXIT_USAGE, JsonOption, emit, fail, fail_from
+from stagger.cli.output import EXIT_USAGE, JsonOption, emit, fail, fail_from, print_lines
 from stagger.core.errors import StaggerError
 from stagger.doctor.report import build_report, render_text
 
@@ -41,7 +41,7 @@ def doctor(
         report = build_report(root, unit, tuple(fleetlock_url))
     except StaggerError as exc:
         fail_from(exc, as_json)
-    emit(report, as_json, lambda: typer.echo(render_text(report)))
+    emit(report, as_json, lambda: print_lines(render_text(report)))
     raise typer.Exit(report.exit_code)
 
 

@@ -25,6 +25,7 @@ from stagger.cli.output import JsonOption, console, emit, operator_by, reported_
 from stagger.config.loader import LoadedConfig
 from stagger.core.durations import format_duration
 from stagger.core.errors import InvalidInput, StaggerError
+from stagger.core.secrets import mask_url, mask_urls_in
 from stagger.core.semaphore import Pause
 from stagger.core.strategy import Decision, Situation, Verdict, decide
 
@@ -101,17 +102,18 @@ async def _findings(loaded: LoadedConfig, root: Path | None) -> list[Finding]:
 async def _slots(url: str, group: str) -> SlotView:
     from stagger.backends.factory import open_backend
 
+    shown = mask_url(url)
     try:
         backend = open_backend(url, create=False)  # explain only reads
     except (StaggerError, OSError, ModuleNotFoundError) as exc:
-        return SlotView(problem=f"backend {url} cannot be opened: {exc}")
+        return SlotView(problem=f"backend {shown} cannot be opened: {mask_urls_in(str(exc))}")
     try:
         async with asyncio.timeout(BACKEND_TIME_LIMIT):
             snapshot = await backend.status(group)
     except TimeoutError:
-        return SlotView(problem=f"backend {url} did not answer within {BACKEND_TIME_LIMIT:g}s")
+        return SlotView(problem=f"backend {shown} did not answer within {BACKEND_TIME_LIMIT:g}s")
     except (StaggerError, OSError) as exc:
-        return SlotView(problem=f"backend {url}: {exc}")
+        return SlotView(problem=f"backend {shown}: {mask_urls_in(str(exc))}")
     finally:
         await backend.close()
     status: GroupStatus | None = next((g for g in snapshot.groups if g.group == group), None)

@@ -14,6 +14,7 @@ from typer.core import TyperArgument, TyperGroup
 from stagger import __version__
 from stagger.cli.output import EXIT_USAGE
 from stagger.core.errors import StaggerError
+from stagger.core.text import printable
 
 # One module per command group (kept in the order `stagger --help` shows them).
 COMMAND_MODULES = [
@@ -93,19 +94,46 @@ for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 
 
+def _click_error(exc: BaseException) -> tuple[str, int] | None:
+    """click's own errors (a bad option value, an unknown option...) as one sentence and
+    their exit code; None for anything else. Recognised by shape, since typer vendors click
+    in some versions and uses it in others."""
+    code = getattr(exc, "exit_code", None)
+    if not (hasattr(exc, "format_message") and isinstance(code, int)):
+        return None
+    message = " ".join(str(exc.format_message()).split())
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", None)
+    hint = f" (see `{path} --help`)" if path else ""
+    return printable(message) + hint, code
+
+
 def main() -> None:
     try:
-        app()
+        code = app(standalone_mode=False)
     except StaggerError as exc:  # raised outside a command's own handling
-        sys.stderr.write(f"stagger: {exc.message}\n")
+        sys.stderr.write(f"stagger: {printable(exc.message)}\n")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("stagger: interrupted\n")
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.stderr.write("stagger: interrupted\n")
+        sys.exit(130)
     except SystemExit:
         raise
     except OSError as exc:
         sys.stderr.write(f"stagger: {exc}\n")
         sys.exit(EXIT_USAGE)
+    except Exception as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `stagger`, `stagger config`: the help
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(EXIT_USAGE)
+        said = _click_error(exc)
+        if said is None:
+            raise
+        sys.stderr.write(f"stagger: {said[0]}\n")
+        sys.exit(said[1])
+    sys.exit(code if isinstance(code, int) else 0)

@@ -36,6 +36,7 @@ from stagger.core.reports import (
     fleet_nodes,
 )
 from stagger.core.semaphore import HISTORY_LIMIT, validate_group, validate_id
+from stagger.core.text import printable
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,8 @@ def render_fleet(f: Fleet) -> None:
 def _warn_unreadable(stored: StoredReports) -> None:
     for u in stored.unreadable:
         sys.stderr.write(
-            f"stagger: the node report at {u.key} cannot be read ({u.error}); it is not listed: "
+            f"stagger: the node report at {printable(u.key)} cannot be read "
+            f"({printable(u.error)}); it is not listed: "
             "upgrade this stagger if a newer agent wrote it, or remove it with "
             "`stagger forget ID`\n"
         )

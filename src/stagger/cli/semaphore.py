@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ from stagger.core.semaphore import (
     validate_id,
     validate_max,
 )
+from stagger.core.times import check_instant, format_utc
 
 GroupOption = typer.Option(DEFAULT_GROUP, "--group", "-g", metavar="G", help="The group.")
 AnyGroupOption = typer.Option(
@@ -119,7 +120,7 @@ def parse_rfc3339(text: str, *, what: str) -> datetime:
             f"{what} {text!r} has no UTC offset: add one, like {text.strip()}Z (UTC) "
             f"or {text.strip()}+01:00"
         )
-    return value
+    return check_instant(value, what)
 
 
 def pause_scope(group: str | None, every: bool) -> str | None:
@@ -251,7 +252,7 @@ def ago(now: datetime, then: datetime) -> str:
 
 def when(t: datetime) -> str:
     """A time for people: UTC, to the second (JSON keeps the full RFC 3339 value)."""
-    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return format_utc(t)
 
 
 def group_label(group: str) -> str:

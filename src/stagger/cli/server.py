@@ -13,11 +13,19 @@ from pathlib import Path
 import typer
 
 from stagger.backends.factory import DEFAULT_BACKEND_URL
-from stagger.cli.output import BACKEND_ENV, EXIT_BACKEND, fail, reported_errors, resolve_backend_url
+from stagger.cli.output import (
+    BACKEND_ENV,
+    EXIT_BACKEND,
+    check_backend_flag,
+    fail,
+    reported_errors,
+    resolve_backend_url,
+)
 from stagger.config.notify_section import NotifyConfig
 from stagger.config.server_section import ServerConfig
 from stagger.core.durations import parse_duration
 from stagger.core.errors import BackendUnavailable, ConfigError, StoreUnusable
+from stagger.core.secrets import mask_url
 from stagger.server.settings import (
     ServerSettings,
     Token,
@@ -67,10 +75,8 @@ def check_store_url(url: str) -> str:
     supported topology: several servers share one etcd instead, docs/server.md)."""
     scheme = url.partition("://")[0]
     if scheme.startswith("fleetlock") or scheme in ("http", "https"):
-        from stagger.backends.fleetlock import redact
-
         raise ConfigError(
-            f"stagger server needs a store of its own, not a server's URL ({redact(url)}): "
+            f"stagger server needs a store of its own, not a server's URL ({mask_url(url)}): "
             "give --backend sqlite:///PATH or etcd://HOST:PORT; to run several servers, point "
             "them all at the same etcd"
         )
@@ -142,6 +148,7 @@ def build_settings(
     from stagger.server.notify import targets_of
 
     host, port = parse_listen(listen or config.listen)
+    backend = check_backend_flag(backend)
     backend_url = check_store_url(
         backend or config.backend or agent_backend or resolve_backend_url(None)
     )
@@ -184,7 +191,7 @@ def build_settings(
 
 def server(
     config: Path | None = typer.Option(
-        None, "--config", metavar="F", help="A TOML file with a [server] table."
+        None, "--config", metavar="F", help="A TOML file with a [server] table.", readable=False
     ),
     listen: str | None = typer.Option(
         None, "--listen", metavar="HOST:PORT", help="Where to listen (default 127.0.0.1:8080)."
@@ -268,6 +275,7 @@ def server(
             max_connections=max_connections,
             notify=full.notify,
         )
+        check_tls_files(settings)
         options = dict(settings.backend_options)
         if settings.default_max != 1:
             options["default_max"] = settings.default_max
@@ -293,7 +301,7 @@ def server(
     scheme = "https" if settings.tls_enabled else "http"
     logging.getLogger("stagger.server").info(
         "serving FleetLock at %s://%s:%d%s/ over %s (auth %s, unknown groups: %s)",
-        scheme, settings.host, settings.port, settings.prefix, store.url,
+        scheme, settings.host, settings.port, settings.prefix, mask_url(store.url),
         "on" if settings.auth_enabled else "off", settings.unknown_groups.value,
     )  # fmt: skip
     app = build_app(settings, store)
@@ -302,6 +310,27 @@ def server(
     if not runner.started:
         sys.stderr.write("stagger: the server did not start (see the log above)\n")
         raise typer.Exit(3)
+
+
+def check_tls_files(settings: ServerSettings) -> None:
+    """Load the TLS files once before serving, so a file that is not PEM (or not the key of
+    the certificate) is a sentence naming it, not ssl's "[SSL] PEM lib" after start-up."""
+    if settings.tls_cert is None:
+        return
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    what = f"--tls-cert {settings.tls_cert} with --tls-key {settings.tls_key}"
+    try:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+        if settings.tls_client_ca is not None:
+            what = f"--tls-client-ca {settings.tls_client_ca}"
+            context.load_verify_locations(cafile=settings.tls_client_ca)
+    except (OSError, ssl.SSLError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            f"cannot use {what}: {why}; give PEM files (the key must be the certificate's)"
+        ) from None
 
 
 def register(app: typer.Typer) -> None:

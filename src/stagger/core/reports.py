@@ -26,6 +26,7 @@ from typing import Any
 from stagger.core.errors import StaggerError
 from stagger.core.machine import CheckResult, NodeState, State
 from stagger.core.semaphore import Action, Event, Hold, validate_group, validate_id
+from stagger.core.times import check_instant
 
 DEFAULT_SILENT_AFTER = timedelta(minutes=15)
 # The agent publishes at every transition and at least this often (the issue: 5 minutes).
@@ -53,6 +54,14 @@ class NodeReport:
     def __post_init__(self) -> None:
         validate_id(self.id)
         validate_group(self.group)
+        # One time no reader can show must not break the fleet view: refused when sent, and
+        # a stored one makes this report unreadable (decode_reports), never the whole view.
+        for name in ("needed_since", "next_window", "last_reboot", "updated_at"):
+            value = getattr(self, name)
+            if value is not None:
+                check_instant(value, name)
+        if self.last_health is not None:
+            check_instant(self.last_health.at, "last_health.at")
 
     @classmethod
     def of(

@@ -52,6 +52,7 @@ from stagger.core.semaphore import (
     validate_group,
     validate_node_id,
 )
+from stagger.core.text import whole_number
 from stagger.server.auth import CHALLENGE, CLIENT_CERT_NAMES, NO_NAMES, Denial
 from stagger.server.fleetlock import Reject
 from stagger.server.metrics import CONTENT_TYPE
@@ -217,12 +218,12 @@ class Api:
         return by
 
     def _limit(self, request: Request) -> int:
-        raw = request.query_params.get("limit", "100")
-        if not raw.isdigit() or not 1 <= int(raw) <= HISTORY_LIMIT:
+        limit = whole_number(request.query_params.get("limit", "100"), 1, HISTORY_LIMIT)
+        if limit is None:
             raise Reject(
                 ErrorKind.INVALID_REQUEST, f"limit must be a whole number from 1 to {HISTORY_LIMIT}"
             )
-        return int(raw)
+        return limit
 
     # --- reads ------------------------------------------------------------------------------
 

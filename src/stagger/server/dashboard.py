@@ -14,7 +14,7 @@ admin token, and the API refuses admin acts without one anyway.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,8 @@ from stagger.core.reports import (
     rollout,
 )
 from stagger.core.semaphore import FLEET, Event, Pause
+from stagger.core.text import printable
+from stagger.core.times import format_utc
 from stagger.server.auth import Denial
 from stagger.server.state import ServerState
 
@@ -56,7 +58,7 @@ STATES = (*(s.value for s in State), HOLDING, SEEN, "silent")
 
 
 def when(t: datetime | None) -> str:
-    return "" if t is None else t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return "" if t is None else format_utc(t)
 
 
 def ago(now: datetime, then: datetime | None) -> str:
@@ -107,6 +109,8 @@ class Dashboard:
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
+            # A node's text is shown with its control characters escaped, as the CLI does.
+            finalize=lambda v: printable(v) if isinstance(v, str) else v,
         )
         self.env.globals.update(
             when=when,
