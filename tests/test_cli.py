@@ -137,7 +137,8 @@ def root(tmp_path: Path) -> Path:
 
 
 def events(url: str, *extra: str) -> list[dict[str, Any]]:
-    r = run("history", "--json", *extra, backend=url)
+    """The recorded events, oldest first (`--reverse`), so [-1] is the latest."""
+    r = run("history", "--json", "--reverse", *extra, backend=url)
     assert r.code == 0, r.err
     result: list[dict[str, Any]] = r.json()["events"]
     return result
@@ -160,7 +161,7 @@ def test_set_max_json_is_the_group_document(url: str) -> None:
     assert doc["max"] == 2
     assert doc["held"] == 0
     assert doc["free"] == 2
-    assert doc["holders"] == []
+    assert doc["holds"] == []
     assert doc["hold_ttl"] is None
 
 
@@ -179,8 +180,8 @@ def test_set_max_below_the_holders_evicts_nobody_and_blocks_new_locks(url: str) 
     lowered = run("set-max", "1", backend=url)
     assert lowered.code == 0
     assert "nobody is evicted" in lowered.out
-    holders = run("status", "--json", backend=url).json()["groups"][0]["holders"]
-    assert sorted(h["id"] for h in holders) == ["a", "b"]
+    holds = run("status", "--json", backend=url).json()["groups"][0]["holds"]
+    assert sorted(h["id"] for h in holds) == ["a", "b"]
     assert run("lock", "--id", "c", backend=url).code == 1
     assert run("unlock", "--id", "a", backend=url).code == 0
     assert run("lock", "--id", "c", backend=url).code == 1  # 1 holder, max 1: still full
@@ -200,7 +201,8 @@ def test_lock_json_reports_the_grant_and_a_repeat_as_already_held(url: str) -> N
     second = run("lock", "--id", "node-a", "--group", "db", "--json", backend=url).json()
     assert (first["result"], first["already_held"]) == ("granted", False)
     assert (second["result"], second["already_held"]) == ("granted", True)
-    assert first["since"] == second["since"]
+    assert first["hold"]["since"] == second["hold"]["since"]
+    assert first["hold"]["since"].endswith("Z")
 
 
 def test_lock_denied_when_full_exits_1_naming_the_holders(url: str) -> None:
@@ -242,7 +244,7 @@ def test_lock_without_id_takes_the_slot_for_this_node(url: str, root: Path) -> N
 def test_lock_of_another_id_records_the_operator_as_by(url: str) -> None:
     doc = run("lock", "--id", "node-a", "--note", "drill", "--json", backend=url).json()
     assert doc["by"] == f"operator:{OPERATOR}"
-    assert doc["note"] == "drill"
+    assert doc["hold"]["note"] == "drill"
     acquired = events(url)[-1]
     assert (acquired["action"], acquired["id"]) == ("acquired", "node-a")
     assert acquired["by"] == f"operator:{OPERATOR}"
@@ -269,9 +271,10 @@ def test_unlock_of_own_slot_is_recorded_as_by_the_node(url: str, root: Path) -> 
 def test_unlock_of_another_id_is_recorded_as_an_operator_act(url: str) -> None:
     run("lock", "--id", "node-a", backend=url)
     doc = run("unlock", "--id", "node-a", "--json", backend=url).json()
-    assert (doc["result"], doc["by"]) == ("released", f"operator:{OPERATOR}")
+    assert (doc["released"], doc["by"]) == (True, f"operator:{OPERATOR}")
+    assert doc["hold"]["id"] == "node-a"
     assert events(url)[-1]["by"] == f"operator:{OPERATOR}"
-    assert run("status", "--json", backend=url).json()["groups"][0]["holders"] == []
+    assert run("status", "--json", backend=url).json()["groups"][0]["holds"] == []
 
 
 def test_unlock_of_a_slot_not_held_succeeds_and_records_nothing(url: str) -> None:
@@ -280,7 +283,8 @@ def test_unlock_of_a_slot_not_held_succeeds_and_records_nothing(url: str) -> Non
     r = run("unlock", "--id", "node-z", backend=url)
     assert r.code == 0
     assert "nothing changed" in r.out
-    assert run("unlock", "--id", "node-z", "--json", backend=url).json()["result"] == "not_held"
+    doc = run("unlock", "--id", "node-z", "--json", backend=url).json()
+    assert (doc["released"], doc["hold"]) == (False, None)
     assert events(url) == before
 
 
@@ -305,13 +309,14 @@ def test_status_json_lists_groups_with_holders(url: str) -> None:
     assert set(doc) == {"now", "fleet_pause", "groups"}
     (web,) = [g for g in doc["groups"] if g["group"] == "web"]
     assert (web["max"], web["held"], web["free"], web["pause"]) == (3, 1, 2, None)
-    (hold,) = web["holders"]
+    assert web["paused"] is False
+    (hold,) = web["holds"]
     assert hold["id"] == "node-a"
-    assert hold["age_seconds"] >= 0
     assert hold["stale"] is False
+    assert doc["now"].endswith("Z")
+    assert hold["since"].endswith("Z")
     assert set(hold) == {
-        "id", "since", "age_seconds", "last_seen", "expires_at", "note", "stale", "condition",
-        "node_state",
+        "id", "since", "last_seen", "expires_at", "note", "stale", "condition", "node_state",
     }  # fmt: skip
 
 
@@ -329,7 +334,7 @@ def test_status_marks_a_silent_holder_stale(url: str) -> None:
     human = run("status", backend=url).out
     assert "STALE" in next(line for line in human.splitlines() if "node-a" in line)
     doc = run("status", "--json", backend=url).json()
-    assert doc["groups"][0]["holders"][0]["stale"] is True
+    assert doc["groups"][0]["holds"][0]["stale"] is True
 
 
 def test_status_shows_the_hold_ttl_of_a_group(url: str) -> None:
@@ -345,11 +350,7 @@ def test_status_shows_a_group_pause_with_reason_by_and_until(url: str) -> None:
     assert "paused by operator:alice until" in human
     assert "bad update" in human
     pause = run("status", "--group", "web", "--json", backend=url).json()["groups"][0]["pause"]
-    assert (pause["scope"], pause["by"], pause["reason"]) == (
-        "group",
-        "operator:alice",
-        "bad update",
-    )
+    assert (pause["by"], pause["reason"]) == ("operator:alice", "bad update")
     span = datetime.fromisoformat(pause["until"]) - datetime.fromisoformat(pause["since"])
     assert abs(span - timedelta(hours=2)) < timedelta(minutes=1)
 
@@ -362,7 +363,8 @@ def test_status_shows_the_fleet_wide_pause(url: str) -> None:
     assert "freeze" in human
     doc = run("status", "--json", backend=url).json()
     assert doc["fleet_pause"]["reason"] == "freeze"
-    assert doc["groups"][0]["pause"]["scope"] == "fleet"
+    # the group is paused by the fleet's pause, not one of its own
+    assert (doc["groups"][0]["paused"], doc["groups"][0]["pause"]) == (True, None)
 
 
 def test_status_with_no_groups_says_so(url: str) -> None:
@@ -380,7 +382,7 @@ def test_status_of_a_group_never_written_says_it_does_not_exist_yet(url: str) ->
     assert "max 1, hold-ttl none, stale after 15m" in " ".join(human.out.split())
     assert "slot(s) held" not in human.out
     (api,) = run("status", "--group", "api", "--json", backend=url).json()["groups"]
-    assert (api["exists"], api["max"], api["holders"]) == (False, 1, [])
+    assert (api["exists"], api["max"], api["holds"]) == (False, 1, [])
     (web,) = run("status", "--group", "web", "--json", backend=url).json()["groups"]
     assert (web["exists"], web["max"]) == (True, 3)
     assert "group web: 0 of max 3 slot(s) held" in run("status", backend=url).out
@@ -393,13 +395,13 @@ def test_pause_until_an_rfc3339_time_keeps_that_instant(url: str) -> None:
     end = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
     given = end.astimezone().isoformat()  # local offset form
     doc = run("pause", "--until", given, "--reason", "r", "--json", backend=url).json()
-    assert doc["scope"] == "group"
-    assert datetime.fromisoformat(doc["pause"]["until"]) == end
+    assert doc["group"] == "default"
+    assert doc["pause"]["until"] == end.isoformat().replace("+00:00", "Z")  # shown in UTC
 
 
 def test_pause_all_pauses_every_group(url: str) -> None:
     doc = run("pause", "--all", "--reason", "freeze", "--json", backend=url).json()
-    assert (doc["scope"], doc["group"]) == ("fleet", None)
+    assert doc["group"] is None  # the fleet-wide pause
     r = run("lock", "--group", "any.group", "--id", "n", backend=url)
     assert_one_sentence(r, 1, "freeze")
 
@@ -412,7 +414,7 @@ def test_pause_until_a_past_time_is_refused(url: str) -> None:
 def test_resume_lifts_the_pause_and_locks_are_granted_again(url: str) -> None:
     run("pause", "--reason", "r", backend=url)
     doc = run("resume", "--json", backend=url).json()
-    assert (doc["resumed"], doc["pause"]["reason"]) == (True, "r")
+    assert doc["lifted"]["reason"] == "r"
     assert run("lock", "--id", "n", backend=url).code == 0
 
 
@@ -420,14 +422,14 @@ def test_resume_when_not_paused_changes_nothing(url: str) -> None:
     r = run("resume", backend=url)
     assert r.code == 0
     assert "nothing changed" in r.out
-    assert run("resume", "--json", backend=url).json()["resumed"] is False
+    assert run("resume", "--json", backend=url).json()["lifted"] is None
     assert events(url) == []
 
 
 def test_resume_all_lifts_only_the_fleet_wide_pause(url: str) -> None:
     run("pause", "--group", "web", "--reason", "own", backend=url)
     run("pause", "--all", "--reason", "fleet", backend=url)
-    assert run("resume", "--all", "--json", backend=url).json()["pause"]["reason"] == "fleet"
+    assert run("resume", "--all", "--json", backend=url).json()["lifted"]["reason"] == "fleet"
     r = run("lock", "--group", "web", "--id", "n", backend=url)
     assert_one_sentence(r, 1, "own")
 
@@ -435,15 +437,19 @@ def test_resume_all_lifts_only_the_fleet_wide_pause(url: str) -> None:
 # --- history ---------------------------------------------------------------------------
 
 
-def test_history_lists_events_oldest_first(url: str) -> None:
+def test_history_lists_events_newest_first_and_reverse_oldest_first(url: str) -> None:
     run("set-max", "2", backend=url)
     run("lock", "--id", "node-a", backend=url)
     run("unlock", "--id", "node-a", backend=url)
-    got = events(url)
-    assert [e["action"] for e in got] == ["max_changed", "acquired", "released"]
-    assert set(got[0]) == {"time", "group", "action", "id", "by", "detail"}
+    newest = run("history", "--json", backend=url).json()["events"]
+    assert [e["action"] for e in newest] == ["released", "acquired", "max_changed"]
+    assert set(newest[0]) == {"time", "group", "action", "id", "by", "detail"}
+    assert newest[0]["time"].endswith("Z")
+    assert [e["action"] for e in events(url)] == ["max_changed", "acquired", "released"]
     human = run("history", backend=url).out
-    assert human.index("max_changed") < human.index("acquired") < human.index("released")
+    assert human.index("released") < human.index("acquired") < human.index("max_changed")
+    oldest = run("history", "--reverse", backend=url).out
+    assert oldest.index("max_changed") < oldest.index("acquired") < oldest.index("released")
 
 
 def test_history_limit_keeps_the_latest_events(url: str) -> None:

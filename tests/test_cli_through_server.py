@@ -50,7 +50,7 @@ def test_set_max_lock_and_status_go_through_the_server(server: RunningServer) ->
     status = doc(server, "status", "--group", "web")
     (group,) = status["groups"]
     assert group["max"] == 2
-    assert [h["id"] for h in group["holders"]] == ["node-a"]
+    assert [h["id"] for h in group["holds"]] == ["node-a"]
 
 
 def test_status_through_the_server_says_a_group_never_written_does_not_exist_yet(

@@ -367,7 +367,7 @@ def test_a_halted_holder_says_halted_everywhere_not_ok(fleet: RunningServer) -> 
     assert {h["id"]: h["condition"] for h in web["holds"]} == {"web-1": "ok", "zincati-9": "ok"}
     doc = status_through_the_cli(fleet)
     (db_doc,) = [g for g in doc["groups"] if g["group"] == "db"]
-    assert (db_doc["holders"][0]["condition"], db_doc["holders"][0]["node_state"]) == (
+    assert (db_doc["holds"][0]["condition"], db_doc["holds"][0]["node_state"]) == (
         "halted",
         "halted",
     )

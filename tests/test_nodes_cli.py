@@ -174,7 +174,7 @@ def test_nodes_and_forget_go_through_the_server(server: RunningServer) -> None:
     listed = run("nodes", "--json", backend=url).json()["nodes"]
     assert [n["id"] for n in listed] == ["kept", "retired"]
     assert run("forget", "retired", backend=url).code == 0
-    last = run("history", "--json", backend=url).json()["events"][-1]
+    last = run("history", "--json", backend=url).json()["events"][0]  # newest first
     assert (last["action"], last["id"], last["by"]) == ("forgotten", "retired", "operator:alice")
     assert [n["id"] for n in run("nodes", "--json", backend=url).json()["nodes"]] == ["kept"]
 
@@ -195,5 +195,5 @@ def test_status_says_a_halted_holder_is_halted_not_ok(any_backend_url: str) -> N
     assert "HALTED" in row
     assert " ok " not in row
     (web,) = run("status", "--json", backend=any_backend_url).json()["groups"]
-    (hold,) = web["holders"]
+    (hold,) = web["holds"]
     assert (hold["condition"], hold["node_state"], hold["stale"]) == ("halted", "halted", False)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from server_support import PROTO, RunningServer, body, running
-from stagger.backends.wire import ErrorKind, GroupModel, HistoryModel, StatusModel
+from stagger.api import ErrorKind, GroupModel, HistoryModel, StatusModel
 from stagger.server.settings import ServerSettings, UnknownGroups
 
 
@@ -36,7 +36,7 @@ def test_status_lists_every_group_with_its_holds(client: httpx.Client) -> None:
     lock(client, "a")
     status = StatusModel.model_validate(client.get("/v1/status").json())
     [web] = [g for g in status.groups if g.group == "web"]
-    assert (web.max, web.holders, [h.id for h in web.holds]) == (2, 1, ["a"])
+    assert (web.max, web.held, [h.id for h in web.holds]) == (2, 1, ["a"])
 
 
 def test_group_shows_holds_and_whether_they_are_stale(client: httpx.Client) -> None:

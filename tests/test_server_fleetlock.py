@@ -17,7 +17,7 @@ import pytest
 
 from conftest import backend_url
 from server_support import PROTO, RunningServer, body, running
-from stagger.backends.wire import ErrorKind
+from stagger.api import ErrorKind
 from stagger.server.settings import ServerSettings, UnknownGroups
 
 KINDS = {k.value for k in ErrorKind}
@@ -203,7 +203,7 @@ async def test_concurrent_locks_never_exceed_max_and_never_fail(
                 for i in range(40)
             )
         )
-        held = (await ac.get(f"/v1/groups/{group}")).json()["holders"]
+        held = (await ac.get(f"/v1/groups/{group}")).json()["held"]
     codes = sorted(r.status_code for r in responses)
     assert codes == [200] * 3 + [423] * 37
     assert held == 3
@@ -229,7 +229,7 @@ async def test_concurrent_cycles_release_every_slot_without_errors(
 
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as ac:
         results = await asyncio.gather(*(cycle(ac, f"n{i}") for i in range(8)))
-        held = (await ac.get(f"/v1/groups/{group}")).json()["holders"]
+        held = (await ac.get(f"/v1/groups/{group}")).json()["held"]
     flat = [c for codes in results for c in codes]
     assert set(flat) <= {200, 423}
     assert all(codes[i] == 200 for codes in results for i in range(1, len(codes), 2))
@@ -442,7 +442,7 @@ async def test_two_servers_on_one_etcd_never_over_grant_and_never_fail(
     assert 1 <= peak <= max_
     async with httpx.AsyncClient() as ac:
         doc = (await ac.get(f"{a.url}/v1/groups/web")).json()
-    assert doc["holders"] == 0
+    assert doc["held"] == 0
     history = list(reversed(await _history(b.url)))  # oldest first: the committed order
     assert sum(e["action"] == "acquired" for e in history) == clients * cycles
     # Replaying the committed history: never more than max held, and the slots were really

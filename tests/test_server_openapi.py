@@ -45,6 +45,8 @@ def pause_acceptance(ctx: Any, response: Any, case: schemathesis.Case) -> bool |
     the reason must be readable text. A pause breaking one may be refused with 400; every
     other schema-valid pause must be accepted."""
     meta = case.meta
+    if case.operation.label not in PAUSES:  # checks are registered for every operation
+        return None
     if meta is None or not meta.generation.mode.is_positive or response.status_code != 400:
         return None
     doc = case.body if isinstance(case.body, dict) else {}
@@ -54,6 +56,38 @@ def pause_acceptance(ctx: Any, response: Any, case: schemathesis.Case) -> bool |
     if isinstance(reason, str) and _unreadable(reason):
         return None
     raise AssertionError(f"a schema-valid pause was refused: {response.text}")
+
+
+REPORT = "POST /v1/nodes/{id}/report"
+REPORT_TIMES = ("needed_since", "next_window", "last_reboot")
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC)
+
+
+def _out_of_range(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        return not EARLIEST <= datetime.fromisoformat(value).astimezone(UTC) < LATEST
+    except (ValueError, OverflowError):
+        return True
+
+
+@schemathesis.check
+def report_acceptance(ctx: Any, response: Any, case: schemathesis.Case) -> bool | None:
+    """The rule of a report's times the document states in words only (their descriptions):
+    from 1970 up to 3000 in UTC. A report with a time outside may be refused with 400; every
+    other schema-valid report must be accepted."""
+    meta = case.meta
+    if case.operation.label != REPORT:  # checks are registered for every operation
+        return None
+    if meta is None or not meta.generation.mode.is_positive or response.status_code != 400:
+        return None
+    doc = case.body if isinstance(case.body, dict) else {}
+    health = doc.get("last_health")
+    at = health.get("at") if isinstance(health, dict) else None
+    if any(_out_of_range(doc.get(k)) for k in REPORT_TIMES) or _out_of_range(at):
+        return None
+    raise AssertionError(f"a schema-valid report was refused: {response.text}")
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +102,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 def run_checks(operation: Any, base_url: str) -> None:
     """Generated cases of one operation, each sent with the admin token and checked."""
-    pause = operation.label in PAUSES
-    excluded = [positive_data_acceptance] if pause else []
-    extra = [pause_acceptance] if pause else []
+    own = (
+        [pause_acceptance]
+        if operation.label in PAUSES
+        else [report_acceptance]
+        if operation.label == REPORT
+        else []
+    )
+    excluded = [positive_data_acceptance] if own else []
+    extra = own
 
     @given(case=operation.as_strategy())
     @settings(

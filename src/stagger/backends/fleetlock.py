@@ -25,8 +25,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from stagger.backends.base import Clock, Snapshot, option_seconds, utcnow, validate_limit
-from stagger.backends.wire import (
+from stagger.api import (
     ErrorKind,
     ErrorModel,
     ForgetResponse,
@@ -43,6 +42,7 @@ from stagger.backends.wire import (
     TouchResponse,
     UnlockResponse,
 )
+from stagger.backends.base import Clock, Snapshot, option_seconds, utcnow, validate_limit
 from stagger.core.errors import (
     BackendUnavailable,
     ConfigError,

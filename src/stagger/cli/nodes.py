@@ -2,7 +2,7 @@
 /v1/nodes and dashboard show, built by core.reports.fleet_nodes from the same reads) and
 `stagger forget NODE` (remove a retired node's report).
 
-The JSON of `nodes` is the /v1/nodes document (backends/wire.py NodesModel), so a script
+The JSON of `nodes` is the /v1/nodes document (stagger.api NodesModel), so a script
 reads the same fields from the CLI and from the API.
 """
 
@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 import typer
 from rich.table import Table
 
+from stagger.api import NodeModel, NodesModel, UnreadableModel
 from stagger.backends.base import Backend
-from stagger.backends.wire import NodeModel, NodesModel, UnreadableModel
 from stagger.cli.output import (
     BackendOption,
     JsonOption,

@@ -24,6 +24,7 @@ from stagger.backends.factory import DEFAULT_BACKEND_URL, open_backend
 from stagger.core.errors import ConfigError, StaggerError
 from stagger.core.secrets import mask_url
 from stagger.core.text import printable
+from stagger.core.times import rfc3339
 
 # Exit codes shared by every command (issue 2): 0 done, 1 denied, 2 usage/config, 3 backend.
 EXIT_OK = 0
@@ -35,13 +36,14 @@ JsonOption = typer.Option(False, "--json", help="Print one JSON document instead
 
 
 def to_jsonable(value: Any) -> Any:
-    """Dataclasses, enums, datetimes (RFC 3339) and timedeltas (seconds) as plain JSON."""
+    """Dataclasses, enums, datetimes (RFC 3339 in UTC with Z, as every document) and
+    timedeltas (seconds) as plain JSON."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, datetime):
-        return value.isoformat()
+        return rfc3339(value)
     if isinstance(value, timedelta):
         return value.total_seconds()
     if isinstance(value, dict):

@@ -16,9 +16,22 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from pydantic import BaseModel
 from rich.table import Table
 
 from stagger.agent.identity import NoMachineId, node_id
+from stagger.api import (
+    DeniedModel,
+    GrantedModel,
+    GroupModel,
+    HistoryModel,
+    HoldModel,
+    PauseModel,
+    PauseResponse,
+    ResumeResponse,
+    StatusModel,
+    UnlockResponse,
+)
 from stagger.backends.base import Backend, GroupStatus, Snapshot, utcnow
 from stagger.cli.output import (
     EXIT_DENIED,
@@ -42,7 +55,6 @@ from stagger.core.semaphore import (
     Denied,
     Event,
     Granted,
-    Hold,
     NotHeld,
     Pause,
     Released,
@@ -145,98 +157,14 @@ def pause_end(until: str | None, duration: str | None, now: datetime) -> datetim
     return None
 
 
-# --- JSON shapes (documented in docs/cli.md) -------------------------------------------
-
-
-def pause_doc(p: Pause | None, scope: str | None = None) -> dict[str, Any] | None:
-    if p is None:
-        return None
-    doc: dict[str, Any] = {
-        "reason": p.reason,
-        "by": p.by,
-        "since": p.since.isoformat(),
-        "until": p.until.isoformat() if p.until else None,
-    }
-    if scope is not None:
-        doc["scope"] = scope
-    return doc
-
-
-def hold_doc(
-    h: Hold,
-    now: datetime,
-    stale: bool,
-    conditions: tuple[HoldCondition, ...],
-    node_state: str | None,
-) -> dict[str, Any]:
-    return {
-        "id": h.id,
-        "since": h.since.isoformat(),
-        "age_seconds": round((now - h.since).total_seconds(), 3),
-        "last_seen": h.last_seen.isoformat(),
-        "expires_at": h.expires_at.isoformat() if h.expires_at else None,
-        "note": h.note,
-        "stale": stale,
-        "condition": conditions[0].value,
-        "node_state": node_state,
-    }
-
+# --- JSON documents: the API's models (stagger.api), documented in docs/cli.md ------------
 
 Reports = Mapping[str, NodeReport]
 
 
-def node_state(reports: Reports, group: str, node: str) -> str | None:
-    """The holder's own reported state, when it reports in this group (stagger agents)."""
-    r = reports.get(node)
-    return r.state.value if r is not None and r.group == group else None
-
-
-def group_doc(g: GroupStatus, reports: Reports | None = None) -> dict[str, Any]:
-    reports = reports or {}
-    sem = g.semaphore
-    holds = g.holds
-    stale = g.stale
-    in_force = g.pause
-    scope = None if in_force is None else ("group" if in_force is sem.pause else "fleet")
-    return {
-        "group": g.group,
-        "max": sem.max,
-        "held": len(holds),
-        "free": max(sem.max - len(holds), 0),
-        "holders": [
-            hold_doc(
-                h,
-                g.now,
-                h.id in stale,
-                hold_conditions(g.group, h.id, h.id in stale, reports),
-                node_state(reports, g.group, h.id),
-            )
-            for h in holds
-        ],
-        "pause": pause_doc(in_force, scope),
-        "hold_ttl": sem.hold_ttl.total_seconds() if sem.hold_ttl else None,
-        "stale_after": sem.stale_after.total_seconds(),
-        "exists": sem.stored,
-    }
-
-
-def snapshot_doc(snap: Snapshot, reports: Reports | None = None) -> dict[str, Any]:
-    return {
-        "now": snap.now.isoformat(),
-        "fleet_pause": pause_doc(active(snap.fleet_pause, snap.now), "fleet"),
-        "groups": [group_doc(g, reports) for g in snap.groups],
-    }
-
-
-def event_doc(e: Event) -> dict[str, Any]:
-    return {
-        "time": e.time.isoformat(),
-        "group": e.group,
-        "action": e.action.value,
-        "id": e.id,
-        "by": e.by,
-        "detail": e.detail,
-    }
+def document(model: BaseModel) -> dict[str, Any]:
+    """A model as --json prints it: the same JSON the HTTP API sends."""
+    return model.model_dump(mode="json")
 
 
 def active(p: Pause | None, now: datetime) -> Pause | None:
@@ -370,7 +298,7 @@ def status(
         return snap, {r.id: r for r in stored.reports}
 
     snap, reports = run_async(read, backend=backend, create=False, as_json=json)
-    emit(snapshot_doc(snap, reports), json, lambda: render_status(snap, reports))
+    emit(document(StatusModel.of(snap, reports)), json, lambda: render_status(snap, reports))
 
 
 def lock(
@@ -392,32 +320,13 @@ def lock(
         as_json=json,
     )
     if isinstance(outcome, Granted):
-        doc = {
-            "result": "granted",
-            "group": group,
-            "id": actor.id,
-            "by": actor.by,
-            "already_held": outcome.already_held,
-            "since": outcome.hold.since.isoformat(),
-            "note": outcome.hold.note,
-        }
+        doc = document(GrantedModel.of(outcome, group, actor.id, actor.by))
         again = " (already held: nothing changed)" if outcome.already_held else ""
         emit(doc, json, lambda: console().print(f"{actor.id} holds a slot in group {group}{again}"))
         return
     sentence = denied_sentence(outcome, group, actor.id)
     if json:
-        print_json(
-            {
-                "result": "denied",
-                "group": group,
-                "id": actor.id,
-                "reason": outcome.reason.value,
-                "max": outcome.max,
-                "holders": list(outcome.holders),
-                "pause": pause_doc(outcome.pause),
-                "message": sentence,
-            }
-        )
+        print_json(document(DeniedModel.of(outcome, group, actor.id, sentence)))
     sys.stderr.write(f"stagger: {sentence}\n")
     raise typer.Exit(EXIT_DENIED)
 
@@ -439,14 +348,20 @@ def unlock(
         create=False,
         as_json=json,
     )
-    doc: dict[str, Any] = {"group": group, "id": actor.id, "by": actor.by}
-    if isinstance(outcome, Released):
-        doc |= {"result": "released", "held_since": outcome.hold.since.isoformat()}
-        held = ago(utcnow(), outcome.hold.since)
-        text = f"released {actor.id}'s slot in group {group} (held {held})"
+    held = outcome.hold if isinstance(outcome, Released) else None
+    doc = document(
+        UnlockResponse(
+            group=group,
+            id=actor.id,
+            by=actor.by,
+            released=held is not None,
+            hold=HoldModel.of(held) if held is not None else None,
+        )
+    )
+    if held is not None:
+        text = f"released {actor.id}'s slot in group {group} (held {ago(utcnow(), held.since)})"
     else:
         assert isinstance(outcome, NotHeld)
-        doc |= {"result": "not_held", "held_since": None}
         text = f"{actor.id} held no slot in group {group}: nothing changed"
     emit(doc, json, lambda: console().print(text))
 
@@ -492,7 +407,7 @@ def set_max(
         return (await b.status(group)).groups[0]
 
     g = run_async(apply, backend=backend, create=True, as_json=json)
-    doc = group_doc(g)
+    doc = document(GroupModel.of(g))
 
     def render() -> None:
         ttl_text = format_duration(g.semaphore.hold_ttl) if g.semaphore.hold_ttl else "none"
@@ -538,7 +453,9 @@ def pause(
         as_json=json,
     )
     where = f"group {scope}" if scope else "every group (fleet-wide)"
-    doc = {"group": scope, "scope": "group" if scope else "fleet", "pause": pause_doc(p)}
+    model = PauseModel.of(p)
+    assert model is not None
+    doc = document(PauseResponse(group=scope, pause=model))
     emit(doc, json, lambda: console().print(f"{where}: {describe_pause(p, utcnow())}"))
 
 
@@ -558,12 +475,7 @@ def resume(
         lambda b: b.resume(scope, by=by), backend=backend, create=False, as_json=json
     )
     where = f"group {scope}" if scope else "the fleet-wide pause"
-    doc = {
-        "group": scope,
-        "scope": "group" if scope else "fleet",
-        "resumed": lifted is not None,
-        "pause": pause_doc(lifted),
-    }
+    doc = document(ResumeResponse(group=scope, lifted=PauseModel.of(lifted)))
     if lifted is not None:
         text = f"resumed {where} (was paused by {lifted.by}: {lifted.reason})"
     else:
@@ -574,10 +486,11 @@ def resume(
 def history(
     group: str | None = AnyGroupOption,
     limit: int = typer.Option(50, "--limit", "-n", metavar="N", help="At most N latest events."),
+    reverse: bool = typer.Option(False, "--reverse", help="Oldest first (default: newest first)."),
     backend: str | None = BackendOption,
     json: bool = JsonOption,
 ) -> None:
-    """Show recorded events (locks, releases, max changes, pauses), oldest first."""
+    """Show recorded events (locks, releases, max changes, pauses), newest first."""
     with reported_errors(json):
         if group is not None:
             validate_group(group)
@@ -589,10 +502,11 @@ def history(
     events = run_async(
         lambda b: b.history(group, limit), backend=backend, create=False, as_json=json
     )
-    # Oldest first, like a log; ties keep the backend's order (newest first), reversed.
-    events = sorted(reversed(events), key=lambda e: e.time)
-    doc = {"events": [event_doc(e) for e in events]}
-    emit(doc, json, lambda: render_history(events, utcnow()))
+    # The backend's order, newest first, as GET /v1/history; --reverse turns both the table
+    # and the JSON round.
+    if reverse:
+        events = events[::-1]
+    emit(document(HistoryModel.of(events)), json, lambda: render_history(events, utcnow()))
 
 
 def register(app: typer.Typer) -> None:

@@ -51,6 +51,16 @@ def format_utc(value: datetime) -> str:
         return f"invalid time ({value.isoformat()})"
 
 
+def rfc3339(value: datetime) -> str:
+    """An instant in a JSON document (API, CLI --json, notifications): RFC 3339 in UTC with
+    `Z`, to the microsecond when it has one. A value that cannot be shown in UTC keeps its
+    own offset rather than failing the document."""
+    try:
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    except (OverflowError, ValueError):
+        return value.isoformat()
+
+
 def later(t: datetime, span: timedelta) -> datetime:
     """`t + span`, at most LATEST: a duration stored before the limits (or by hand) can make
     an expiry far away, never an OverflowError in every lock of its group."""

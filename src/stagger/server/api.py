@@ -17,11 +17,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from stagger.backends.wire import (
+from stagger.api import (
     ActorRequest,
     ConfigureRequest,
     ErrorKind,
-    EventModel,
     ForgetResponse,
     GroupModel,
     HealthModel,
@@ -246,12 +245,12 @@ class Api:
         self._admin(request)
         group = await self._known_group(request)
         events = await self.state.backend.history(group, self._limit(request))
-        return json_response(HistoryModel(events=[EventModel.of(e) for e in events]))
+        return json_response(HistoryModel.of(events))
 
     async def history(self, request: Request) -> Response:
         self._admin(request)
         events = await self.state.backend.history(None, self._limit(request))
-        return json_response(HistoryModel(events=[EventModel.of(e) for e in events]))
+        return json_response(HistoryModel.of(events))
 
     # --- admin ------------------------------------------------------------------------------
 
@@ -316,6 +315,7 @@ class Api:
             UnlockResponse(
                 group=group,
                 id=node_id,
+                by=by,
                 released=held is not None,
                 hold=HoldModel.of(held) if held is not None else None,
             )

@@ -10,7 +10,7 @@ import binascii
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from stagger.backends.wire import ErrorKind
+from stagger.api import ErrorKind
 from stagger.server.settings import Token, digest
 
 # The scope key under which the app finds a client certificate's names (server/guard.py).

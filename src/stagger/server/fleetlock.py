@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import datetime
 from typing import Any
 
+from stagger.api import DENIAL_KINDS, ErrorKind, PauseModel
 from stagger.backends.base import GroupStatus
-from stagger.backends.wire import DENIAL_KINDS, ErrorKind, PauseModel
 from stagger.core import semaphore as core
 from stagger.core.errors import InvalidInput
 from stagger.core.semaphore import (

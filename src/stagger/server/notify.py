@@ -58,6 +58,7 @@ from stagger.core.notices import (
     seen_from_mark,
 )
 from stagger.core.semaphore import Event, Pause
+from stagger.core.times import rfc3339
 from stagger.server.metrics import Metrics
 
 log = logging.getLogger("stagger.server.notify")
@@ -116,7 +117,7 @@ def payload(n: Notification, fmt: str) -> dict[str, Any]:
         "source": "stagger",
         "version": __version__,
         "event": n.event,
-        "time": n.time.isoformat(),
+        "time": rfc3339(n.time),
         "group": n.group,
         "id": n.id,
         "by": n.by,

@@ -1,5 +1,5 @@
 """The OpenAPI 3.1 document served at /openapi.json: paths written here, schemas generated
-from the wire models (backends/wire.py), so the document cannot drift from what is sent."""
+from the document models (stagger.api), so the document cannot drift from what is sent."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from stagger import __version__
-from stagger.backends import wire
+from stagger import __version__, api
 from stagger.core.semaphore import (
     GROUP_RE,
     HISTORY_LIMIT,
@@ -23,24 +22,24 @@ from stagger.core.semaphore import (
 from stagger.server.settings import BY_RE
 
 _MODELS: list[type[BaseModel]] = [
-    wire.ErrorModel,
-    wire.StatusModel,
-    wire.GroupModel,
-    wire.HistoryModel,
-    wire.SetMaxRequest,
-    wire.SetMaxResponse,
-    wire.ConfigureRequest,
-    wire.PauseRequest,
-    wire.PauseResponse,
-    wire.ActorRequest,
-    wire.ResumeResponse,
-    wire.UnlockResponse,
-    wire.TouchResponse,
-    wire.NodeReportRequest,
-    wire.ReportResponse,
-    wire.NodesModel,
-    wire.ForgetResponse,
-    wire.HealthModel,
+    api.ErrorModel,
+    api.StatusModel,
+    api.GroupModel,
+    api.HistoryModel,
+    api.SetMaxRequest,
+    api.SetMaxResponse,
+    api.ConfigureRequest,
+    api.PauseRequest,
+    api.PauseResponse,
+    api.ActorRequest,
+    api.ResumeResponse,
+    api.UnlockResponse,
+    api.TouchResponse,
+    api.NodeReportRequest,
+    api.ReportResponse,
+    api.NodesModel,
+    api.ForgetResponse,
+    api.HealthModel,
 ]
 
 _REASONS = {

@@ -8,9 +8,9 @@ import logging
 import time
 from typing import Any
 
+from stagger.api import ErrorKind
 from stagger.backends.base import Backend
 from stagger.backends.factory import open_backend
-from stagger.backends.wire import ErrorKind
 from stagger.core.errors import (
     BackendConflict,
     BackendUnavailable,

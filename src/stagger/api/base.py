@@ -1,0 +1,55 @@
+"""What every document model shares: the base classes and the one time format."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+
+from stagger.core.times import rfc3339
+
+_INSTANT_SCHEMA = {"type": "string", "format": "date-time", "description": "RFC 3339, UTC (Z)"}
+
+# An instant in a document: read as any RFC 3339 time, written in UTC with `Z`.
+Instant = Annotated[
+    datetime,
+    PlainSerializer(rfc3339, return_type=str, when_used="json"),
+    WithJsonSchema(_INSTANT_SCHEMA, mode="serialization"),
+]
+MaybeInstant = Annotated[
+    datetime | None,
+    PlainSerializer(
+        lambda v: None if v is None else rfc3339(v), return_type=str | None, when_used="json"
+    ),
+    WithJsonSchema({"anyOf": [_INSTANT_SCHEMA, {"type": "null"}]}, mode="serialization"),
+]
+
+
+class Model(BaseModel):
+    """A document stagger writes: frozen, unknown fields ignored when read back (a newer
+    server may add fields)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Request(BaseModel):
+    """A request body: strict types ("2" is not a number), unknown fields ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+
+
+# Who acts (recorded in history): one or more characters, no control character (C0, DEL, C1).
+BY_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
+
+By = Annotated[
+    str | None,
+    Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="who acts, recorded in history; a control character is refused (400)",
+        # In the schema only: the server checks it itself, to answer in one sentence.
+        json_schema_extra={"pattern": BY_PATTERN},
+    ),
+]

@@ -1,0 +1,79 @@
+"""The error document: FleetLock's `{"kind", "value"}` with stagger's fixed set of kinds (the
+FleetLock spec asks for a small, bounded set, since Zincati uses `kind` as a metrics label).
+FleetLock's own request and response format is fixed by the protocol; only the extra fields of
+a denial (`max`, `holders`, `pause`, `group`) are stagger's.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from stagger.api.base import Model
+from stagger.api.groups import PauseModel
+from stagger.core.semaphore import Denied, DenyReason
+
+
+class ErrorKind(StrEnum):
+    """Every `kind` the server can answer with, and the HTTP status that goes with it."""
+
+    INVALID_REQUEST = "invalid_request"  # 400: header, JSON, id or a field is wrong
+    INVALID_GROUP = "invalid_group"  # 400: group does not match GROUP_RE
+    UNAUTHORIZED = "unauthorized"  # 401: no or unknown credentials
+    FORBIDDEN = "forbidden"  # 403: the token may not do this (group, or admin-only)
+    NOT_FOUND = "not_found"  # 404: no such endpoint
+    UNKNOWN_GROUP = "unknown_group"  # 404: group not configured (unknown-group policy refuse)
+    METHOD_NOT_ALLOWED = "method_not_allowed"  # 405
+    PAYLOAD_TOO_LARGE = "payload_too_large"  # 413: body over 64 KiB
+    FAILED_LOCK_SEMAPHORE_FULL = "failed_lock_semaphore_full"  # 423: every slot is held
+    FAILED_LOCK_PAUSED = "failed_lock_paused"  # 423: reboots in the group are paused
+    NODE_HOLDS_SLOT = "node_holds_slot"  # 409: a node to forget holds a slot; release it first
+    BACKEND_UNAVAILABLE = "backend_unavailable"  # 503: the store did not answer; retry later
+    INTERNAL_ERROR = "internal_error"  # 500: a bug in stagger; please report it
+
+    @property
+    def status(self) -> int:
+        return _STATUS[self]
+
+
+_STATUS = {
+    ErrorKind.INVALID_REQUEST: 400,
+    ErrorKind.INVALID_GROUP: 400,
+    ErrorKind.UNAUTHORIZED: 401,
+    ErrorKind.FORBIDDEN: 403,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.UNKNOWN_GROUP: 404,
+    ErrorKind.METHOD_NOT_ALLOWED: 405,
+    ErrorKind.PAYLOAD_TOO_LARGE: 413,
+    ErrorKind.FAILED_LOCK_SEMAPHORE_FULL: 423,
+    ErrorKind.FAILED_LOCK_PAUSED: 423,
+    ErrorKind.NODE_HOLDS_SLOT: 409,
+    ErrorKind.BACKEND_UNAVAILABLE: 503,
+    ErrorKind.INTERNAL_ERROR: 500,
+}
+
+DENIAL_KINDS = {
+    DenyReason.FULL: ErrorKind.FAILED_LOCK_SEMAPHORE_FULL,
+    DenyReason.PAUSED: ErrorKind.FAILED_LOCK_PAUSED,
+}
+
+
+class ErrorModel(Model):
+    """A FleetLock error body. `max` and `holders` come with a full-semaphore denial,
+    `pause` with a paused one, and `group` with node_holds_slot (extra fields FleetLock
+    clients ignore)."""
+
+    kind: ErrorKind
+    value: str = Field(min_length=1)
+    max: int | None = None
+    holders: list[str] | None = None
+    pause: PauseModel | None = None
+    group: str | None = None
+
+    def denial(self) -> Denied | None:
+        for reason, kind in DENIAL_KINDS.items():
+            if kind is self.kind:
+                p = self.pause.value() if self.pause is not None else None
+                return Denied(reason, self.max or 0, tuple(self.holders or ()), p)
+        return None

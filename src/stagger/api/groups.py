@@ -1,0 +1,303 @@
+"""The documents of the reboot semaphores: pause, hold, group, status, event, history page,
+a lock's answer (granted or denied), and the admin requests and their answers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field
+
+from stagger.api.base import By, Instant, MaybeInstant, Model, Request
+from stagger.backends.base import GroupStatus, Snapshot
+from stagger.core.reports import HoldCondition, NodeReport, hold_conditions
+from stagger.core.semaphore import (
+    MAX_SLOTS,
+    Action,
+    Denied,
+    DenyReason,
+    Event,
+    Granted,
+    Hold,
+    Pause,
+    Semaphore,
+)
+
+# Node id → its last report: what a hold's condition is judged with (core.reports).
+Reports = Mapping[str, NodeReport]
+
+
+class PauseModel(Model):
+    reason: str
+    by: str
+    since: Instant
+    until: MaybeInstant = None
+
+    @classmethod
+    def of(cls, p: Pause | None) -> PauseModel | None:
+        if p is None:
+            return None
+        return cls(reason=p.reason, by=p.by, since=p.since, until=p.until)
+
+    def value(self) -> Pause:
+        return Pause(reason=self.reason, by=self.by, since=self.since, until=self.until)
+
+
+class HoldModel(Model):
+    id: str
+    since: Instant
+    last_seen: Instant
+    expires_at: MaybeInstant = None
+    note: str = ""
+    stale: bool = False
+    condition: HoldCondition = Field(
+        HoldCondition.OK,
+        description="worst first: halted (the holder reports its health check failed), stale "
+        "(no heartbeat for stale_after), else ok",
+    )
+    node_state: str | None = Field(
+        None, description="the holder's own reported cycle state (stagger agents only)"
+    )
+
+    @classmethod
+    def of(
+        cls, h: Hold, stale: bool = False, group: str = "", reports: Reports | None = None
+    ) -> HoldModel:
+        reports = reports or {}
+        report = reports.get(h.id)
+        mine = report is not None and report.group == group
+        return cls(
+            id=h.id,
+            since=h.since,
+            last_seen=h.last_seen,
+            expires_at=h.expires_at,
+            note=h.note,
+            stale=stale,
+            condition=hold_conditions(group, h.id, stale, reports)[0],
+            node_state=report.state.value if report is not None and mine else None,
+        )
+
+    def value(self) -> Hold:
+        return Hold(self.id, self.since, self.last_seen, self.expires_at, self.note)
+
+
+class GroupModel(Model):
+    group: str
+    max: int
+    held: int = Field(description="live holds (expired ones excluded): the length of `holds`")
+    free: int = Field(description="slots a new lock may take: max - held, at least 0")
+    holds: list[HoldModel] = Field(description="the live holds, oldest first")
+    pause: PauseModel | None = Field(None, description="the group's own pause, active or not")
+    paused: bool = Field(description="a pause (the group's or the fleet's) is in force")
+    hold_ttl: float | None = Field(None, description="seconds; null: holds never expire")
+    stale_after: float = Field(description="seconds without a heartbeat before a hold is stale")
+    exists: bool = Field(
+        True,
+        description="false: the group was never written (no lock, set-max or pause yet); the "
+        "other fields are the defaults it would be created with",
+    )
+
+    @classmethod
+    def of(cls, g: GroupStatus, reports: Reports | None = None) -> GroupModel:
+        sem, stale = g.semaphore, g.stale
+        holds = g.holds
+        return cls(
+            group=g.group,
+            max=sem.max,
+            held=len(holds),
+            free=max(sem.max - len(holds), 0),
+            holds=[HoldModel.of(h, h.id in stale, g.group, reports) for h in holds],
+            pause=PauseModel.of(sem.pause),
+            paused=g.pause is not None,
+            hold_ttl=sem.hold_ttl.total_seconds() if sem.hold_ttl is not None else None,
+            stale_after=sem.stale_after.total_seconds(),
+            exists=sem.stored,
+        )
+
+    def value(self, now: datetime, fleet: Pause | None) -> GroupStatus:
+        sem = Semaphore(
+            group=self.group,
+            max=self.max,
+            holds={h.id: h.value() for h in self.holds},
+            pause=self.pause.value() if self.pause is not None else None,
+            hold_ttl=timedelta(seconds=self.hold_ttl) if self.hold_ttl is not None else None,
+            stale_after=timedelta(seconds=self.stale_after),
+            stored=self.exists,
+        )
+        return GroupStatus(sem, now, fleet)
+
+
+class StatusModel(Model):
+    now: Instant = Field(description="the backend's time of the reading")
+    fleet_pause: PauseModel | None = None
+    groups: list[GroupModel]
+
+    @classmethod
+    def of(cls, snap: Snapshot, reports: Reports | None = None) -> StatusModel:
+        return cls(
+            now=snap.now,
+            fleet_pause=PauseModel.of(snap.fleet_pause),
+            groups=[GroupModel.of(g, reports) for g in snap.groups],
+        )
+
+    def value(self) -> Snapshot:
+        fleet = self.fleet_pause.value() if self.fleet_pause is not None else None
+        return Snapshot(self.now, tuple(g.value(self.now, fleet) for g in self.groups), fleet)
+
+
+class EventModel(Model):
+    time: Instant
+    group: str
+    action: Action
+    by: str
+    id: str = ""
+    detail: str = ""
+
+    @classmethod
+    def of(cls, e: Event) -> EventModel:
+        return cls(time=e.time, group=e.group, action=e.action, by=e.by, id=e.id, detail=e.detail)
+
+    def value(self) -> Event:
+        return Event(self.time, self.group, self.action, self.by, self.id, self.detail)
+
+
+class HistoryModel(Model):
+    events: list[EventModel] = Field(description="newest first")
+
+    @classmethod
+    def of(cls, events: list[Event]) -> HistoryModel:
+        """`events` as the backend returns them: newest first."""
+        return cls(events=[EventModel.of(e) for e in events])
+
+
+class GrantedModel(Model):
+    """`stagger lock --json` when the slot is taken (or was already held)."""
+
+    result: Literal["granted"] = "granted"
+    group: str
+    id: str
+    by: str
+    already_held: bool = Field(description="true: the id held a slot already; nothing changed")
+    hold: HoldModel
+
+    @classmethod
+    def of(cls, g: Granted, group: str, node: str, by: str) -> GrantedModel:
+        return cls(
+            group=group, id=node, by=by, already_held=g.already_held, hold=HoldModel.of(g.hold)
+        )
+
+
+class DeniedModel(Model):
+    """`stagger lock --json` when refused. `max`, `holders` and `pause` mean what they mean in
+    a FleetLock denial (ErrorModel)."""
+
+    result: Literal["denied"] = "denied"
+    group: str
+    id: str
+    reason: DenyReason
+    max: int
+    holders: list[str] = Field(description="the ids holding a slot")
+    pause: PauseModel | None = Field(None, description="the pause in force (a paused denial)")
+    message: str
+
+    @classmethod
+    def of(cls, d: Denied, group: str, node: str, message: str) -> DeniedModel:
+        return cls(
+            group=group,
+            id=node,
+            reason=d.reason,
+            max=d.max,
+            holders=list(d.holders),
+            pause=PauseModel.of(d.pause),
+            message=message,
+        )
+
+
+def _whole_number(value: object) -> object:
+    """JSON Schema's integer includes 2.0: accept it as 2 (and nothing else a strict int
+    refuses), so the API accepts what /openapi.json allows."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+class SetMaxRequest(Request):
+    max: Annotated[int, BeforeValidator(_whole_number)] = Field(ge=0, le=MAX_SLOTS)
+    by: By = None
+
+
+class SetMaxResponse(Model):
+    group: str
+    max: int
+
+
+# The longest hold_ttl or stale_after the admin API takes (seconds): ten years, far beyond any
+# reboot, and well inside what a time can be added to. The shortest is a millisecond: a float
+# just above 0 (5e-324) is 0 as a duration, so "more than 0" alone lets the schema accept what
+# the store refuses.
+MAX_GROUP_SECONDS = 10 * 365 * 86400
+MIN_GROUP_SECONDS = 0.001
+
+
+class ConfigureRequest(Request):
+    """PUT /v1/groups/{group}/config: both settings, as `stagger set-max --hold-ttl
+    --stale-after` sends them (it keeps the current value of the one not given)."""
+
+    hold_ttl: float | None = Field(
+        ge=MIN_GROUP_SECONDS, le=MAX_GROUP_SECONDS, description="seconds; null: never expire"
+    )
+    stale_after: float = Field(
+        ge=MIN_GROUP_SECONDS,
+        le=MAX_GROUP_SECONDS,
+        description="seconds without a heartbeat before stale",
+    )
+    by: By = None
+
+
+class PauseRequest(Request):
+    reason: str = Field(
+        min_length=1,
+        max_length=1000,
+        pattern=r"\S",
+        description="plain text on one line: a control character is refused (400)",
+    )
+    until: datetime | None = Field(
+        None,
+        description="RFC 3339 with offset, from 1970 up to (not including) 3000 in UTC; "
+        "null: until resumed",
+    )
+    by: By = None
+
+
+class ActorRequest(Request):
+    by: By = None
+
+
+class PauseResponse(Model):
+    group: str | None = Field(description="null: the fleet-wide pause")
+    pause: PauseModel
+
+
+class ResumeResponse(Model):
+    group: str | None = Field(description="null: the fleet-wide pause")
+    lifted: PauseModel | None = Field(description="the pause that was lifted, if any")
+
+
+class UnlockResponse(Model):
+    group: str
+    id: str
+    by: str = Field("", description="who released it, as recorded in history")
+    released: bool = Field(description="false: the id held nothing (nothing was written)")
+    hold: HoldModel | None = None
+
+
+class TouchResponse(Model):
+    group: str
+    id: str
+    held: bool = Field(description="false: the id holds nothing (an operator released it)")
+    hold: HoldModel | None = None
+
+
+class HealthModel(Model):
+    status: str
