@@ -17,8 +17,14 @@ from typing import Any
 from aetcd import rpc
 
 from stagger.backends.base import retry_cas
-from stagger.backends.etcd_client import EtcdClient, OutcomeUnknown
-from stagger.backends.etcd_ops import put, range_op, ttl_seconds, unchanged
+from stagger.backends.etcd.client import (
+    EtcdClient,
+    OutcomeUnknown,
+    put,
+    range_op,
+    ttl_seconds,
+    unchanged,
+)
 from stagger.core import roles
 from stagger.core.errors import BackendUnavailable
 from stagger.core.semaphore import validate_id

@@ -50,10 +50,10 @@ from stagger.backends.base import (
     validate_limit,
 )
 from stagger.backends.codec import decode_events, decode_semaphore, encode_event, encode_semaphore
-from stagger.backends.etcd.url import DEFAULT_PREFIX, read_options
-from stagger.backends.etcd_batch import Applied, GroupQueues, Queued, apply_in_order
-from stagger.backends.etcd_client import ClientSettings, EtcdClient, OutcomeUnknown
-from stagger.backends.etcd_ops import (
+from stagger.backends.etcd.client import (
+    ClientSettings,
+    EtcdClient,
+    OutcomeUnknown,
     delete,
     prefix_end,
     put,
@@ -61,6 +61,8 @@ from stagger.backends.etcd_ops import (
     ttl_seconds,
     unchanged,
 )
+from stagger.backends.etcd.url import DEFAULT_PREFIX, read_options
+from stagger.backends.etcd_batch import Applied, GroupQueues, Queued, apply_in_order
 from stagger.backends.etcd_roles import EtcdRoles
 from stagger.backends.store import Op, SemaphoreStore, Settle, check_default_max
 from stagger.core import roles
