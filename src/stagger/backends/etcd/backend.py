@@ -14,7 +14,7 @@ Key layout, under a prefix (default `stagger/v1/`; docs/backends.md shows it to 
 - `{prefix}nodes/{id}`: the node's last report (core.reports.NodeReport as JSON), replaced by
   the next; its `updated_at` is the writer's clock (etcd keeps no time of its own).
 - `{prefix}roles/{name}` and `{prefix}role-holders/{name}`: a job one server does at a time
-  (core/roles.py; the notifier; etcd_roles.py): the mark, and the holder id on an etcd lease.
+  (core/roles.py; the notifier; roles.py): the mark, and the holder id on an etcd lease.
 
 A change applies one core operation to a view of the group (its value, lease keys, event
 counter and the fleet pause, as one read transaction saw them) and writes everything in ONE
@@ -61,9 +61,9 @@ from stagger.backends.etcd.client import (
     ttl_seconds,
     unchanged,
 )
+from stagger.backends.etcd.roles import EtcdRoles
 from stagger.backends.etcd.url import DEFAULT_PREFIX, read_options
 from stagger.backends.etcd_batch import Applied, GroupQueues, Queued, apply_in_order
-from stagger.backends.etcd_roles import EtcdRoles
 from stagger.backends.store import Op, SemaphoreStore, Settle, check_default_max
 from stagger.core import roles
 from stagger.core import semaphore as core
@@ -695,7 +695,7 @@ class EtcdBackend(SemaphoreStore):
     async def close(self) -> None:
         await self._client.close()
 
-    # --- roles (base.Roles; etcd_roles.py) ----------------------------------------------------
+    # --- roles (base.Roles; roles.py) ---------------------------------------------------------
 
     async def claim_role(
         self, name: str, owner: str, ttl: timedelta, mark: str | None = None

@@ -1,6 +1,10 @@
 """Server roles (base.Roles) on etcd: a job one of several servers does at a time (sending
 notifications), decided by core/roles.py.
 
+Rules of this file:
+- It owns the roles' keys and the transactions that claim and release them; who may take a
+  role is core/roles.py's decision, and the requests are built with client.py's builders.
+
 Keys, under the store's prefix:
 - `roles/{name}`: {"owner", "mark"}, with no lease, so the mark outlives its holder;
 - `role-holders/{name}`: the holder's id, on an etcd lease of the role's ttl. The role is live
