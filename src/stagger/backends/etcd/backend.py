@@ -23,7 +23,7 @@ a concurrent writer or fleet pause is never missed. The view is the newest this 
 seen (any read of the group, or its own last write), so a change usually costs that one
 transaction; a lost guard returns a fresh view from the transaction's failure branch and is
 retried (retry_cas). Changes to one group that queue while one is in flight are applied in
-order and written together in the next such transaction (group commit: etcd_batch.py). An
+order and written together in the next such transaction (group commit: group_commit.py). An
 operation that changes nothing writes nothing, and is only answered from a view read after it
 began, or one a committed guard confirmed after it began (_run_batch explains why). A write
 whose outcome is unknown is re-read before answering.
@@ -61,9 +61,9 @@ from stagger.backends.etcd.client import (
     ttl_seconds,
     unchanged,
 )
+from stagger.backends.etcd.group_commit import Applied, GroupQueues, Queued, apply_in_order
 from stagger.backends.etcd.roles import EtcdRoles
 from stagger.backends.etcd.url import DEFAULT_PREFIX, read_options
-from stagger.backends.etcd_batch import Applied, GroupQueues, Queued, apply_in_order
 from stagger.backends.store import Op, SemaphoreStore, Settle, check_default_max
 from stagger.core import roles
 from stagger.core import semaphore as core
