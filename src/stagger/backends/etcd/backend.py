@@ -277,9 +277,10 @@ class EtcdBackend(SemaphoreStore):
 
     @staticmethod
     def _answerable(view: View, applied: Applied) -> bool:
-        """Whether every change of the batch that writes nothing may be answered from `view`
-        (see _run_batch): it was read after that change was asked, or the batch writes and
-        its guard will confirm the view at the commit (only for a view without lease keys)."""
+        """Whether every change of the batch that writes nothing may be answered from `view`:
+        it was read after that change was asked, or the batch writes and its guard will
+        confirm the view at the commit (only for a view without lease keys). Why these two:
+        docs/backends.md, "Group commit"."""
         confirmed = applied.writes and not view.leases
         return all(
             confirmed or EtcdBackend._fresh(view, step.change.began)
@@ -290,37 +291,11 @@ class EtcdBackend(SemaphoreStore):
     async def _run_batch(self, group: str, batch: list[Queued]) -> None:
         """Apply the queued changes IN ORDER to the group (each on the value the one before
         left) and compare-and-swap the result with all their events in ONE transaction,
-        retrying lost races (retry_cas): a lost guard re-applies the whole batch, in the same
-        order, on the fresh view its failure branch returned. Each caller gets its own
-        outcome. After a write with an unknown outcome, a fresh view decides, change by change
-        through its `settle`, which took effect; the others run again.
-
-        The first attempt starts from the remembered view of the group (`self._views`: the
-        newest this object has seen, from any read or write, e.g. the server's batched status
-        read, or the batch before), so a batch usually costs ONE transaction. Why it is safe:
-        - A remembered view is only used to PROPOSE a write. The write is guarded by the
-          group key's mod_revision (and, when the batch holds an acquire, the fleet key's), so
-          it commits only if the group is still exactly what the view saw: a stale view costs
-          a retry, never a wrong grant. (Lease keys can vanish without touching the group key;
-          that only makes a view count a hold etcd already ended, never a free slot that is
-          not.)
-        - An outcome that writes nothing (a denial, a holder asking again, releasing nothing)
-          is an answer about the present: it must reflect every write completed before its
-          caller asked. Two things give that:
-          (a) a view READ after the call was made (_fresh: its request was sent after), such
-              as the failure branch of a lost guard (etcd evaluates it at the transaction's
-              own revision) or a read a change queued behind. A remembered view that is older
-              than the call does not: a write by another server may have completed between it
-              and the call. So a batch's view serves a no-op only if its read began after
-              that request arrived;
-          (b) a batch that WRITES and commits: its guard proves that at the commit's revision
-              (after every caller in the batch asked, since the transaction is sent after the
-              batch was formed) the group key (and the fleet key) were still exactly the
-              view's, so each no-op is the answer at that revision, in its place in the order.
-              Not for a view with lease keys: etcd may end a lease without moving the group
-              key, so then (a) is needed.
-          Otherwise the batch reads the group first and is applied again on that view.
-        """
+        retrying lost races (retry_cas) on the whole batch. Each caller gets its own outcome;
+        after a write with an unknown outcome, a fresh view decides through each change's
+        `settle` which took effect. The first attempt starts from the remembered view; why
+        that, and answering a change that writes nothing from it (`_answerable`), is safe:
+        docs/backends.md, "Group commit"."""
         live = list(batch)
         unknown = False  # a write of this batch may or may not have been applied
 
