@@ -304,3 +304,24 @@ def test_a_plan_of_a_view_read_back_writes_what_core_decided() -> None:
     got = LAYOUT.read_view("web", [[group_kv], [], [], []], NOW, read_at=13, sent=2)
     assert got.semaphore == change.semaphore
     assert got.semaphore.holds["n1"].note == "kernel"
+
+
+def test_a_read_of_every_group_sorts_them_drops_lost_holds_and_splits_off_the_fleet_pause() -> None:
+    def stored(sem: Semaphore, revision: int) -> KV:
+        put = puts(LAYOUT.plan_commit(view(sem), Write(sem, ())))[LAYOUT.group_key(sem.group)]
+        return KV(put.key, put.value, mod_revision=revision)
+
+    web = held(Semaphore("web", max=2, hold_ttl=timedelta(minutes=1)), "n1", "n2")
+    db = held(Semaphore("db", max=1), "d1")
+    fleet = core.pause(Semaphore(FLEET), NOW, by=OP, reason="freeze").semaphore
+    lease = KV(b"p/leases/web/n2", b'{"ttl": 60}', lease=900)
+
+    groups, pause = LAYOUT.read_fleet(
+        [[stored(web, 5), stored(fleet, 6), stored(db, 7)], [lease]], NOW
+    )
+
+    assert [g.group for g in groups] == ["db", "web"]
+    assert set(groups[1].holds) == {"n2"}  # n1's lease key is gone
+    assert set(groups[0].holds) == {"d1"}  # no hold_ttl: no lease key needed
+    assert pause is not None
+    assert pause.reason == "freeze"

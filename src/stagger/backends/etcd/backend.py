@@ -60,7 +60,6 @@ from stagger.backends.etcd.roles import EtcdRoles
 from stagger.backends.etcd.url import DEFAULT_PREFIX, read_options
 from stagger.backends.store import Op, SemaphoreStore, Settle, check_default_max
 from stagger.core import roles
-from stagger.core import semaphore as core
 from stagger.core.errors import BackendUnavailable, ConfigError
 from stagger.core.reports import (
     NodeReport,
@@ -72,7 +71,6 @@ from stagger.core.reports import (
 )
 from stagger.core.semaphore import (
     DEFAULT_MAX,
-    FLEET,
     HISTORY_LIMIT,
     Change,
     Event,
@@ -379,33 +377,10 @@ class EtcdBackend(SemaphoreStore):
                 now=now, groups=(GroupStatus(view.semaphore, now, view.fleet),), fleet_pause=active
             )
         # One read transaction: the groups, their lease keys and the fleet pause agree.
-        resp = await self._client.read_txn(
-            rpc.TxnRequest(
-                success=[
-                    range_op(self.layout.key("groups", ""), prefix=True),
-                    range_op(self.layout.key("leases", ""), prefix=True),
-                ]
-            )
-        )
-        group_kvs, lease_kvs = (r.response_range.kvs for r in resp.responses)
-        start = len(self.layout.key("groups", ""))
-        sems: dict[str, Semaphore] = {}
-        for kv in group_kvs:
-            name = kv.key[start:].decode()
-            sems[name] = self.layout.decode(name, kv.value)
-        fleet_sem = sems.pop(FLEET, None)
-        fleet = fleet_sem.pause if fleet_sem is not None else None
-        alive: dict[str, set[str]] = {}
-        lease_start = len(self.layout.key("leases", ""))
-        for kv in lease_kvs:
-            name, _, node_id = kv.key[lease_start:].decode().partition("/")
-            alive.setdefault(name, set()).add(node_id)
-        groups = tuple(
-            GroupStatus(
-                core.expire_lost(sems[n], frozenset(alive.get(n, ())), now).semaphore, now, fleet
-            )
-            for n in sorted(sems)
-        )
+        ranges = _ranges(self.layout.fleet_ranges())
+        resp = await self._client.read_txn(rpc.TxnRequest(success=ranges))
+        sems, fleet = self.layout.read_fleet([r.response_range.kvs for r in resp.responses], now)
+        groups = tuple(GroupStatus(sem, now, fleet) for sem in sems)
         active = fleet if fleet is not None and fleet.active(now) else None
         return Snapshot(now=now, groups=groups, fleet_pause=active)
 

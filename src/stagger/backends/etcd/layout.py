@@ -218,6 +218,35 @@ class Layout:
             sent=sent,
         )
 
+    def fleet_ranges(self) -> list[tuple[bytes, bool]]:
+        """What one read of every group covers, as `view_ranges`: every group key (the fleet
+        pause's among them) and every lease key."""
+        return [(self.key("groups", ""), True), (self.key("leases", ""), True)]
+
+    def read_fleet(
+        self, found: Sequence[Iterable[Any]], now: datetime
+    ) -> tuple[list[Semaphore], Pause | None]:
+        """Every group by name (holds whose lease key is gone dropped) and the fleet pause, in
+        the key-values one transaction found for `fleet_ranges`."""
+        group_kvs, lease_kvs = found
+        start = len(self.key("groups", ""))
+        sems: dict[str, Semaphore] = {}
+        for kv in group_kvs:
+            name = kv.key[start:].decode()
+            sems[name] = self.decode(name, kv.value)
+        fleet_sem = sems.pop(FLEET, None)
+        fleet = fleet_sem.pause if fleet_sem is not None else None
+        alive: dict[str, set[str]] = {}
+        lease_start = len(self.key("leases", ""))
+        for kv in lease_kvs:
+            name, _, node_id = kv.key[lease_start:].decode().partition("/")
+            alive.setdefault(name, set()).add(node_id)
+        swept = [
+            core.expire_lost(sems[name], frozenset(alive.get(name, ())), now).semaphore
+            for name in sorted(sems)
+        ]
+        return swept, fleet
+
     def _leases(self, group: str, kvs: Iterable[Any]) -> dict[str, HoldLease]:
         start = len(self.key("leases", group, ""))
         found: dict[str, HoldLease] = {}
