@@ -8,8 +8,9 @@ Rules of this file:
   which keys one change puts and deletes, which guards it compares and which hold lease keys
   need a NEW etcd lease. It is pure (no I/O, no etcd, no clock), so it is tested without etcd;
   the backend grants the leases the plan asks for, then sends the plan as one transaction.
-- How a group is read is decided here too: `view_ranges` names what one read of a group
-  covers and `read_view` turns the answer into a `View`.
+- How groups are read is decided here too: `view_ranges` names what one read of a group
+  covers and `read_view` turns the answer into a `View`; `fleet_ranges` and `read_fleet` do
+  the same for a read of every group at once.
 
 Key layout, under a prefix (default `stagger/v1/`):
 - `{prefix}groups/{group}`: the group's Semaphore as the codec's JSON. The fleet-wide pause
