@@ -60,8 +60,18 @@ def config_read(tmp_path: Path, toml: str) -> StaggerConfigRead:
 
 
 def node(
-    tmp_path: Path, toml: str = "", unit: UnitStatus | None = None, flag: bool = False
+    tmp_path: Path,
+    toml: str = "",
+    unit: UnitStatus | None = None,
+    flag: bool = False,
+    backend: str | None = "etcd://10.0.0.1:2379",
 ) -> StaggerNode:
+    """The doctor's view of a node configured with `toml`, plus (in a fragment of its own)
+    `backend`: an agent that names none never reboots."""
+    if backend is not None:
+        conf = tmp_path / "etc/stagger/config.d/10-backend.toml"
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(f'[agent]\nbackend = "{backend}"\n')
     return stagger_node(unit or running(), config_read(tmp_path, toml), flag, ())
 
 
@@ -131,6 +141,14 @@ def test_strategy_off_means_stagger_never_reboots(tmp_path: Path) -> None:
 
 def test_an_enabled_agent_with_a_valid_config_reboots(tmp_path: Path) -> None:
     assert node(tmp_path, '[agent]\ngroup = "web"\n').will_reboot
+
+
+def test_an_agent_with_no_backend_configured_never_reboots(tmp_path: Path) -> None:
+    n = node(tmp_path, '[agent]\ngroup = "web"\n', backend=None)
+    assert not n.will_reboot
+    (line,) = n.never_reboots
+    assert line.startswith("stagger will never reboot this host: not configured: no [agent]")
+    assert node(tmp_path, '[agent]\nstrategy = "immediate"\n', backend=None).will_reboot
 
 
 def test_a_broken_config_is_reported_with_its_file_not_raised(tmp_path: Path) -> None:

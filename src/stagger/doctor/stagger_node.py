@@ -19,7 +19,7 @@ from stagger.agent.runtime import DISABLED_FLAG
 from stagger.backends.fleetlock import redact
 from stagger.config.loader import InvalidConfig, LoadedConfig, load_config
 from stagger.core.errors import StaggerError
-from stagger.core.strategy import Strategy
+from stagger.core.strategy import UNCONFIGURED_NOTE, Strategy, unconfigured
 from stagger.core.updates import off_reason
 from stagger.doctor.advice import STAGGER_UNIT
 from stagger.doctor.rootfs import RootFS
@@ -258,6 +258,8 @@ def stagger_node(
     cfg = loaded.config
     if cfg.agent.strategy is Strategy.OFF:
         never.append("[agent] strategy = off: stagger will never reboot this host")
+    elif unconfigured(cfg.agent.strategy, cfg.agent.backend_configured):
+        never.append(f"stagger will never reboot this host: {UNCONFIGURED_NOTE}")
     schedule = loaded.schedule()
     windows = tuple(w.describe() for w in schedule.windows)
     backend = _shown_backend(cfg.agent.backend)
