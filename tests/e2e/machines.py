@@ -152,12 +152,14 @@ def base_root(say: Callable[[str], None]) -> Path:
         str(tmp),
         *sources,
     ]
+    start = time.monotonic()
     done = run(argv, timeout=900, check=False)
     if done.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         tail = "\n".join(done.stderr.strip().splitlines()[-5:])
         raise Failed(f"mmdebstrap failed (exit {done.returncode}):\n{tail}")
     tmp.rename(root)
+    say(f"built the root in {time.monotonic() - start:.0f}s")
     return root
 
 
