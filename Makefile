@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck pytest install system-deps clean deb deb-deps e2e e2e-deps
+.PHONY: test demo lint typecheck pytest install system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -45,6 +45,8 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+.PHONY: deb deb-deps e2e e2e-deps
 
 # The Debian package, dist/stagger_<version>_<arch>.deb: a self-contained venv on Debian 12's
 # /usr/bin/python3 (packaging/debian/build-deb.sh; needs PyPI). lintian checks it in `make e2e`.
