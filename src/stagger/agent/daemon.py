@@ -72,6 +72,7 @@ from stagger.core.machine import (
 )
 from stagger.core.reports import REPORT_INTERVAL, NodeReport
 from stagger.core.semaphore import Denied, Pause
+from stagger.core.strategy import SENTENCES, UNCONFIGURED_NOTE, Reason, unconfigured
 from stagger.core.updates import reboot_pending
 
 # Events that are the answer to a task, and the states in which that answer is still wanted.
@@ -145,6 +146,7 @@ class Agent:
             schedule=self.rt.schedule,
             pause=self.pause,
             backend_reachable=self.backend_reachable,
+            backend_configured=self.rt.backend_configured,
             disabled=self.disabled,
             dry_run=self.rt.dry_run,
             timings=self.rt.timings,
@@ -228,7 +230,7 @@ class Agent:
                 reason=new.reason,
                 holds_slot=str(new.holds_slot).lower(),
             )
-            self.notifier.status(f"{new.cycle.value}: {new.reason}")
+            self.notifier.status(self._status_line())
         self._cancel_stale_tasks()
         for action in actions:
             await self.execute(action)
@@ -422,7 +424,17 @@ class Agent:
             boot=type(first).__name__,
             dry_run=str(rt.dry_run).lower(),
         )
+        if unconfigured(rt.strategy, rt.backend_configured):
+            agentlog.event(self.log, "not configured", logging.WARNING, why=UNCONFIGURED_NOTE)
         await self.handle(first)
+
+    def _status_line(self) -> str:
+        """systemd's STATUS=: the state and why; an unconfigured agent says so even when idle."""
+        line = f"{self.state.cycle.value}: {self.state.reason}"
+        said = self.state.reason == SENTENCES[Reason.NOT_CONFIGURED]
+        if unconfigured(self.rt.strategy, self.rt.backend_configured) and not said:
+            line = f"{line} ({UNCONFIGURED_NOTE})"
+        return line
 
     async def run(self, once: bool = False) -> int:
         await self.start()
@@ -432,7 +444,7 @@ class Agent:
         watchdog = watchdog_interval()
         if watchdog is not None:
             self._spawn(self._watchdog(watchdog))
-        self.notifier.ready(f"{self.state.cycle.value}: {self.state.reason}")
+        self.notifier.ready(self._status_line())
         control = await self._start_control()
         next_poll = utcnow().timestamp() + self.rt.poll
         stop = asyncio.get_running_loop().create_task(self.stopping.wait())

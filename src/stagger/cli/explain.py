@@ -27,7 +27,14 @@ from stagger.core.durations import format_duration
 from stagger.core.errors import InvalidInput, StaggerError
 from stagger.core.secrets import mask_url, mask_urls_in
 from stagger.core.semaphore import Pause
-from stagger.core.strategy import Decision, Situation, Verdict, decide
+from stagger.core.strategy import (
+    UNCONFIGURED_NOTE,
+    Decision,
+    Situation,
+    Verdict,
+    decide,
+    unconfigured,
+)
 
 BACKEND_TIME_LIMIT = 10.0
 DETECTOR_TIME_LIMIT = 60.0
@@ -238,7 +245,7 @@ def explain(
 
         async def gather() -> tuple[list[Finding], SlotView]:
             findings, slots = await asyncio.gather(
-                _findings(loaded, root), _slots(cfg.agent.backend, cfg.agent.group)
+                _findings(loaded, root), _slots(cfg.agent.backend_url(root), cfg.agent.group)
             )
             return findings, slots
 
@@ -254,8 +261,10 @@ def explain(
             pause=slots.pause,
             backend_reachable=not slots.problem,
             schedule_why=schedule.why(now),
+            backend_configured=cfg.agent.backend_configured,
         ),
     )
+    never = unconfigured(cfg.agent.strategy, cfg.agent.backend_configured)
     step, when = _next_step(decision, agent, slots, node, next_open, now)
     updates = _updates_view(loaded, agent, slots.pause, now)
     saved_need = (agent.state or {}).get("needed")
@@ -272,6 +281,7 @@ def explain(
         },
         "detectors": findings,
         "strategy": cfg.agent.strategy.value,
+        "not_configured": UNCONFIGURED_NOTE if never else None,
         "window": {
             "open": is_open,
             "closes_at": schedule.closes_at(now) if is_open else None,
@@ -309,6 +319,8 @@ def explain(
             out.print(f"{label:<10} {text}", soft_wrap=True)
 
         line("node", f"{node} in group {cfg.agent.group!r}, strategy {cfg.agent.strategy.value}")
+        if never:
+            line("backend", UNCONFIGURED_NOTE)
         need = {True: "NEEDED", False: "not needed", None: "unknown"}[combined.needed]
         since = doc["needed"]["since"]  # type: ignore[index]
         line("reboot", need + (f" since {since}" if since and combined.needed else ""))

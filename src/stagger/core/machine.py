@@ -215,12 +215,14 @@ def beat_of(node_id: str) -> float:
 @dataclass(frozen=True)
 class Context:
     """What the shell knows besides the event: the strategy, the schedule, the pause in force
-    (from the backend), whether the backend answered at start, the disabled flag."""
+    (from the backend), whether the backend answered at start, the disabled flag, and whether
+    the configuration names a backend at all."""
 
     strategy: Strategy
     schedule: Schedule = field(default_factory=Schedule)
     pause: Pause | None = None
     backend_reachable: bool = True
+    backend_configured: bool = True
     disabled: bool = False
     dry_run: bool = False
     timings: Timings = field(default_factory=Timings)
@@ -443,6 +445,7 @@ def gate(state: NodeState, ctx: Context, now: datetime) -> Decision:
             pause=pause,
             backend_reachable=ctx.backend_reachable,
             schedule_why="" if is_open else ctx.schedule.why(now),
+            backend_configured=ctx.backend_configured,
         ),
     )
 
