@@ -170,6 +170,7 @@ class NodesModel(Model):
 
 class ForgetResponse(Model):
     id: str
+    by: str = Field("", description="who forgot it, as recorded in history")
     forgotten: bool = Field(
         description="false: no report of this id was stored (nothing was written)"
     )

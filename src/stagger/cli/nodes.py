@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import typer
 from rich.table import Table
 
-from stagger.api import NodeModel, NodesModel, UnreadableModel
+from stagger.api import ForgetResponse, NodeModel, NodesModel, UnreadableModel
 from stagger.backends.base import Backend
 from stagger.cli.output import (
     BackendOption,
@@ -196,7 +196,7 @@ def forget(
     removed = run_async(
         lambda b: b.forget(node, by=by), backend=backend, create=False, as_json=json
     )
-    doc = {"id": node, "by": by, "result": "forgotten" if removed else "not_known"}
+    doc = ForgetResponse(id=node, by=by, forgotten=removed).model_dump(mode="json")
     if removed:
         text = (
             f"forgot node {node}: its report is removed (if its agent still runs, its next "

@@ -27,6 +27,7 @@ from stagger.cli.output import (
     reported_errors,
 )
 from stagger.config.loader import LoadedConfig
+from stagger.core.times import rfc3339
 from stagger.core.updates import Outcome
 
 WAIT_MARGIN = 60.0  # beyond [updates] timeout, for the agent to answer a --wait request
@@ -78,7 +79,7 @@ def _direct(loaded: LoadedConfig, root: Path | None, as_json: bool) -> dict[str,
         "started": True,
         "reason": decision.reason,
         "attempt": result_doc(updates.last, result),
-        "next_attempt": updates.next_attempt.isoformat() if updates.next_attempt else None,
+        "next_attempt": rfc3339(updates.next_attempt) if updates.next_attempt else None,
     }
     try:
         store.save({**doc, STATE_KEY: updates.to_dict()})

@@ -387,7 +387,7 @@ class Api:
                 status_code=ErrorKind.NODE_HOLDS_SLOT.status,
                 media_type="application/json",
             )
-        return json_response(ForgetResponse(id=node_id, forgotten=removed))
+        return json_response(ForgetResponse(id=node_id, by=by, forgotten=removed))
 
     # --- probes -----------------------------------------------------------------------------
 

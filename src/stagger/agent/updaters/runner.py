@@ -24,6 +24,7 @@ from typing import Any
 from stagger.agent import log as agentlog
 from stagger.agent.updaters.base import Updater, UpdateResult, UpdaterSpec
 from stagger.core.errors import StaggerError
+from stagger.core.times import rfc3339
 from stagger.core.updates import (
     Outcome,
     UpdateAttempt,
@@ -244,4 +245,4 @@ def result_doc(attempt: UpdateAttempt | None, result: UpdateResult) -> dict[str,
 
 
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+    return None if value is None else rfc3339(value)
