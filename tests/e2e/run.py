@@ -142,12 +142,13 @@ class Server:
         return run([str(HOST_STAGGER), *args, "--backend", self.url], check=check)
 
     def history(self) -> list[dict[str, str]]:
-        doc = json.loads(self.cli("history", "--group", GROUP, "--limit", "1000", "--json").stdout)
+        args = ("history", "--group", GROUP, "--limit", "1000", "--reverse", "--json")
+        doc = json.loads(self.cli(*args).stdout)  # oldest first
         return list(doc["events"])
 
     def holders(self) -> list[str]:
         doc = json.loads(self.cli("status", "--group", GROUP, "--json").stdout)
-        return [h["id"] for g in doc["groups"] for h in g["holders"]]
+        return [h["id"] for g in doc["groups"] for h in g["holds"]]
 
     def log_tail(self, lines: int = 10) -> str:
         text = (self.work / "server.log").read_text(errors="replace")
