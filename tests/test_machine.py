@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stagger.core.errors import InvalidInput, TransitionError
-from stagger.core.machine import (
+from stagger.core.cycle.decide import (
     EFFECTS,
     REBOOTED_FOR_KEPT,
     TABLE,
@@ -55,6 +54,7 @@ from stagger.core.machine import (
     start_event,
     step,
 )
+from stagger.core.errors import InvalidInput, TransitionError
 from stagger.core.schedule import Blackout, Schedule, Window
 from stagger.core.semaphore import Pause
 from stagger.core.strategy import Strategy

@@ -13,7 +13,7 @@ from hypothesis import event as note_event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stagger.core.machine import (
+from stagger.core.cycle.decide import (
     EFFECTS,
     TABLE,
     BackendError,

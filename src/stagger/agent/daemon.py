@@ -37,8 +37,7 @@ from stagger.agent.state import StateStore, TypedStateStore, read_boot_id
 from stagger.agent.updaters.runner import STATE_KEY as UPDATES_KEY
 from stagger.agent.updaters.runner import UpdateRunner
 from stagger.backends.base import Backend, Snapshot
-from stagger.core.errors import StaggerError
-from stagger.core.machine import (
+from stagger.core.cycle.decide import (
     BackendError,
     Context,
     Event,
@@ -70,6 +69,7 @@ from stagger.core.machine import (
     start_event,
     step,
 )
+from stagger.core.errors import StaggerError
 from stagger.core.reports import REPORT_INTERVAL, NodeReport
 from stagger.core.semaphore import Denied, Pause
 from stagger.core.updates import reboot_pending

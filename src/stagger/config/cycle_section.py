@@ -9,8 +9,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from stagger.config.agent_sections import Duration
+from stagger.core.cycle.decide import Timings
 from stagger.core.durations import parse_duration
-from stagger.core.machine import Timings
 
 
 class CycleConfig(BaseModel):

@@ -23,8 +23,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from stagger.core.cycle.decide import CheckResult, NodeState, State
 from stagger.core.errors import StaggerError
-from stagger.core.machine import CheckResult, NodeState, State
 from stagger.core.semaphore import Action, Event, Hold, validate_group, validate_id
 
 DEFAULT_SILENT_AFTER = timedelta(minutes=15)

@@ -40,7 +40,7 @@ from datetime import datetime, timedelta
 from heapq import heappop, heappush
 
 from stagger.backends.sqlite import MEMORY, SqliteBackend
-from stagger.core.machine import (
+from stagger.core.cycle.decide import (
     BootDetected,
     Context,
     Event,
