@@ -12,7 +12,7 @@ import pytest
 from server_support import RunningServer, running
 from stagger.backends.base import Backend
 from stagger.backends.factory import open_backend
-from stagger.core.cycle.decide import State
+from stagger.core.cycle.node_state import State
 from stagger.core.errors import InvalidInput
 from stagger.core.reports import NodeHoldsSlot, NodeReport, fleet_nodes
 from stagger.core.semaphore import Action

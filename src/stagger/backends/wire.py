@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from stagger.backends.base import GroupStatus, Snapshot
-from stagger.core.cycle.decide import CheckResult, State
+from stagger.core.cycle.node_state import CheckResult, State
 from stagger.core.reports import MAX_TEXT, NodeReport, NodeView, Source, Unreadable
 from stagger.core.semaphore import (
     GROUP_RE,

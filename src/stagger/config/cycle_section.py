@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from stagger.config.agent_sections import Duration
-from stagger.core.cycle.decide import Timings
+from stagger.core.cycle.vocabulary import Timings
 from stagger.core.durations import parse_duration
 
 

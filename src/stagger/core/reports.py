@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from stagger.core.cycle.decide import CheckResult, NodeState, State
+from stagger.core.cycle.node_state import CheckResult, NodeState, State
 from stagger.core.errors import StaggerError
 from stagger.core.semaphore import Action, Event, Hold, validate_group, validate_id
 

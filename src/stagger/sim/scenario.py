@@ -41,7 +41,7 @@ from stagger.config.cycle_section import CycleConfig
 from stagger.config.loader import ConfigProblem, InvalidConfig, problems_from
 from stagger.config.model import BlackoutConfig, WindowConfig
 from stagger.config.section import Section
-from stagger.core.cycle.decide import Timings
+from stagger.core.cycle.vocabulary import Timings
 from stagger.core.durations import parse_duration
 from stagger.core.errors import InvalidInput
 from stagger.core.schedule import Schedule, parse_instant
