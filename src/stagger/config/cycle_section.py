@@ -1,5 +1,5 @@
 """The [cycle] table: how often the agent's node cycle looks again. The defaults suit a
-production fleet (a heartbeat a minute, DESIGN.md); tests and demos shorten them.
+production fleet (a heartbeat a minute, docs/configuration.md); tests and demos shorten them.
 
 Durations are kept as written and checked with core's parser, like every other section;
 `timings()` turns them into the machine's Timings value."""
