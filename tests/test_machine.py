@@ -1,4 +1,4 @@
-"""The node cycle, one transition per test: core/machine.py is called directly (it does no I/O)."""
+"""The node cycle, one transition per test: core/cycle/ is called directly (it does no I/O)."""
 
 from __future__ import annotations
 
@@ -9,24 +9,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stagger.core.errors import InvalidInput, TransitionError
-from stagger.core.machine import (
+from stagger.core.cycle.decide import TABLE, step
+from stagger.core.cycle.diagram import diagram, edges, moves, possible_moves
+from stagger.core.cycle.gates import REBOOTED_FOR_KEPT
+from stagger.core.cycle.node_state import CheckResult, Need, NodeState, State
+from stagger.core.cycle.vocabulary import (
     EFFECTS,
-    REBOOTED_FOR_KEPT,
-    TABLE,
     Action,
     BackendError,
     BootDetected,
-    CheckResult,
     Context,
     Event,
     HealthFailed,
     HealthPassed,
     HooksFailed,
     HooksPassed,
-    Need,
     Needed,
-    NodeState,
     NotNeeded,
     PauseChanged,
     Persist,
@@ -42,19 +40,14 @@ from stagger.core.machine import (
     RunPreRebootHooks,
     SlotDenied,
     SlotGranted,
-    State,
     Tick,
     Timings,
     Touch,
     WakeAt,
     beat_of,
-    diagram,
-    edges,
-    moves,
-    possible_moves,
     start_event,
-    step,
 )
+from stagger.core.errors import InvalidInput, TransitionError
 from stagger.core.schedule import Blackout, Schedule, Window
 from stagger.core.semaphore import Pause
 from stagger.core.strategy import Strategy

@@ -1,6 +1,6 @@
-"""The node agent: the shell around core/machine.
+"""The node agent: the shell around core/cycle.
 
-It wires detectors, the backend, hooks and the rebooter to `machine.step` and carries out the
+It wires detectors, the backend, hooks and the rebooter to `decide.step` and carries out the
 actions it returns, in order. It decides nothing itself. Rules:
 - One event at a time, from one queue. Detectors push (no long polling); a timer sends the
   Tick the machine asked for (WakeAt); a slow look (`poll`) refreshes the pause and the
@@ -9,7 +9,7 @@ actions it returns, in order. It decides nothing itself. Rules:
   stops the agent before the effect.
 - Hooks and health checks run as tasks whose results come back as events; a task whose state
   was left (an operator released the hold, say) is cancelled, so a late answer never arrives.
-- On start the saved boot id tells a reboot from a restart (machine.start_event).
+- On start the saved boot id tells a reboot from a restart (`start_event`).
 - Imports stay lean: no CLI or table libraries, no pydantic; the backend is imported by URL.
 - The node's report (core.reports.NodeReport) is published at every transition and at least
   every REPORT_INTERVAL, by one background sender that sends the latest: never awaited by
@@ -37,8 +37,9 @@ from stagger.agent.state import StateStore, TypedStateStore, read_boot_id
 from stagger.agent.updaters.runner import STATE_KEY as UPDATES_KEY
 from stagger.agent.updaters.runner import UpdateRunner
 from stagger.backends.base import Backend, Snapshot
-from stagger.core.errors import StaggerError
-from stagger.core.machine import (
+from stagger.core.cycle.decide import step
+from stagger.core.cycle.node_state import NodeState, State
+from stagger.core.cycle.vocabulary import (
     BackendError,
     Context,
     Event,
@@ -47,7 +48,6 @@ from stagger.core.machine import (
     HooksFailed,
     HooksPassed,
     Needed,
-    NodeState,
     NotNeeded,
     PauseChanged,
     Persist,
@@ -62,14 +62,13 @@ from stagger.core.machine import (
     RunPreRebootHooks,
     SlotDenied,
     SlotGranted,
-    State,
     Tick,
     Touch,
     WakeAt,
     beat_of,
     start_event,
-    step,
 )
+from stagger.core.errors import StaggerError
 from stagger.core.reports import REPORT_INTERVAL, NodeReport
 from stagger.core.semaphore import Denied, Pause
 from stagger.core.strategy import SENTENCES, UNCONFIGURED_NOTE, Reason, unconfigured

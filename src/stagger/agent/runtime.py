@@ -15,7 +15,7 @@ from typing import Protocol
 
 from stagger.agent.detectors.base import Detector
 from stagger.agent.updaters.base import UpdaterSpec
-from stagger.core.machine import Timings
+from stagger.core.cycle.vocabulary import Timings
 from stagger.core.schedule import Schedule
 from stagger.core.strategy import Strategy
 from stagger.core.updates import UpdatePolicy

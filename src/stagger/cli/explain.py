@@ -74,7 +74,7 @@ def _node_id(loaded: LoadedConfig, root: Path | None) -> str:
 def _agent_view(loaded: LoadedConfig, root: Path | None) -> AgentView:
     from stagger.agent.state import StateStore
     from stagger.config.agent_sections import path_of
-    from stagger.core.machine import NodeState
+    from stagger.core.cycle.node_state import NodeState
 
     path = path_of(loaded.config.agent, "state_path", root)
     try:
@@ -140,7 +140,7 @@ def _updates_view(
     (core/updates.decide on the saved record; a pause never stops updates)."""
     from stagger.agent.state import StateStore
     from stagger.agent.updaters.runner import STATE_KEY
-    from stagger.core.machine import NodeState
+    from stagger.core.cycle.node_state import NodeState
     from stagger.core.updates import UpdatesState, UpdateVerdict, decide, reboot_pending
 
     cfg = loaded.config
@@ -169,7 +169,8 @@ def _updates_view(
 
 def _uncleared(agent: AgentView) -> str | None:
     """The reboot-loop guard's sentence when the saved need is one a reboot did not clear."""
-    from stagger.core.machine import NodeState, uncleared_sentence, withheld
+    from stagger.core.cycle.gates import uncleared_sentence, withheld
+    from stagger.core.cycle.node_state import NodeState
 
     if not agent.state:
         return None
@@ -381,8 +382,8 @@ def explain(
 
 
 def _print_diagram(kind: str, json: bool) -> None:
-    """The table of core/machine.py drawn as it is (the same table the agent runs)."""
-    from stagger.core.machine import diagram, moves
+    """The table of core/cycle/decide.py drawn as it is (the same table the agent runs)."""
+    from stagger.core.cycle.diagram import diagram, moves
 
     with reported_errors(json):
         text = diagram(kind)
