@@ -166,16 +166,16 @@ def moves() -> list[Move]:
     return out
 
 
-def diagram(kind: str = "mermaid", *, moves_only: bool = True) -> str:
-    """The table as a mermaid state diagram (for `stagger explain --diagram`: every pair of
-    states the table joins, with the events) or as text: the moves that can really happen,
-    one line each, `from -> to on events: when` (events that lead there alike share a line).
-    `moves_only` leaves out the events that keep the state where it is (mermaid)."""
+def diagram(kind: str = "mermaid") -> str:
+    """The moves that can really happen (`moves`), for `stagger explain --diagram`: as a
+    mermaid state diagram (one arrow per pair of states, labelled with its events) or as text
+    (one line per move and condition, `from -> to on events: when`)."""
     if kind == "mermaid":
         pairs: dict[tuple[State, State], list[str]] = {}
-        for a, e, b in edges():
-            if not (moves_only and a is b):
-                pairs.setdefault((a, b), []).append(e)
+        for m in moves():
+            events = pairs.setdefault((m.source, m.target), [])
+            if m.event not in events:
+                events.append(m.event)
         lines = ["stateDiagram-v2", "    [*] --> idle"]
         lines += [f"    {a.value} --> {b.value}: {', '.join(es)}" for (a, b), es in pairs.items()]
         return "\n".join(lines) + "\n"
