@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from stagger.backends.base import GroupStatus, Snapshot
 from stagger.core.cycle.node_state import CheckResult, State
@@ -37,6 +37,7 @@ from stagger.core.semaphore import (
     Pause,
     Semaphore,
 )
+from stagger.core.text import PLAIN_TEXT, PLAIN_TEXT_NOT_BLANK, check_operator_text
 from stagger.core.times import RANGE_TEXT
 
 
@@ -260,8 +261,10 @@ By = Annotated[
         None,
         min_length=1,
         max_length=256,
-        description="who acts, recorded in history; a control character is refused (400)",
+        json_schema_extra={"pattern": PLAIN_TEXT},
+        description="who acts, recorded in history; no control characters",
     ),
+    AfterValidator(lambda v: None if v is None else check_operator_text(v, "by")),
 ]
 
 
@@ -311,7 +314,8 @@ class PauseRequest(_Request):
         min_length=1,
         max_length=1000,
         pattern=r"\S",
-        description="plain text on one line: a control character is refused (400)",
+        json_schema_extra={"pattern": PLAIN_TEXT_NOT_BLANK},
+        description="plain text on one line: no control characters, not blank",
     )
     until: datetime | None = Field(
         None,
