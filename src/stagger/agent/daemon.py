@@ -256,9 +256,8 @@ class Agent:
         elif isinstance(action, Touch):
             await self._touch()
         elif isinstance(action, RunPreRebootHooks):
-            if self.state.needed is not None and hasattr(rt.pre_reboot, "reason"):
-                rt.pre_reboot.reason = self.state.needed.detail  # STAGGER_REASON for hooks
-            self.hooks_task = self._spawn(self._run_hooks(action.deadline))
+            why = self.state.needed.detail if self.state.needed is not None else ""
+            self.hooks_task = self._spawn(self._run_hooks(action.deadline, why))
         elif isinstance(action, RunHealthChecks):
             self.health_task = self._spawn(self._run_health())
         elif isinstance(action, Reboot):
@@ -313,11 +312,12 @@ class Agent:
                 ReleasedByOperator(f"the heartbeat found no hold for {self.rt.node_id}")
             )
 
-    async def _run_hooks(self, deadline: datetime | None) -> None:
+    async def _run_hooks(self, deadline: datetime | None, reason: str) -> None:
+        """The pre-reboot hooks; `reason` (why this node reboots) becomes STAGGER_REASON."""
         limit = None if deadline is None else max((deadline - utcnow()).total_seconds(), 0.0)
         try:
             async with asyncio.timeout(limit):
-                outcome = await self.rt.pre_reboot.run(deadline)
+                outcome = await self.rt.pre_reboot.run(deadline, reason)
         except TimeoutError:
             self.queue.put_nowait(
                 HooksFailed("the window closed before the pre-reboot hooks ended")

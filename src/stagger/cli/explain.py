@@ -73,7 +73,7 @@ def _node_id(loaded: LoadedConfig, root: Path | None) -> str:
 
 def _agent_view(loaded: LoadedConfig, root: Path | None) -> AgentView:
     from stagger.agent.state import StateStore
-    from stagger.config.agent_sections import path_of
+    from stagger.config.section import path_of
     from stagger.core.cycle.node_state import NodeState
 
     path = path_of(loaded.config.agent, "state_path", root)
@@ -419,7 +419,7 @@ def need_reboot(
         read_boot_id,
         write_manual_mark,
     )
-    from stagger.config.agent_sections import path_of
+    from stagger.config.section import path_of
 
     loaded = load(config, root, json)
     cfg = loaded.config

@@ -25,7 +25,7 @@ from stagger.core.errors import ConfigError, StaggerError
 from stagger.core.secrets import mask_url
 from stagger.core.text import printable
 
-# Exit codes shared by every command (issue 2): 0 done, 1 denied, 2 usage/config, 3 backend.
+# Exit codes shared by every command (docs/cli.md): 0 done, 1 denied, 2 usage/config, 3 backend.
 EXIT_OK = 0
 EXIT_DENIED = 1
 EXIT_USAGE = 2

@@ -39,7 +39,7 @@ def _direct(loaded: LoadedConfig, root: Path | None, as_json: bool) -> dict[str,
     from stagger.agent.updaters.factory import build_updater, spec_from_config
     from stagger.agent.updaters.runner import STATE_KEY, result_doc
     from stagger.backends.base import utcnow
-    from stagger.config.agent_sections import path_of
+    from stagger.config.section import path_of
     from stagger.core.cycle.node_state import NodeState
     from stagger.core.updates import (
         UpdateAttempt,
@@ -103,7 +103,8 @@ def update_now(
     """Ask the host's updater for one update now: through the running agent (its control
     socket), else directly. Never while a reboot is pending or with [updates] enabled = false."""
     from stagger.agent.control import ControlUnavailable, ask
-    from stagger.config.agent_sections import path_of, seconds
+    from stagger.config.agent_sections import seconds
+    from stagger.config.section import path_of
 
     loaded = load(config, root, json)
     cfg = loaded.config

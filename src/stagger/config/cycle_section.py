@@ -6,16 +6,15 @@ Durations are kept as written and checked with core's parser, like every other s
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from stagger.config.agent_sections import Duration
+from stagger.config.section import Section
 from stagger.core.cycle.vocabulary import Timings
 from stagger.core.durations import parse_duration
 
 
-class CycleConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class CycleConfig(Section):
     heartbeat: Duration = Field(
         "1m", description="how often a node that holds a slot says it is alive, like '1m'"
     )

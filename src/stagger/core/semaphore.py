@@ -42,7 +42,7 @@ FLEET = "*"
 DEFAULT_MAX = 1
 DEFAULT_STALE_AFTER = timedelta(minutes=15)
 HISTORY_LIMIT = 1000
-# A heartbeat more frequent than this writes nothing (DESIGN.md: at most once a minute).
+# A heartbeat more frequent than this writes nothing (docs/backends.md: at most one a minute).
 TOUCH_INTERVAL = timedelta(minutes=1)
 
 
