@@ -22,7 +22,9 @@ class GroupReads:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self._remembers = backend if isinstance(backend, RemembersGroups) else None
-        self._next: dict[str, asyncio.Future[Snapshot]] = {}
+        # The callers waiting for the next read of each group (one future each, so a caller
+        # that goes away cancels only its own), and the groups with a read due or in flight.
+        self._next: dict[str, list[asyncio.Future[Snapshot]]] = {}
         self._busy: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -35,32 +37,43 @@ class GroupReads:
         return self._remembers.changing(group) if self._remembers is not None else False
 
     async def read(self, group: str) -> Snapshot:
-        future = self._next.get(group)
-        if future is None:
-            future = self._next[group] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiters = self._next.get(group)
+        if waiters is None:
+            waiters = self._next[group] = []
             if group not in self._busy:
-                self._start(group)
-        # shield: one caller going away must not cancel the read the others wait for
-        return await asyncio.shield(future)
+                self._busy.add(group)
+                loop.call_soon(self._start, group)
+        future: asyncio.Future[Snapshot] = loop.create_future()
+        waiters.append(future)
+        return await future
 
     def _start(self, group: str) -> None:
-        future = self._next.pop(group)
-        self._busy.add(group)
-        task = asyncio.get_running_loop().create_task(self._run(group, future))
+        # Started from the event loop's queue, not by the first caller: the callers whose
+        # requests arrived with the first one's join this read instead of the next.
+        waiters = self._next.pop(group)
+        task = asyncio.get_running_loop().create_task(self._run(group, waiters))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, group: str, future: asyncio.Future[Snapshot]) -> None:
+    async def _run(self, group: str, waiters: list[asyncio.Future[Snapshot]]) -> None:
         try:
-            future.set_result(await self.backend.status(group))
+            snap = await self.backend.status(group)
         except BaseException as exc:  # every waiter gets the failure
-            future.set_exception(exc)
+            for future in waiters:
+                if not future.done():
+                    future.set_exception(exc)
+                    # a failure its caller no longer awaits must not be logged as never
+                    # retrieved; a caller still waiting gets it raised all the same
+                    future.exception()
             if not isinstance(exc, Exception):
                 raise
+        else:
+            for future in waiters:
+                if not future.done():
+                    future.set_result(snap)
         finally:
-            self._busy.discard(group)
             if group in self._next:
-                self._start(group)
-            # a failure nobody awaited any more must not be reported as "never retrieved"
-            if future.done() and not future.cancelled():
-                future.exception()
+                asyncio.get_running_loop().call_soon(self._start, group)
+            else:
+                self._busy.discard(group)
