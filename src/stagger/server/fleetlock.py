@@ -4,7 +4,9 @@
 `{"kind", "value"}` JSON on every error.
 
 This is the hot path (a fleet polls it every five minutes per node, and a burst of nodes can
-hit it at once), so it is plain ASGI: no request objects, one backend call, one send.
+hit it at once), so it is plain ASGI: no request objects, one backend call, one send. The
+callers one batched read answers (server/reads.py) share one decision and one encoded denial
+(Admissions): per request, what is left is parsing the body and the checks of auth.
 """
 
 from __future__ import annotations
@@ -84,16 +86,6 @@ class Answer:
     async def send(self, send: Send) -> None:
         await send(self.start)
         await send(self.body)
-
-
-async def send_error(
-    send: Send,
-    kind: ErrorKind,
-    value: str,
-    extra_headers: list[tuple[bytes, bytes]] | None = None,
-    **extra: Any,
-) -> None:
-    await Answer.of(kind, value, extra_headers, **extra).send(send)
 
 
 async def read_body(receive: Receive, declared: bytes | None) -> bytes:
