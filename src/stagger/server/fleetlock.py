@@ -224,13 +224,11 @@ class Admissions:
 class FleetLockEndpoint:
     """One of the two FleetLock operations, as an ASGI callable."""
 
-    def __init__(
-        self, state: ServerState, operation: str, admissions: Admissions | None = None
-    ) -> None:
+    def __init__(self, state: ServerState, operation: str) -> None:
         self.state = state
         self.operation = operation
         self.metrics = state.metrics
-        self.admissions = admissions if admissions is not None else Admissions()
+        self.admissions = Admissions()  # pre-reboot's; steady-state needs no decision
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
