@@ -12,6 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
+
+from stagger.cli.main import COMMAND_MODULES, _root, modules_for
 
 # Never needed to print help or to read and change a SQLite store's semaphores.
 HEAVY = {
@@ -105,3 +108,24 @@ def test_semaphore_commands_on_sqlite_import_no_heavy_module(
     assert code == 0
     assert "stagger.backends.sqlite" in modules  # it did read the store
     assert loaded(modules, HEAVY) == []
+    others = {m for m in COMMAND_MODULES if m != "stagger.cli.semaphore"}
+    assert loaded(modules, others) == []  # only the module of the command run
+
+
+def test_each_module_registers_the_commands_listed_for_it() -> None:
+    """A run loads only the module listed for its command: the list must be the truth."""
+    for name, commands in COMMAND_MODULES.items():
+        one = typer.Typer()
+        one.callback()(_root)
+        __import__(name, fromlist=["register"]).register(one)
+        group = typer.main.get_command(one)
+        assert tuple(getattr(group, "commands", {})) == commands, name
+
+
+def test_a_run_picks_the_module_of_its_command_and_else_all() -> None:
+    assert modules_for(["lock", "--id", "n1"]) == ["stagger.cli.semaphore"]
+    assert modules_for(["--version", "config", "show"]) == ["stagger.cli.config"]
+    assert modules_for(["need-reboot"]) == ["stagger.cli.explain"]
+    assert modules_for([]) == list(COMMAND_MODULES)
+    assert modules_for(["--help"]) == list(COMMAND_MODULES)
+    assert modules_for(["statu"]) == list(COMMAND_MODULES)  # click suggests `status`
