@@ -24,8 +24,8 @@ from stagger.backends.etcd import EtcdBackend
 from stagger.backends.factory import open_backend
 from stagger.backends.fleetlock import FleetLockBackend
 from stagger.backends.sqlite import SqliteBackend
+from stagger.core.cycle.node_state import CheckResult, State
 from stagger.core.errors import ConfigError, InvalidInput
-from stagger.core.machine import CheckResult, State
 from stagger.core.reports import NodeReport
 from stagger.server.settings import ServerSettings, Token, digest
 
@@ -297,7 +297,7 @@ async def store_raw(
     assert isinstance(backend, EtcdBackend)
     member = request.getfixturevalue("etcd_server").members[0]
     async with raw_client(member) as etcd:
-        await etcd.put(backend.node_key(node_id), raw.encode())
+        await etcd.put(backend.layout.node_key(node_id), raw.encode())
 
 
 def from_newer_agent(node_id: str) -> str:
