@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -22,7 +22,6 @@ from stagger.agent.detectors.base import Detector, Finding, combine
 from stagger.backends.base import GroupStatus, utcnow
 from stagger.cli.config import ConfigFileOption, ConfigRootOption, load
 from stagger.cli.output import JsonOption, console, emit, operator_by, reported_errors
-from stagger.config.loader import LoadedConfig
 from stagger.core.durations import format_duration
 from stagger.core.errors import InvalidInput, StaggerError
 from stagger.core.secrets import mask_url, mask_urls_in
@@ -35,6 +34,9 @@ from stagger.core.strategy import (
     decide,
     unconfigured,
 )
+
+if TYPE_CHECKING:
+    from stagger.config.loader import LoadedConfig
 
 BACKEND_TIME_LIMIT = 10.0
 DETECTOR_TIME_LIMIT = 60.0

@@ -11,12 +11,10 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
-from stagger.backends.base import Backend
-from stagger.backends.wire import NodeModel, NodesModel, UnreadableModel
 from stagger.cli.output import (
     BackendOption,
     JsonOption,
@@ -37,6 +35,10 @@ from stagger.core.reports import (
 )
 from stagger.core.semaphore import HISTORY_LIMIT, validate_group, validate_id
 from stagger.core.text import printable
+
+if TYPE_CHECKING:
+    from stagger.backends.base import Backend
+    from stagger.backends.wire import NodesModel
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ async def read_fleet(backend: Backend, group: str | None, silent_after: timedelt
 
 
 def fleet_doc(f: Fleet) -> NodesModel:
+    from stagger.backends.wire import NodeModel, NodesModel, UnreadableModel
+
     return NodesModel(
         now=f.now,
         silent_after=f.silent_after.total_seconds(),
@@ -114,6 +118,8 @@ def render_fleet(f: Fleet) -> None:
             "Flatcar) appear with their first lock"
         )
     else:
+        from rich.table import Table
+
         table = Table()
         for column in ("node", "group", "state", "since", "detector / reason"):
             table.add_column(column)

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from stagger.agent.identity import NoMachineId, node_id
 from stagger.backends.base import Backend, GroupStatus, Snapshot, utcnow
@@ -309,6 +308,8 @@ def render_status(snap: Snapshot, reports: Reports | None = None) -> None:
         if sem.hold_ttl is not None:
             ttl = format_duration(sem.hold_ttl)
             out.print(f"  holds expire {ttl} after their last heartbeat (hold-ttl)")
+        from rich.table import Table
+
         table = Table()
         for column in ("holder", "held for", "last seen", "state", "note"):
             table.add_column(column)
@@ -331,6 +332,8 @@ def render_history(events: list[Event], now: datetime) -> None:
     if not events:
         out.print("no events recorded yet")
         return
+    from rich.table import Table
+
     table = Table()
     for column in ("time (UTC)", "ago", "group", "action", "id", "by"):
         table.add_column(column, no_wrap=True)

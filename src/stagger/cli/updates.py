@@ -13,7 +13,7 @@ import asyncio
 import random
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -26,8 +26,10 @@ from stagger.cli.output import (
     emit,
     reported_errors,
 )
-from stagger.config.loader import LoadedConfig
 from stagger.core.updates import Outcome
+
+if TYPE_CHECKING:
+    from stagger.config.loader import LoadedConfig
 
 WAIT_MARGIN = 60.0  # beyond [updates] timeout, for the agent to answer a --wait request
 ASK_LIMIT = 30.0
