@@ -1,10 +1,22 @@
 """FleetLock server load: `stagger server` over a real etcd, driven on loopback.
 
     .venv/bin/python benchmarks/fleetlock.py [--seconds 10] [--connections 32]
+    .venv/bin/python benchmarks/fleetlock.py --only wrk [--rounds 3] [--also-src DIR]
 
-Starts etcd (one member for a and b, three for c) and `stagger server` as separate processes,
-then drives it from this process with a minimal keep-alive HTTP/1.1 client on uvloop (so the
-generator costs little of the 2 cores it shares with the server and etcd):
+(wrk) the hot path against its ceiling, side by side in one run: a bare ASGI app on the same
+    uvicorn + uvloop + httptools stack that answers a fixed FleetLock denial (or `200 {}`)
+    without reading anything, and `stagger server` on SQLite and on etcd (one member), each
+    in its own process, driven by `wrk -t2 -c<connections>` (Debian's wrk) with FleetLock
+    bodies cycling through 1,000 ids: the denial (`pre-reboot` on a full group, every answer
+    423) and the no-op release (`steady-state` from ids that hold nothing, every answer 200).
+    Rounds interleave the targets; it prints each one's median req/s and its ratio to the
+    bare app's for the same call. `--also-src DIR` adds `stagger server` run from another
+    source tree (an older commit's `git archive`), on both backends, for before/after.
+
+Then (a), (b), (c) drive the server from this process. Each starts etcd (one member for a
+and b, three for c) and `stagger server` as separate processes, then drives it with a
+minimal keep-alive HTTP/1.1 client on uvloop (so the generator costs little of the 2 cores
+it shares with the server and etcd):
 
 (a) `pre-reboot` on a full group (max 1, held), random ids: every answer should be a denial
     (423); reports req/s, p50/p99 latency, the non-2xx count (here: denials) and errors (5xx).
@@ -29,6 +41,8 @@ import asyncio
 import os
 import random
 import re
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +50,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aetcd
 
@@ -144,13 +159,19 @@ def etcd_reads(cluster: EtcdCluster) -> float:
 
 
 class Server:
-    def __init__(self, backend: str) -> None:
+    def __init__(self, backend: str, src: Path | None = None, bare: bool = False) -> None:
+        """`stagger server` on `backend` (from the source tree `src` when given), or with
+        bare=True the bare app of this file on the same stack."""
         self.port = free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stagger", "server", "--listen", f"127.0.0.1:{self.port}",
-             "--backend", backend, "--log-level", "warning"],
-            cwd=ROOT,
-        )  # fmt: skip
+        env = dict(os.environ)
+        if src is not None:
+            env["PYTHONPATH"] = str(src)
+        if bare:
+            argv = [sys.executable, __file__, "--serve-bare", str(self.port)]
+        else:
+            argv = [sys.executable, "-m", "stagger", "server", "--backend", backend,
+                    "--listen", f"127.0.0.1:{self.port}", "--log-level", "warning"]  # fmt: skip
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -234,6 +255,138 @@ async def scenario_ab(base: Path, seconds: float, connections: int) -> None:
         f"ratios: (a)/raw {a.count / a.seconds / raw:.2f}  (b)/raw {b.count / b.seconds / raw:.2f}"
         f"  (a)/reference 2250 req/s {a.count / a.seconds / 2250:.2f}"
     )
+
+
+# --- (wrk) the hot path against a bare app on the same stack ----------------------------------
+
+BARE_DENIAL = (
+    b'{"kind":"failed_lock_semaphore_full","value":"all 1 slot(s) are held by: holder",'
+    b'"max":1,"holders":["holder"]}'
+)
+
+
+async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The ceiling: reads the request, answers the fixed denial on pre-reboot and `200 {}`
+    on anything else, reading no store and checking nothing."""
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    status, body = (423, BARE_DENIAL) if scope["path"].endswith("pre-reboot") else (200, b"{}")
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def serve_bare(port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        bare_app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
+        access_log=False, lifespan="off", log_level="warning",
+    )  # fmt: skip
+
+
+WRK_SCRIPT = """
+local group = os.getenv("FL_GROUP")
+local headers = {["fleet-lock-protocol"] = "true", ["content-type"] = "application/json"}
+local requests, i = {}, 0
+for n = 1, 1000 do
+  local body = string.format('{"client_params":{"id":"node-%d","group":"%s"}}', n, group)
+  requests[n] = wrk.format("POST", nil, headers, body)
+end
+request = function()
+  i = i % 1000 + 1
+  return requests[i]
+end
+"""
+
+
+@dataclass
+class WrkRun:
+    rate: float
+    requests: int
+    non_2xx: int
+    socket_errors: str | None
+
+
+def wrk(port: int, path: str, group: str, seconds: float, connections: int, script: Path) -> WrkRun:
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "-s", str(script),
+         f"http://127.0.0.1:{port}{path}"],
+        env={**os.environ, "FL_GROUP": group}, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    rate = re.search(r"Requests/sec:\s*([0-9.]+)", out)
+    count = re.search(r"(\d+) requests in", out)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    if rate is None or count is None:
+        raise RuntimeError(f"wrk said: {out}")
+    return WrkRun(
+        float(rate.group(1)),
+        int(count.group(1)),
+        int(non_2xx.group(1)) if non_2xx else 0,
+        errors.group(1) if errors else None,
+    )
+
+
+async def scenario_wrk(
+    base: Path, seconds: float, connections: int, rounds: int, also: list[Path]
+) -> None:
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install -y wrk")
+    script = base / "fleetlock.lua"
+    script.write_text(WRK_SCRIPT)
+    cluster = start_cluster(base / "etcd-wrk", 1)
+    targets: dict[str, Server] = {}
+    try:
+        targets["bare app"] = Server("", bare=True)
+        sources: list[tuple[str, Path | None]] = [("", None)]
+        sources += [(f" [{src}]", src) for src in also]
+        for label, src in sources:
+            db = base / f"wrk-{len(targets)}.db"
+            targets[f"sqlite{label}"] = Server(f"sqlite:///{db}", src)
+            targets[f"etcd{label}"] = Server(f"{cluster.url}/?prefix=wrk{len(targets)}/", src)
+        for name, server in targets.items():
+            if name != "bare app":
+                server.call("PUT", "/v1/groups/full/max", b'{"max": 1}')
+                server.call("POST", "/v1/pre-reboot", fl_body("holder", "full"))
+        calls = {
+            "denial": ("/v1/pre-reboot", "full"),
+            "no-op release": ("/v1/steady-state", "idle"),
+        }
+        runs: dict[tuple[str, str], list[WrkRun]] = {}
+        for server in targets.values():  # warm-up
+            for path, group in calls.values():
+                wrk(server.port, path, group, 1, connections, script)
+        for _ in range(rounds):
+            for call, (path, group) in calls.items():
+                for name, server in targets.items():
+                    run = wrk(server.port, path, group, seconds, connections, script)
+                    runs.setdefault((name, call), []).append(run)
+    finally:
+        for server in targets.values():
+            server.stop()
+        cluster.stop()
+    print(
+        f"(wrk) wrk -t2 -c{connections}, {seconds:g} s per run, {rounds} rounds interleaved; "
+        "median req/s and its ratio to the bare app's for the same call"
+    )
+    for call in calls:
+        bare = statistics.median(r.rate for r in runs[("bare app", call)])
+        for name in targets:
+            got = runs[(name, call)]
+            rate = statistics.median(r.rate for r in got)
+            total = sum(r.requests for r in got)
+            non_2xx = sum(r.non_2xx for r in got)
+            expected = total if call == "denial" else 0
+            check = "ok" if non_2xx == expected else f"UNEXPECTED: {non_2xx} non-2xx of {total}"
+            errors = "; ".join(r.socket_errors for r in got if r.socket_errors)
+            print(
+                f"  {call:13} {name:30} {rate:9.0f} req/s  ratio {rate / bare:5.2f}  "
+                f"(runs: {', '.join(f'{r.rate:.0f}' for r in got)}; answers {check})"
+                + (f"  socket errors: {errors}" if errors else "")
+            )
 
 
 async def etcd_op_latency(cluster: EtcdCluster, n: int = 200) -> tuple[float, float]:
@@ -331,11 +484,24 @@ async def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--connections", type=int, default=32)
-    p.add_argument("--only", choices=["ab", "c"], default=None)
+    p.add_argument("--only", choices=["wrk", "ab", "c"], default=None)
+    p.add_argument("--rounds", type=int, default=3, help="(wrk) rounds of runs, interleaved")
+    p.add_argument(
+        "--also-src",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="(wrk) also run stagger server from this source tree (e.g. an older commit's src/)",
+    )
     p.add_argument("--data-dir", default=None, help="where etcd keeps its data (default: $TMPDIR)")
     args = p.parse_args()
     print(f"{os.cpu_count()} CPUs; {args.connections} connections; {args.seconds:g} s per run")
     with tempfile.TemporaryDirectory(dir=args.data_dir) as tmp:
+        if args.only in (None, "wrk"):
+            await scenario_wrk(
+                Path(tmp), args.seconds, args.connections, args.rounds, args.also_src
+            )
         if args.only in (None, "ab"):
             await scenario_ab(Path(tmp), args.seconds, args.connections)
         if args.only in (None, "c"):
@@ -343,6 +509,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--serve-bare"]:  # the bare app's own process (Server(bare=True))
+        serve_bare(int(sys.argv[2]))
+        sys.exit()
     try:
         import uvloop
 

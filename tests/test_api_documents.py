@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from server_support import RunningServer, running
-from stagger.core.machine import State
+from stagger.core.cycle.node_state import State
 from stagger.core.reports import NodeReport
 from stagger.server.settings import ServerSettings
 from test_cli import run

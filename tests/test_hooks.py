@@ -23,11 +23,11 @@ from stagger.agent.hooks import (
     PreRebootStage,
     SystemState,
     TcpCheck,
-    build_pre_reboot,
     run_health,
     run_parts,
     run_pre_reboot,
 )
+from stagger.agent.runtime import build_pre_reboot
 from stagger.config.model import StaggerConfig
 
 CTX = HookContext("node-1", "web", "kernel update")

@@ -19,10 +19,10 @@ from stagger.agent.reboot import (
     LogindRebooter,
     RebootFailed,
     SimulatedRebooter,
-    build_rebooter,
     read_simulated_reboots,
     systemctl_rebooter,
 )
+from stagger.agent.runtime import build_rebooter
 from stagger.config.model import StaggerConfig
 from stagger.core.errors import StaggerError
 

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from stagger.config.model import WindowConfig
+from stagger.config.window_section import WindowConfig
 from stagger.core.errors import InvalidInput
 from stagger.core.schedule import MonthlyDay, Schedule, Window, parse_monthly
 

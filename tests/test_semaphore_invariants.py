@@ -9,7 +9,9 @@ holds a slot. After each step it checks:
 - an operation that reports no change returns the value unchanged and no events, and one that
   returns the value unchanged reports no change (a backend then writes nothing);
 - the set of holders changes only as the operation says (grant adds one, release removes one,
-  expiry removes exactly the holds whose time has passed).
+  expiry removes exactly the holds whose time has passed);
+- admission (what every non-holder is answered, decided once per value) agrees with acquire
+  for every id.
 """
 
 from __future__ import annotations
@@ -198,6 +200,22 @@ class SemaphoreMachine(RuleBasedStateMachine):
     @invariant()
     def holds_are_keyed_by_their_id(self) -> None:
         assert all(k == h.id for k, h in self.sem.holds.items())
+
+    @invariant()
+    def admission_answers_every_id_as_acquire_does(self) -> None:
+        """The server decides once per group value what every non-holder gets
+        (core.admission); for every id that must be exactly what acquire answers it."""
+        admitted = core.admission(self.sem, self.now, fleet_pause=self.fleet)
+        for node in ["a", "b", "c", "d", "e"]:
+            outcome = core.acquire(self.sem, node, self.now, fleet_pause=self.fleet).outcome
+            if node in admitted.semaphore.holds:
+                assert isinstance(outcome, Granted)
+                assert outcome.already_held
+            elif admitted.outcome is None:
+                assert isinstance(outcome, Granted)
+                assert not outcome.already_held
+            else:
+                assert outcome == admitted.outcome
 
     @invariant()
     def a_holds_expiry_lies_after_its_last_heartbeat(self) -> None:

@@ -137,6 +137,28 @@ def test_a_full_group_denies_with_failed_lock_semaphore_full(
     assert doc["max"] == 1
 
 
+def test_a_denial_follows_every_change_of_the_group(client: httpx.Client, group: str) -> None:
+    """The server decides once per group value what non-holders get, and encodes that
+    denial once: each change (a pause, a resume, a new holder, a new max) must show."""
+    client.post(f"/v1/groups/{group}/pause", json={"reason": "freeze 7"})
+    doc = assert_error(lock(client, "x1", group), 423, ErrorKind.FAILED_LOCK_PAUSED)
+    assert "freeze 7" in doc["value"]
+    client.post(f"/v1/groups/{group}/resume")
+    assert lock(client, "node-a", group).status_code == 200
+    for asker in ("x1", "x2"):
+        doc = assert_error(lock(client, asker, group), 423, ErrorKind.FAILED_LOCK_SEMAPHORE_FULL)
+        assert doc["holders"] == ["node-a"]
+    assert unlock(client, "node-a", group).status_code == 200
+    assert lock(client, "node-b", group).status_code == 200
+    doc = assert_error(lock(client, "x1", group), 423, ErrorKind.FAILED_LOCK_SEMAPHORE_FULL)
+    assert doc["holders"] == ["node-b"]
+    assert client.put(f"/v1/groups/{group}/max", json={"max": 2}).status_code == 200
+    assert lock(client, "x1", group).status_code == 200
+    doc = assert_error(lock(client, "x2", group), 423, ErrorKind.FAILED_LOCK_SEMAPHORE_FULL)
+    assert doc["holders"] == ["node-b", "x1"]
+    assert doc["max"] == 2
+
+
 def test_max_n_admits_exactly_n_distinct_ids(client: httpx.Client) -> None:
     group = new_group(client, 3)
     codes = [lock(client, f"n{i}", group).status_code for i in range(5)]

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conftest import created
 from server_support import RunningServer, running
 from stagger.server.settings import ServerSettings
 from test_cli import assert_one_sentence, run
@@ -96,9 +97,10 @@ def test_a_history_limit_that_is_not_a_plain_number_in_range_is_400(
 def test_the_cli_refuses_a_time_or_duration_out_of_range(
     db: Path, args: tuple[str, ...], word: str
 ) -> None:
-    r = run(*args, backend=f"sqlite:///{db}")
+    url = created(f"sqlite:///{db}")
+    r = run(*args, backend=url)
     assert_one_sentence(r, 2, word)
-    assert run("status", backend=f"sqlite:///{db}").code == 0
+    assert run("status", backend=url).code == 0  # nothing was written that breaks it
 
 
 def test_windows_from_a_time_out_of_range_is_one_sentence(tmp_path: Path) -> None:

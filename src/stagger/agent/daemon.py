@@ -1,6 +1,6 @@
-"""The node agent: the shell around core/machine.
+"""The node agent: the shell around core/cycle.
 
-It wires detectors, the backend, hooks and the rebooter to `machine.step` and carries out the
+It wires detectors, the backend, hooks and the rebooter to `decide.step` and carries out the
 actions it returns, in order. It decides nothing itself. Rules:
 - One event at a time, from one queue. Detectors push (no long polling); a timer sends the
   Tick the machine asked for (WakeAt); a slow look (`poll`) refreshes the pause and the
@@ -9,7 +9,7 @@ actions it returns, in order. It decides nothing itself. Rules:
   stops the agent before the effect.
 - Hooks and health checks run as tasks whose results come back as events; a task whose state
   was left (an operator released the hold, say) is cancelled, so a late answer never arrives.
-- On start the saved boot id tells a reboot from a restart (machine.start_event).
+- On start the saved boot id tells a reboot from a restart (`start_event`).
 - Imports stay lean: no CLI or table libraries, no pydantic; the backend is imported by URL.
 - The node's report (core.reports.NodeReport) is published at every transition and at least
   every REPORT_INTERVAL, by one background sender that sends the latest: never awaited by
@@ -37,8 +37,9 @@ from stagger.agent.state import StateStore, TypedStateStore, read_boot_id
 from stagger.agent.updaters.runner import STATE_KEY as UPDATES_KEY
 from stagger.agent.updaters.runner import UpdateRunner
 from stagger.backends.base import Backend, Snapshot
-from stagger.core.errors import StaggerError
-from stagger.core.machine import (
+from stagger.core.cycle.decide import step
+from stagger.core.cycle.node_state import NodeState, State
+from stagger.core.cycle.vocabulary import (
     BackendError,
     Context,
     Event,
@@ -47,7 +48,6 @@ from stagger.core.machine import (
     HooksFailed,
     HooksPassed,
     Needed,
-    NodeState,
     NotNeeded,
     PauseChanged,
     Persist,
@@ -62,14 +62,13 @@ from stagger.core.machine import (
     RunPreRebootHooks,
     SlotDenied,
     SlotGranted,
-    State,
     Tick,
     Touch,
     WakeAt,
     beat_of,
     start_event,
-    step,
 )
+from stagger.core.errors import StaggerError
 from stagger.core.reports import REPORT_INTERVAL, NodeReport
 from stagger.core.semaphore import Denied, Pause
 from stagger.core.strategy import SENTENCES, UNCONFIGURED_NOTE, Reason, unconfigured
@@ -257,9 +256,8 @@ class Agent:
         elif isinstance(action, Touch):
             await self._touch()
         elif isinstance(action, RunPreRebootHooks):
-            if self.state.needed is not None and hasattr(rt.pre_reboot, "reason"):
-                rt.pre_reboot.reason = self.state.needed.detail  # STAGGER_REASON for hooks
-            self.hooks_task = self._spawn(self._run_hooks(action.deadline))
+            why = self.state.needed.detail if self.state.needed is not None else ""
+            self.hooks_task = self._spawn(self._run_hooks(action.deadline, why))
         elif isinstance(action, RunHealthChecks):
             self.health_task = self._spawn(self._run_health())
         elif isinstance(action, Reboot):
@@ -314,11 +312,12 @@ class Agent:
                 ReleasedByOperator(f"the heartbeat found no hold for {self.rt.node_id}")
             )
 
-    async def _run_hooks(self, deadline: datetime | None) -> None:
+    async def _run_hooks(self, deadline: datetime | None, reason: str) -> None:
+        """The pre-reboot hooks; `reason` (why this node reboots) becomes STAGGER_REASON."""
         limit = None if deadline is None else max((deadline - utcnow()).total_seconds(), 0.0)
         try:
             async with asyncio.timeout(limit):
-                outcome = await self.rt.pre_reboot.run(deadline)
+                outcome = await self.rt.pre_reboot.run(deadline, reason)
         except TimeoutError:
             self.queue.put_nowait(
                 HooksFailed("the window closed before the pre-reboot hooks ended")

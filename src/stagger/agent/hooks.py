@@ -29,15 +29,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from stagger.agent.detectors.base import run_command
-from stagger.agent.runtime import Outcome
 from stagger.core.secrets import mask_url
-
-if TYPE_CHECKING:
-    from stagger.config.agent_sections import HooksConfig
-    from stagger.config.model import StaggerConfig
 
 PRE_REBOOT = "pre-reboot"
 HEALTH = "health"
@@ -283,7 +278,8 @@ def run_parts(directory: Path) -> list[Hook]:
 
 @dataclass(frozen=True)
 class HookSettings:
-    """[hooks] as the shell needs it (seconds, resolved paths)."""
+    """[hooks] as the shell needs it (seconds, resolved paths); runtime.py builds it from the
+    configuration."""
 
     pre_reboot: tuple[tuple[str, ...], ...] = ()
     pre_reboot_dir: Path = Path("/etc/stagger/pre-reboot.d")
@@ -300,28 +296,6 @@ class HookSettings:
     health_urls: tuple[str, ...] = ()
     health_tcp: tuple[str, ...] = ()
     command_timeout: float = 300.0
-
-    @classmethod
-    def from_config(cls, hooks: HooksConfig, root: Path | None = None) -> HookSettings:
-        from stagger.config.agent_sections import seconds
-
-        return cls(
-            pre_reboot=tuple(tuple(a) for a in hooks.pre_reboot),
-            pre_reboot_dir=hooks.path_of("pre_reboot_dir", root),
-            pre_reboot_timeout=seconds(hooks.pre_reboot_timeout),
-            block_logged_in_users=hooks.block_logged_in_users,
-            utmp_path=hooks.path_of("utmp_path", root),
-            block_commands=tuple(tuple(a) for a in hooks.block_commands),
-            block_urls=tuple(hooks.block_urls),
-            health=tuple(tuple(a) for a in hooks.health),
-            health_dir=hooks.path_of("health_dir", root),
-            health_timeout=seconds(hooks.health_timeout),
-            health_interval=seconds(hooks.health_interval),
-            health_system_states=tuple(hooks.health_system_states),
-            health_urls=tuple(hooks.health_urls),
-            health_tcp=tuple(hooks.health_tcp),
-            command_timeout=seconds(hooks.command_timeout),
-        )
 
     def pre_reboot_hooks(self) -> list[Hook]:
         """Blockers, then pre-reboot.d (run-parts order), then the configured commands."""
@@ -396,7 +370,26 @@ async def run_health(
         await asyncio.sleep(interval)
 
 
-# --- the daemon's view (agent/runtime.py's PreRebootHooks and HealthChecks Protocols) ---------
+# --- the daemon's view: two small Protocols, and the stages that implement them ----------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A round of hooks or health checks: passed or not, and one line saying why."""
+
+    ok: bool
+    detail: str
+
+
+class PreRebootHooks(Protocol):
+    async def run(self, deadline: datetime | None, reason: str) -> Outcome:
+        """The pre-reboot stage, ended by `deadline` (None: only by its own timeout);
+        `reason` (why this node reboots) becomes STAGGER_REASON, the default one when empty."""
+        ...
+
+
+class HealthChecks(Protocol):
+    async def run(self) -> Outcome: ...
 
 
 def summary(result: StageResult) -> str:
@@ -414,22 +407,19 @@ def summary(result: StageResult) -> str:
 
 @dataclass
 class PreRebootStage:
-    """`run(deadline)` → Outcome: the pre-reboot hooks within min(deadline, the stage's own
-    timeout). `reason` may be set by the daemon before a run (it becomes STAGGER_REASON);
-    `last` keeps the structured result of the latest run."""
+    """`run(deadline, reason)` → Outcome: the pre-reboot hooks within min(deadline, the
+    stage's own timeout), with `reason` as STAGGER_REASON (the context's when empty); `last`
+    keeps the structured result of the latest run."""
 
     settings: HookSettings
     context: HookContext
-    reason: str = ""
     last: StageResult | None = None
 
-    async def run(self, deadline: datetime | None) -> Outcome:
+    async def run(self, deadline: datetime | None, reason: str = "") -> Outcome:
         limit = self.settings.pre_reboot_timeout
         if deadline is not None:
             limit = min(limit, (deadline - datetime.now(deadline.tzinfo)).total_seconds())
-        context = replace(
-            self.context, deadline=deadline, reason=self.reason or self.context.reason
-        )
+        context = replace(self.context, deadline=deadline, reason=reason or self.context.reason)
         self.last = await run_pre_reboot(
             self.settings.pre_reboot_hooks(), context, limit, self.settings.command_timeout
         )
@@ -453,14 +443,3 @@ class HealthStage:
             self.settings.command_timeout,
         )
         return Outcome(self.last.ok, summary(self.last))
-
-
-def build_pre_reboot(config: StaggerConfig, root: Path | None, node_id: str) -> PreRebootStage:
-    settings = HookSettings.from_config(config.hooks, root)
-    return PreRebootStage(settings, HookContext(node_id, config.agent.group, "reboot needed"))
-
-
-def build_health(config: StaggerConfig, root: Path | None, node_id: str) -> HealthStage:
-    settings = HookSettings.from_config(config.hooks, root)
-    context = HookContext(node_id, config.agent.group, "after the reboot", HEALTH)
-    return HealthStage(settings, context)

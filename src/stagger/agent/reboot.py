@@ -1,5 +1,5 @@
-"""Rebooters: how this host is rebooted, behind one small Protocol (agent/runtime.py's
-`Rebooter`: a `name` and `async reboot(reason)`).
+"""Rebooters: how this host is rebooted, behind one small Protocol (`Rebooter` below: a
+`name` and `async reboot(reason)`); runtime.py picks one from the configuration.
 
 - `logind`: `org.freedesktop.login1.Manager.Reboot(false)` on the system bus (what
   `systemctl reboot` asks for too, without needing the systemctl binary); false = do not ask
@@ -27,13 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from stagger.agent.detectors.base import run_command
 from stagger.core.errors import StaggerError
-
-if TYPE_CHECKING:
-    from stagger.config.model import StaggerConfig
 
 log = logging.getLogger("stagger.agent.reboot")
 
@@ -56,7 +53,10 @@ class RebootFailed(StaggerError):
 class Rebooter(Protocol):
     name: str
 
-    async def reboot(self, reason: str) -> None: ...
+    async def reboot(self, reason: str) -> None:
+        """Start the reboot. Returns when it was asked for (the system then stops the agent);
+        raises when it could not be; the simulated one ends the process (SystemExit)."""
+        ...
 
 
 @dataclass
@@ -177,32 +177,3 @@ class Announced:
         if self.delay > 0:
             await asyncio.sleep(self.delay)
         await self.inner.reboot(reason)
-
-
-def build_rebooter(config: StaggerConfig, root: Path | None = None) -> Rebooter:
-    """`[agent] rebooter` and `[reboot]` → a Rebooter (wrapped in Announced when a warning or a
-    delay is configured)."""
-    from stagger.config.agent_sections import path_of, seconds
-
-    name = config.agent.rebooter
-    r = config.reboot
-    inner: Rebooter
-    if name == "logind":
-        inner = LogindRebooter()
-    elif name == "systemctl":
-        inner = systemctl_rebooter()
-    elif name == "command":
-        if not r.command:
-            raise StaggerError(
-                "[agent] rebooter = 'command' needs [reboot] command, like "
-                "command = ['/sbin/shutdown', '-r', 'now']"
-            )
-        inner = CommandRebooter(tuple(r.command))
-    else:
-        inner = SimulatedRebooter(
-            r.path_of("simulated_record", root), path_of(config.agent, "boot_id_path", root)
-        )
-    delay = seconds(r.delay)
-    if r.warn_users or delay > 0:
-        return Announced(inner, r.warn_users, delay)
-    return inner

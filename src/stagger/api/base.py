@@ -5,8 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+)
 
+from stagger.core.text import PLAIN_TEXT, check_operator_text
 from stagger.core.times import rfc3339
 
 _INSTANT_SCHEMA = {"type": "string", "format": "date-time", "description": "RFC 3339, UTC (Z)"}
@@ -39,17 +47,14 @@ class Request(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
 
 
-# Who acts (recorded in history): one or more characters, no control character (C0, DEL, C1).
-BY_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
-
 By = Annotated[
     str | None,
     Field(
         None,
         min_length=1,
         max_length=256,
-        description="who acts, recorded in history; a control character is refused (400)",
-        # In the schema only: the server checks it itself, to answer in one sentence.
-        json_schema_extra={"pattern": BY_PATTERN},
+        json_schema_extra={"pattern": PLAIN_TEXT},
+        description="who acts, recorded in history; no control characters",
     ),
+    AfterValidator(lambda v: None if v is None else check_operator_text(v, "by")),
 ]

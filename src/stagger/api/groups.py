@@ -23,6 +23,7 @@ from stagger.core.semaphore import (
     Pause,
     Semaphore,
 )
+from stagger.core.text import PLAIN_TEXT_NOT_BLANK
 
 # Node id → its last report: what a hold's condition is judged with (core.reports).
 Reports = Mapping[str, NodeReport]
@@ -260,7 +261,8 @@ class PauseRequest(Request):
         min_length=1,
         max_length=1000,
         pattern=r"\S",
-        description="plain text on one line: a control character is refused (400)",
+        json_schema_extra={"pattern": PLAIN_TEXT_NOT_BLANK},
+        description="plain text on one line: no control characters, not blank",
     )
     until: datetime | None = Field(
         None,

@@ -8,7 +8,7 @@ from datetime import datetime
 from pydantic import ConfigDict, Field
 
 from stagger.api.base import Instant, MaybeInstant, Model, Request
-from stagger.core.machine import CheckResult, State
+from stagger.core.cycle.node_state import CheckResult, State
 from stagger.core.reports import MAX_TEXT, NodeReport, NodeView, Source, Unreadable
 from stagger.core.semaphore import GROUP_RE, MAX_GROUP_LEN
 from stagger.core.times import RANGE_TEXT

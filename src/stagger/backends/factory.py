@@ -3,11 +3,13 @@ pays neither grpc's nor httpx's import cost for a backend it does not use."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from stagger.backends.base import Backend
 from stagger.core.errors import ConfigError
 from stagger.core.secrets import mask_url
+
+if TYPE_CHECKING:  # the Protocol's module imports core's whole model: a CLI's --help need not
+    from stagger.backends.base import Backend
 
 DEFAULT_BACKEND_URL = "sqlite:///var/lib/stagger/stagger.db"
 

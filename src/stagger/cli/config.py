@@ -6,10 +6,9 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 
 from stagger.cli.output import (
     EXIT_USAGE,
@@ -21,9 +20,10 @@ from stagger.cli.output import (
     print_json,
     reported_errors,
 )
-from stagger.config.loader import CONFIG_DIRS, InvalidConfig, LoadedConfig, load_config
-from stagger.config.migrate import import_files, render
 from stagger.core.secrets import masked
+
+if TYPE_CHECKING:
+    from stagger.config.loader import LoadedConfig
 
 ConfigFileOption = typer.Option(
     None,
@@ -50,6 +50,8 @@ config_app = typer.Typer(
 
 def load(config: Path | None, root: Path | None, as_json: bool) -> LoadedConfig:
     """Load the configuration for a command; a problem is one message and exit 2."""
+    from stagger.config.loader import load_config
+
     with reported_errors(as_json):
         return load_config(config, root)
     raise AssertionError("unreachable")  # for mypy: reported_errors exits on error
@@ -83,11 +85,15 @@ def show(
         if loaded.files:
             out.print("files read, in order: " + ", ".join(str(p) for p in loaded.files))
         else:
+            from stagger.config.loader import CONFIG_DIRS
+
             dirs = ", ".join(str(d) for d in CONFIG_DIRS)
             out.print(f"no configuration files found in {dirs}: the defaults apply")
         out.print(f"host time zone: {loaded.host_zone} ({loaded.host_zone_source})")
         if not loaded.config.window:
             out.print("no windows are configured: a reboot may start at any time (blackouts apart)")
+        from rich.table import Table
+
         table = Table("key", "value", "from", box=None, pad_edge=False)
         for key, value, source in rows:
             table.add_row(key, _shown(masked(value)), source)
@@ -102,6 +108,8 @@ def check(
     json: bool = JsonOption,
 ) -> None:
     """Validate the configuration: exit 0, or list every problem and exit 2."""
+    from stagger.config.loader import InvalidConfig, load_config
+
     try:
         loaded = load_config(config, root)
     except InvalidConfig as exc:
@@ -135,6 +143,8 @@ def import_(
 ) -> None:
     """Print the stagger TOML equivalent of locksmith's update.conf or Zincati's fragments,
     with a comment on each thing that cannot be mapped."""
+    from stagger.config.migrate import import_files, render
+
     with reported_errors(json):
         imported = import_files(paths)
     text = render(imported)

@@ -7,7 +7,6 @@ import typer
 
 from stagger.cli.output import EXIT_USAGE, JsonOption, emit, fail, fail_from, print_lines
 from stagger.core.errors import StaggerError
-from stagger.doctor.report import build_report, render_text
 
 
 def doctor(
@@ -37,6 +36,8 @@ def doctor(
             EXIT_USAGE,
             as_json,
         )
+    from stagger.doctor.report import build_report, render_text
+
     try:
         report = build_report(root, unit, tuple(fleetlock_url))
     except StaggerError as exc:

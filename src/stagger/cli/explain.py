@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -22,7 +22,6 @@ from stagger.agent.detectors.base import Detector, Finding, combine
 from stagger.backends.base import GroupStatus, utcnow
 from stagger.cli.config import ConfigFileOption, ConfigRootOption, load
 from stagger.cli.output import JsonOption, console, emit, operator_by, reported_errors
-from stagger.config.loader import LoadedConfig
 from stagger.core.durations import format_duration
 from stagger.core.errors import InvalidInput, StaggerError
 from stagger.core.secrets import mask_url, mask_urls_in
@@ -35,6 +34,9 @@ from stagger.core.strategy import (
     decide,
     unconfigured,
 )
+
+if TYPE_CHECKING:
+    from stagger.config.loader import LoadedConfig
 
 BACKEND_TIME_LIMIT = 10.0
 DETECTOR_TIME_LIMIT = 60.0
@@ -73,8 +75,8 @@ def _node_id(loaded: LoadedConfig, root: Path | None) -> str:
 
 def _agent_view(loaded: LoadedConfig, root: Path | None) -> AgentView:
     from stagger.agent.state import StateStore
-    from stagger.config.agent_sections import path_of
-    from stagger.core.machine import NodeState
+    from stagger.config.section import path_of
+    from stagger.core.cycle.node_state import NodeState
 
     path = path_of(loaded.config.agent, "state_path", root)
     try:
@@ -140,7 +142,7 @@ def _updates_view(
     (core/updates.decide on the saved record; a pause never stops updates)."""
     from stagger.agent.state import StateStore
     from stagger.agent.updaters.runner import STATE_KEY
-    from stagger.core.machine import NodeState
+    from stagger.core.cycle.node_state import NodeState
     from stagger.core.updates import UpdatesState, UpdateVerdict, decide, reboot_pending
 
     cfg = loaded.config
@@ -169,7 +171,8 @@ def _updates_view(
 
 def _uncleared(agent: AgentView) -> str | None:
     """The reboot-loop guard's sentence when the saved need is one a reboot did not clear."""
-    from stagger.core.machine import NodeState, uncleared_sentence, withheld
+    from stagger.core.cycle.gates import uncleared_sentence, withheld
+    from stagger.core.cycle.node_state import NodeState
 
     if not agent.state:
         return None
@@ -381,8 +384,8 @@ def explain(
 
 
 def _print_diagram(kind: str, json: bool) -> None:
-    """The table of core/machine.py drawn as it is (the same table the agent runs)."""
-    from stagger.core.machine import diagram, moves
+    """The table of core/cycle/decide.py drawn as it is (the same table the agent runs)."""
+    from stagger.core.cycle.diagram import diagram, moves
 
     with reported_errors(json):
         text = diagram(kind)
@@ -418,7 +421,7 @@ def need_reboot(
         read_boot_id,
         write_manual_mark,
     )
-    from stagger.config.agent_sections import path_of
+    from stagger.config.section import path_of
 
     loaded = load(config, root, json)
     cfg = loaded.config

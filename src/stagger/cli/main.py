@@ -1,10 +1,15 @@
 """The `stagger` command: wiring only. Each command group lives in its own module and adds
-itself with `register(app)`; this file lists them and turns errors into exit codes."""
+itself with `register(app)`; this file lists them and turns errors into exit codes.
+
+A run builds the command tree from the module of the command it names alone (`stagger lock`
+imports no other command's module); `stagger --help`, an unknown word and `app` (for the
+man page and tests) have every module."""
 
 from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 import typer
@@ -16,21 +21,22 @@ from stagger.cli.output import EXIT_USAGE
 from stagger.core.errors import StaggerError
 from stagger.core.text import printable
 
-# One module per command group (kept in the order `stagger --help` shows them).
-COMMAND_MODULES = [
-    "stagger.cli.semaphore",
-    "stagger.cli.nodes",
-    "stagger.cli.identity",
-    "stagger.cli.config",
-    "stagger.cli.windows",
-    "stagger.cli.agent",
-    "stagger.cli.explain",
-    "stagger.cli.updates",
-    "stagger.cli.doctor",
-    "stagger.cli.server",
-    "stagger.cli.simulate",
-    "stagger.cli.demo",
-]
+# One module per command group (kept in the order `stagger --help` shows them), with the
+# top-level commands it registers (tests/test_cli_imports.py checks the two agree).
+COMMAND_MODULES = {
+    "stagger.cli.semaphore": ("status", "lock", "unlock", "set-max", "pause", "resume", "history"),
+    "stagger.cli.nodes": ("nodes", "forget"),
+    "stagger.cli.identity": ("id",),
+    "stagger.cli.config": ("config",),
+    "stagger.cli.windows": ("windows",),
+    "stagger.cli.agent": ("agent",),
+    "stagger.cli.explain": ("explain", "need-reboot"),
+    "stagger.cli.updates": ("update-now",),
+    "stagger.cli.doctor": ("doctor",),
+    "stagger.cli.server": ("server",),
+    "stagger.cli.simulate": ("simulate",),
+    "stagger.cli.demo": ("demo",),
+}
 
 
 class NamedArgument(TyperArgument):
@@ -64,24 +70,12 @@ class StaggerGroup(TyperGroup):
         _name_arguments(self)
 
 
-app = typer.Typer(
-    name="stagger",
-    cls=StaggerGroup,
-    help="Coordinated OS reboots: windows, fleet-wide slots, drain and health gates.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-
-
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"stagger {__version__}")
         raise typer.Exit(0)
 
 
-@app.callback()
 def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
@@ -90,8 +84,40 @@ def _root(
     """stagger: updates keep flowing; each host reboots only when it is safe."""
 
 
-for _name in COMMAND_MODULES:
-    importlib.import_module(_name).register(app)
+def build_app(modules: Iterable[str] = COMMAND_MODULES) -> typer.Typer:
+    """The `stagger` command with the commands of `modules`."""
+    built = typer.Typer(
+        name="stagger",
+        cls=StaggerGroup,
+        help="Coordinated OS reboots: windows, fleet-wide slots, drain and health gates.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+    built.callback()(_root)
+    for name in modules:
+        importlib.import_module(name).register(built)
+    return built
+
+
+def modules_for(args: list[str]) -> list[str]:
+    """The command modules a run with these arguments needs: the one whose command is the
+    first word that is not an option (the root's options take no value), else all."""
+    word = next((a for a in args if not a.startswith("-")), None)
+    named = [m for m, commands in COMMAND_MODULES.items() if word in commands]
+    return named or list(COMMAND_MODULES)
+
+
+app: typer.Typer  # the whole tree, built on first use (PEP 562 below)
+
+
+def __getattr__(name: str) -> Any:
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    whole = build_app()
+    globals()["app"] = whole
+    return whole
 
 
 def _click_error(exc: BaseException) -> tuple[str, int] | None:
@@ -110,7 +136,7 @@ def _click_error(exc: BaseException) -> tuple[str, int] | None:
 
 def main() -> None:
     try:
-        code = app(standalone_mode=False)
+        code = build_app(modules_for(sys.argv[1:]))(standalone_mode=False)
     except StaggerError as exc:  # raised outside a command's own handling
         sys.stderr.write(f"stagger: {printable(exc.message)}\n")
         sys.exit(exc.exit_code)

@@ -11,12 +11,10 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
-from stagger.api import ForgetResponse, NodeModel, NodesModel, UnreadableModel
-from stagger.backends.base import Backend
 from stagger.cli.output import (
     BackendOption,
     JsonOption,
@@ -37,6 +35,10 @@ from stagger.core.reports import (
 )
 from stagger.core.semaphore import HISTORY_LIMIT, validate_group, validate_id
 from stagger.core.text import printable
+
+if TYPE_CHECKING:
+    from stagger.api import NodesModel
+    from stagger.backends.base import Backend
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ async def read_fleet(backend: Backend, group: str | None, silent_after: timedelt
 
 
 def fleet_doc(f: Fleet) -> NodesModel:
+    from stagger.api import NodeModel, NodesModel, UnreadableModel
+
     return NodesModel(
         now=f.now,
         silent_after=f.silent_after.total_seconds(),
@@ -114,6 +118,8 @@ def render_fleet(f: Fleet) -> None:
             "Flatcar) appear with their first lock"
         )
     else:
+        from rich.table import Table
+
         table = Table()
         for column in ("node", "group", "state", "since", "detector / reason"):
             table.add_column(column)
@@ -196,6 +202,8 @@ def forget(
     removed = run_async(
         lambda b: b.forget(node, by=by), backend=backend, create=False, as_json=json
     )
+    from stagger.api import ForgetResponse
+
     doc = ForgetResponse(id=node, by=by, forgotten=removed).model_dump(mode="json")
     if removed:
         text = (

@@ -3,8 +3,8 @@ Errors are one sentence on stderr and an exit code; never a traceback."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import functools
 import getpass
 import json
 import os
@@ -13,20 +13,23 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
-from stagger.backends.base import Backend
 from stagger.backends.factory import DEFAULT_BACKEND_URL, open_backend
 from stagger.core.errors import ConfigError, StaggerError
 from stagger.core.secrets import mask_url
 from stagger.core.text import printable
 from stagger.core.times import rfc3339
 
-# Exit codes shared by every command (issue 2): 0 done, 1 denied, 2 usage/config, 3 backend.
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+    from stagger.backends.base import Backend
+
+# Exit codes shared by every command (docs/cli.md): 0 done, 1 denied, 2 usage/config, 3 backend.
 EXIT_OK = 0
 EXIT_DENIED = 1
 EXIT_USAGE = 2
@@ -166,6 +169,8 @@ def run_async(
     `create`: whether this command may create a SQLite store where none is (docs/cli.md,
     "Which commands create a store"): only commands whose change means something in a new
     store do; reads never do."""
+    import asyncio
+
     with reported_errors(as_json):
         url = resolve_backend_url(backend)
 
@@ -202,14 +207,22 @@ def operator_by() -> str:
 UNCUT_WIDTH = 10_000
 
 
-class SafeConsole(Console):
-    """A Console that escapes every control character of every string it renders (printed
-    lines and table cells alike: Rich turns each through `render_str`), so a node's reason or
-    an operator's note can never move the cursor, clear the screen, retitle the terminal or
-    forge a line. A line break is escaped too: print one line per call."""
+@functools.cache
+def safe_console_class() -> type[Console]:
+    """Rich is imported when something is printed through it, not when a command module is
+    (`stagger --help` and --json output never need it)."""
+    from rich.console import Console
 
-    def render_str(self, text: str, **kwargs: Any) -> Text:
-        return super().render_str(printable(text), **kwargs)
+    class SafeConsole(Console):
+        """A Console that escapes every control character of every string it renders (printed
+        lines and table cells alike: Rich turns each through `render_str`), so a node's reason
+        or an operator's note can never move the cursor, clear the screen, retitle the
+        terminal or forge a line. A line break is escaped too: print one line per call."""
+
+        def render_str(self, text: str, **kwargs: Any) -> Text:
+            return super().render_str(printable(text), **kwargs)
+
+    return SafeConsole
 
 
 def console() -> Console:
@@ -217,7 +230,8 @@ def console() -> Console:
     file (`stagger history | grep`, a log) nothing is cut to a guessed width, whatever $COLUMNS
     says: a cut node id or URL is a wrong one. Markup is off: notes and reasons are operators'
     text, printed as given (control characters escaped)."""
-    out = SafeConsole(highlight=False, markup=False, soft_wrap=False)
+    safe_console = safe_console_class()
+    out = safe_console(highlight=False, markup=False, soft_wrap=False)
     if out.is_terminal:
         return out
-    return SafeConsole(highlight=False, markup=False, soft_wrap=False, width=UNCUT_WIDTH)
+    return safe_console(highlight=False, markup=False, soft_wrap=False, width=UNCUT_WIDTH)

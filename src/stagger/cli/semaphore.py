@@ -13,32 +13,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from pydantic import BaseModel
-from rich.table import Table
 
 from stagger.agent.identity import NoMachineId, node_id
-from stagger.api import (
-    DeniedModel,
-    GrantedModel,
-    GroupModel,
-    HistoryModel,
-    HoldModel,
-    PauseModel,
-    PauseResponse,
-    ResumeResponse,
-    StatusModel,
-    UnlockResponse,
-)
 from stagger.backends.base import Backend, GroupStatus, Snapshot, utcnow
 from stagger.cli.output import (
     EXIT_DENIED,
     BackendOption,
     JsonOption,
     console,
-    emit,
     operator_by,
     print_json,
     reported_errors,
@@ -64,6 +49,9 @@ from stagger.core.semaphore import (
     validate_max,
 )
 from stagger.core.times import check_instant, format_utc
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 GroupOption = typer.Option(DEFAULT_GROUP, "--group", "-g", metavar="G", help="The group.")
 AnyGroupOption = typer.Option(
@@ -163,7 +151,8 @@ Reports = Mapping[str, NodeReport]
 
 
 def document(model: BaseModel) -> dict[str, Any]:
-    """A model as --json prints it: the same JSON the HTTP API sends."""
+    """A model as --json prints it: the same JSON the HTTP API sends. The models (pydantic)
+    are imported by the --json paths only, so a command printing a table starts faster."""
     return model.model_dump(mode="json")
 
 
@@ -237,6 +226,8 @@ def render_status(snap: Snapshot, reports: Reports | None = None) -> None:
         if sem.hold_ttl is not None:
             ttl = format_duration(sem.hold_ttl)
             out.print(f"  holds expire {ttl} after their last heartbeat (hold-ttl)")
+        from rich.table import Table
+
         table = Table()
         for column in ("holder", "held for", "last seen", "state", "note"):
             table.add_column(column)
@@ -259,6 +250,8 @@ def render_history(events: list[Event], now: datetime) -> None:
     if not events:
         out.print("no events recorded yet")
         return
+    from rich.table import Table
+
     table = Table()
     for column in ("time (UTC)", "ago", "group", "action", "id", "by"):
         table.add_column(column, no_wrap=True)
@@ -298,7 +291,12 @@ def status(
         return snap, {r.id: r for r in stored.reports}
 
     snap, reports = run_async(read, backend=backend, create=False, as_json=json)
-    emit(document(StatusModel.of(snap, reports)), json, lambda: render_status(snap, reports))
+    if json:
+        from stagger.api import StatusModel
+
+        print_json(document(StatusModel.of(snap, reports)))
+    else:
+        render_status(snap, reports)
 
 
 def lock(
@@ -320,12 +318,18 @@ def lock(
         as_json=json,
     )
     if isinstance(outcome, Granted):
-        doc = document(GrantedModel.of(outcome, group, actor.id, actor.by))
+        if json:
+            from stagger.api import GrantedModel
+
+            print_json(document(GrantedModel.of(outcome, group, actor.id, actor.by)))
+            return
         again = " (already held: nothing changed)" if outcome.already_held else ""
-        emit(doc, json, lambda: console().print(f"{actor.id} holds a slot in group {group}{again}"))
+        console().print(f"{actor.id} holds a slot in group {group}{again}")
         return
     sentence = denied_sentence(outcome, group, actor.id)
     if json:
+        from stagger.api import DeniedModel
+
         print_json(document(DeniedModel.of(outcome, group, actor.id, sentence)))
     sys.stderr.write(f"stagger: {sentence}\n")
     raise typer.Exit(EXIT_DENIED)
@@ -349,21 +353,24 @@ def unlock(
         as_json=json,
     )
     held = outcome.hold if isinstance(outcome, Released) else None
-    doc = document(
-        UnlockResponse(
+    if json:
+        from stagger.api import HoldModel, UnlockResponse
+
+        answer = UnlockResponse(
             group=group,
             id=actor.id,
             by=actor.by,
             released=held is not None,
             hold=HoldModel.of(held) if held is not None else None,
         )
-    )
+        print_json(document(answer))
+        return
     if held is not None:
         text = f"released {actor.id}'s slot in group {group} (held {ago(utcnow(), held.since)})"
     else:
         assert isinstance(outcome, NotHeld)
         text = f"{actor.id} held no slot in group {group}: nothing changed"
-    emit(doc, json, lambda: console().print(text))
+    console().print(text)
 
 
 def set_max(
@@ -407,7 +414,6 @@ def set_max(
         return (await b.status(group)).groups[0]
 
     g = run_async(apply, backend=backend, create=True, as_json=json)
-    doc = document(GroupModel.of(g))
 
     def render() -> None:
         ttl_text = format_duration(g.semaphore.hold_ttl) if g.semaphore.hold_ttl else "none"
@@ -421,7 +427,12 @@ def set_max(
                 f"fewer than {g.semaphore.max} hold one"
             )
 
-    emit(doc, json, render)
+    if json:
+        from stagger.api import GroupModel
+
+        print_json(document(GroupModel.of(g)))
+    else:
+        render()
 
 
 def pause(
@@ -453,10 +464,14 @@ def pause(
         as_json=json,
     )
     where = f"group {scope}" if scope else "every group (fleet-wide)"
-    model = PauseModel.of(p)
-    assert model is not None
-    doc = document(PauseResponse(group=scope, pause=model))
-    emit(doc, json, lambda: console().print(f"{where}: {describe_pause(p, utcnow())}"))
+    if json:
+        from stagger.api import PauseModel, PauseResponse
+
+        model = PauseModel.of(p)
+        assert model is not None
+        print_json(document(PauseResponse(group=scope, pause=model)))
+    else:
+        console().print(f"{where}: {describe_pause(p, utcnow())}")
 
 
 def resume(
@@ -475,12 +490,16 @@ def resume(
         lambda b: b.resume(scope, by=by), backend=backend, create=False, as_json=json
     )
     where = f"group {scope}" if scope else "the fleet-wide pause"
-    doc = document(ResumeResponse(group=scope, lifted=PauseModel.of(lifted)))
     if lifted is not None:
         text = f"resumed {where} (was paused by {lifted.by}: {lifted.reason})"
     else:
         text = f"{where} was not paused: nothing changed"
-    emit(doc, json, lambda: console().print(text))
+    if json:
+        from stagger.api import PauseModel, ResumeResponse
+
+        print_json(document(ResumeResponse(group=scope, lifted=PauseModel.of(lifted))))
+    else:
+        console().print(text)
 
 
 def history(
@@ -506,7 +525,12 @@ def history(
     # and the JSON round.
     if reverse:
         events = events[::-1]
-    emit(document(HistoryModel.of(events)), json, lambda: render_history(events, utcnow()))
+    if json:
+        from stagger.api import HistoryModel
+
+        print_json(document(HistoryModel.of(events)))
+    else:
+        render_history(events, utcnow())
 
 
 def register(app: typer.Typer) -> None:

@@ -9,6 +9,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -21,8 +22,6 @@ from stagger.cli.output import (
     reported_errors,
     resolve_backend_url,
 )
-from stagger.config.notify_section import NotifyConfig
-from stagger.config.server_section import ServerConfig
 from stagger.core.durations import parse_duration
 from stagger.core.errors import BackendUnavailable, ConfigError, StoreUnusable
 from stagger.core.secrets import mask_url
@@ -35,6 +34,10 @@ from stagger.server.settings import (
     parse_listen,
     readable_by_others,
 )
+
+if TYPE_CHECKING:  # the configuration's model (pydantic) loads when a server starts
+    from stagger.config.notify_section import NotifyConfig
+    from stagger.config.server_section import ServerConfig
 
 EXPOSED_WARNING = (
     "WARNING: stagger server listens on {where} WITHOUT AUTHENTICATION: anyone who can reach "

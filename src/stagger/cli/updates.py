@@ -13,7 +13,7 @@ import asyncio
 import random
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -26,9 +26,11 @@ from stagger.cli.output import (
     emit,
     reported_errors,
 )
-from stagger.config.loader import LoadedConfig
 from stagger.core.times import rfc3339
 from stagger.core.updates import Outcome
+
+if TYPE_CHECKING:
+    from stagger.config.loader import LoadedConfig
 
 WAIT_MARGIN = 60.0  # beyond [updates] timeout, for the agent to answer a --wait request
 ASK_LIMIT = 30.0
@@ -40,8 +42,8 @@ def _direct(loaded: LoadedConfig, root: Path | None, as_json: bool) -> dict[str,
     from stagger.agent.updaters.factory import build_updater, spec_from_config
     from stagger.agent.updaters.runner import STATE_KEY, result_doc
     from stagger.backends.base import utcnow
-    from stagger.config.agent_sections import path_of
-    from stagger.core.machine import NodeState
+    from stagger.config.section import path_of
+    from stagger.core.cycle.node_state import NodeState
     from stagger.core.updates import (
         UpdateAttempt,
         UpdatesState,
@@ -104,7 +106,8 @@ def update_now(
     """Ask the host's updater for one update now: through the running agent (its control
     socket), else directly. Never while a reboot is pending or with [updates] enabled = false."""
     from stagger.agent.control import ControlUnavailable, ask
-    from stagger.config.agent_sections import path_of, seconds
+    from stagger.config.agent_sections import seconds
+    from stagger.config.section import path_of
 
     loaded = load(config, root, json)
     cfg = loaded.config

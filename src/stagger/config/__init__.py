@@ -9,7 +9,8 @@ from stagger.config.loader import (
     host_time_zone,
     load_config,
 )
-from stagger.config.model import AgentConfig, BlackoutConfig, StaggerConfig, WindowConfig
+from stagger.config.model import AgentConfig, StaggerConfig
+from stagger.config.window_section import BlackoutConfig, WindowConfig
 
 __all__ = [
     "CONFIG_DIRS",

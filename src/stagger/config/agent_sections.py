@@ -6,17 +6,17 @@ Rules of this file (the same as model.py's, which imports it):
 - Durations are kept as the operator wrote them and checked with core's parser; `seconds()`
   turns them into floats for the shells.
 - Paths: a path written in the file is used as written; a path left at its default is put
-  under `--root` when one is given (see `path_of`), so `stagger agent --config FILE` works
-  with every path in FILE and tests can still give each agent its own root.
+  under `--root` when one is given (see section.py's `path_of`), so `stagger agent --config
+  FILE` works with every path in FILE and tests can still give each agent its own root.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 
+from stagger.config.section import Section
 from stagger.core.durations import is_bare_number, parse_duration
 from stagger.core.errors import InvalidInput
 
@@ -27,22 +27,6 @@ DEFAULT_REBOOTER = "logind"
 DEFAULT_STATE_PATH = "/var/lib/stagger/agent.json"
 DEFAULT_BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 DEFAULT_MANUAL_PATH = "/run/stagger/need-reboot"
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    def path_of(self, name: str, root: Path | None) -> Path:
-        return path_of(self, name, root)
-
-
-def path_of(section: BaseModel, name: str, root: Path | None) -> Path:
-    """The path in field `name` of `section`: as written when the file set it, else the
-    default under `root` (for tests, images and containers). Works for [agent] too."""
-    value = Path(str(getattr(section, name)))
-    if name in section.model_fields_set or root is None:
-        return value
-    return root / value.relative_to(value.anchor)
 
 
 class BareNumber(InvalidInput):
@@ -135,7 +119,7 @@ ArgvList = Annotated[list[list[str]], BeforeValidator(lambda v: check_argv_list(
 # --- [detectors.*] -----------------------------------------------------------------------------
 
 
-class FileDetectorConfig(_Section):
+class FileDetectorConfig(Section):
     path: AbsPath = Field(
         "/run/reboot-required", description="the flag file; needed while it exists"
     )
@@ -145,7 +129,7 @@ class FileDetectorConfig(_Section):
     interval: Duration = Field("500ms", description="how often the file is looked at, like '500ms'")
 
 
-class CommandDetectorConfig(_Section):
+class CommandDetectorConfig(Section):
     command: Argv | None = Field(
         None,
         description="the command, a list of strings: exit 0 = needed, 1 = not needed, anything "
@@ -155,7 +139,7 @@ class CommandDetectorConfig(_Section):
     timeout: Duration = Field("30s", description="how long one run may take, like '30s'")
 
 
-class NeedsRestartingConfig(_Section):
+class NeedsRestartingConfig(Section):
     command: Argv = Field(
         ["needs-restarting", "-r"],
         description="the command; exit 1 = needed, 0 = not needed, anything else = unknown",
@@ -164,7 +148,7 @@ class NeedsRestartingConfig(_Section):
     timeout: Duration = Field("2m", description="how long one run may take")
 
 
-class RpmOstreeConfig(_Section):
+class RpmOstreeConfig(Section):
     command: Argv = Field(
         ["rpm-ostree", "status", "--json"],
         description="the command printing rpm-ostree's status as JSON",
@@ -173,7 +157,7 @@ class RpmOstreeConfig(_Section):
     timeout: Duration = Field("1m", description="how long one run may take")
 
 
-class UpdateEngineConfig(_Section):
+class UpdateEngineConfig(Section):
     bus_address: str | None = Field(
         None,
         description="a D-Bus address like 'unix:path=/run/dbus/system_bus_socket'; default "
@@ -182,7 +166,7 @@ class UpdateEngineConfig(_Section):
     reconnect: Duration = Field("2s", description="the wait before reconnecting to a lost bus")
 
 
-class ManualDetectorConfig(_Section):
+class ManualDetectorConfig(Section):
     path: AbsPath = Field(
         DEFAULT_MANUAL_PATH,
         description="where `stagger need-reboot` leaves its marker (always read by the agent)",
@@ -190,7 +174,7 @@ class ManualDetectorConfig(_Section):
     interval: Duration = Field("500ms", description="how often the marker is looked at")
 
 
-class DetectorsConfig(_Section):
+class DetectorsConfig(Section):
     file: FileDetectorConfig = Field(
         default_factory=lambda: FileDetectorConfig.model_validate({}),
         description="a table: [detectors.file] with path, packages_path, interval",
@@ -222,7 +206,7 @@ class DetectorsConfig(_Section):
 # --- [hooks] -----------------------------------------------------------------------------------
 
 
-class HooksConfig(_Section):
+class HooksConfig(Section):
     pre_reboot: ArgvList = Field(
         default_factory=list,
         description="commands run before the reboot, in order, each must exit 0 "
@@ -307,7 +291,7 @@ class HooksConfig(_Section):
 # --- [reboot] ----------------------------------------------------------------------------------
 
 
-class RebootConfig(_Section):
+class RebootConfig(Section):
     command: Argv | None = Field(
         None, description="for rebooter = 'command': the command that reboots this host"
     )

@@ -1,21 +1,20 @@
 """The [cycle] table: how often the agent's node cycle looks again. The defaults suit a
-production fleet (a heartbeat a minute, DESIGN.md); tests and demos shorten them.
+production fleet (a heartbeat a minute, docs/configuration.md); tests and demos shorten them.
 
 Durations are kept as written and checked with core's parser, like every other section;
 `timings()` turns them into the machine's Timings value."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from stagger.config.agent_sections import Duration
+from stagger.config.section import Section
+from stagger.core.cycle.vocabulary import Timings
 from stagger.core.durations import parse_duration
-from stagger.core.machine import Timings
 
 
-class CycleConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class CycleConfig(Section):
     heartbeat: Duration = Field(
         "1m", description="how often a node that holds a slot says it is alive, like '1m'"
     )

@@ -24,12 +24,13 @@ may set the two keys in different files.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import Field, field_validator
 
 from stagger.config.agent_sections import Argv, Duration
 from stagger.config.section import Section
+from stagger.config.window_section import WindowConfig
 from stagger.core.durations import parse_duration
 from stagger.core.errors import InvalidInput
 from stagger.core.schedule import Schedule
@@ -39,9 +40,6 @@ from stagger.core.updates import (
     UPDATER_NAMES,
     UpdatePolicy,
 )
-
-if TYPE_CHECKING:  # resolved by model.py (UpdatesConfig.model_rebuild), which defines it
-    from stagger.config.model import WindowConfig
 
 # The agent's local control socket ([agent] control_socket; stagger/agent/control.py).
 DEFAULT_CONTROL_SOCKET = "/run/stagger/control.sock"

@@ -42,7 +42,7 @@ FLEET = "*"
 DEFAULT_MAX = 1
 DEFAULT_STALE_AFTER = timedelta(minutes=15)
 HISTORY_LIMIT = 1000
-# A heartbeat more frequent than this writes nothing (DESIGN.md: at most once a minute).
+# A heartbeat more frequent than this writes nothing (docs/backends.md: at most one a minute).
 TOUCH_INTERVAL = timedelta(minutes=1)
 
 
@@ -281,11 +281,28 @@ def acquire(
     validate_node_id(node_id)
     check_operator_text(note, "the note")
     check_operator_text(by or "", "by")
-    swept = expire(sem, now)
-    sem = swept.semaphore
+    admitted = admission(sem, now, fleet_pause=fleet_pause)
+    sem = admitted.semaphore
     held = sem.holds.get(node_id)
     if held is not None:
-        return Change(sem, Granted(held, already_held=True), swept.events)
+        return Change(sem, Granted(held, already_held=True), admitted.events)
+    if admitted.outcome is not None:
+        return Change(sem, admitted.outcome, admitted.events)
+    expires = later(now, sem.hold_ttl) if sem.hold_ttl is not None else None
+    hold = Hold(node_id, since=now, last_seen=now, expires_at=expires, note=note)
+    event = Event(now, sem.group, Action.ACQUIRED, by or node_id, node_id, note)
+    new = _with_holds(sem, {**sem.holds, node_id: hold})
+    return Change(new, Granted(hold, already_held=False), (*admitted.events, event))
+
+
+def admission(
+    sem: Semaphore, now: datetime, *, fleet_pause: Pause | None = None
+) -> Change[Denied | None]:
+    """What `acquire` answers at `now` to every id that holds no slot after expiry (the new
+    value's `holds`): the same denial for all of them, or None when it would grant a slot.
+    One group value answers many callers, so this is decided once per value, not per id."""
+    swept = expire(sem, now)
+    sem = swept.semaphore
     pause = sem.active_pause(now, fleet_pause)
     if pause is not None:
         return Change(
@@ -293,11 +310,7 @@ def acquire(
         )
     if len(sem.holds) >= sem.max:
         return Change(sem, Denied(DenyReason.FULL, sem.max, sem.holders(now)), swept.events)
-    expires = later(now, sem.hold_ttl) if sem.hold_ttl is not None else None
-    hold = Hold(node_id, since=now, last_seen=now, expires_at=expires, note=note)
-    event = Event(now, sem.group, Action.ACQUIRED, by or node_id, node_id, note)
-    new = _with_holds(sem, {**sem.holds, node_id: hold})
-    return Change(new, Granted(hold, already_held=False), (*swept.events, event))
+    return Change(sem, None, swept.events)
 
 
 def release(sem: Semaphore, node_id: str, now: datetime, *, by: str) -> Change[Released | NotHeld]:

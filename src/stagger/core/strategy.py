@@ -3,7 +3,7 @@
 Rules of this file:
 - The strategy decides *whether* a slot is needed, the schedule *when*, and a pause overrides
   both. Everything that combines them lives here, as tables; the agent's machine
-  (core/machine.py) and `stagger explain` call `decide` and never re-implement it.
+  (core/cycle/) and `stagger explain` call `decide` and never re-implement it.
 - Pure: the caller judges the schedule and the pause at `now` and passes the answers in.
 - best-effort is locksmith's meaning: take a slot when the backend answered when the agent
   started, otherwise reboot like `immediate`. It is judged once, at start, not per attempt.

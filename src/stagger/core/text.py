@@ -14,7 +14,13 @@ import re
 
 from stagger.core.errors import InvalidInput
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROLS = "\x00-\x1f\x7f-\x9f\u2028\u2029"  # a character class's ranges, as characters
+_CONTROL = re.compile(f"[{_CONTROLS}]")
+# The same rule as a JSON Schema / pydantic pattern, so /openapi.json says what the server
+# takes: one line of text with no control character (PLAIN_TEXT), and with one visible
+# character at least (PLAIN_TEXT_NOT_BLANK, for a pause reason).
+PLAIN_TEXT = f"^[^{_CONTROLS}]+$"
+PLAIN_TEXT_NOT_BLANK = f"^[^{_CONTROLS}]*[^\\s{_CONTROLS}][^{_CONTROLS}]*$"
 
 
 def has_control(text: str) -> bool:

@@ -4,7 +4,9 @@
 `{"kind", "value"}` JSON on every error.
 
 This is the hot path (a fleet polls it every five minutes per node, and a burst of nodes can
-hit it at once), so it is plain ASGI: no request objects, one backend call, one send.
+hit it at once), so it is plain ASGI: no request objects, one backend call, one send. The
+callers one batched read answers (server/reads.py) share one decision and one encoded denial
+(Admissions): per request, what is left is parsing the body and the checks of auth.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,8 +25,8 @@ from stagger.core.errors import InvalidInput
 from stagger.core.semaphore import (
     Denied,
     DenyReason,
-    Granted,
     Pause,
+    Semaphore,
     validate_group,
     validate_node_id,
 )
@@ -55,17 +58,34 @@ class Reject(Exception):
         self.extra = extra
 
 
-async def send_error(
-    send: Send,
-    kind: ErrorKind,
-    value: str,
-    extra_headers: list[tuple[bytes, bytes]] | None = None,
-    **extra: Any,
-) -> None:
-    body = error_body(kind, value, **extra)
-    headers = [_JSON, (b"content-length", str(len(body)).encode()), *(extra_headers or [])]
-    await send({"type": "http.response.start", "status": kind.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+@dataclass(frozen=True)
+class Answer:
+    """An error answer as the two ASGI messages that send it. Built once and sent as often as
+    needed: a denial is the same for every caller that one group value answers."""
+
+    kind: ErrorKind
+    start: dict[str, Any]
+    body: dict[str, Any]
+
+    @classmethod
+    def of(
+        cls,
+        kind: ErrorKind,
+        value: str,
+        extra_headers: list[tuple[bytes, bytes]] | None = None,
+        **extra: Any,
+    ) -> Answer:
+        body = error_body(kind, value, **extra)
+        headers = [_JSON, (b"content-length", str(len(body)).encode()), *(extra_headers or [])]
+        return cls(
+            kind,
+            {"type": "http.response.start", "status": kind.status, "headers": headers},
+            {"type": "http.response.body", "body": body},
+        )
+
+    async def send(self, send: Send) -> None:
+        await send(self.start)
+        await send(self.body)
 
 
 async def read_body(receive: Receive, declared: bytes | None) -> bytes:
@@ -135,17 +155,70 @@ def denial_reject(outcome: Denied) -> Reject:
     )
 
 
-def _plan(current: GroupStatus, node_id: str) -> Granted | Denied:
-    """What an acquire would answer on `current` (nothing is written)."""
-    return core.acquire(
-        current.semaphore, node_id, current.now, fleet_pause=current.fleet_pause
-    ).outcome
+@dataclass(frozen=True)
+class Refusal:
+    """A denial and its answer, encoded once."""
+
+    denied: Denied
+    answer: Answer
+
+    @classmethod
+    def of(cls, denied: Denied) -> Refusal:
+        r = denial_reject(denied)
+        return cls(denied, Answer.of(r.kind, r.value, **r.extra))
 
 
-def _grants(current: GroupStatus, node_id: str) -> bool:
-    """Whether an acquire on `current` would take a new hold (a write)."""
-    planned = _plan(current, node_id)
-    return isinstance(planned, Granted) and not planned.already_held
+@dataclass(frozen=True)
+class Admission:
+    """What a lock asked on one group value answers (core.admission): an id in `holders`
+    keeps its slot (nothing written); any other id gets `refusal`, or, when it is None, a
+    new slot (a write, decided by the backend)."""
+
+    holders: frozenset[str]
+    refusal: Refusal | None
+
+    @classmethod
+    def of(cls, current: GroupStatus) -> Admission:
+        decided = core.admission(current.semaphore, current.now, fleet_pause=current.fleet_pause)
+        denied = decided.outcome
+        refusal = Refusal.of(denied) if denied is not None else None
+        return cls(frozenset(decided.semaphore.holds), refusal)
+
+    def grants(self, node_id: str) -> bool:
+        """Whether a lock by `node_id` takes a new slot (a write)."""
+        return self.refusal is None and node_id not in self.holders
+
+
+# Groups whose last Admission is kept: far more than any fleet has; beyond it, start over.
+_ADMISSIONS_KEPT = 10_000
+
+
+class Admissions:
+    """The Admission of the newest value seen of each group, so that the callers one batched
+    read answers (server/reads.py) share one decision and one encoded denial."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[Semaphore, Pause | None, datetime, Admission]] = {}
+
+    def of(self, current: GroupStatus, *, exact: bool = True) -> Admission:
+        """The Admission of `current`. With exact=False, that of the same stored value
+        decided at an earlier `now` will do: for a backend's remembered view, a hint whose
+        every use the backend's guarded write or a fresh read confirms (holds only expire
+        and pauses only end with time, and either way the answer comes from the store)."""
+        sem = current.semaphore
+        last = self._last.get(sem.group)
+        if (
+            last is not None
+            and last[0] is sem
+            and last[1] is current.fleet_pause
+            and (not exact or last[2] == current.now)
+        ):
+            return last[3]
+        admission = Admission.of(current)
+        if len(self._last) >= _ADMISSIONS_KEPT:
+            self._last.clear()
+        self._last[sem.group] = (sem, current.fleet_pause, current.now, admission)
+        return admission
 
 
 class FleetLockEndpoint:
@@ -155,30 +228,36 @@ class FleetLockEndpoint:
         self.state = state
         self.operation = operation
         self.metrics = state.metrics
+        self.admissions = Admissions()  # pre-reboot's; steady-state needs no decision
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        kind = "ok"
         try:
-            await self._handle(scope, receive)
+            answer = await self._handle(scope, receive)
         except Reject as r:
-            kind = r.kind.value
             extra_headers = [(b"www-authenticate", CHALLENGE)] if r.kind.status == 401 else []
             if r.kind is ErrorKind.METHOD_NOT_ALLOWED:
                 extra_headers.append((b"allow", b"POST"))
-            await send_error(send, r.kind, r.value, extra_headers, **r.extra)
-        else:
+            answer = Answer.of(r.kind, r.value, extra_headers, **r.extra)
+        if answer is None:
             await send(_OK_START)
             await send(_OK_BODY)
+            kind = "ok"
+        else:
+            await answer.send(send)
+            kind = answer.kind.value
         self.metrics.observe(self.operation, kind, time.perf_counter() - started)
 
-    def _denial(self, group: str, node_id: str, outcome: Denied, now: datetime) -> Reject:
-        if outcome.reason is DenyReason.PAUSED:
+    def _denial(self, group: str, node_id: str, refusal: Refusal, now: datetime) -> Answer:
+        denied = refusal.denied
+        if denied.reason is DenyReason.PAUSED:
             # Told to people once per node and pause; queued, never awaited.
-            self.state.notifier.denied_paused(group, node_id, outcome.pause, now)
-        return denial_reject(outcome)
+            self.state.notifier.denied_paused(group, node_id, denied.pause, now)
+        return refusal.answer
 
-    async def _handle(self, scope: Scope, receive: Receive) -> None:
+    async def _handle(self, scope: Scope, receive: Receive) -> Answer | None:
+        """None for `200 {}`, else the error answer; Reject for what is wrong with the
+        request."""
         if scope["method"] != "POST":
             raise Reject(
                 ErrorKind.METHOD_NOT_ALLOWED,
@@ -212,6 +291,7 @@ class FleetLockEndpoint:
         # History names who really acted: the node itself, or the admin acting for it.
         by = who.name if who is not None and who.name != node_id else None
         backend = state.backend
+        reads = state.reads
         try:
             if not await state.group_known(group):
                 raise Reject(
@@ -228,24 +308,27 @@ class FleetLockEndpoint:
             # is writing a change to the group (a release, say) also goes to the backend: it is
             # decided in order right after that change and written with the next batch (etcd
             # group commit), so a freed slot is granted in the next transaction.
-            hint = state.reads.remembered(group)
+            hint = reads.remembered(group)
             if self.operation == PRE_REBOOT:
-                if hint is None or not (_grants(hint, node_id) or state.reads.changing(group)):
-                    snap = await state.reads.read(group)
-                    hint = snap.groups[0]
-                    planned = _plan(hint, node_id)
-                    if isinstance(planned, Granted) and planned.already_held:
-                        return
-                    if isinstance(planned, Denied):
-                        raise self._denial(group, node_id, planned, hint.now)
+                admissions = self.admissions
+                if hint is None or not (
+                    admissions.of(hint, exact=False).grants(node_id) or reads.changing(group)
+                ):
+                    hint = (await reads.read(group)).groups[0]
+                    admission = admissions.of(hint)
+                    if node_id in admission.holders:
+                        return None
+                    if admission.refusal is not None:
+                        return self._denial(group, node_id, admission.refusal, hint.now)
                 outcome = await backend.acquire(group, node_id, by=by)
                 if isinstance(outcome, Denied):
-                    raise self._denial(group, node_id, outcome, hint.now)
-                return
+                    return self._denial(group, node_id, Refusal.of(outcome), hint.now)
+                return None
             if hint is None or node_id not in hint.semaphore.holds:
-                hint = (await state.reads.read(group)).groups[0]
+                hint = (await reads.read(group)).groups[0]
             if node_id in hint.semaphore.holds:
                 await backend.release(group, node_id, by=by)
+            return None
         except Reject:
             raise
         except Exception as exc:

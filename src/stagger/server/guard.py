@@ -4,7 +4,8 @@ line and waits would hold its connection forever), a cap on header bytes, and th
 a client certificate (mutual TLS) handed to the app in the scope.
 
 One protocol class, a subclass of uvicorn's own (httptools when installed, else h11), made
-per server by `guarded_protocol`. Documented in docs/server.md ("Limits").
+per server by `guarded_protocol`. Documented in docs/server.md ("Limits"). It also sends
+each response in one write (CorkedTransport).
 """
 
 from __future__ import annotations
@@ -37,6 +38,38 @@ def cert_names(cert: Mapping[str, Any] | None) -> frozenset[str]:
     return frozenset(names)
 
 
+class CorkedTransport:
+    """A connection's transport whose writes made in one pass of the event loop go out as one
+    write, at the end of that pass: uvicorn writes a response's head and its body
+    separately, and each write to a socket is a system call, the largest cost of a short
+    answer. Everything else is the transport's own; closing sends what is pending first."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        if not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 def guarded_protocol(read_timeout: float) -> type[asyncio.Protocol]:
     """uvicorn's HTTP protocol with a `read_timeout` (seconds) for each request: counted from
     its first byte (or from the connection for the first request) until its body is read
@@ -51,6 +84,7 @@ def guarded_protocol(read_timeout: float) -> type[asyncio.Protocol]:
 
         def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
+            self.transport = CorkedTransport(transport, self.loop)
             names = cert_names(transport.get_extra_info("peercert"))
             if names:
                 inner: Any = getattr(self, "app")  # noqa: B009 (set by the base class)

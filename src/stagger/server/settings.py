@@ -12,7 +12,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from stagger.api.base import BY_PATTERN
 from stagger.backends.factory import DEFAULT_BACKEND_URL
 from stagger.core.errors import ConfigError, InvalidInput
 from stagger.core.reports import DEFAULT_SILENT_AFTER
@@ -24,8 +23,8 @@ if TYPE_CHECKING:
 DEFAULT_LISTEN = "127.0.0.1:8080"
 # FleetLock bodies are ~100 bytes; anything near this is not a FleetLock client.
 MAX_BODY = 64 * 1024
-# `?by=` and a body's `by` (who acts, for history): the documents' rule.
-BY_RE = re.compile(BY_PATTERN)
+# `?by=` (who acts, for history): one or more characters, no control character (C0, DEL, C1).
+BY_RE = re.compile(r"^[^\x00-\x1f\x7f-\x9f]+$")
 DEFAULT_READ_TIMEOUT = 10.0
 DEFAULT_MAX_CONNECTIONS = 1000
 

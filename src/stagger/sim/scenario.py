@@ -2,8 +2,8 @@
 they need a reboot, how long drains, reboots and boots take, and how often health fails.
 
 A scenario file is TOML. The schedule uses the config's own `[[window]]` and `[[blackout]]`
-tables (config.model.WindowConfig/BlackoutConfig) and `[cycle]` the agent's timings, so a
-fleet's real config fragments can be pasted in. Command-line flags override the file.
+tables (config.window_section.WindowConfig/BlackoutConfig) and `[cycle]` the agent's timings,
+so a fleet's real config fragments can be pasted in. Command-line flags override the file.
 
     start = 2026-01-05T00:00:00Z     # when the simulation begins (default: this Monday 00:00 UTC)
     needed_over = "2h"               # nodes learn at uniform random times over 2h ("0s": at once)
@@ -39,11 +39,11 @@ from stagger.config.agent_sections import Duration
 from stagger.config.cycle_section import CycleConfig
 from stagger.config.files import FileProblem, parse_toml, read_text
 from stagger.config.loader import ConfigProblem, InvalidConfig, problems_from
-from stagger.config.model import BlackoutConfig, WindowConfig
 from stagger.config.section import Section
+from stagger.config.window_section import BlackoutConfig, WindowConfig
+from stagger.core.cycle.vocabulary import Timings
 from stagger.core.durations import parse_duration
 from stagger.core.errors import InvalidInput
-from stagger.core.machine import Timings
 from stagger.core.schedule import Schedule, parse_instant
 from stagger.core.semaphore import DEFAULT_GROUP, validate_group, validate_max
 from stagger.sim.distributions import FORMS, Distribution, parse_distribution

@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from stagger.agent.detectors.base import Detector
-from stagger.config.agent_sections import path_of, seconds
+from stagger.config.agent_sections import seconds
 from stagger.config.model import StaggerConfig
+from stagger.config.section import path_of
 from stagger.core.errors import ConfigError
 
 
