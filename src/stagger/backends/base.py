@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -30,6 +30,7 @@ from stagger.core.semaphore import (
     Pause,
     Released,
     Semaphore,
+    active_node_pauses,
 )
 
 
@@ -68,6 +69,8 @@ class GroupStatus:
     semaphore: Semaphore
     now: datetime
     fleet_pause: Pause | None = None
+    # The node pauses in force (stagger pause --node), by node id.
+    node_pauses: Mapping[str, Pause] = field(default_factory=dict)
 
     @property
     def group(self) -> str:
@@ -93,6 +96,22 @@ class Snapshot:
     now: datetime
     groups: tuple[GroupStatus, ...]
     fleet_pause: Pause | None = None
+    # The node pauses in force (stagger pause --node), by node id.
+    node_pauses: Mapping[str, Pause] = field(default_factory=dict)
+
+
+def group_status(sem: Semaphore, now: datetime, fleet: Semaphore | None) -> GroupStatus:
+    """`sem` as an operator sees it at `now`, given the FLEET record (its pauses)."""
+    pause = fleet.pause if fleet is not None else None
+    return GroupStatus(sem, now, pause, active_node_pauses(fleet, now))
+
+
+def snapshot_of(now: datetime, sems: Iterable[Semaphore], fleet: Semaphore | None) -> Snapshot:
+    """The Snapshot of `sems` (in order) and the FLEET record, judged at `now`."""
+    groups = tuple(group_status(s, now, fleet) for s in sems)
+    pause = fleet.pause if fleet is not None else None
+    active = pause if pause is not None and pause.active(now) else None
+    return Snapshot(now, groups, active, active_node_pauses(fleet, now))
 
 
 @runtime_checkable
@@ -131,6 +150,17 @@ class Backend(Protocol):
     ) -> Pause: ...
 
     async def resume(self, group: str | None, *, by: str) -> Pause | None: ...
+
+    async def pause_node(
+        self, node_id: str, *, by: str, reason: str, until: datetime | None = None
+    ) -> Pause:
+        """Refuse new holds to `node_id` in every group until `until` (None: until resumed);
+        a hold it has stays."""
+        ...
+
+    async def resume_node(self, node_id: str, *, by: str) -> Pause | None:
+        """Lift `node_id`'s pause: the pause lifted, or None when it was not paused."""
+        ...
 
     async def status(self, group: str | None = None) -> Snapshot: ...
 

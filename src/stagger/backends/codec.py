@@ -66,7 +66,7 @@ def hold_to_dict(h: Hold) -> dict[str, Any]:
 
 
 def semaphore_to_dict(sem: Semaphore) -> dict[str, Any]:
-    return {
+    doc: dict[str, Any] = {
         "version": FORMAT_VERSION,
         "group": sem.group,
         "max": sem.max,
@@ -75,6 +75,11 @@ def semaphore_to_dict(sem: Semaphore) -> dict[str, Any]:
         "hold_ttl": _secs(sem.hold_ttl),
         "stale_after": _secs(sem.stale_after),
     }
+    # Optional (only the FLEET record has it, only while a node is paused): a stagger that
+    # does not know it ignores it, so the format stays version 1.
+    if sem.node_pauses:
+        doc["node_pauses"] = {k: pause_to_dict(p) for k, p in sorted(sem.node_pauses.items())}
+    return doc
 
 
 def semaphore_from_dict(d: dict[str, Any]) -> Semaphore:
@@ -96,6 +101,9 @@ def semaphore_from_dict(d: dict[str, Any]) -> Semaphore:
         pause=pause_from_dict(d.get("pause")),
         hold_ttl=timedelta(seconds=ttl) if ttl is not None else None,
         stale_after=timedelta(seconds=stale) if stale is not None else DEFAULT_STALE_AFTER,
+        node_pauses={
+            k: p for k, v in (d.get("node_pauses") or {}).items() if (p := pause_from_dict(v))
+        },
     )
 
 

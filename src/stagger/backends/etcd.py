@@ -45,7 +45,9 @@ from stagger.backends.base import (
     GroupStatus,
     Snapshot,
     UnreadableReports,
+    group_status,
     retry_cas,
+    snapshot_of,
     utcnow,
     validate_limit,
 )
@@ -83,7 +85,6 @@ from stagger.core.semaphore import (
     Event,
     Granted,
     Hold,
-    Pause,
     Semaphore,
     validate_group,
     validate_id,
@@ -119,7 +120,7 @@ class _View:
     revision: int  # the group key's mod_revision; 0 when absent
     leases: Mapping[str, _HoldLease]
     seq: int
-    fleet: Pause | None
+    fleet: Semaphore | None  # the FLEET record: the fleet-wide pause and the node pauses
     fleet_revision: int
     read_at: int  # the store revision it shows (the response header's): newer views win
     sent: int  # the number of the request it answers (EtcdBackend._request): see _fresh
@@ -267,7 +268,7 @@ class EtcdBackend(SemaphoreStore):
         swept = core.expire_lost(sem, frozenset(leases), now)
         fleet, fleet_revision = None, 0
         if fleet_kvs:
-            fleet = self._decode(FLEET, fleet_kvs[0].value).pause
+            fleet = self._decode(FLEET, fleet_kvs[0].value)
             fleet_revision = fleet_kvs[0].mod_revision
         return self._remember(
             group,
@@ -322,7 +323,7 @@ class EtcdBackend(SemaphoreStore):
         view = self._views.get(group)
         if view is None:
             return None
-        return GroupStatus(view.semaphore, self.clock(), view.fleet)
+        return group_status(view.semaphore, self.clock(), view.fleet)
 
     # --- writing --------------------------------------------------------------------------
 
@@ -405,7 +406,7 @@ class EtcdBackend(SemaphoreStore):
             derived=True,
         )
         if group == FLEET:
-            after = replace(after, fleet=new.pause, fleet_revision=written)
+            after = replace(after, fleet=new, fleet_revision=written)
         return True, self._remember(group, after)
 
     async def _hold_alive(self, group: str, node_id: str) -> bool:
@@ -555,10 +556,7 @@ class EtcdBackend(SemaphoreStore):
         if group is not None:
             # One group: the same view a change starts from, so it is remembered for one.
             view = await self._load(validate_group(group), now)
-            active = view.fleet if view.fleet is not None and view.fleet.active(now) else None
-            return Snapshot(
-                now=now, groups=(GroupStatus(view.semaphore, now, view.fleet),), fleet_pause=active
-            )
+            return snapshot_of(now, (view.semaphore,), view.fleet)
         # One read transaction: the groups, their lease keys and the fleet pause agree.
         resp = await self._client.read_txn(
             rpc.TxnRequest(
@@ -574,21 +572,17 @@ class EtcdBackend(SemaphoreStore):
         for kv in group_kvs:
             name = kv.key[start:].decode()
             sems[name] = self._decode(name, kv.value)
-        fleet_sem = sems.pop(FLEET, None)
-        fleet = fleet_sem.pause if fleet_sem is not None else None
+        fleet = sems.pop(FLEET, None)
         alive: dict[str, set[str]] = {}
         lease_start = len(self._key("leases", ""))
         for kv in lease_kvs:
             name, _, node_id = kv.key[lease_start:].decode().partition("/")
             alive.setdefault(name, set()).add(node_id)
-        groups = tuple(
-            GroupStatus(
-                core.expire_lost(sems[n], frozenset(alive.get(n, ())), now).semaphore, now, fleet
-            )
+        swept = (
+            core.expire_lost(sems[n], frozenset(alive.get(n, ())), now).semaphore
             for n in sorted(sems)
         )
-        active = fleet if fleet is not None and fleet.active(now) else None
-        return Snapshot(now=now, groups=groups, fleet_pause=active)
+        return snapshot_of(now, swept, fleet)
 
     async def history(self, group: str | None = None, limit: int = 100) -> list[Event]:
         """Newest first. `group=None`: every group's events and the fleet-wide ones."""
@@ -664,7 +658,7 @@ class EtcdBackend(SemaphoreStore):
         group = stored_group(resp.kvs[0].value)
         if group is not None:
 
-            def op(sem: Semaphore, now: datetime, _: Pause | None) -> Change[None]:
+            def op(sem: Semaphore, now: datetime, _: Semaphore | None) -> Change[None]:
                 check_forget(node_id, {sem.group: sem.live_holds(now)})
                 if not sem.stored:  # a group never written has no history: do not create it
                     return Change(sem, None)

@@ -64,6 +64,7 @@ from stagger.core.semaphore import (
     validate_group,
     validate_id,
     validate_max,
+    validate_node_id,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -440,6 +441,19 @@ class FleetLockBackend:
         doc = await self._api("POST", path, ResumeResponse, "resume", json={"by": by})
         return doc.lifted.value() if doc.lifted is not None else None
 
+    async def pause_node(
+        self, node_id: str, *, by: str, reason: str, until: datetime | None = None
+    ) -> Pause:
+        path = f"v1/nodes/{quote(validate_node_id(node_id), safe='')}/pause"
+        body = {"reason": reason, "by": by, "until": until.isoformat() if until else None}
+        doc = await self._api("POST", path, PauseResponse, "pause a node", json=body)
+        return doc.pause.value()
+
+    async def resume_node(self, node_id: str, *, by: str) -> Pause | None:
+        path = f"v1/nodes/{quote(validate_id(node_id), safe='')}/resume"
+        doc = await self._api("POST", path, ResumeResponse, "resume a node", json={"by": by})
+        return doc.lifted.value() if doc.lifted is not None else None
+
     async def status(self, group: str | None = None) -> Snapshot:
         if group is None:
             return (await self._api("GET", "v1/status", StatusModel, "show status")).value()
@@ -451,7 +465,8 @@ class FleetLockBackend:
             # The group is paused by the fleet-wide pause: fetch it for the full picture.
             full = await self._api("GET", "v1/status", StatusModel, "show status")
             fleet = full.fleet_pause.value() if full.fleet_pause is not None else None
-        return Snapshot(now, (g.value(now, fleet),), fleet)
+        status = g.value(now, fleet)
+        return Snapshot(now, (status,), fleet, status.node_pauses)
 
     async def history(self, group: str | None = None, limit: int = 100) -> list[Event]:
         validate_limit(limit)
@@ -588,7 +603,8 @@ def _denial(r: httpx.Response) -> Denied | None:
             p = PauseModel.model_validate(doc.get("pause")).value() if doc.get("pause") else None
         except ValidationError:
             p = None
-        return Denied(DenyReason.PAUSED, max_, holders, p)
+        node = doc.get("node")
+        return Denied(DenyReason.PAUSED, max_, holders, p, node if isinstance(node, str) else "")
     m = _AIRLOCK_FULL.search(value) if kind == "failed_lock" else None
     if m is not None:
         return Denied(DenyReason.FULL, int(m.group(1)), holders)

@@ -37,9 +37,9 @@ from typing import Any, TypeVar
 
 from stagger.backends.base import (
     Clock,
-    GroupStatus,
     Snapshot,
     UnreadableReports,
+    snapshot_of,
     utcnow,
     validate_limit,
 )
@@ -60,7 +60,6 @@ from stagger.core.semaphore import (
     FLEET,
     HISTORY_LIMIT,
     Event,
-    Pause,
     Semaphore,
     validate_group,
     validate_id,
@@ -299,9 +298,8 @@ class SqliteBackend(SemaphoreStore):
                 "DELETE FROM events WHERE grp = ? AND seq <= ?", (e.group, last + 1 - HISTORY_LIMIT)
             )
 
-    def _fleet_pause(self, conn: sqlite3.Connection) -> Pause | None:
-        fleet = self._load(conn, FLEET)
-        return fleet.pause if fleet is not None else None
+    def _fleet(self, conn: sqlite3.Connection) -> Semaphore | None:
+        return self._load(conn, FLEET)
 
     async def _apply(
         self,
@@ -321,7 +319,7 @@ class SqliteBackend(SemaphoreStore):
             conn.execute("BEGIN IMMEDIATE")
             now = self.clock()
             stored = self._load(conn, group)
-            fleet = self._fleet_pause(conn) if with_fleet else None
+            fleet = self._fleet(conn) if with_fleet else None
             change = op(stored if stored is not None else self._new(group), now, fleet)
             if not change.changed:
                 conn.execute("ROLLBACK")
@@ -343,7 +341,7 @@ class SqliteBackend(SemaphoreStore):
             # One read transaction, so the groups and the fleet pause are one consistent view.
             conn.execute("BEGIN")
             now = self.clock()
-            fleet = self._fleet_pause(conn)
+            fleet = self._fleet(conn)
             if group is None:
                 rows = conn.execute(
                     "SELECT name, data FROM groups WHERE name != ? ORDER BY name", (FLEET,)
@@ -352,12 +350,7 @@ class SqliteBackend(SemaphoreStore):
             else:
                 sems = [self._load(conn, group) or self._new(group)]
             conn.execute("COMMIT")
-            active = fleet if fleet is not None and fleet.active(now) else None
-            return Snapshot(
-                now=now,
-                groups=tuple(GroupStatus(s, now, fleet) for s in sems),
-                fleet_pause=active,
-            )
+            return snapshot_of(now, sems, fleet)
 
         return await self._run(read)
 

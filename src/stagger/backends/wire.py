@@ -7,6 +7,7 @@ kinds (the spec asks for a small, bounded set, since Zincati uses `kind` as a me
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
@@ -92,8 +93,10 @@ class PauseModel(_Model):
 
     @classmethod
     def of(cls, p: Pause | None) -> PauseModel | None:
-        if p is None:
-            return None
+        return cls.from_pause(p) if p is not None else None
+
+    @classmethod
+    def from_pause(cls, p: Pause) -> PauseModel:
         return cls(reason=p.reason, by=p.by, since=p.since, until=p.until)
 
     def value(self) -> Pause:
@@ -102,7 +105,8 @@ class PauseModel(_Model):
 
 class ErrorModel(_Model):
     """A FleetLock error body. `max` and `holders` come with a full-semaphore denial,
-    `pause` with a paused one, and `group` with node_holds_slot (extra fields FleetLock
+    `pause` with a paused one (and `node` when it is that node's own pause), and `group` with
+    node_holds_slot (extra fields FleetLock
     clients ignore)."""
 
     kind: ErrorKind
@@ -112,11 +116,13 @@ class ErrorModel(_Model):
     pause: PauseModel | None = None
     group: str | None = None
 
+    node: str | None = None
+
     def denial(self) -> Denied | None:
         for reason, kind in DENIAL_KINDS.items():
             if kind is self.kind:
                 p = self.pause.value() if self.pause is not None else None
-                return Denied(reason, self.max or 0, tuple(self.holders or ()), p)
+                return Denied(reason, self.max or 0, tuple(self.holders or ()), p, self.node or "")
         return None
 
 
@@ -152,6 +158,10 @@ class GroupModel(_Model):
     paused: bool = Field(description="a pause (the group's or the fleet's) is in force")
     hold_ttl: float | None = Field(None, description="seconds; null: holds never expire")
     stale_after: float = Field(description="seconds without a heartbeat before a hold is stale")
+    node_pauses: dict[str, PauseModel] = Field(
+        default_factory=dict,
+        description="the node pauses in force (in every group: a node's pause is not a group's)",
+    )
 
     @classmethod
     def of(cls, g: GroupStatus) -> GroupModel:
@@ -166,6 +176,7 @@ class GroupModel(_Model):
             paused=g.pause is not None,
             hold_ttl=sem.hold_ttl.total_seconds() if sem.hold_ttl is not None else None,
             stale_after=sem.stale_after.total_seconds(),
+            node_pauses={k: PauseModel.from_pause(p) for k, p in g.node_pauses.items()},
         )
 
     def value(self, now: datetime, fleet: Pause | None) -> GroupStatus:
@@ -177,12 +188,15 @@ class GroupModel(_Model):
             hold_ttl=timedelta(seconds=self.hold_ttl) if self.hold_ttl is not None else None,
             stale_after=timedelta(seconds=self.stale_after),
         )
-        return GroupStatus(sem, now, fleet)
+        return GroupStatus(sem, now, fleet, {k: p.value() for k, p in self.node_pauses.items()})
 
 
 class StatusModel(_Model):
     now: datetime
     fleet_pause: PauseModel | None = None
+    node_pauses: dict[str, PauseModel] = Field(
+        default_factory=dict, description="the node pauses in force, by node id"
+    )
     groups: list[GroupModel]
 
     @classmethod
@@ -190,12 +204,15 @@ class StatusModel(_Model):
         return cls(
             now=snap.now,
             fleet_pause=PauseModel.of(snap.fleet_pause),
+            node_pauses={k: PauseModel.from_pause(p) for k, p in snap.node_pauses.items()},
             groups=[GroupModel.of(g) for g in snap.groups],
         )
 
     def value(self) -> Snapshot:
         fleet = self.fleet_pause.value() if self.fleet_pause is not None else None
-        return Snapshot(self.now, tuple(g.value(self.now, fleet) for g in self.groups), fleet)
+        nodes = {k: p.value() for k, p in self.node_pauses.items()}
+        groups = tuple(replace(g.value(self.now, fleet), node_pauses=nodes) for g in self.groups)
+        return Snapshot(self.now, groups, fleet, nodes)
 
 
 class EventModel(_Model):
@@ -253,12 +270,14 @@ class ActorRequest(_Request):
 
 
 class PauseResponse(_Model):
-    group: str | None = Field(description="null: the fleet-wide pause")
+    group: str | None = Field(description="null: the fleet-wide pause (or a node's)")
+    node: str | None = Field(None, description="set: the pause of this one node")
     pause: PauseModel
 
 
 class ResumeResponse(_Model):
-    group: str | None = Field(description="null: the fleet-wide pause")
+    group: str | None = Field(description="null: the fleet-wide pause (or a node's)")
+    node: str | None = Field(None, description="set: the pause of this one node")
     lifted: PauseModel | None = Field(description="the pause that was lifted, if any")
 
 
@@ -366,6 +385,9 @@ class NodeModel(_Model):
     version: str = ""
     updated_at: datetime | None = Field(None, description="the server's time of the last report")
     last_lock_activity: datetime | None = None
+    pause: PauseModel | None = Field(
+        None, description="the node's own pause in force (stagger pause --node), if any"
+    )
 
     @classmethod
     def of(cls, n: NodeView) -> NodeModel:
@@ -386,6 +408,7 @@ class NodeModel(_Model):
             version=r.version if r is not None else "",
             updated_at=r.updated_at if r is not None else None,
             last_lock_activity=n.last_lock_activity,
+            pause=PauseModel.of(n.pause),
         )
 
     def report(self) -> NodeReport | None:

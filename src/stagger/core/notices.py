@@ -68,8 +68,12 @@ class Notification:
         if self.event == "stale":
             return f"{self.id}'s hold in {where} is stale: not seen for {self.detail}"
         if self.event == "paused":
+            if self.id:  # one node's pause (stagger pause --node)
+                return f"reboots of node {self.id} were paused{by}{detail}"
             return f"reboots in {where} were paused{by}{detail}"
         if self.event == "resumed":
+            if self.id:
+                return f"reboots of node {self.id} were resumed{by}"
             return f"reboots in {where} were resumed{by}"
         if self.event == "max_changed":
             return f"max in {where} changed{by}{detail}"

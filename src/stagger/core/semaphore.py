@@ -146,6 +146,9 @@ class Semaphore:
     pause: Pause | None = None
     hold_ttl: timedelta | None = None
     stale_after: timedelta = DEFAULT_STALE_AFTER
+    # Only in the FLEET record: each paused node's pause (stagger pause --node), kept beside
+    # the fleet-wide pause so an acquire reads and guards one record for both.
+    node_pauses: Mapping[str, Pause] = field(default_factory=dict)
     # False for a group the store has never written (its defaults): setting a value equal to a
     # default then still writes, so the group an operator named exists from then on. Not
     # stored, not compared: two views of the same group are equal whether written or not.
@@ -188,11 +191,14 @@ class Denied:
     max: int
     holders: tuple[str, ...] = ()
     pause: Pause | None = None
+    # Set when the pause in force is this node's own (stagger pause --node), not a group's.
+    node: str = ""
 
     def sentence(self) -> str:
         if self.reason is DenyReason.PAUSED and self.pause is not None:
             until = f" until {self.pause.until.isoformat()}" if self.pause.until else ""
-            return f"reboots are paused{until} by {self.pause.by}: {self.pause.reason}"
+            what = f"node {self.node} is paused" if self.node else "reboots are paused"
+            return f"{what}{until} by {self.pause.by}: {self.pause.reason}"
         return f"all {self.max} slot(s) are held by: {', '.join(self.holders) or '(nobody)'}"
 
 
@@ -271,16 +277,22 @@ def acquire(
     *,
     note: str = "",
     fleet_pause: Pause | None = None,
+    node_pause: Pause | None = None,
     by: str | None = None,
 ) -> Change[Granted | Denied]:
     """Take a slot for `node_id`. Recursive: a holder asking again is granted, nothing written.
-    `by` is who asked: the node itself (the default) or an operator taking a slot for it."""
+    `by` is who asked: the node itself (the default) or an operator taking a slot for it.
+    `node_pause` is this node's own pause (node_pause_of): it refuses a new hold, never an
+    existing one, and is named before a group's or the fleet's pause."""
     validate_node_id(node_id)
     swept = expire(sem, now)
     sem = swept.semaphore
     held = sem.holds.get(node_id)
     if held is not None:
         return Change(sem, Granted(held, already_held=True), swept.events)
+    if node_pause is not None and node_pause.active(now):
+        denied = Denied(DenyReason.PAUSED, sem.max, sem.holders(now), node_pause, node=node_id)
+        return Change(sem, denied, swept.events)
     pause = sem.active_pause(now, fleet_pause)
     if pause is not None:
         return Change(
@@ -388,3 +400,55 @@ def resume(sem: Semaphore, now: datetime, *, by: str) -> Change[Pause | None]:
         return Change(sem, None)
     event = Event(now, sem.group, Action.RESUMED, by, detail=sem.pause.reason)
     return Change(replace(sem, pause=None), sem.pause, (event,))
+
+
+# --- one node's pause (kept in the FLEET record) ----------------------------------------
+
+
+def node_pause_of(fleet: Semaphore | None, node_id: str, now: datetime) -> Pause | None:
+    """`node_id`'s own pause in force at `now`, from the FLEET record (None: not paused)."""
+    p = fleet.node_pauses.get(node_id) if fleet is not None else None
+    return p if p is not None and p.active(now) else None
+
+
+def active_node_pauses(fleet: Semaphore | None, now: datetime) -> dict[str, Pause]:
+    """Every node pause in force at `now`, by node id (an ended one is simply left out)."""
+    if fleet is None:
+        return {}
+    return {k: p for k, p in sorted(fleet.node_pauses.items()) if p.active(now)}
+
+
+def pause_node(
+    fleet: Semaphore,
+    node_id: str,
+    now: datetime,
+    *,
+    by: str,
+    reason: str,
+    until: datetime | None = None,
+) -> Change[Pause]:
+    """Stop new grants to one node, in every group (`fleet` is the FLEET record). Its hold,
+    if any, stays. Decided by the group pause's own rules (`pause`), so both refuse the same
+    inputs. Ended node pauses are dropped on the way, so the record does not grow."""
+    validate_node_id(node_id)
+    kept = active_node_pauses(fleet, now)
+    decided = pause(
+        Semaphore(FLEET, pause=kept.get(node_id)), now, by=by, reason=reason, until=until
+    )
+    p = decided.outcome
+    if not decided.changed:
+        return Change(fleet, p)
+    events = tuple(replace(e, id=node_id) for e in decided.events)
+    return Change(replace(fleet, node_pauses={**kept, node_id: p}), p, events)
+
+
+def resume_node(fleet: Semaphore, node_id: str, now: datetime, *, by: str) -> Change[Pause | None]:
+    """Lift one node's pause. Resuming a node that is not paused (or whose pause has ended)
+    writes nothing."""
+    validate_id(node_id)
+    kept = active_node_pauses(fleet, now)
+    decided = resume(Semaphore(FLEET, pause=kept.pop(node_id, None)), now, by=by)
+    if not decided.changed:
+        return Change(fleet, None)
+    events = tuple(replace(e, id=node_id) for e in decided.events)
+    return Change(replace(fleet, node_pauses=kept), decided.outcome, events)

@@ -264,12 +264,12 @@ class Api:
             self.state.note_group(group)
         model = PauseModel.of(p)
         assert model is not None
-        return json_response(PauseResponse(group=group, pause=model))
+        return json_response(PauseResponse(group=group, node=None, pause=model))
 
     async def _resume(self, request: Request, actor: str, group: str | None) -> Response:
         body = await read_model(request, ActorRequest, optional=True)
         lifted = await self.state.backend.resume(group, by=body.by or actor)
-        return json_response(ResumeResponse(group=group, lifted=PauseModel.of(lifted)))
+        return json_response(ResumeResponse(group=group, node=None, lifted=PauseModel.of(lifted)))
 
     async def pause_group(self, request: Request) -> Response:
         return await self._pause(request, self._admin(request), self._group(request))
@@ -282,6 +282,24 @@ class Api:
 
     async def resume_fleet(self, request: Request) -> Response:
         return await self._resume(request, self._admin(request), None)
+
+    async def pause_node(self, request: Request) -> Response:
+        actor = self._admin(request)
+        node_id = self._id(request)
+        body = await read_model(request, PauseRequest)
+        p = await self.state.backend.pause_node(
+            node_id, by=body.by or actor, reason=body.reason, until=body.until
+        )
+        model = PauseModel.of(p)
+        assert model is not None
+        return json_response(PauseResponse(group=None, node=node_id, pause=model))
+
+    async def resume_node(self, request: Request) -> Response:
+        actor = self._admin(request)
+        node_id = self._id(request)
+        body = await read_model(request, ActorRequest, optional=True)
+        lifted = await self.state.backend.resume_node(node_id, by=body.by or actor)
+        return json_response(ResumeResponse(group=None, node=node_id, lifted=PauseModel.of(lifted)))
 
     async def unlock(self, request: Request) -> Response:
         actor = self._admin(request)
@@ -341,7 +359,12 @@ class Api:
         events = await backend.history(group, HISTORY_LIMIT)
         silent_after = self.state.settings.silent_after
         views = fleet_nodes(
-            stored.reports, {g.group: g.holds for g in snap.groups}, events, snap.now, silent_after
+            stored.reports,
+            {g.group: g.holds for g in snap.groups},
+            events,
+            snap.now,
+            silent_after,
+            node_pauses=snap.node_pauses,
         )
         return json_response(
             NodesModel(
@@ -416,6 +439,8 @@ class Api:
             Route("/v1/nodes", e("nodes", self.nodes), methods=["GET"]),
             Route("/v1/nodes/{id}", e("forget", self.forget), methods=["DELETE"]),
             Route("/v1/nodes/{id}/report", e("report", self.report), methods=["POST"]),
+            Route("/v1/nodes/{id}/pause", e("pause-node", self.pause_node), methods=["POST"]),
+            Route("/v1/nodes/{id}/resume", e("resume-node", self.resume_node), methods=["POST"]),
             Route("/healthz", e("healthz", self.healthz), methods=["GET"]),
             Route("/readyz", e("readyz", self.readyz), methods=["GET"]),
             Route("/metrics", self.metrics, methods=["GET"]),

@@ -132,13 +132,18 @@ def denial_reject(outcome: Denied) -> Reject:
         max=outcome.max,
         holders=list(outcome.holders),
         pause=_pause_doc(outcome.pause),
+        node=outcome.node or None,
     )
 
 
 def _plan(current: GroupStatus, node_id: str) -> Granted | Denied:
     """What an acquire would answer on `current` (nothing is written)."""
     return core.acquire(
-        current.semaphore, node_id, current.now, fleet_pause=current.fleet_pause
+        current.semaphore,
+        node_id,
+        current.now,
+        fleet_pause=current.fleet_pause,
+        node_pause=current.node_pauses.get(node_id),
     ).outcome
 
 

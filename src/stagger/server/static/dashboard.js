@@ -103,6 +103,20 @@
       if (!window.confirm("Lift the fleet-wide pause as " + by() + "?")) { return null; }
       return api("POST", "v1/resume", { by: by() }).then(function () { return "resumed every group"; });
     },
+    "pause-node": function (b) {
+      var id = b.getAttribute("data-id");
+      var reason = window.prompt("Pause reboots of node " + id + " (its slot, if any, stays). Reason:");
+      if (!reason || !reason.trim()) { return null; }
+      if (!window.confirm("Pause node " + id + " as " + by() + "?\nReason: " + reason)) { return null; }
+      return api("POST", "v1/nodes/" + encodeURIComponent(id) + "/pause", { reason: reason, by: by() })
+        .then(function () { return "paused node " + id; });
+    },
+    "resume-node": function (b) {
+      var id = b.getAttribute("data-id");
+      if (!window.confirm("Resume reboots of node " + id + " as " + by() + "?")) { return null; }
+      return api("POST", "v1/nodes/" + encodeURIComponent(id) + "/resume", { by: by() })
+        .then(function () { return "resumed node " + id; });
+    },
     "set-max": function (b) {
       var g = b.getAttribute("data-group");
       var text = window.prompt("New max (slots) for group " + g + ":", b.getAttribute("data-max"));
