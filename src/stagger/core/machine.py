@@ -34,7 +34,7 @@ from typing import Any
 
 from stagger.core.errors import InvalidInput, TransitionError
 from stagger.core.schedule import Blackout, Schedule
-from stagger.core.semaphore import Pause
+from stagger.core.semaphore import Pause, Urgent
 from stagger.core.strategy import Decision, Situation, Strategy, Verdict, decide
 
 
@@ -220,6 +220,9 @@ class Context:
     strategy: Strategy
     schedule: Schedule = field(default_factory=Schedule)
     pause: Pause | None = None
+    # An operator's emergency reboot of this node (stagger need-reboot --now), if one is asked
+    # for the need in hand: it opens the window, never a pause (nor a blackout unless it says so).
+    urgent: Urgent | None = None
     backend_reachable: bool = True
     disabled: bool = False
     dry_run: bool = False
@@ -431,20 +434,35 @@ DISABLED_SENTENCE = (
 )
 
 
+def urgent_skips_window(ctx: Context, now: datetime) -> Urgent | None:
+    """The urgent reboot that may skip the closed window at `now`: none in a blackout, unless
+    it was asked with ignore_blackouts. A pause is judged apart (strategy.decide): never
+    skipped."""
+    u = ctx.urgent
+    if u is None or (not u.ignore_blackouts and ctx.schedule.blackout_at(now) is not None):
+        return None
+    return u
+
+
 def gate(state: NodeState, ctx: Context, now: datetime) -> Decision:
-    """May a reboot start now, and does it need a slot? strategy.decide's answer."""
+    """May a reboot start now, and does it need a slot? strategy.decide's answer, with the
+    window taken as open for an urgent reboot (urgent_skips_window)."""
     is_open = ctx.schedule.is_open(now)
+    urgent = None if is_open or state.needed is None else urgent_skips_window(ctx, now)
     pause = ctx.pause if ctx.pause is not None and ctx.pause.active(now) else None
-    return decide(
+    d = decide(
         ctx.strategy,
         Situation(
             reboot_needed=state.needed is not None,
-            window_open=is_open,
+            window_open=is_open or urgent is not None,
             pause=pause,
             backend_reachable=ctx.backend_reachable,
             schedule_why="" if is_open else ctx.schedule.why(now),
         ),
     )
+    if urgent is not None and d.verdict in (Verdict.ACQUIRE, Verdict.REBOOT):
+        return replace(d, sentence=f"{d.sentence}: {urgent.describe()}")
+    return d
 
 
 def _go(verdict: Verdict, state: NodeState) -> bool:

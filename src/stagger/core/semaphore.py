@@ -115,6 +115,24 @@ class Pause:
         return self.until is None or now < self.until
 
 
+@dataclass(frozen=True)
+class Urgent:
+    """An operator's emergency reboot of one node (`stagger need-reboot --now`): the node's
+    agent skips its window for it — never a pause, and a blackout only with
+    `ignore_blackouts` — but still takes a slot and runs its drain and health gate."""
+
+    reason: str
+    by: str
+    since: datetime
+    ignore_blackouts: bool = False
+
+    def describe(self) -> str:
+        blackouts = "; blackouts ignored too" if self.ignore_blackouts else ""
+        return (
+            f"an urgent reboot asked by {self.by}: {self.reason} (the window is skipped{blackouts})"
+        )
+
+
 class Action(StrEnum):
     """What an event records; the same words appear in history, metrics and notifications."""
 
