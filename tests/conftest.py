@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -28,6 +29,21 @@ def backend_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> st
         return f"sqlite:///{tmp_path}/stagger.db"
     etcd = request.getfixturevalue("etcd_server")
     return f"{etcd.url}?prefix=test-{uuid.uuid4().hex[:12]}/"
+
+
+def created(url: str) -> str:
+    """`url` with its store in place, empty, as a stagger server or agent leaves it when it
+    starts (a SQLite file is created only by commands that write: docs/cli.md)."""
+
+    async def ping() -> None:
+        b = open_backend(url)
+        try:
+            await b.ping()
+        finally:
+            await b.close()
+
+    asyncio.run(ping())
+    return url
 
 
 @pytest.fixture(params=["sqlite", "etcd"])

@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 import stagger.backends
+from conftest import created
 from etcd_support import free_port
 from stagger.agent.identity import node_id
 from stagger.cli.main import main
@@ -118,7 +119,7 @@ def assert_one_sentence(r: Run, code: int, *words: str) -> None:
 def url(any_backend_url: str) -> str:
     if any_backend_url.startswith("etcd") and not ETCD_WRITTEN:
         pytest.skip("the etcd backend is not written yet")
-    return any_backend_url
+    return created(any_backend_url)
 
 
 @pytest.fixture
@@ -308,7 +309,10 @@ def test_status_json_lists_groups_with_holders(url: str) -> None:
     assert hold["id"] == "node-a"
     assert hold["age_seconds"] >= 0
     assert hold["stale"] is False
-    assert set(hold) == {"id", "since", "age_seconds", "last_seen", "expires_at", "note", "stale"}
+    assert set(hold) == {
+        "id", "since", "age_seconds", "last_seen", "expires_at", "note", "stale", "condition",
+        "node_state",
+    }  # fmt: skip
 
 
 def test_status_of_one_group_shows_only_it(url: str) -> None:
@@ -366,6 +370,20 @@ def test_status_with_no_groups_says_so(url: str) -> None:
     assert r.code == 0
     assert "no groups yet" in r.out
     assert run("status", "--json", backend=url).json()["groups"] == []
+
+
+def test_status_of_a_group_never_written_says_it_does_not_exist_yet(url: str) -> None:
+    run("set-max", "3", "--group", "web", backend=url)
+    human = run("status", "--group", "api", backend=url)
+    assert human.code == 0, human.err
+    assert "group api does not exist yet" in human.out
+    assert "max 1, hold-ttl none, stale after 15m" in " ".join(human.out.split())
+    assert "slot(s) held" not in human.out
+    (api,) = run("status", "--group", "api", "--json", backend=url).json()["groups"]
+    assert (api["exists"], api["max"], api["holders"]) == (False, 1, [])
+    (web,) = run("status", "--group", "web", "--json", backend=url).json()["groups"]
+    assert (web["exists"], web["max"]) == (True, 3)
+    assert "group web: 0 of max 3 slot(s) held" in run("status", backend=url).out
 
 
 # --- pause / resume --------------------------------------------------------------------
@@ -547,7 +565,7 @@ def test_resume_with_group_and_all_is_refused(sqlite_url: str) -> None:
 
 @pytest.mark.parametrize("option", [["--hold-ttl", "forever"], ["--stale-after", "0s"]])
 def test_bad_group_settings_are_refused(option: list[str], sqlite_url: str) -> None:
-    assert_one_sentence(run("set-max", "1", *option, backend=sqlite_url), 2)
+    assert_one_sentence(run("set-max", "1", *option, backend=created(sqlite_url)), 2)
     assert run("status", "--json", backend=sqlite_url).json()["groups"] == []
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from server_support import RunningServer, running
@@ -50,6 +51,34 @@ def test_set_max_lock_and_status_go_through_the_server(server: RunningServer) ->
     (group,) = status["groups"]
     assert group["max"] == 2
     assert [h["id"] for h in group["holders"]] == ["node-a"]
+
+
+def test_status_through_the_server_says_a_group_never_written_does_not_exist_yet(
+    server: RunningServer,
+) -> None:
+    (api,) = doc(server, "status", "--group", "api")["groups"]
+    assert (api["exists"], api["max"]) == (False, 1)
+    assert "group api does not exist yet" in stagger(server, "status", "--group", "api").stdout
+
+
+def test_hold_ttl_and_stale_after_are_set_through_the_server(server: RunningServer) -> None:
+    group = doc(
+        server, "set-max", "2", "--group", "web", "--hold-ttl", "30m", "--stale-after", "5m"
+    )
+    assert (group["max"], group["hold_ttl"], group["stale_after"]) == (2, 1800.0, 300.0)
+    group = doc(server, "set-max", "2", "--group", "web", "--hold-ttl", "none")
+    assert (group["hold_ttl"], group["stale_after"]) == (None, 300.0)  # stale-after kept
+    (web,) = doc(server, "status", "--group", "web")["groups"]
+    assert (web["hold_ttl"], web["stale_after"]) == (None, 300.0)
+    configured = [e for e in doc(server, "history")["events"] if e["action"] == "configured"]
+    assert [e["by"] for e in configured] == ["operator:alice", "operator:alice"]
+
+
+def test_a_bad_hold_ttl_sent_to_the_admin_api_is_refused(server: RunningServer) -> None:
+    for body in ({"hold_ttl": 0, "stale_after": 60}, {"hold_ttl": 1e300, "stale_after": 60},
+                 {"stale_after": 60}):  # fmt: skip
+        r = httpx.put(server.url + "/v1/groups/web/config", json=body)
+        assert (r.status_code, r.json()["kind"]) == (400, "invalid_request"), body
 
 
 def test_a_pause_set_through_the_server_denies_a_lock_with_its_reason(

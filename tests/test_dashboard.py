@@ -350,3 +350,37 @@ def test_a_window_open_at_the_nodes_last_report_reads_open_not_a_past_time(
     assert 'data-node="web-1"' in html  # web-1's window is 20 h away: shown as a time
     web1 = html[html.index('data-node="web-1"') :].split("</tr>", 1)[0]
     assert ">open</span>" not in web1
+
+
+def test_a_halted_holder_says_halted_everywhere_not_ok(fleet: RunningServer) -> None:
+    """db-1 holds its slot and reports halted: the group card, /v1/status, /v1/groups/db and
+    `stagger status` (table and --json, through the server) all say so."""
+    card = httpx.get(fleet.url + "/dashboard/live").text
+    row = card[card.index('data-holder="db-1"') :]
+    row = row[: row.index("</tr>")]
+    assert 'data-condition="halted"' in row
+    assert ">HALTED<" in row
+    assert ">ok<" not in row.replace(" ", "")
+    (db,) = [g for g in admin(fleet, "GET", "/v1/status").json()["groups"] if g["group"] == "db"]
+    assert (db["holds"][0]["condition"], db["holds"][0]["node_state"]) == ("halted", "halted")
+    web = admin(fleet, "GET", "/v1/groups/web").json()
+    assert {h["id"]: h["condition"] for h in web["holds"]} == {"web-1": "ok", "zincati-9": "ok"}
+    doc = status_through_the_cli(fleet)
+    (db_doc,) = [g for g in doc["groups"] if g["group"] == "db"]
+    assert (db_doc["holders"][0]["condition"], db_doc["holders"][0]["node_state"]) == (
+        "halted",
+        "halted",
+    )
+    env = {k: v for k, v in os.environ.items() if k != "STAGGER_BACKEND"}
+    url = fleet.url.replace("http://", f"http://admin:{ADMIN}@") + "/"
+    table = subprocess.run(
+        [STAGGER, "status", "--group", "db", "--server", url],
+        capture_output=True,
+        text=True,
+        env={**env, "COLUMNS": "200"},
+        timeout=60,
+        check=True,
+    ).stdout
+    line = next(ln for ln in table.splitlines() if "db-1" in ln)
+    assert "HALTED" in line
+    assert " ok " not in line

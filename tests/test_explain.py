@@ -130,12 +130,14 @@ def test_need_reboot_makes_explain_say_needed_with_the_reason(tmp_path: Path) ->
 def test_need_reboot_cancel_takes_it_back(tmp_path: Path) -> None:
     node = make_node(tmp_path)
     stagger("need-reboot", "--config", str(node.config), "--reason", "x")
-    run = stagger("need-reboot", "--config", str(node.config), "--reason", "-", "--cancel")
-    assert (run.code, node.explain()["needed"]["needed"]) == (0, False)
+    run = stagger("need-reboot", "--config", str(node.config), "--cancel")
+    assert (run.code, node.explain()["needed"]["needed"]) == (0, False), run
 
 
 def test_need_reboot_without_a_reason_is_a_usage_error(tmp_path: Path) -> None:
-    assert stagger("need-reboot", "--config", str(make_node(tmp_path).config)).code == 2
+    run = stagger("need-reboot", "--config", str(make_node(tmp_path).config))
+    assert (run.code, "--reason" in run.err, "--cancel" in run.err) == (2, True, True)
+    assert len(run.err.strip().splitlines()) == 1, run.err
 
 
 def test_need_reboot_under_a_root_writes_the_default_marker_there(tmp_path: Path) -> None:
@@ -183,6 +185,23 @@ def test_an_unreachable_backend_is_said_not_fatal(tmp_path: Path) -> None:
     node = make_node(tmp_path, backend=f"sqlite:///{tmp_path}/not-a-dir/stagger.db")
     doc = node.explain()
     assert doc["slot"]["problem"].startswith("backend sqlite:///")
+
+
+def test_explain_says_the_pause_is_unknown_when_the_backend_cannot_be_reached(
+    tmp_path: Path,
+) -> None:
+    node = make_node(tmp_path, backend="etcd://127.0.0.1:9?timeout=0.3")
+    run = stagger("explain", "--config", str(node.config))
+    pause = next(ln for ln in run.out.splitlines() if ln.startswith("pause"))
+    assert pause.split(None, 1)[1].startswith("unknown (backend unreachable: "), pause
+    assert "none" not in pause.split()[1]
+
+
+def test_explain_reads_a_store_that_is_not_there_without_creating_it(tmp_path: Path) -> None:
+    node = make_node(tmp_path, backend=f"sqlite:///{tmp_path}/typo/stagger.db")
+    doc = node.explain()
+    assert "there is no stagger store at" in doc["slot"]["problem"]
+    assert not (tmp_path / "typo").exists()
 
 
 def test_a_corrupt_state_file_is_said_not_fatal(tmp_path: Path) -> None:

@@ -20,8 +20,9 @@ from starlette.routing import Route
 from server_support import RunningServer, free_socket, running
 from stagger.backends.base import Backend
 from stagger.backends.factory import open_backend
-from stagger.backends.fleetlock import FleetLockBackend, redact, server_backend_url
+from stagger.backends.fleetlock import FleetLockBackend, server_backend_url
 from stagger.core.errors import BackendUnavailable, ConfigError, InvalidInput
+from stagger.core.secrets import mask_url as redact
 from stagger.core.semaphore import Denied, DenyReason, Granted, NotHeld, Released
 from stagger.server.settings import ServerSettings, admin_tokens_from_file
 
@@ -122,9 +123,15 @@ async def test_fleet_pause_and_resume(fl: Backend) -> None:
     assert isinstance(await fl.acquire("web", "a"), Granted)
 
 
-async def test_configure_is_refused_with_a_clear_error(fl: Backend) -> None:
-    with pytest.raises(ConfigError, match="through a server"):
-        await fl.configure("web", by="x", hold_ttl=timedelta(hours=1))
+async def test_configure_goes_through_the_servers_admin_api(fl: Backend) -> None:
+    sem = await fl.configure("web", by="operator:x", hold_ttl=timedelta(hours=1))
+    assert (sem.hold_ttl, sem.stale_after) == (timedelta(hours=1), timedelta(minutes=15))
+    (web,) = (await fl.status("web")).groups
+    assert web.semaphore.hold_ttl == timedelta(hours=1)
+    sem = await fl.configure(
+        "web", by="operator:x", hold_ttl=None, stale_after=timedelta(minutes=1)
+    )
+    assert (sem.hold_ttl, sem.stale_after) == (None, timedelta(minutes=1))
 
 
 async def test_ping_succeeds_on_a_ready_server(fl: Backend) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import created
 from server_support import RunningServer, running
 from stagger.backends.factory import open_backend
 from stagger.core.machine import State
@@ -135,7 +136,7 @@ def test_forget_removes_the_node_and_says_who_did_it(any_backend_url: str) -> No
 
 
 def test_forgetting_an_unknown_node_changes_nothing_and_exits_0(any_backend_url: str) -> None:
-    r = run("forget", "never-seen", backend=any_backend_url)
+    r = run("forget", "never-seen", backend=created(any_backend_url))
     assert r.code == 0
     assert "nothing changed" in r.out
     assert run("forget", "never-seen", "--json", backend=any_backend_url).json()["result"] == (
@@ -184,3 +185,15 @@ def test_a_holder_is_refused_through_the_server_too(server: RunningServer) -> No
     assert run("lock", "--group", "web", "--id", "busy", backend=url).code == 0
     r = run("forget", "busy", backend=url)
     assert_one_sentence(r, 1, "stagger unlock --group web --id busy")
+
+
+def test_status_says_a_halted_holder_is_halted_not_ok(any_backend_url: str) -> None:
+    assert run("lock", "--group", "web", "--id", "web-1", backend=any_backend_url).code == 0
+    report(any_backend_url, NodeReport("web-1", "web", State.HALTED, reason="health failed"))
+    table = run("status", "--group", "web", backend=any_backend_url).out
+    row = next(line for line in table.splitlines() if "web-1" in line)
+    assert "HALTED" in row
+    assert " ok " not in row
+    (web,) = run("status", "--json", backend=any_backend_url).json()["groups"]
+    (hold,) = web["holders"]
+    assert (hold["condition"], hold["node_state"], hold["stale"]) == ("halted", "halted", False)

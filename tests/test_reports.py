@@ -20,6 +20,7 @@ from stagger.core.reports import (
     check_forget,
     decode_reports,
     fleet_nodes,
+    hold_conditions,
     rollout,
     stored_group,
     wave_start,
@@ -246,3 +247,26 @@ def test_a_forgotten_node_that_locks_again_is_shown_again() -> None:
     ]
     (node,) = fleet_nodes([], {}, history, at(10))
     assert (node.id, node.state, node.last_lock_activity) == ("z", SEEN, at(8))
+
+
+# --- what a hold says about its node ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "group", "stale", "expected"),
+    [
+        (State.HALTED, "web", False, ("halted",)),
+        (State.HALTED, "web", True, ("halted", "stale")),
+        (State.REBOOTING, "web", False, ("ok",)),
+        (State.REBOOTING, "web", True, ("stale",)),
+        (State.HALTED, "db", False, ("ok",)),  # its report is about another group
+        (None, "web", False, ("ok",)),  # a FleetLock-only holder has no report
+        (None, "web", True, ("stale",)),
+    ],
+)
+def test_a_hold_says_what_its_node_reports_worst_first(
+    state: State | None, group: str, stale: bool, expected: tuple[str, ...]
+) -> None:
+    reports = {} if state is None else {"web-1": NodeReport("web-1", group, state)}
+    found = hold_conditions("web", "web-1", stale, reports)
+    assert tuple(c.value for c in found) == expected

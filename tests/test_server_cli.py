@@ -195,3 +195,33 @@ def test_limits_and_dashboard_auth_come_from_the_table_and_flags_win(tmp_path: P
     defaults = build_settings(ServerConfig.model_validate({}), None)
     assert (defaults.read_timeout, defaults.max_connections) == (10.0, 1000)
     assert not defaults.dashboard_auth
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--server", "https://127.0.0.1:9/"],
+        ["--backend", "http://127.0.0.1:9/"],
+        ["--backend", "fleetlock+https://127.0.0.1:9/"],
+    ],
+)
+def test_another_servers_url_as_the_store_is_refused_with_the_reason(args: list[str]) -> None:
+    r = subprocess.run(
+        [*STAGGER, "server", "--listen", f"127.0.0.1:{free_port()}", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (r.returncode, "Traceback" in r.stderr) == (2, False), r.stderr
+    assert "needs a store of its own" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_the_servers_help_offers_stores_only() -> None:
+    r = subprocess.run(
+        [*STAGGER, "server", "--help"], capture_output=True, text=True, timeout=30, check=True
+    )
+    text = " ".join(r.stdout.split())
+    assert "sqlite:///PATH or etcd://" in text
+    assert "http(s)://" not in text
+    assert "--server" not in text

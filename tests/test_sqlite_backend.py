@@ -14,6 +14,7 @@ import pytest
 from stagger.backends.base import Backend
 from stagger.backends.factory import open_backend
 from stagger.backends.sqlite import SqliteBackend, parse_sqlite_url
+from stagger.backends.sqlite_file import APPLICATION_ID
 from stagger.core.errors import BackendUnavailable, ConfigError, InvalidInput
 from stagger.core.semaphore import HISTORY_LIMIT, Denied, Granted
 
@@ -126,6 +127,7 @@ async def test_a_store_written_by_a_newer_stagger_is_refused(tmp_path: Path) -> 
     db = tmp_path / "new.db"
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA user_version = 99")
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")  # a stagger store
     b = SqliteBackend.from_url(f"sqlite:///{db}")
     with pytest.raises(BackendUnavailable, match="newer stagger"):
         await b.ping()

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from stagger.agent.detectors.base import run_command
 from stagger.agent.runtime import Outcome
+from stagger.core.secrets import mask_url
 
 if TYPE_CHECKING:
     from stagger.config.agent_sections import HooksConfig
@@ -172,7 +173,7 @@ class HttpCheck:
     name: str = ""
 
     def __post_init__(self) -> None:
-        self.name = self.name or f"GET {self.url}"
+        self.name = self.name or f"GET {mask_url(self.url)}"
 
     def _get(self, time_limit: float) -> tuple[bool, str]:
         import urllib.error

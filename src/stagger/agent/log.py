@@ -11,15 +11,19 @@ import os
 import sys
 from collections.abc import Mapping
 
+from stagger.core.secrets import mask_urls_in
+from stagger.core.text import printable
+
 LOGGER = "stagger.agent"
 
 
 def quote(value: object) -> str:
-    """A logfmt value: bare when it is one simple word, else double-quoted with escapes."""
-    text = "" if value is None else str(value)
+    """A logfmt value: bare when it is one simple word, else double-quoted with escapes. A
+    URL's secrets are masked and control characters escaped, whatever the field."""
+    text = "" if value is None else mask_urls_in(str(value))
     if text and all(c.isalnum() or c in "-_.:/@+,=" for c in text) and "=" not in text:
         return text
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    escaped = printable(text.replace("\\", "\\\\").replace('"', '\\"'))
     return f'"{escaped}"'
 
 

@@ -13,7 +13,9 @@ from urllib.parse import parse_qsl, unquote
 from stagger.backends.base import Clock, option_seconds, utcnow
 from stagger.backends.etcd_client import DEFAULT_PORT, DEFAULT_TIMEOUT, ClientSettings, Endpoint
 from stagger.core.errors import ConfigError
+from stagger.core.secrets import mask_url
 from stagger.core.semaphore import DEFAULT_MAX, HISTORY_LIMIT
+from stagger.core.text import whole_number
 
 DEFAULT_PREFIX = "stagger/v1/"
 
@@ -74,7 +76,7 @@ def read_options(url: str, options: dict[str, Any]) -> EtcdOptions:
     )
     return EtcdOptions(
         settings,
-        url=redact_url(url),
+        url=mask_url(url),
         prefix=str(given.get("prefix", DEFAULT_PREFIX)),
         default_max=_count(given.get("default_max", DEFAULT_MAX), "default_max", 0),
         history_limit=_count(given.get("history_limit", HISTORY_LIMIT), "history_limit", 1),
@@ -98,28 +100,13 @@ def _endpoint(text: str, url: str) -> Endpoint:
         port = rest[1:] if rest.startswith(":") else rest
     elif text.count(":") == 1:
         host, port = text.split(":")
-    if not host or (port and not port.isdigit()) or not 0 < int(port or DEFAULT_PORT) < 65536:
+    number = whole_number(port, 1, 65535) if port else DEFAULT_PORT
+    if not host or number is None:
         raise ConfigError(
-            f"etcd endpoint {text!r} in {redact_url(url)!r} is not HOST or HOST:PORT "
+            f"etcd endpoint {text!r} in {mask_url(url)!r} is not HOST or HOST:PORT "
             "(write etcd://10.0.0.1:2379,10.0.0.2:2379)"
         )
-    return Endpoint(host, int(port or DEFAULT_PORT))
-
-
-def redact_url(url: str) -> str:
-    """The URL without a password (in user:password@ or ?password=), for messages and logs."""
-    scheme, sep, rest = url.partition("://")
-    netloc, slash, tail = rest.partition("/")
-    base, q, query = (netloc + slash + tail).partition("?")
-    if "@" in netloc:
-        user, _, hosts = netloc.rpartition("@")
-        name = user.partition(":")[0]
-        base = f"{name}:***@{hosts}{slash}{tail.partition('?')[0]}"
-    if query:
-        parts = [p if not p.lower().startswith("password=") else "password=***" for p in
-                 query.split("&")]  # fmt: skip
-        query = "&".join(parts)
-    return f"{scheme}{sep}{base}{q}{query}"
+    return Endpoint(host, number)
 
 
 def parse_etcd_url(url: str) -> EtcdUrl:
@@ -128,13 +115,13 @@ def parse_etcd_url(url: str) -> EtcdUrl:
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in ("etcd", "etcd+http", "etcd+https"):
         raise ConfigError(
-            f"backend URL {redact_url(url)!r} is not an etcd URL: write etcd://HOST:PORT[,...]"
+            f"backend URL {mask_url(url)!r} is not an etcd URL: write etcd://HOST:PORT[,...]"
         )
     rest, _, query = rest.partition("?")
     netloc, _, path = rest.partition("/")
     if path.strip("/"):
         raise ConfigError(
-            f"backend URL {redact_url(url)!r} has a path; etcd URLs take none: choose the key "
+            f"backend URL {mask_url(url)!r} has a path; etcd URLs take none: choose the key "
             "prefix with ?prefix=stagger/v1/"
         )
     username = password = None
@@ -145,7 +132,7 @@ def parse_etcd_url(url: str) -> EtcdUrl:
     hosts = [h for h in netloc.split(",") if h.strip()]
     if not hosts:
         raise ConfigError(
-            f"backend URL {redact_url(url)!r} names no etcd endpoint: write "
+            f"backend URL {mask_url(url)!r} names no etcd endpoint: write "
             "etcd://HOST:PORT[,HOST:PORT...]"
         )
     options: dict[str, str] = {}

@@ -7,6 +7,7 @@ from typing import Any
 
 from stagger.backends.base import Backend
 from stagger.core.errors import ConfigError
+from stagger.core.secrets import mask_url
 
 DEFAULT_BACKEND_URL = "sqlite:///var/lib/stagger/stagger.db"
 
@@ -15,15 +16,20 @@ SCHEMES = (
 )
 
 
-def open_backend(url: str, **options: Any) -> Backend:
-    """Open the backend a URL names. Options are backend-specific (etcd TLS, auth...)."""
+def open_backend(url: str, *, create: bool = True, **options: Any) -> Backend:
+    """Open the backend a URL names. Options are backend-specific (etcd TLS, auth...).
+
+    `create`: a SQLite store may be created where no file is (never over an existing one).
+    A command that only reads, or whose change means nothing in an empty store, passes False,
+    so a mistyped path is reported instead of becoming a new, empty fleet. etcd and a server
+    have nothing to create."""
     scheme, sep, _ = url.partition("://")
     if not sep:
-        raise ConfigError(f"backend URL {url!r} has no scheme: use one of {SCHEMES}")
+        raise ConfigError(f"backend URL {mask_url(url)!r} has no scheme: use one of {SCHEMES}")
     if scheme == "sqlite":
         from stagger.backends.sqlite import SqliteBackend
 
-        return SqliteBackend.from_url(url, **options)
+        return SqliteBackend.from_url(url, create=create, **options)
     if scheme in ("etcd", "etcd+http", "etcd+https"):
         from stagger.backends.etcd import EtcdBackend
 

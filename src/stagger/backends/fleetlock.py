@@ -50,6 +50,7 @@ from stagger.core.errors import (
     StaggerError,
 )
 from stagger.core.reports import NodeHoldsSlot, NodeReport, StoredReports
+from stagger.core.secrets import mask_url
 from stagger.core.semaphore import (
     DEFAULT_STALE_AFTER,
     Denied,
@@ -66,6 +67,7 @@ from stagger.core.semaphore import (
     validate_max,
     validate_node_id,
 )
+from stagger.core.text import whole_number
 
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger("stagger.backends.fleetlock")
@@ -100,23 +102,31 @@ def server_backend_url(server: str) -> str:
         return server
     if not server.startswith(("http://", "https://")):
         raise ConfigError(
-            f"server URL {redact(server)!r} must start with http:// or https:// "
+            f"server URL {mask_url(server)!r} must start with http:// or https:// "
             "(for example http://127.0.0.1:8080/)"
         )
     return "fleetlock+" + server
 
 
-def redact(url: str) -> str:
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    if parts.username:
-        netloc = f"{parts.username}:***@{netloc}"
-    query = "&".join(
-        p if not p.lower().startswith("token=") else "token=***" for p in parts.query.split("&")
-    )
-    return parts._replace(netloc=netloc, query=query).geturl()
+def _tls_context(ca_cert: Path | None, cert: Path | None, key: Path | None) -> Any:
+    """The TLS context for a CA and/or a client certificate; a file that cannot be used is
+    one sentence naming it (ssl's own errors name no file)."""
+    import ssl
+
+    step, path = "CA certificate", ca_cert
+    try:
+        context = ssl.create_default_context(cafile=str(ca_cert) if ca_cert else None)
+        if cert is not None:
+            step, path = "client certificate or key", cert
+            context.load_cert_chain(str(cert), str(key) if key else None)
+    except (OSError, ssl.SSLError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            f"cannot use the FleetLock {step} file {path}"
+            f"{f' (key {key})' if key and path == cert else ''}: {why}; check the path, "
+            "that stagger may read it and that it is PEM"
+        ) from None
+    return context
 
 
 class FleetLockBackend:
@@ -153,13 +163,8 @@ class FleetLockBackend:
             auth = httpx.BasicAuth(username or "", password or "")
         verify: Any = True
         self.client_cert = cert
-        if ca_cert is not None:
-            verify = ssl.create_default_context(cafile=str(ca_cert))
-            if cert is not None:
-                verify.load_cert_chain(str(cert), str(key) if key else None)
-        elif cert is not None:
-            verify = ssl.create_default_context()
-            verify.load_cert_chain(str(cert), str(key) if key else None)
+        if ca_cert is not None or cert is not None:
+            verify = _tls_context(ca_cert, cert, key)
         self._client = httpx.AsyncClient(
             headers=headers, auth=auth, timeout=timeout, verify=verify, follow_redirects=False
         )
@@ -172,11 +177,18 @@ class FleetLockBackend:
         """Options (keyword, or in the URL's query; keywords win; None is ignored): token
         (sent as Bearer), timeout (seconds or a duration), retries, ca_cert (query: ca), cert,
         key, clock, rng. Credentials in the URL (NAME:TOKEN@host) are sent as HTTP Basic."""
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:  # "[::1/", a port over 65535
+            raise ConfigError(
+                f"backend URL {mask_url(url)!r} cannot be used: {exc}; write it like "
+                "fleetlock+http://host:8080/ (an IPv6 host in brackets, a port up to 65535)"
+            ) from None
         scheme = parts.scheme.removeprefix("fleetlock+")
         if parts.scheme not in ("fleetlock+http", "fleetlock+https") or not parts.hostname:
             raise ConfigError(
-                f"backend URL {redact(url)!r} is not a FleetLock URL: write it like "
+                f"backend URL {mask_url(url)!r} is not a FleetLock URL: write it like "
                 "fleetlock+http://host:8080/ or fleetlock+https://NAME:TOKEN@host/prefix/"
             )
         given: dict[str, Any] = {_ALIASES.get(k, k): v for k, v in parse_qsl(parts.query)}
@@ -187,14 +199,8 @@ class FleetLockBackend:
                 f"the fleetlock backend does not take the option(s) {', '.join(unknown)}: "
                 f"it takes {', '.join(OPTIONS[:-2])} (slots are set on the server, not here)"
             )
-        try:
-            retries = int(given.get("retries", DEFAULT_RETRIES))
-            port = parts.port
-        except ValueError as exc:
-            raise ConfigError(
-                f"backend URL {redact(url)!r}: {exc}; check the port and retries"
-            ) from exc
-        if not 0 <= retries <= 100:
+        retries = whole_number(str(given.get("retries", DEFAULT_RETRIES)), 0, 100)
+        if retries is None:
             raise ConfigError("fleetlock option retries must be a whole number from 0 to 100")
         host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
         base = f"{scheme}://{host}{f':{port}' if port else ''}{parts.path or '/'}"
@@ -203,7 +209,7 @@ class FleetLockBackend:
         }
         return cls(
             base,
-            url=redact(url),
+            url=mask_url(url),
             token=given.get("token"),
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
@@ -423,10 +429,17 @@ class FleetLockBackend:
         hold_ttl: timedelta | None,
         stale_after: timedelta = DEFAULT_STALE_AFTER,
     ) -> Semaphore:
-        raise ConfigError(
-            "hold_ttl and stale_after cannot be set through a server: set them against the "
-            "backend the server uses (--backend URL)"
-        )
+        validate_group(group)
+        body = {
+            "hold_ttl": hold_ttl.total_seconds() if hold_ttl is not None else None,
+            "stale_after": stale_after.total_seconds(),
+            "by": by,
+        }
+        doc = await self._api(
+            "PUT", f"v1/groups/{group}/config", GroupModel, "set hold-ttl and stale-after",
+            json=body,
+        )  # fmt: skip
+        return doc.value(self.clock(), None).semaphore
 
     async def pause(
         self, group: str | None, *, by: str, reason: str, until: datetime | None = None

@@ -6,6 +6,11 @@ up front, so two writers can never both read the same state and both write), and
 timeout makes a writer wait for the lock instead of failing. Because writes are serialized by
 SQLite itself there is no compare-and-swap to lose, and so nothing to retry.
 
+The file is marked as stagger's (`PRAGMA application_id`, see sqlite_file.py) and checked
+before every use: a damaged, emptied or foreign file is an error (StoreUnusable), never an
+empty fleet, and it is never replaced. A store is created only where no file is, and only by
+an opener that asks for it (`create`).
+
 Layout (schema version 1, kept in `PRAGMA user_version`):
 - `groups(name, version, data)`: one row per group; `data` is the codec's JSON of the
   Semaphore, `version` counts its writes. The fleet-wide pause is the row of the pseudo-group
@@ -34,7 +39,9 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
+from stagger.backends import sqlite_file
 from stagger.backends.base import (
     Clock,
     Snapshot,
@@ -46,7 +53,13 @@ from stagger.backends.base import (
 from stagger.backends.codec import decode_events, decode_semaphore, encode_event, encode_semaphore
 from stagger.backends.store import Op, SemaphoreStore, Settle, check_default_max
 from stagger.core import roles
-from stagger.core.errors import BackendUnavailable, ConfigError, StaggerError
+from stagger.core.errors import (
+    BackendUnavailable,
+    ConfigError,
+    NoStore,
+    StaggerError,
+    StoreUnusable,
+)
 from stagger.core.reports import (
     NodeReport,
     StoredReports,
@@ -55,6 +68,7 @@ from stagger.core.reports import (
     forgotten,
 )
 from stagger.core.roles import Role
+from stagger.core.secrets import mask_url
 from stagger.core.semaphore import (
     DEFAULT_MAX,
     FLEET,
@@ -111,16 +125,21 @@ def parse_sqlite_url(url: str) -> str:
     """
     scheme, sep, rest = url.partition("://")
     if scheme != "sqlite" or not sep:
-        raise ConfigError(f"backend URL {url!r} is not a sqlite URL: write sqlite:///path/to.db")
+        raise ConfigError(
+            f"backend URL {mask_url(url)!r} is not a sqlite URL: write sqlite:///path/to.db"
+        )
     if "?" in rest or "#" in rest:
         raise ConfigError(
-            f"backend URL {url!r} has a query or fragment, which sqlite URLs do not take: "
+            f"backend URL {mask_url(url)!r} has a query or fragment, which sqlite URLs do not "
+            "take: "
             "write sqlite:///path/to.db and pass options separately"
         )
     if rest in (MEMORY, "/" + MEMORY):
         return MEMORY
     if rest.strip("/") == "":
-        raise ConfigError(f"backend URL {url!r} names no file: write sqlite:///path/to.db")
+        raise ConfigError(
+            f"backend URL {mask_url(url)!r} names no file: write sqlite:///path/to.db"
+        )
     if rest.startswith("/"):
         return "/" + rest.lstrip("/")
     return str(Path(rest).expanduser().resolve())
@@ -139,6 +158,7 @@ class SqliteBackend(SemaphoreStore):
         clock: Clock = utcnow,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         inline: bool = False,
+        create: bool = True,
     ) -> None:
         check_default_max(default_max)
         if busy_timeout <= 0:
@@ -151,6 +171,11 @@ class SqliteBackend(SemaphoreStore):
         # inline: run each call on the caller's thread, without a hop to a worker thread. For
         # one-thread users only (the simulator's virtual clock makes thousands of calls).
         self.inline = inline
+        # create: make the store when no file is at `path` (never over an existing file);
+        # commands that only read, or change nothing in a missing store, pass False.
+        self.create = create
+        self._ident: sqlite_file.FileId | None = None
+        self._page = 0  # the open store's page size
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._unreadable = UnreadableReports(self._inspect_report)
@@ -159,10 +184,11 @@ class SqliteBackend(SemaphoreStore):
     def from_url(cls, url: str, **options: Any) -> SqliteBackend:
         """Options: default_max (slots of a group never configured, default 1), clock (a
         callable returning an aware UTC datetime; tests inject one), busy_timeout (seconds),
-        inline (no worker thread per call; the simulator's).
+        inline (no worker thread per call; the simulator's), create (make the store if no
+        file is there; default True).
         Options given as None are ignored, so callers can pass every flag they have."""
         given = {k: v for k, v in options.items() if v is not None}
-        unknown = sorted(set(given) - {"default_max", "clock", "busy_timeout", "inline"})
+        unknown = sorted(set(given) - {"default_max", "clock", "busy_timeout", "inline", "create"})
         if unknown:
             raise ConfigError(
                 f"the sqlite backend does not take the option(s) {', '.join(unknown)}: "
@@ -187,32 +213,60 @@ class SqliteBackend(SemaphoreStore):
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is not None:
-            return self._conn
-        if self.path != MEMORY:
-            try:
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise self._not_writable(exc) from exc
-        try:
+            if self.path != MEMORY:
+                self._check_file()
+            if self._conn is not None:
+                return self._conn
+        if self.path == MEMORY:
             conn = sqlite3.connect(
-                self.path,
+                MEMORY, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            self._initialise(conn)
+            self._conn = conn
+            return conn
+        found = self._inspect()
+        if found is None:
+            self._create_store()
+            found = self._inspect()
+            if found is None:  # removed between its creation and now
+                raise self._removed()
+        try:
+            # mode=rw: SQLite itself must never create the file (only _create_store does)
+            conn = sqlite3.connect(
+                f"file:{quote(self.path)}?mode=rw",
+                uri=True,
                 timeout=self.busy_timeout,
                 isolation_level=None,  # we issue BEGIN/COMMIT ourselves
                 check_same_thread=False,  # used from worker threads, one at a time (_lock)
             )
         except sqlite3.Error as exc:
-            raise self._not_writable(exc) from exc
+            raise self._error(exc) from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            if self.path != MEMORY:
-                conn.execute("PRAGMA journal_mode = WAL")
-                # FULL: a committed grant survives a power cut; losing one could let a
-                # second node take the same slot after the store's host comes back.
-                conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("BEGIN IMMEDIATE")
+            # before anything is written to the file
+            page = sqlite_file.recognise(self.path, conn, found.size)
+            conn.execute("PRAGMA journal_mode = WAL")
+            # FULL: a committed grant survives a power cut; losing one could let a
+            # second node take the same slot after the store's host comes back.
+            conn.execute("PRAGMA synchronous = FULL")
+            self._initialise(conn)
+        except StaggerError:
+            conn.close()
+            raise
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._error(exc) from exc
+        self._conn, self._ident, self._page = conn, found.id, page
+        self.create = False  # once opened, a store that disappears is an error, not re-made
+        return conn
+
+    def _initialise(self, conn: sqlite3.Connection) -> None:
+        """Check the schema version, add any missing table and set the marker, in one
+        transaction."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
-                conn.execute("ROLLBACK")
                 raise BackendUnavailable(
                     f"{self._where()} was written by a newer stagger (schema {version}); "
                     "upgrade this stagger before using it"
@@ -221,20 +275,59 @@ class SqliteBackend(SemaphoreStore):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute(f"PRAGMA application_id = {sqlite_file.APPLICATION_ID}")
             conn.execute("COMMIT")
-        except StaggerError:
-            conn.close()
-            raise
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+
+    def _create_store(self) -> None:
+        if not self.create:
+            raise NoStore(
+                f"there is no stagger store at {self.path}: check the path in --backend (or "
+                "$STAGGER_BACKEND, or [agent].backend); a store is created by the first "
+                "`stagger lock`, `set-max` or `pause`, or by `stagger agent` or `stagger server`"
+            )
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            sqlite_file.create(self.path, self._initialise)
         except sqlite3.Error as exc:
-            conn.close()
-            raise self._error(exc) from exc
-        self._conn = conn
-        return conn
+            raise self._not_writable(exc) from exc
+        except OSError as exc:
+            raise self._not_writable(exc) from exc
+
+    def _removed(self) -> StoreUnusable:
+        return StoreUnusable(
+            f"the SQLite file {self.path} was removed while stagger was using it: restore it "
+            "from a backup; stagger does not create a new one in its place, since every hold "
+            "and pause it held would be lost (a stagger server or agent creates one only when "
+            "it starts)"
+        )
+
+    def _inspect(self) -> sqlite_file.FileInfo | None:
+        try:
+            return sqlite_file.inspect(self.path)
+        except OSError as exc:
+            raise self._not_writable(exc) from exc
+
+    def _check_file(self) -> None:
+        """Before each use of an open store: the file is still there, still a store, and
+        still the same file. One swapped in (a restored backup) is checked and used."""
+        found = self._inspect()
+        if found is None:
+            raise self._removed()
+        if found.id != self._ident and self._conn is not None:
+            self._conn.close()
+            self._conn = None
+            return
+        sqlite_file.check_pages(self.path, found.size, self._page)
 
     def _error(self, exc: sqlite3.Error) -> StaggerError:
         text = str(exc).lower()
         if "readonly" in text or "unable to open" in text or "read-only" in text:
             return self._not_writable(exc)
+        if "not a database" in text or "malformed" in text or "corrupt" in text:
+            return sqlite_file.unusable(self.path, f"is damaged ({exc})")
         if "locked" in text or "busy" in text:
             return BackendUnavailable(
                 f"{self._where()} stayed locked by another process for {self.busy_timeout:g} s; "

@@ -7,6 +7,7 @@ kinds (the spec asks for a small, bounded set, since Zincati uses `kind` as a me
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -16,7 +17,15 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from stagger.backends.base import GroupStatus, Snapshot
 from stagger.core.machine import CheckResult, State
-from stagger.core.reports import MAX_TEXT, NodeReport, NodeView, Source, Unreadable
+from stagger.core.reports import (
+    MAX_TEXT,
+    HoldCondition,
+    NodeReport,
+    NodeView,
+    Source,
+    Unreadable,
+    hold_conditions,
+)
 from stagger.core.semaphore import (
     GROUP_RE,
     MAX_GROUP_LEN,
@@ -29,6 +38,7 @@ from stagger.core.semaphore import (
     Pause,
     Semaphore,
 )
+from stagger.core.times import RANGE_TEXT
 
 
 class ErrorKind(StrEnum):
@@ -75,6 +85,10 @@ DENIAL_KINDS = {
 }
 
 
+# Node id → its last report: what a hold's condition is judged with (core.reports).
+Reports = Mapping[str, NodeReport]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -106,8 +120,7 @@ class PauseModel(_Model):
 class ErrorModel(_Model):
     """A FleetLock error body. `max` and `holders` come with a full-semaphore denial,
     `pause` with a paused one (and `node` when it is that node's own pause), and `group` with
-    node_holds_slot (extra fields FleetLock
-    clients ignore)."""
+    node_holds_slot (extra fields FleetLock clients ignore)."""
 
     kind: ErrorKind
     value: str = Field(min_length=1)
@@ -115,7 +128,6 @@ class ErrorModel(_Model):
     holders: list[str] | None = None
     pause: PauseModel | None = None
     group: str | None = None
-
     node: str | None = None
 
     def denial(self) -> Denied | None:
@@ -133,9 +145,22 @@ class HoldModel(_Model):
     expires_at: datetime | None = None
     note: str = ""
     stale: bool = False
+    condition: HoldCondition = Field(
+        HoldCondition.OK,
+        description="worst first: halted (the holder reports its health check failed), stale "
+        "(no heartbeat for stale_after), else ok",
+    )
+    node_state: str | None = Field(
+        None, description="the holder's own reported cycle state (stagger agents only)"
+    )
 
     @classmethod
-    def of(cls, h: Hold, stale: bool = False) -> HoldModel:
+    def of(
+        cls, h: Hold, stale: bool = False, group: str = "", reports: Reports | None = None
+    ) -> HoldModel:
+        reports = reports or {}
+        report = reports.get(h.id)
+        mine = report is not None and report.group == group
         return cls(
             id=h.id,
             since=h.since,
@@ -143,6 +168,8 @@ class HoldModel(_Model):
             expires_at=h.expires_at,
             note=h.note,
             stale=stale,
+            condition=hold_conditions(group, h.id, stale, reports)[0],
+            node_state=report.state.value if report is not None and mine else None,
         )
 
     def value(self) -> Hold:
@@ -158,24 +185,30 @@ class GroupModel(_Model):
     paused: bool = Field(description="a pause (the group's or the fleet's) is in force")
     hold_ttl: float | None = Field(None, description="seconds; null: holds never expire")
     stale_after: float = Field(description="seconds without a heartbeat before a hold is stale")
+    exists: bool = Field(
+        True,
+        description="false: the group was never written (no lock, set-max or pause yet); the "
+        "other fields are the defaults it would be created with",
+    )
     node_pauses: dict[str, PauseModel] = Field(
         default_factory=dict,
         description="the node pauses in force (in every group: a node's pause is not a group's)",
     )
 
     @classmethod
-    def of(cls, g: GroupStatus) -> GroupModel:
+    def of(cls, g: GroupStatus, reports: Reports | None = None) -> GroupModel:
         sem, stale = g.semaphore, g.stale
         holds = g.holds
         return cls(
             group=g.group,
             max=sem.max,
             holders=len(holds),
-            holds=[HoldModel.of(h, h.id in stale) for h in holds],
+            holds=[HoldModel.of(h, h.id in stale, g.group, reports) for h in holds],
             pause=PauseModel.of(sem.pause),
             paused=g.pause is not None,
             hold_ttl=sem.hold_ttl.total_seconds() if sem.hold_ttl is not None else None,
             stale_after=sem.stale_after.total_seconds(),
+            exists=sem.stored,
             node_pauses={k: PauseModel.from_pause(p) for k, p in g.node_pauses.items()},
         )
 
@@ -187,6 +220,7 @@ class GroupModel(_Model):
             pause=self.pause.value() if self.pause is not None else None,
             hold_ttl=timedelta(seconds=self.hold_ttl) if self.hold_ttl is not None else None,
             stale_after=timedelta(seconds=self.stale_after),
+            stored=self.exists,
         )
         return GroupStatus(sem, now, fleet, {k: p.value() for k, p in self.node_pauses.items()})
 
@@ -200,12 +234,12 @@ class StatusModel(_Model):
     groups: list[GroupModel]
 
     @classmethod
-    def of(cls, snap: Snapshot) -> StatusModel:
+    def of(cls, snap: Snapshot, reports: Reports | None = None) -> StatusModel:
         return cls(
             now=snap.now,
             fleet_pause=PauseModel.of(snap.fleet_pause),
             node_pauses={k: PauseModel.from_pause(p) for k, p in snap.node_pauses.items()},
-            groups=[GroupModel.of(g) for g in snap.groups],
+            groups=[GroupModel.of(g, reports) for g in snap.groups],
         )
 
     def value(self) -> Snapshot:
@@ -237,7 +271,12 @@ class HistoryModel(_Model):
 
 By = Annotated[
     str | None,
-    Field(None, min_length=1, max_length=256, description="who acts, recorded in history"),
+    Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="who acts, recorded in history; a control character is refused (400)",
+    ),
 ]
 
 
@@ -259,9 +298,41 @@ class SetMaxResponse(_Model):
     max: int
 
 
+# The longest hold_ttl or stale_after the admin API takes (seconds): ten years, far beyond any
+# reboot, and well inside what a time can be added to. The shortest is a millisecond: a float
+# just above 0 (5e-324) is 0 as a duration, so "more than 0" alone lets the schema accept what
+# the store refuses.
+MAX_GROUP_SECONDS = 10 * 365 * 86400
+MIN_GROUP_SECONDS = 0.001
+
+
+class ConfigureRequest(_Request):
+    """PUT /v1/groups/{group}/config: both settings, as `stagger set-max --hold-ttl
+    --stale-after` sends them (it keeps the current value of the one not given)."""
+
+    hold_ttl: float | None = Field(
+        ge=MIN_GROUP_SECONDS, le=MAX_GROUP_SECONDS, description="seconds; null: never expire"
+    )
+    stale_after: float = Field(
+        ge=MIN_GROUP_SECONDS,
+        le=MAX_GROUP_SECONDS,
+        description="seconds without a heartbeat before stale",
+    )
+    by: By = None
+
+
 class PauseRequest(_Request):
-    reason: str = Field(min_length=1, max_length=1000, pattern=r"\S")
-    until: datetime | None = Field(None, description="RFC 3339 with offset; null: until resumed")
+    reason: str = Field(
+        min_length=1,
+        max_length=1000,
+        pattern=r"\S",
+        description="plain text on one line: a control character is refused (400)",
+    )
+    until: datetime | None = Field(
+        None,
+        description="RFC 3339 with offset, from 1970 up to (not including) 3000 in UTC; "
+        "null: until resumed",
+    )
     by: By = None
 
 
@@ -319,16 +390,21 @@ class HealthResultModel(_Model):
         return CheckResult(self.ok, self.detail, self.at)
 
 
+_TIME = f"RFC 3339 with offset, {RANGE_TEXT} (400 otherwise)"
+
+
 class NodeReportRequest(_Request):
     """What an agent sends to POST /v1/nodes/{id}/report. The server stamps `updated_at`."""
 
     group: str = Field(min_length=1, max_length=MAX_GROUP_LEN, pattern=GROUP_RE.pattern)
     state: State
     reason: str = Field("", max_length=MAX_TEXT)
-    needed_since: datetime | None = None
+    needed_since: datetime | None = Field(None, description=_TIME)
     detector: str = Field("", max_length=MAX_TEXT)
-    next_window: datetime | None = Field(None, description="the next reboot window opening")
-    last_reboot: datetime | None = None
+    next_window: datetime | None = Field(
+        None, description="the next reboot window opening; " + _TIME
+    )
+    last_reboot: datetime | None = Field(None, description=_TIME)
     last_health: HealthResultModel | None = None
     version: str = Field("", max_length=100, description="the agent's stagger version")
 

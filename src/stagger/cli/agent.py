@@ -25,6 +25,7 @@ def run_agent(
         help="Read only FILE instead of the config.d directories (every path in it is used "
         "as written).",
         show_default=False,
+        readable=False,
     ),
     root: Path | None = typer.Option(
         None,

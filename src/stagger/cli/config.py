@@ -23,6 +23,7 @@ from stagger.cli.output import (
 )
 from stagger.config.loader import CONFIG_DIRS, InvalidConfig, LoadedConfig, load_config
 from stagger.config.migrate import import_files, render
+from stagger.core.secrets import masked
 
 ConfigFileOption = typer.Option(
     None,
@@ -30,6 +31,7 @@ ConfigFileOption = typer.Option(
     metavar="FILE",
     help="Read only FILE instead of the config.d directories.",
     show_default=False,
+    readable=False,  # stagger says in one sentence why it cannot read it, click in four lines
 )
 ConfigRootOption = typer.Option(
     None,
@@ -72,8 +74,8 @@ def show(
     doc = {
         "files": [str(p) for p in loaded.files],
         "host_time_zone": {"name": loaded.host_zone, "source": loaded.host_zone_source},
-        "values": [{"key": k, "value": v, "source": s} for k, v, s in rows],
-        "config": loaded.config.model_dump(mode="json"),
+        "values": [{"key": k, "value": masked(v), "source": s} for k, v, s in rows],
+        "config": masked(loaded.config.model_dump(mode="json")),
     }
 
     def human() -> None:
@@ -88,7 +90,7 @@ def show(
             out.print("no windows are configured: a reboot may start at any time (blackouts apart)")
         table = Table("key", "value", "from", box=None, pad_edge=False)
         for key, value, source in rows:
-            table.add_row(key, _shown(value), source)
+            table.add_row(key, _shown(masked(value)), source)
         out.print(table)
 
     emit(doc, json, human)
@@ -124,6 +126,7 @@ def import_(
     paths: list[Path] = typer.Argument(
         ...,
         metavar="PATH...",
+        readable=False,
         help="update.conf files (locksmith) and/or Zincati *.toml fragments, lowest priority "
         "first.",
         show_default=False,

@@ -182,7 +182,8 @@ def demo(
             return
         _render(out, s, again)
         if keep_running:
-            out.print(f"\nstill running: try `stagger status --server {s.server}`; Ctrl-C stops")
+            out.print()
+            out.print(f"still running: try `stagger status --server {s.server}`; Ctrl-C stops")
 
     # SIGTERM (and SIGHUP: the terminal closed) stop the demo like Ctrl-C does: the agents and
     # the server run in their own sessions, so only the demo can stop them.

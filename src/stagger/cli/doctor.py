@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import typer
 
-from stagger.cli.output import EXIT_USAGE, JsonOption, emit, fail, fail_from
+from stagger.cli.output import EXIT_USAGE, JsonOption, emit, fail, fail_from, print_lines
 from stagger.core.errors import StaggerError
 from stagger.doctor.report import build_report, render_text
 
 
 def doctor(
-    root: str = typer.Option("/", "--root", help="Read the host's files under this directory."),
+    root: str = typer.Option(
+        "/", "--root", metavar="DIR", help="Read the host's files under this directory."
+    ),
     unit: str | None = typer.Option(
-        None, "--unit", help="Show only this systemd unit (reboot sources are always shown)."
+        None,
+        "--unit",
+        metavar="UNIT",
+        help="Show only this systemd unit (reboot sources are always shown).",
     ),
     fleetlock_url: list[str] = typer.Option(
         [],
         "--fleetlock-url",
+        metavar="URL",
         help="A FleetLock base URL served by stagger (Zincati pointed at it is not a source); "
         "[agent].backend and [server] from stagger's own config count without it.",
     ),
@@ -35,7 +41,7 @@ def doctor(
         report = build_report(root, unit, tuple(fleetlock_url))
     except StaggerError as exc:
         fail_from(exc, as_json)
-    emit(report, as_json, lambda: typer.echo(render_text(report)))
+    emit(report, as_json, lambda: print_lines(render_text(report)))
     raise typer.Exit(report.exit_code)
 
 

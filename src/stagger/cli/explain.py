@@ -24,7 +24,8 @@ from stagger.cli.config import ConfigFileOption, ConfigRootOption, load
 from stagger.cli.output import JsonOption, console, emit, operator_by, reported_errors
 from stagger.config.loader import LoadedConfig
 from stagger.core.durations import format_duration
-from stagger.core.errors import StaggerError
+from stagger.core.errors import InvalidInput, StaggerError
+from stagger.core.secrets import mask_url, mask_urls_in
 from stagger.core.semaphore import Pause
 from stagger.core.strategy import Decision, Situation, Verdict, decide
 
@@ -101,17 +102,18 @@ async def _findings(loaded: LoadedConfig, root: Path | None) -> list[Finding]:
 async def _slots(url: str, group: str) -> SlotView:
     from stagger.backends.factory import open_backend
 
+    shown = mask_url(url)
     try:
-        backend = open_backend(url)
+        backend = open_backend(url, create=False)  # explain only reads
     except (StaggerError, OSError, ModuleNotFoundError) as exc:
-        return SlotView(problem=f"backend {url} cannot be opened: {exc}")
+        return SlotView(problem=f"backend {shown} cannot be opened: {mask_urls_in(str(exc))}")
     try:
         async with asyncio.timeout(BACKEND_TIME_LIMIT):
             snapshot = await backend.status(group)
     except TimeoutError:
-        return SlotView(problem=f"backend {url} did not answer within {BACKEND_TIME_LIMIT:g}s")
+        return SlotView(problem=f"backend {shown} did not answer within {BACKEND_TIME_LIMIT:g}s")
     except (StaggerError, OSError) as exc:
-        return SlotView(problem=f"backend {url}: {exc}")
+        return SlotView(problem=f"backend {shown}: {mask_urls_in(str(exc))}")
     finally:
         await backend.close()
     status: GroupStatus | None = next((g for g in snapshot.groups if g.group == group), None)
@@ -324,6 +326,8 @@ def explain(
             p = slots.pause
             until = f"until {p.until.isoformat()}" if p.until else "until resumed"
             line("pause", f"by {p.by} ({until}): {p.reason}")
+        elif slots.problem:  # no answer is not "no pause"
+            line("pause", f"unknown (backend unreachable: {slots.problem})")
         else:
             line("pause", "none")
         if agent.state is None:
@@ -383,8 +387,11 @@ def _print_diagram(kind: str, json: bool) -> None:
 
 
 def need_reboot(
-    reason: str = typer.Option(
-        ..., "--reason", metavar="TEXT", help="Why (shown by explain, status and the logs)."
+    reason: str | None = typer.Option(
+        None,
+        "--reason",
+        metavar="TEXT",
+        help="Why (shown by explain, status and the logs); required unless --cancel.",
     ),
     cancel: bool = typer.Option(False, "--cancel", help="Take back an earlier need-reboot."),
     config: Path | None = ConfigFileOption,
@@ -411,6 +418,11 @@ def need_reboot(
             text = f"removed {path}" if had else f"there was no {path}: nothing to cancel"
             emit(doc, json, lambda: console().print(text, soft_wrap=True))
             return
+        if reason is None:
+            raise InvalidInput(
+                "need-reboot needs --reason TEXT: say why (explain and the logs show it), "
+                "or give --cancel to take back an earlier one"
+            )
         boot_id = read_boot_id(path_of(cfg.agent, "boot_id_path", root))
         mark = ManualMark(reason, utcnow(), operator_by(), boot_id)
         write_manual_mark(path, mark)

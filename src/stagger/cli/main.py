@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Any
 
 import typer
+from typer import _click as click
+from typer.core import TyperArgument, TyperGroup
 
 from stagger import __version__
 from stagger.cli.output import EXIT_USAGE
 from stagger.core.errors import StaggerError
+from stagger.core.text import printable
 
 # One module per command group (kept in the order `stagger --help` shows them).
 COMMAND_MODULES = [
@@ -28,8 +32,41 @@ COMMAND_MODULES = [
     "stagger.cli.demo",
 ]
 
+
+class NamedArgument(TyperArgument):
+    """A positional argument shown by its metavar alone (`N`, `NODE`, `PATH...`), as click
+    does, instead of Typer's `{N}` in the usage line and `N <str>` in the list."""
+
+    def display_type_rich(self, ctx: click.Context) -> str | None:
+        return None
+
+    def _usage_display_name(self) -> str:
+        name = self._rich_display_name()
+        return name if self.required else f"[{name}]"
+
+    def _rich_display_name(self) -> str:
+        return self.display_name_raw + ("..." if self.nargs != 1 else "")
+
+
+def _name_arguments(command: click.Command) -> None:
+    for param in command.params:
+        if type(param) is TyperArgument:
+            param.__class__ = NamedArgument
+    for sub in getattr(command, "commands", {}).values():
+        _name_arguments(sub)
+
+
+class StaggerGroup(TyperGroup):
+    """The root group: every command's positional arguments read as their names (above)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _name_arguments(self)
+
+
 app = typer.Typer(
     name="stagger",
+    cls=StaggerGroup,
     help="Coordinated OS reboots: windows, fleet-wide slots, drain and health gates.",
     no_args_is_help=True,
     add_completion=False,
@@ -57,19 +94,46 @@ for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 
 
+def _click_error(exc: BaseException) -> tuple[str, int] | None:
+    """click's own errors (a bad option value, an unknown option...) as one sentence and
+    their exit code; None for anything else. Recognised by shape, since typer vendors click
+    in some versions and uses it in others."""
+    code = getattr(exc, "exit_code", None)
+    if not (hasattr(exc, "format_message") and isinstance(code, int)):
+        return None
+    message = " ".join(str(exc.format_message()).split())
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", None)
+    hint = f" (see `{path} --help`)" if path else ""
+    return printable(message) + hint, code
+
+
 def main() -> None:
     try:
-        app()
+        code = app(standalone_mode=False)
     except StaggerError as exc:  # raised outside a command's own handling
-        sys.stderr.write(f"stagger: {exc.message}\n")
+        sys.stderr.write(f"stagger: {printable(exc.message)}\n")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("stagger: interrupted\n")
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.stderr.write("stagger: interrupted\n")
+        sys.exit(130)
     except SystemExit:
         raise
     except OSError as exc:
         sys.stderr.write(f"stagger: {exc}\n")
         sys.exit(EXIT_USAGE)
+    except Exception as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `stagger`, `stagger config`: the help
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(EXIT_USAGE)
+        said = _click_error(exc)
+        if said is None:
+            raise
+        sys.stderr.write(f"stagger: {said[0]}\n")
+        sys.exit(said[1])
+    sys.exit(code if isinstance(code, int) else 0)

@@ -36,6 +36,7 @@ from stagger.core.reports import (
     fleet_nodes,
 )
 from stagger.core.semaphore import HISTORY_LIMIT, validate_group, validate_id
+from stagger.core.text import printable
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,8 @@ def render_fleet(f: Fleet) -> None:
 def _warn_unreadable(stored: StoredReports) -> None:
     for u in stored.unreadable:
         sys.stderr.write(
-            f"stagger: the node report at {u.key} cannot be read ({u.error}); it is not listed: "
+            f"stagger: the node report at {printable(u.key)} cannot be read "
+            f"({printable(u.error)}); it is not listed: "
             "upgrade this stagger if a newer agent wrote it, or remove it with "
             "`stagger forget ID`\n"
         )
@@ -176,7 +178,9 @@ def nodes(
         quiet = parse_duration(silent_after, what="--silent-after")
         if quiet <= timedelta(0):
             raise InvalidInput(f"--silent-after {silent_after!r} must be longer than 0 s, like 15m")
-    f = run_async(lambda b: read_fleet(b, group, quiet), backend=backend, as_json=json)
+    f = run_async(
+        lambda b: read_fleet(b, group, quiet), backend=backend, create=False, as_json=json
+    )
     if json:
         sys.stdout.write(fleet_doc(f).model_dump_json(indent=2) + "\n")
         _warn_unreadable(f.stored)
@@ -194,7 +198,9 @@ def forget(
     with reported_errors(json):
         validate_id(node)
     by = operator_by()
-    removed = run_async(lambda b: b.forget(node, by=by), backend=backend, as_json=json)
+    removed = run_async(
+        lambda b: b.forget(node, by=by), backend=backend, create=False, as_json=json
+    )
     doc = {"id": node, "by": by, "result": "forgotten" if removed else "not_known"}
     if removed:
         text = (

@@ -17,10 +17,13 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from stagger.backends.base import Backend
 from stagger.backends.factory import DEFAULT_BACKEND_URL, open_backend
 from stagger.core.errors import ConfigError, StaggerError
+from stagger.core.secrets import mask_url
+from stagger.core.text import printable
 
 # Exit codes shared by every command (issue 2): 0 done, 1 denied, 2 usage/config, 3 backend.
 EXIT_OK = 0
@@ -60,11 +63,19 @@ def emit(doc: Any, as_json: bool, render: Callable[[], None]) -> None:
         render()
 
 
+def print_lines(text: str) -> None:
+    """Plain text for people on stdout, one line at a time with each line's control characters
+    escaped (core.text.printable), as SafeConsole does for tables."""
+    sys.stdout.write("".join(printable(line) + "\n" for line in text.split("\n")))
+
+
 def fail(message: str, code: int = EXIT_USAGE, as_json: bool = False) -> NoReturn:
     """Report an error in one sentence and exit with `code`."""
     if as_json:
         print_json({"error": message, "exit_code": code})
-    sys.stderr.write(f"stagger: {message}\n")
+    # Escaped line by line: a configuration with several problems lists one per line.
+    lines = "\n".join(printable(line) for line in message.split("\n"))
+    sys.stderr.write(f"stagger: {lines}\n")
     raise typer.Exit(code)
 
 
@@ -90,11 +101,22 @@ BackendOption = typer.Option(
 T = TypeVar("T")
 
 
+def check_backend_flag(flag: str | None) -> str | None:
+    """`flag` itself; an empty --backend is refused: it is a script's unset variable, not a
+    wish for the default store."""
+    if flag is not None and not flag.strip():
+        raise ConfigError(
+            "--backend/--server is empty: give a URL (like sqlite:///var/lib/stagger/stagger.db "
+            "or http://127.0.0.1:8080/), or leave the option out to use the default"
+        )
+    return flag
+
+
 def resolve_backend_url(flag: str | None) -> str:
     """The one place a command's backend URL is chosen: --backend/--server, else
     $STAGGER_BACKEND, else [agent].backend from this host's config fragments, else the default.
     A plain http(s):// URL names a stagger server, reached through the FleetLock backend."""
-    url = flag or os.environ.get(BACKEND_ENV)
+    url = check_backend_flag(flag) or os.environ.get(BACKEND_ENV)
     if not url:
         from stagger.config.loader import load_config
 
@@ -131,19 +153,27 @@ def reported_errors(as_json: bool = False) -> Iterator[None]:
 
 
 def run_async(
-    action: Callable[[Backend], Awaitable[T]], *, backend: str | None, as_json: bool = False
+    action: Callable[[Backend], Awaitable[T]],
+    *,
+    backend: str | None,
+    create: bool,
+    as_json: bool = False,
 ) -> T:
     """Open the backend (`--backend` value, resolved), run `action` on it, close it, and return
-    its result. Errors become one sentence and their exit code (2 usage, 3 unreachable)."""
-    url = resolve_backend_url(backend)
+    its result. Errors become one sentence and their exit code (2 usage, 3 unreachable).
+    `create`: whether this command may create a SQLite store where none is (docs/cli.md,
+    "Which commands create a store"): only commands whose change means something in a new
+    store do; reads never do."""
+    with reported_errors(as_json):
+        url = resolve_backend_url(backend)
 
     async def _run() -> T:
         try:
-            opened = open_backend(url)
+            opened = open_backend(url, create=create)
         except ModuleNotFoundError as exc:  # a backend (or its client library) not installed
             raise ConfigError(
-                f"backend URL {url!r} needs {exc.name or 'a module'}, which this stagger does "
-                "not have: install it, or use another backend"
+                f"backend URL {mask_url(url)!r} needs {exc.name or 'a module'}, which this "
+                "stagger does not have: install it, or use another backend"
             ) from exc
         try:
             return await action(opened)
@@ -170,12 +200,22 @@ def operator_by() -> str:
 UNCUT_WIDTH = 10_000
 
 
+class SafeConsole(Console):
+    """A Console that escapes every control character of every string it renders (printed
+    lines and table cells alike: Rich turns each through `render_str`), so a node's reason or
+    an operator's note can never move the cursor, clear the screen, retitle the terminal or
+    forge a line. A line break is escaped too: print one line per call."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(printable(text), **kwargs)
+
+
 def console() -> Console:
     """Where tables go: stdout. On a terminal, Rich fits tables to its width; into a pipe or a
     file (`stagger history | grep`, a log) nothing is cut to a guessed width, whatever $COLUMNS
     says: a cut node id or URL is a wrong one. Markup is off: notes and reasons are operators'
-    text, printed as given."""
-    out = Console(highlight=False, markup=False, soft_wrap=False)
+    text, printed as given (control characters escaped)."""
+    out = SafeConsole(highlight=False, markup=False, soft_wrap=False)
     if out.is_terminal:
         return out
-    return Console(highlight=False, markup=False, soft_wrap=False, width=UNCUT_WIDTH)
+    return SafeConsole(highlight=False, markup=False, soft_wrap=False, width=UNCUT_WIDTH)

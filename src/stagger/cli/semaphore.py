@@ -9,8 +9,9 @@ backend is down; the backend re-validates (core does) and judges time by its own
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from stagger.cli.output import (
 )
 from stagger.core.durations import format_duration, parse_duration
 from stagger.core.errors import InvalidInput
+from stagger.core.reports import HoldCondition, NodeReport, hold_conditions
 from stagger.core.semaphore import (
     DEFAULT_GROUP,
     FLEET,
@@ -50,6 +52,7 @@ from stagger.core.semaphore import (
     validate_max,
     validate_node_id,
 )
+from stagger.core.times import check_instant, format_utc
 
 GroupOption = typer.Option(DEFAULT_GROUP, "--group", "-g", metavar="G", help="The group.")
 AnyGroupOption = typer.Option(
@@ -121,7 +124,7 @@ def parse_rfc3339(text: str, *, what: str) -> datetime:
             f"{what} {text!r} has no UTC offset: add one, like {text.strip()}Z (UTC) "
             f"or {text.strip()}+01:00"
         )
-    return value
+    return check_instant(value, what)
 
 
 def pause_scope(group: str | None, every: bool, node: str | None = None) -> str | None:
@@ -172,7 +175,13 @@ def pause_doc(p: Pause | None, scope: str | None = None) -> dict[str, Any] | Non
     return doc
 
 
-def hold_doc(h: Hold, now: datetime, stale: bool) -> dict[str, Any]:
+def hold_doc(
+    h: Hold,
+    now: datetime,
+    stale: bool,
+    conditions: tuple[HoldCondition, ...],
+    node_state: str | None,
+) -> dict[str, Any]:
     return {
         "id": h.id,
         "since": h.since.isoformat(),
@@ -181,10 +190,22 @@ def hold_doc(h: Hold, now: datetime, stale: bool) -> dict[str, Any]:
         "expires_at": h.expires_at.isoformat() if h.expires_at else None,
         "note": h.note,
         "stale": stale,
+        "condition": conditions[0].value,
+        "node_state": node_state,
     }
 
 
-def group_doc(g: GroupStatus) -> dict[str, Any]:
+Reports = Mapping[str, NodeReport]
+
+
+def node_state(reports: Reports, group: str, node: str) -> str | None:
+    """The holder's own reported state, when it reports in this group (stagger agents)."""
+    r = reports.get(node)
+    return r.state.value if r is not None and r.group == group else None
+
+
+def group_doc(g: GroupStatus, reports: Reports | None = None) -> dict[str, Any]:
+    reports = reports or {}
     sem = g.semaphore
     holds = g.holds
     stale = g.stale
@@ -195,19 +216,29 @@ def group_doc(g: GroupStatus) -> dict[str, Any]:
         "max": sem.max,
         "held": len(holds),
         "free": max(sem.max - len(holds), 0),
-        "holders": [hold_doc(h, g.now, h.id in stale) for h in holds],
+        "holders": [
+            hold_doc(
+                h,
+                g.now,
+                h.id in stale,
+                hold_conditions(g.group, h.id, h.id in stale, reports),
+                node_state(reports, g.group, h.id),
+            )
+            for h in holds
+        ],
         "pause": pause_doc(in_force, scope),
         "hold_ttl": sem.hold_ttl.total_seconds() if sem.hold_ttl else None,
         "stale_after": sem.stale_after.total_seconds(),
+        "exists": sem.stored,
     }
 
 
-def snapshot_doc(snap: Snapshot) -> dict[str, Any]:
+def snapshot_doc(snap: Snapshot, reports: Reports | None = None) -> dict[str, Any]:
     return {
         "now": snap.now.isoformat(),
         "fleet_pause": pause_doc(active(snap.fleet_pause, snap.now), "fleet"),
         "node_pauses": {k: pause_doc(p, "node") for k, p in snap.node_pauses.items()},
-        "groups": [group_doc(g) for g in snap.groups],
+        "groups": [group_doc(g, reports) for g in snap.groups],
     }
 
 
@@ -235,7 +266,7 @@ def ago(now: datetime, then: datetime) -> str:
 
 def when(t: datetime) -> str:
     """A time for people: UTC, to the second (JSON keeps the full RFC 3339 value)."""
-    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return format_utc(t)
 
 
 def group_label(group: str) -> str:
@@ -247,7 +278,29 @@ def describe_pause(p: Pause, now: datetime) -> str:
     return f"paused by {p.by}{until}: {p.reason}"
 
 
-def render_status(snap: Snapshot) -> None:
+def not_yet_sentence(g: GroupStatus) -> str:
+    """A group never written: say so, and what it would be created with (its `max`, hold-ttl
+    and stale-after here are the defaults, not stored values)."""
+    sem = g.semaphore
+    ttl = format_duration(sem.hold_ttl) if sem.hold_ttl else "none"
+    text = (
+        f"group {g.group} does not exist yet: its first lock, set-max or pause creates it with "
+        f"max {sem.max}, hold-ttl {ttl}, stale after {format_duration(sem.stale_after)} "
+        "(check the name if you expected it)"
+    )
+    if g.pause is not None:  # only the fleet-wide pause can be in force on it
+        text += f"; the fleet-wide pause applies to it: {describe_pause(g.pause, g.now)}"
+    return text
+
+
+def condition_text(conditions: tuple[HoldCondition, ...]) -> str:
+    """`ok`, or the marks in capitals worst first (`HALTED, STALE`)."""
+    marks = [c.value.upper() for c in conditions if c is not HoldCondition.OK]
+    return ", ".join(marks) or HoldCondition.OK.value
+
+
+def render_status(snap: Snapshot, reports: Reports | None = None) -> None:
+    reports = reports or {}
     out = console()
     fleet = active(snap.fleet_pause, snap.now)
     if fleet is not None:
@@ -260,6 +313,9 @@ def render_status(snap: Snapshot) -> None:
     for g in snap.groups:
         sem = g.semaphore
         holds = g.holds
+        if not sem.stored:
+            out.print(not_yet_sentence(g))
+            continue
         title = f"group {g.group}: {len(holds)} of max {sem.max} slot(s) held"
         pause = g.pause
         if pause is not None:
@@ -273,7 +329,7 @@ def render_status(snap: Snapshot) -> None:
         for column in ("holder", "held for", "last seen", "state", "note"):
             table.add_column(column)
         for h in holds:
-            state = "STALE" if h.id in g.stale else "ok"
+            state = condition_text(hold_conditions(g.group, h.id, h.id in g.stale, reports))
             if h.expires_at is not None:
                 state += f", expires in {ago(h.expires_at, g.now)}"
             table.add_row(
@@ -322,8 +378,15 @@ def status(
     with reported_errors(json):
         if group is not None:
             validate_group(group)
-    snap = run_async(lambda b: b.status(group), backend=backend, as_json=json)
-    emit(snapshot_doc(snap), json, lambda: render_status(snap))
+
+    async def read(b: Backend) -> tuple[Snapshot, Reports]:
+        snap = await b.status(group)
+        # the holders' own reports: a halted holder says so, not `ok` (core.reports)
+        stored = await b.read_nodes(group)
+        return snap, {r.id: r for r in stored.reports}
+
+    snap, reports = run_async(read, backend=backend, create=False, as_json=json)
+    emit(snapshot_doc(snap, reports), json, lambda: render_status(snap, reports))
 
 
 def lock(
@@ -339,7 +402,10 @@ def lock(
         validate_group(group)
         actor = resolve_actor(node, root)
     outcome = run_async(
-        lambda b: b.acquire(group, actor.id, note=note, by=actor.by), backend=backend, as_json=json
+        lambda b: b.acquire(group, actor.id, note=note, by=actor.by),
+        backend=backend,
+        create=True,
+        as_json=json,
     )
     if isinstance(outcome, Granted):
         doc = {
@@ -384,7 +450,10 @@ def unlock(
         validate_group(group)
         actor = resolve_actor(node, root)
     outcome = run_async(
-        lambda b: b.release(group, actor.id, by=actor.by), backend=backend, as_json=json
+        lambda b: b.release(group, actor.id, by=actor.by),
+        backend=backend,
+        create=False,
+        as_json=json,
     )
     doc: dict[str, Any] = {"group": group, "id": actor.id, "by": actor.by}
     if isinstance(outcome, Released):
@@ -438,7 +507,7 @@ def set_max(
         await b.set_max(group, slots, by=by)
         return (await b.status(group)).groups[0]
 
-    g = run_async(apply, backend=backend, as_json=json)
+    g = run_async(apply, backend=backend, create=True, as_json=json)
     doc = group_doc(g)
 
     def render() -> None:
@@ -484,6 +553,7 @@ def pause(
         np = run_async(
             lambda b: b.pause_node(node, by=by, reason=reason or "", until=end),
             backend=backend,
+            create=True,
             as_json=json,
         )
         node_doc = {"group": None, "scope": "node", "node": node, "pause": pause_doc(np)}
@@ -493,6 +563,7 @@ def pause(
     p = run_async(
         lambda b: b.pause(scope, by=by, reason=reason or "", until=end),
         backend=backend,
+        create=True,
         as_json=json,
     )
     where = f"group {scope}" if scope else "every group (fleet-wide)"
@@ -515,7 +586,9 @@ def resume(
         scope = pause_scope(group, every, node)
     by = operator_by()
     if node is not None:
-        gone = run_async(lambda b: b.resume_node(node, by=by), backend=backend, as_json=json)
+        gone = run_async(
+            lambda b: b.resume_node(node, by=by), backend=backend, create=False, as_json=json
+        )
         node_doc = {
             "group": None,
             "scope": "node",
@@ -529,7 +602,9 @@ def resume(
             text = f"node {node} was not paused: nothing changed"
         emit(node_doc, json, lambda: console().print(text))
         return
-    lifted = run_async(lambda b: b.resume(scope, by=by), backend=backend, as_json=json)
+    lifted = run_async(
+        lambda b: b.resume(scope, by=by), backend=backend, create=False, as_json=json
+    )
     where = f"group {scope}" if scope else "the fleet-wide pause"
     doc = {
         "group": scope,
@@ -559,7 +634,9 @@ def history(
                 f"--limit {limit} is not valid: give a whole number from 1 to {HISTORY_LIMIT} "
                 "(each group keeps its last events only)"
             )
-    events = run_async(lambda b: b.history(group, limit), backend=backend, as_json=json)
+    events = run_async(
+        lambda b: b.history(group, limit), backend=backend, create=False, as_json=json
+    )
     # Oldest first, like a log; ties keep the backend's order (newest first), reversed.
     events = sorted(reversed(events), key=lambda e: e.time)
     doc = {"events": [event_doc(e) for e in events]}

@@ -4,6 +4,7 @@ the configuration, else defaults."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import Sequence
@@ -11,11 +12,20 @@ from pathlib import Path
 
 import typer
 
-from stagger.cli.output import BackendOption, reported_errors, resolve_backend_url
+from stagger.backends.factory import DEFAULT_BACKEND_URL
+from stagger.cli.output import (
+    BACKEND_ENV,
+    EXIT_BACKEND,
+    check_backend_flag,
+    fail,
+    reported_errors,
+    resolve_backend_url,
+)
 from stagger.config.notify_section import NotifyConfig
 from stagger.config.server_section import ServerConfig
 from stagger.core.durations import parse_duration
-from stagger.core.errors import ConfigError
+from stagger.core.errors import BackendUnavailable, ConfigError, StoreUnusable
+from stagger.core.secrets import mask_url
 from stagger.server.settings import (
     ServerSettings,
     Token,
@@ -46,6 +56,51 @@ def open_token_files(
     """The token files in use that group or others may read."""
     used = [*(admin_files or config.admin_token_files), *(node_files or config.node_token_files)]
     return [p for p in used if readable_by_others(p)]
+
+
+# A server keeps the semaphores itself: it takes a store, never another server's URL (which
+# the other commands' --backend/--server accepts).
+StoreOption = typer.Option(
+    None,
+    "--backend",
+    metavar="URL",
+    help=f"The store: sqlite:///PATH or etcd://HOST:PORT[,HOST:PORT...] (default: [server] "
+    f"backend, else [agent].backend, else ${BACKEND_ENV}, else {DEFAULT_BACKEND_URL}).",
+    show_default=False,
+)
+
+
+def check_store_url(url: str) -> str:
+    """A server's store URL: a store, not a server (a server in front of a server is not a
+    supported topology: several servers share one etcd instead, docs/server.md)."""
+    scheme = url.partition("://")[0]
+    if scheme.startswith("fleetlock") or scheme in ("http", "https"):
+        raise ConfigError(
+            f"stagger server needs a store of its own, not a server's URL ({mask_url(url)}): "
+            "give --backend sqlite:///PATH or etcd://HOST:PORT; to run several servers, point "
+            "them all at the same etcd"
+        )
+    return url
+
+
+async def check_store(url: str, options: dict[str, object]) -> None:
+    """At start: create the SQLite store if there is none, and refuse to serve a store that
+    is damaged or not stagger's. A store that does not answer yet (etcd down) is only
+    warned about: /readyz says not ready until it answers."""
+    from stagger.backends.factory import open_backend
+
+    store = open_backend(url, create=True, **options)
+    try:
+        await store.ping()
+    except StoreUnusable:
+        raise
+    except BackendUnavailable as exc:
+        logging.getLogger("stagger.server").warning(
+            "the store does not answer yet (%s); /readyz says not ready until it does",
+            exc.message,
+        )
+    finally:
+        await store.close()
 
 
 def load_server_config(
@@ -93,7 +148,10 @@ def build_settings(
     from stagger.server.notify import targets_of
 
     host, port = parse_listen(listen or config.listen)
-    backend_url = backend or config.backend or agent_backend or resolve_backend_url(None)
+    backend = check_backend_flag(backend)
+    backend_url = check_store_url(
+        backend or config.backend or agent_backend or resolve_backend_url(None)
+    )
     tokens: list[Token] = []
     for path in admin_token_files or config.admin_token_files:
         tokens += admin_tokens_from_file(path)
@@ -133,12 +191,14 @@ def build_settings(
 
 def server(
     config: Path | None = typer.Option(
-        None, "--config", metavar="F", help="A TOML file with a [server] table."
+        None, "--config", metavar="F", help="A TOML file with a [server] table.", readable=False
     ),
     listen: str | None = typer.Option(
         None, "--listen", metavar="HOST:PORT", help="Where to listen (default 127.0.0.1:8080)."
     ),
-    backend: str | None = BackendOption,
+    backend: str | None = StoreOption,
+    # Other commands take --server URL; here it is refused with the reason (check_store_url).
+    server_url: str | None = typer.Option(None, "--server", hidden=True),
     prefix: str | None = typer.Option(
         None, "--prefix", metavar="P", help="Path prefix of every endpoint, like /fleet_lock."
     ),
@@ -176,7 +236,9 @@ def server(
     max_connections: int | None = typer.Option(
         None, "--max-connections", metavar="N", help="Requests served at once (default 1000)."
     ),
-    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
+    log_level: str = typer.Option(
+        "info", "--log-level", metavar="LEVEL", help="debug, info, warning, error."
+    ),
     log_secrets: bool = typer.Option(
         False,
         "--log-secrets",
@@ -198,7 +260,7 @@ def server(
             cfg,
             agent_backend,
             listen=listen,
-            backend=backend,
+            backend=backend or server_url,
             prefix=prefix,
             unknown_groups=unknown_groups,
             default_max=default_max,
@@ -213,10 +275,10 @@ def server(
             max_connections=max_connections,
             notify=full.notify,
         )
+        check_tls_files(settings)
         options = dict(settings.backend_options)
         if settings.default_max != 1:
             options["default_max"] = settings.default_max
-        store = open_backend(settings.backend_url, **options)
     from stagger.server import logs
 
     logs.setup(log_level, log_secrets=log_secrets)
@@ -224,6 +286,14 @@ def server(
         message = TOKEN_FILE_WARNING.format(path=path)
         sys.stderr.write(message + "\n")
         logging.getLogger("stagger.server").warning(message)
+    try:
+        asyncio.run(check_store(settings.backend_url, options))
+    except StoreUnusable as exc:
+        fail(f"the server did not start: {exc.message}", EXIT_BACKEND)
+    with reported_errors():
+        # created (if it was missing) by check_store: from now on a store that disappears
+        # is an error the server reports, never a new empty one
+        store = open_backend(settings.backend_url, create=False, **options)
     if settings.exposed_without_auth:
         where = f"{settings.host}:{settings.port}"
         sys.stderr.write("\n" + EXPOSED_WARNING.format(where=where) + "\n\n")
@@ -231,7 +301,7 @@ def server(
     scheme = "https" if settings.tls_enabled else "http"
     logging.getLogger("stagger.server").info(
         "serving FleetLock at %s://%s:%d%s/ over %s (auth %s, unknown groups: %s)",
-        scheme, settings.host, settings.port, settings.prefix, store.url,
+        scheme, settings.host, settings.port, settings.prefix, mask_url(store.url),
         "on" if settings.auth_enabled else "off", settings.unknown_groups.value,
     )  # fmt: skip
     app = build_app(settings, store)
@@ -240,6 +310,27 @@ def server(
     if not runner.started:
         sys.stderr.write("stagger: the server did not start (see the log above)\n")
         raise typer.Exit(3)
+
+
+def check_tls_files(settings: ServerSettings) -> None:
+    """Load the TLS files once before serving, so a file that is not PEM (or not the key of
+    the certificate) is a sentence naming it, not ssl's "[SSL] PEM lib" after start-up."""
+    if settings.tls_cert is None:
+        return
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    what = f"--tls-cert {settings.tls_cert} with --tls-key {settings.tls_key}"
+    try:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+        if settings.tls_client_ca is not None:
+            what = f"--tls-client-ca {settings.tls_client_ca}"
+            context.load_verify_locations(cafile=settings.tls_client_ca)
+    except (OSError, ssl.SSLError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            f"cannot use {what}: {why}; give PEM files (the key must be the certificate's)"
+        ) from None
 
 
 def register(app: typer.Typer) -> None:

@@ -104,6 +104,7 @@ def simulate_command(
         None,
         "--scenario",
         metavar="FILE.toml",
+        readable=False,
         help="A scenario file: [[group]], [[window]], [[blackout]], [cycle], times (see "
         "docs/simulate.md). Flags override it.",
         show_default=False,

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from stagger.core.durations import parse_duration
+from stagger.core.durations import is_bare_number, parse_duration
 from stagger.core.errors import InvalidInput
 
 DETECTOR_NAMES = ("file", "update_engine", "command", "needs-restarting", "rpm-ostree", "manual")
@@ -45,11 +45,32 @@ def path_of(section: BaseModel, name: str, root: Path | None) -> Path:
     return root / value.relative_to(value.anchor)
 
 
+class BareNumber(InvalidInput):
+    """A duration written without a unit (`delay = 5`, `retry = "30"`): seconds or minutes?
+    Refused; the loader's message names the key and shows it with a unit."""
+
+    def __init__(self, value: Any) -> None:
+        self.number = str(value).strip()
+        self.shown = f'"{value}"' if isinstance(value, str) else str(value)
+        super().__init__(
+            f"{self.shown} has no unit: write a duration as a string with a unit, like "
+            f'"{self.number}s" (or "m", "h", "d")'
+        )
+
+    def example(self, key: str) -> str:
+        return (
+            f"{self.shown} has no unit: write a duration as a string with a unit, like "
+            f'{key} = "{self.number}s" (or "m", "h", "d")'
+        )
+
+
 def check_duration(value: Any, what: str) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise InvalidInput(f"{what} must be a duration like '30s' or '5m', not {value!r}")
-    parse_duration(str(value), what=what)
-    return str(value)
+    if not isinstance(value, str) or is_bare_number(value):
+        raise BareNumber(value)
+    parse_duration(value, what=what)
+    return value
 
 
 def seconds(text: str) -> float:

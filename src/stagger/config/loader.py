@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,8 @@ from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from stagger.config.agent_sections import BareNumber
+from stagger.config.files import FileProblem, parse_toml, read_text
 from stagger.config.model import StaggerConfig
 from stagger.core.errors import ConfigError
 from stagger.core.schedule import Schedule, parse_zone
@@ -205,7 +206,11 @@ def problems_from(exc: ValidationError, file: str, text: str | None) -> list[Con
             message = f"{loc[-1]!r} is required: {_describe(loc)}"
         elif kind == "value_error":
             ctx = err.get("ctx") or {}
-            message = str(ctx.get("error") or err["msg"])
+            error = ctx.get("error")
+            if isinstance(error, BareNumber) and loc and isinstance(loc[-1], str):
+                message = error.example(loc[-1])
+            else:
+                message = str(error or err["msg"])
         else:
             given = err.get("input")
             allowed = _describe(loc)
@@ -250,7 +255,10 @@ def fragment_paths(root: Path | None = None) -> list[Path]:
 def read_fragment(path: Path) -> Fragment:
     """Parse one TOML file; problems are InvalidConfig naming the file (and line)."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = read_text(path)
+        data = parse_toml(text)
+    except FileProblem as exc:
+        raise InvalidConfig([ConfigProblem(str(path), exc.phrase, "", exc.line)]) from None
     except FileNotFoundError:
         raise InvalidConfig(
             [
@@ -261,21 +269,9 @@ def read_fragment(path: Path) -> Fragment:
                 )
             ]
         ) from None
-    except UnicodeDecodeError as exc:
-        raise InvalidConfig(
-            [ConfigProblem(str(path), f"is not UTF-8 text ({exc.reason} at byte {exc.start})")]
-        ) from None
     except OSError as exc:
         raise InvalidConfig(
             [ConfigProblem(str(path), f"cannot be read: {exc.strerror or exc}")]
-        ) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
-        line = int(m.group(1)) if m else None
-        raise InvalidConfig(
-            [ConfigProblem(str(path), f"is not valid TOML: {exc}; fix the syntax", "", line)]
         ) from None
     return Fragment(path, data, text)
 

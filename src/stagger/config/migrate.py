@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import re
 import textwrap
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from stagger.config.files import FileProblem, parse_toml, read_text
 from stagger.config.loader import Loc, merge
 from stagger.core.errors import ConfigError, InvalidInput
 from stagger.core.schedule import DAY_NAMES, parse_day, parse_length, parse_start
@@ -404,17 +404,19 @@ def import_files(paths: Sequence[Path]) -> Imported:
     zincati_keys: dict[Loc, str] = {}
     for path in paths:
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read {path}: {exc}; give a readable file") from None
+            text = read_text(path)
+        except FileProblem as exc:
+            raise ConfigError(f"{path} {exc.phrase}") from None
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read {path}: {exc.strerror or exc}; give a readable file"
+            ) from None
         out.sources.append(str(path))
         if path.suffix == ".toml":
             try:
-                data = tomllib.loads(text)
-            except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(
-                    f"{path} is not valid TOML ({exc}); fix or leave it out"
-                ) from None
+                data = parse_toml(text)
+            except FileProblem as exc:
+                raise ConfigError(f"{path} {exc.phrase}; or leave it out") from None
             merge(zincati, data, str(path), zincati_keys)
             zincati_sources.append(str(path))
         else:

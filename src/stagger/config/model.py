@@ -52,6 +52,7 @@ from stagger.core.schedule import (
     parse_start,
     parse_zone,
 )
+from stagger.core.secrets import mask_url
 from stagger.core.semaphore import DEFAULT_GROUP, validate_group, validate_node_id
 from stagger.core.strategy import ALLOWED_STRATEGIES, DEFAULT_STRATEGY, Strategy, parse_strategy
 
@@ -127,7 +128,7 @@ class AgentConfig(Section):
     def _backend(cls, value: Any) -> str:
         url = _need_str(value, "backend").strip()
         if "://" not in url:
-            raise InvalidInput(f"backend {url!r} is not a URL: use one of {SCHEMES}")
+            raise InvalidInput(f"backend {mask_url(url)!r} is not a URL: use one of {SCHEMES}")
         return url
 
 

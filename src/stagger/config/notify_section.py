@@ -17,8 +17,9 @@ timeout = "5s"
 ```
 
 Webhook URLs and headers often carry secrets: the server never logs them (logs and metrics
-name an entry by `name` and the URL's host), but `stagger config show` prints the file as
-it is, so keep the file readable by root only.
+name an entry by `name` and the URL's host). `stagger config show` masks secret-looking
+query parameters and headers (docs/configuration.md, "Secrets in URLs") but prints the URL's
+path as written, so keep the file readable by root only.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from stagger.config.agent_sections import Duration
 from stagger.config.section import Section
 from stagger.core.durations import parse_duration
 
@@ -58,8 +60,10 @@ class NotifyConfig(Section):
         default_factory=dict, description="extra HTTP headers, like Authorization"
     )
     retries: int = Field(5, ge=0, le=100, description="tries after the first one fails")
-    backoff: str = Field("2s", description="the first wait before a retry, doubling, like '2s'")
-    timeout: str = Field("5s", description="how long one try may take, like '5s'")
+    backoff: Duration = Field(
+        "2s", description="the first wait before a retry, doubling, like '2s'"
+    )
+    timeout: Duration = Field("5s", description="how long one try may take, like '5s'")
 
     @field_validator("url")
     @classmethod

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from stagger.config.agent_sections import Duration
 from stagger.config.section import Section
 from stagger.core.durations import parse_duration
 from stagger.core.semaphore import DEFAULT_MAX, MAX_SLOTS, validate_group
@@ -69,7 +70,7 @@ class ServerConfig(Section):
         None, description="PEM CA bundle: clients must present a certificate it signed"
     )
 
-    silent_after: str = Field(
+    silent_after: Duration = Field(
         "15m", description="how long a node may go without a report before it is shown as silent"
     )
     dashboard: bool = Field(

@@ -35,6 +35,16 @@ class BackendUnavailable(StaggerError):
     exit_code = 3
 
 
+class StoreUnusable(BackendUnavailable):
+    """The store is there but is not one stagger can use: damaged, emptied, another program's
+    file, or written by a newer stagger. It is never replaced: an operator must act."""
+
+
+class NoStore(ConfigError):
+    """The backend URL names a store that does not exist, and the command does not create
+    one (a read, or a change that would write nothing): most often a typo in the URL."""
+
+
 class BackendConflict(StaggerError):
     """A compare-and-swap kept losing after every retry. Reported only when the retry budget
     is spent, which means the group is written far faster than any real fleet writes it."""

@@ -26,6 +26,7 @@ from typing import Any
 from stagger.core.errors import StaggerError
 from stagger.core.machine import CheckResult, NodeState, State
 from stagger.core.semaphore import Action, Event, Hold, Pause, validate_group, validate_id
+from stagger.core.times import check_instant
 
 DEFAULT_SILENT_AFTER = timedelta(minutes=15)
 # The agent publishes at every transition and at least this often (the issue: 5 minutes).
@@ -53,6 +54,14 @@ class NodeReport:
     def __post_init__(self) -> None:
         validate_id(self.id)
         validate_group(self.group)
+        # One time no reader can show must not break the fleet view: refused when sent, and
+        # a stored one makes this report unreadable (decode_reports), never the whole view.
+        for name in ("needed_since", "next_window", "last_reboot", "updated_at"):
+            value = getattr(self, name)
+            if value is not None:
+                check_instant(value, name)
+        if self.last_health is not None:
+            check_instant(self.last_health.at, "last_health.at")
 
     @classmethod
     def of(
@@ -329,6 +338,37 @@ def fleet_nodes(
     return [
         replace(views[k], pause=paused[k[1]]) if k[1] in paused else views[k] for k in sorted(views)
     ]
+
+
+# --- what a hold says about its node -----------------------------------------------------------
+
+
+class HoldCondition(StrEnum):
+    """What a hold's row says about its node, worst first (the order of HOLD_MARKS)."""
+
+    HALTED = "halted"  # the node reports its health check failed after the reboot
+    STALE = "stale"  # no heartbeat for longer than the group's stale_after
+    OK = "ok"
+
+
+# Which node report states mark a hold, beyond its own staleness.
+HOLD_MARKS: Mapping[State, HoldCondition] = {State.HALTED: HoldCondition.HALTED}
+
+
+def hold_conditions(
+    group: str, hold_id: str, stale: bool, reports: Mapping[str, NodeReport]
+) -> tuple[HoldCondition, ...]:
+    """Every condition of the hold of `hold_id` in `group`, worst first; (OK,) when none.
+    `reports` maps node ids to their last report; one that names another group says nothing
+    about this hold. The status table, the API and the dashboard all show these, so a halted
+    holder never reads `ok` anywhere while its node row says halted."""
+    found: list[HoldCondition] = []
+    report = reports.get(hold_id)
+    if report is not None and report.group == group and report.state in HOLD_MARKS:
+        found.append(HOLD_MARKS[report.state])
+    if stale:
+        found.append(HoldCondition.STALE)
+    return tuple(found) or (HoldCondition.OK,)
 
 
 # --- rollout progress -------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from stagger.core.durations import format_duration, parse_duration
 from stagger.core.errors import InvalidInput
+from stagger.core.times import check_instant
 
 # How far ahead next_open, closes_at and openings look. A year and a day, so a yearly freeze
 # that covers every window is reported as "no window opens" rather than searched forever.
@@ -192,7 +193,7 @@ def parse_instant(text: str, *, what: str = "time") -> datetime:
             f"{what} {text!r} is not an RFC 3339 time with a UTC offset: write it like "
             "'2026-12-24T00:00:00+09:00' or '2026-12-24T00:00:00Z'"
         )
-    return value
+    return check_instant(value, what)
 
 
 def _require_aware(now: datetime) -> None:

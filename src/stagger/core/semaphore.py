@@ -19,7 +19,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Generic, TypeVar
 
+from stagger.core.durations import check_duration
 from stagger.core.errors import InvalidInput
+from stagger.core.text import check_operator_text
+from stagger.core.times import check_instant, later
 
 # No leading dot: "." and ".." are not names a URL path can carry (clients resolve them).
 GROUP_RE = re.compile(r"^[a-zA-Z0-9-][a-zA-Z0-9.-]*$")
@@ -303,6 +306,8 @@ def acquire(
     `node_pause` is this node's own pause (node_pause_of): it refuses a new hold, never an
     existing one, and is named before a group's or the fleet's pause."""
     validate_node_id(node_id)
+    check_operator_text(note, "the note")
+    check_operator_text(by or "", "by")
     swept = expire(sem, now)
     sem = swept.semaphore
     held = sem.holds.get(node_id)
@@ -318,7 +323,7 @@ def acquire(
         )
     if len(sem.holds) >= sem.max:
         return Change(sem, Denied(DenyReason.FULL, sem.max, sem.holders(now)), swept.events)
-    expires = now + sem.hold_ttl if sem.hold_ttl is not None else None
+    expires = later(now, sem.hold_ttl) if sem.hold_ttl is not None else None
     hold = Hold(node_id, since=now, last_seen=now, expires_at=expires, note=note)
     event = Event(now, sem.group, Action.ACQUIRED, by or node_id, node_id, note)
     new = _with_holds(sem, {**sem.holds, node_id: hold})
@@ -329,6 +334,7 @@ def release(sem: Semaphore, node_id: str, now: datetime, *, by: str) -> Change[R
     """Give back `node_id`'s slot. Idempotent: not holding is a success that writes nothing.
     `by` is the node itself or an operator (releasing another id's hold is an admin act)."""
     validate_id(node_id)
+    check_operator_text(by, "by")
     held = sem.holds.get(node_id)
     if held is None:
         return Change(sem, NotHeld(node_id))
@@ -356,7 +362,7 @@ def touch(sem: Semaphore, node_id: str, now: datetime) -> Change[Hold | None]:
         return Change(sem, None)
     if now - held.last_seen < touch_interval(sem):
         return Change(sem, held)
-    expires = now + sem.hold_ttl if sem.hold_ttl is not None else None
+    expires = later(now, sem.hold_ttl) if sem.hold_ttl is not None else None
     fresh = replace(held, last_seen=now, expires_at=expires)
     new = _with_holds(sem, {**sem.holds, node_id: fresh})
     return Change(new, fresh, dirty=True)
@@ -365,6 +371,7 @@ def touch(sem: Semaphore, node_id: str, now: datetime) -> Change[Hold | None]:
 def set_max(sem: Semaphore, value: int, now: datetime, *, by: str) -> Change[int]:
     """Change the slot count, live. Lowering it below the holders evicts nobody."""
     validate_max(value)
+    check_operator_text(by, "by")
     if value == sem.max and sem.stored:
         return Change(sem, value)
     detail = f"{sem.max} -> {value}" if sem.stored else f"new group, max {value}"
@@ -381,10 +388,14 @@ def configure(
     stale_after: timedelta,
 ) -> Change[Semaphore]:
     """Set the group's hold_ttl (None: holds never expire) and stale_after."""
+    check_operator_text(by, "by")
     if hold_ttl is not None and hold_ttl <= timedelta(0):
         raise InvalidInput("hold_ttl must be longer than 0 s (or unset, so holds never expire)")
     if stale_after <= timedelta(0):
         raise InvalidInput("stale_after must be longer than 0 s")
+    if hold_ttl is not None:
+        check_duration(hold_ttl, "hold_ttl")
+    check_duration(stale_after, "stale_after")
     if hold_ttl == sem.hold_ttl and stale_after == sem.stale_after and sem.stored:
         return Change(sem, sem)
     new = replace(sem, hold_ttl=hold_ttl, stale_after=stale_after)
@@ -398,6 +409,10 @@ def pause(
     """Stop new grants in this group. Holders keep their slots; updates keep flowing."""
     if not reason.strip():
         raise InvalidInput("a pause needs a reason (--reason TEXT): it is shown to everyone")
+    check_operator_text(reason, "the pause reason")
+    check_operator_text(by, "by")
+    if until is not None:
+        check_instant(until, "pause end")
     if until is not None and until <= now:
         raise InvalidInput(f"pause end {until.isoformat()} is already past: give a future time")
     old = sem.pause
@@ -414,6 +429,7 @@ def pause(
 
 def resume(sem: Semaphore, now: datetime, *, by: str) -> Change[Pause | None]:
     """Lift the group's pause. Resuming an unpaused group writes nothing."""
+    check_operator_text(by, "by")
     if sem.pause is None:
         return Change(sem, None)
     event = Event(now, sem.group, Action.RESUMED, by, detail=sem.pause.reason)

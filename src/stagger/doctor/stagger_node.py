@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from stagger.agent.runtime import DISABLED_FLAG
-from stagger.backends.fleetlock import redact
 from stagger.config.loader import InvalidConfig, LoadedConfig, load_config
 from stagger.core.errors import StaggerError
+from stagger.core.secrets import mask_url
 from stagger.core.strategy import Strategy
 from stagger.core.updates import off_reason
 from stagger.doctor.advice import STAGGER_UNIT
@@ -207,8 +207,7 @@ def _agent_never(unit: UnitStatus) -> str | None:
 
 def _shown_backend(url: str) -> str:
     """The backend URL without its secrets (a NAME:TOKEN@ or a token= in the query)."""
-    has_secret = "@" in urlsplit(url).netloc or "token=" in url.lower()
-    return redact(url) if has_secret else url
+    return mask_url(url)
 
 
 def reboots_line(

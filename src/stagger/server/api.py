@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -18,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from stagger.backends.wire import (
     ActorRequest,
+    ConfigureRequest,
     ErrorKind,
     EventModel,
     ForgetResponse,
@@ -41,7 +43,7 @@ from stagger.backends.wire import (
     UnreadableModel,
 )
 from stagger.core.errors import InvalidInput
-from stagger.core.reports import NodeHoldsSlot, fleet_nodes
+from stagger.core.reports import NodeHoldsSlot, NodeReport, fleet_nodes
 from stagger.core.semaphore import (
     HISTORY_LIMIT,
     MAX_ID_LEN,
@@ -50,6 +52,7 @@ from stagger.core.semaphore import (
     validate_group,
     validate_node_id,
 )
+from stagger.core.text import whole_number
 from stagger.server.auth import CHALLENGE, CLIENT_CERT_NAMES, NO_NAMES, Denial
 from stagger.server.fleetlock import Reject
 from stagger.server.metrics import CONTENT_TYPE
@@ -215,24 +218,29 @@ class Api:
         return by
 
     def _limit(self, request: Request) -> int:
-        raw = request.query_params.get("limit", "100")
-        if not raw.isdigit() or not 1 <= int(raw) <= HISTORY_LIMIT:
+        limit = whole_number(request.query_params.get("limit", "100"), 1, HISTORY_LIMIT)
+        if limit is None:
             raise Reject(
                 ErrorKind.INVALID_REQUEST, f"limit must be a whole number from 1 to {HISTORY_LIMIT}"
             )
-        return int(raw)
+        return limit
 
     # --- reads ------------------------------------------------------------------------------
 
+    async def _reports(self, group: str | None) -> dict[str, NodeReport]:
+        """The nodes' last reports, so a hold says when its node is halted."""
+        return {r.id: r for r in (await self.state.backend.read_nodes(group)).reports}
+
     async def status(self, request: Request) -> Response:
         self._admin(request)
-        return json_response(StatusModel.of(await self.state.backend.status()))
+        snap = await self.state.backend.status()
+        return json_response(StatusModel.of(snap, await self._reports(None)))
 
     async def group(self, request: Request) -> Response:
         self._admin(request)
         group = await self._known_group(request)
         snap = await self.state.backend.status(group)
-        return json_response(GroupModel.of(snap.groups[0]))
+        return json_response(GroupModel.of(snap.groups[0], await self._reports(group)))
 
     async def group_history(self, request: Request) -> Response:
         self._admin(request)
@@ -254,6 +262,21 @@ class Api:
         value = await self.state.backend.set_max(group, body.max, by=body.by or actor)
         self.state.note_group(group)
         return json_response(SetMaxResponse(group=group, max=value))
+
+    async def configure(self, request: Request) -> Response:
+        actor = self._admin(request)
+        group = self._group(request)
+        body = await read_model(request, ConfigureRequest)
+        ttl = timedelta(seconds=body.hold_ttl) if body.hold_ttl is not None else None
+        await self.state.backend.configure(
+            group,
+            by=body.by or actor,
+            hold_ttl=ttl,
+            stale_after=timedelta(seconds=body.stale_after),
+        )
+        self.state.note_group(group)
+        snap = await self.state.backend.status(group)
+        return json_response(GroupModel.of(snap.groups[0], await self._reports(group)))
 
     async def _pause(self, request: Request, actor: str, group: str | None) -> Response:
         body = await read_model(request, PauseRequest)
@@ -432,6 +455,7 @@ class Api:
                 methods=["GET"],
             ),
             Route("/v1/groups/{group}/max", e("set-max", self.set_max), methods=["PUT"]),
+            Route("/v1/groups/{group}/config", e("configure", self.configure), methods=["PUT"]),
             Route("/v1/groups/{group}/pause", e("pause", self.pause_group), methods=["POST"]),
             Route("/v1/groups/{group}/resume", e("resume", self.resume_group), methods=["POST"]),
             Route("/v1/groups/{group}/holds/{id}", e("unlock", self.unlock), methods=["DELETE"]),

@@ -14,7 +14,7 @@ admin token, and the API refuses admin acts without one anyway.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -32,13 +32,17 @@ from stagger.core.machine import State
 from stagger.core.reports import (
     HOLDING,
     SEEN,
+    HoldCondition,
     NodeView,
     Rollout,
     Unreadable,
     fleet_nodes,
+    hold_conditions,
     rollout,
 )
 from stagger.core.semaphore import FLEET, Event, Pause
+from stagger.core.text import printable
+from stagger.core.times import format_utc
 from stagger.server.auth import Denial
 from stagger.server.state import ServerState
 
@@ -54,7 +58,7 @@ STATES = (*(s.value for s in State), HOLDING, SEEN, "silent")
 
 
 def when(t: datetime | None) -> str:
-    return "" if t is None else t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return "" if t is None else format_utc(t)
 
 
 def ago(now: datetime, then: datetime | None) -> str:
@@ -105,6 +109,8 @@ class Dashboard:
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
+            # A node's text is shown with its control characters escaped, as the CLI does.
+            finalize=lambda v: printable(v) if isinstance(v, str) else v,
         )
         self.env.globals.update(
             when=when,
@@ -165,8 +171,14 @@ class Dashboard:
     def _context(self, v: View) -> dict[str, Any]:
         groups: list[GroupStatus] = list(v.snapshot.groups)
         known = {g.group for g in groups}
+        reports = {n.id: n.report for n in v.nodes if n.report is not None}
+
+        def conditions(g: GroupStatus, hold_id: str) -> tuple[HoldCondition, ...]:
+            return hold_conditions(g.group, hold_id, hold_id in g.stale, reports)
+
         return {
             "v": v,
+            "conditions": conditions,
             "groups": groups,
             "node_groups": sorted(known | {n.group for n in v.nodes}),
             "fleet_pause": v.snapshot.fleet_pause,

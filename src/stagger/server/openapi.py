@@ -29,6 +29,7 @@ _MODELS: list[type[BaseModel]] = [
     wire.HistoryModel,
     wire.SetMaxRequest,
     wire.SetMaxResponse,
+    wire.ConfigureRequest,
     wire.PauseRequest,
     wire.PauseResponse,
     wire.ActorRequest,
@@ -188,6 +189,15 @@ def _paths() -> dict[str, Any]:
                 "parameters": [GROUP],
                 "requestBody": _body(_ref("SetMaxRequest")),
                 "responses": _responses(_ref("SetMaxResponse"), 400, 413),
+            }
+        },
+        "/v1/groups/{group}/config": {
+            "put": {
+                "summary": "set the group's hold_ttl and stale_after, live",
+                "tags": admin,
+                "parameters": [GROUP],
+                "requestBody": _body(_ref("ConfigureRequest")),
+                "responses": _responses(_ref("GroupModel"), 400, 413),
             }
         },
         "/v1/groups/{group}/pause": {

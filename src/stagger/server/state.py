@@ -74,10 +74,11 @@ class ServerState:
 
     async def start(self) -> None:
         if self._backend is None:
-            options = dict(self.settings.backend_options)
+            options: dict[str, Any] = dict(self.settings.backend_options)
             if self.settings.default_max != 1:
                 options.setdefault("default_max", self.settings.default_max)
-            self._backend = open_backend(self.settings.backend_url, **options)
+            # a server creates its SQLite store when it starts (never over an existing file)
+            self._backend = open_backend(self.settings.backend_url, create=True, **options)
         await self._create_configured_groups()
         await self.notifier.start(self.backend)
 

@@ -28,7 +28,6 @@ fleet's real config fragments can be pasted in. Command-line flags override the 
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,6 +37,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from stagger.config.agent_sections import Duration
 from stagger.config.cycle_section import CycleConfig
+from stagger.config.files import FileProblem, parse_toml, read_text
 from stagger.config.loader import ConfigProblem, InvalidConfig, problems_from
 from stagger.config.model import BlackoutConfig, WindowConfig
 from stagger.config.section import Section
@@ -167,15 +167,16 @@ class ScenarioFile(Section):
 def load_scenario_file(path: Path) -> ScenarioFile:
     """Read and validate a scenario file; problems name the file, key and line."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = read_text(path)
+        data = parse_toml(text)
+    except FileProblem as exc:
+        raise InvalidConfig([ConfigProblem(str(path), exc.phrase, "", exc.line)]) from None
     except FileNotFoundError:
         raise InvalidConfig([ConfigProblem(str(path), "does not exist: check the path")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidConfig([ConfigProblem(str(path), f"cannot be read: {exc}")]) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidConfig([ConfigProblem(str(path), f"is not valid TOML: {exc}")]) from None
+    except OSError as exc:
+        raise InvalidConfig(
+            [ConfigProblem(str(path), f"cannot be read: {exc.strerror or exc}")]
+        ) from None
     try:
         return ScenarioFile.model_validate(data)
     except ValidationError as exc:
