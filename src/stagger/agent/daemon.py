@@ -33,7 +33,7 @@ from stagger.agent import log as agentlog
 from stagger.agent.detectors.base import Finding, combine
 from stagger.agent.notify import Notifier, watchdog_interval
 from stagger.agent.runtime import Runtime
-from stagger.agent.state import StateStore, TypedStateStore, read_boot_id
+from stagger.agent.state import StateStore, TypedStateStore, read_boot_id, read_manual_mark
 from stagger.agent.updaters.runner import STATE_KEY as UPDATES_KEY
 from stagger.agent.updaters.runner import UpdateRunner
 from stagger.backends.base import Backend, Snapshot
@@ -71,7 +71,7 @@ from stagger.core.machine import (
     step,
 )
 from stagger.core.reports import REPORT_INTERVAL, NodeReport
-from stagger.core.semaphore import Denied, Pause
+from stagger.core.semaphore import Denied, Pause, Urgent
 from stagger.core.updates import reboot_pending
 
 # Events that are the answer to a task, and the states in which that answer is still wanted.
@@ -110,6 +110,7 @@ class Agent:
         self.beat = beat_of(rt.node_id)  # this node's retries, out of step with the fleet's
         self.wake_at: datetime | None = None
         self.pause: Pause | None = None
+        self.urgent: Urgent | None = None
         self.backend_reachable = True
         self.disabled = False
         self.findings: dict[str, Finding] = {}
@@ -144,12 +145,25 @@ class Agent:
             strategy=self.rt.strategy,
             schedule=self.rt.schedule,
             pause=self.pause,
+            urgent=self.urgent,
             backend_reachable=self.backend_reachable,
             disabled=self.disabled,
             dry_run=self.rt.dry_run,
             timings=self.rt.timings,
             beat=self.beat,
         )
+
+    def _look_at_urgent(self) -> Urgent | None:
+        """The urgent reboot the need-reboot marker asks for in this boot (`--now`), if any.
+        A marker that cannot be read asks for none (the manual detector says it is unknown)."""
+        path = self.rt.manual_path
+        if path is None:
+            return None
+        try:
+            mark = read_manual_mark(path)
+            return mark.as_urgent(read_boot_id(self.rt.boot_id_path)) if mark else None
+        except StaggerError:
+            return None
 
     def _look_at_flag(self) -> bool:
         try:
@@ -172,6 +186,8 @@ class Agent:
             return False
         group = next((g for g in snap.groups if g.group == self.rt.group), None)
         pause = group.pause if group is not None else snap.fleet_pause
+        # This node's own pause (stagger pause --node) comes first, as the backend denies by it.
+        pause = snap.node_pauses.get(self.rt.node_id) or pause
         changed = pause != self.pause
         self.pause = pause
         return changed
@@ -208,6 +224,7 @@ class Agent:
         if gate and (self.state.cycle is not State.IDLE or isinstance(event, Needed)):
             await self.refresh_pause()
         self.disabled = self._look_at_flag()
+        self.urgent = self._look_at_urgent()
         before = self.state
         now = utcnow()
         new, actions = step(before, event, now, self.context())

@@ -25,9 +25,10 @@ from stagger.cli.output import JsonOption, console, emit, operator_by, reported_
 from stagger.config.loader import LoadedConfig
 from stagger.core.durations import format_duration
 from stagger.core.errors import InvalidInput, StaggerError
+from stagger.core.machine import judge, urgent_skips_window
 from stagger.core.secrets import mask_url, mask_urls_in
-from stagger.core.semaphore import Pause
-from stagger.core.strategy import Decision, Situation, Verdict, decide
+from stagger.core.semaphore import Pause, Urgent
+from stagger.core.strategy import Decision, Verdict
 
 BACKEND_TIME_LIMIT = 10.0
 DETECTOR_TIME_LIMIT = 60.0
@@ -160,6 +161,21 @@ def _updates_view(
     }
 
 
+def _urgent(loaded: LoadedConfig, root: Path | None) -> Urgent | None:
+    """The urgent reboot this node's need-reboot marker asks for in this boot (`--now`)."""
+    from stagger.agent.state import read_boot_id, read_manual_mark
+    from stagger.config.agent_sections import path_of
+
+    cfg = loaded.config
+    try:
+        mark = read_manual_mark(cfg.detectors.manual.path_of("path", root))
+        if mark is None:
+            return None
+        return mark.as_urgent(read_boot_id(path_of(cfg.agent, "boot_id_path", root)))
+    except StaggerError:
+        return None  # the manual detector's finding says why the marker cannot be read
+
+
 def _uncleared(agent: AgentView) -> str | None:
     """The reboot-loop guard's sentence when the saved need is one a reboot did not clear."""
     from stagger.core.machine import NodeState, uncleared_sentence, withheld
@@ -246,15 +262,15 @@ def explain(
     combined = combine(findings)
     is_open = schedule.is_open(now)
     next_open = None if is_open else schedule.next_open(now)
-    decision = decide(
+    urgent = _urgent(loaded, root)
+    decision = judge(
         cfg.agent.strategy,
-        Situation(
-            reboot_needed=combined.needed is True,
-            window_open=is_open,
-            pause=slots.pause,
-            backend_reachable=not slots.problem,
-            schedule_why=schedule.why(now),
-        ),
+        schedule,
+        now,
+        needed=combined.needed is True,
+        pause=slots.pause,
+        backend_reachable=not slots.problem,
+        urgent=urgent,
     )
     step, when = _next_step(decision, agent, slots, node, next_open, now)
     updates = _updates_view(loaded, agent, slots.pause, now)
@@ -279,6 +295,17 @@ def explain(
             "why": schedule.why(now),
         },
         "pause": slots.pause,
+        "urgent": (
+            None
+            if urgent is None
+            else {
+                "reason": urgent.reason,
+                "by": urgent.by,
+                "since": urgent.since,
+                "ignore_blackouts": urgent.ignore_blackouts,
+                "skips_window_now": urgent_skips_window(urgent, schedule, now) is not None,
+            }
+        ),
         "slot": {
             "max": slots.max,
             "held_by": list(slots.holders),
@@ -316,6 +343,8 @@ def explain(
             answer = {True: "needed", False: "no", None: "unknown"}[f.needed]
             line("", f"{f.detector}: {answer} — {f.detail}")
         line("window", schedule.why(now))
+        if urgent is not None:
+            line("urgent", urgent.describe())
         if slots.problem:
             line("slot", slots.problem)
         else:
@@ -394,12 +423,22 @@ def need_reboot(
         help="Why (shown by explain, status and the logs); required unless --cancel.",
     ),
     cancel: bool = typer.Option(False, "--cancel", help="Take back an earlier need-reboot."),
+    now: bool = typer.Option(
+        False,
+        "--now",
+        help="An emergency reboot: skip the window (not a blackout, never a pause); the slot, "
+        "drain and health checks still apply.",
+    ),
+    ignore_blackouts: bool = typer.Option(
+        False, "--ignore-blackouts", help="With --now: skip blackouts too (never a pause)."
+    ),
     config: Path | None = ConfigFileOption,
     root: Path | None = ConfigRootOption,
     json: bool = JsonOption,
 ) -> None:
     """Mark a reboot as needed by hand (like `locksmithctl send-need-reboot`): the agent takes
-    it like any detector's, through window, slot and hooks. It holds for this boot only."""
+    it like any detector's, through window, slot and hooks (--now: outside the window). It
+    holds for this boot only."""
     from stagger.agent.state import (
         ManualMark,
         clear_manual_mark,
@@ -423,14 +462,36 @@ def need_reboot(
                 "need-reboot needs --reason TEXT: say why (explain and the logs show it), "
                 "or give --cancel to take back an earlier one"
             )
+        if ignore_blackouts and not now:
+            raise InvalidInput(
+                "--ignore-blackouts only goes with --now (an emergency reboot): add --now, "
+                "or drop --ignore-blackouts"
+            )
         boot_id = read_boot_id(path_of(cfg.agent, "boot_id_path", root))
-        mark = ManualMark(reason, utcnow(), operator_by(), boot_id)
+        mark = ManualMark(
+            reason, utcnow(), operator_by(), boot_id, urgent=now, ignore_blackouts=ignore_blackouts
+        )
         write_manual_mark(path, mark)
-    doc = {"path": str(path), "reason": mark.reason.strip(), "since": mark.since, "by": mark.by}
-    text = (
-        f"a reboot is now needed on this node ({mark.reason.strip()}); the agent takes it "
-        f"within a second and reboots when the window and a slot allow (`stagger explain`)"
-    )
+    doc = {
+        "path": str(path),
+        "reason": mark.reason.strip(),
+        "since": mark.since,
+        "by": mark.by,
+        "now": now,
+        "ignore_blackouts": ignore_blackouts,
+    }
+    if now:
+        skips = "the window and blackouts" if ignore_blackouts else "the window (not a blackout)"
+        text = (
+            f"an urgent reboot is now needed on this node ({mark.reason.strip()}); the agent "
+            f"skips {skips} but never a pause, and still takes a slot and drains "
+            "(`stagger explain`)"
+        )
+    else:
+        text = (
+            f"a reboot is now needed on this node ({mark.reason.strip()}); the agent takes it "
+            f"within a second and reboots when the window and a slot allow (`stagger explain`)"
+        )
     emit(doc, json, lambda: console().print(text, soft_wrap=True))
 
 

@@ -12,7 +12,8 @@ Rules of this file:
 - Whether a reboot may start is `strategy.decide`'s answer; this file asks it again at every
   gate (before a slot request, on grant, and right before the reboot) and never re-decides.
 - Invariants (tests/test_machine_properties.py): never a Reboot without a held slot when the
-  strategy asks for one; never a Reboot outside an open window; never a release after a
+  strategy asks for one; never a Reboot outside an open window but an urgent one (never in a
+  blackout unless it ignores blackouts, never while paused); never a release after a
   reboot before health passed. The abort paths (hooks failed, window closed or paused before
   the drain finished) release without a reboot and go back to WAITING with back-off.
 - Every action with an effect outside the process is preceded by Persist in the same list.
@@ -434,35 +435,57 @@ DISABLED_SENTENCE = (
 )
 
 
-def urgent_skips_window(ctx: Context, now: datetime) -> Urgent | None:
-    """The urgent reboot that may skip the closed window at `now`: none in a blackout, unless
+def urgent_skips_window(urgent: Urgent | None, schedule: Schedule, now: datetime) -> Urgent | None:
+    """The urgent reboot that may skip the window closed at `now`: none in a blackout, unless
     it was asked with ignore_blackouts. A pause is judged apart (strategy.decide): never
     skipped."""
-    u = ctx.urgent
-    if u is None or (not u.ignore_blackouts and ctx.schedule.blackout_at(now) is not None):
+    if urgent is None or schedule.is_open(now):
         return None
-    return u
+    if not urgent.ignore_blackouts and schedule.blackout_at(now) is not None:
+        return None
+    return urgent
+
+
+def judge(
+    strategy: Strategy,
+    schedule: Schedule,
+    now: datetime,
+    *,
+    needed: bool,
+    pause: Pause | None = None,
+    backend_reachable: bool = True,
+    urgent: Urgent | None = None,
+) -> Decision:
+    """May a reboot start now, and does it need a slot? strategy.decide's answer, with the
+    window taken as open for an urgent reboot (urgent_skips_window). `explain` asks it too."""
+    is_open = schedule.is_open(now)
+    skip = urgent_skips_window(urgent, schedule, now) if needed else None
+    d = decide(
+        strategy,
+        Situation(
+            reboot_needed=needed,
+            window_open=is_open or skip is not None,
+            pause=pause if pause is not None and pause.active(now) else None,
+            backend_reachable=backend_reachable,
+            schedule_why="" if is_open else schedule.why(now),
+        ),
+    )
+    if skip is not None and d.verdict in (Verdict.ACQUIRE, Verdict.REBOOT):
+        return replace(d, sentence=f"{d.sentence}: {skip.describe()}")
+    return d
 
 
 def gate(state: NodeState, ctx: Context, now: datetime) -> Decision:
-    """May a reboot start now, and does it need a slot? strategy.decide's answer, with the
-    window taken as open for an urgent reboot (urgent_skips_window)."""
-    is_open = ctx.schedule.is_open(now)
-    urgent = None if is_open or state.needed is None else urgent_skips_window(ctx, now)
-    pause = ctx.pause if ctx.pause is not None and ctx.pause.active(now) else None
-    d = decide(
+    """judge() for the node in `state` under `ctx`."""
+    return judge(
         ctx.strategy,
-        Situation(
-            reboot_needed=state.needed is not None,
-            window_open=is_open or urgent is not None,
-            pause=pause,
-            backend_reachable=ctx.backend_reachable,
-            schedule_why="" if is_open else ctx.schedule.why(now),
-        ),
+        ctx.schedule,
+        now,
+        needed=state.needed is not None,
+        pause=ctx.pause,
+        backend_reachable=ctx.backend_reachable,
+        urgent=ctx.urgent,
     )
-    if urgent is not None and d.verdict in (Verdict.ACQUIRE, Verdict.REBOOT):
-        return replace(d, sentence=f"{d.sentence}: {urgent.describe()}")
-    return d
 
 
 def _go(verdict: Verdict, state: NodeState) -> bool:
@@ -513,6 +536,9 @@ def _settle(s: NodeState, ctx: Context, now: datetime) -> Out:
         ), [RecordEvent("dry_run", d.sentence)]
     if d.verdict is Verdict.ACQUIRE:
         note = base.needed.detector if base.needed else ""
+        if urgent_skips_window(ctx.urgent, ctx.schedule, now) is not None and ctx.urgent:
+            # History keeps who asked for the urgent reboot and why, with the grant.
+            note = f"urgent: asked by {ctx.urgent.by}: {ctx.urgent.reason}"
         return replace(base, cycle=State.ACQUIRING, reason=d.sentence), [RequestSlot(note)]
     return _drain(replace(base, holds_slot=False, reason=d.sentence), ctx, now)
 
