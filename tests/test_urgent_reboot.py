@@ -7,9 +7,18 @@ from __future__ import annotations
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
+import pytest
+
+from server_support import running
 from stagger.agent.reboot import SIMULATED_REBOOT_EXIT
+from stagger.backends.base import Backend
+from stagger.backends.fleetlock import server_backend_url
+from stagger.core.errors import InvalidInput
 from stagger.core.semaphore import Action
+from stagger.server.settings import ServerSettings
 from test_explain import NODE, STAGGER, Node, make_node, on_backend, reboots, stagger
 
 OP = "operator:alice"
@@ -101,3 +110,89 @@ def test_ignore_blackouts_without_now_is_a_usage_error(tmp_path: Path) -> None:
     assert run.code == 2
     assert "--now" in run.err
     assert "Traceback" not in run.err
+
+
+# --- asked through the store or a server: need-reboot --now --node ID ---------------------
+
+
+async def test_an_ask_is_stored_for_the_node_and_cleared_only_once_it_rebooted(
+    backend: Backend,
+) -> None:
+    u = await backend.ask_reboot("web-07", by=OP, reason="kernel CVE", ignore_blackouts=True)
+    assert (u.reason, u.by, u.ignore_blackouts) == ("kernel CVE", OP, True)
+    assert (await backend.status()).urgent_reboots == {"web-07": u}
+    assert (await backend.status("web")).groups[0].urgent_reboots == {"web-07": u}
+    (event,) = [e for e in await backend.history(None, 10) if e.id == "web-07"]
+    assert (event.action, event.by, event.detail) == (
+        Action.REBOOT_ASKED,
+        OP,
+        "kernel CVE (blackouts ignored too)",
+    )
+    # A reboot before the ask did not do it: the ask stays.
+    assert await backend.clear_reboot("web-07", done_by=u.since - timedelta(seconds=1)) is None
+    assert "web-07" in (await backend.status()).urgent_reboots
+    assert await backend.clear_reboot("web-07", done_by=u.since + timedelta(seconds=1)) == u
+    assert (await backend.status()).urgent_reboots == {}
+
+
+async def test_an_ask_needs_a_reason_and_a_valid_node_id(backend: Backend) -> None:
+    with pytest.raises(InvalidInput, match="reason"):
+        await backend.ask_reboot("web-07", by=OP, reason=" ")
+    with pytest.raises(InvalidInput, match="node id"):
+        await backend.ask_reboot("web 07", by=OP, reason="x")
+
+
+def test_an_agent_takes_an_ask_stored_for_it_reboots_once_and_clears_it(tmp_path: Path) -> None:
+    node = make_node(tmp_path, closed_window())
+    asked = stagger(
+        "need-reboot", "--now", "--node", NODE, "--reason", "kernel CVE-2026-9",
+        "--backend", node.backend, "--json",
+    )  # fmt: skip
+    assert asked.code == 0, asked
+    assert asked.json()["node"] == NODE
+    status = stagger("status", "--json", "--backend", node.backend).json()
+    assert status["urgent_reboots"][NODE]["reason"] == "kernel CVE-2026-9"
+    screen = stagger("status", "--backend", node.backend).out
+    assert f"URGENT REBOOT of node {NODE}" in screen
+    run = agent(node)
+    assert run.returncode == SIMULATED_REBOOT_EXIT, run.stderr
+    assert "urgent reboot asked" in run.stderr
+    node.boot("boot-2")
+    again = agent(node, "--once")
+    assert again.returncode == 0, again.stderr
+    assert reboots(node) == 1
+    snap = on_backend(node.backend, lambda b: b.status())
+    assert snap.urgent_reboots == {}
+    assert node.explain()["decision"]["reason"] in ("not_needed", "window_closed")
+
+
+def test_need_reboot_node_without_now_is_a_usage_error(tmp_path: Path) -> None:
+    run = stagger(
+        "need-reboot", "--node", NODE, "--reason", "x", "--backend", f"sqlite:///{tmp_path}/s.db"
+    )
+    assert run.code == 2
+    assert "--now" in run.err
+
+
+def test_an_ask_goes_through_a_server_to_the_client_backend(tmp_path: Path) -> None:
+    with running(ServerSettings(backend_url=f"sqlite:///{tmp_path}/s.db")) as srv:
+        url = srv.url + "/"
+        r = stagger(
+            "need-reboot", "--now", "--node", "web-07", "--reason", "CVE", "--server", url,
+            "--json",
+        )  # fmt: skip
+        assert r.code == 0, r
+        with httpx.Client(base_url=srv.url, timeout=10) as client:
+            group = client.get("/v1/groups/web").json()
+            assert group["urgent_reboots"]["web-07"]["reason"] == "CVE"
+            assert client.get("/v1/status").json()["urgent_reboots"]["web-07"]["by"]
+
+        async def seen_and_cleared(b: Backend) -> tuple[Any, Any]:
+            snap = await b.status("web")
+            u = snap.urgent_reboots["web-07"]
+            return u, await b.clear_reboot("web-07", done_by=u.since, group="web")
+
+        u, cleared = on_backend(server_backend_url(url), seen_and_cleared)
+        assert cleared == u
+        events = on_backend(server_backend_url(url), lambda b: b.history(None, 10))
+        assert any(e.action is Action.REBOOT_ASKED and e.id == "web-07" for e in events)

@@ -33,7 +33,14 @@ from stagger.agent import log as agentlog
 from stagger.agent.detectors.base import Finding, combine
 from stagger.agent.notify import Notifier, watchdog_interval
 from stagger.agent.runtime import Runtime
-from stagger.agent.state import StateStore, TypedStateStore, read_boot_id, read_manual_mark
+from stagger.agent.state import (
+    ManualMark,
+    StateStore,
+    TypedStateStore,
+    read_boot_id,
+    read_manual_mark,
+    write_manual_mark,
+)
 from stagger.agent.updaters.runner import STATE_KEY as UPDATES_KEY
 from stagger.agent.updaters.runner import UpdateRunner
 from stagger.backends.base import Backend, Snapshot
@@ -111,6 +118,7 @@ class Agent:
         self.wake_at: datetime | None = None
         self.pause: Pause | None = None
         self.urgent: Urgent | None = None
+        self.looked_at: datetime | None = None  # the last read of the group's status
         self.backend_reachable = True
         self.disabled = False
         self.findings: dict[str, Finding] = {}
@@ -190,7 +198,50 @@ class Agent:
         pause = snap.node_pauses.get(self.rt.node_id) or pause
         changed = pause != self.pause
         self.pause = pause
+        self.looked_at = utcnow()
+        await self._adopt_urgent(snap.urgent_reboots.get(self.rt.node_id))
         return changed
+
+    async def _adopt_urgent(self, asked: Urgent | None) -> None:
+        """An emergency reboot asked through the store (need-reboot --now --node): written as
+        this boot's need-reboot marker with --now, so the manual detector and the gate take
+        it exactly like one asked on the node. An ask made before the node's last reboot was
+        done by it: it is cleared from the store (and asks for nothing)."""
+        path = self.rt.manual_path
+        if asked is None or path is None:
+            return
+        last = self.state.last_reboot
+        if last is not None and asked.since <= last:
+            try:
+                await self._backend_call(
+                    "clear_reboot",
+                    self.backend.clear_reboot(self.rt.node_id, done_by=last, group=self.rt.group),
+                )
+            except (StaggerError, OSError, TimeoutError) as exc:
+                agentlog.event(self.log, "urgent ask not cleared", logging.WARNING, error=_why(exc))
+            return
+        try:
+            boot_id = read_boot_id(self.rt.boot_id_path)
+            mark = read_manual_mark(path)
+            if mark is not None and mark.as_urgent(boot_id) == asked:
+                return  # already adopted
+            write_manual_mark(
+                path,
+                ManualMark(
+                    asked.reason,
+                    asked.since,
+                    asked.by,
+                    boot_id,
+                    urgent=True,
+                    ignore_blackouts=asked.ignore_blackouts,
+                ),
+            )
+        except StaggerError as exc:
+            agentlog.event(self.log, "urgent ask not taken", logging.WARNING, error=_why(exc))
+            return
+        agentlog.event(
+            self.log, "urgent reboot asked", logging.WARNING, by=asked.by, reason=asked.reason
+        )
 
     # --- events in ----------------------------------------------------------------------------
 
@@ -527,6 +578,12 @@ class Agent:
         if self.state.cycle is not State.IDLE and await self.refresh_pause():
             await self.handle(PauseChanged())
             return
+        if self.state.cycle is State.IDLE and (
+            self.looked_at is None or utcnow() - self.looked_at >= REPORT_INTERVAL
+        ):
+            # An idle node reads its group's status as seldom as it reports, only to see an
+            # emergency reboot asked for it through the store (need-reboot --now --node).
+            await self.refresh_pause()
         if self._look_at_flag() != self.disabled:
             await self.handle(Tick())
 

@@ -27,6 +27,8 @@ from pydantic import BaseModel, ValidationError
 
 from stagger.backends.base import Clock, Snapshot, option_seconds, utcnow, validate_limit
 from stagger.backends.wire import (
+    AskRebootResponse,
+    ClearRebootResponse,
     ErrorKind,
     ErrorModel,
     ForgetResponse,
@@ -62,6 +64,7 @@ from stagger.core.semaphore import (
     Pause,
     Released,
     Semaphore,
+    Urgent,
     validate_group,
     validate_id,
     validate_max,
@@ -467,6 +470,26 @@ class FleetLockBackend:
         doc = await self._api("POST", path, ResumeResponse, "resume a node", json={"by": by})
         return doc.lifted.value() if doc.lifted is not None else None
 
+    async def ask_reboot(
+        self, node_id: str, *, by: str, reason: str, ignore_blackouts: bool = False
+    ) -> Urgent:
+        path = f"v1/nodes/{quote(validate_node_id(node_id), safe='')}/reboot"
+        body = {"reason": reason, "by": by, "ignore_blackouts": ignore_blackouts}
+        doc = await self._api("POST", path, AskRebootResponse, "ask for a reboot", json=body)
+        return doc.urgent.value()
+
+    async def clear_reboot(
+        self, node_id: str, *, done_by: datetime | None = None, group: str | None = None
+    ) -> Urgent | None:
+        path = f"v1/nodes/{quote(validate_id(node_id), safe='')}/reboot"
+        params = {"done_by": done_by.isoformat()} if done_by is not None else {}
+        if group is not None:
+            params["group"] = validate_group(group)
+        doc = await self._api(
+            "DELETE", path, ClearRebootResponse, "clear a reboot ask", params=params
+        )
+        return doc.cleared.value() if doc.cleared is not None else None
+
     async def status(self, group: str | None = None) -> Snapshot:
         if group is None:
             return (await self._api("GET", "v1/status", StatusModel, "show status")).value()
@@ -479,7 +502,7 @@ class FleetLockBackend:
             full = await self._api("GET", "v1/status", StatusModel, "show status")
             fleet = full.fleet_pause.value() if full.fleet_pause is not None else None
         status = g.value(now, fleet)
-        return Snapshot(now, (status,), fleet, status.node_pauses)
+        return Snapshot(now, (status,), fleet, status.node_pauses, status.urgent_reboots)
 
     async def history(self, group: str | None = None, limit: int = 100) -> list[Event]:
         validate_limit(limit)

@@ -24,6 +24,7 @@ from stagger.core.semaphore import (
     Pause,
     Released,
     Semaphore,
+    Urgent,
     validate_group,
     validate_id,
     validate_max,
@@ -211,5 +212,37 @@ class SemaphoreStore(ABC):
             FLEET,
             lambda sem, now, _: core.resume_node(sem, node_id, now, by=by),
             what=f"resume node {node_id}",
+            settle=settle,
+        )
+
+    async def ask_reboot(
+        self, node_id: str, *, by: str, reason: str, ignore_blackouts: bool = False
+    ) -> Urgent:
+        validate_node_id(node_id)
+
+        def settle(sem: Semaphore, planned: Urgent) -> Urgent | None:
+            return planned if sem.urgent_reboots.get(node_id) == planned else None
+
+        return await self._apply(
+            FLEET,
+            lambda sem, now, _: core.ask_reboot(
+                sem, node_id, now, by=by, reason=reason, ignore_blackouts=ignore_blackouts
+            ),
+            what=f"ask node {node_id} to reboot",
+            settle=settle,
+        )
+
+    async def clear_reboot(
+        self, node_id: str, *, done_by: datetime | None = None, group: str | None = None
+    ) -> Urgent | None:
+        validate_id(node_id)
+
+        def settle(sem: Semaphore, planned: Urgent | None) -> Urgent | None:
+            return planned if sem.urgent_reboots.get(node_id) != planned else None
+
+        return await self._apply(
+            FLEET,
+            lambda sem, now, _: core.clear_reboot(sem, node_id, now, done_by=done_by),
+            what=f"clear node {node_id}'s reboot ask",
             settle=settle,
         )

@@ -37,6 +37,7 @@ from stagger.core.semaphore import (
     Hold,
     Pause,
     Semaphore,
+    Urgent,
 )
 from stagger.core.times import RANGE_TEXT
 
@@ -117,6 +118,26 @@ class PauseModel(_Model):
         return Pause(reason=self.reason, by=self.by, since=self.since, until=self.until)
 
 
+class UrgentModel(_Model):
+    """An emergency reboot asked for one node (stagger need-reboot --now --node ID)."""
+
+    reason: str
+    by: str
+    since: datetime
+    ignore_blackouts: bool = False
+
+    @classmethod
+    def of(cls, u: Urgent) -> UrgentModel:
+        return cls(reason=u.reason, by=u.by, since=u.since, ignore_blackouts=u.ignore_blackouts)
+
+    def value(self) -> Urgent:
+        return Urgent(self.reason, self.by, self.since, self.ignore_blackouts)
+
+
+def urgent_models(urgent: Mapping[str, Urgent]) -> dict[str, UrgentModel]:
+    return {k: UrgentModel.of(u) for k, u in sorted(urgent.items())}
+
+
 class ErrorModel(_Model):
     """A FleetLock error body. `max` and `holders` come with a full-semaphore denial,
     `pause` with a paused one (and `node` when it is that node's own pause), and `group` with
@@ -194,6 +215,10 @@ class GroupModel(_Model):
         default_factory=dict,
         description="the node pauses in force (in every group: a node's pause is not a group's)",
     )
+    urgent_reboots: dict[str, UrgentModel] = Field(
+        default_factory=dict,
+        description="the emergency reboots asked for nodes (need-reboot --now --node), by id",
+    )
 
     @classmethod
     def of(cls, g: GroupStatus, reports: Reports | None = None) -> GroupModel:
@@ -210,6 +235,7 @@ class GroupModel(_Model):
             stale_after=sem.stale_after.total_seconds(),
             exists=sem.stored,
             node_pauses={k: PauseModel.from_pause(p) for k, p in g.node_pauses.items()},
+            urgent_reboots=urgent_models(g.urgent_reboots),
         )
 
     def value(self, now: datetime, fleet: Pause | None) -> GroupStatus:
@@ -222,7 +248,13 @@ class GroupModel(_Model):
             stale_after=timedelta(seconds=self.stale_after),
             stored=self.exists,
         )
-        return GroupStatus(sem, now, fleet, {k: p.value() for k, p in self.node_pauses.items()})
+        return GroupStatus(
+            sem,
+            now,
+            fleet,
+            {k: p.value() for k, p in self.node_pauses.items()},
+            {k: u.value() for k, u in self.urgent_reboots.items()},
+        )
 
 
 class StatusModel(_Model):
@@ -230,6 +262,10 @@ class StatusModel(_Model):
     fleet_pause: PauseModel | None = None
     node_pauses: dict[str, PauseModel] = Field(
         default_factory=dict, description="the node pauses in force, by node id"
+    )
+    urgent_reboots: dict[str, UrgentModel] = Field(
+        default_factory=dict,
+        description="the emergency reboots asked for nodes (need-reboot --now --node), by id",
     )
     groups: list[GroupModel]
 
@@ -239,14 +275,19 @@ class StatusModel(_Model):
             now=snap.now,
             fleet_pause=PauseModel.of(snap.fleet_pause),
             node_pauses={k: PauseModel.from_pause(p) for k, p in snap.node_pauses.items()},
+            urgent_reboots=urgent_models(snap.urgent_reboots),
             groups=[GroupModel.of(g, reports) for g in snap.groups],
         )
 
     def value(self) -> Snapshot:
         fleet = self.fleet_pause.value() if self.fleet_pause is not None else None
         nodes = {k: p.value() for k, p in self.node_pauses.items()}
-        groups = tuple(replace(g.value(self.now, fleet), node_pauses=nodes) for g in self.groups)
-        return Snapshot(self.now, groups, fleet, nodes)
+        urgent = {k: u.value() for k, u in self.urgent_reboots.items()}
+        groups = tuple(
+            replace(g.value(self.now, fleet), node_pauses=nodes, urgent_reboots=urgent)
+            for g in self.groups
+        )
+        return Snapshot(self.now, groups, fleet, nodes, urgent)
 
 
 class EventModel(_Model):
@@ -334,6 +375,22 @@ class PauseRequest(_Request):
         "null: until resumed",
     )
     by: By = None
+
+
+class AskRebootRequest(_Request):
+    reason: str = Field(min_length=1, max_length=1000, pattern=r"\S")
+    ignore_blackouts: bool = False
+    by: By = None
+
+
+class AskRebootResponse(_Model):
+    node: str
+    urgent: UrgentModel
+
+
+class ClearRebootResponse(_Model):
+    node: str
+    cleared: UrgentModel | None = Field(description="the ask dropped, if any")
 
 
 class ActorRequest(_Request):

@@ -21,13 +21,21 @@ import typer
 from stagger.agent.detectors.base import Detector, Finding, combine
 from stagger.backends.base import GroupStatus, utcnow
 from stagger.cli.config import ConfigFileOption, ConfigRootOption, load
-from stagger.cli.output import JsonOption, console, emit, operator_by, reported_errors
+from stagger.cli.output import (
+    BackendOption,
+    JsonOption,
+    console,
+    emit,
+    operator_by,
+    reported_errors,
+    run_async,
+)
 from stagger.config.loader import LoadedConfig
 from stagger.core.durations import format_duration
 from stagger.core.errors import InvalidInput, StaggerError
 from stagger.core.machine import judge, urgent_skips_window
 from stagger.core.secrets import mask_url, mask_urls_in
-from stagger.core.semaphore import Pause, Urgent
+from stagger.core.semaphore import Pause, Urgent, validate_node_id
 from stagger.core.strategy import Decision, Verdict
 
 BACKEND_TIME_LIMIT = 10.0
@@ -432,6 +440,14 @@ def need_reboot(
     ignore_blackouts: bool = typer.Option(
         False, "--ignore-blackouts", help="With --now: skip blackouts too (never a pause)."
     ),
+    node: str | None = typer.Option(
+        None,
+        "--node",
+        metavar="ID",
+        help="With --now: ask another node's agent, through the store or server "
+        "(--backend/--server URL), instead of this node.",
+    ),
+    backend: str | None = BackendOption,
     config: Path | None = ConfigFileOption,
     root: Path | None = ConfigRootOption,
     json: bool = JsonOption,
@@ -447,6 +463,9 @@ def need_reboot(
     )
     from stagger.config.agent_sections import path_of
 
+    if node is not None:
+        _ask_reboot(node, reason, now, ignore_blackouts, cancel, backend, json)
+        return
     loaded = load(config, root, json)
     cfg = loaded.config
     path = cfg.detectors.manual.path_of("path", root)
@@ -493,6 +512,60 @@ def need_reboot(
             f"within a second and reboots when the window and a slot allow (`stagger explain`)"
         )
     emit(doc, json, lambda: console().print(text, soft_wrap=True))
+
+
+def _ask_reboot(
+    node: str,
+    reason: str | None,
+    now: bool,
+    ignore_blackouts: bool,
+    cancel: bool,
+    backend: str | None,
+    as_json: bool,
+) -> None:
+    """`need-reboot --now --node ID`: the ask is stored for the node (beside its pause); its
+    agent takes it when it next reads its group's status, and clears it once rebooted."""
+    with reported_errors(as_json):
+        validate_node_id(node)
+        if not cancel and not now:
+            raise InvalidInput(
+                "--node asks another node for an emergency reboot: add --now (a plain "
+                "need-reboot is left on the node itself)"
+            )
+        if not cancel and (reason is None or not reason.strip()):
+            raise InvalidInput("need-reboot needs --reason TEXT: say why, the history keeps it")
+    if cancel:
+        gone = run_async(
+            lambda b: b.clear_reboot(node), backend=backend, create=False, as_json=as_json
+        )
+        doc: dict[str, Any] = {"node": node, "cancelled": gone is not None}
+        text = (
+            f"took back the emergency reboot asked for {node}"
+            if gone
+            else (f"no emergency reboot was asked for {node}: nothing to cancel")
+        )
+        emit(doc, as_json, lambda: console().print(text, soft_wrap=True))
+        return
+    by = operator_by()
+    u = run_async(
+        lambda b: b.ask_reboot(node, by=by, reason=reason or "", ignore_blackouts=ignore_blackouts),
+        backend=backend,
+        create=True,
+        as_json=as_json,
+    )
+    doc = {
+        "node": node,
+        "reason": u.reason,
+        "by": u.by,
+        "since": u.since,
+        "now": True,
+        "ignore_blackouts": u.ignore_blackouts,
+    }
+    text = (
+        f"asked {node} for an emergency reboot ({u.reason}); its agent takes it when it next "
+        "reads its group's status (within its poll, at most 5 minutes when idle)"
+    )
+    emit(doc, as_json, lambda: console().print(text, soft_wrap=True))
 
 
 def register(app: typer.Typer) -> None:

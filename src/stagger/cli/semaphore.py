@@ -238,6 +238,15 @@ def snapshot_doc(snap: Snapshot, reports: Reports | None = None) -> dict[str, An
         "now": snap.now.isoformat(),
         "fleet_pause": pause_doc(active(snap.fleet_pause, snap.now), "fleet"),
         "node_pauses": {k: pause_doc(p, "node") for k, p in snap.node_pauses.items()},
+        "urgent_reboots": {
+            k: {
+                "reason": u.reason,
+                "by": u.by,
+                "since": u.since.isoformat(),
+                "ignore_blackouts": u.ignore_blackouts,
+            }
+            for k, u in sorted(snap.urgent_reboots.items())
+        },
         "groups": [group_doc(g, reports) for g in snap.groups],
     }
 
@@ -307,6 +316,8 @@ def render_status(snap: Snapshot, reports: Reports | None = None) -> None:
         out.print(f"FLEET-WIDE PAUSE: every group is {describe_pause(fleet, snap.now)}")
     for node, p in snap.node_pauses.items():
         out.print(f"NODE PAUSE: node {node} is {describe_pause(p, snap.now)}")
+    for node, u in sorted(snap.urgent_reboots.items()):
+        out.print(f"URGENT REBOOT of node {node} asked {when(u.since)}: {u.describe()}")
     if not snap.groups:
         out.print("no groups yet: a group appears with its first lock, set-max or pause")
         return

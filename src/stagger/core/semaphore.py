@@ -147,6 +147,7 @@ class Action(StrEnum):
     PAUSED = "paused"
     RESUMED = "resumed"
     FORGOTTEN = "forgotten"  # an operator removed a node's report (`stagger forget`)
+    REBOOT_ASKED = "reboot_asked"  # an operator asked one node for an emergency reboot
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,9 @@ class Semaphore:
     # Only in the FLEET record: each paused node's pause (stagger pause --node), kept beside
     # the fleet-wide pause so an acquire reads and guards one record for both.
     node_pauses: Mapping[str, Pause] = field(default_factory=dict)
+    # Only in the FLEET record: each node's emergency reboot asked through the store (stagger
+    # need-reboot --now --node ID), until its agent has rebooted for it and clears it.
+    urgent_reboots: Mapping[str, Urgent] = field(default_factory=dict)
     # False for a group the store has never written (its defaults): setting a value equal to a
     # default then still writes, so the group an operator named exists from then on. Not
     # stored, not compared: two views of the same group are equal whether written or not.
@@ -486,3 +490,42 @@ def resume_node(fleet: Semaphore, node_id: str, now: datetime, *, by: str) -> Ch
         return Change(fleet, None)
     events = tuple(replace(e, id=node_id) for e in decided.events)
     return Change(replace(fleet, node_pauses=kept), decided.outcome, events)
+
+
+# --- one node's emergency reboot, asked through the store (kept in the FLEET record) --------
+
+
+def ask_reboot(
+    fleet: Semaphore,
+    node_id: str,
+    now: datetime,
+    *,
+    by: str,
+    reason: str,
+    ignore_blackouts: bool = False,
+) -> Change[Urgent]:
+    """Ask `node_id`'s agent for an emergency reboot (stagger need-reboot --now --node ID). Its
+    reason is checked like a pause's, by the same rules. Asked again, the newer ask replaces
+    the older one."""
+    validate_node_id(node_id)
+    # A pause's checks on reason and by, so both refuse the same text.
+    pause(Semaphore(FLEET), now, by=by, reason=reason)
+    u = Urgent(reason.strip(), by, now, ignore_blackouts)
+    detail = u.reason + (" (blackouts ignored too)" if ignore_blackouts else "")
+    event = Event(now, FLEET, Action.REBOOT_ASKED, by, node_id, detail)
+    new = replace(fleet, urgent_reboots={**fleet.urgent_reboots, node_id: u})
+    return Change(new, u, (event,))
+
+
+def clear_reboot(
+    fleet: Semaphore, node_id: str, now: datetime, *, done_by: datetime | None = None
+) -> Change[Urgent | None]:
+    """Drop `node_id`'s emergency reboot once its agent rebooted for it: only an ask made
+    before `done_by` (the node's last reboot), so a newer ask is kept; None: all of it. Not an
+    event of its own (the node's grant and release already tell the story)."""
+    validate_id(node_id)
+    u = fleet.urgent_reboots.get(node_id)
+    if u is None or (done_by is not None and u.since > done_by):
+        return Change(fleet, None)
+    kept = {k: v for k, v in fleet.urgent_reboots.items() if k != node_id}
+    return Change(replace(fleet, urgent_reboots=kept), u, dirty=True)
