@@ -17,7 +17,8 @@ from stagger.agent.reboot import SIMULATED_REBOOT_EXIT
 from stagger.backends.base import Backend
 from stagger.backends.fleetlock import server_backend_url
 from stagger.core.errors import InvalidInput
-from stagger.core.semaphore import Action
+from stagger.core.notices import from_event
+from stagger.core.semaphore import FLEET, Action, Event
 from stagger.server.settings import ServerSettings
 from test_explain import NODE, STAGGER, Node, make_node, on_backend, reboots, stagger
 
@@ -186,6 +187,7 @@ def test_an_ask_goes_through_a_server_to_the_client_backend(tmp_path: Path) -> N
             group = client.get("/v1/groups/web").json()
             assert group["urgent_reboots"]["web-07"]["reason"] == "CVE"
             assert client.get("/v1/status").json()["urgent_reboots"]["web-07"]["by"]
+            assert 'data-urgent-reboot="web-07"' in client.get("/dashboard/live").text
 
         async def seen_and_cleared(b: Backend) -> tuple[Any, Any]:
             snap = await b.status("web")
@@ -196,3 +198,13 @@ def test_an_ask_goes_through_a_server_to_the_client_backend(tmp_path: Path) -> N
         assert cleared == u
         events = on_backend(server_backend_url(url), lambda b: b.history(None, 10))
         assert any(e.action is Action.REBOOT_ASKED and e.id == "web-07" for e in events)
+
+
+def test_an_ask_is_told_to_people_with_who_and_why() -> None:
+    when = datetime(2026, 1, 5, 12, tzinfo=UTC)
+    event = Event(when, FLEET, Action.REBOOT_ASKED, OP, "web-07", "kernel CVE")
+    told = from_event(event)
+    assert told is not None
+    assert told.sentence() == (
+        "an emergency reboot of node web-07 was asked by operator:alice: kernel CVE"
+    )

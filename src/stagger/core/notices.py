@@ -39,6 +39,7 @@ _FROM_HISTORY = {
     Action.PAUSED: "paused",
     Action.RESUMED: "resumed",
     Action.MAX_CHANGED: "max_changed",
+    Action.REBOOT_ASKED: "reboot_asked",
 }
 
 
@@ -75,6 +76,8 @@ class Notification:
             if self.id:
                 return f"reboots of node {self.id} were resumed{by}"
             return f"reboots in {where} were resumed{by}"
+        if self.event == "reboot_asked":
+            return f"an emergency reboot of node {self.id} was asked{by}{detail}"
         if self.event == "max_changed":
             return f"max in {where} changed{by}{detail}"
         return f"{self.event} in {where}{detail}"

@@ -183,6 +183,7 @@ class Dashboard:
             "node_groups": sorted(known | {n.group for n in v.nodes}),
             "fleet_pause": v.snapshot.fleet_pause,
             "node_pauses": v.snapshot.node_pauses,
+            "urgent_reboots": v.snapshot.urgent_reboots,
         }
 
     async def _render(self, request: Request, template: str) -> Response:
