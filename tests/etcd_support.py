@@ -254,7 +254,7 @@ async def audited_contention(
     url = f"{cluster.url}?prefix=test-{uuid.uuid4().hex[:12]}/"
     shared, other = EtcdBackend.from_url(url), EtcdBackend.from_url(url)
     await shared.set_max("web", max_, by="operator:test")
-    key = shared.group_key("web")
+    key = shared.layout.group_key("web")
     tally, audit = Tally(), Audit()
     async with raw_client(cluster.members[0]) as raw:
         watch = await raw.watch(key, start_revision=await store_revision(raw))
@@ -267,7 +267,7 @@ async def audited_contention(
             final = await raw.get(key)
             assert final is not None
             await caught_up(observer, audit, final.mod_revision)
-            recorded = await raw.get(shared.seq_key("web"))
+            recorded = await raw.get(shared.layout.seq_key("web"))
         finally:
             observer.cancel()
             await watch.cancel()

@@ -28,7 +28,6 @@ from typing import Any
 
 import pytest
 
-import stagger.backends
 from conftest import created
 from etcd_support import free_port
 from stagger.agent.identity import node_id
@@ -36,7 +35,6 @@ from stagger.cli.main import main
 
 STAGGER = str(Path(sys.executable).parent / "stagger")
 OPERATOR = "alice"
-ETCD_WRITTEN = (Path(stagger.backends.__file__).parent / "etcd.py").exists()
 
 
 @dataclass(frozen=True)
@@ -117,8 +115,6 @@ def assert_one_sentence(r: Run, code: int, *words: str) -> None:
 
 @pytest.fixture
 def url(any_backend_url: str) -> str:
-    if any_backend_url.startswith("etcd") and not ETCD_WRITTEN:
-        pytest.skip("the etcd backend is not written yet")
     return created(any_backend_url)
 
 
@@ -494,13 +490,11 @@ def test_malformed_backend_url_from_the_environment_is_named(tmp_path: Path) -> 
     assert_one_sentence(r, 2, "'nonsense'")
 
 
-@pytest.mark.skipif(not ETCD_WRITTEN, reason="the etcd backend is not written yet")
 def test_malformed_etcd_urls_are_usage_errors() -> None:
     assert_one_sentence(run("status", backend="etcd://"), 2)
     assert_one_sentence(run("status", backend="etcd://127.0.0.1:notaport"), 2)
 
 
-@pytest.mark.skipif(not ETCD_WRITTEN, reason="the etcd backend is not written yet")
 def test_unreachable_etcd_exits_3() -> None:
     closed = f"etcd://127.0.0.1:{free_port()}?timeout=0.5s"
     assert_one_sentence(run_script("status", backend=closed), 3, "127.0.0.1")

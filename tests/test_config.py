@@ -215,7 +215,7 @@ def test_unknown_key_in_a_window_names_its_number(tmp_path: Path) -> None:
     path = put(tmp_path, "c", "x.toml", w + w + "zone = 'UTC'\n")
     problem = only_problem(path)
     assert "line 9: [[window]] #2 zone: unknown key 'zone'" in problem
-    assert "days, start, length, time_zone" in problem
+    assert "days, monthly, offset, start, length, time_zone" in problem
 
 
 @pytest.mark.parametrize(

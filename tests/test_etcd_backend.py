@@ -16,8 +16,8 @@ import pytest
 from etcd_support import EtcdCluster, dead_port, raw_client, store_revision
 from stagger.backends.codec import decode_event, decode_semaphore
 from stagger.backends.etcd import EtcdBackend
-from stagger.backends.etcd_client import Endpoint
-from stagger.backends.etcd_url import parse_etcd_url
+from stagger.backends.etcd.client import Endpoint
+from stagger.backends.etcd.url import parse_etcd_url
 from stagger.backends.factory import open_backend
 from stagger.core.errors import BackendUnavailable, ConfigError
 from stagger.core.secrets import mask_url as redact_url

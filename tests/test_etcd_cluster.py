@@ -38,7 +38,7 @@ async def test_killing_the_leader_mid_run_loses_no_write_and_keeps_the_invariant
     url = f"{etcd_cluster.url}?prefix=test-{uuid.uuid4().hex[:12]}/"
     setup = EtcdBackend.from_url(url)
     await setup.set_max("web", MAX, by="operator:test")
-    key = setup.group_key("web")
+    key = setup.layout.group_key("web")
     await setup.close()
     async with raw_client(etcd_cluster.members[0]) as raw:
         start = await store_revision(raw)

@@ -31,7 +31,7 @@ async def test_eight_clients_never_exceed_max_and_never_see_a_conflict(
     url = f"{etcd_server.url}?prefix=test-{uuid.uuid4().hex[:12]}/"
     setup = EtcdBackend.from_url(url)
     await setup.set_max("web", MAX, by="operator:test")
-    key = setup.group_key("web")
+    key = setup.layout.group_key("web")
     await setup.close()
     tally, audit = Tally(), Audit()
     backends = [EtcdBackend.from_url(url) for _ in range(CLIENTS)]

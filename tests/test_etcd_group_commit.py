@@ -22,7 +22,7 @@ from etcd_support import (
     kv_calls,
 )
 from stagger.backends.etcd import EtcdBackend
-from stagger.backends.etcd_batch import MAX_BATCH
+from stagger.backends.etcd.group_commit import MAX_BATCH
 from stagger.core.semaphore import Denied, DenyReason, Granted, NotHeld, Released
 
 OP = "operator:alice"

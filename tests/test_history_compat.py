@@ -36,7 +36,7 @@ async def store_event(backend: Backend, request: pytest.FixtureRequest, raw: str
     assert isinstance(backend, EtcdBackend)
     member = request.getfixturevalue("etcd_server").members[0]
     async with raw_client(member) as etcd:
-        await etcd.put(backend.event_key("web", 1_000_000), raw.encode())
+        await etcd.put(backend.layout.event_key("web", 1_000_000), raw.encode())
 
 
 async def test_an_event_from_a_newer_stagger_is_left_out_and_the_rest_reads(

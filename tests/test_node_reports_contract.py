@@ -297,7 +297,7 @@ async def store_raw(
     assert isinstance(backend, EtcdBackend)
     member = request.getfixturevalue("etcd_server").members[0]
     async with raw_client(member) as etcd:
-        await etcd.put(backend.node_key(node_id), raw.encode())
+        await etcd.put(backend.layout.node_key(node_id), raw.encode())
 
 
 def from_newer_agent(node_id: str) -> str:

@@ -1,6 +1,10 @@
 """Server roles (base.Roles) on etcd: a job one of several servers does at a time (sending
 notifications), decided by core/roles.py.
 
+Rules of this file:
+- It owns the roles' keys and the transactions that claim and release them; who may take a
+  role is core/roles.py's decision, and the requests are built with client.py's builders.
+
 Keys, under the store's prefix:
 - `roles/{name}`: {"owner", "mark"}, with no lease, so the mark outlives its holder;
 - `role-holders/{name}`: the holder's id, on an etcd lease of the role's ttl. The role is live
@@ -17,8 +21,14 @@ from typing import Any
 from aetcd import rpc
 
 from stagger.backends.base import retry_cas
-from stagger.backends.etcd_client import EtcdClient, OutcomeUnknown
-from stagger.backends.etcd_ops import put, range_op, ttl_seconds, unchanged
+from stagger.backends.etcd.client import (
+    EtcdClient,
+    OutcomeUnknown,
+    put,
+    range_op,
+    ttl_seconds,
+    unchanged,
+)
 from stagger.core import roles
 from stagger.core.errors import BackendUnavailable
 from stagger.core.semaphore import validate_id

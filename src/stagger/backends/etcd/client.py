@@ -1,9 +1,15 @@
-"""A small etcd v3 client with endpoint failover, over aetcd's gRPC bindings.
+"""A small etcd v3 client with endpoint failover, over aetcd's gRPC bindings, and the
+builders of the requests it sends.
+
+Rules of this file:
+- It owns talking to the cluster (channels, TLS, auth token, failover, timeouts) and the
+  shape of single etcd requests (`put`, `delete`, `range_op`, `unchanged`, `prefix_end`,
+  `ttl_seconds`). It knows nothing about semaphores: which keys hold what, and what a
+  change writes, is layout.py's; the backend and roles.py send what those decide.
 
 aetcd's own `Client` talks to one host:port, has no TLS, one timeout for every call and no
 range limits; so this module opens the gRPC channels itself (plain or TLS, with an auth
-token) and calls aetcd's generated stubs (`aetcd.rpc`) directly. It knows nothing about
-semaphores: etcd.py builds the requests.
+token) and calls aetcd's generated stubs (`aetcd.rpc`) directly.
 
 Failover rules:
 - Every call has one budget (`timeout`), shared by all the endpoints it tries. A call that
@@ -18,9 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -239,7 +247,7 @@ class EtcdClient:
             "check the username, password and the user's role for the key prefix"
         )
 
-    # --- the calls etcd.py uses ----------------------------------------------------------
+    # --- the calls the backend and roles.py use ------------------------------------------
 
     async def range(self, request: Any) -> Any:
         async def go(m: _Member, t: float) -> Any:
@@ -308,3 +316,46 @@ class EtcdClient:
         for m in members:
             with contextlib.suppress(Exception):
                 await m.close()
+
+
+# --- request builders -----------------------------------------------------------------
+
+
+def put(key: bytes, value: bytes, lease: int = 0) -> Any:
+    return rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value, lease=lease))
+
+
+def delete(key: bytes, range_end: bytes = b"") -> Any:
+    return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key, range_end=range_end))
+
+
+def range_op(key: bytes, *, prefix: bool = False) -> Any:
+    end = prefix_end(key) if prefix else b""
+    return rpc.RequestOp(request_range=rpc.RangeRequest(key=key, range_end=end))
+
+
+def unchanged(key: bytes, revision: int) -> Any:
+    """The guard "`key` is as read at `revision`" (0: absent, and nobody created it since)."""
+    if revision == 0:
+        return rpc.Compare(
+            key=key, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL, create_revision=0
+        )
+    return rpc.Compare(
+        key=key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=revision
+    )
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The first key after every key that starts with `prefix` (etcd's range_end)."""
+    end = bytearray(prefix)
+    while end:
+        if end[-1] < 0xFF:
+            end[-1] += 1
+            return bytes(end)
+        end.pop()
+    return b"\0"
+
+
+def ttl_seconds(ttl: timedelta | None) -> int | None:
+    """An etcd lease's whole seconds for `ttl`, at least 1 (None: no lease)."""
+    return None if ttl is None else max(1, math.ceil(ttl.total_seconds()))

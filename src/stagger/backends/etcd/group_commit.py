@@ -1,11 +1,14 @@
 """Group commit for the etcd backend: the changes to one group that queue while a change to
 it is in flight are applied IN ORDER, each through its own core operation on the value the one
-before it left, and written together in one guarded transaction (etcd.py, `_commit_batch`).
-Every caller gets the outcome it would have had alone, run in that order.
+before it left, and written together in one guarded transaction (backend.py, `_run_batch`).
+Every caller gets the outcome it would have had alone, run in that order. Why answering
+each caller from a batch is safe: docs/backends.md, "Group commit".
 
-This module holds the parts that do no I/O: a queued change (`Queued`), the in-order
-application (`apply_in_order`), and the per-group queue with the task that drains it
-(`GroupQueues`), which only schedules; the store's `run` does the reading and writing.
+Rules of this file:
+- It holds the parts of group commit that do no I/O: a queued change (`Queued`), the
+  in-order application (`apply_in_order`), and the per-group queue with the task that drains
+  it (`GroupQueues`), which only schedules; the backend's `_run_batch` reads and writes.
+- At most MAX_BATCH changes that write go into one transaction (etcd's operation limit).
 """
 
 from __future__ import annotations

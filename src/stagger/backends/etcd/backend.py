@@ -1,20 +1,14 @@
-"""The etcd v3 backend: a fleet's semaphores in an etcd cluster, for fleets and for running
-several stagger servers against one store. Its URL and options are read in etcd_url.py;
-etcd_client.py talks to the cluster (failover, TLS, auth).
+"""EtcdBackend: the Backend Protocol on an etcd v3 cluster.
 
-Key layout, under a prefix (default `stagger/v1/`; docs/backends.md shows it to operators):
-- `{prefix}groups/{group}`: the group's Semaphore as the codec's JSON. The fleet-wide pause
-  is the value of the pseudo-group `*` (core.semaphore.FLEET): `{prefix}groups/*`.
-- `{prefix}leases/{group}/{id}`: `{"ttl": N}`, attached to an etcd lease of N seconds; exists
-  only for holds of groups with a hold_ttl. When etcd expires the lease it deletes the key,
-  and the next load drops the hold (core.semaphore.expire_lost): etcd's clock decides.
-- `{prefix}events/{group}/{seq:020d}`: one event (codec JSON); `{prefix}seq/{group}` holds
-  the group's last event number. Trimmed to the newest `history_limit` in the same
-  transaction that adds to it.
-- `{prefix}nodes/{id}`: the node's last report (core.reports.NodeReport as JSON), replaced by
-  the next; its `updated_at` is the writer's clock (etcd keeps no time of its own).
-- `{prefix}roles/{name}` and `{prefix}role-holders/{name}`: a job one server does at a time
-  (core/roles.py; the notifier; etcd_roles.py): the mark, and the holder id on an etcd lease.
+Rules of this file:
+- It owns the I/O of a change and the answers to callers: where a change starts (the
+  newest view of its group this object has seen), when a view may answer a change that
+  writes nothing (`_fresh`, `_answerable`), the loop that applies a batch of queued changes,
+  grants the leases its plan needs, THEN sends the plan as one transaction, and retries a lost
+  guard (`_run_batch`), and the reads (status, history, node reports).
+- It decides nothing about keys: what a view reads and what a write puts, deletes and guards
+  is layout.py's (`Layout.plan_commit`); what a change means is core's (via store.py); the
+  queueing is group_commit.py's; the transport is client.py's; the roles are roles.py's.
 
 A change applies one core operation to a view of the group (its value, lease keys, event
 counter and the fleet pause, as one read transaction saw them) and writes everything in ONE
@@ -23,9 +17,9 @@ a concurrent writer or fleet pause is never missed. The view is the newest this 
 seen (any read of the group, or its own last write), so a change usually costs that one
 transaction; a lost guard returns a fresh view from the transaction's failure branch and is
 retried (retry_cas). Changes to one group that queue while one is in flight are applied in
-order and written together in the next such transaction (group commit: etcd_batch.py). An
-operation that changes nothing writes nothing, and is only answered from a view read after it
-began, or one a committed guard confirmed after it began (_run_batch explains why). A write
+order and written together in the next such transaction (group commit). An operation that
+changes nothing writes nothing, and is only answered from a view read after it began, or one
+a committed guard confirmed after it began (why: docs/backends.md, "Group commit"). A write
 whose outcome is unknown is re-read before answering.
 """
 
@@ -33,8 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
@@ -51,22 +45,23 @@ from stagger.backends.base import (
     utcnow,
     validate_limit,
 )
-from stagger.backends.codec import decode_events, decode_semaphore, encode_event, encode_semaphore
-from stagger.backends.etcd_batch import Applied, GroupQueues, Queued, apply_in_order
-from stagger.backends.etcd_client import ClientSettings, EtcdClient, OutcomeUnknown
-from stagger.backends.etcd_ops import (
+from stagger.backends.codec import decode_events
+from stagger.backends.etcd.client import (
+    ClientSettings,
+    EtcdClient,
+    OutcomeUnknown,
     delete,
     prefix_end,
     put,
     range_op,
-    ttl_seconds,
     unchanged,
 )
-from stagger.backends.etcd_roles import EtcdRoles
-from stagger.backends.etcd_url import DEFAULT_PREFIX, read_options
+from stagger.backends.etcd.group_commit import Applied, GroupQueues, Queued, apply_in_order
+from stagger.backends.etcd.layout import Layout, Plan, Put, View, Write, view_after
+from stagger.backends.etcd.roles import EtcdRoles
+from stagger.backends.etcd.url import DEFAULT_PREFIX, read_options
 from stagger.backends.store import Op, SemaphoreStore, Settle, check_default_max
 from stagger.core import roles
-from stagger.core import semaphore as core
 from stagger.core.errors import BackendUnavailable, ConfigError
 from stagger.core.reports import (
     NodeReport,
@@ -78,9 +73,7 @@ from stagger.core.reports import (
 )
 from stagger.core.semaphore import (
     DEFAULT_MAX,
-    FLEET,
     HISTORY_LIMIT,
-    Action,
     Change,
     Event,
     Granted,
@@ -90,50 +83,11 @@ from stagger.core.semaphore import (
     validate_id,
 )
 
-# etcd refuses a transaction of more than --max-txn-ops operations (128 by default); beyond
-# this many events in one change, the "expired" ones are folded into one.
-MAX_EVENTS_PER_TXN = 64
 # Groups whose last view one backend object remembers (a few hundred bytes each, per hold).
 MAX_CACHED_GROUPS = 10_000
 
 
 T = TypeVar("T")
-
-
-# --- what one load sees ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _HoldLease:
-    lease_id: int
-    ttl: int
-
-
-@dataclass(frozen=True)
-class _View:
-    """A group as one etcd read saw it (or as our own write left it), with holds whose lease
-    is gone dropped. Everything a change needs: the value and its revision, the lease keys,
-    the event counter and the fleet pause with its revision."""
-
-    semaphore: Semaphore
-    expired: tuple[Event, ...]  # recorded with the next write
-    revision: int  # the group key's mod_revision; 0 when absent
-    leases: Mapping[str, _HoldLease]
-    seq: int
-    fleet: Semaphore | None  # the FLEET record: the fleet-wide pause and the node pauses
-    fleet_revision: int
-    read_at: int  # the store revision it shows (the response header's): newer views win
-    sent: int  # the number of the request it answers (EtcdBackend._request): see _fresh
-    derived: bool = False  # made from our own write's success, not read from etcd
-
-
-def _without_expiry(sem: Semaphore) -> Semaphore:
-    """On etcd, a hold expires when etcd expires its lease, never by `expires_at` and a
-    reader's clock: so `expires_at` is neither stored nor believed, and core's clock-based
-    `expire(now)` (which every acquire runs) finds nothing to drop."""
-    if all(h.expires_at is None for h in sem.holds.values()):
-        return sem
-    return replace(sem, holds={k: replace(h, expires_at=None) for k, h in sem.holds.items()})
 
 
 def _judged_by_etcd(outcome: T) -> T:
@@ -146,19 +100,24 @@ def _judged_by_etcd(outcome: T) -> T:
     return outcome
 
 
-def _fold(events: tuple[Event, ...]) -> tuple[Event, ...]:
-    if len(events) <= MAX_EVENTS_PER_TXN:
-        return events
-    expired = [e for e in events if e.action is Action.EXPIRED]
-    rest = [e for e in events if e.action is not Action.EXPIRED]
-    first = expired[0]
-    ids = ", ".join(e.id for e in expired)
-    folded = replace(first, id="", detail=f"{len(expired)} hold leases expired: {ids}")
-    return (folded, *rest)
+def _ranges(keys: list[tuple[bytes, bool]]) -> list[Any]:
+    return [range_op(key, prefix=prefix) for key, prefix in keys]
+
+
+def _txn(plan: Plan, granted: Mapping[str, int], failure: list[Any]) -> Any:
+    """`plan` as one etcd transaction, its new lease keys on the leases `granted`."""
+    success = [
+        put(op.key, op.value, granted[op.lease_for] if op.lease_for is not None else 0)
+        if isinstance(op, Put)
+        else delete(op.key, op.range_end)
+        for op in plan.ops
+    ]
+    compare = [unchanged(guard.key, guard.revision) for guard in plan.guards]
+    return rpc.TxnRequest(compare=compare, success=success, failure=failure)
 
 
 class EtcdBackend(SemaphoreStore):
-    """The Backend Protocol on an etcd v3 cluster (see the module docstring for the layout)."""
+    """The Backend Protocol on an etcd v3 cluster (its keys: layout.py)."""
 
     def __init__(
         self,
@@ -174,7 +133,9 @@ class EtcdBackend(SemaphoreStore):
         if not prefix:
             raise ConfigError("the etcd key prefix is empty: give one, like prefix=stagger/v1/")
         self.url = url
-        self.prefix = prefix if prefix.endswith("/") else prefix + "/"
+        # Which keys hold what, and what a write sends: layout.py.
+        self.layout = Layout(prefix, default_max=default_max, history_limit=history_limit)
+        self.prefix = self.layout.prefix
         self.default_max = default_max
         self.history_limit = history_limit
         self.clock = clock
@@ -182,14 +143,14 @@ class EtcdBackend(SemaphoreStore):
         self.conflicts = 0
         self._client = EtcdClient(settings)
         # The newest view of each group this object has seen: where a change starts (_apply).
-        self._views: dict[str, _View] = {}
+        self._views: dict[str, View] = {}
         self._requests = 0
         # Group commit: the changes to one group that arrive while one is in flight queue
         # here (instead of racing each other's guards) and are written together by the next
         # transaction, each decided in order on the value the one before it left (_run_batch).
         self._queues = GroupQueues(self._run_batch)
         self._unreadable = UnreadableReports(lambda key: f"etcdctl get {key}")
-        self._roles = EtcdRoles(self._client, self._key, lambda: self.clock())
+        self._roles = EtcdRoles(self._client, self.layout.key, lambda: self.clock())
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> EtcdBackend:
@@ -206,89 +167,22 @@ class EtcdBackend(SemaphoreStore):
             clock=o.clock,
         )
 
-    # --- keys -----------------------------------------------------------------------------
-
-    def _key(self, *parts: str) -> bytes:
-        return (self.prefix + "/".join(parts)).encode()
-
-    def group_key(self, group: str) -> bytes:
-        return self._key("groups", group)
-
-    def lease_key(self, group: str, node_id: str) -> bytes:
-        return self._key("leases", group, node_id)
-
-    def event_key(self, group: str, seq: int) -> bytes:
-        return self._key("events", group, f"{seq:020d}")
-
-    def seq_key(self, group: str) -> bytes:
-        return self._key("seq", group)
-
-    def node_key(self, node_id: str) -> bytes:
-        return self._key("nodes", node_id)
-
-    def _where(self, group: str) -> str:
-        return f"etcd key {self.group_key(group).decode()!r}"
-
     # --- loading --------------------------------------------------------------------------
 
-    def _decode(self, group: str, raw: bytes) -> Semaphore:
-        return _without_expiry(decode_semaphore(raw, self._where(group)))
-
-    def _leases(self, group: str, kvs: Iterable[Any]) -> dict[str, _HoldLease]:
-        start = len(self._key("leases", group, ""))
-        found: dict[str, _HoldLease] = {}
-        for kv in kvs:
-            try:
-                ttl = int(json.loads(kv.value).get("ttl", 0))
-            except (ValueError, AttributeError):
-                ttl = 0
-            found[kv.key[start:].decode()] = _HoldLease(int(kv.lease), ttl)
-        return found
-
-    def _view_ops(self, group: str) -> list[Any]:
-        """The ranges a view of `group` reads: the group, its lease keys, its event counter
-        and the fleet pause (always: one more range in the same transaction costs ~nothing,
-        and then every view serves every operation)."""
-        return [
-            range_op(self.group_key(group)),
-            range_op(self._key("leases", group, ""), prefix=True),
-            range_op(self.seq_key(group)),
-            range_op(self.group_key(FLEET)),
-        ]
-
-    def _view(self, group: str, resp: Any, now: datetime, sent: int) -> _View:
-        """The view in the answer to `_view_ops` (a read transaction's, or the failure branch
-        of a guarded write's), remembered as the group's newest if it is."""
-        group_kvs, lease_kvs, seq_kvs, fleet_kvs = (r.response_range.kvs for r in resp.responses)
-        if group_kvs:
-            sem, revision = self._decode(group, group_kvs[0].value), group_kvs[0].mod_revision
-        else:
-            sem, revision = Semaphore(group, max=self.default_max, stored=False), 0
-        leases = self._leases(group, lease_kvs)
-        swept = core.expire_lost(sem, frozenset(leases), now)
-        fleet, fleet_revision = None, 0
-        if fleet_kvs:
-            fleet = self._decode(FLEET, fleet_kvs[0].value)
-            fleet_revision = fleet_kvs[0].mod_revision
+    def _view(self, group: str, resp: Any, now: datetime, sent: int) -> View:
+        """The view in the answer to layout's `view_ranges` (a read transaction's, or the
+        failure branch of a guarded write's), remembered as the group's newest if it is."""
+        found = [r.response_range.kvs for r in resp.responses]
+        read_at = int(resp.header.revision)
         return self._remember(
-            group,
-            _View(
-                semaphore=swept.semaphore,
-                expired=swept.events,
-                revision=revision,
-                leases=leases,
-                seq=int(seq_kvs[0].value) if seq_kvs else 0,
-                fleet=fleet,
-                fleet_revision=fleet_revision,
-                read_at=int(resp.header.revision),
-                sent=sent,
-            ),
+            group, self.layout.read_view(group, found, now, read_at=read_at, sent=sent)
         )
 
-    async def _load(self, group: str, now: datetime) -> _View:
+    async def _load(self, group: str, now: datetime) -> View:
         """A fresh view: one linearizable read transaction."""
         sent = self._request()
-        resp = await self._client.read_txn(rpc.TxnRequest(success=self._view_ops(group)))
+        ranges = _ranges(self.layout.view_ranges(group))
+        resp = await self._client.read_txn(rpc.TxnRequest(success=ranges))
         return self._view(group, resp, now, sent)
 
     def _request(self) -> int:
@@ -297,7 +191,7 @@ class EtcdBackend(SemaphoreStore):
         return self._requests
 
     @staticmethod
-    def _fresh(view: _View, began: int) -> bool:
+    def _fresh(view: View, began: int) -> bool:
         """Whether `view` shows the group at a moment after the change numbered `began`
         started: it answers a request sent after that, so it shows every write completed
         before. A view made from our own write shows the group at that write's revision,
@@ -305,7 +199,7 @@ class EtcdBackend(SemaphoreStore):
         counts only when it has no lease keys."""
         return view.sent > began and not (view.derived and view.leases)
 
-    def _remember(self, group: str, view: _View) -> _View:
+    def _remember(self, group: str, view: View) -> View:
         known = self._views.get(group)
         if known is None or view.read_at >= known.read_at:
             if known is None and len(self._views) >= MAX_CACHED_GROUPS:
@@ -327,86 +221,34 @@ class EtcdBackend(SemaphoreStore):
 
     # --- writing --------------------------------------------------------------------------
 
-    async def _commit(
-        self,
-        group: str,
-        view: _View,
-        new: Semaphore,
-        events: tuple[Event, ...],
-        fleet: bool,
-        now: datetime,
-    ) -> tuple[bool, _View]:
-        """Write `new` and its events in one transaction, if nobody wrote the group (or, for
-        an acquire, the fleet pause) since `view`. (True, the view after the write), or
+    async def _commit(self, view: View, write: Write, now: datetime) -> tuple[bool, View]:
+        """Write `write` over `view` in one transaction (layout's plan), if nobody wrote the
+        group (or, for an acquire, the fleet pause) since `view`: the leases the plan needs are
+        granted first, then the transaction is sent. (True, the view after the write), or
         (False, a fresh view from the transaction's failure branch) when we lost that race."""
-        ops = [put(self.group_key(group), encode_semaphore(_without_expiry(new)).encode())]
-        events = _fold(events)
-        last = view.seq
-        if events:
-            last = view.seq + len(events)
-            ops.append(put(self.seq_key(group), b"%d" % last))
-            for i, event in enumerate(events, start=view.seq + 1):
-                ops.append(put(self.event_key(group, i), encode_event(event).encode()))
-            if last > self.history_limit:
-                first_kept = self.event_key(group, last - self.history_limit + 1)
-                ops.append(delete(self._key("events", group, ""), first_kept))
-
-        # Holds of a group with a hold_ttl each get a lease key; the rest get none.
-        ttl = ttl_seconds(new.hold_ttl)
-        leases = dict(view.leases)
-        granted: list[int] = []
-        dropped: list[int] = []
+        group = view.group
+        plan = self.layout.plan_commit(view, write)
+        granted: dict[str, int] = {}
         try:
-            for node_id in new.holds if ttl is not None else ():
-                have = view.leases.get(node_id)
-                if ttl is None or (have is not None and have.ttl == ttl):
-                    continue
-                lease_id = await self._client.lease_grant(ttl)
-                granted.append(lease_id)
-                leases[node_id] = _HoldLease(lease_id, ttl)
-                value = json.dumps({"ttl": ttl}).encode()
-                ops.append(put(self.lease_key(group, node_id), value, lease_id))
-                if have is not None:
-                    dropped.append(have.lease_id)
-            for node_id, have in view.leases.items():
-                if ttl is None or node_id not in new.holds:
-                    ops.append(delete(self.lease_key(group, node_id)))
-                    dropped.append(have.lease_id)
-                    del leases[node_id]
-
-            compare = [unchanged(self.group_key(group), view.revision)]
-            if fleet:
-                compare.append(unchanged(self.group_key(FLEET), view.fleet_revision))
+            for need in plan.new_leases:
+                granted[need.node_id] = await self._client.lease_grant(need.ttl)
             sent = self._request()
-            resp = await self._client.txn(
-                rpc.TxnRequest(compare=compare, success=ops, failure=self._view_ops(group))
-            )
+            failure = _ranges(self.layout.view_ranges(group))
+            resp = await self._client.txn(_txn(plan, granted, failure))
         except OutcomeUnknown:
             raise  # the new leases may be in use now: let them live (they expire on their own)
         except Exception:
-            for lease_id in granted:
+            for lease_id in granted.values():
                 await self._client.lease_revoke(lease_id)
             raise
         if not resp.succeeded:
-            for lease_id in granted:
+            for lease_id in granted.values():
                 await self._client.lease_revoke(lease_id)
             return False, self._view(group, resp, now, sent)
-        for lease_id in dropped:
+        for lease_id in plan.ended_leases:
             await self._client.lease_revoke(lease_id)
         written = int(resp.header.revision)
-        after = replace(
-            view,
-            semaphore=_without_expiry(new),
-            expired=(),
-            revision=written,
-            leases=leases,
-            seq=last,
-            read_at=written,
-            sent=sent,
-            derived=True,
-        )
-        if group == FLEET:
-            after = replace(after, fleet=new, fleet_revision=written)
+        after = view_after(view, plan, granted, revision=written, sent=sent)
         return True, self._remember(group, after)
 
     async def _hold_alive(self, group: str, node_id: str) -> bool:
@@ -433,10 +275,11 @@ class EtcdBackend(SemaphoreStore):
         return cast(T, await future)
 
     @staticmethod
-    def _answerable(view: _View, applied: Applied) -> bool:
-        """Whether every change of the batch that writes nothing may be answered from `view`
-        (see _run_batch): it was read after that change was asked, or the batch writes and
-        its guard will confirm the view at the commit (only for a view without lease keys)."""
+    def _answerable(view: View, applied: Applied) -> bool:
+        """Whether every change of the batch that writes nothing may be answered from `view`:
+        it was read after that change was asked, or the batch writes and its guard will
+        confirm the view at the commit (only for a view without lease keys). Why these two:
+        docs/backends.md, "Group commit"."""
         confirmed = applied.writes and not view.leases
         return all(
             confirmed or EtcdBackend._fresh(view, step.change.began)
@@ -447,41 +290,15 @@ class EtcdBackend(SemaphoreStore):
     async def _run_batch(self, group: str, batch: list[Queued]) -> None:
         """Apply the queued changes IN ORDER to the group (each on the value the one before
         left) and compare-and-swap the result with all their events in ONE transaction,
-        retrying lost races (retry_cas): a lost guard re-applies the whole batch, in the same
-        order, on the fresh view its failure branch returned. Each caller gets its own
-        outcome. After a write with an unknown outcome, a fresh view decides, change by change
-        through its `settle`, which took effect; the others run again.
-
-        The first attempt starts from the remembered view of the group (`self._views`: the
-        newest this object has seen, from any read or write, e.g. the server's batched status
-        read, or the batch before), so a batch usually costs ONE transaction. Why it is safe:
-        - A remembered view is only used to PROPOSE a write. The write is guarded by the
-          group key's mod_revision (and, when the batch holds an acquire, the fleet key's), so
-          it commits only if the group is still exactly what the view saw: a stale view costs
-          a retry, never a wrong grant. (Lease keys can vanish without touching the group key;
-          that only makes a view count a hold etcd already ended, never a free slot that is
-          not.)
-        - An outcome that writes nothing (a denial, a holder asking again, releasing nothing)
-          is an answer about the present: it must reflect every write completed before its
-          caller asked. Two things give that:
-          (a) a view READ after the call was made (_fresh: its request was sent after), such
-              as the failure branch of a lost guard (etcd evaluates it at the transaction's
-              own revision) or a read a change queued behind. A remembered view that is older
-              than the call does not: a write by another server may have completed between it
-              and the call. So a batch's view serves a no-op only if its read began after
-              that request arrived;
-          (b) a batch that WRITES and commits: its guard proves that at the commit's revision
-              (after every caller in the batch asked, since the transaction is sent after the
-              batch was formed) the group key (and the fleet key) were still exactly the
-              view's, so each no-op is the answer at that revision, in its place in the order.
-              Not for a view with lease keys: etcd may end a lease without moving the group
-              key, so then (a) is needed.
-          Otherwise the batch reads the group first and is applied again on that view.
-        """
+        retrying lost races (retry_cas) on the whole batch. Each caller gets its own outcome;
+        after a write with an unknown outcome, a fresh view decides through each change's
+        `settle` which took effect. The first attempt starts from the remembered view; why
+        that, and answering a change that writes nothing from it (`_answerable`), is safe:
+        docs/backends.md, "Group commit"."""
         live = list(batch)
         unknown = False  # a write of this batch may or may not have been applied
 
-        async def load(now: datetime) -> _View:
+        async def load(now: datetime) -> View:
             try:
                 return await self._load(group, now)
             except BackendUnavailable as exc:
@@ -531,9 +348,9 @@ class EtcdBackend(SemaphoreStore):
                 finish(applied)
                 return True, None
             with_fleet = any(s.change.with_fleet for s in applied.steps if s.error is None)
-            events = (*view.expired, *applied.events)
+            write = Write(applied.semaphore, (*view.expired, *applied.events), with_fleet)
             try:
-                ok, _ = await self._commit(group, view, applied.semaphore, events, with_fleet, now)
+                ok, _ = await self._commit(view, write, now)
             except OutcomeUnknown:
                 unknown = True
                 for step in applied.steps:
@@ -558,38 +375,18 @@ class EtcdBackend(SemaphoreStore):
             view = await self._load(validate_group(group), now)
             return snapshot_of(now, (view.semaphore,), view.fleet)
         # One read transaction: the groups, their lease keys and the fleet pause agree.
-        resp = await self._client.read_txn(
-            rpc.TxnRequest(
-                success=[
-                    range_op(self._key("groups", ""), prefix=True),
-                    range_op(self._key("leases", ""), prefix=True),
-                ]
-            )
-        )
-        group_kvs, lease_kvs = (r.response_range.kvs for r in resp.responses)
-        start = len(self._key("groups", ""))
-        sems: dict[str, Semaphore] = {}
-        for kv in group_kvs:
-            name = kv.key[start:].decode()
-            sems[name] = self._decode(name, kv.value)
-        fleet = sems.pop(FLEET, None)
-        alive: dict[str, set[str]] = {}
-        lease_start = len(self._key("leases", ""))
-        for kv in lease_kvs:
-            name, _, node_id = kv.key[lease_start:].decode().partition("/")
-            alive.setdefault(name, set()).add(node_id)
-        swept = (
-            core.expire_lost(sems[n], frozenset(alive.get(n, ())), now).semaphore
-            for n in sorted(sems)
-        )
-        return snapshot_of(now, swept, fleet)
+        ranges = _ranges(self.layout.fleet_ranges())
+        resp = await self._client.read_txn(rpc.TxnRequest(success=ranges))
+        sems, fleet = self.layout.read_fleet([r.response_range.kvs for r in resp.responses], now)
+        return snapshot_of(now, sems, fleet)
 
     async def history(self, group: str | None = None, limit: int = 100) -> list[Event]:
         """Newest first. `group=None`: every group's events and the fleet-wide ones."""
         if group is not None:
             validate_group(group)
         validate_limit(limit)
-        start = self._key("events", group, "") if group is not None else self._key("events", "")
+        parts = ("events",) if group is None else ("events", group)
+        start = self.layout.key(*parts, "")
         # Newest by write revision across groups; within one group the key (seq) orders.
         target = rpc.RangeRequest.KEY if group is not None else rpc.RangeRequest.MOD
         resp = await self._client.range(
@@ -613,7 +410,7 @@ class EtcdBackend(SemaphoreStore):
     async def report(self, report: NodeReport) -> NodeReport:
         stored = report.stamped(self.clock())
         value = json.dumps(stored.to_dict(), separators=(",", ":"), sort_keys=True).encode()
-        request = rpc.TxnRequest(success=[put(self.node_key(stored.id), value)])
+        request = rpc.TxnRequest(success=[put(self.layout.node_key(stored.id), value)])
         for _ in range(3):  # a plain put is idempotent: an unknown outcome is simply sent again
             try:
                 await self._client.txn(request)
@@ -630,7 +427,7 @@ class EtcdBackend(SemaphoreStore):
         cannot be read is named whatever the filter, since its group cannot be known."""
         if group is not None:
             validate_group(group)
-        start = self._key("nodes", "")
+        start = self.layout.key("nodes", "")
         resp = await self._client.range(rpc.RangeRequest(key=start, range_end=prefix_end(start)))
         found = decode_reports((kv.key.decode(errors="replace"), kv.value) for kv in resp.kvs)
         mine = sorted(
@@ -649,7 +446,7 @@ class EtcdBackend(SemaphoreStore):
         report until its next one (it sends one at every step of its cycle): it is shown from
         its hold meanwhile."""
         validate_id(node_id)
-        key = self.node_key(node_id)
+        key = self.layout.node_key(node_id)
         resp = await self._client.range(rpc.RangeRequest(key=key))
         snap = await self.status()
         check_forget(node_id, {g.group: g.holds for g in snap.groups})
@@ -679,7 +476,7 @@ class EtcdBackend(SemaphoreStore):
 
     async def ping(self) -> None:
         """A linearizable read: answers only when a quorum (and our credentials) work."""
-        key = self._key("groups", "")
+        key = self.layout.key("groups", "")
         await self._client.range(
             rpc.RangeRequest(key=key, range_end=prefix_end(key), limit=1, keys_only=True)
         )
@@ -687,7 +484,7 @@ class EtcdBackend(SemaphoreStore):
     async def close(self) -> None:
         await self._client.close()
 
-    # --- roles (base.Roles; etcd_roles.py) ----------------------------------------------------
+    # --- roles (base.Roles; roles.py) ---------------------------------------------------------
 
     async def claim_role(
         self, name: str, owner: str, ttl: timedelta, mark: str | None = None
