@@ -208,3 +208,16 @@ def test_an_ask_is_told_to_people_with_who_and_why() -> None:
     assert told.sentence() == (
         "an emergency reboot of node web-07 was asked by operator:alice: kernel CVE"
     )
+
+
+def test_an_agent_waits_on_its_own_node_pause_without_asking_for_a_slot(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    on_backend(node.backend, lambda b: b.pause_node(NODE, by=OP, reason="quarter-end batch"))
+    (tmp_path / "reboot-required").touch()
+    assert agent(node, "--once").returncode == 0
+    state = node.explain()["agent"]["state"]
+    assert state["cycle"] == "waiting"
+    # Waiting on the pause itself, not retrying a denied slot ("no slot: node ... is paused").
+    assert state["reason"].startswith("a reboot is needed, but reboots are paused")
+    assert "quarter-end batch" in state["reason"]
+    assert not (tmp_path / "reboots").exists()
