@@ -53,3 +53,36 @@ docs-figures: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+.PHONY: deb deb-deps e2e e2e-deps
+
+# The Debian package, dist/stagger_<version>_<arch>.deb: a self-contained venv on Debian 12's
+# /usr/bin/python3 (packaging/debian/build-deb.sh; needs PyPI). lintian checks it in `make e2e`.
+deb: deb-deps
+	packaging/debian/build-deb.sh
+
+deb-deps:
+	@missing=""; \
+	test -x /usr/bin/python3 || missing="$$missing python3"; \
+	/usr/bin/python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	command -v dpkg-deb >/dev/null 2>&1 || missing="$$missing dpkg-dev"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages the package build uses:$$missing"; \
+	  apt-get update -qq && $(APT_INSTALL) $$missing >/dev/null; \
+	fi
+
+# stagger on real systemd machines: systemd-nspawn containers of a cached Debian 12 root with
+# the package installed, rebooted for real (tests/e2e/run.py; docs/install.md). Needs root.
+e2e: $(STAMP) system-deps e2e-deps deb
+	$(PY) tests/e2e/run.py
+
+e2e-deps:
+	@missing=""; \
+	command -v systemd-nspawn >/dev/null 2>&1 || missing="$$missing systemd-container"; \
+	command -v mmdebstrap >/dev/null 2>&1 || missing="$$missing mmdebstrap"; \
+	command -v lintian >/dev/null 2>&1 || missing="$$missing lintian"; \
+	command -v nsenter >/dev/null 2>&1 || missing="$$missing util-linux"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages the e2e suite uses:$$missing"; \
+	  apt-get update -qq && $(APT_INSTALL) $$missing >/dev/null; \
+	fi

@@ -346,28 +346,32 @@ def lone(tmp_path: Path) -> Iterator[Node]:
     node.stop()
 
 
-def test_under_systemd_the_agent_notifies_ready_logs_without_timestamps_and_stops_on_sigterm(
-    lone: Node, tmp_path: Path
-) -> None:
+def first_notification(node: Node, tmp_path: Path, **env: str) -> str:
+    """Start the node's agent as systemd would (NOTIFY_SOCKET) and return its first message."""
     import socket
 
     address = str(tmp_path / "notify.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(address)
     sock.settimeout(WAIT)
-    cfg = str(lone.root / "agent.toml")
-    env = {**os.environ, "NOTIFY_SOCKET": address, "JOURNAL_STREAM": "8:1234"}
-    with lone.log.open("ab") as out:
-        lone.proc = subprocess.Popen(
-            [STAGGER, "agent", "--config", cfg, "--root", str(lone.root)],
+    cfg = str(node.root / "agent.toml")
+    with node.log.open("ab") as out:
+        node.proc = subprocess.Popen(
+            [STAGGER, "agent", "--config", cfg, "--root", str(node.root)],
             stdout=out,
             stderr=out,
-            env=env,
+            env={**os.environ, "NOTIFY_SOCKET": address, **env},
         )
     try:
-        message = sock.recv(4096).decode()
+        return sock.recv(4096).decode()
     finally:
         sock.close()
+
+
+def test_under_systemd_the_agent_notifies_ready_logs_without_timestamps_and_stops_on_sigterm(
+    lone: Node, tmp_path: Path
+) -> None:
+    message = first_notification(lone, tmp_path, JOURNAL_STREAM="8:1234")
     assert "READY=1" in message.splitlines()
     assert "STATUS=idle: " in message
     lone.proc.send_signal(signal.SIGTERM)
@@ -375,6 +379,18 @@ def test_under_systemd_the_agent_notifies_ready_logs_without_timestamps_and_stop
     lines = lone.log.read_text().splitlines()
     assert lines[0].startswith("msg=started ")
     assert lines[-1] == "msg=stopped state=idle"
+
+
+def test_an_unconfigured_agent_says_so_in_its_systemd_status_line_even_when_idle(
+    lone: Node, tmp_path: Path
+) -> None:
+    cfg = lone.root / "agent.toml"
+    cfg.write_text(cfg.read_text().replace(f'backend = "{lone.backend}"\n', ""))
+    message = first_notification(lone, tmp_path)
+    assert "READY=1" in message.splitlines()
+    status = next(line for line in message.splitlines() if line.startswith("STATUS="))
+    assert status.startswith("STATUS=idle: no reboot is needed (not configured: ")
+    assert "[agent] backend" in status
 
 
 def test_a_dry_run_decides_and_logs_but_never_takes_a_slot(lone: Node) -> None:
@@ -410,6 +426,43 @@ def test_the_disabled_flag_is_reported_and_the_node_never_reboots(lone: Node) ->
     assert lone.state()["needed"] is not None
     assert Fleet(lone.backend).holders() == ()
     assert lone.reboots() == []
+
+
+def run_cli(node: Node, command: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`stagger COMMAND --config <the node's> --root <the node's> ARGS`, to its end."""
+    cfg = str(node.root / "agent.toml")
+    argv = [STAGGER, command, "--config", cfg, "--root", str(node.root), *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=WAIT)
+
+
+def test_an_agent_nobody_configured_reports_the_need_and_never_reboots(lone: Node) -> None:
+    """No `[agent] backend` written: the default would be a SQLite file on the host itself,
+    coordinated with no one, so the agent says what to configure and never reboots."""
+    cfg = lone.root / "agent.toml"
+    text = cfg.read_text()
+    assert f'backend = "{lone.backend}"\n' in text
+    cfg.write_text(text.replace(f'backend = "{lone.backend}"\n', ""))
+    lone.need_reboot()
+    done = run_cli(lone, "agent", "--once")
+    assert done.returncode == 0, done.stderr
+    assert 'msg="not configured"' in done.stderr
+    assert "no backend is configured" in done.stderr  # the transition's reason, in the journal
+    assert lone.cycle() == "waiting"
+    assert "[agent] backend" in lone.state()["reason"]
+    assert lone.reboots() == []
+    # Its default SQLite file went under --root, like every default path; no slot was taken.
+    local = f"sqlite:///{lone.root}/var/lib/stagger/stagger.db"
+    assert Fleet(local).holders() == ()
+    explained = run_cli(lone, "explain", "--json")
+    assert explained.returncode == 0, explained.stderr
+    doc = json.loads(explained.stdout)
+    assert doc["decision"]["reason"] == "not_configured"
+    assert "[agent] backend" in doc["not_configured"]
+    # With `strategy = "immediate"` written, it is the operator's explicit choice: it reboots.
+    cfg.write_text(cfg.read_text().replace("[agent]\n", '[agent]\nstrategy = "immediate"\n'))
+    done = run_cli(lone, "agent", "--once")
+    assert done.returncode == SIMULATED_REBOOT_EXIT, done.stderr
+    assert len(lone.reboots()) == 1
 
 
 def with_updates(node: Node, command: str) -> str:

@@ -60,8 +60,18 @@ def config_read(tmp_path: Path, toml: str) -> StaggerConfigRead:
 
 
 def node(
-    tmp_path: Path, toml: str = "", unit: UnitStatus | None = None, flag: bool = False
+    tmp_path: Path,
+    toml: str = "",
+    unit: UnitStatus | None = None,
+    flag: bool = False,
+    backend: str | None = "etcd://10.0.0.1:2379",
 ) -> StaggerNode:
+    """The doctor's view of a node configured with `toml`, plus (in a fragment of its own)
+    `backend`: an agent that names none never reboots."""
+    if backend is not None:
+        conf = tmp_path / "etc/stagger/config.d/10-backend.toml"
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(f'[agent]\nbackend = "{backend}"\n')
     return stagger_node(unit or running(), config_read(tmp_path, toml), flag, ())
 
 
@@ -131,6 +141,14 @@ def test_strategy_off_means_stagger_never_reboots(tmp_path: Path) -> None:
 
 def test_an_enabled_agent_with_a_valid_config_reboots(tmp_path: Path) -> None:
     assert node(tmp_path, '[agent]\ngroup = "web"\n').will_reboot
+
+
+def test_an_agent_with_no_backend_configured_never_reboots(tmp_path: Path) -> None:
+    n = node(tmp_path, '[agent]\ngroup = "web"\n', backend=None)
+    assert not n.will_reboot
+    (line,) = n.never_reboots
+    assert line.startswith("stagger will never reboot this host: not configured: no [agent]")
+    assert node(tmp_path, '[agent]\nstrategy = "immediate"\n', backend=None).will_reboot
 
 
 def test_a_broken_config_is_reported_with_its_file_not_raised(tmp_path: Path) -> None:
@@ -360,6 +378,9 @@ def test_the_file_detector_never_sees_update_engine_s_updates(tmp_path: Path) ->
 def test_detectors_that_may_see_the_host_s_updates_are_not_called_blind(
     tmp_path: Path, toml: str, host: str | None
 ) -> None:
+    backend = tmp_path / "etc/stagger/config.d/10-backend.toml"
+    backend.parent.mkdir(parents=True, exist_ok=True)
+    backend.write_text('[agent]\nbackend = "etcd://10.0.0.1:2379"\n')  # else it never reboots
     n = stagger_node(running(), config_read(tmp_path, toml), False, (), host)
     assert n.detectors_blind is None
     assert n.will_reboot is True
@@ -386,7 +407,7 @@ def test_on_flatcar_with_the_update_engine_detector_stagger_reboots(tmp_path: Pa
     root = copy_fixture("flatcar", tmp_path)
     conf = root / "etc/stagger/config.d/50-imported.toml"
     conf.parent.mkdir(parents=True)
-    conf.write_text('[agent]\ndetectors = ["update_engine"]\n')
+    conf.write_text('[agent]\ndetectors = ["update_engine"]\nbackend = "etcd://10.0.0.1:2379"\n')
     s = json.loads(doctor(root, "--json").stdout)["stagger"]
     assert (s["detectors_blind"], s["will_reboot"]) == (None, True)
 

@@ -287,7 +287,7 @@ def test_an_operators_need_reboot_lifts_the_reboot_loop_guard(tmp_path: Path) ->
 
 
 def test_explain_diagram_text_shows_each_move_that_can_happen_with_when() -> None:
-    from stagger.core.machine import moves
+    from stagger.core.cycle.diagram import moves
 
     run = stagger("explain", "--diagram", "text")
     assert run.code == 0, run

@@ -12,8 +12,8 @@ import pytest
 from server_support import RunningServer, running
 from stagger.backends.base import Backend
 from stagger.backends.factory import open_backend
+from stagger.core.cycle.node_state import State
 from stagger.core.errors import InvalidInput
-from stagger.core.machine import State
 from stagger.core.reports import NodeHoldsSlot, NodeReport, fleet_nodes
 from stagger.core.semaphore import Action
 from stagger.server.settings import ServerSettings, Token, digest

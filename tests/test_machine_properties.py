@@ -13,9 +13,11 @@ from hypothesis import event as note_event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stagger.core.machine import (
+from stagger.core.cycle.decide import TABLE, step
+from stagger.core.cycle.diagram import possible_moves
+from stagger.core.cycle.node_state import NodeState, State
+from stagger.core.cycle.vocabulary import (
     EFFECTS,
-    TABLE,
     BackendError,
     BootDetected,
     Context,
@@ -25,7 +27,6 @@ from stagger.core.machine import (
     HooksFailed,
     HooksPassed,
     Needed,
-    NodeState,
     NotNeeded,
     PauseChanged,
     Persist,
@@ -37,13 +38,10 @@ from stagger.core.machine import (
     Restarted,
     SlotDenied,
     SlotGranted,
-    State,
     Tick,
     Timings,
     WakeAt,
-    possible_moves,
     start_event,
-    step,
 )
 from stagger.core.schedule import Blackout, Schedule, Window
 from stagger.core.semaphore import Pause, Urgent

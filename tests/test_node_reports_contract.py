@@ -24,8 +24,8 @@ from stagger.backends.etcd import EtcdBackend
 from stagger.backends.factory import open_backend
 from stagger.backends.fleetlock import FleetLockBackend
 from stagger.backends.sqlite import SqliteBackend
+from stagger.core.cycle.node_state import CheckResult, State
 from stagger.core.errors import ConfigError, InvalidInput
-from stagger.core.machine import CheckResult, State
 from stagger.core.reports import NodeReport
 from stagger.server.settings import ServerSettings, Token, digest
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from stagger.core.machine import CheckResult, State
+from stagger.core.cycle.node_state import CheckResult, State
 from stagger.core.notices import MARK_REFRESH, Seen, changes, mark_body, mark_due
 from stagger.core.reports import NodeReport
 from stagger.core.semaphore import FLEET, Action, Event

@@ -17,8 +17,8 @@ from server_support import PROTO, RunningServer, body, running, server_process
 from stagger.backends.factory import open_backend
 from stagger.backends.fleetlock import FleetLockBackend
 from stagger.config.model import StaggerConfig
+from stagger.core.cycle.node_state import CheckResult, State
 from stagger.core.errors import InvalidInput
-from stagger.core.machine import CheckResult, State
 from stagger.core.reports import NodeReport
 from stagger.server.notify import NotifyTarget
 from stagger.server.settings import ServerSettings

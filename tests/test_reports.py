@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stagger.core.machine import CheckResult, Need, NodeState, State
+from stagger.core.cycle.node_state import CheckResult, Need, NodeState, State
 from stagger.core.reports import (
     HOLDING,
     SEEN,

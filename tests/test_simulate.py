@@ -182,7 +182,7 @@ def test_nodes_on_their_own_retry_beats_take_freed_slots_in_seconds_in_or_out_of
     drain: str,
 ) -> None:
     # 300 nodes, max 30, one 30 s retry: after a batch frees its 30 slots, 30 of the ~270
-    # waiting nodes must poll. Each polls on its own beat (core.machine.Timings.retry_at), so
+    # waiting nodes must poll. Each polls on its own beat (Timings.retry_at), so
     # that takes about 30 · 30 s / 270 ≈ 3 s, whether the cycle (1m+3m+1m, or 1m10s+3m+1m) is
     # a whole number of retries or not. In lockstep, a 5m10s cycle waited 20 s every batch.
     result = simulate(build_scenario(None, Overrides(nodes=300, max=30, drain_time=drain)))

@@ -118,3 +118,28 @@ def test_strategy_names_are_read_in_any_case(text: str, strategy: Strategy) -> N
 def test_unknown_strategy_lists_the_allowed_ones() -> None:
     with pytest.raises(InvalidInput, match="off, immediate, lock, best-effort"):
         parse_strategy("etcd-lock")
+
+
+# An agent nobody configured (no [agent] backend written) never reboots: without a backend it
+# would take its slot from a file on the host itself, coordinated with no one.
+UNCONFIGURED = {
+    Strategy.OFF: (Verdict.WAIT, Reason.STRATEGY_OFF),
+    Strategy.IMMEDIATE: (Verdict.REBOOT, Reason.NO_SLOT_NEEDED),  # asked for explicitly
+    Strategy.LOCK: (Verdict.WAIT, Reason.NOT_CONFIGURED),
+    Strategy.BEST_EFFORT: (Verdict.WAIT, Reason.NOT_CONFIGURED),
+}
+
+
+@pytest.mark.parametrize(("strategy", "expected"), UNCONFIGURED.items())
+@pytest.mark.parametrize("reachable", [True, False])
+def test_without_a_configured_backend_only_immediate_reboots(
+    strategy: Strategy, expected: tuple[Verdict, Reason], reachable: bool
+) -> None:
+    situation = Situation(
+        reboot_needed=True, window_open=True, backend_reachable=reachable, backend_configured=False
+    )
+    d = decide(strategy, situation)
+    assert (d.verdict, d.reason) == expected
+    if d.reason is Reason.NOT_CONFIGURED:
+        assert "[agent] backend" in d.sentence
+        assert "/etc/stagger/config.d" in d.sentence

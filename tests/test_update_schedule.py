@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stagger.core.cycle.node_state import Need, NodeState, State
 from stagger.core.errors import InvalidInput
-from stagger.core.machine import Need, NodeState, State
 from stagger.core.schedule import Schedule, Window
 from stagger.core.updates import (
     MAX_JITTER,

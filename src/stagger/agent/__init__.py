@@ -1,1 +1,1 @@
-"""The node agent: the shell around core/machine (detectors, hooks, rebooters, state, identity)."""
+"""The node agent: the shell around core/cycle (detectors, hooks, rebooters, state, identity)."""

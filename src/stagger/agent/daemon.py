@@ -1,6 +1,6 @@
-"""The node agent: the shell around core/machine.
+"""The node agent: the shell around core/cycle.
 
-It wires detectors, the backend, hooks and the rebooter to `machine.step` and carries out the
+It wires detectors, the backend, hooks and the rebooter to `decide.step` and carries out the
 actions it returns, in order. It decides nothing itself. Rules:
 - One event at a time, from one queue. Detectors push (no long polling); a timer sends the
   Tick the machine asked for (WakeAt); a slow look (`poll`) refreshes the pause and the
@@ -9,7 +9,7 @@ actions it returns, in order. It decides nothing itself. Rules:
   stops the agent before the effect.
 - Hooks and health checks run as tasks whose results come back as events; a task whose state
   was left (an operator released the hold, say) is cancelled, so a late answer never arrives.
-- On start the saved boot id tells a reboot from a restart (machine.start_event).
+- On start the saved boot id tells a reboot from a restart (`start_event`).
 - Imports stay lean: no CLI or table libraries, no pydantic; the backend is imported by URL.
 - The node's report (core.reports.NodeReport) is published at every transition and at least
   every REPORT_INTERVAL, by one background sender that sends the latest: never awaited by
@@ -44,8 +44,9 @@ from stagger.agent.state import (
 from stagger.agent.updaters.runner import STATE_KEY as UPDATES_KEY
 from stagger.agent.updaters.runner import UpdateRunner
 from stagger.backends.base import Backend, Snapshot
-from stagger.core.errors import StaggerError
-from stagger.core.machine import (
+from stagger.core.cycle.decide import step
+from stagger.core.cycle.node_state import NodeState, State
+from stagger.core.cycle.vocabulary import (
     BackendError,
     Context,
     Event,
@@ -54,7 +55,6 @@ from stagger.core.machine import (
     HooksFailed,
     HooksPassed,
     Needed,
-    NodeState,
     NotNeeded,
     PauseChanged,
     Persist,
@@ -69,16 +69,16 @@ from stagger.core.machine import (
     RunPreRebootHooks,
     SlotDenied,
     SlotGranted,
-    State,
     Tick,
     Touch,
     WakeAt,
     beat_of,
     start_event,
-    step,
 )
+from stagger.core.errors import StaggerError
 from stagger.core.reports import REPORT_INTERVAL, NodeReport
 from stagger.core.semaphore import Denied, Pause, Urgent
+from stagger.core.strategy import SENTENCES, UNCONFIGURED_NOTE, Reason, unconfigured
 from stagger.core.updates import reboot_pending
 
 # Events that are the answer to a task, and the states in which that answer is still wanted.
@@ -155,6 +155,7 @@ class Agent:
             pause=self.pause,
             urgent=self.urgent,
             backend_reachable=self.backend_reachable,
+            backend_configured=self.rt.backend_configured,
             disabled=self.disabled,
             dry_run=self.rt.dry_run,
             timings=self.rt.timings,
@@ -296,7 +297,7 @@ class Agent:
                 reason=new.reason,
                 holds_slot=str(new.holds_slot).lower(),
             )
-            self.notifier.status(f"{new.cycle.value}: {new.reason}")
+            self.notifier.status(self._status_line())
         self._cancel_stale_tasks()
         for action in actions:
             await self.execute(action)
@@ -490,7 +491,17 @@ class Agent:
             boot=type(first).__name__,
             dry_run=str(rt.dry_run).lower(),
         )
+        if unconfigured(rt.strategy, rt.backend_configured):
+            agentlog.event(self.log, "not configured", logging.WARNING, why=UNCONFIGURED_NOTE)
         await self.handle(first)
+
+    def _status_line(self) -> str:
+        """systemd's STATUS=: the state and why; an unconfigured agent says so even when idle."""
+        line = f"{self.state.cycle.value}: {self.state.reason}"
+        said = self.state.reason == SENTENCES[Reason.NOT_CONFIGURED]
+        if unconfigured(self.rt.strategy, self.rt.backend_configured) and not said:
+            line = f"{line} ({UNCONFIGURED_NOTE})"
+        return line
 
     async def run(self, once: bool = False) -> int:
         await self.start()
@@ -500,7 +511,7 @@ class Agent:
         watchdog = watchdog_interval()
         if watchdog is not None:
             self._spawn(self._watchdog(watchdog))
-        self.notifier.ready(f"{self.state.cycle.value}: {self.state.reason}")
+        self.notifier.ready(self._status_line())
         control = await self._start_control()
         next_poll = utcnow().timestamp() + self.rt.poll
         stop = asyncio.get_running_loop().create_task(self.stopping.wait())

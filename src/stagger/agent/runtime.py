@@ -15,7 +15,7 @@ from typing import Protocol
 
 from stagger.agent.detectors.base import Detector
 from stagger.agent.updaters.base import UpdaterSpec
-from stagger.core.machine import Timings
+from stagger.core.cycle.vocabulary import Timings
 from stagger.core.schedule import Schedule
 from stagger.core.strategy import Strategy
 from stagger.core.updates import UpdatePolicy
@@ -66,6 +66,7 @@ class Runtime:
     rebooter: Rebooter
     dry_run: bool = False
     backend_timeout: float = 10.0
+    backend_configured: bool = True  # False: no [agent] backend was written (never reboots)
     # [updates]: when (core's policy) and which updater (plain values; imported when used)
     update_policy: UpdatePolicy = field(default_factory=UpdatePolicy)
     updater: UpdaterSpec = field(default_factory=UpdaterSpec)
@@ -91,7 +92,8 @@ def build_runtime(config_file: Path | None, root: Path | None, dry_run: bool = F
         node_id=me,
         group=cfg.agent.group,
         strategy=cfg.agent.strategy,
-        backend_url=cfg.agent.backend,
+        backend_url=cfg.agent.backend_url(root),
+        backend_configured=cfg.agent.backend_configured,
         schedule=loaded.schedule(),
         timings=cfg.cycle.timings(),
         poll=seconds(cfg.cycle.poll),

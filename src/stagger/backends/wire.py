@@ -16,7 +16,7 @@ from typing import Annotated
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from stagger.backends.base import GroupStatus, Snapshot
-from stagger.core.machine import CheckResult, State
+from stagger.core.cycle.node_state import CheckResult, State
 from stagger.core.reports import (
     MAX_TEXT,
     HoldCondition,

@@ -31,12 +31,12 @@ from stagger.cli.output import (
     run_async,
 )
 from stagger.config.loader import LoadedConfig
+from stagger.core.cycle.gates import judge, urgent_skips_window
 from stagger.core.durations import format_duration
 from stagger.core.errors import InvalidInput, StaggerError
-from stagger.core.machine import judge, urgent_skips_window
 from stagger.core.secrets import mask_url, mask_urls_in
 from stagger.core.semaphore import Pause, Urgent, validate_node_id
-from stagger.core.strategy import Decision, Verdict
+from stagger.core.strategy import UNCONFIGURED_NOTE, Decision, Verdict, unconfigured
 
 BACKEND_TIME_LIMIT = 10.0
 DETECTOR_TIME_LIMIT = 60.0
@@ -76,7 +76,7 @@ def _node_id(loaded: LoadedConfig, root: Path | None) -> str:
 def _agent_view(loaded: LoadedConfig, root: Path | None) -> AgentView:
     from stagger.agent.state import StateStore
     from stagger.config.agent_sections import path_of
-    from stagger.core.machine import NodeState
+    from stagger.core.cycle.node_state import NodeState
 
     path = path_of(loaded.config.agent, "state_path", root)
     try:
@@ -142,7 +142,7 @@ def _updates_view(
     (core/updates.decide on the saved record; a pause never stops updates)."""
     from stagger.agent.state import StateStore
     from stagger.agent.updaters.runner import STATE_KEY
-    from stagger.core.machine import NodeState
+    from stagger.core.cycle.node_state import NodeState
     from stagger.core.updates import UpdatesState, UpdateVerdict, decide, reboot_pending
 
     cfg = loaded.config
@@ -186,7 +186,8 @@ def _urgent(loaded: LoadedConfig, root: Path | None) -> Urgent | None:
 
 def _uncleared(agent: AgentView) -> str | None:
     """The reboot-loop guard's sentence when the saved need is one a reboot did not clear."""
-    from stagger.core.machine import NodeState, uncleared_sentence, withheld
+    from stagger.core.cycle.gates import uncleared_sentence, withheld
+    from stagger.core.cycle.node_state import NodeState
 
     if not agent.state:
         return None
@@ -262,7 +263,7 @@ def explain(
 
         async def gather() -> tuple[list[Finding], SlotView]:
             findings, slots = await asyncio.gather(
-                _findings(loaded, root), _slots(cfg.agent.backend, cfg.agent.group)
+                _findings(loaded, root), _slots(cfg.agent.backend_url(root), cfg.agent.group)
             )
             return findings, slots
 
@@ -279,7 +280,9 @@ def explain(
         pause=slots.pause,
         backend_reachable=not slots.problem,
         urgent=urgent,
+        backend_configured=cfg.agent.backend_configured,
     )
+    never = unconfigured(cfg.agent.strategy, cfg.agent.backend_configured)
     step, when = _next_step(decision, agent, slots, node, next_open, now)
     updates = _updates_view(loaded, agent, slots.pause, now)
     saved_need = (agent.state or {}).get("needed")
@@ -296,6 +299,7 @@ def explain(
         },
         "detectors": findings,
         "strategy": cfg.agent.strategy.value,
+        "not_configured": UNCONFIGURED_NOTE if never else None,
         "window": {
             "open": is_open,
             "closes_at": schedule.closes_at(now) if is_open else None,
@@ -344,6 +348,8 @@ def explain(
             out.print(f"{label:<10} {text}", soft_wrap=True)
 
         line("node", f"{node} in group {cfg.agent.group!r}, strategy {cfg.agent.strategy.value}")
+        if never:
+            line("backend", UNCONFIGURED_NOTE)
         need = {True: "NEEDED", False: "not needed", None: "unknown"}[combined.needed]
         since = doc["needed"]["since"]  # type: ignore[index]
         line("reboot", need + (f" since {since}" if since and combined.needed else ""))
@@ -406,8 +412,8 @@ def explain(
 
 
 def _print_diagram(kind: str, json: bool) -> None:
-    """The table of core/machine.py drawn as it is (the same table the agent runs)."""
-    from stagger.core.machine import diagram, moves
+    """The table of core/cycle/decide.py drawn as it is (the same table the agent runs)."""
+    from stagger.core.cycle.diagram import diagram, moves
 
     with reported_errors(json):
         text = diagram(kind)

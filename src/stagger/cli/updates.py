@@ -40,7 +40,7 @@ def _direct(loaded: LoadedConfig, root: Path | None, as_json: bool) -> dict[str,
     from stagger.agent.updaters.runner import STATE_KEY, result_doc
     from stagger.backends.base import utcnow
     from stagger.config.agent_sections import path_of
-    from stagger.core.machine import NodeState
+    from stagger.core.cycle.node_state import NodeState
     from stagger.core.updates import (
         UpdateAttempt,
         UpdatesState,

@@ -1,5 +1,5 @@
 """The [cycle] table: how often the agent's node cycle looks again. The defaults suit a
-production fleet (a heartbeat a minute, DESIGN.md); tests and demos shorten them.
+production fleet (a heartbeat a minute, docs/configuration.md); tests and demos shorten them.
 
 Durations are kept as written and checked with core's parser, like every other section;
 `timings()` turns them into the machine's Timings value."""
@@ -9,8 +9,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from stagger.config.agent_sections import Duration
+from stagger.core.cycle.vocabulary import Timings
 from stagger.core.durations import parse_duration
-from stagger.core.machine import Timings
 
 
 class CycleConfig(BaseModel):

@@ -13,6 +13,7 @@ Rules of this file:
 from __future__ import annotations
 
 from datetime import datetime, time
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
@@ -92,6 +93,20 @@ class AgentConfig(Section):
         description="the agent's local control socket, used by `stagger update-now` "
         "(an absolute path)",
     )
+
+    @property
+    def backend_configured(self) -> bool:
+        """Whether a file wrote `backend` (the default is a SQLite file on the host itself,
+        which coordinates with no one)."""
+        return "backend" in self.model_fields_set
+
+    def backend_url(self, root: Path | None) -> str:
+        """The backend URL. Like every path left at its default, the default SQLite file goes
+        under `root` (tests, images, containers)."""
+        if self.backend_configured or root is None:
+            return self.backend
+        path = Path(DEFAULT_BACKEND_URL.removeprefix("sqlite://"))
+        return f"sqlite://{root / path.relative_to(path.anchor)}"
 
     @field_validator("detectors", mode="before")
     @classmethod

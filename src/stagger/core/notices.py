@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from stagger.core.cycle.node_state import State
 from stagger.core.durations import format_duration
-from stagger.core.machine import State
 from stagger.core.reports import NodeReport
 from stagger.core.semaphore import FLEET, Action, Event
 

@@ -23,8 +23,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from stagger.core.cycle.node_state import CheckResult, NodeState, State
 from stagger.core.errors import StaggerError
-from stagger.core.machine import CheckResult, NodeState, State
 from stagger.core.semaphore import Action, Event, Hold, Pause, validate_group, validate_id
 from stagger.core.times import check_instant
 

@@ -3,7 +3,7 @@
 Rules of this file:
 - The strategy decides *whether* a slot is needed, the schedule *when*, and a pause overrides
   both. Everything that combines them lives here, as tables; the agent's machine
-  (core/machine.py) and `stagger explain` call `decide` and never re-implement it.
+  (core/cycle/) and `stagger explain` call `decide` and never re-implement it.
 - Pure: the caller judges the schedule and the pause at `now` and passes the answers in.
 - best-effort is locksmith's meaning: take a slot when the backend answered when the agent
   started, otherwise reboot like `immediate`. It is judged once, at start, not per attempt.
@@ -52,6 +52,7 @@ class Reason(StrEnum):
 
     NOT_NEEDED = "not_needed"
     STRATEGY_OFF = "strategy_off"
+    NOT_CONFIGURED = "not_configured"
     PAUSED = "paused"
     WINDOW_CLOSED = "window_closed"
     SLOT_REQUIRED = "slot_required"
@@ -64,13 +65,15 @@ class Reason(StrEnum):
 class Situation:
     """What the caller knows at `now`. `schedule_why` is Schedule.why(now); `pause` is the pause
     in force for the node's group (or the fleet), if any; `backend_reachable` is whether the
-    backend answered when the agent started (it only matters for best-effort)."""
+    backend answered when the agent started (it only matters for best-effort);
+    `backend_configured` is whether the configuration names a backend at all."""
 
     reboot_needed: bool
     window_open: bool
     pause: Pause | None = None
     backend_reachable: bool = True
     schedule_why: str = ""
+    backend_configured: bool = True
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,9 @@ SENTENCES: dict[Reason, str] = {
     Reason.NOT_NEEDED: "no reboot is needed",
     Reason.STRATEGY_OFF: "a reboot is needed, but the strategy is 'off': this node never "
     "reboots on its own (reboot it by hand, or set another strategy)",
+    Reason.NOT_CONFIGURED: "a reboot is needed, but no backend is configured: this node never "
+    "reboots until [agent] backend names the fleet's (a stagger server or etcd) in "
+    "/etc/stagger/config.d/*.toml, or [agent] strategy = 'immediate' lets it reboot on its own",
     Reason.PAUSED: "a reboot is needed, but reboots are paused{pause}",
     Reason.WINDOW_CLOSED: "a reboot is needed; waiting for the schedule ({why})",
     Reason.SLOT_REQUIRED: "a reboot is needed and the schedule is open; strategy 'lock' takes "
@@ -112,6 +118,19 @@ SENTENCES: dict[Reason, str] = {
 }
 
 
+UNCONFIGURED_NOTE = (
+    "not configured: no [agent] backend is set in /etc/stagger/config.d/*.toml, so this node "
+    "never reboots (name the fleet's stagger server or etcd there, or set [agent] strategy = "
+    "'immediate' to reboot without coordination)"
+)
+
+
+def unconfigured(strategy: Strategy, backend_configured: bool) -> bool:
+    """Nobody told this agent whom to coordinate with: it must never reboot. Only 'immediate'
+    needs no backend, and 'off' never reboots anyway."""
+    return not backend_configured and strategy not in (Strategy.IMMEDIATE, Strategy.OFF)
+
+
 def _pause_text(pause: Pause | None) -> str:
     if pause is None:
         return ""
@@ -120,12 +139,17 @@ def _pause_text(pause: Pause | None) -> str:
 
 
 def decide(strategy: Strategy, situation: Situation) -> Decision:
-    """The gates, in order: needed? strategy off? paused? schedule open? then SLOT_TABLE."""
+    """The gates, in order: needed? strategy off? a backend to coordinate with (unless the
+    strategy is 'immediate', which needs none)? paused? schedule open? then SLOT_TABLE.
+    An agent nobody configured never reboots: without a backend it would take its slot from
+    a file on the host itself, coordinated with no one."""
     s = situation
     if not s.reboot_needed:
         reason, verdict = Reason.NOT_NEEDED, Verdict.IDLE
     elif strategy is Strategy.OFF:
         reason, verdict = Reason.STRATEGY_OFF, Verdict.WAIT
+    elif unconfigured(strategy, s.backend_configured):
+        reason, verdict = Reason.NOT_CONFIGURED, Verdict.WAIT
     elif s.pause is not None:
         reason, verdict = Reason.PAUSED, Verdict.WAIT
     elif not s.window_open:

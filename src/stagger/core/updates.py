@@ -23,9 +23,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from stagger.core.cycle.gates import withheld
+from stagger.core.cycle.node_state import NodeState, State
 from stagger.core.durations import format_duration
 from stagger.core.errors import InvalidInput
-from stagger.core.machine import NodeState, State, withheld
 from stagger.core.schedule import HORIZON, Schedule
 
 UPDATER_NAMES = ("none", "update_engine", "command")

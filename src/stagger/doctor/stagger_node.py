@@ -19,7 +19,7 @@ from stagger.agent.runtime import DISABLED_FLAG
 from stagger.config.loader import InvalidConfig, LoadedConfig, load_config
 from stagger.core.errors import StaggerError
 from stagger.core.secrets import mask_url
-from stagger.core.strategy import Strategy
+from stagger.core.strategy import UNCONFIGURED_NOTE, Strategy, unconfigured
 from stagger.core.updates import off_reason
 from stagger.doctor.advice import STAGGER_UNIT
 from stagger.doctor.rootfs import RootFS
@@ -296,6 +296,8 @@ def stagger_node(
     cfg = loaded.config
     if cfg.agent.strategy is Strategy.OFF:
         never.append("[agent] strategy = off: stagger will never reboot this host")
+    elif unconfigured(cfg.agent.strategy, cfg.agent.backend_configured):
+        never.append(f"stagger will never reboot this host: {UNCONFIGURED_NOTE}")
     blind = blind_detectors(cfg.agent.detectors, str(cfg.detectors.file.path), host_updates)
     if blind is not None:
         never.append(blind)

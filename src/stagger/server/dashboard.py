@@ -27,8 +27,8 @@ from starlette.staticfiles import StaticFiles
 
 from stagger import __version__
 from stagger.backends.base import GroupStatus, Snapshot
+from stagger.core.cycle.node_state import State
 from stagger.core.durations import format_duration
-from stagger.core.machine import State
 from stagger.core.reports import (
     HOLDING,
     SEEN,

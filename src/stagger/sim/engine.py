@@ -1,14 +1,14 @@
 """A fleet on a virtual clock: the real node cycle and the real semaphore, no real time.
 
 Rules of this file:
-- Every decision is core's: each node's events go through `core.machine.step`, and the
+- Every decision is core's: each node's events go through `core.cycle.decide.step`, and the
   actions it returns are carried out here, against a real Backend (SQLite in memory, whose
   clock is this simulator's). Nothing here decides who reboots, when, or with which slot.
 - The clock is a heap of (time in µs, sequence, node, event); the sequence breaks ties in
   the order things were scheduled, so a seed gives the same run every time.
 - Actions: RequestSlot → backend.acquire; ReleaseSlot → backend.release; Touch →
   backend.touch; RunPreRebootHooks → HooksPassed after a drain-time sample; Reboot →
-  BootDetected (a new boot id, through machine.start_event) after reboot + boot samples;
+  BootDetected (a new boot id, through `start_event`) after reboot + boot samples;
   RunHealthChecks → HealthFailed with the scenario's failure rate, else HealthPassed;
   WakeAt → a Tick then (replacing the earlier one). Backend calls, hooks' verdicts and health
   checks' verdicts take no virtual time; the drain does.
@@ -40,7 +40,9 @@ from datetime import datetime, timedelta
 from heapq import heappop, heappush
 
 from stagger.backends.sqlite import MEMORY, SqliteBackend
-from stagger.core.machine import (
+from stagger.core.cycle.decide import step
+from stagger.core.cycle.node_state import NodeState, State
+from stagger.core.cycle.vocabulary import (
     BootDetected,
     Context,
     Event,
@@ -48,7 +50,6 @@ from stagger.core.machine import (
     HealthPassed,
     HooksPassed,
     Needed,
-    NodeState,
     Persist,
     Reboot,
     RecordEvent,
@@ -60,13 +61,11 @@ from stagger.core.machine import (
     RunPreRebootHooks,
     SlotDenied,
     SlotGranted,
-    State,
     Tick,
     Touch,
     WakeAt,
     beat_of,
     start_event,
-    step,
 )
 from stagger.core.schedule import HORIZON
 from stagger.core.semaphore import DenyReason, Granted

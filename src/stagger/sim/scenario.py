@@ -41,9 +41,9 @@ from stagger.config.files import FileProblem, parse_toml, read_text
 from stagger.config.loader import ConfigProblem, InvalidConfig, problems_from
 from stagger.config.model import BlackoutConfig, WindowConfig
 from stagger.config.section import Section
+from stagger.core.cycle.vocabulary import Timings
 from stagger.core.durations import parse_duration
 from stagger.core.errors import InvalidInput
-from stagger.core.machine import Timings
 from stagger.core.schedule import Schedule, parse_instant
 from stagger.core.semaphore import DEFAULT_GROUP, validate_group, validate_max
 from stagger.sim.distributions import FORMS, Distribution, parse_distribution
