@@ -8,6 +8,7 @@ kinds (the spec asks for a small, bounded set, since Zincati uses `kind` as a me
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
@@ -36,6 +37,7 @@ from stagger.core.semaphore import (
     Hold,
     Pause,
     Semaphore,
+    Urgent,
 )
 from stagger.core.text import PLAIN_TEXT, PLAIN_TEXT_NOT_BLANK, check_operator_text
 from stagger.core.times import RANGE_TEXT
@@ -107,18 +109,40 @@ class PauseModel(_Model):
 
     @classmethod
     def of(cls, p: Pause | None) -> PauseModel | None:
-        if p is None:
-            return None
+        return cls.from_pause(p) if p is not None else None
+
+    @classmethod
+    def from_pause(cls, p: Pause) -> PauseModel:
         return cls(reason=p.reason, by=p.by, since=p.since, until=p.until)
 
     def value(self) -> Pause:
         return Pause(reason=self.reason, by=self.by, since=self.since, until=self.until)
 
 
+class UrgentModel(_Model):
+    """An emergency reboot asked for one node (stagger need-reboot --now --node ID)."""
+
+    reason: str
+    by: str
+    since: datetime
+    ignore_blackouts: bool = False
+
+    @classmethod
+    def of(cls, u: Urgent) -> UrgentModel:
+        return cls(reason=u.reason, by=u.by, since=u.since, ignore_blackouts=u.ignore_blackouts)
+
+    def value(self) -> Urgent:
+        return Urgent(self.reason, self.by, self.since, self.ignore_blackouts)
+
+
+def urgent_models(urgent: Mapping[str, Urgent]) -> dict[str, UrgentModel]:
+    return {k: UrgentModel.of(u) for k, u in sorted(urgent.items())}
+
+
 class ErrorModel(_Model):
     """A FleetLock error body. `max` and `holders` come with a full-semaphore denial,
-    `pause` with a paused one, and `group` with node_holds_slot (extra fields FleetLock
-    clients ignore)."""
+    `pause` with a paused one (and `node` when it is that node's own pause), and `group` with
+    node_holds_slot (extra fields FleetLock clients ignore)."""
 
     kind: ErrorKind
     value: str = Field(min_length=1)
@@ -126,12 +150,13 @@ class ErrorModel(_Model):
     holders: list[str] | None = None
     pause: PauseModel | None = None
     group: str | None = None
+    node: str | None = None
 
     def denial(self) -> Denied | None:
         for reason, kind in DENIAL_KINDS.items():
             if kind is self.kind:
                 p = self.pause.value() if self.pause is not None else None
-                return Denied(reason, self.max or 0, tuple(self.holders or ()), p)
+                return Denied(reason, self.max or 0, tuple(self.holders or ()), p, self.node or "")
         return None
 
 
@@ -187,6 +212,14 @@ class GroupModel(_Model):
         description="false: the group was never written (no lock, set-max or pause yet); the "
         "other fields are the defaults it would be created with",
     )
+    node_pauses: dict[str, PauseModel] = Field(
+        default_factory=dict,
+        description="the node pauses in force (in every group: a node's pause is not a group's)",
+    )
+    urgent_reboots: dict[str, UrgentModel] = Field(
+        default_factory=dict,
+        description="the emergency reboots asked for nodes (need-reboot --now --node), by id",
+    )
 
     @classmethod
     def of(cls, g: GroupStatus, reports: Reports | None = None) -> GroupModel:
@@ -202,6 +235,8 @@ class GroupModel(_Model):
             hold_ttl=sem.hold_ttl.total_seconds() if sem.hold_ttl is not None else None,
             stale_after=sem.stale_after.total_seconds(),
             exists=sem.stored,
+            node_pauses={k: PauseModel.from_pause(p) for k, p in g.node_pauses.items()},
+            urgent_reboots=urgent_models(g.urgent_reboots),
         )
 
     def value(self, now: datetime, fleet: Pause | None) -> GroupStatus:
@@ -214,12 +249,25 @@ class GroupModel(_Model):
             stale_after=timedelta(seconds=self.stale_after),
             stored=self.exists,
         )
-        return GroupStatus(sem, now, fleet)
+        return GroupStatus(
+            sem,
+            now,
+            fleet,
+            {k: p.value() for k, p in self.node_pauses.items()},
+            {k: u.value() for k, u in self.urgent_reboots.items()},
+        )
 
 
 class StatusModel(_Model):
     now: datetime
     fleet_pause: PauseModel | None = None
+    node_pauses: dict[str, PauseModel] = Field(
+        default_factory=dict, description="the node pauses in force, by node id"
+    )
+    urgent_reboots: dict[str, UrgentModel] = Field(
+        default_factory=dict,
+        description="the emergency reboots asked for nodes (need-reboot --now --node), by id",
+    )
     groups: list[GroupModel]
 
     @classmethod
@@ -227,12 +275,20 @@ class StatusModel(_Model):
         return cls(
             now=snap.now,
             fleet_pause=PauseModel.of(snap.fleet_pause),
+            node_pauses={k: PauseModel.from_pause(p) for k, p in snap.node_pauses.items()},
+            urgent_reboots=urgent_models(snap.urgent_reboots),
             groups=[GroupModel.of(g, reports) for g in snap.groups],
         )
 
     def value(self) -> Snapshot:
         fleet = self.fleet_pause.value() if self.fleet_pause is not None else None
-        return Snapshot(self.now, tuple(g.value(self.now, fleet) for g in self.groups), fleet)
+        nodes = {k: p.value() for k, p in self.node_pauses.items()}
+        urgent = {k: u.value() for k, u in self.urgent_reboots.items()}
+        groups = tuple(
+            replace(g.value(self.now, fleet), node_pauses=nodes, urgent_reboots=urgent)
+            for g in self.groups
+        )
+        return Snapshot(self.now, groups, fleet, nodes, urgent)
 
 
 class EventModel(_Model):
@@ -325,17 +381,41 @@ class PauseRequest(_Request):
     by: By = None
 
 
+class AskRebootRequest(_Request):
+    reason: str = Field(
+        min_length=1,
+        max_length=1000,
+        pattern=r"\S",
+        json_schema_extra={"pattern": PLAIN_TEXT_NOT_BLANK},
+        description="plain text on one line: no control characters, not blank",
+    )
+    ignore_blackouts: bool = False
+    by: By = None
+
+
+class AskRebootResponse(_Model):
+    node: str
+    urgent: UrgentModel
+
+
+class ClearRebootResponse(_Model):
+    node: str
+    cleared: UrgentModel | None = Field(description="the ask dropped, if any")
+
+
 class ActorRequest(_Request):
     by: By = None
 
 
 class PauseResponse(_Model):
-    group: str | None = Field(description="null: the fleet-wide pause")
+    group: str | None = Field(description="null: the fleet-wide pause (or a node's)")
+    node: str | None = Field(None, description="set: the pause of this one node")
     pause: PauseModel
 
 
 class ResumeResponse(_Model):
-    group: str | None = Field(description="null: the fleet-wide pause")
+    group: str | None = Field(description="null: the fleet-wide pause (or a node's)")
+    node: str | None = Field(None, description="set: the pause of this one node")
     lifted: PauseModel | None = Field(description="the pause that was lifted, if any")
 
 
@@ -448,6 +528,9 @@ class NodeModel(_Model):
     version: str = ""
     updated_at: datetime | None = Field(None, description="the server's time of the last report")
     last_lock_activity: datetime | None = None
+    pause: PauseModel | None = Field(
+        None, description="the node's own pause in force (stagger pause --node), if any"
+    )
 
     @classmethod
     def of(cls, n: NodeView) -> NodeModel:
@@ -468,6 +551,7 @@ class NodeModel(_Model):
             version=r.version if r is not None else "",
             updated_at=r.updated_at if r is not None else None,
             last_lock_activity=n.last_lock_activity,
+            pause=PauseModel.of(n.pause),
         )
 
     def report(self) -> NodeReport | None:

@@ -49,6 +49,7 @@ from stagger.core.semaphore import (
     validate_group,
     validate_id,
     validate_max,
+    validate_node_id,
 )
 from stagger.core.times import check_instant, format_utc
 
@@ -62,6 +63,9 @@ IdOption = typer.Option(
 # Where /etc/machine-id is looked up; for tests and for acting from a chroot or image.
 RootOption = typer.Option(Path("/"), "--root", metavar="DIR", hidden=True)
 AllOption = typer.Option(False, "--all", help="Every group: the fleet-wide pause.")
+NodeOption = typer.Option(
+    None, "--node", metavar="ID", help="One node's own pause, in every group (its hold stays)."
+)
 
 
 # --- inputs ----------------------------------------------------------------------------
@@ -122,8 +126,17 @@ def parse_rfc3339(text: str, *, what: str) -> datetime:
     return check_instant(value, what)
 
 
-def pause_scope(group: str | None, every: bool) -> str | None:
-    """The group a pause/resume acts on; None means the fleet-wide pause."""
+def pause_scope(group: str | None, every: bool, node: str | None = None) -> str | None:
+    """The group a pause/resume acts on; None means the fleet-wide pause (or, with --node,
+    that node's own pause)."""
+    if node is not None:
+        if every or group is not None:
+            raise InvalidInput(
+                "--node cannot be used with --group or --all: a node's pause holds in every "
+                "group; give --node ID alone"
+            )
+        validate_node_id(node)
+        return None
     if every and group is not None:
         raise InvalidInput(
             "--group and --all cannot be used together: name one group, or --all for every group"
@@ -223,6 +236,16 @@ def snapshot_doc(snap: Snapshot, reports: Reports | None = None) -> dict[str, An
     return {
         "now": snap.now.isoformat(),
         "fleet_pause": pause_doc(active(snap.fleet_pause, snap.now), "fleet"),
+        "node_pauses": {k: pause_doc(p, "node") for k, p in snap.node_pauses.items()},
+        "urgent_reboots": {
+            k: {
+                "reason": u.reason,
+                "by": u.by,
+                "since": u.since.isoformat(),
+                "ignore_blackouts": u.ignore_blackouts,
+            }
+            for k, u in sorted(snap.urgent_reboots.items())
+        },
         "groups": [group_doc(g, reports) for g in snap.groups],
     }
 
@@ -290,6 +313,10 @@ def render_status(snap: Snapshot, reports: Reports | None = None) -> None:
     fleet = active(snap.fleet_pause, snap.now)
     if fleet is not None:
         out.print(f"FLEET-WIDE PAUSE: every group is {describe_pause(fleet, snap.now)}")
+    for node, p in snap.node_pauses.items():
+        out.print(f"NODE PAUSE: node {node} is {describe_pause(p, snap.now)}")
+    for node, u in sorted(snap.urgent_reboots.items()):
+        out.print(f"URGENT REBOOT of node {node} asked {when(u.since)}: {u.describe()}")
     if not snap.groups:
         out.print("no groups yet: a group appears with its first lock, set-max or pause")
         return
@@ -417,7 +444,7 @@ def lock(
                 "reason": outcome.reason.value,
                 "max": outcome.max,
                 "holders": list(outcome.holders),
-                "pause": pause_doc(outcome.pause),
+                "pause": pause_doc(outcome.pause, "node" if outcome.node else None),
                 "message": sentence,
             }
         )
@@ -524,16 +551,29 @@ def pause(
     reason: str | None = typer.Option(
         None, "--reason", metavar="TEXT", help="Why (required; shown to everyone)."
     ),
+    node: str | None = NodeOption,
     backend: str | None = BackendOption,
     json: bool = JsonOption,
 ) -> None:
-    """Stop new reboots in a group, or everywhere (--all); holders keep their slots."""
+    """Stop new reboots in a group, everywhere (--all), or of one node (--node); holders keep
+    their slots."""
     with reported_errors(json):
-        scope = pause_scope(group, every)
+        scope = pause_scope(group, every, node)
         end = pause_end(until, duration, utcnow())
         if reason is None or not reason.strip():
             raise InvalidInput("a pause needs --reason TEXT: say why, everyone sees it")
     by = operator_by()
+    if node is not None:
+        np = run_async(
+            lambda b: b.pause_node(node, by=by, reason=reason or "", until=end),
+            backend=backend,
+            create=True,
+            as_json=json,
+        )
+        node_doc = {"group": None, "scope": "node", "node": node, "pause": pause_doc(np)}
+        text = f"node {node} (in every group): {describe_pause(np, utcnow())}"
+        emit(node_doc, json, lambda: console().print(text))
+        return
     p = run_async(
         lambda b: b.pause(scope, by=by, reason=reason or "", until=end),
         backend=backend,
@@ -550,13 +590,32 @@ def resume(
         None, "--group", "-g", metavar="G", help=f"The group (default: {DEFAULT_GROUP})."
     ),
     every: bool = typer.Option(False, "--all", help="Lift the fleet-wide pause."),
+    node: str | None = NodeOption,
     backend: str | None = BackendOption,
     json: bool = JsonOption,
 ) -> None:
-    """Lift a pause (--all: the fleet-wide one). Resuming what is not paused changes nothing."""
+    """Lift a pause (--all: the fleet-wide one; --node: one node's). Resuming what is not
+    paused changes nothing."""
     with reported_errors(json):
-        scope = pause_scope(group, every)
+        scope = pause_scope(group, every, node)
     by = operator_by()
+    if node is not None:
+        gone = run_async(
+            lambda b: b.resume_node(node, by=by), backend=backend, create=False, as_json=json
+        )
+        node_doc = {
+            "group": None,
+            "scope": "node",
+            "node": node,
+            "resumed": gone is not None,
+            "pause": pause_doc(gone),
+        }
+        if gone is not None:
+            text = f"resumed node {node} (was paused by {gone.by}: {gone.reason})"
+        else:
+            text = f"node {node} was not paused: nothing changed"
+        emit(node_doc, json, lambda: console().print(text))
+        return
     lifted = run_async(
         lambda b: b.resume(scope, by=by), backend=backend, create=False, as_json=json
     )
