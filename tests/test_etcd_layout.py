@@ -257,8 +257,9 @@ def test_a_write_to_the_fleet_pause_is_the_view_s_fleet_pause() -> None:
     plan = LAYOUT.plan_commit(before, Write(change.semaphore, change.events))
 
     after = view_after(before, plan, {}, revision=60, sent=2)
-    assert isinstance(after.fleet, Pause)
-    assert after.fleet.reason == "freeze"
+    assert after.fleet is not None  # the FLEET record: the fleet pause and the node pauses
+    assert isinstance(after.fleet.pause, Pause)
+    assert after.fleet.pause.reason == "freeze"
     assert after.fleet_revision == 60
 
 
@@ -316,9 +317,10 @@ def test_a_read_of_every_group_sorts_them_drops_lost_holds_and_splits_off_the_fl
     fleet = core.pause(Semaphore(FLEET), NOW, by=OP, reason="freeze").semaphore
     lease = KV(b"p/leases/web/n2", b'{"ttl": 60}', lease=900)
 
-    groups, pause = LAYOUT.read_fleet(
+    groups, record = LAYOUT.read_fleet(
         [[stored(web, 5), stored(fleet, 6), stored(db, 7)], [lease]], NOW
     )
+    pause = record.pause if record is not None else None
 
     assert [g.group for g in groups] == ["db", "web"]
     assert set(groups[1].holds) == {"n2"}  # n1's lease key is gone

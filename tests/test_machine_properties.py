@@ -40,10 +40,11 @@ from stagger.core.cycle.vocabulary import (
     SlotGranted,
     Tick,
     Timings,
+    WakeAt,
     start_event,
 )
-from stagger.core.schedule import Blackout, Schedule
-from stagger.core.semaphore import Pause
+from stagger.core.schedule import Blackout, Schedule, Window
+from stagger.core.semaphore import Pause, Urgent
 from stagger.core.strategy import Strategy
 
 START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -66,12 +67,20 @@ UNVERIFIED_AFTER_BOOT = {
 }
 
 
-def schedule_at(now: datetime, is_open: bool, closes_in: int) -> Schedule:
-    """A schedule that is open at `now` (closing `closes_in` minutes later) or closed."""
+def schedule_at(now: datetime, is_open: bool, closes_in: int, *, blackout: bool = True) -> Schedule:
+    """A schedule that is open at `now` (closing `closes_in` minutes later) or closed: by a
+    blackout, or (`blackout=False`) because its one daily window is hours away."""
     if is_open:
         begin = now + timedelta(minutes=closes_in)
         return Schedule(blackouts=(Blackout(begin, begin + timedelta(hours=1), "later"),))
+    if not blackout:
+        later = (now + timedelta(hours=6)).time()
+        return Schedule(windows=(Window(frozenset(range(7)), later, timedelta(hours=1)),))
     return Schedule(blackouts=(Blackout(now - timedelta(minutes=1), now + timedelta(hours=1)),))
+
+
+URGENT = Urgent("kernel CVE", "operator:ann", START)
+URGENT_ANYWAY = Urgent("kernel CVE", "operator:ann", START, ignore_blackouts=True)
 
 
 def candidates(state: NodeState, boot: int) -> list[Event]:
@@ -170,10 +179,12 @@ def check_random_cycle(
         else:
             is_open = data.draw(st.booleans(), label="open")
             closes = data.draw(st.integers(1, 120), label="closes")
+            by_blackout = data.draw(st.booleans(), label="closed by a blackout")
             ctx = Context(
                 strategy=strategy,
-                schedule=schedule_at(now, is_open, closes),
+                schedule=schedule_at(now, is_open, closes, blackout=by_blackout),
                 pause=PAUSE if data.draw(st.integers(0, 5), label="pause") == 0 else None,
+                urgent=data.draw(st.sampled_from([None, URGENT, URGENT_ANYWAY]), label="urgent"),
                 backend_reachable=reachable,
                 disabled=data.draw(st.integers(0, 8), label="disabled") == 0,
                 timings=TIMINGS,
@@ -219,7 +230,12 @@ def check_random_cycle(
             if isinstance(action, Persist):
                 assert action.state == state
             if isinstance(action, Reboot):
-                assert ctx.schedule.is_open(now), "a reboot outside an open window"
+                if not ctx.schedule.is_open(now):
+                    # Only an urgent reboot skips the window; a blackout only when it says so.
+                    assert ctx.urgent is not None, "a reboot outside an open window"
+                    in_blackout = ctx.schedule.blackout_at(now) is not None
+                    assert ctx.urgent.ignore_blackouts or not in_blackout, "a reboot in a blackout"
+                    note_event("urgent reboot outside the window")
                 assert ctx.pause is None, "a reboot while paused"
                 assert not ctx.disabled, "a reboot while disabled"
                 if needs_slot(strategy, reachable):
@@ -334,3 +350,56 @@ def test_every_move_a_random_run_takes_is_one_the_diagram_knows(
         state, _ = step(state, event, now, ctx)
         assert (before.cycle, type(event), state.cycle) in possible, (before, event, state)
         now += timedelta(seconds=data.draw(st.integers(0, 600), label="elapsed"))
+
+
+def _urgent_run(ctx: Context) -> list[tuple[State, list[str]]]:
+    """A lock node needing a reboot, granted a slot and passing its hooks, under `ctx`."""
+    state, now, seen = NodeState(), START, []
+    for event in (Needed("manual", "kernel CVE"), SlotGranted(), HooksPassed()):
+        if type(event) not in TABLE[state.cycle]:
+            break
+        state, actions = step(state, event, now, ctx)
+        kinds = [type(a).__name__ for a in actions if not isinstance(a, WakeAt)]
+        seen.append((state.cycle, kinds))
+        now += timedelta(seconds=30)
+    return seen
+
+
+def test_an_urgent_reboot_skips_the_window_but_takes_a_slot_and_drains() -> None:
+    closed = schedule_at(START, False, 0, blackout=False)
+    assert not closed.is_open(START)
+    waits = _urgent_run(Context(Strategy.LOCK, schedule=closed, timings=TIMINGS))
+    assert [cycle for cycle, _ in waits] == [State.WAITING]
+    urgent = _urgent_run(Context(Strategy.LOCK, schedule=closed, urgent=URGENT, timings=TIMINGS))
+    assert urgent == [
+        (State.ACQUIRING, ["Persist", "RequestSlot"]),
+        (State.DRAINING, ["Persist", "RunPreRebootHooks"]),
+        (State.REBOOTING, ["Persist", "Reboot"]),
+    ]
+    state, _ = step(
+        NodeState(),
+        Needed("manual", "x"),
+        START,
+        Context(Strategy.LOCK, schedule=closed, urgent=URGENT),
+    )
+    assert "urgent reboot asked by operator:ann: kernel CVE" in state.reason
+
+
+def test_an_urgent_reboot_waits_out_a_blackout_unless_told_and_always_a_pause() -> None:
+    blackout = schedule_at(START, False, 0)
+    in_blackout = _urgent_run(
+        Context(Strategy.LOCK, schedule=blackout, urgent=URGENT, timings=TIMINGS)
+    )
+    assert [cycle for cycle, _ in in_blackout] == [State.WAITING]
+    anyway = _urgent_run(
+        Context(Strategy.LOCK, schedule=blackout, urgent=URGENT_ANYWAY, timings=TIMINGS)
+    )
+    assert anyway[-1] == (State.REBOOTING, ["Persist", "Reboot"])
+    closed = schedule_at(START, False, 0, blackout=False)
+    for schedule in (closed, blackout):
+        paused = _urgent_run(
+            Context(
+                Strategy.LOCK, schedule=schedule, pause=PAUSE, urgent=URGENT_ANYWAY, timings=TIMINGS
+            )
+        )
+        assert [cycle for cycle, _ in paused] == [State.WAITING]

@@ -32,7 +32,7 @@ CONFIG = """
 [checks.positive_data_acceptance]
 expected-statuses = ["2xx", "401", "403", "404", "409", "423"]
 """
-PAUSES = {"POST /v1/pause", "POST /v1/groups/{group}/pause"}
+PAUSES = {"POST /v1/pause", "POST /v1/groups/{group}/pause", "POST /v1/nodes/{id}/pause"}
 # Operations whose body carries times: stagger takes times within core.times' range only
 # (1970 up to 3000, UTC), which the document cannot state for a date-time.
 TIMED = {*PAUSES, "POST /v1/nodes/{id}/report"}

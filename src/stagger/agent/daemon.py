@@ -33,7 +33,14 @@ from stagger.agent import log as agentlog
 from stagger.agent.detectors.base import Finding, combine
 from stagger.agent.notify import Notifier, watchdog_interval
 from stagger.agent.runtime import Runtime
-from stagger.agent.state import StateStore, TypedStateStore, read_boot_id
+from stagger.agent.state import (
+    ManualMark,
+    StateStore,
+    TypedStateStore,
+    read_boot_id,
+    read_manual_mark,
+    write_manual_mark,
+)
 from stagger.agent.updaters.runner import STATE_KEY as UPDATES_KEY
 from stagger.agent.updaters.runner import UpdateRunner
 from stagger.backends.base import Backend, Snapshot
@@ -70,7 +77,7 @@ from stagger.core.cycle.vocabulary import (
 )
 from stagger.core.errors import StaggerError
 from stagger.core.reports import REPORT_INTERVAL, NodeReport
-from stagger.core.semaphore import Denied, Pause
+from stagger.core.semaphore import Denied, Pause, Urgent
 from stagger.core.strategy import SENTENCES, UNCONFIGURED_NOTE, Reason, unconfigured
 from stagger.core.updates import reboot_pending
 
@@ -110,6 +117,8 @@ class Agent:
         self.beat = beat_of(rt.node_id)  # this node's retries, out of step with the fleet's
         self.wake_at: datetime | None = None
         self.pause: Pause | None = None
+        self.urgent: Urgent | None = None
+        self.looked_at: datetime | None = None  # the last read of the group's status
         self.backend_reachable = True
         self.disabled = False
         self.findings: dict[str, Finding] = {}
@@ -144,6 +153,7 @@ class Agent:
             strategy=self.rt.strategy,
             schedule=self.rt.schedule,
             pause=self.pause,
+            urgent=self.urgent,
             backend_reachable=self.backend_reachable,
             backend_configured=self.rt.backend_configured,
             disabled=self.disabled,
@@ -151,6 +161,18 @@ class Agent:
             timings=self.rt.timings,
             beat=self.beat,
         )
+
+    def _look_at_urgent(self) -> Urgent | None:
+        """The urgent reboot the need-reboot marker asks for in this boot (`--now`), if any.
+        A marker that cannot be read asks for none (the manual detector says it is unknown)."""
+        path = self.rt.manual_path
+        if path is None:
+            return None
+        try:
+            mark = read_manual_mark(path)
+            return mark.as_urgent(read_boot_id(self.rt.boot_id_path)) if mark else None
+        except StaggerError:
+            return None
 
     def _look_at_flag(self) -> bool:
         try:
@@ -173,9 +195,54 @@ class Agent:
             return False
         group = next((g for g in snap.groups if g.group == self.rt.group), None)
         pause = group.pause if group is not None else snap.fleet_pause
+        # This node's own pause (stagger pause --node) comes first, as the backend denies by it.
+        pause = snap.node_pauses.get(self.rt.node_id) or pause
         changed = pause != self.pause
         self.pause = pause
+        self.looked_at = utcnow()
+        await self._adopt_urgent(snap.urgent_reboots.get(self.rt.node_id))
         return changed
+
+    async def _adopt_urgent(self, asked: Urgent | None) -> None:
+        """An emergency reboot asked through the store (need-reboot --now --node): written as
+        this boot's need-reboot marker with --now, so the manual detector and the gate take
+        it exactly like one asked on the node. An ask made before the node's last reboot was
+        done by it: it is cleared from the store (and asks for nothing)."""
+        path = self.rt.manual_path
+        if asked is None or path is None:
+            return
+        last = self.state.last_reboot
+        if last is not None and asked.since <= last:
+            try:
+                await self._backend_call(
+                    "clear_reboot",
+                    self.backend.clear_reboot(self.rt.node_id, done_by=last, group=self.rt.group),
+                )
+            except (StaggerError, OSError, TimeoutError) as exc:
+                agentlog.event(self.log, "urgent ask not cleared", logging.WARNING, error=_why(exc))
+            return
+        try:
+            boot_id = read_boot_id(self.rt.boot_id_path)
+            mark = read_manual_mark(path)
+            if mark is not None and mark.as_urgent(boot_id) == asked:
+                return  # already adopted
+            write_manual_mark(
+                path,
+                ManualMark(
+                    asked.reason,
+                    asked.since,
+                    asked.by,
+                    boot_id,
+                    urgent=True,
+                    ignore_blackouts=asked.ignore_blackouts,
+                ),
+            )
+        except StaggerError as exc:
+            agentlog.event(self.log, "urgent ask not taken", logging.WARNING, error=_why(exc))
+            return
+        agentlog.event(
+            self.log, "urgent reboot asked", logging.WARNING, by=asked.by, reason=asked.reason
+        )
 
     # --- events in ----------------------------------------------------------------------------
 
@@ -209,6 +276,7 @@ class Agent:
         if gate and (self.state.cycle is not State.IDLE or isinstance(event, Needed)):
             await self.refresh_pause()
         self.disabled = self._look_at_flag()
+        self.urgent = self._look_at_urgent()
         before = self.state
         now = utcnow()
         new, actions = step(before, event, now, self.context())
@@ -521,6 +589,12 @@ class Agent:
         if self.state.cycle is not State.IDLE and await self.refresh_pause():
             await self.handle(PauseChanged())
             return
+        if self.state.cycle is State.IDLE and (
+            self.looked_at is None or utcnow() - self.looked_at >= REPORT_INTERVAL
+        ):
+            # An idle node reads its group's status as seldom as it reports, only to see an
+            # emergency reboot asked for it through the store (need-reboot --now --node).
+            await self.refresh_pause()
         if self._look_at_flag() != self.disabled:
             await self.handle(Tick())
 

@@ -70,6 +70,7 @@ class Runtime:
     update_policy: UpdatePolicy = field(default_factory=UpdatePolicy)
     updater: UpdaterSpec = field(default_factory=UpdaterSpec)
     control_socket: Path | None = None  # None: no control socket (update-now acts directly)
+    manual_path: Path | None = None  # the need-reboot marker: `--now` there is an urgent reboot
 
 
 def build_runtime(config_file: Path | None, root: Path | None, dry_run: bool = False) -> Runtime:
@@ -105,6 +106,7 @@ def build_runtime(config_file: Path | None, root: Path | None, dry_run: bool = F
         update_policy=cfg.updates.policy(loaded.host_zone),
         updater=spec_from_config(cfg),
         control_socket=path_of(cfg.agent, "control_socket", root),
+        manual_path=cfg.detectors.manual.path_of("path", root),
     )
 
 

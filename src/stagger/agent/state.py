@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from stagger.core.errors import StaggerError
+from stagger.core.semaphore import Urgent
 
 STATE_FORMAT = "stagger-agent-state"
 STATE_VERSION = 1
@@ -240,6 +241,15 @@ class ManualMark:
     since: datetime
     by: str
     boot_id: str
+    # `--now`: an emergency reboot that skips the window (core.semaphore.Urgent).
+    urgent: bool = False
+    ignore_blackouts: bool = False
+
+    def as_urgent(self, boot_id: str) -> Urgent | None:
+        """The urgent reboot this marker asks for in the boot `boot_id`, if any."""
+        if not self.urgent or self.boot_id != boot_id:
+            return None
+        return Urgent(self.reason.strip(), self.by, self.since, self.ignore_blackouts)
 
 
 def write_manual_mark(path: Path, mark: ManualMark) -> None:
@@ -249,13 +259,15 @@ def write_manual_mark(path: Path, mark: ManualMark) -> None:
             f"--reason must say why in 1 to {MAX_REASON} characters (for example 'kernel "
             "CVE-2026-1234')"
         )
-    doc = {
+    doc: dict[str, Any] = {
         "format": MANUAL_FORMAT,
         "reason": reason,
         "since": mark.since.isoformat(),
         "by": mark.by,
         "boot_id": mark.boot_id,
     }
+    if mark.urgent:  # optional keys: an older agent reads the marker as a plain need-reboot
+        doc |= {"urgent": True, "ignore_blackouts": mark.ignore_blackouts}
     try:
         atomic_write(path, json.dumps(doc, indent=1).encode() + b"\n")
     except OSError as exc:
@@ -277,7 +289,14 @@ def read_manual_mark(path: Path) -> ManualMark | None:
     try:
         doc = json.loads(raw)
         since = datetime.fromisoformat(doc["since"])
-        mark = ManualMark(str(doc["reason"]), since, str(doc["by"]), str(doc["boot_id"]))
+        mark = ManualMark(
+            str(doc["reason"]),
+            since,
+            str(doc["by"]),
+            str(doc["boot_id"]),
+            urgent=doc.get("urgent") is True,
+            ignore_blackouts=doc.get("ignore_blackouts") is True,
+        )
     except (ValueError, KeyError, TypeError):
         raise StateFileError(
             f"{path} is not a need-reboot marker: remove it and run `stagger need-reboot` again"

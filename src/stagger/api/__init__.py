@@ -14,6 +14,9 @@ from stagger.api.groups import (
     MAX_GROUP_SECONDS,
     MIN_GROUP_SECONDS,
     ActorRequest,
+    AskRebootRequest,
+    AskRebootResponse,
+    ClearRebootResponse,
     ConfigureRequest,
     DeniedModel,
     EventModel,
@@ -32,6 +35,8 @@ from stagger.api.groups import (
     StatusModel,
     TouchResponse,
     UnlockResponse,
+    UrgentModel,
+    urgent_models,
 )
 from stagger.api.nodes import (
     ForgetResponse,
@@ -48,7 +53,10 @@ __all__ = [
     "MAX_GROUP_SECONDS",
     "MIN_GROUP_SECONDS",
     "ActorRequest",
+    "AskRebootRequest",
+    "AskRebootResponse",
     "By",
+    "ClearRebootResponse",
     "ConfigureRequest",
     "DeniedModel",
     "ErrorKind",
@@ -78,4 +86,6 @@ __all__ = [
     "TouchResponse",
     "UnlockResponse",
     "UnreadableModel",
+    "UrgentModel",
+    "urgent_models",
 ]

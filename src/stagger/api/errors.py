@@ -1,7 +1,7 @@
 """The error document: FleetLock's `{"kind", "value"}` with stagger's fixed set of kinds (the
 FleetLock spec asks for a small, bounded set, since Zincati uses `kind` as a metrics label).
 FleetLock's own request and response format is fixed by the protocol; only the extra fields of
-a denial (`max`, `holders`, `pause`, `group`) are stagger's.
+a denial (`max`, `holders`, `pause`, `group`, `node`) are stagger's.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ DENIAL_KINDS = {
 
 class ErrorModel(Model):
     """A FleetLock error body. `max` and `holders` come with a full-semaphore denial,
-    `pause` with a paused one, and `group` with node_holds_slot (extra fields FleetLock
-    clients ignore)."""
+    `pause` with a paused one (and `node` when it is that node's own pause), and `group` with
+    node_holds_slot (extra fields FleetLock clients ignore)."""
 
     kind: ErrorKind
     value: str = Field(min_length=1)
@@ -70,10 +70,11 @@ class ErrorModel(Model):
     holders: list[str] | None = None
     pause: PauseModel | None = None
     group: str | None = None
+    node: str | None = None
 
     def denial(self) -> Denied | None:
         for reason, kind in DENIAL_KINDS.items():
             if kind is self.kind:
                 p = self.pause.value() if self.pause is not None else None
-                return Denied(reason, self.max or 0, tuple(self.holders or ()), p)
+                return Denied(reason, self.max or 0, tuple(self.holders or ()), p, self.node or "")
         return None

@@ -4,6 +4,7 @@ a lock's answer (granted or denied), and the admin requests and their answers.""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
@@ -22,6 +23,7 @@ from stagger.core.semaphore import (
     Hold,
     Pause,
     Semaphore,
+    Urgent,
 )
 from stagger.core.text import PLAIN_TEXT_NOT_BLANK
 
@@ -37,12 +39,34 @@ class PauseModel(Model):
 
     @classmethod
     def of(cls, p: Pause | None) -> PauseModel | None:
-        if p is None:
-            return None
+        return cls.from_pause(p) if p is not None else None
+
+    @classmethod
+    def from_pause(cls, p: Pause) -> PauseModel:
         return cls(reason=p.reason, by=p.by, since=p.since, until=p.until)
 
     def value(self) -> Pause:
         return Pause(reason=self.reason, by=self.by, since=self.since, until=self.until)
+
+
+class UrgentModel(Model):
+    """An emergency reboot asked for one node (stagger need-reboot --now --node ID)."""
+
+    reason: str
+    by: str
+    since: Instant
+    ignore_blackouts: bool = False
+
+    @classmethod
+    def of(cls, u: Urgent) -> UrgentModel:
+        return cls(reason=u.reason, by=u.by, since=u.since, ignore_blackouts=u.ignore_blackouts)
+
+    def value(self) -> Urgent:
+        return Urgent(self.reason, self.by, self.since, self.ignore_blackouts)
+
+
+def urgent_models(urgent: Mapping[str, Urgent]) -> dict[str, UrgentModel]:
+    return {k: UrgentModel.of(u) for k, u in sorted(urgent.items())}
 
 
 class HoldModel(Model):
@@ -98,6 +122,14 @@ class GroupModel(Model):
         description="false: the group was never written (no lock, set-max or pause yet); the "
         "other fields are the defaults it would be created with",
     )
+    node_pauses: dict[str, PauseModel] = Field(
+        default_factory=dict,
+        description="the node pauses in force (in every group: a node's pause is not a group's)",
+    )
+    urgent_reboots: dict[str, UrgentModel] = Field(
+        default_factory=dict,
+        description="the emergency reboots asked for nodes (need-reboot --now --node), by id",
+    )
 
     @classmethod
     def of(cls, g: GroupStatus, reports: Reports | None = None) -> GroupModel:
@@ -114,6 +146,8 @@ class GroupModel(Model):
             hold_ttl=sem.hold_ttl.total_seconds() if sem.hold_ttl is not None else None,
             stale_after=sem.stale_after.total_seconds(),
             exists=sem.stored,
+            node_pauses={k: PauseModel.from_pause(p) for k, p in g.node_pauses.items()},
+            urgent_reboots=urgent_models(g.urgent_reboots),
         )
 
     def value(self, now: datetime, fleet: Pause | None) -> GroupStatus:
@@ -126,12 +160,25 @@ class GroupModel(Model):
             stale_after=timedelta(seconds=self.stale_after),
             stored=self.exists,
         )
-        return GroupStatus(sem, now, fleet)
+        return GroupStatus(
+            sem,
+            now,
+            fleet,
+            {k: p.value() for k, p in self.node_pauses.items()},
+            {k: u.value() for k, u in self.urgent_reboots.items()},
+        )
 
 
 class StatusModel(Model):
     now: Instant = Field(description="the backend's time of the reading")
     fleet_pause: PauseModel | None = None
+    node_pauses: dict[str, PauseModel] = Field(
+        default_factory=dict, description="the node pauses in force, by node id"
+    )
+    urgent_reboots: dict[str, UrgentModel] = Field(
+        default_factory=dict,
+        description="the emergency reboots asked for nodes (need-reboot --now --node), by id",
+    )
     groups: list[GroupModel]
 
     @classmethod
@@ -139,12 +186,20 @@ class StatusModel(Model):
         return cls(
             now=snap.now,
             fleet_pause=PauseModel.of(snap.fleet_pause),
+            node_pauses={k: PauseModel.from_pause(p) for k, p in snap.node_pauses.items()},
+            urgent_reboots=urgent_models(snap.urgent_reboots),
             groups=[GroupModel.of(g, reports) for g in snap.groups],
         )
 
     def value(self) -> Snapshot:
         fleet = self.fleet_pause.value() if self.fleet_pause is not None else None
-        return Snapshot(self.now, tuple(g.value(self.now, fleet) for g in self.groups), fleet)
+        nodes = {k: p.value() for k, p in self.node_pauses.items()}
+        urgent = {k: u.value() for k, u in self.urgent_reboots.items()}
+        groups = tuple(
+            replace(g.value(self.now, fleet), node_pauses=nodes, urgent_reboots=urgent)
+            for g in self.groups
+        )
+        return Snapshot(self.now, groups, fleet, nodes, urgent)
 
 
 class EventModel(Model):
@@ -200,6 +255,9 @@ class DeniedModel(Model):
     max: int
     holders: list[str] = Field(description="the ids holding a slot")
     pause: PauseModel | None = Field(None, description="the pause in force (a paused denial)")
+    node: str | None = Field(
+        None, description="set when the pause in force is this node's own (pause --node)"
+    )
     message: str
 
     @classmethod
@@ -211,6 +269,7 @@ class DeniedModel(Model):
             max=d.max,
             holders=list(d.holders),
             pause=PauseModel.of(d.pause),
+            node=d.node or None,
             message=message,
         )
 
@@ -272,17 +331,41 @@ class PauseRequest(Request):
     by: By = None
 
 
+class AskRebootRequest(Request):
+    reason: str = Field(
+        min_length=1,
+        max_length=1000,
+        pattern=r"\S",
+        json_schema_extra={"pattern": PLAIN_TEXT_NOT_BLANK},
+        description="plain text on one line: no control characters, not blank",
+    )
+    ignore_blackouts: bool = False
+    by: By = None
+
+
+class AskRebootResponse(Model):
+    node: str
+    urgent: UrgentModel
+
+
+class ClearRebootResponse(Model):
+    node: str
+    cleared: UrgentModel | None = Field(description="the ask dropped, if any")
+
+
 class ActorRequest(Request):
     by: By = None
 
 
 class PauseResponse(Model):
-    group: str | None = Field(description="null: the fleet-wide pause")
+    group: str | None = Field(description="null: the fleet-wide pause (or a node's)")
+    node: str | None = Field(None, description="set: the pause of this one node")
     pause: PauseModel
 
 
 class ResumeResponse(Model):
-    group: str | None = Field(description="null: the fleet-wide pause")
+    group: str | None = Field(description="null: the fleet-wide pause (or a node's)")
+    node: str | None = Field(None, description="set: the pause of this one node")
     lifted: PauseModel | None = Field(description="the pause that was lifted, if any")
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from pydantic import ConfigDict, Field
 
 from stagger.api.base import Instant, MaybeInstant, Model, Request
+from stagger.api.groups import PauseModel
 from stagger.core.cycle.node_state import CheckResult, State
 from stagger.core.reports import MAX_TEXT, NodeReport, NodeView, Source, Unreadable
 from stagger.core.semaphore import GROUP_RE, MAX_GROUP_LEN
@@ -102,6 +103,9 @@ class NodeModel(Model):
     version: str = ""
     updated_at: MaybeInstant = Field(None, description="the server's time of the last report")
     last_lock_activity: MaybeInstant = None
+    pause: PauseModel | None = Field(
+        None, description="the node's own pause in force (stagger pause --node), if any"
+    )
 
     @classmethod
     def of(cls, n: NodeView) -> NodeModel:
@@ -122,6 +126,7 @@ class NodeModel(Model):
             version=r.version if r is not None else "",
             updated_at=r.updated_at if r is not None else None,
             last_lock_activity=n.last_lock_activity,
+            pause=PauseModel.of(n.pause),
         )
 
     def report(self) -> NodeReport | None:

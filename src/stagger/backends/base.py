@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -30,6 +30,8 @@ from stagger.core.semaphore import (
     Pause,
     Released,
     Semaphore,
+    Urgent,
+    active_node_pauses,
 )
 
 
@@ -68,6 +70,10 @@ class GroupStatus:
     semaphore: Semaphore
     now: datetime
     fleet_pause: Pause | None = None
+    # The node pauses in force (stagger pause --node), by node id.
+    node_pauses: Mapping[str, Pause] = field(default_factory=dict)
+    # The emergency reboots asked through the store (need-reboot --now --node), by node id.
+    urgent_reboots: Mapping[str, Urgent] = field(default_factory=dict)
 
     @property
     def group(self) -> str:
@@ -93,6 +99,26 @@ class Snapshot:
     now: datetime
     groups: tuple[GroupStatus, ...]
     fleet_pause: Pause | None = None
+    # The node pauses in force (stagger pause --node), by node id.
+    node_pauses: Mapping[str, Pause] = field(default_factory=dict)
+    # The emergency reboots asked through the store (need-reboot --now --node), by node id.
+    urgent_reboots: Mapping[str, Urgent] = field(default_factory=dict)
+
+
+def group_status(sem: Semaphore, now: datetime, fleet: Semaphore | None) -> GroupStatus:
+    """`sem` as an operator sees it at `now`, given the FLEET record (its pauses)."""
+    pause = fleet.pause if fleet is not None else None
+    urgent = fleet.urgent_reboots if fleet is not None else {}
+    return GroupStatus(sem, now, pause, active_node_pauses(fleet, now), urgent)
+
+
+def snapshot_of(now: datetime, sems: Iterable[Semaphore], fleet: Semaphore | None) -> Snapshot:
+    """The Snapshot of `sems` (in order) and the FLEET record, judged at `now`."""
+    groups = tuple(group_status(s, now, fleet) for s in sems)
+    pause = fleet.pause if fleet is not None else None
+    active = pause if pause is not None and pause.active(now) else None
+    urgent = fleet.urgent_reboots if fleet is not None else {}
+    return Snapshot(now, groups, active, active_node_pauses(fleet, now), urgent)
 
 
 @runtime_checkable
@@ -131,6 +157,31 @@ class Backend(Protocol):
     ) -> Pause: ...
 
     async def resume(self, group: str | None, *, by: str) -> Pause | None: ...
+
+    async def pause_node(
+        self, node_id: str, *, by: str, reason: str, until: datetime | None = None
+    ) -> Pause:
+        """Refuse new holds to `node_id` in every group until `until` (None: until resumed);
+        a hold it has stays."""
+        ...
+
+    async def resume_node(self, node_id: str, *, by: str) -> Pause | None:
+        """Lift `node_id`'s pause: the pause lifted, or None when it was not paused."""
+        ...
+
+    async def ask_reboot(
+        self, node_id: str, *, by: str, reason: str, ignore_blackouts: bool = False
+    ) -> Urgent:
+        """Ask `node_id`'s agent for an emergency reboot (need-reboot --now --node): it sees
+        the ask when it next reads its group's status, and clears it once it rebooted."""
+        ...
+
+    async def clear_reboot(
+        self, node_id: str, *, done_by: datetime | None = None, group: str | None = None
+    ) -> Urgent | None:
+        """Drop `node_id`'s ask made before `done_by` (its last reboot; None: any ask). `group`
+        is the node's, for a server's node-token check."""
+        ...
 
     async def status(self, group: str | None = None) -> Snapshot: ...
 

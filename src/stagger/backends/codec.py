@@ -18,6 +18,7 @@ from stagger.core.semaphore import (
     Hold,
     Pause,
     Semaphore,
+    Urgent,
 )
 
 FORMAT_VERSION = 1
@@ -66,7 +67,7 @@ def hold_to_dict(h: Hold) -> dict[str, Any]:
 
 
 def semaphore_to_dict(sem: Semaphore) -> dict[str, Any]:
-    return {
+    doc: dict[str, Any] = {
         "version": FORMAT_VERSION,
         "group": sem.group,
         "max": sem.max,
@@ -75,6 +76,33 @@ def semaphore_to_dict(sem: Semaphore) -> dict[str, Any]:
         "hold_ttl": _secs(sem.hold_ttl),
         "stale_after": _secs(sem.stale_after),
     }
+    # Optional (only the FLEET record has it, only while a node is paused): a stagger that
+    # does not know it ignores it, so the format stays version 1.
+    if sem.node_pauses:
+        doc["node_pauses"] = {k: pause_to_dict(p) for k, p in sorted(sem.node_pauses.items())}
+    if sem.urgent_reboots:  # optional too, like node_pauses
+        doc["urgent_reboots"] = {
+            k: urgent_to_dict(u) for k, u in sorted(sem.urgent_reboots.items())
+        }
+    return doc
+
+
+def urgent_to_dict(u: Urgent) -> dict[str, Any]:
+    return {
+        "reason": u.reason,
+        "by": u.by,
+        "since": _ts(u.since),
+        "ignore_blackouts": u.ignore_blackouts,
+    }
+
+
+def urgent_from_dict(d: dict[str, Any]) -> Urgent:
+    return Urgent(
+        reason=d["reason"],
+        by=d["by"],
+        since=_req_dt(d["since"]),
+        ignore_blackouts=d.get("ignore_blackouts") is True,
+    )
 
 
 def semaphore_from_dict(d: dict[str, Any]) -> Semaphore:
@@ -96,6 +124,10 @@ def semaphore_from_dict(d: dict[str, Any]) -> Semaphore:
         pause=pause_from_dict(d.get("pause")),
         hold_ttl=timedelta(seconds=ttl) if ttl is not None else None,
         stale_after=timedelta(seconds=stale) if stale is not None else DEFAULT_STALE_AFTER,
+        node_pauses={
+            k: p for k, v in (d.get("node_pauses") or {}).items() if (p := pause_from_dict(v))
+        },
+        urgent_reboots={k: urgent_from_dict(v) for k, v in (d.get("urgent_reboots") or {}).items()},
     )
 
 

@@ -26,6 +26,8 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from stagger.api import (
+    AskRebootResponse,
+    ClearRebootResponse,
     ErrorKind,
     ErrorModel,
     ForgetResponse,
@@ -62,9 +64,11 @@ from stagger.core.semaphore import (
     Pause,
     Released,
     Semaphore,
+    Urgent,
     validate_group,
     validate_id,
     validate_max,
+    validate_node_id,
 )
 from stagger.core.text import whole_number
 
@@ -453,6 +457,39 @@ class FleetLockBackend:
         doc = await self._api("POST", path, ResumeResponse, "resume", json={"by": by})
         return doc.lifted.value() if doc.lifted is not None else None
 
+    async def pause_node(
+        self, node_id: str, *, by: str, reason: str, until: datetime | None = None
+    ) -> Pause:
+        path = f"v1/nodes/{quote(validate_node_id(node_id), safe='')}/pause"
+        body = {"reason": reason, "by": by, "until": until.isoformat() if until else None}
+        doc = await self._api("POST", path, PauseResponse, "pause a node", json=body)
+        return doc.pause.value()
+
+    async def resume_node(self, node_id: str, *, by: str) -> Pause | None:
+        path = f"v1/nodes/{quote(validate_id(node_id), safe='')}/resume"
+        doc = await self._api("POST", path, ResumeResponse, "resume a node", json={"by": by})
+        return doc.lifted.value() if doc.lifted is not None else None
+
+    async def ask_reboot(
+        self, node_id: str, *, by: str, reason: str, ignore_blackouts: bool = False
+    ) -> Urgent:
+        path = f"v1/nodes/{quote(validate_node_id(node_id), safe='')}/reboot"
+        body = {"reason": reason, "by": by, "ignore_blackouts": ignore_blackouts}
+        doc = await self._api("POST", path, AskRebootResponse, "ask for a reboot", json=body)
+        return doc.urgent.value()
+
+    async def clear_reboot(
+        self, node_id: str, *, done_by: datetime | None = None, group: str | None = None
+    ) -> Urgent | None:
+        path = f"v1/nodes/{quote(validate_id(node_id), safe='')}/reboot"
+        params = {"done_by": done_by.isoformat()} if done_by is not None else {}
+        if group is not None:
+            params["group"] = validate_group(group)
+        doc = await self._api(
+            "DELETE", path, ClearRebootResponse, "clear a reboot ask", params=params
+        )
+        return doc.cleared.value() if doc.cleared is not None else None
+
     async def status(self, group: str | None = None) -> Snapshot:
         if group is None:
             return (await self._api("GET", "v1/status", StatusModel, "show status")).value()
@@ -464,7 +501,8 @@ class FleetLockBackend:
             # The group is paused by the fleet-wide pause: fetch it for the full picture.
             full = await self._api("GET", "v1/status", StatusModel, "show status")
             fleet = full.fleet_pause.value() if full.fleet_pause is not None else None
-        return Snapshot(now, (g.value(now, fleet),), fleet)
+        status = g.value(now, fleet)
+        return Snapshot(now, (status,), fleet, status.node_pauses, status.urgent_reboots)
 
     async def history(self, group: str | None = None, limit: int = 100) -> list[Event]:
         validate_limit(limit)
@@ -601,7 +639,8 @@ def _denial(r: httpx.Response) -> Denied | None:
             p = PauseModel.model_validate(doc.get("pause")).value() if doc.get("pause") else None
         except ValidationError:
             p = None
-        return Denied(DenyReason.PAUSED, max_, holders, p)
+        node = doc.get("node")
+        return Denied(DenyReason.PAUSED, max_, holders, p, node if isinstance(node, str) else "")
     m = _AIRLOCK_FULL.search(value) if kind == "failed_lock" else None
     if m is not None:
         return Denied(DenyReason.FULL, int(m.group(1)), holders)

@@ -44,9 +44,9 @@ from urllib.parse import quote
 from stagger.backends import sqlite_file
 from stagger.backends.base import (
     Clock,
-    GroupStatus,
     Snapshot,
     UnreadableReports,
+    snapshot_of,
     utcnow,
     validate_limit,
 )
@@ -74,7 +74,6 @@ from stagger.core.semaphore import (
     FLEET,
     HISTORY_LIMIT,
     Event,
-    Pause,
     Semaphore,
     validate_group,
     validate_id,
@@ -392,9 +391,8 @@ class SqliteBackend(SemaphoreStore):
                 "DELETE FROM events WHERE grp = ? AND seq <= ?", (e.group, last + 1 - HISTORY_LIMIT)
             )
 
-    def _fleet_pause(self, conn: sqlite3.Connection) -> Pause | None:
-        fleet = self._load(conn, FLEET)
-        return fleet.pause if fleet is not None else None
+    def _fleet(self, conn: sqlite3.Connection) -> Semaphore | None:
+        return self._load(conn, FLEET)
 
     async def _apply(
         self,
@@ -414,7 +412,7 @@ class SqliteBackend(SemaphoreStore):
             conn.execute("BEGIN IMMEDIATE")
             now = self.clock()
             stored = self._load(conn, group)
-            fleet = self._fleet_pause(conn) if with_fleet else None
+            fleet = self._fleet(conn) if with_fleet else None
             change = op(stored if stored is not None else self._new(group), now, fleet)
             if not change.changed:
                 conn.execute("ROLLBACK")
@@ -436,7 +434,7 @@ class SqliteBackend(SemaphoreStore):
             # One read transaction, so the groups and the fleet pause are one consistent view.
             conn.execute("BEGIN")
             now = self.clock()
-            fleet = self._fleet_pause(conn)
+            fleet = self._fleet(conn)
             if group is None:
                 rows = conn.execute(
                     "SELECT name, data FROM groups WHERE name != ? ORDER BY name", (FLEET,)
@@ -445,12 +443,7 @@ class SqliteBackend(SemaphoreStore):
             else:
                 sems = [self._load(conn, group) or self._new(group)]
             conn.execute("COMMIT")
-            active = fleet if fleet is not None and fleet.active(now) else None
-            return Snapshot(
-                now=now,
-                groups=tuple(GroupStatus(s, now, fleet) for s in sems),
-                fleet_pause=active,
-            )
+            return snapshot_of(now, sems, fleet)
 
         return await self._run(read)
 

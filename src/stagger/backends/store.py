@@ -24,14 +24,17 @@ from stagger.core.semaphore import (
     Pause,
     Released,
     Semaphore,
+    Urgent,
     validate_group,
     validate_id,
     validate_max,
+    validate_node_id,
 )
 
 T = TypeVar("T")
-# One core operation, given the group's value, the backend's `now`, and the fleet pause.
-Op = Callable[[Semaphore, datetime, Pause | None], Change[T]]
+# One core operation, given the group's value, the backend's `now`, and the FLEET record
+# (the fleet-wide pause and the node pauses; None when not loaded or never written).
+Op = Callable[[Semaphore, datetime, Semaphore | None], Change[T]]
 # Given the group as re-read after a write with an unknown outcome and the outcome that write
 # would have had: that outcome if the group shows the write took effect, else None (run the
 # operation again on what is there now). Only a store whose writes can time out uses it.
@@ -59,7 +62,7 @@ class SemaphoreStore(ABC):
         with_fleet: bool = False,
         settle: Settle[T] | None = None,
     ) -> T:
-        """Load `group` (and, `with_fleet`, the fleet pause), apply `op` at the backend's now,
+        """Load `group` (and, `with_fleet`, the FLEET record), apply `op` at the backend's now,
         and write the result and its events atomically; write nothing when `op` changes
         nothing. `what` names the change in errors."""
 
@@ -83,7 +86,13 @@ class SemaphoreStore(ABC):
         return await self._apply(
             group,
             lambda sem, now, fleet: core.acquire(
-                sem, node_id, now, note=note, fleet_pause=fleet, by=by
+                sem,
+                node_id,
+                now,
+                note=note,
+                fleet_pause=fleet.pause if fleet is not None else None,
+                node_pause=core.node_pause_of(fleet, node_id, now),
+                by=by,
             ),
             what=f"acquire {group}/{node_id}",
             with_fleet=True,
@@ -171,5 +180,69 @@ class SemaphoreStore(ABC):
             target,
             lambda sem, now, _: core.resume(sem, now, by=by),
             what=f"resume {group or 'all groups'}",
+            settle=settle,
+        )
+
+    async def pause_node(
+        self, node_id: str, *, by: str, reason: str, until: datetime | None = None
+    ) -> Pause:
+        """Pause one node in every group: a change to the FLEET record, which every acquire
+        reads and guards, so no grant slips past it."""
+        validate_node_id(node_id)
+
+        def settle(sem: Semaphore, planned: Pause) -> Pause | None:
+            return planned if sem.node_pauses.get(node_id) == planned else None
+
+        return await self._apply(
+            FLEET,
+            lambda sem, now, _: core.pause_node(
+                sem, node_id, now, by=by, reason=reason, until=until
+            ),
+            what=f"pause node {node_id}",
+            settle=settle,
+        )
+
+    async def resume_node(self, node_id: str, *, by: str) -> Pause | None:
+        validate_id(node_id)
+
+        def settle(sem: Semaphore, planned: Pause | None) -> Pause | None:
+            return planned if node_id not in sem.node_pauses else None
+
+        return await self._apply(
+            FLEET,
+            lambda sem, now, _: core.resume_node(sem, node_id, now, by=by),
+            what=f"resume node {node_id}",
+            settle=settle,
+        )
+
+    async def ask_reboot(
+        self, node_id: str, *, by: str, reason: str, ignore_blackouts: bool = False
+    ) -> Urgent:
+        validate_node_id(node_id)
+
+        def settle(sem: Semaphore, planned: Urgent) -> Urgent | None:
+            return planned if sem.urgent_reboots.get(node_id) == planned else None
+
+        return await self._apply(
+            FLEET,
+            lambda sem, now, _: core.ask_reboot(
+                sem, node_id, now, by=by, reason=reason, ignore_blackouts=ignore_blackouts
+            ),
+            what=f"ask node {node_id} to reboot",
+            settle=settle,
+        )
+
+    async def clear_reboot(
+        self, node_id: str, *, done_by: datetime | None = None, group: str | None = None
+    ) -> Urgent | None:
+        validate_id(node_id)
+
+        def settle(sem: Semaphore, planned: Urgent | None) -> Urgent | None:
+            return planned if sem.urgent_reboots.get(node_id) != planned else None
+
+        return await self._apply(
+            FLEET,
+            lambda sem, now, _: core.clear_reboot(sem, node_id, now, done_by=done_by),
+            what=f"clear node {node_id}'s reboot ask",
             settle=settle,
         )

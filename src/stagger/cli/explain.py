@@ -21,19 +21,22 @@ import typer
 from stagger.agent.detectors.base import Detector, Finding, combine
 from stagger.backends.base import GroupStatus, utcnow
 from stagger.cli.config import ConfigFileOption, ConfigRootOption, load
-from stagger.cli.output import JsonOption, console, emit, operator_by, reported_errors
+from stagger.cli.output import (
+    BackendOption,
+    JsonOption,
+    console,
+    emit,
+    operator_by,
+    print_json,
+    reported_errors,
+    run_async,
+)
+from stagger.core.cycle.gates import judge, urgent_skips_window
 from stagger.core.durations import format_duration
 from stagger.core.errors import InvalidInput, StaggerError
 from stagger.core.secrets import mask_url, mask_urls_in
-from stagger.core.semaphore import Pause
-from stagger.core.strategy import (
-    UNCONFIGURED_NOTE,
-    Decision,
-    Situation,
-    Verdict,
-    decide,
-    unconfigured,
-)
+from stagger.core.semaphore import Pause, Urgent, validate_node_id
+from stagger.core.strategy import UNCONFIGURED_NOTE, Decision, Verdict, unconfigured
 
 if TYPE_CHECKING:
     from stagger.config.loader import LoadedConfig
@@ -169,6 +172,21 @@ def _updates_view(
     }
 
 
+def _urgent(loaded: LoadedConfig, root: Path | None) -> Urgent | None:
+    """The urgent reboot this node's need-reboot marker asks for in this boot (`--now`)."""
+    from stagger.agent.state import read_boot_id, read_manual_mark
+    from stagger.config.section import path_of
+
+    cfg = loaded.config
+    try:
+        mark = read_manual_mark(cfg.detectors.manual.path_of("path", root))
+        if mark is None:
+            return None
+        return mark.as_urgent(read_boot_id(path_of(cfg.agent, "boot_id_path", root)))
+    except StaggerError:
+        return None  # the manual detector's finding says why the marker cannot be read
+
+
 def _uncleared(agent: AgentView) -> str | None:
     """The reboot-loop guard's sentence when the saved need is one a reboot did not clear."""
     from stagger.core.cycle.gates import uncleared_sentence, withheld
@@ -256,16 +274,16 @@ def explain(
     combined = combine(findings)
     is_open = schedule.is_open(now)
     next_open = None if is_open else schedule.next_open(now)
-    decision = decide(
+    urgent = _urgent(loaded, root)
+    decision = judge(
         cfg.agent.strategy,
-        Situation(
-            reboot_needed=combined.needed is True,
-            window_open=is_open,
-            pause=slots.pause,
-            backend_reachable=not slots.problem,
-            schedule_why=schedule.why(now),
-            backend_configured=cfg.agent.backend_configured,
-        ),
+        schedule,
+        now,
+        needed=combined.needed is True,
+        pause=slots.pause,
+        backend_reachable=not slots.problem,
+        urgent=urgent,
+        backend_configured=cfg.agent.backend_configured,
     )
     never = unconfigured(cfg.agent.strategy, cfg.agent.backend_configured)
     step, when = _next_step(decision, agent, slots, node, next_open, now)
@@ -292,6 +310,17 @@ def explain(
             "why": schedule.why(now),
         },
         "pause": slots.pause,
+        "urgent": (
+            None
+            if urgent is None
+            else {
+                "reason": urgent.reason,
+                "by": urgent.by,
+                "since": urgent.since,
+                "ignore_blackouts": urgent.ignore_blackouts,
+                "skips_window_now": urgent_skips_window(urgent, schedule, now) is not None,
+            }
+        ),
         "slot": {
             "max": slots.max,
             "held_by": list(slots.holders),
@@ -331,6 +360,8 @@ def explain(
             answer = {True: "needed", False: "no", None: "unknown"}[f.needed]
             line("", f"{f.detector}: {answer} — {f.detail}")
         line("window", schedule.why(now))
+        if urgent is not None:
+            line("urgent", urgent.describe())
         if slots.problem:
             line("slot", slots.problem)
         else:
@@ -409,12 +440,30 @@ def need_reboot(
         help="Why (shown by explain, status and the logs); required unless --cancel.",
     ),
     cancel: bool = typer.Option(False, "--cancel", help="Take back an earlier need-reboot."),
+    now: bool = typer.Option(
+        False,
+        "--now",
+        help="An emergency reboot: skip the window (not a blackout, never a pause); the slot, "
+        "drain and health checks still apply.",
+    ),
+    ignore_blackouts: bool = typer.Option(
+        False, "--ignore-blackouts", help="With --now: skip blackouts too (never a pause)."
+    ),
+    node: str | None = typer.Option(
+        None,
+        "--node",
+        metavar="ID",
+        help="With --now: ask another node's agent, through the store or server "
+        "(--backend/--server URL), instead of this node.",
+    ),
+    backend: str | None = BackendOption,
     config: Path | None = ConfigFileOption,
     root: Path | None = ConfigRootOption,
     json: bool = JsonOption,
 ) -> None:
     """Mark a reboot as needed by hand (like `locksmithctl send-need-reboot`): the agent takes
-    it like any detector's, through window, slot and hooks. It holds for this boot only."""
+    it like any detector's, through window, slot and hooks (--now: outside the window). It
+    holds for this boot only."""
     from stagger.agent.state import (
         ManualMark,
         clear_manual_mark,
@@ -423,6 +472,9 @@ def need_reboot(
     )
     from stagger.config.section import path_of
 
+    if node is not None:
+        _ask_reboot(node, reason, now, ignore_blackouts, cancel, backend, json)
+        return
     loaded = load(config, root, json)
     cfg = loaded.config
     path = cfg.detectors.manual.path_of("path", root)
@@ -438,15 +490,93 @@ def need_reboot(
                 "need-reboot needs --reason TEXT: say why (explain and the logs show it), "
                 "or give --cancel to take back an earlier one"
             )
+        if ignore_blackouts and not now:
+            raise InvalidInput(
+                "--ignore-blackouts only goes with --now (an emergency reboot): add --now, "
+                "or drop --ignore-blackouts"
+            )
         boot_id = read_boot_id(path_of(cfg.agent, "boot_id_path", root))
-        mark = ManualMark(reason, utcnow(), operator_by(), boot_id)
+        mark = ManualMark(
+            reason, utcnow(), operator_by(), boot_id, urgent=now, ignore_blackouts=ignore_blackouts
+        )
         write_manual_mark(path, mark)
-    doc = {"path": str(path), "reason": mark.reason.strip(), "since": mark.since, "by": mark.by}
-    text = (
-        f"a reboot is now needed on this node ({mark.reason.strip()}); the agent takes it "
-        f"within a second and reboots when the window and a slot allow (`stagger explain`)"
-    )
+    doc = {
+        "path": str(path),
+        "reason": mark.reason.strip(),
+        "since": mark.since,
+        "by": mark.by,
+        "now": now,
+        "ignore_blackouts": ignore_blackouts,
+    }
+    if now:
+        skips = "the window and blackouts" if ignore_blackouts else "the window (not a blackout)"
+        text = (
+            f"an urgent reboot is now needed on this node ({mark.reason.strip()}); the agent "
+            f"skips {skips} but never a pause, and still takes a slot and drains "
+            "(`stagger explain`)"
+        )
+    else:
+        text = (
+            f"a reboot is now needed on this node ({mark.reason.strip()}); the agent takes it "
+            f"within a second and reboots when the window and a slot allow (`stagger explain`)"
+        )
     emit(doc, json, lambda: console().print(text, soft_wrap=True))
+
+
+def _ask_reboot(
+    node: str,
+    reason: str | None,
+    now: bool,
+    ignore_blackouts: bool,
+    cancel: bool,
+    backend: str | None,
+    as_json: bool,
+) -> None:
+    """`need-reboot --now --node ID`: the ask is stored for the node (beside its pause); its
+    agent takes it when it next reads its group's status, and clears it once rebooted."""
+    with reported_errors(as_json):
+        validate_node_id(node)
+        if not cancel and not now:
+            raise InvalidInput(
+                "--node asks another node for an emergency reboot: add --now (a plain "
+                "need-reboot is left on the node itself)"
+            )
+        if not cancel and (reason is None or not reason.strip()):
+            raise InvalidInput("need-reboot needs --reason TEXT: say why, the history keeps it")
+    if cancel:
+        gone = run_async(
+            lambda b: b.clear_reboot(node), backend=backend, create=False, as_json=as_json
+        )
+        if as_json:
+            from stagger.api import ClearRebootResponse, UrgentModel
+
+            cleared = UrgentModel.of(gone) if gone is not None else None
+            doc = ClearRebootResponse(node=node, cleared=cleared)
+            print_json(doc.model_dump(mode="json"))
+        elif gone is not None:
+            console().print(f"took back the emergency reboot asked for {node}", soft_wrap=True)
+        else:
+            text = f"no emergency reboot was asked for {node}: nothing to cancel"
+            console().print(text, soft_wrap=True)
+        return
+    by = operator_by()
+    u = run_async(
+        lambda b: b.ask_reboot(node, by=by, reason=reason or "", ignore_blackouts=ignore_blackouts),
+        backend=backend,
+        create=True,
+        as_json=as_json,
+    )
+    if as_json:
+        from stagger.api import AskRebootResponse, UrgentModel
+
+        asked = AskRebootResponse(node=node, urgent=UrgentModel.of(u))
+        print_json(asked.model_dump(mode="json"))
+        return
+    text = (
+        f"asked {node} for an emergency reboot ({u.reason}); its agent takes it when it next "
+        "reads its group's status (within its poll, at most 5 minutes when idle)"
+    )
+    console().print(text, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

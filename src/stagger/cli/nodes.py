@@ -57,7 +57,9 @@ async def read_fleet(backend: Backend, group: str | None, silent_after: timedelt
     stored = await backend.read_nodes(group)
     events = await backend.history(group, HISTORY_LIMIT)
     holds = {g.group: g.holds for g in snap.groups}
-    views = fleet_nodes(stored.reports, holds, events, snap.now, silent_after)
+    views = fleet_nodes(
+        stored.reports, holds, events, snap.now, silent_after, node_pauses=snap.node_pauses
+    )
     return Fleet(snap.now, silent_after, views, stored)
 
 
@@ -76,6 +78,9 @@ def _state(n: NodeView) -> str:
     state = str(n.state)
     if n.holds_slot and state != "holding":
         state += " +slot"
+    if n.pause is not None:
+        until = f" until {when(n.pause.until)}" if n.pause.until else ""
+        state += f" (PAUSED{until})"
     return f"{state} (SILENT)" if n.silent else state
 
 

@@ -47,6 +47,7 @@ from stagger.core.semaphore import (
     validate_group,
     validate_id,
     validate_max,
+    validate_node_id,
 )
 from stagger.core.times import check_instant, format_utc
 
@@ -63,6 +64,9 @@ IdOption = typer.Option(
 # Where /etc/machine-id is looked up; for tests and for acting from a chroot or image.
 RootOption = typer.Option(Path("/"), "--root", metavar="DIR", hidden=True)
 AllOption = typer.Option(False, "--all", help="Every group: the fleet-wide pause.")
+NodeOption = typer.Option(
+    None, "--node", metavar="ID", help="One node's own pause, in every group (its hold stays)."
+)
 
 
 # --- inputs ----------------------------------------------------------------------------
@@ -123,8 +127,17 @@ def parse_rfc3339(text: str, *, what: str) -> datetime:
     return check_instant(value, what)
 
 
-def pause_scope(group: str | None, every: bool) -> str | None:
-    """The group a pause/resume acts on; None means the fleet-wide pause."""
+def pause_scope(group: str | None, every: bool, node: str | None = None) -> str | None:
+    """The group a pause/resume acts on; None means the fleet-wide pause (or, with --node,
+    that node's own pause)."""
+    if node is not None:
+        if every or group is not None:
+            raise InvalidInput(
+                "--node cannot be used with --group or --all: a node's pause holds in every "
+                "group; give --node ID alone"
+            )
+        validate_node_id(node)
+        return None
     if every and group is not None:
         raise InvalidInput(
             "--group and --all cannot be used together: name one group, or --all for every group"
@@ -208,6 +221,10 @@ def render_status(snap: Snapshot, reports: Reports | None = None) -> None:
     fleet = active(snap.fleet_pause, snap.now)
     if fleet is not None:
         out.print(f"FLEET-WIDE PAUSE: every group is {describe_pause(fleet, snap.now)}")
+    for node, p in snap.node_pauses.items():
+        out.print(f"NODE PAUSE: node {node} is {describe_pause(p, snap.now)}")
+    for node, u in sorted(snap.urgent_reboots.items()):
+        out.print(f"URGENT REBOOT of node {node} asked {when(u.since)}: {u.describe()}")
     if not snap.groups:
         out.print("no groups yet: a group appears with its first lock, set-max or pause")
         return
@@ -447,16 +464,33 @@ def pause(
     reason: str | None = typer.Option(
         None, "--reason", metavar="TEXT", help="Why (required; shown to everyone)."
     ),
+    node: str | None = NodeOption,
     backend: str | None = BackendOption,
     json: bool = JsonOption,
 ) -> None:
-    """Stop new reboots in a group, or everywhere (--all); holders keep their slots."""
+    """Stop new reboots in a group, everywhere (--all), or of one node (--node); holders keep
+    their slots."""
     with reported_errors(json):
-        scope = pause_scope(group, every)
+        scope = pause_scope(group, every, node)
         end = pause_end(until, duration, utcnow())
         if reason is None or not reason.strip():
             raise InvalidInput("a pause needs --reason TEXT: say why, everyone sees it")
     by = operator_by()
+    if node is not None:
+        np = run_async(
+            lambda b: b.pause_node(node, by=by, reason=reason or "", until=end),
+            backend=backend,
+            create=True,
+            as_json=json,
+        )
+        if json:
+            from stagger.api import PauseModel, PauseResponse
+
+            doc = PauseResponse(group=None, node=node, pause=PauseModel.from_pause(np))
+            print_json(document(doc))
+        else:
+            console().print(f"node {node} (in every group): {describe_pause(np, utcnow())}")
+        return
     p = run_async(
         lambda b: b.pause(scope, by=by, reason=reason or "", until=end),
         backend=backend,
@@ -469,7 +503,7 @@ def pause(
 
         model = PauseModel.of(p)
         assert model is not None
-        print_json(document(PauseResponse(group=scope, pause=model)))
+        print_json(document(PauseResponse(group=scope, node=None, pause=model)))
     else:
         console().print(f"{where}: {describe_pause(p, utcnow())}")
 
@@ -479,13 +513,29 @@ def resume(
         None, "--group", "-g", metavar="G", help=f"The group (default: {DEFAULT_GROUP})."
     ),
     every: bool = typer.Option(False, "--all", help="Lift the fleet-wide pause."),
+    node: str | None = NodeOption,
     backend: str | None = BackendOption,
     json: bool = JsonOption,
 ) -> None:
-    """Lift a pause (--all: the fleet-wide one). Resuming what is not paused changes nothing."""
+    """Lift a pause (--all: the fleet-wide one; --node: one node's). Resuming what is not
+    paused changes nothing."""
     with reported_errors(json):
-        scope = pause_scope(group, every)
+        scope = pause_scope(group, every, node)
     by = operator_by()
+    if node is not None:
+        gone = run_async(
+            lambda b: b.resume_node(node, by=by), backend=backend, create=False, as_json=json
+        )
+        if json:
+            from stagger.api import PauseModel, ResumeResponse
+
+            doc = ResumeResponse(group=None, node=node, lifted=PauseModel.of(gone))
+            print_json(document(doc))
+        elif gone is not None:
+            console().print(f"resumed node {node} (was paused by {gone.by}: {gone.reason})")
+        else:
+            console().print(f"node {node} was not paused: nothing changed")
+        return
     lifted = run_async(
         lambda b: b.resume(scope, by=by), backend=backend, create=False, as_json=json
     )
@@ -497,7 +547,7 @@ def resume(
     if json:
         from stagger.api import PauseModel, ResumeResponse
 
-        print_json(document(ResumeResponse(group=scope, lifted=PauseModel.of(lifted))))
+        print_json(document(ResumeResponse(group=scope, node=None, lifted=PauseModel.of(lifted))))
     else:
         console().print(text)
 

@@ -39,6 +39,7 @@ _FROM_HISTORY = {
     Action.PAUSED: "paused",
     Action.RESUMED: "resumed",
     Action.MAX_CHANGED: "max_changed",
+    Action.REBOOT_ASKED: "reboot_asked",
 }
 
 
@@ -68,9 +69,15 @@ class Notification:
         if self.event == "stale":
             return f"{self.id}'s hold in {where} is stale: not seen for {self.detail}"
         if self.event == "paused":
+            if self.id:  # one node's pause (stagger pause --node)
+                return f"reboots of node {self.id} were paused{by}{detail}"
             return f"reboots in {where} were paused{by}{detail}"
         if self.event == "resumed":
+            if self.id:
+                return f"reboots of node {self.id} were resumed{by}"
             return f"reboots in {where} were resumed{by}"
+        if self.event == "reboot_asked":
+            return f"an emergency reboot of node {self.id} was asked{by}{detail}"
         if self.event == "max_changed":
             return f"max in {where} changed{by}{detail}"
         return f"{self.event} in {where}{detail}"

@@ -25,7 +25,7 @@ from typing import Any
 
 from stagger.core.cycle.node_state import CheckResult, NodeState, State
 from stagger.core.errors import StaggerError
-from stagger.core.semaphore import Action, Event, Hold, validate_group, validate_id
+from stagger.core.semaphore import Action, Event, Hold, Pause, validate_group, validate_id
 from stagger.core.times import check_instant
 
 DEFAULT_SILENT_AFTER = timedelta(minutes=15)
@@ -263,6 +263,7 @@ class NodeView:
     report: NodeReport | None = None
     last_lock_activity: datetime | None = None
     last_released: datetime | None = None
+    pause: Pause | None = None  # the node's own pause in force (stagger pause --node)
 
     @property
     def needed_since(self) -> datetime | None:
@@ -281,13 +282,15 @@ def fleet_nodes(
     history: Iterable[Event],
     now: datetime,
     silent_after: timedelta = DEFAULT_SILENT_AFTER,
+    node_pauses: Mapping[str, Pause] | None = None,
 ) -> list[NodeView]:
     """Every node the store knows of, sorted by group then id. `holds` maps each group to its
     live holds; `history` is any slice of the events (newest first or not). A node that
     reports is shown from its report; any other id that held or asked for a slot is shown
     from its lock activity. Operator actions on an id (`by` another) count as its activity
     too, since the id is still a node's. Lock activity up to the moment an id was forgotten
-    is not: a forgotten node shows again only when it holds a slot or locks again."""
+    is not: a forgotten node shows again only when it holds a slot or locks again.
+    `node_pauses` (the node pauses in force, by id) marks each paused node's row."""
     holding = {(g, h.id) for g, hs in holds.items() for h in hs}
     views: dict[tuple[str, str], NodeView] = {}
     reported: set[str] = set()
@@ -331,7 +334,10 @@ def fleet_nodes(
             last_lock_activity=activity.get(key),
             last_released=released.get(key),
         )
-    return [views[k] for k in sorted(views)]
+    paused = node_pauses or {}
+    return [
+        replace(views[k], pause=paused[k[1]]) if k[1] in paused else views[k] for k in sorted(views)
+    ]
 
 
 # --- what a hold says about its node -----------------------------------------------------------

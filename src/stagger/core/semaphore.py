@@ -118,6 +118,24 @@ class Pause:
         return self.until is None or now < self.until
 
 
+@dataclass(frozen=True)
+class Urgent:
+    """An operator's emergency reboot of one node (`stagger need-reboot --now`): the node's
+    agent skips its window for it — never a pause, and a blackout only with
+    `ignore_blackouts` — but still takes a slot and runs its drain and health gate."""
+
+    reason: str
+    by: str
+    since: datetime
+    ignore_blackouts: bool = False
+
+    def describe(self) -> str:
+        blackouts = "; blackouts ignored too" if self.ignore_blackouts else ""
+        return (
+            f"an urgent reboot asked by {self.by}: {self.reason} (the window is skipped{blackouts})"
+        )
+
+
 class Action(StrEnum):
     """What an event records; the same words appear in history, metrics and notifications."""
 
@@ -129,6 +147,7 @@ class Action(StrEnum):
     PAUSED = "paused"
     RESUMED = "resumed"
     FORGOTTEN = "forgotten"  # an operator removed a node's report (`stagger forget`)
+    REBOOT_ASKED = "reboot_asked"  # an operator asked one node for an emergency reboot
 
 
 @dataclass(frozen=True)
@@ -149,6 +168,12 @@ class Semaphore:
     pause: Pause | None = None
     hold_ttl: timedelta | None = None
     stale_after: timedelta = DEFAULT_STALE_AFTER
+    # Only in the FLEET record: each paused node's pause (stagger pause --node), kept beside
+    # the fleet-wide pause so an acquire reads and guards one record for both.
+    node_pauses: Mapping[str, Pause] = field(default_factory=dict)
+    # Only in the FLEET record: each node's emergency reboot asked through the store (stagger
+    # need-reboot --now --node ID), until its agent has rebooted for it and clears it.
+    urgent_reboots: Mapping[str, Urgent] = field(default_factory=dict)
     # False for a group the store has never written (its defaults): setting a value equal to a
     # default then still writes, so the group an operator named exists from then on. Not
     # stored, not compared: two views of the same group are equal whether written or not.
@@ -191,11 +216,14 @@ class Denied:
     max: int
     holders: tuple[str, ...] = ()
     pause: Pause | None = None
+    # Set when the pause in force is this node's own (stagger pause --node), not a group's.
+    node: str = ""
 
     def sentence(self) -> str:
         if self.reason is DenyReason.PAUSED and self.pause is not None:
             until = f" until {self.pause.until.isoformat()}" if self.pause.until else ""
-            return f"reboots are paused{until} by {self.pause.by}: {self.pause.reason}"
+            what = f"node {self.node} is paused" if self.node else "reboots are paused"
+            return f"{what}{until} by {self.pause.by}: {self.pause.reason}"
         return f"all {self.max} slot(s) are held by: {', '.join(self.holders) or '(nobody)'}"
 
 
@@ -274,10 +302,13 @@ def acquire(
     *,
     note: str = "",
     fleet_pause: Pause | None = None,
+    node_pause: Pause | None = None,
     by: str | None = None,
 ) -> Change[Granted | Denied]:
     """Take a slot for `node_id`. Recursive: a holder asking again is granted, nothing written.
-    `by` is who asked: the node itself (the default) or an operator taking a slot for it."""
+    `by` is who asked: the node itself (the default) or an operator taking a slot for it.
+    `node_pause` is this node's own pause (node_pause_of): it refuses a new hold, never an
+    existing one, and is named before a group's or the fleet's pause."""
     validate_node_id(node_id)
     check_operator_text(note, "the note")
     check_operator_text(by or "", "by")
@@ -286,6 +317,9 @@ def acquire(
     held = sem.holds.get(node_id)
     if held is not None:
         return Change(sem, Granted(held, already_held=True), admitted.events)
+    if node_pause is not None and node_pause.active(now):
+        denied = Denied(DenyReason.PAUSED, sem.max, sem.holders(now), node_pause, node=node_id)
+        return Change(sem, denied, admitted.events)
     if admitted.outcome is not None:
         return Change(sem, admitted.outcome, admitted.events)
     expires = later(now, sem.hold_ttl) if sem.hold_ttl is not None else None
@@ -299,8 +333,9 @@ def admission(
     sem: Semaphore, now: datetime, *, fleet_pause: Pause | None = None
 ) -> Change[Denied | None]:
     """What `acquire` answers at `now` to every id that holds no slot after expiry (the new
-    value's `holds`): the same denial for all of them, or None when it would grant a slot.
-    One group value answers many callers, so this is decided once per value, not per id."""
+    value's `holds`) and has no pause of its own: the same denial for all of them, or None
+    when it would grant a slot. One group value answers many callers, so this is decided
+    once per value, not per id."""
     swept = expire(sem, now)
     sem = swept.semaphore
     pause = sem.active_pause(now, fleet_pause)
@@ -417,3 +452,94 @@ def resume(sem: Semaphore, now: datetime, *, by: str) -> Change[Pause | None]:
         return Change(sem, None)
     event = Event(now, sem.group, Action.RESUMED, by, detail=sem.pause.reason)
     return Change(replace(sem, pause=None), sem.pause, (event,))
+
+
+# --- one node's pause (kept in the FLEET record) ----------------------------------------
+
+
+def node_pause_of(fleet: Semaphore | None, node_id: str, now: datetime) -> Pause | None:
+    """`node_id`'s own pause in force at `now`, from the FLEET record (None: not paused)."""
+    p = fleet.node_pauses.get(node_id) if fleet is not None else None
+    return p if p is not None and p.active(now) else None
+
+
+def active_node_pauses(fleet: Semaphore | None, now: datetime) -> dict[str, Pause]:
+    """Every node pause in force at `now`, by node id (an ended one is simply left out)."""
+    if fleet is None:
+        return {}
+    return {k: p for k, p in sorted(fleet.node_pauses.items()) if p.active(now)}
+
+
+def pause_node(
+    fleet: Semaphore,
+    node_id: str,
+    now: datetime,
+    *,
+    by: str,
+    reason: str,
+    until: datetime | None = None,
+) -> Change[Pause]:
+    """Stop new grants to one node, in every group (`fleet` is the FLEET record). Its hold,
+    if any, stays. Decided by the group pause's own rules (`pause`), so both refuse the same
+    inputs. Ended node pauses are dropped on the way, so the record does not grow."""
+    validate_node_id(node_id)
+    kept = active_node_pauses(fleet, now)
+    decided = pause(
+        Semaphore(FLEET, pause=kept.get(node_id)), now, by=by, reason=reason, until=until
+    )
+    p = decided.outcome
+    if not decided.changed:
+        return Change(fleet, p)
+    events = tuple(replace(e, id=node_id) for e in decided.events)
+    return Change(replace(fleet, node_pauses={**kept, node_id: p}), p, events)
+
+
+def resume_node(fleet: Semaphore, node_id: str, now: datetime, *, by: str) -> Change[Pause | None]:
+    """Lift one node's pause. Resuming a node that is not paused (or whose pause has ended)
+    writes nothing."""
+    validate_id(node_id)
+    kept = active_node_pauses(fleet, now)
+    decided = resume(Semaphore(FLEET, pause=kept.pop(node_id, None)), now, by=by)
+    if not decided.changed:
+        return Change(fleet, None)
+    events = tuple(replace(e, id=node_id) for e in decided.events)
+    return Change(replace(fleet, node_pauses=kept), decided.outcome, events)
+
+
+# --- one node's emergency reboot, asked through the store (kept in the FLEET record) --------
+
+
+def ask_reboot(
+    fleet: Semaphore,
+    node_id: str,
+    now: datetime,
+    *,
+    by: str,
+    reason: str,
+    ignore_blackouts: bool = False,
+) -> Change[Urgent]:
+    """Ask `node_id`'s agent for an emergency reboot (stagger need-reboot --now --node ID). Its
+    reason is checked like a pause's, by the same rules. Asked again, the newer ask replaces
+    the older one."""
+    validate_node_id(node_id)
+    # A pause's checks on reason and by, so both refuse the same text.
+    pause(Semaphore(FLEET), now, by=by, reason=reason)
+    u = Urgent(reason.strip(), by, now, ignore_blackouts)
+    detail = u.reason + (" (blackouts ignored too)" if ignore_blackouts else "")
+    event = Event(now, FLEET, Action.REBOOT_ASKED, by, node_id, detail)
+    new = replace(fleet, urgent_reboots={**fleet.urgent_reboots, node_id: u})
+    return Change(new, u, (event,))
+
+
+def clear_reboot(
+    fleet: Semaphore, node_id: str, now: datetime, *, done_by: datetime | None = None
+) -> Change[Urgent | None]:
+    """Drop `node_id`'s emergency reboot once its agent rebooted for it: only an ask made
+    before `done_by` (the node's last reboot), so a newer ask is kept; None: all of it. Not an
+    event of its own (the node's grant and release already tell the story)."""
+    validate_id(node_id)
+    u = fleet.urgent_reboots.get(node_id)
+    if u is None or (done_by is not None and u.since > done_by):
+        return Change(fleet, None)
+    kept = {k: v for k, v in fleet.urgent_reboots.items() if k != node_id}
+    return Change(replace(fleet, urgent_reboots=kept), u, dirty=True)

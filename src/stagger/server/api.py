@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -19,6 +19,9 @@ from starlette.routing import BaseRoute, Route
 
 from stagger.api import (
     ActorRequest,
+    AskRebootRequest,
+    AskRebootResponse,
+    ClearRebootResponse,
     ConfigureRequest,
     ErrorKind,
     ForgetResponse,
@@ -40,6 +43,7 @@ from stagger.api import (
     TouchResponse,
     UnlockResponse,
     UnreadableModel,
+    UrgentModel,
 )
 from stagger.core.errors import InvalidInput
 from stagger.core.reports import NodeHoldsSlot, NodeReport, fleet_nodes
@@ -286,12 +290,12 @@ class Api:
             self.state.note_group(group)
         model = PauseModel.of(p)
         assert model is not None
-        return json_response(PauseResponse(group=group, pause=model))
+        return json_response(PauseResponse(group=group, node=None, pause=model))
 
     async def _resume(self, request: Request, actor: str, group: str | None) -> Response:
         body = await read_model(request, ActorRequest, optional=True)
         lifted = await self.state.backend.resume(group, by=body.by or actor)
-        return json_response(ResumeResponse(group=group, lifted=PauseModel.of(lifted)))
+        return json_response(ResumeResponse(group=group, node=None, lifted=PauseModel.of(lifted)))
 
     async def pause_group(self, request: Request) -> Response:
         return await self._pause(request, self._admin(request), self._group(request))
@@ -304,6 +308,57 @@ class Api:
 
     async def resume_fleet(self, request: Request) -> Response:
         return await self._resume(request, self._admin(request), None)
+
+    async def pause_node(self, request: Request) -> Response:
+        actor = self._admin(request)
+        node_id = self._id(request)
+        body = await read_model(request, PauseRequest)
+        p = await self.state.backend.pause_node(
+            node_id, by=body.by or actor, reason=body.reason, until=body.until
+        )
+        return json_response(
+            PauseResponse(group=None, node=node_id, pause=PauseModel.from_pause(p))
+        )
+
+    async def resume_node(self, request: Request) -> Response:
+        actor = self._admin(request)
+        node_id = self._id(request)
+        body = await read_model(request, ActorRequest, optional=True)
+        lifted = await self.state.backend.resume_node(node_id, by=body.by or actor)
+        return json_response(ResumeResponse(group=None, node=node_id, lifted=PauseModel.of(lifted)))
+
+    async def ask_reboot(self, request: Request) -> Response:
+        actor = self._admin(request)
+        node_id = self._id(request)
+        body = await read_model(request, AskRebootRequest)
+        u = await self.state.backend.ask_reboot(
+            node_id, by=body.by or actor, reason=body.reason, ignore_blackouts=body.ignore_blackouts
+        )
+        return json_response(AskRebootResponse(node=node_id, urgent=UrgentModel.of(u)))
+
+    async def clear_reboot(self, request: Request) -> Response:
+        """An agent drops its own ask once it rebooted for it (`?done_by=`: its last reboot;
+        `?group=`: its group, for its node token), or an admin drops any."""
+        node_id = self._id(request)
+        group = request.query_params.get("group")
+        if group is not None:
+            try:
+                validate_group(group)
+            except InvalidInput as exc:
+                raise Reject(ErrorKind.INVALID_GROUP, exc.message) from None
+            self._node(request, group, node_id)
+        else:
+            self._admin(request)
+        raw = request.query_params.get("done_by")
+        try:
+            done_by = datetime.fromisoformat(raw) if raw else None
+        except ValueError:
+            raise Reject(ErrorKind.INVALID_REQUEST, "done_by must be an RFC 3339 time") from None
+        if done_by is not None and done_by.tzinfo is None:
+            raise Reject(ErrorKind.INVALID_REQUEST, "done_by must carry a UTC offset")
+        cleared = await self.state.backend.clear_reboot(node_id, done_by=done_by)
+        model = UrgentModel.of(cleared) if cleared is not None else None
+        return json_response(ClearRebootResponse(node=node_id, cleared=model))
 
     async def unlock(self, request: Request) -> Response:
         actor = self._admin(request)
@@ -364,7 +419,12 @@ class Api:
         events = await backend.history(group, HISTORY_LIMIT)
         silent_after = self.state.settings.silent_after
         views = fleet_nodes(
-            stored.reports, {g.group: g.holds for g in snap.groups}, events, snap.now, silent_after
+            stored.reports,
+            {g.group: g.holds for g in snap.groups},
+            events,
+            snap.now,
+            silent_after,
+            node_pauses=snap.node_pauses,
         )
         return json_response(
             NodesModel(
@@ -440,6 +500,12 @@ class Api:
             Route("/v1/nodes", e("nodes", self.nodes), methods=["GET"]),
             Route("/v1/nodes/{id}", e("forget", self.forget), methods=["DELETE"]),
             Route("/v1/nodes/{id}/report", e("report", self.report), methods=["POST"]),
+            Route("/v1/nodes/{id}/pause", e("pause-node", self.pause_node), methods=["POST"]),
+            Route("/v1/nodes/{id}/resume", e("resume-node", self.resume_node), methods=["POST"]),
+            Route("/v1/nodes/{id}/reboot", e("ask-reboot", self.ask_reboot), methods=["POST"]),
+            Route(
+                "/v1/nodes/{id}/reboot", e("clear-reboot", self.clear_reboot), methods=["DELETE"]
+            ),
             Route("/healthz", e("healthz", self.healthz), methods=["GET"]),
             Route("/readyz", e("readyz", self.readyz), methods=["GET"]),
             Route("/metrics", self.metrics, methods=["GET"]),

@@ -141,7 +141,12 @@ class Dashboard:
         history = await backend.history(None, HISTORY_SHOWN)
         holds = {g.group: g.holds for g in snap.groups}
         nodes = fleet_nodes(
-            stored.reports, holds, history, snap.now, self.state.settings.silent_after
+            stored.reports,
+            holds,
+            history,
+            snap.now,
+            self.state.settings.silent_after,
+            node_pauses=snap.node_pauses,
         )
         groups = sorted({g.group for g in snap.groups} | {n.group for n in nodes})
         rollouts = {g: rollout(g, nodes, history, snap.now) for g in groups}
@@ -177,6 +182,8 @@ class Dashboard:
             "groups": groups,
             "node_groups": sorted(known | {n.group for n in v.nodes}),
             "fleet_pause": v.snapshot.fleet_pause,
+            "node_pauses": v.snapshot.node_pauses,
+            "urgent_reboots": v.snapshot.urgent_reboots,
         }
 
     async def _render(self, request: Request, template: str) -> Response:

@@ -152,6 +152,7 @@ def denial_reject(outcome: Denied) -> Reject:
         max=outcome.max,
         holders=list(outcome.holders),
         pause=_pause_doc(outcome.pause),
+        node=outcome.node or None,
     )
 
 
@@ -187,6 +188,18 @@ class Admission:
     def grants(self, node_id: str) -> bool:
         """Whether a lock by `node_id` takes a new slot (a write)."""
         return self.refusal is None and node_id not in self.holders
+
+
+def _own_pause(current: GroupStatus, node_id: str) -> Denied | None:
+    """The denial of a node with a pause of its own (rare: decided per node, in core, and
+    named before the group's answer), or None."""
+    pause = current.node_pauses.get(node_id)
+    if pause is None or not pause.active(current.now):
+        return None
+    outcome = core.acquire(
+        current.semaphore, node_id, current.now, fleet_pause=current.fleet_pause, node_pause=pause
+    ).outcome
+    return outcome if isinstance(outcome, Denied) else None
 
 
 # Groups whose last Admission is kept: far more than any fleet has; beyond it, start over.
@@ -318,6 +331,9 @@ class FleetLockEndpoint:
                     admission = admissions.of(hint)
                     if node_id in admission.holders:
                         return None
+                    paused = _own_pause(hint, node_id)
+                    if paused is not None:
+                        return self._denial(group, node_id, Refusal.of(paused), hint.now)
                     if admission.refusal is not None:
                         return self._denial(group, node_id, admission.refusal, hint.now)
                 outcome = await backend.acquire(group, node_id, by=by)

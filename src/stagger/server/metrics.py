@@ -50,6 +50,11 @@ class Metrics:
         self.fleet_paused = Gauge(
             "stagger_fleet_paused", "1 when the fleet-wide pause is in force.", registry=r
         )
+        self.nodes_paused = Gauge(
+            "stagger_nodes_paused",
+            "Nodes whose own pause (stagger pause --node) is in force.",
+            registry=r,
+        )
         # Notifications, by [[notify]] entry name (from the config: bounded) and event.
         self.notifications = Counter(
             "stagger_notify_sent",
@@ -107,6 +112,7 @@ class Metrics:
             self.paused.labels(g.group).set(1 if g.pause is not None else 0)
             self.stale.labels(g.group).set(len(g.stale))
         self.fleet_paused.set(1 if snap.fleet_pause is not None else 0)
+        self.nodes_paused.set(len(snap.node_pauses))
 
     def notify_sent(self, target: str, event: str) -> None:
         self.notifications.labels(target, event).inc()

@@ -39,6 +39,9 @@ _MODELS: list[type[BaseModel]] = [
     api.ReportResponse,
     api.NodesModel,
     api.ForgetResponse,
+    api.AskRebootRequest,
+    api.AskRebootResponse,
+    api.ClearRebootResponse,
     api.HealthModel,
 ]
 
@@ -285,6 +288,60 @@ def _paths() -> dict[str, Any]:
                 "requestBody": _body(_ref("NodeReportRequest")),
                 "responses": _responses(_ref("ReportResponse"), 400, 413),
             }
+        },
+        "/v1/nodes/{id}/pause": {
+            "post": {
+                "summary": "pause one node in every group: its locks are denied "
+                "failed_lock_paused, its hold stays (stagger pause --node)",
+                "tags": admin,
+                "parameters": [ID],
+                "requestBody": _body(_ref("PauseRequest")),
+                "responses": _responses(_ref("PauseResponse"), 400, 413),
+            }
+        },
+        "/v1/nodes/{id}/resume": {
+            "post": {
+                "summary": "lift one node's pause",
+                "tags": admin,
+                "parameters": [ID],
+                "requestBody": _body(_ref("ActorRequest"), required=False),
+                "responses": _responses(_ref("ResumeResponse"), 400, 413),
+            }
+        },
+        "/v1/nodes/{id}/reboot": {
+            "post": {
+                "summary": "ask the node's agent for an emergency reboot: it skips its window "
+                "(not blackouts unless ignore_blackouts, never a pause) and still takes a slot "
+                "(stagger need-reboot --now --node)",
+                "tags": admin,
+                "parameters": [ID],
+                "requestBody": _body(_ref("AskRebootRequest")),
+                "responses": _responses(_ref("AskRebootResponse"), 400, 413),
+            },
+            "delete": {
+                "summary": "drop the node's ask: its agent once rebooted for it (node token, "
+                "with ?group=), or an admin",
+                "tags": ["agent"],
+                "parameters": [
+                    ID,
+                    {
+                        "name": "group",
+                        "in": "query",
+                        "required": False,
+                        "schema": GROUP_SCHEMA,
+                        "description": "the node's group (for its node token); omit as admin",
+                    },
+                    {
+                        "name": "done_by",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "format": "date-time"},
+                        "description": "drop only an ask made at or before this time "
+                        "(the node's last reboot)",
+                    },
+                ],
+                "responses": _responses(_ref("ClearRebootResponse"), 400),
+            },
         },
         "/healthz": {
             "get": {

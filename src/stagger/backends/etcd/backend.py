@@ -39,7 +39,9 @@ from stagger.backends.base import (
     GroupStatus,
     Snapshot,
     UnreadableReports,
+    group_status,
     retry_cas,
+    snapshot_of,
     utcnow,
     validate_limit,
 )
@@ -76,7 +78,6 @@ from stagger.core.semaphore import (
     Event,
     Granted,
     Hold,
-    Pause,
     Semaphore,
     validate_group,
     validate_id,
@@ -216,7 +217,7 @@ class EtcdBackend(SemaphoreStore):
         view = self._views.get(group)
         if view is None:
             return None
-        return GroupStatus(view.semaphore, self.clock(), view.fleet)
+        return group_status(view.semaphore, self.clock(), view.fleet)
 
     # --- writing --------------------------------------------------------------------------
 
@@ -372,17 +373,12 @@ class EtcdBackend(SemaphoreStore):
         if group is not None:
             # One group: the same view a change starts from, so it is remembered for one.
             view = await self._load(validate_group(group), now)
-            active = view.fleet if view.fleet is not None and view.fleet.active(now) else None
-            return Snapshot(
-                now=now, groups=(GroupStatus(view.semaphore, now, view.fleet),), fleet_pause=active
-            )
+            return snapshot_of(now, (view.semaphore,), view.fleet)
         # One read transaction: the groups, their lease keys and the fleet pause agree.
         ranges = _ranges(self.layout.fleet_ranges())
         resp = await self._client.read_txn(rpc.TxnRequest(success=ranges))
         sems, fleet = self.layout.read_fleet([r.response_range.kvs for r in resp.responses], now)
-        groups = tuple(GroupStatus(sem, now, fleet) for sem in sems)
-        active = fleet if fleet is not None and fleet.active(now) else None
-        return Snapshot(now=now, groups=groups, fleet_pause=active)
+        return snapshot_of(now, sems, fleet)
 
     async def history(self, group: str | None = None, limit: int = 100) -> list[Event]:
         """Newest first. `group=None`: every group's events and the fleet-wide ones."""
@@ -459,7 +455,7 @@ class EtcdBackend(SemaphoreStore):
         group = stored_group(resp.kvs[0].value)
         if group is not None:
 
-            def op(sem: Semaphore, now: datetime, _: Pause | None) -> Change[None]:
+            def op(sem: Semaphore, now: datetime, _: Semaphore | None) -> Change[None]:
                 check_forget(node_id, {sem.group: sem.live_holds(now)})
                 if not sem.stored:  # a group never written has no history: do not create it
                     return Change(sem, None)

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from stagger.backends.store import Op, Settle
-from stagger.core.semaphore import Event, Pause, Semaphore
+from stagger.core.semaphore import Event, Semaphore
 
 # The most changes that WRITE one transaction carries (changes that write nothing cost it no
 # operation and are not counted). etcd refuses a transaction of more than 128 operations
@@ -91,7 +91,7 @@ class Applied:
 
 
 def apply_in_order(
-    sem: Semaphore, fleet: Pause | None, now: datetime, changes: list[Queued]
+    sem: Semaphore, fleet: Semaphore | None, now: datetime, changes: list[Queued]
 ) -> Applied:
     """Run each change's operation on the value the one before it left, as if they had come
     one by one in this order; stop after MAX_BATCH of them wrote (the rest wait for the

@@ -14,7 +14,8 @@ Rules of this file:
 
 Key layout, under a prefix (default `stagger/v1/`):
 - `{prefix}groups/{group}`: the group's Semaphore as the codec's JSON. The fleet-wide pause
-  is the value of the pseudo-group `*` (core.semaphore.FLEET): `{prefix}groups/*`.
+  is the value of the pseudo-group `*` (core.semaphore.FLEET): `{prefix}groups/*`, which also
+  keeps the node pauses and the emergency reboots asked for nodes.
 - `{prefix}leases/{group}/{id}`: `{"ttl": N}`, attached to an etcd lease of N seconds; exists
   only for holds of groups with a hold_ttl. When etcd expires the lease it deletes the key,
   and the next read drops the hold (core.semaphore.expire_lost): etcd's clock decides.
@@ -37,7 +38,7 @@ from typing import Any
 from stagger.backends.codec import decode_semaphore, encode_event, encode_semaphore
 from stagger.backends.etcd.client import ttl_seconds
 from stagger.core import semaphore as core
-from stagger.core.semaphore import FLEET, Action, Event, Pause, Semaphore
+from stagger.core.semaphore import FLEET, Action, Event, Semaphore
 
 # etcd refuses a transaction of more than --max-txn-ops operations (128 by default); beyond
 # this many events in one change, the "expired" ones are folded into one.
@@ -62,7 +63,7 @@ class View:
     revision: int  # the group key's mod_revision; 0 when absent
     leases: Mapping[str, HoldLease]
     seq: int
-    fleet: Pause | None
+    fleet: Semaphore | None  # the FLEET record: the fleet-wide pause and the node pauses
     fleet_revision: int
     read_at: int  # the store revision it shows (the response header's): newer views win
     sent: int  # the number of the request it answers (EtcdBackend._request): see _fresh
@@ -204,7 +205,7 @@ class Layout:
         swept = core.expire_lost(sem, frozenset(leases), now)
         fleet, fleet_revision = None, 0
         if fleet_kvs:
-            fleet = self.decode(FLEET, fleet_kvs[0].value).pause
+            fleet = self.decode(FLEET, fleet_kvs[0].value)
             fleet_revision = fleet_kvs[0].mod_revision
         return View(
             group=group,
@@ -226,17 +227,17 @@ class Layout:
 
     def read_fleet(
         self, found: Sequence[Iterable[Any]], now: datetime
-    ) -> tuple[list[Semaphore], Pause | None]:
-        """Every group by name (holds whose lease key is gone dropped) and the fleet pause, in
-        the key-values one transaction found for `fleet_ranges`."""
+    ) -> tuple[list[Semaphore], Semaphore | None]:
+        """Every group by name (holds whose lease key is gone dropped) and the FLEET record (the
+        fleet pause and the node pauses), in the key-values one transaction found for
+        `fleet_ranges`."""
         group_kvs, lease_kvs = found
         start = len(self.key("groups", ""))
         sems: dict[str, Semaphore] = {}
         for kv in group_kvs:
             name = kv.key[start:].decode()
             sems[name] = self.decode(name, kv.value)
-        fleet_sem = sems.pop(FLEET, None)
-        fleet = fleet_sem.pause if fleet_sem is not None else None
+        fleet = sems.pop(FLEET, None)
         alive: dict[str, set[str]] = {}
         lease_start = len(self.key("leases", ""))
         for kv in lease_kvs:
@@ -337,5 +338,5 @@ def view_after(
         derived=True,
     )
     if view.group == FLEET:
-        after = replace(after, fleet=plan.semaphore.pause, fleet_revision=revision)
+        after = replace(after, fleet=plan.semaphore, fleet_revision=revision)
     return after

@@ -17,7 +17,8 @@ Rules of this file:
   gate (before a slot request, on grant, and right before the reboot) through one function,
   `_why_stop` in handlers.py, and never re-decide.
 - Invariants (tests/test_machine_properties.py): never a Reboot without a held slot when the
-  strategy asks for one; never a Reboot outside an open window; never a release after a
+  strategy asks for one; never a Reboot outside an open window but an urgent one (never in
+  a blackout unless it ignores blackouts, never while paused); never a release after a
   reboot before health passed. The abort paths (hooks failed, window closed or paused before
   the drain finished) release without a reboot and go back to WAITING with back-off.
 - Every action with an effect outside the process is preceded by Persist in the same list.

@@ -28,6 +28,8 @@ from stagger.core.cycle.vocabulary import (
     RunPreRebootHooks,
     Touch,
 )
+from stagger.core.schedule import Schedule
+from stagger.core.semaphore import Pause, Urgent
 from stagger.core.strategy import Decision, Situation, Strategy, Verdict, decide
 
 # --- the gates ------------------------------------------------------------------------------------
@@ -38,20 +40,59 @@ DISABLED_SENTENCE = (
 )
 
 
-def gate(state: NodeState, ctx: Context, now: datetime) -> Decision:
-    """May a reboot start now, and does it need a slot? strategy.decide's answer."""
-    is_open = ctx.schedule.is_open(now)
-    pause = ctx.pause if ctx.pause is not None and ctx.pause.active(now) else None
-    return decide(
-        ctx.strategy,
+def urgent_skips_window(urgent: Urgent | None, schedule: Schedule, now: datetime) -> Urgent | None:
+    """The urgent reboot that may skip the window closed at `now`: none in a blackout, unless
+    it was asked with ignore_blackouts. A pause is judged apart (strategy.decide): never
+    skipped."""
+    if urgent is None or schedule.is_open(now):
+        return None
+    if not urgent.ignore_blackouts and schedule.blackout_at(now) is not None:
+        return None
+    return urgent
+
+
+def judge(
+    strategy: Strategy,
+    schedule: Schedule,
+    now: datetime,
+    *,
+    needed: bool,
+    pause: Pause | None = None,
+    backend_reachable: bool = True,
+    backend_configured: bool = True,
+    urgent: Urgent | None = None,
+) -> Decision:
+    """May a reboot start now, and does it need a slot? strategy.decide's answer, with the
+    window taken as open for an urgent reboot (urgent_skips_window). `explain` asks it too."""
+    is_open = schedule.is_open(now)
+    skip = urgent_skips_window(urgent, schedule, now) if needed else None
+    d = decide(
+        strategy,
         Situation(
-            reboot_needed=state.needed is not None,
-            window_open=is_open,
-            pause=pause,
-            backend_reachable=ctx.backend_reachable,
-            schedule_why="" if is_open else ctx.schedule.why(now),
-            backend_configured=ctx.backend_configured,
+            reboot_needed=needed,
+            window_open=is_open or skip is not None,
+            pause=pause if pause is not None and pause.active(now) else None,
+            backend_reachable=backend_reachable,
+            schedule_why="" if is_open else schedule.why(now),
+            backend_configured=backend_configured,
         ),
+    )
+    if skip is not None and d.verdict in (Verdict.ACQUIRE, Verdict.REBOOT):
+        return replace(d, sentence=f"{d.sentence}: {skip.describe()}")
+    return d
+
+
+def gate(state: NodeState, ctx: Context, now: datetime) -> Decision:
+    """judge() for the node in `state` under `ctx`."""
+    return judge(
+        ctx.strategy,
+        ctx.schedule,
+        now,
+        needed=state.needed is not None,
+        pause=ctx.pause,
+        backend_reachable=ctx.backend_reachable,
+        backend_configured=ctx.backend_configured,
+        urgent=ctx.urgent,
     )
 
 
@@ -95,6 +136,9 @@ def settle(s: NodeState, ctx: Context, now: datetime) -> Out:
         ), [RecordEvent("dry_run", d.sentence)]
     if d.verdict is Verdict.ACQUIRE:
         note = base.needed.detector if base.needed else ""
+        if urgent_skips_window(ctx.urgent, ctx.schedule, now) is not None and ctx.urgent:
+            # History keeps who asked for the urgent reboot and why, with the grant.
+            note = f"urgent: asked by {ctx.urgent.by}: {ctx.urgent.reason}"
         return replace(base, cycle=State.ACQUIRING, reason=d.sentence), [RequestSlot(note)]
     return drain(replace(base, holds_slot=False, reason=d.sentence), ctx, now)
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from stagger.core.cycle.node_state import NodeState
 from stagger.core.schedule import Schedule
-from stagger.core.semaphore import Pause
+from stagger.core.semaphore import Pause, Urgent
 from stagger.core.strategy import Strategy
 
 # --- what the machine is told ---------------------------------------------------------------------
@@ -65,6 +65,9 @@ class Context:
     strategy: Strategy
     schedule: Schedule = field(default_factory=Schedule)
     pause: Pause | None = None
+    # An operator's emergency reboot of this node (stagger need-reboot --now), if one is asked
+    # for the need in hand: it opens the window, never a pause (nor a blackout unless it says so).
+    urgent: Urgent | None = None
     backend_reachable: bool = True
     backend_configured: bool = True
     disabled: bool = False

@@ -103,6 +103,35 @@
       if (!window.confirm("Lift the fleet-wide pause as " + by() + "?")) { return null; }
       return api("POST", "v1/resume", { by: by() }).then(function () { return "resumed every group"; });
     },
+    "pause-node": function (b) {
+      var id = b.getAttribute("data-id");
+      var reason = window.prompt("Pause reboots of node " + id + " (its slot, if any, stays). Reason:");
+      if (!reason || !reason.trim()) { return null; }
+      if (!window.confirm("Pause node " + id + " as " + by() + "?\nReason: " + reason)) { return null; }
+      return api("POST", "v1/nodes/" + encodeURIComponent(id) + "/pause", { reason: reason, by: by() })
+        .then(function () { return "paused node " + id; });
+    },
+    "resume-node": function (b) {
+      var id = b.getAttribute("data-id");
+      if (!window.confirm("Resume reboots of node " + id + " as " + by() + "?")) { return null; }
+      return api("POST", "v1/nodes/" + encodeURIComponent(id) + "/resume", { by: by() })
+        .then(function () { return "resumed node " + id; });
+    },
+    "reboot-now": function (b) {
+      var id = b.getAttribute("data-id");
+      var reason = window.prompt("Emergency reboot of " + id + ": it skips its window (not a " +
+                                 "blackout, never a pause) and still takes a slot. Reason:");
+      if (!reason || !reason.trim()) { return null; }
+      if (!window.confirm("Ask " + id + " to reboot now as " + by() + "?\nReason: " + reason)) { return null; }
+      return api("POST", "v1/nodes/" + encodeURIComponent(id) + "/reboot", { reason: reason, by: by() })
+        .then(function () { return "asked " + id + " for an emergency reboot"; });
+    },
+    "cancel-reboot": function (b) {
+      var id = b.getAttribute("data-id");
+      if (!window.confirm("Take back the emergency reboot asked for " + id + "?")) { return null; }
+      return api("DELETE", "v1/nodes/" + encodeURIComponent(id) + "/reboot")
+        .then(function () { return "took back the emergency reboot of " + id; });
+    },
     "set-max": function (b) {
       var g = b.getAttribute("data-group");
       var text = window.prompt("New max (slots) for group " + g + ":", b.getAttribute("data-max"));
