@@ -39,13 +39,18 @@ def server(store: str) -> Iterator[RunningServer]:
 
 
 def fill(store: str) -> None:
-    """Holds, a halted holder, a group pause with an end, a fleet-wide pause and reports."""
+    """Holds, a halted holder, a group pause with an end, a fleet-wide pause, a node's pause,
+    an emergency reboot asked for a node, and reports."""
     assert run("set-max", "2", "--group", "web", "--hold-ttl", "1h", backend=store).code == 0
     assert run("lock", "--group", "web", "--id", "web-1", "--note", "n", backend=store).code == 0
     assert run("lock", "--group", "web", "--id", "web-2", backend=store).code == 0
     until = "2999-01-01T01:00:00+01:00"  # an offset: documents show it in UTC
     assert run("pause", "--group", "db", "--until", until, "--reason", "r", backend=store).code == 0
     assert run("pause", "--all", "--reason", "freeze", backend=store).code == 0
+    node_pause = ("pause", "--node", "web-2", "--until", until, "--reason", "batch")
+    assert run(*node_pause, backend=store).code == 0
+    ask = ("need-reboot", "--now", "--node", "db-1", "--reason", "cve")
+    assert run(*ask, backend=store).code == 0
     report(store, NodeReport("web-1", "web", State.HALTED, reason="health failed"))
     report(store, waiting("db-1", "db"))
 
@@ -88,6 +93,12 @@ def test_status_is_the_same_document_from_the_cli_and_the_api(
     assert [h["condition"] for h in web["holds"]] == ["halted", "ok"]
     (db,) = [g for g in mine["groups"] if g["group"] == "db"]
     assert db["pause"]["until"] == "2999-01-01T00:00:00Z"
+    assert mine["node_pauses"]["web-2"]["until"] == "2999-01-01T00:00:00Z"
+    assert mine["urgent_reboots"]["db-1"]["reason"] == "cve"
+    assert (web["node_pauses"], web["urgent_reboots"]) == (
+        mine["node_pauses"],
+        mine["urgent_reboots"],
+    )
     one = cli(store, "status", "--group", "web")["groups"][0]
     assert one == api(server, "/v1/groups/web")
     assert all(UTC_Z.match(t) for t in times(mine)), times(mine)
@@ -99,7 +110,7 @@ def test_history_is_the_same_document_newest_first(store: str, server: RunningSe
     assert mine == api(server, "/v1/history?limit=50")
     stamps = [datetime.fromisoformat(e["time"]) for e in mine["events"]]
     assert stamps == sorted(stamps, reverse=True)
-    assert mine["events"][0]["action"] == "paused"  # the fleet-wide pause, the last act
+    assert mine["events"][0]["action"] == "reboot_asked"  # the last act of fill()
     assert cli(store, "history", "--group", "web") == api(server, "/v1/groups/web/history")
     reverse = cli(store, "history", "--limit", "50", "--reverse")
     assert reverse["events"] == mine["events"][::-1]
@@ -113,5 +124,36 @@ def test_nodes_is_the_same_document_from_the_cli_and_the_api(
     mine = cli(store, "nodes")
     assert without_now(mine) == without_now(api(server, "/v1/nodes"))
     assert {n["id"] for n in mine["nodes"]} == {"web-1", "web-2", "db-1"}
+    assert {n["id"]: n["pause"] is not None for n in mine["nodes"]} == {
+        "web-1": False,
+        "web-2": True,
+        "db-1": False,
+    }
     assert all(UTC_Z.match(t) for t in times(mine)), times(mine)
     assert datetime.fromisoformat(mine["now"]) <= datetime.now(UTC)
+
+
+def test_node_pause_and_reboot_ask_answers_are_the_admin_apis(
+    store: str, server: RunningServer
+) -> None:
+    """pause/resume --node and need-reboot --now --node print what the admin API answers."""
+    url = server.url
+    mine = cli(store, "pause", "--node", "web-3", "--reason", "batch")
+    theirs = httpx.post(f"{url}/v1/nodes/web-4/pause", json={"reason": "batch"}, timeout=10)
+    assert theirs.status_code == 200, theirs.text
+    assert mine.keys() == theirs.json().keys()
+    assert (mine["group"], mine["node"], mine["pause"]["reason"]) == (None, "web-3", "batch")
+    lifted = cli(store, "resume", "--node", "web-3")
+    api_lifted = httpx.post(f"{url}/v1/nodes/web-4/resume", json={}, timeout=10).json()
+    assert lifted.keys() == api_lifted.keys()
+    assert (lifted["node"], lifted["lifted"]["reason"]) == ("web-3", "batch")
+    asked = cli(store, "need-reboot", "--now", "--node", "web-3", "--reason", "cve")
+    api_asked = httpx.post(f"{url}/v1/nodes/web-4/reboot", json={"reason": "cve"}, timeout=10)
+    assert api_asked.status_code == 200, api_asked.text
+    assert asked.keys() == api_asked.json().keys()
+    assert asked["urgent"].keys() == api_asked.json()["urgent"].keys()
+    assert UTC_Z.match(asked["urgent"]["since"]), asked
+    cleared = cli(store, "need-reboot", "--cancel", "--node", "web-3")
+    assert cleared == {"node": "web-3", "cleared": asked["urgent"]}
+    api_cleared = httpx.delete(f"{url}/v1/nodes/web-4/reboot", timeout=10).json()
+    assert api_cleared.keys() == cleared.keys()
