@@ -127,7 +127,7 @@ def test_each_module_registers_the_commands_listed_for_it() -> None:
 def test_a_run_picks_the_module_of_its_command_and_else_all() -> None:
     assert modules_for(["lock", "--id", "n1"]) == ["stagger.cli.semaphore"]
     assert modules_for(["--version", "config", "show"]) == ["stagger.cli.config"]
-    assert modules_for(["need-reboot"]) == ["stagger.cli.explain"]
+    assert modules_for(["need-reboot"]) == ["stagger.cli.need_reboot"]
     assert modules_for([]) == list(COMMAND_MODULES)
     assert modules_for(["--help"]) == list(COMMAND_MODULES)
     assert modules_for(["statu"]) == list(COMMAND_MODULES)  # click suggests `status`
