@@ -28,8 +28,8 @@ from aetcd import rpc
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from etcd_support import start_cluster
-from stagger.backends.base import Backend
 from stagger.backends.factory import open_backend
+from stagger.backends.protocol import Backend
 
 
 async def run_for(

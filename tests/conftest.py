@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from stagger.backends.base import Backend
 from stagger.backends.factory import open_backend
+from stagger.backends.protocol import Backend
 
 # Hypothesis explores new examples on every developer run; under CI it replays a fixed
 # derandomized set, so a landing never depends on the luck of the draw (and a loaded machine

@@ -19,8 +19,8 @@ import pytest
 
 from stagger.agent.daemon import Agent
 from stagger.agent.runtime import build_runtime
-from stagger.backends.base import Backend
 from stagger.backends.factory import open_backend
+from stagger.backends.protocol import Backend
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 
 from server_support import RunningServer, running
 from stagger.core.cycle.node_state import State
-from stagger.core.reports import NodeReport
+from stagger.core.node_report import NodeReport
 from stagger.server.settings import ServerSettings
 from test_cli import run
 from test_nodes_cli import report, waiting

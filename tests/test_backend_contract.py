@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from stagger.backends.base import Backend
 from stagger.backends.factory import open_backend
+from stagger.backends.protocol import Backend
 from stagger.core.errors import InvalidInput
 from stagger.core.semaphore import (
     DEFAULT_MAX,

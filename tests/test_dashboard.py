@@ -21,7 +21,7 @@ import pytest
 from server_support import PROTO, RunningServer, body, running
 from stagger.backends.fleetlock import FleetLockBackend
 from stagger.core.cycle.node_state import CheckResult, State
-from stagger.core.reports import NodeReport
+from stagger.core.node_report import NodeReport
 from stagger.server.settings import ServerSettings, Token, digest
 
 CHROMIUM = "/usr/bin/chromium"

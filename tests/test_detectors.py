@@ -20,7 +20,7 @@ from stagger.agent.detectors.file import FileDetector
 from stagger.agent.detectors.manual import ManualDetector
 from stagger.agent.detectors.needs_restarting import NeedsRestartingDetector
 from stagger.agent.detectors.rpm_ostree import RpmOstreeDetector
-from stagger.agent.state import ManualMark, write_manual_mark
+from stagger.agent.state_file import ManualMark, write_manual_mark
 from stagger.config.model import StaggerConfig
 from stagger.core.errors import ConfigError
 

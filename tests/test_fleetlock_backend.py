@@ -18,9 +18,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server_support import RunningServer, free_socket, running
-from stagger.backends.base import Backend
 from stagger.backends.factory import open_backend
 from stagger.backends.fleetlock import FleetLockBackend, server_backend_url
+from stagger.backends.protocol import Backend
 from stagger.core.errors import BackendUnavailable, ConfigError, InvalidInput
 from stagger.core.secrets import mask_url as redact
 from stagger.core.semaphore import Denied, DenyReason, Granted, NotHeld, Released

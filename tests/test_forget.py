@@ -10,11 +10,13 @@ import httpx
 import pytest
 
 from server_support import RunningServer, running
-from stagger.backends.base import Backend
 from stagger.backends.factory import open_backend
+from stagger.backends.protocol import Backend
 from stagger.core.cycle.node_state import State
 from stagger.core.errors import InvalidInput
-from stagger.core.reports import NodeHoldsSlot, NodeReport, fleet_nodes
+from stagger.core.fleet_view import fleet_nodes
+from stagger.core.forget import NodeHoldsSlot
+from stagger.core.node_report import NodeReport
 from stagger.core.semaphore import Action
 from stagger.server.settings import ServerSettings, Token, digest
 

@@ -11,9 +11,9 @@ import sqlite3
 import pytest
 
 from etcd_support import raw_client
-from stagger.backends.base import Backend
 from stagger.backends.codec import decode_events, encode_event
 from stagger.backends.etcd import EtcdBackend
+from stagger.backends.protocol import Backend
 from stagger.backends.sqlite import SqliteBackend
 from stagger.core.semaphore import Action
 

@@ -17,10 +17,10 @@ import pytest
 import test_backend_contract as contract
 from conftest import backend_url
 from server_support import PROTO, RunningServer, body, running
-from stagger.backends.base import Backend
 from stagger.backends.codec import decode_semaphore, encode_semaphore, semaphore_to_dict
 from stagger.backends.factory import open_backend
 from stagger.backends.fleetlock import server_backend_url
+from stagger.backends.protocol import Backend
 from stagger.core.errors import InvalidInput
 from stagger.core.notices import Notification
 from stagger.core.semaphore import (

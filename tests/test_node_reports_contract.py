@@ -19,14 +19,14 @@ import pytest
 
 from etcd_support import raw_client
 from server_support import RunningServer, running
-from stagger.backends.base import Backend
 from stagger.backends.etcd import EtcdBackend
 from stagger.backends.factory import open_backend
 from stagger.backends.fleetlock import FleetLockBackend
+from stagger.backends.protocol import Backend
 from stagger.backends.sqlite import SqliteBackend
 from stagger.core.cycle.node_state import CheckResult, State
 from stagger.core.errors import ConfigError, InvalidInput
-from stagger.core.reports import NodeReport
+from stagger.core.node_report import NodeReport
 from stagger.server.settings import ServerSettings, Token, digest
 
 T0 = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)

@@ -16,7 +16,7 @@ from conftest import created
 from server_support import RunningServer, running
 from stagger.backends.factory import open_backend
 from stagger.core.cycle.node_state import State
-from stagger.core.reports import NodeReport
+from stagger.core.node_report import NodeReport
 from stagger.server.settings import ServerSettings
 from test_cli import assert_one_sentence, run, run_script
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from stagger.core.cycle.node_state import CheckResult, State
+from stagger.core.node_report import NodeReport
 from stagger.core.notices import MARK_REFRESH, Seen, changes, mark_body, mark_due
-from stagger.core.reports import NodeReport
 from stagger.core.semaphore import FLEET, Action, Event
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)

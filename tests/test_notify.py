@@ -19,7 +19,7 @@ from stagger.backends.fleetlock import FleetLockBackend
 from stagger.config.model import StaggerConfig
 from stagger.core.cycle.node_state import CheckResult, State
 from stagger.core.errors import InvalidInput
-from stagger.core.reports import NodeReport
+from stagger.core.node_report import NodeReport
 from stagger.server.notify import NotifyTarget
 from stagger.server.settings import ServerSettings
 from webhook_support import WAIT, Receiver

@@ -10,22 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stagger.core.cycle.node_state import CheckResult, Need, NodeState, State
-from stagger.core.reports import (
-    HOLDING,
-    SEEN,
-    NodeHoldsSlot,
-    NodeReport,
-    Source,
-    Unreadable,
-    check_forget,
-    decode_reports,
-    fleet_nodes,
-    hold_conditions,
-    rollout,
-    stored_group,
-    wave_start,
-)
+from stagger.core.fleet_view import HOLDING, SEEN, Source, fleet_nodes, hold_conditions
+from stagger.core.forget import NodeHoldsSlot, check_forget
+from stagger.core.node_report import NodeReport, Unreadable, decode_reports, stored_group
 from stagger.core.semaphore import Action, Event, Hold
+from stagger.core.waves import current_wave, wave_start
 
 T = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)
 
@@ -165,7 +154,7 @@ def test_rollout_counts_done_in_progress_waiting_and_halted() -> None:
     ]
     holds = {"web": [hold("b", 41), hold("h", 42)]}
     views = fleet_nodes(reports, holds, history, at(50))
-    r = rollout("web", views, history, at(50))
+    r = current_wave("web", views, history, at(50))
     assert r.started == at(30)
     assert (r.done, r.in_progress, r.waiting, r.halted) == (("a",), ("b",), ("w",), ("h",))
     assert r.total == 4
@@ -178,7 +167,7 @@ def test_a_group_of_fleetlock_clients_shows_its_holders_in_progress() -> None:
         ev(3, Action.ACQUIRED, "z2"),
     ]
     views = fleet_nodes([], {"web": [hold("z2", 3)]}, history, at(4))
-    r = rollout("web", views, history, at(4))
+    r = current_wave("web", views, history, at(4))
     assert (r.started, r.in_progress) == (at(3), ("z2",))
 
 

@@ -23,8 +23,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from etcd_support import EtcdCluster
-from stagger.backends.base import Backend, Roles
 from stagger.backends.factory import open_backend
+from stagger.backends.protocol import Backend, Roles
 from stagger.core.errors import InvalidInput
 from stagger.core.roles import Role, claim, release
 

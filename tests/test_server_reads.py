@@ -1,4 +1,4 @@
-"""Batched group reads (server/reads.py): callers share reads, but never one that started
+"""Batched group reads (server/batched_reads.py): callers share reads, but never one that started
 before they arrived — so every answer is still linearizable. On a real SQLite backend."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from stagger.backends.base import Snapshot
+from stagger.backends.protocol import Snapshot
 from stagger.backends.sqlite import SqliteBackend
-from stagger.server.reads import GroupReads
+from stagger.server.batched_reads import GroupReads
 
 
 class GatedSqlite(SqliteBackend):

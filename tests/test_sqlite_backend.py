@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from stagger.backends.base import Backend
 from stagger.backends.factory import open_backend
+from stagger.backends.protocol import Backend
 from stagger.backends.sqlite import SqliteBackend, parse_sqlite_url
 from stagger.backends.sqlite_file import APPLICATION_ID
 from stagger.core.errors import BackendUnavailable, ConfigError, InvalidInput

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from stagger.agent.state import (
+from stagger.agent.state_file import (
     STATE_VERSION,
     ManualMark,
     StateFileError,
@@ -132,7 +132,7 @@ WRITER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from stagger.agent.state import StateStore
+    from stagger.agent.state_file import StateStore
     store = StateStore(Path(sys.argv[1]))
     n = int(sys.argv[2])
     while True:

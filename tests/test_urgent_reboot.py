@@ -14,8 +14,8 @@ import pytest
 
 from server_support import running
 from stagger.agent.reboot import SIMULATED_REBOOT_EXIT
-from stagger.backends.base import Backend
 from stagger.backends.fleetlock import server_backend_url
+from stagger.backends.protocol import Backend
 from stagger.core.errors import InvalidInput
 from stagger.core.notices import from_event
 from stagger.core.semaphore import FLEET, Action, Event

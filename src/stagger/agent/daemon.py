@@ -11,7 +11,7 @@ actions it returns, in order. It decides nothing itself. Rules:
   was left (an operator released the hold, say) is cancelled, so a late answer never arrives.
 - On start the saved boot id tells a reboot from a restart (`start_event`).
 - Imports stay lean: no CLI or table libraries, no pydantic; the backend is imported by URL.
-- The node's report (core.reports.NodeReport) is published at every transition and at least
+- The node's report (core.node_report.NodeReport) is published at every transition and at least
   every REPORT_INTERVAL, by one background sender that sends the latest: never awaited by
   a decision, and a failed send is tried again at the next poll.
 - Updates (agent/updaters/runner.py) run beside the cycle: the runner is poked after every
@@ -33,7 +33,7 @@ from stagger.agent import log as agentlog
 from stagger.agent.detectors.base import Finding, combine
 from stagger.agent.notify import Notifier, watchdog_interval
 from stagger.agent.runtime import Runtime
-from stagger.agent.state import (
+from stagger.agent.state_file import (
     ManualMark,
     StateStore,
     TypedStateStore,
@@ -43,7 +43,7 @@ from stagger.agent.state import (
 )
 from stagger.agent.updaters.runner import STATE_KEY as UPDATES_KEY
 from stagger.agent.updaters.runner import UpdateRunner
-from stagger.backends.base import Backend, Snapshot
+from stagger.backends.protocol import Backend, Snapshot
 from stagger.core.cycle.decide import step
 from stagger.core.cycle.node_state import NodeState, State
 from stagger.core.cycle.vocabulary import (
@@ -76,7 +76,7 @@ from stagger.core.cycle.vocabulary import (
     start_event,
 )
 from stagger.core.errors import StaggerError
-from stagger.core.reports import REPORT_INTERVAL, NodeReport
+from stagger.core.node_report import REPORT_INTERVAL, NodeReport
 from stagger.core.semaphore import Denied, Pause, Urgent
 from stagger.core.strategy import SENTENCES, UNCONFIGURED_NOTE, Reason, unconfigured
 from stagger.core.updates import reboot_pending

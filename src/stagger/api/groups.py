@@ -11,8 +11,9 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field
 
 from stagger.api.base import By, Instant, MaybeInstant, Model, Request
-from stagger.backends.base import GroupStatus, Snapshot
-from stagger.core.reports import HoldCondition, NodeReport, hold_conditions
+from stagger.backends.protocol import GroupStatus, Snapshot
+from stagger.core.fleet_view import HoldCondition, hold_conditions
+from stagger.core.node_report import NodeReport
 from stagger.core.semaphore import (
     MAX_SLOTS,
     Action,
@@ -27,7 +28,7 @@ from stagger.core.semaphore import (
 )
 from stagger.core.text import PLAIN_TEXT_NOT_BLANK
 
-# Node id → its last report: what a hold's condition is judged with (core.reports).
+# Node id → its last report: what a hold's condition is judged with (core.fleet_view).
 Reports = Mapping[str, NodeReport]
 
 

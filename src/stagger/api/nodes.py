@@ -10,7 +10,8 @@ from pydantic import ConfigDict, Field
 from stagger.api.base import Instant, MaybeInstant, Model, Request
 from stagger.api.groups import PauseModel
 from stagger.core.cycle.node_state import CheckResult, State
-from stagger.core.reports import MAX_TEXT, NodeReport, NodeView, Source, Unreadable
+from stagger.core.fleet_view import NodeView, Source
+from stagger.core.node_report import MAX_TEXT, NodeReport, Unreadable
 from stagger.core.semaphore import GROUP_RE, MAX_GROUP_LEN
 from stagger.core.times import RANGE_TEXT
 

@@ -9,7 +9,7 @@ from stagger.core.errors import ConfigError
 from stagger.core.secrets import mask_url
 
 if TYPE_CHECKING:  # the Protocol's module imports core's whole model: a CLI's --help need not
-    from stagger.backends.base import Backend
+    from stagger.backends.protocol import Backend
 
 DEFAULT_BACKEND_URL = "sqlite:///var/lib/stagger/stagger.db"
 

@@ -44,14 +44,15 @@ from stagger.api import (
     TouchResponse,
     UnlockResponse,
 )
-from stagger.backends.base import Clock, Snapshot, option_seconds, utcnow, validate_limit
+from stagger.backends.protocol import Clock, Snapshot, option_seconds, utcnow, validate_limit
 from stagger.core.errors import (
     BackendUnavailable,
     ConfigError,
     InvalidInput,
     StaggerError,
 )
-from stagger.core.reports import NodeHoldsSlot, NodeReport, StoredReports
+from stagger.core.forget import NodeHoldsSlot
+from stagger.core.node_report import NodeReport, StoredReports
 from stagger.core.secrets import mask_url
 from stagger.core.semaphore import (
     DEFAULT_STALE_AFTER,

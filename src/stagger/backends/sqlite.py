@@ -17,7 +17,7 @@ Layout (schema version 1, kept in `PRAGMA user_version`):
   `*` (core.semaphore.FLEET).
 - `events(id, grp, seq, time, data)`: history; `seq` numbers each group's events, `id` orders
   all of them. Trimmed to HISTORY_LIMIT per group in the same transaction that adds to it.
-- `nodes(id, grp, updated_at, data)`: each node's last report (core.reports.NodeReport's
+- `nodes(id, grp, updated_at, data)`: each node's last report (core.node_report.NodeReport's
   JSON), replaced by the next. Added without a schema bump: an older stagger that opens the
   file simply never reads it.
 - `roles(name, data)`: a job one server does at a time (core.roles.Role's JSON: owner,
@@ -42,7 +42,8 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from stagger.backends import sqlite_file
-from stagger.backends.base import (
+from stagger.backends.codec import decode_events, decode_semaphore, encode_event, encode_semaphore
+from stagger.backends.protocol import (
     Clock,
     Snapshot,
     UnreadableReports,
@@ -50,8 +51,7 @@ from stagger.backends.base import (
     utcnow,
     validate_limit,
 )
-from stagger.backends.codec import decode_events, decode_semaphore, encode_event, encode_semaphore
-from stagger.backends.store import Op, SemaphoreStore, Settle, check_default_max
+from stagger.backends.semaphore_store import Op, SemaphoreStore, Settle, check_default_max
 from stagger.core import roles
 from stagger.core.errors import (
     BackendUnavailable,
@@ -60,13 +60,8 @@ from stagger.core.errors import (
     StaggerError,
     StoreUnusable,
 )
-from stagger.core.reports import (
-    NodeReport,
-    StoredReports,
-    check_forget,
-    decode_reports,
-    forgotten,
-)
+from stagger.core.forget import check_forget, forgotten
+from stagger.core.node_report import NodeReport, StoredReports, decode_reports
 from stagger.core.roles import Role
 from stagger.core.secrets import mask_url
 from stagger.core.semaphore import (

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from stagger.agent.detectors.base import Detector, Finding, combine
-from stagger.backends.base import GroupStatus, utcnow
+from stagger.backends.protocol import GroupStatus, utcnow
 from stagger.cli.config import ConfigFileOption, ConfigRootOption, load
 from stagger.cli.output import (
     JsonOption,
@@ -72,7 +72,7 @@ def _node_id(loaded: LoadedConfig, root: Path | None) -> str:
 
 
 def _agent_view(loaded: LoadedConfig, root: Path | None) -> AgentView:
-    from stagger.agent.state import StateStore
+    from stagger.agent.state_file import StateStore
     from stagger.config.section import path_of
     from stagger.core.cycle.node_state import NodeState
 
@@ -138,7 +138,7 @@ def _updates_view(
 ) -> dict[str, Any]:
     """The update schedule as the agent sees it: the last attempt, its result, the next one
     (core/updates.decide on the saved record; a pause never stops updates)."""
-    from stagger.agent.state import StateStore
+    from stagger.agent.state_file import StateStore
     from stagger.agent.updaters.runner import STATE_KEY
     from stagger.core.cycle.node_state import NodeState
     from stagger.core.updates import UpdatesState, UpdateVerdict, decide, reboot_pending
@@ -169,7 +169,7 @@ def _updates_view(
 
 def _urgent(loaded: LoadedConfig, root: Path | None) -> Urgent | None:
     """The urgent reboot this node's need-reboot marker asks for in this boot (`--now`)."""
-    from stagger.agent.state import read_boot_id, read_manual_mark
+    from stagger.agent.state_file import read_boot_id, read_manual_mark
     from stagger.config.section import path_of
 
     cfg = loaded.config

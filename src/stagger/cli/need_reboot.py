@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from stagger.backends.base import utcnow
+from stagger.backends.protocol import utcnow
 from stagger.cli.config import ConfigFileOption, ConfigRootOption, load
 from stagger.cli.output import (
     BackendOption,
@@ -57,7 +57,7 @@ def need_reboot(
     """Mark a reboot as needed by hand (like `locksmithctl send-need-reboot`): the agent takes
     it like any detector's, through window, slot and hooks (--now: outside the window). It
     holds for this boot only."""
-    from stagger.agent.state import (
+    from stagger.agent.state_file import (
         ManualMark,
         clear_manual_mark,
         read_boot_id,

@@ -1,5 +1,5 @@
 """Operator commands on the fleet's nodes: `stagger nodes` (the fleet view the server's
-/v1/nodes and dashboard show, built by core.reports.fleet_nodes from the same reads) and
+/v1/nodes and dashboard show, built by core.fleet_view.fleet_nodes from the same reads) and
 `stagger forget NODE` (remove a retired node's report).
 
 The JSON of `nodes` is the /v1/nodes document (stagger.api NodesModel), so a script
@@ -27,18 +27,14 @@ from stagger.cli.output import (
 from stagger.cli.semaphore import ago, when
 from stagger.core.durations import format_duration, parse_duration
 from stagger.core.errors import InvalidInput
-from stagger.core.reports import (
-    DEFAULT_SILENT_AFTER,
-    NodeView,
-    StoredReports,
-    fleet_nodes,
-)
+from stagger.core.fleet_view import NodeView, fleet_nodes
+from stagger.core.node_report import DEFAULT_SILENT_AFTER, StoredReports
 from stagger.core.semaphore import HISTORY_LIMIT, validate_group, validate_id
 from stagger.core.text import printable
 
 if TYPE_CHECKING:
     from stagger.api import NodesModel
-    from stagger.backends.base import Backend
+    from stagger.backends.protocol import Backend
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
-    from stagger.backends.base import Backend
+    from stagger.backends.protocol import Backend
 
 # Exit codes shared by every command (docs/cli.md): 0 done, 1 denied, 2 usage/config, 3 backend.
 EXIT_OK = 0

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from stagger.agent.identity import NoMachineId, node_id
-from stagger.backends.base import Backend, GroupStatus, Snapshot, utcnow
+from stagger.backends.protocol import Backend, GroupStatus, Snapshot, utcnow
 from stagger.cli.output import (
     EXIT_DENIED,
     BackendOption,
@@ -31,7 +31,8 @@ from stagger.cli.output import (
 )
 from stagger.core.durations import format_duration, parse_duration
 from stagger.core.errors import InvalidInput
-from stagger.core.reports import HoldCondition, NodeReport, hold_conditions
+from stagger.core.fleet_view import HoldCondition, hold_conditions
+from stagger.core.node_report import NodeReport
 from stagger.core.semaphore import (
     DEFAULT_GROUP,
     FLEET,
@@ -303,7 +304,7 @@ def status(
 
     async def read(b: Backend) -> tuple[Snapshot, Reports]:
         snap = await b.status(group)
-        # the holders' own reports: a halted holder says so, not `ok` (core.reports)
+        # the holders' own reports: a halted holder says so, not `ok` (core.fleet_view)
         stored = await b.read_nodes(group)
         return snap, {r.id: r for r in stored.reports}
 

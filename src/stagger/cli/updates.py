@@ -38,10 +38,10 @@ ASK_LIMIT = 30.0
 
 def _direct(loaded: LoadedConfig, root: Path | None, as_json: bool) -> dict[str, Any]:
     """The attempt without an agent: the same decision, the same updater, the same record."""
-    from stagger.agent.state import StateFileError, StateStore
+    from stagger.agent.state_file import StateFileError, StateStore
     from stagger.agent.updaters.factory import build_updater, spec_from_config
     from stagger.agent.updaters.runner import STATE_KEY, result_doc
-    from stagger.backends.base import utcnow
+    from stagger.backends.protocol import utcnow
     from stagger.config.section import path_of
     from stagger.core.cycle.node_state import NodeState
     from stagger.core.updates import (

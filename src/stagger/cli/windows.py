@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from stagger.backends.base import utcnow
+from stagger.backends.protocol import utcnow
 from stagger.cli.config import ConfigFileOption, ConfigRootOption, load
 from stagger.cli.output import JsonOption, console, emit, reported_errors
 from stagger.core.durations import format_duration

@@ -16,7 +16,7 @@ from typing import Any
 
 from stagger.core.cycle.node_state import State
 from stagger.core.durations import format_duration
-from stagger.core.reports import NodeReport
+from stagger.core.node_report import NodeReport
 from stagger.core.semaphore import FLEET, Action, Event
 
 # A mark names every event it has dealt with from this long before its newest one: events are

@@ -46,7 +46,9 @@ from stagger.api import (
     UrgentModel,
 )
 from stagger.core.errors import InvalidInput
-from stagger.core.reports import NodeHoldsSlot, NodeReport, fleet_nodes
+from stagger.core.fleet_view import fleet_nodes
+from stagger.core.forget import NodeHoldsSlot
+from stagger.core.node_report import NodeReport
 from stagger.core.semaphore import (
     HISTORY_LIMIT,
     MAX_ID_LEN,
@@ -57,10 +59,10 @@ from stagger.core.semaphore import (
 )
 from stagger.core.text import whole_number
 from stagger.server.auth import CHALLENGE, CLIENT_CERT_NAMES, NO_NAMES, Denial
+from stagger.server.context import ServerState, error_body
 from stagger.server.fleetlock import Reject
 from stagger.server.metrics import CONTENT_TYPE
 from stagger.server.settings import BY_RE, MAX_BODY
-from stagger.server.state import ServerState, error_body
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[Request], Awaitable[Response]]

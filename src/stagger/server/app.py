@@ -20,8 +20,9 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
-from stagger.backends.base import Backend
+from stagger.backends.protocol import Backend
 from stagger.server.api import Api, http_exception
+from stagger.server.context import ServerState
 from stagger.server.dashboard import Dashboard
 from stagger.server.fleetlock import (
     PRE_REBOOT,
@@ -32,7 +33,6 @@ from stagger.server.fleetlock import (
     Send,
 )
 from stagger.server.settings import ServerSettings
-from stagger.server.state import ServerState
 
 _SLASHES = re.compile(r"/{2,}")
 

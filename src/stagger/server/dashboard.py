@@ -4,8 +4,8 @@ once an operator gives an admin token, shows the admin controls, which call the 
 API with that token.
 
 What it shows comes from the same reads as the API: status (groups, holds, pauses), node
-reports plus FleetLock-only nodes from their locks (core.reports.fleet_nodes), history, and
-each group's rollout (core.reports.rollout). Reading needs no token by default (like a status
+reports plus FleetLock-only nodes from their locks (core.fleet_view.fleet_nodes), history, and
+each group's rollout (core.waves.current_wave). Reading needs no token by default (like a status
 page); `[server] dashboard_auth = true` asks for the admin token (docs/server.md "Auth"), and
 `dashboard = false` turns it off. The controls appear only in a fragment asked for with an
 admin token, and the API refuses admin acts without one anyway.
@@ -26,25 +26,24 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from stagger import __version__
-from stagger.backends.base import GroupStatus, Snapshot
+from stagger.backends.protocol import GroupStatus, Snapshot
 from stagger.core.cycle.node_state import State
 from stagger.core.durations import format_duration
-from stagger.core.reports import (
+from stagger.core.fleet_view import (
     HOLDING,
     SEEN,
     HoldCondition,
     NodeView,
-    Rollout,
-    Unreadable,
     fleet_nodes,
     hold_conditions,
-    rollout,
 )
+from stagger.core.node_report import Unreadable
 from stagger.core.semaphore import FLEET, Event, Pause
 from stagger.core.text import printable
 from stagger.core.times import format_utc
+from stagger.core.waves import Wave, current_wave
 from stagger.server.auth import Denial
-from stagger.server.state import ServerState
+from stagger.server.context import ServerState
 
 HERE = Path(__file__).parent
 DASHBOARD_CHALLENGE = 'Basic realm="stagger dashboard", charset="UTF-8"'
@@ -82,7 +81,7 @@ class View:
     snapshot: Snapshot
     nodes: list[NodeView]
     shown: list[NodeView]  # after the filters
-    rollouts: dict[str, Rollout]
+    rollouts: dict[str, Wave]
     history: list[Event]
     group_filter: str
     state_filter: str
@@ -149,7 +148,7 @@ class Dashboard:
             node_pauses=snap.node_pauses,
         )
         groups = sorted({g.group for g in snap.groups} | {n.group for n in nodes})
-        rollouts = {g: rollout(g, nodes, history, snap.now) for g in groups}
+        rollouts = {g: current_wave(g, nodes, history, snap.now) for g in groups}
         group_filter = request.query_params.get("group", "")
         state_filter = request.query_params.get("state", "")
         admin, refused = self._admin(request)

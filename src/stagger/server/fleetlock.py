@@ -5,7 +5,7 @@
 
 This is the hot path (a fleet polls it every five minutes per node, and a burst of nodes can
 hit it at once), so it is plain ASGI: no request objects, one backend call, one send. The
-callers one batched read answers (server/reads.py) share one decision and one encoded denial
+callers one batched read answers (server/batched_reads.py) share one decision and one encoded denial
 (Admissions): per request, what is left is parsing the body and the checks of auth.
 """
 
@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from stagger.api import DENIAL_KINDS, ErrorKind, PauseModel
-from stagger.backends.base import GroupStatus
+from stagger.backends.protocol import GroupStatus
 from stagger.core import semaphore as core
 from stagger.core.errors import InvalidInput
 from stagger.core.semaphore import (
@@ -31,8 +31,8 @@ from stagger.core.semaphore import (
     validate_node_id,
 )
 from stagger.server.auth import CHALLENGE, CLIENT_CERT_NAMES, NO_NAMES, Denial, node_denial
+from stagger.server.context import ServerState, error_body
 from stagger.server.settings import MAX_BODY, Token
-from stagger.server.state import ServerState, error_body
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -208,7 +208,7 @@ _ADMISSIONS_KEPT = 10_000
 
 class Admissions:
     """The Admission of the newest value seen of each group, so that the callers one batched
-    read answers (server/reads.py) share one decision and one encoded denial."""
+    read answers (server/batched_reads.py) share one decision and one encoded denial."""
 
     def __init__(self) -> None:
         self._last: dict[str, tuple[Semaphore, Pause | None, datetime, Admission]] = {}

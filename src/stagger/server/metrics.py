@@ -7,7 +7,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from stagger.backends.base import Snapshot
+from stagger.backends.protocol import Snapshot
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 OK = "ok"

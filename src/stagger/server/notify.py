@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from stagger import __version__
-from stagger.backends.base import Backend, Roles, Snapshot
+from stagger.backends.protocol import Backend, Roles, Snapshot
 from stagger.config.notify_section import NotifyConfig
 from stagger.core.durations import format_duration
 from stagger.core.notices import (

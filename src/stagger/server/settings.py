@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from stagger.backends.factory import DEFAULT_BACKEND_URL
 from stagger.core.errors import ConfigError, InvalidInput
-from stagger.core.reports import DEFAULT_SILENT_AFTER
+from stagger.core.node_report import DEFAULT_SILENT_AFTER
 from stagger.core.semaphore import DEFAULT_MAX, validate_group, validate_max, validate_node_id
 
 if TYPE_CHECKING:

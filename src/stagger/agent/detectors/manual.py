@@ -12,7 +12,7 @@ from pathlib import Path
 
 from stagger.agent.detectors.base import Finding, Report
 from stagger.agent.detectors.inotify import watch_files
-from stagger.agent.state import StateFileError, read_boot_id, read_manual_mark
+from stagger.agent.state_file import StateFileError, read_boot_id, read_manual_mark
 
 NAME = "manual"
 

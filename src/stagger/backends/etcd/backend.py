@@ -34,17 +34,6 @@ from typing import Any, TypeVar, cast
 
 from aetcd import rpc
 
-from stagger.backends.base import (
-    Clock,
-    GroupStatus,
-    Snapshot,
-    UnreadableReports,
-    group_status,
-    retry_cas,
-    snapshot_of,
-    utcnow,
-    validate_limit,
-)
 from stagger.backends.codec import decode_events
 from stagger.backends.etcd.client import (
     ClientSettings,
@@ -60,17 +49,22 @@ from stagger.backends.etcd.group_commit import Applied, GroupQueues, Queued, app
 from stagger.backends.etcd.layout import Layout, Plan, Put, View, Write, view_after
 from stagger.backends.etcd.roles import EtcdRoles
 from stagger.backends.etcd.url import DEFAULT_PREFIX, read_options
-from stagger.backends.store import Op, SemaphoreStore, Settle, check_default_max
+from stagger.backends.protocol import (
+    Clock,
+    GroupStatus,
+    Snapshot,
+    UnreadableReports,
+    group_status,
+    snapshot_of,
+    utcnow,
+    validate_limit,
+)
+from stagger.backends.retry import retry_cas
+from stagger.backends.semaphore_store import Op, SemaphoreStore, Settle, check_default_max
 from stagger.core import roles
 from stagger.core.errors import BackendUnavailable, ConfigError
-from stagger.core.reports import (
-    NodeReport,
-    StoredReports,
-    check_forget,
-    decode_reports,
-    forgotten,
-    stored_group,
-)
+from stagger.core.forget import check_forget, forgotten
+from stagger.core.node_report import NodeReport, StoredReports, decode_reports, stored_group
 from stagger.core.semaphore import (
     DEFAULT_MAX,
     HISTORY_LIMIT,

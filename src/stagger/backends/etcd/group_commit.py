@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from stagger.backends.store import Op, Settle
+from stagger.backends.semaphore_store import Op, Settle
 from stagger.core.semaphore import Event, Semaphore
 
 # The most changes that WRITE one transaction carries (changes that write nothing cost it no

@@ -22,7 +22,7 @@ Key layout, under a prefix (default `stagger/v1/`):
 - `{prefix}events/{group}/{seq:020d}`: one event (codec JSON); `{prefix}seq/{group}` holds
   the group's last event number. Trimmed to the newest `history_limit` in the same
   transaction that adds to it.
-- `{prefix}nodes/{id}`: the node's last report (core.reports.NodeReport as JSON), replaced by
+- `{prefix}nodes/{id}`: the node's last report (core.node_report.NodeReport as JSON), replaced by
   the next; its `updated_at` is the writer's clock (etcd keeps no time of its own).
 - `{prefix}roles/{name}` and `{prefix}role-holders/{name}`: roles.py.
 """

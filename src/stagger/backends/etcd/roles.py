@@ -20,7 +20,6 @@ from typing import Any
 
 from aetcd import rpc
 
-from stagger.backends.base import retry_cas
 from stagger.backends.etcd.client import (
     EtcdClient,
     OutcomeUnknown,
@@ -29,6 +28,7 @@ from stagger.backends.etcd.client import (
     ttl_seconds,
     unchanged,
 )
+from stagger.backends.retry import retry_cas
 from stagger.core import roles
 from stagger.core.errors import BackendUnavailable
 from stagger.core.semaphore import validate_id

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from stagger.backends.base import Clock, option_seconds, utcnow
 from stagger.backends.etcd.client import DEFAULT_PORT, DEFAULT_TIMEOUT, ClientSettings, Endpoint
+from stagger.backends.protocol import Clock, option_seconds, utcnow
 from stagger.core.errors import ConfigError
 from stagger.core.secrets import mask_url
 from stagger.core.semaphore import DEFAULT_MAX, HISTORY_LIMIT

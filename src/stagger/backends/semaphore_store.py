@@ -1,5 +1,5 @@
 """The Backend Protocol's changes, written once for every store that keeps semaphores itself
-(sqlite.py, etcd.py): validate the input, then run ONE core operation through the store's
+(sqlite.py, etcd/backend.py): validate the input, then run ONE core operation through the store's
 own load-apply-write (`_apply`). A store supplies `_apply` and the reads; the operations, their
 validation and what each one means after a write with an unknown outcome live here.
 """

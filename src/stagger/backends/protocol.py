@@ -2,23 +2,21 @@
 
 Every backend does the same three things for a change: load the group's Semaphore, apply one
 operation from core/semaphore.py, and compare-and-swap the result (writing nothing when the
-operation changed nothing). A lost compare-and-swap is retried here, bounded and with jitter;
+operation changed nothing). A lost compare-and-swap is retried (retry.py), bounded and with jitter;
 it never reaches a caller as a failure. Expiry is judged by the backend's clock only.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from stagger.core.durations import parse_duration
-from stagger.core.errors import BackendConflict, ConfigError, InvalidInput
-from stagger.core.reports import NodeReport, StoredReports
+from stagger.core.errors import ConfigError, InvalidInput
+from stagger.core.node_report import NodeReport, StoredReports
 from stagger.core.roles import Role
 from stagger.core.semaphore import (
     DEFAULT_STALE_AFTER,
@@ -278,32 +276,3 @@ class UnreadableReports:
                 self._how(u.key),
             )
         return found
-
-
-T = TypeVar("T")
-
-# Enough for hundreds of writers on one group; each attempt is a fresh read-apply-CAS.
-CAS_ATTEMPTS = 200
-
-
-async def retry_cas(
-    attempt: Callable[[], Awaitable[tuple[bool, T]]],
-    *,
-    what: str,
-    attempts: int = CAS_ATTEMPTS,
-    rng: random.Random | None = None,
-) -> T:
-    """Run `attempt` until it reports success (True, value). A False means the compare-and-swap
-    lost to another writer: wait a short random time (full jitter, capped) and try again."""
-    rng = rng or random.Random()
-    delay = 0.001
-    for _ in range(attempts):
-        ok, value = await attempt()
-        if ok:
-            return value
-        await asyncio.sleep(rng.uniform(0, delay))
-        delay = min(delay * 2, 0.05)
-    raise BackendConflict(
-        f"{what}: the group kept changing under us for {attempts} attempts; "
-        "this means extreme write contention on one group, try again"
-    )

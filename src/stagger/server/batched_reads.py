@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 
-from stagger.backends.base import Backend, GroupStatus, RemembersGroups, Snapshot
+from stagger.backends.protocol import Backend, GroupStatus, RemembersGroups, Snapshot
 
 # Reads of one group in flight at once, at most.
 IN_FLIGHT = 2

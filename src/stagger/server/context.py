@@ -9,8 +9,8 @@ import time
 from typing import Any
 
 from stagger.api import ErrorKind
-from stagger.backends.base import Backend
 from stagger.backends.factory import open_backend
+from stagger.backends.protocol import Backend
 from stagger.core.errors import (
     BackendConflict,
     BackendUnavailable,
@@ -19,9 +19,9 @@ from stagger.core.errors import (
     StaggerError,
 )
 from stagger.server.auth import Authenticator
+from stagger.server.batched_reads import GroupReads
 from stagger.server.metrics import Metrics
 from stagger.server.notify import Notifier
-from stagger.server.reads import GroupReads
 from stagger.server.settings import ServerSettings, UnknownGroups
 
 log = logging.getLogger("stagger.server")
