@@ -11,7 +11,7 @@ command with the installed `stagger` next to this Python, and rewrites, between 
 
 The example scenario is the page's own TOML block (after "docs/figures.py runs this
 scenario"): what a reader copies is what ran. `--check` rewrites nothing and exits 1 with a
-diff when the page no longer says what the commands print (tests/test_docs_figures.py). Only
+diff when the page no longer says what the commands print (tests/docs/test_docs_figures.py). Only
 the wall time ("simulated in 0.9s") may differ between runs.
 """
 

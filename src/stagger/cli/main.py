@@ -22,7 +22,7 @@ from stagger.core.errors import StaggerError
 from stagger.core.text import printable
 
 # One module per command group (kept in the order `stagger --help` shows them), with the
-# top-level commands it registers (tests/test_cli_imports.py checks the two agree).
+# top-level commands it registers (tests/cli/test_cli_imports.py checks the two agree).
 COMMAND_MODULES = {
     "stagger.cli.semaphore": ("status", "lock", "unlock", "set-max", "pause", "resume", "history"),
     "stagger.cli.nodes": ("nodes", "forget"),

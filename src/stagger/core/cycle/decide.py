@@ -16,7 +16,7 @@ Rules of this file:
 - Whether a reboot may start is `strategy.decide`'s answer; the handlers ask it again at every
   gate (before a slot request, on grant, and right before the reboot) through one function,
   `_why_stop` in handlers.py, and never re-decide.
-- Invariants (tests/test_machine_properties.py): never a Reboot without a held slot when the
+- Invariants (tests/core/test_machine_properties.py): never a Reboot without a held slot when the
   strategy asks for one; never a Reboot outside an open window but an urgent one (never in
   a blackout unless it ignores blackouts, never while paused); never a release after a
   reboot before health passed. The abort paths (hooks failed, window closed or paused before

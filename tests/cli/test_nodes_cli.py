@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from test_cli import assert_one_sentence, run, run_script
 
 from conftest import created
 from server_support import RunningServer, running
@@ -18,7 +19,6 @@ from stagger.backends.factory import open_backend
 from stagger.core.cycle.node_state import State
 from stagger.core.node_report import NodeReport
 from stagger.server.settings import ServerSettings
-from test_cli import assert_one_sentence, run, run_script
 
 T0 = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)
 

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 import test_backend_contract as contract
+from test_backend_contract import ManualClock
+from test_cli import assert_one_sentence, run
+
 from conftest import backend_url
 from server_support import PROTO, RunningServer, body, running
 from stagger.backends.codec import decode_semaphore, encode_semaphore, semaphore_to_dict
@@ -33,8 +35,6 @@ from stagger.core.semaphore import (
     Semaphore,
 )
 from stagger.server.settings import ServerSettings
-from test_backend_contract import ManualClock
-from test_cli import assert_one_sentence, run
 
 OP = "operator:alice"
 # The contract tests' fixtures: a backend with a clock the test moves.

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from test_explain import NODE, STAGGER, Node, make_node, on_backend, reboots, stagger
 
 from server_support import running
 from stagger.agent.reboot import SIMULATED_REBOOT_EXIT
@@ -20,7 +21,6 @@ from stagger.core.errors import InvalidInput
 from stagger.core.notices import from_event
 from stagger.core.semaphore import FLEET, Action, Event
 from stagger.server.settings import ServerSettings
-from test_explain import NODE, STAGGER, Node, make_node, on_backend, reboots, stagger
 
 OP = "operator:alice"
 

@@ -8,10 +8,11 @@ import asyncio
 import subprocess
 from pathlib import Path
 
+from test_agent_e2e import STAGGER, WAIT, Node
+
 from server_support import running
 from stagger.backends.fleetlock import FleetLockBackend
 from stagger.server.settings import ServerSettings
-from test_agent_e2e import STAGGER, WAIT, Node
 
 
 def once(node: Node) -> subprocess.CompletedProcess[str]:

@@ -29,7 +29,7 @@ from stagger.doctor.units.status import unit_status
 from stagger.doctor.units.syntax import UnitFile, parse_unit
 from stagger.doctor.units.tree import load_tree, search_path
 
-FIXTURES = Path(__file__).parent / "fixtures" / "doctor"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "doctor"
 
 
 class Link(str):

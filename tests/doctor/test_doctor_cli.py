@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(__file__).parent / "fixtures" / "doctor"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "doctor"
 
 
 def doctor(*args: str) -> subprocess.CompletedProcess[str]:

@@ -11,10 +11,10 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from test_cli import run
 
 from server_support import PROTO, RunningServer, body, running
 from stagger.server.settings import ServerSettings
-from test_cli import run
 
 # What real clients send: Zincati's and Flatcar's app-specific machine ids (32 hex digits),
 # hostnames and FQDNs, UUIDs, host:port, snake_case.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from stagger.core.cycle.diagram import diagram
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
 
 
 def test_the_embedded_diagram_is_what_explain_draws() -> None:

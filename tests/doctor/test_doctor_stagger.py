@@ -33,7 +33,7 @@ from stagger.doctor.units.enablement import EnabledState
 from stagger.doctor.units.startup import StartKind, StartReason
 from stagger.doctor.units.status import UnitStatus
 
-FIXTURES = Path(__file__).parent / "fixtures" / "doctor"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "doctor"
 AGENT = "stagger-agent.service"
 
 

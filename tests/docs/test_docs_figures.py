@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-FIGURES = Path(__file__).resolve().parent.parent / "docs" / "figures.py"
+FIGURES = Path(__file__).resolve().parents[2] / "docs" / "figures.py"
 
 
 def test_the_simulate_page_shows_what_its_commands_print() -> None:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from test_cli import STAGGER, assert_one_sentence, run, stagger_env
 
 from server_support import running
 from stagger.server.settings import ServerSettings
-from test_cli import STAGGER, assert_one_sentence, run, stagger_env
 
 TITLE = "\u001b]0;PWNED\u0007"
 CLEAR = "\u001b[2J"

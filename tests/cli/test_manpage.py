@@ -14,7 +14,7 @@ import pytest
 
 from stagger.cli.manpage import commands
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 UNITS = sorted((REPO / "packaging/systemd").glob("*.service"))
 
 

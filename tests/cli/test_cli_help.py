@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 import typer
+from test_cli import run
 
 from stagger.cli.main import app
-from test_cli import run
 
 RAW = re.compile(r"<[a-zA-Z][\w\[\], |]*>|\{[A-Z][A-Z_.]*\}|list\[")
 

@@ -21,7 +21,7 @@ import pytest
 from stagger.cli.main import main
 
 STAGGER = str(Path(sys.executable).parent / "stagger")
-FIXTURES = Path(__file__).parent / "fixtures" / "config"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "config"
 ETC = "etc/stagger/config.d"
 TOKYO = """\
 [agent]

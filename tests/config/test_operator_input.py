@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_cli import STAGGER, assert_one_sentence, run_script, stagger_env
 
 from etcd_support import free_port
-from test_cli import STAGGER, assert_one_sentence, run_script, stagger_env
 
 NESTED = "a = " + "[" * 50_000 + "]" * 50_000 + "\n"
 

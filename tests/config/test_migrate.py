@@ -12,7 +12,7 @@ from stagger.config.migrate import Imported, import_files, parse_env_file, rende
 from stagger.core.errors import ConfigError
 from stagger.core.strategy import Strategy
 
-FIXTURES = Path(__file__).parent / "fixtures" / "config"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "config"
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

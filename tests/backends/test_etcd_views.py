@@ -168,7 +168,7 @@ async def test_acquires_racing_through_one_backend_take_turns_instead_of_losing_
     assert here.conflicts == 0
     # All eight queued before the first was sent: one batch, one guarded transaction. Its
     # guard confirms at the commit (after all of them asked) the view the seven denials
-    # were decided on (tests/test_etcd_group_commit.py has more).
+    # were decided on (tests/backends/test_etcd_group_commit.py has more).
     assert kv_calls(etcd_server) - before == 1
 
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from test_agent_e2e import WAIT, Fleet, Node, config_text
 
 from stagger.backends.factory import open_backend
-from test_agent_e2e import WAIT, Fleet, Node, config_text
 
 # The e2e config's heartbeat; a node here may set a longer one.
 E2E_HEARTBEAT = 'heartbeat = "200ms"'

@@ -11,13 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
+from test_cli import run
+from test_nodes_cli import report, waiting
 
 from server_support import RunningServer, running
 from stagger.core.cycle.node_state import State
 from stagger.core.node_report import NodeReport
 from stagger.server.settings import ServerSettings
-from test_cli import run
-from test_nodes_cli import report, waiting
 
 # RFC 3339 in UTC with Z, the one time format of every document.
 UTC_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")

@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_cli import assert_one_sentence, run, run_script
 
 from etcd_support import free_port
-from test_cli import assert_one_sentence, run, run_script
 
 SECRETS = ("NODESECRET-web07", "QTOKENSECRET", "ETCDPASSSECRET", "PCTSECRET", "LONETOKEN")
 FLEETLOCK = f"fleetlock+http://web-07:NODESECRET-web07@127.0.0.1:{free_port()}/?token=QTOKENSECRET"

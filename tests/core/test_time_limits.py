@@ -12,11 +12,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from test_cli import assert_one_sentence, run
 
 from conftest import created
 from server_support import RunningServer, running
 from stagger.server.settings import ServerSettings
-from test_cli import assert_one_sentence, run
 
 FAR = "9999-12-31T23:59:59-14:00"  # year 10000 in UTC: no datetime can hold it
 EARLY = "0001-01-01T00:30:00+14:00"  # year 0 in UTC
