@@ -161,8 +161,8 @@ def status_through_the_cli(server: RunningServer) -> dict[str, Any]:
 
 def test_the_page_shows_groups_holders_and_nodes(fleet: RunningServer, page: Any) -> None:
     page.goto(fleet.url + "/")
-    web = page.locator("article.group[data-group=web]")
-    assert "group web: 2 of max 2 slot(s) held" in web.locator("h3").inner_text()
+    web = page.locator("tbody.group[data-group=web]")
+    assert web.locator(".count").inner_text() == "2 of max 2 slot(s) held"
     assert web.locator("tr.hold").all_inner_texts()[0].startswith("web-1")
     assert web.locator("tr[data-holder=zincati-9]").count() == 1
     nodes = page.locator("table.nodes")
@@ -184,7 +184,8 @@ def test_the_read_only_view_needs_no_javascript(fleet: RunningServer, browser: A
         pg.goto(fleet.url + "/?group=db")
         assert pg.locator("table.nodes tr.node").all_inner_texts()[0].startswith("db-1")
         assert pg.locator("table.nodes tr.node").count() == 1
-        assert "group web: 2 of max 2" in pg.locator("#groups").inner_text()
+        web = pg.locator("#groups tbody.group[data-group=web] .count").inner_text()
+        assert web == "2 of max 2 slot(s) held"
     finally:
         context.close()
 
@@ -249,12 +250,12 @@ def test_an_admin_pausing_a_group_through_the_page_shows_in_stagger_status(
 ) -> None:
     enter_admin_mode(page, fleet, ["bad kernel 6.9", "yes"])
     page.click("button[data-action=pause][data-group=web]")
-    page.locator("article[data-group=web] [data-pause]").wait_for()
+    page.locator("tbody.group[data-group=web] [data-pause]").wait_for()
     status = status_through_the_cli(fleet)
     web = next(g for g in status["groups"] if g["group"] == "web")
     assert web["pause"]["reason"] == "bad kernel 6.9"
     assert web["pause"]["by"] == "operator:alice"
-    assert "paused by operator:alice" in page.locator("article[data-group=web]").inner_text()
+    assert "paused by operator:alice" in page.locator("tbody.group[data-group=web]").inner_text()
 
 
 def test_an_admin_sets_max_and_releases_a_hold_recorded_as_themselves(
@@ -263,10 +264,11 @@ def test_an_admin_sets_max_and_releases_a_hold_recorded_as_themselves(
     enter_admin_mode(page, fleet, ["3", "yes", "yes"])
     page.click("button[data-action=set-max][data-group=web]")
     page.wait_for_function(
-        "document.querySelector('article[data-group=web] h3').textContent.includes('max 3')"
+        "document.querySelector('tbody.group[data-group=web] .count').textContent"
+        ".includes('max 3')"
     )
     page.click("button[data-action=release][data-id=zincati-9]")
-    page.locator("article[data-group=web] tr[data-holder=zincati-9]").wait_for(state="detached")
+    page.locator("tbody.group[data-group=web] tr[data-holder=zincati-9]").wait_for(state="detached")
     events = admin(fleet, "GET", "/v1/groups/web/history").json()["events"]
     assert [(e["action"], e["by"]) for e in events[:2]] == [
         ("released", "operator:alice"),
@@ -330,7 +332,7 @@ def test_real_agents_appear_on_the_page_with_their_cycle_and_slot(
             page.goto(srv.url + "/")
             page.locator("tr[data-node=agent-a] .state", has_text="draining").wait_for()
             page.locator("tr[data-node=agent-b] .state", has_text="idle").wait_for()
-            holders = page.locator("article[data-group=default] tr.hold")
+            holders = page.locator("tbody.group[data-group=default] tr.hold")
             assert holders.all_inner_texts()[0].startswith("agent-a")
             assert "1 in progress" in page.locator("[data-rollout=default]").inner_text()
         finally:

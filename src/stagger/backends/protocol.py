@@ -232,6 +232,19 @@ class RemembersGroups(Protocol):
 
 
 @runtime_checkable
+class Revisions(Protocol):
+    """A backend that can say cheaply whether anything in the store changed: a reader keeps
+    what it built from a read until the mark differs (the dashboard's live refresh answers
+    304 Not Modified meanwhile). The FleetLock client backend is not one."""
+
+    async def revision(self) -> str:
+        """A mark that changes whenever anything in the store changes (it may also change
+        when nothing a reader shows did); costs one small round trip, whatever the fleet's
+        size."""
+        ...
+
+
+@runtime_checkable
 class Roles(Protocol):
     """A backend on which several servers can share a job, one at a time (core/roles.py): the
     notifier. Expiry is judged by the backend's clock (etcd: an etcd lease). The FleetLock

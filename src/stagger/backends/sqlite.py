@@ -530,6 +530,19 @@ class SqliteBackend(SemaphoreStore):
     async def ping(self) -> None:
         await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
 
+    async def revision(self) -> str:
+        """protocol.Revisions: SQLite's data_version changes when another connection (another
+        process) commits, total_changes when this one writes; the file's identity covers a
+        restored file swapped in."""
+
+        def read(conn: sqlite3.Connection) -> str:
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            ident = self._ident
+            where = "memory" if ident is None else f"{ident.device}.{ident.inode}"
+            return f"{where}:{version}:{conn.total_changes}"
+
+        return await self._run(read)
+
     async def close(self) -> None:
         def shut() -> None:
             with self._lock:

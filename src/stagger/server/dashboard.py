@@ -1,23 +1,39 @@
 """The dashboard at `/`: server-rendered HTML (Jinja2), readable without JavaScript and on a
-phone. A small script (static/dashboard.js) re-fetches the live part every few seconds and,
-once an operator gives an admin token, shows the admin controls, which call the JSON admin
-API with that token.
+phone, and as small at 50,000 nodes as at 50 (docs/dashboard.md). A small script
+(static/dashboard.js) re-fetches the live part every few seconds and, once an operator gives
+an admin token, shows the admin controls, which call the JSON admin API with that token.
 
 What it shows comes from the same reads as the API: status (groups, holds, pauses), node
 reports plus FleetLock-only nodes from their locks (core.fleet_view.fleet_nodes), history, and
-each group's rollout (core.waves.current_wave). Reading needs no token by default (like a status
-page); `[server] dashboard_auth = true` asks for the admin token (docs/server.md "Auth"), and
-`dashboard = false` turns it off. The controls appear only in a fragment asked for with an
-admin token, and the API refuses admin acts without one anyway.
+each group's rollout (core.waves.current_wave), put together once per change of the store as a
+core.board.Board and sliced for every rendering: the counts, the groups ranked by attention,
+the halted and stale nodes, one page of the filtered nodes table.
+
+The live refresh sends only what changed: the live part carries an ETag made of the board's
+generation and what the request asked for (filters, page, admin or not). The board is kept
+while the store's revision (backends.protocol.Revisions: a change counter, one small read) is
+the same and time alone has not changed what it says (core.board.changes_at); a refresh
+meanwhile is answered 304 Not Modified without reading anything else.
+
+Reading needs no token by default (like a status page); `[server] dashboard_auth = true` asks
+for the admin token (docs/server.md "Auth"), and `dashboard = false` turns it off. The
+controls appear only in a fragment asked for with an admin token, and the API refuses admin
+acts without one anyway.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import gzip
+import hashlib
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from html import escape
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import jinja2
 from starlette.requests import Request
@@ -26,17 +42,21 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from stagger import __version__
-from stagger.backends.protocol import GroupStatus, Snapshot
-from stagger.core.cycle.node_state import State
-from stagger.core.durations import format_duration
-from stagger.core.fleet_view import (
-    HOLDING,
-    SEEN,
-    HoldCondition,
-    NodeView,
-    fleet_nodes,
-    hold_conditions,
+from stagger.backends.protocol import GroupStatus, Revisions, Snapshot, utcnow
+from stagger.core.board import (
+    DEFAULT_SORT,
+    FILTER_STATES,
+    GROUP_SORTS,
+    PAGE_SIZE,
+    Board,
+    Page,
+    Timed,
+    changes_at,
+    page_of,
+    sort_groups,
 )
+from stagger.core.durations import format_duration
+from stagger.core.fleet_view import HoldCondition, fleet_nodes, hold_conditions
 from stagger.core.node_report import Unreadable
 from stagger.core.semaphore import FLEET, Event, Pause
 from stagger.core.text import printable
@@ -47,10 +67,22 @@ from stagger.server.context import ServerState
 
 HERE = Path(__file__).parent
 DASHBOARD_CHALLENGE = 'Basic realm="stagger dashboard", charset="UTF-8"'
-HISTORY_SHOWN = 100
+HISTORY_READ = 100  # events read for the fleet view (FleetLock-only nodes) and the rollouts
+HISTORY_SHOWN = 25  # of which the newest are shown
+GROUPS_SHOWN = 100  # rows of the groups table (worst first)
+HOLDS_SHOWN = 20  # holders listed under each group
+BANNERS_SHOWN = 20  # node pauses and emergency reboots listed as banners
+PREFIX_LONGEST = 200  # characters of an id prefix filter
+GZIP_FROM = 2048  # bytes of HTML worth compressing for a browser that accepts gzip
 REFRESH_SECONDS = 5
-# Every state a node row can be in, in cycle order, for the filter.
-STATES = (*(s.value for s in State), HOLDING, SEEN, "silent")
+# A mark of this server process in every ETag, so an ETag from before a restart, or from
+# another server behind the same address, never matches by chance.
+PROCESS_MARK = secrets.token_hex(4)
+
+
+def _etags(request: Request) -> set[str]:
+    """The ETags an If-None-Match header names."""
+    return {t.strip() for t in request.headers.get("if-none-match", "").split(",") if t.strip()}
 
 
 # --- the CLI's words (cli/semaphore.py renders status and history the same way) ---------------
@@ -73,30 +105,125 @@ def group_label(group: str) -> str:
     return "(every group)" if group == FLEET else group
 
 
+# --- blocks: self-contained parts of the page ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Block:
+    """A self-contained part of the live page, shown after the summary (the rollout's stages,
+    the blockers): its template in templates/blocks/, given `data` (what `read` returns, read
+    for each rendering) besides everything the page has. `mark` changes whenever its data does
+    when that data is not in the store (a value the server keeps in memory), so that the
+    refresh's ETag sees it; data from the store is covered by the store's revision."""
+
+    template: str
+    read: Callable[[ServerState], Awaitable[Any]]
+    mark: Callable[[ServerState], str] = field(default=lambda _: "")
+
+
+# The blocks, in the order shown. To add one: write templates/blocks/NAME.html and list it here.
+BLOCKS: tuple[Block, ...] = ()
+
+
+# --- what one rendering shows ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """One read of the store made into a Board, kept until the store or the time changes it."""
+
+    generation: int
+    revision: str | None  # None: the backend cannot say, so the board is never kept
+    snapshot: Snapshot
+    board: Board
+    rollouts: dict[str, Wave]
+    history: list[Event]
+    unreadable: tuple[Unreadable, ...]
+    changes_at: datetime | None
+
+    def current(self, revision: str | None, now: datetime) -> bool:
+        if revision is None or revision != self.revision:
+            return False
+        return self.changes_at is None or now < self.changes_at
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What a request asks to see: the filters, the page and the groups' order."""
+
+    group: str = ""
+    state: str = ""
+    prefix: str = ""
+    page: int = 1
+    sort: str = DEFAULT_SORT
+    refused_state: str = ""  # a state filter that is not one of FILTER_STATES
+
+    @classmethod
+    def of(cls, request: Request) -> Ask:
+        q = request.query_params
+        state = q.get("state", "")
+        page = q.get("page", "1")
+        sort = q.get("sort", DEFAULT_SORT)
+        return cls(
+            group=q.get("group", ""),
+            state=state if state in FILTER_STATES else "",
+            prefix=q.get("q", "").strip()[:PREFIX_LONGEST],
+            page=int(page) if page.isdigit() and len(page) < 10 else 1,
+            sort=sort if sort in GROUP_SORTS else DEFAULT_SORT,
+            refused_state="" if state in FILTER_STATES or not state else state,
+        )
+
+    def query(self, **changes: Any) -> str:
+        """The query string of this ask with `changes`: what a link to another page or
+        another order carries (empty values and defaults left out)."""
+        values = {
+            "group": self.group,
+            "state": self.state,
+            "q": self.prefix,
+            "sort": "" if self.sort == DEFAULT_SORT else self.sort,
+            "page": "" if self.page == 1 else str(self.page),
+        }
+        values.update({k: "" if v is None else str(v) for k, v in changes.items()})
+        if values.get("sort") == DEFAULT_SORT:
+            values["sort"] = ""
+        if values.get("page") == "1":
+            values["page"] = ""
+        kept = {k: v for k, v in values.items() if v}
+        return "?" + urlencode(kept) if kept else "?"
+
+
 @dataclass(frozen=True)
 class View:
     """Everything one rendering shows, read at one `now`."""
 
     now: datetime
-    snapshot: Snapshot
-    nodes: list[NodeView]
-    shown: list[NodeView]  # after the filters
-    rollouts: dict[str, Wave]
-    history: list[Event]
-    group_filter: str
-    state_filter: str
+    fleet: Fleet
+    ask: Ask
+    page: Page
     admin: bool
     admin_refused: str
     auth_enabled: bool
-    unreadable: tuple[Unreadable, ...] = ()  # stored reports this server cannot read
+    blocks: tuple[tuple[Block, Any], ...] = ()
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self.fleet.snapshot
 
 
-def _matches(n: NodeView, group: str, state: str) -> bool:
-    if group and n.group != group:
-        return False
-    if state == "silent":
-        return n.silent
-    return not state or n.state == state
+def _timed(snap: Snapshot, fleet_nodes_: Board) -> Timed:
+    reports = [
+        (n.report.updated_at, n.report.next_window)
+        for n in fleet_nodes_.nodes
+        if n.report is not None
+    ]
+    holds = [
+        (h.last_seen, g.semaphore.stale_after, h.expires_at) for g in snap.groups for h in g.holds
+    ]
+    pauses = [g.semaphore.pause.until for g in snap.groups if g.semaphore.pause is not None]
+    pauses += [p.until for p in snap.node_pauses.values()]
+    if snap.fleet_pause is not None:
+        pauses.append(snap.fleet_pause.until)
+    return Timed(reports, holds, pauses)
 
 
 class Dashboard:
@@ -119,8 +246,12 @@ class Dashboard:
             group_label=group_label,
             version=__version__,
             refresh=REFRESH_SECONDS,
-            states=STATES,
+            states=FILTER_STATES,
+            sorts=tuple(GROUP_SORTS),
         )
+        self._fleet: Fleet | None = None
+        self._generation = 0
+        self._building = asyncio.Lock()
 
     def _admin(self, request: Request) -> tuple[bool, str]:
         """(controls shown, why a token was refused). Controls need a token the admin API
@@ -133,67 +264,147 @@ class Dashboard:
             return False, who.value
         return True, ""
 
-    async def view(self, request: Request) -> View:
+    # --- the board, kept while the store does not change ---------------------------------------
+
+    async def _revision(self) -> str | None:
+        backend = self.state.backend
+        return await backend.revision() if isinstance(backend, Revisions) else None
+
+    async def fleet(self) -> Fleet:
+        """The board of the store as it is now: the kept one when the store's revision is the
+        same and time has not changed it, else a new one (one build at a time; a request that
+        waited for another's build uses it)."""
+        revision = await self._revision()
+        kept = self._fleet
+        if kept is not None and kept.current(revision, utcnow()):
+            return kept
+        generation = self._generation
+        async with self._building:
+            if self._generation != generation and self._fleet is not None:
+                return self._fleet  # built while this request waited: newer than its revision
+            self._fleet = await self._build(revision)
+            self._generation = self._fleet.generation
+            return self._fleet
+
+    async def _build(self, revision: str | None) -> Fleet:
+        """Read the store and make the board. The revision was read before, so a write that
+        lands during these reads shows as a new revision at the next refresh."""
         backend = self.state.backend
         snap = await backend.status()
         stored = await backend.read_nodes()
-        history = await backend.history(None, HISTORY_SHOWN)
+        history = await backend.history(None, HISTORY_READ)
         holds = {g.group: g.holds for g in snap.groups}
+        silent_after = self.state.settings.silent_after
         nodes = fleet_nodes(
             stored.reports,
             holds,
             history,
             snap.now,
-            self.state.settings.silent_after,
+            silent_after,
             node_pauses=snap.node_pauses,
         )
-        groups = sorted({g.group for g in snap.groups} | {n.group for n in nodes})
-        rollouts = {g: current_wave(g, nodes, history, snap.now) for g in groups}
-        group_filter = request.query_params.get("group", "")
-        state_filter = request.query_params.get("state", "")
-        admin, refused = self._admin(request)
-        return View(
-            now=snap.now,
+        groups = {
+            g.group: (len(g.holds), g.semaphore.max, g.pause is not None) for g in snap.groups
+        }
+        stale = {(g.group, hold_id) for g in snap.groups for hold_id in g.stale}
+        board = Board(nodes, groups, stale)
+        rollouts = {
+            line.group: current_wave(
+                line.group, board.by_group.get(line.group, []), history, snap.now
+            )
+            for line in board.lines
+        }
+        return Fleet(
+            generation=self._generation + 1,
+            revision=revision,
             snapshot=snap,
-            nodes=nodes,
-            shown=[n for n in nodes if _matches(n, group_filter, state_filter)],
+            board=board,
             rollouts=rollouts,
-            history=history,
-            group_filter=group_filter,
-            state_filter=state_filter,
-            admin=admin,
-            admin_refused=refused,
-            auth_enabled=self.state.auth.enabled,
+            history=history[:HISTORY_SHOWN],
             unreadable=stored.unreadable,
+            changes_at=changes_at(_timed(snap, board), snap.now, silent_after),
+        )
+
+    # --- a rendering -----------------------------------------------------------------------------
+
+    def _etag(self, fleet: Fleet, ask: Ask, admin: tuple[bool, str]) -> str:
+        """The live part's ETag: the board's generation (with this process's mark) and a
+        digest of what the request asks to see, as whom, and of every block's own mark."""
+        marks = "|".join(b.mark(self.state) for b in BLOCKS)
+        what = f"{ask!r}\n{admin!r}\n{marks}".encode()
+        digest = hashlib.blake2b(what, digest_size=8).hexdigest()
+        return f'W/"{PROCESS_MARK}.{fleet.generation}.{digest}"'
+
+    async def _view(self, ask: Ask, fleet: Fleet, admin: tuple[bool, str]) -> View:
+        board = fleet.board
+        page = page_of(board.select(ask.group, ask.state, ask.prefix), ask.page, PAGE_SIZE)
+        blocks = tuple([(b, await b.read(self.state)) for b in BLOCKS])
+        return View(
+            # The board's marks hold until fleet.changes_at; its times are shown as of now.
+            now=utcnow(),
+            fleet=fleet,
+            ask=ask,
+            page=page,
+            admin=admin[0],
+            admin_refused=admin[1],
+            auth_enabled=self.state.auth.enabled,
+            blocks=blocks,
         )
 
     def _context(self, v: View) -> dict[str, Any]:
-        groups: list[GroupStatus] = list(v.snapshot.groups)
-        known = {g.group for g in groups}
-        reports = {n.id: n.report for n in v.nodes if n.report is not None}
+        snap = v.snapshot
+        board = v.fleet.board
+        statuses = {g.group: g for g in snap.groups}
+        reports = {n.id: n.report for n in board.nodes if n.report is not None}
 
         def conditions(g: GroupStatus, hold_id: str) -> tuple[HoldCondition, ...]:
             return hold_conditions(g.group, hold_id, hold_id in g.stale, reports)
 
+        lines = sort_groups(board.lines, v.ask.sort)
         return {
             "v": v,
+            "board": board,
             "conditions": conditions,
-            "groups": groups,
-            "node_groups": sorted(known | {n.group for n in v.nodes}),
-            "fleet_pause": v.snapshot.fleet_pause,
-            "node_pauses": v.snapshot.node_pauses,
-            "urgent_reboots": v.snapshot.urgent_reboots,
+            "lines": lines[:GROUPS_SHOWN],
+            "lines_hidden": max(0, len(lines) - GROUPS_SHOWN),
+            "statuses": statuses,
+            "node_groups": [line.group for line in board.lines],
+            "fleet_pause": snap.fleet_pause,
+            "node_pauses": list(snap.node_pauses.items()),
+            "urgent_reboots": list(snap.urgent_reboots.items()),
+            "banners_shown": BANNERS_SHOWN,
+            "holds_shown": HOLDS_SHOWN,
         }
 
+    def _html(self, request: Request, html: str, etag: str | None) -> Response:
+        headers = {"cache-control": "no-cache" if etag else "no-store", "vary": "authorization"}
+        if etag:
+            headers["etag"] = etag
+        body = html.encode()
+        if len(body) >= GZIP_FROM and "gzip" in request.headers.get("accept-encoding", ""):
+            body = gzip.compress(body, compresslevel=5)
+            headers["content-encoding"] = "gzip"
+            headers["vary"] = "authorization, accept-encoding"
+        return Response(body, media_type="text/html; charset=utf-8", headers=headers)
+
     async def _render(self, request: Request, template: str) -> Response:
+        admin = self._admin(request)
+        ask = Ask.of(request)
         try:
-            v = await self.view(request)
+            fleet = await self.fleet()
+            etag = self._etag(fleet, ask, admin) if fleet.revision is not None else None
+            if template == "live.html" and etag is not None and etag in _etags(request):
+                headers = {"etag": etag, "cache-control": "no-cache", "vary": "authorization"}
+                return Response(status_code=304, headers=headers)
+            v = await self._view(ask, fleet, admin)
         except Exception as exc:
             _, value = self.state.failed("dashboard", exc)
             body = f"<!doctype html><title>stagger</title><p>{escape(value)}</p>"
             return HTMLResponse(body, status_code=503, headers={"cache-control": "no-store"})
-        html = self.env.get_template(template).render(self._context(v))
-        return HTMLResponse(html, headers={"cache-control": "no-store"})
+        context = self._context(v)
+        context["etag"] = etag or ""
+        html = self.env.get_template(template).render(context)
+        return self._html(request, html, etag if template == "live.html" else None)
 
     def _refused(self, request: Request) -> Response | None:
         """With `dashboard_auth`, the page needs an admin token: asked for by the browser's

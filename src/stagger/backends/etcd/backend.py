@@ -475,6 +475,16 @@ class EtcdBackend(SemaphoreStore):
             rpc.RangeRequest(key=key, range_end=prefix_end(key), limit=1, keys_only=True)
         )
 
+    async def revision(self) -> str:
+        """protocol.Revisions: the cluster's revision, which every write and every lease
+        expiry moves on (a write by another application under another prefix too), read
+        linearizably with one key-only lookup."""
+        key = self.layout.key("groups", "")
+        resp = await self._client.range(
+            rpc.RangeRequest(key=key, range_end=prefix_end(key), limit=1, keys_only=True)
+        )
+        return str(resp.header.revision)
+
     async def close(self) -> None:
         await self._client.close()
 

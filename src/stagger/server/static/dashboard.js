@@ -13,7 +13,7 @@
   var enter = document.getElementById("admin-enter");
   var leave = document.getElementById("admin-leave");
   var seconds = parseInt(live.getAttribute("data-refresh"), 10) || 5;
-  var busy = false;
+  var busy = false, again = false;
 
   function token() { return sessionStorage.getItem(TOKEN); }
   function name() { return sessionStorage.getItem(NAME) || ""; }
@@ -40,25 +40,88 @@
     }
   }
 
+  // The live part in view carries its ETag: a refresh sends it back and a 304 (nothing
+  // changed) keeps what is shown. Its "ago" times tick here, from the server's `now` at
+  // rendering plus the time since it arrived, so a kept part stays true to the second.
+  var received = performance.now();
+
+  function current() { return live.querySelector(".live"); }
+
+  function span(seconds) {
+    var sign = seconds < 0 ? "-" : "", s = Math.floor(Math.abs(seconds)), parts = [];
+    [["d", 86400], ["h", 3600], ["m", 60], ["s", 1]].forEach(function (u) {
+      if (s >= u[1] || (u[0] === "s" && !parts.length)) { parts.push(Math.floor(s / u[1]) + u[0]); s %= u[1]; }
+    });
+    return sign + parts.slice(0, 2).join("");
+  }
+
+  function tick() {
+    var fragment = current();
+    var base = fragment && Date.parse(fragment.getAttribute("data-now"));
+    if (!base) { return; }
+    var now = base + (performance.now() - received);
+    live.querySelectorAll(".ago").forEach(function (el) {
+      var t = el.getAttribute("data-t"), u = el.getAttribute("data-until");
+      var ms = t ? now - Date.parse(t) : Date.parse(u) - now;
+      if (!isNaN(ms)) { el.textContent = span(ms / 1000); }
+    });
+  }
+
   function refresh() {
-    if (busy) { return Promise.resolve(); }
+    if (busy) { again = true; return Promise.resolve(); }  // once this one is back
     busy = true;
     var q = query();
-    return fetch("dashboard/live" + (q ? "?" + q : ""), { headers: auth(), cache: "no-store" })
+    var headers = auth();
+    var fragment = current();
+    var etag = fragment && fragment.getAttribute("data-etag");
+    if (etag) { headers["If-None-Match"] = etag; }
+    return fetch("dashboard/live" + (q ? "?" + q : ""), { headers: headers, cache: "no-store" })
       .then(function (r) {
+        if (r.status === 304) { return null; }
         if (!r.ok) { throw new Error("HTTP " + r.status); }
         return r.text();
       })
       .then(function (html) {
-        live.innerHTML = html;
-        showAdminBar();
+        if (html !== null) {
+          live.innerHTML = html;
+          received = performance.now();
+          showAdminBar();
+        }
+        tick();
         if (message.className === "message error" && message.dataset.stale) { say(""); }
       })
       .catch(function (err) {
         say("could not refresh (" + err.message + "); showing what was last read", true);
         message.dataset.stale = "1";
       })
-      .finally(function () { busy = false; });
+      .finally(function () {
+        busy = false;
+        if (again) { again = false; refresh(); }
+      });
+  }
+
+  // Links to another page, filter or order (they work without JavaScript too): set the form
+  // from the link and fetch only the live part.
+  function follow(link) {
+    var params = new URL(link.href, location.href).searchParams;
+    ["group", "state", "q", "sort", "page"].forEach(function (key) {
+      var field = form.elements[key];
+      if (!field) { return; }
+      var value = params.get(key) || "";
+      if (field.tagName === "SELECT" && value && !field.querySelector("option[value='" + CSS.escape(value) + "']")) {
+        var option = document.createElement("option");
+        option.value = option.textContent = value;
+        field.appendChild(option);
+      }
+      field.value = value;
+    });
+    navigate();
+  }
+
+  function navigate() {
+    var q = query();
+    history.replaceState(null, "", q ? "?" + q : location.pathname);
+    return refresh();
   }
 
   function api(method, path, body) {
@@ -156,6 +219,12 @@
   };
 
   live.addEventListener("click", function (ev) {
+    var link = ev.target.closest("a[data-page-link]");
+    if (link && !ev.ctrlKey && !ev.metaKey && !ev.shiftKey && ev.button === 0) {
+      ev.preventDefault();
+      follow(link);
+      return;
+    }
     var b = ev.target.closest("button[data-action]");
     if (!b || !actions[b.getAttribute("data-action")]) { return; }
     var done = actions[b.getAttribute("data-action")](b);
@@ -180,13 +249,13 @@
   });
 
   form.addEventListener("change", function () {
-    var q = query();
-    history.replaceState(null, "", q ? "?" + q : location.pathname);
-    refresh();
+    form.elements.page.value = "";  // a new filter starts at its first page
+    navigate();
   });
   form.addEventListener("submit", function (ev) { ev.preventDefault(); form.dispatchEvent(new Event("change")); });
 
   showAdminBar();
   if (token()) { refresh(); }
   setInterval(refresh, seconds * 1000);
+  setInterval(tick, 1000);
 })();
