@@ -264,8 +264,7 @@ def test_an_admin_sets_max_and_releases_a_hold_recorded_as_themselves(
     enter_admin_mode(page, fleet, ["3", "yes", "yes"])
     page.click("button[data-action=set-max][data-group=web]")
     page.wait_for_function(
-        "document.querySelector('tbody.group[data-group=web] .count').textContent"
-        ".includes('max 3')"
+        "document.querySelector('tbody.group[data-group=web] .count').textContent.includes('max 3')"
     )
     page.click("button[data-action=release][data-id=zincati-9]")
     page.locator("tbody.group[data-group=web] tr[data-holder=zincati-9]").wait_for(state="detached")
