@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import jinja2
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -235,8 +236,11 @@ class Dashboard:
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
-            # A node's text is shown with its control characters escaped, as the CLI does.
-            finalize=lambda v: printable(v) if isinstance(v, str) else v,
+            # A node's text is shown with its control characters escaped, as the CLI does
+            # (a macro's output, Markup, is the template's own and is left as it is).
+            finalize=lambda v: (
+                printable(v) if isinstance(v, str) and not isinstance(v, Markup) else v
+            ),
         )
         self.env.globals.update(
             when=when,
