@@ -228,6 +228,8 @@ class Board:
         self.counts = state_counts(self.nodes, stale)
         self.lines = group_lines(groups, self.nodes, stale)
         self.attention = needs_attention(self.nodes, stale)
+        # Each reporting node's last report, by id (what a hold's marks are read from).
+        self.reports = {n.id: n.report for n in self.nodes if n.report is not None}
         self.by_group: dict[str, list[NodeView]] = {}
         self._by_state: dict[str, list[NodeView]] = {}
         for n in self.nodes:

@@ -29,7 +29,7 @@ import hashlib
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -100,6 +100,14 @@ def ago(now: datetime, then: datetime | None) -> str:
 def describe_pause(p: Pause, now: datetime) -> str:
     until = f" until {when(p.until)} (in {ago(p.until, now)})" if p.until else ""
     return f"paused by {p.by}{until}: {p.reason}"
+
+
+def iso(t: datetime) -> str:
+    """An instant for the page's script (its "ago" times): UTC to the second."""
+    try:
+        return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError):
+        return t.isoformat()
 
 
 def group_label(group: str) -> str:
@@ -245,6 +253,7 @@ class Dashboard:
         self.env.globals.update(
             when=when,
             ago=ago,
+            iso=iso,
             describe_pause=describe_pause,
             duration=format_duration,
             group_label=group_label,
@@ -359,10 +368,9 @@ class Dashboard:
         snap = v.snapshot
         board = v.fleet.board
         statuses = {g.group: g for g in snap.groups}
-        reports = {n.id: n.report for n in board.nodes if n.report is not None}
 
         def conditions(g: GroupStatus, hold_id: str) -> tuple[HoldCondition, ...]:
-            return hold_conditions(g.group, hold_id, hold_id in g.stale, reports)
+            return hold_conditions(g.group, hold_id, hold_id in g.stale, board.reports)
 
         lines = sort_groups(board.lines, v.ask.sort)
         return {
