@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -46,9 +46,18 @@ from stagger.backends.etcd.client import (
     unchanged,
 )
 from stagger.backends.etcd.group_commit import Applied, GroupQueues, Queued, apply_in_order
-from stagger.backends.etcd.layout import Layout, Plan, Put, View, Write, view_after
+from stagger.backends.etcd.layout import (
+    MAX_EVENTS_PER_TXN,
+    Layout,
+    Plan,
+    Put,
+    View,
+    Write,
+    view_after,
+)
 from stagger.backends.etcd.roles import EtcdRoles
 from stagger.backends.etcd.url import DEFAULT_PREFIX, read_options
+from stagger.backends.node_pages import read_node_page
 from stagger.backends.protocol import (
     Clock,
     GroupStatus,
@@ -64,6 +73,15 @@ from stagger.backends.semaphore_store import Op, SemaphoreStore, Settle, check_d
 from stagger.core import roles
 from stagger.core.errors import BackendUnavailable, ConfigError
 from stagger.core.forget import check_forget, forgotten
+from stagger.core.listing import (
+    EventKey,
+    HistoryPage,
+    HistoryQuery,
+    NodeCounts,
+    NodePage,
+    NodeQuery,
+    ReportPage,
+)
 from stagger.core.node_report import NodeReport, StoredReports, decode_reports, stored_group
 from stagger.core.semaphore import (
     DEFAULT_MAX,
@@ -393,13 +411,7 @@ class EtcdBackend(SemaphoreStore):
             )
         )
         kvs = sorted(resp.kvs, key=lambda kv: (kv.mod_revision, kv.key), reverse=True)
-        try:
-            return decode_events(kv.value for kv in kvs)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise BackendUnavailable(
-                f"the history under etcd prefix {self.prefix!r} holds an event stagger cannot "
-                f"read ({exc}); inspect it with `etcdctl get --prefix {start.decode()}`"
-            ) from exc
+        return self._decode_events(start, (kv.value for kv in kvs))
 
     async def report(self, report: NodeReport) -> NodeReport:
         stored = report.stamped(self.clock())
@@ -432,6 +444,78 @@ class EtcdBackend(SemaphoreStore):
 
     async def nodes(self, group: str | None = None) -> list[NodeReport]:
         return list((await self.read_nodes(group)).reports)
+
+    # --- pages and summaries (core/listing.py) ---------------------------------------------
+
+    async def report_page(self, query: NodeQuery) -> ReportPage:
+        stored = await self.read_nodes(query.group)
+        found = [r for r in stored.reports if query.matches_report(r)]
+        return ReportPage(tuple(found[: query.limit]), len(found) > query.limit, stored.unreadable)
+
+    async def node_counts(self, silent_before: datetime) -> NodeCounts:
+        by_group: dict[str, dict[str, int]] = {}
+        silent: dict[str, dict[str, int]] = {}
+        for r in (await self.read_nodes()).reports:
+            states = by_group.setdefault(r.group, {})
+            states[r.state.value] = states.get(r.state.value, 0) + 1
+            if r.updated_at is None or r.updated_at < silent_before:
+                quiet = silent.setdefault(r.group, {})
+                quiet[r.state.value] = quiet.get(r.state.value, 0) + 1
+        return NodeCounts(by_group, silent)
+
+    async def reported(self, ids: Iterable[str]) -> frozenset[str]:
+        wanted = set(ids)
+        return frozenset(r.id for r in (await self.read_nodes()).reports if r.id in wanted)
+
+    async def node_page(self, query: NodeQuery, silent_after: timedelta) -> NodePage:
+        return await read_node_page(self, query, silent_after)
+
+    async def history_page(self, query: HistoryQuery) -> HistoryPage:
+        """Newest first by (write revision, key), read in chunks until the page is full. One
+        write holds at most MAX_EVENTS_PER_TXN events, all at one revision, so a chunk longer
+        than that which comes back full has whole revisions but its last: that one is read
+        again with the next chunk. The history is bounded, so is the walk."""
+        parts = ("events",) if query.group is None else ("events", query.group)
+        start = self.layout.key(*parts, "")
+        chunk = query.limit + MAX_EVENTS_PER_TXN + 1
+        shown: list[tuple[EventKey, Event]] = []
+        before = query.before
+        while len(shown) <= query.limit:
+            resp = await self._client.range(
+                rpc.RangeRequest(
+                    key=start,
+                    range_end=prefix_end(start),
+                    limit=chunk,
+                    sort_order=rpc.RangeRequest.DESCEND,
+                    sort_target=rpc.RangeRequest.MOD,
+                    max_mod_revision=before[0] if before is not None else 0,
+                )
+            )
+            kvs = sorted(resp.kvs, key=lambda kv: (kv.mod_revision, kv.key), reverse=True)
+            full = len(kvs) >= chunk
+            if full:  # the oldest revision in it may be cut: it comes with the next chunk
+                kvs = [kv for kv in kvs if kv.mod_revision != kvs[-1].mod_revision]
+            keyed = [
+                ((int(kv.mod_revision), kv.key.decode(errors="replace")), kv.value) for kv in kvs
+            ]
+            keyed = [(k, v) for k, v in keyed if before is None or k < before]
+            events = self._decode_events(start, (v for _, v in keyed))
+            shown += [(k, e) for (k, _), e in zip(keyed, events, strict=True) if query.matches(e)]
+            if not full or not keyed:
+                break
+            before = keyed[-1][0]
+        page = shown[: query.limit]
+        more = len(shown) > query.limit
+        return HistoryPage(tuple(e for _, e in page), page[-1][0] if more and page else None)
+
+    def _decode_events(self, start: bytes, raw: Iterable[bytes]) -> list[Event]:
+        try:
+            return decode_events(raw)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BackendUnavailable(
+                f"the history under etcd prefix {self.prefix!r} holds an event stagger cannot "
+                f"read ({exc}); inspect it with `etcdctl get --prefix {start.decode()}`"
+            ) from exc
 
     async def forget(self, node_id: str, *, by: str) -> bool:
         """Check every group's holds, record the event through the report's group (whose own
