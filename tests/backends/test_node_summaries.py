@@ -7,9 +7,13 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from etcd_support import EtcdCluster, raw_client
+from stagger.backends.etcd import EtcdBackend
+from stagger.backends.factory import open_backend
 from stagger.backends.protocol import Backend
 from stagger.backends.sqlite import SqliteBackend
 from stagger.backends.sqlite_file import APPLICATION_ID
@@ -128,3 +132,49 @@ async def test_a_version_1_store_gets_its_summary_when_opened(tmp_path: Path) ->
     conn = sqlite3.connect(tmp_path / "s.db")
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     conn.close()
+
+
+async def test_an_etcd_store_written_before_the_index_is_indexed_when_first_paged(
+    etcd_server: EtcdCluster,
+) -> None:
+    url = f"{etcd_server.url}?prefix=test-{uuid.uuid4().hex[:12]}/"
+    b = open_backend(url)
+    assert isinstance(b, EtcdBackend)
+    now = datetime.now(UTC)
+    try:
+        async with raw_client(etcd_server.members[0]) as etcd:  # as a stagger before the index
+            for r in (
+                NodeReport("web-1", "web", State.HALTED, updated_at=now),
+                NodeReport("web-2", "web", State.IDLE, updated_at=now - timedelta(hours=1)),
+                NodeReport("db-1", "db", State.IDLE, updated_at=now),
+            ):
+                await etcd.put(b.layout.node_key(r.id), json.dumps(r.to_dict()).encode())
+        halted = await b.report_page(NodeQuery(state="halted"))
+        assert [r.id for r in halted.reports] == ["web-1"]
+        counts = await b.node_counts(now - timedelta(minutes=15))
+        assert nonzero(counts) == {"web": {"halted": 1, "idle": 1}, "db": {"idle": 1}}
+        assert counts.silent == {"web": {"idle": 1}}
+        await b.report(NodeReport("web-2", "db", State.HALTED))
+        halted = await b.report_page(NodeQuery(state="halted"))
+        assert [(r.group, r.id) for r in halted.reports] == [("db", "web-2"), ("web", "web-1")]
+        assert nonzero(await b.node_counts(FAR_PAST)) == {
+            "web": {"halted": 1},
+            "db": {"idle": 1, "halted": 1},
+        }
+    finally:
+        await b.close()
+
+
+async def test_etcd_pages_follow_group_order_when_one_group_name_starts_another(
+    etcd_server: EtcdCluster,
+) -> None:
+    b = open_backend(f"{etcd_server.url}?prefix=test-{uuid.uuid4().hex[:12]}/")
+    try:
+        for r in (NodeReport("a", "web-x", State.IDLE), NodeReport("z", "web", State.IDLE)):
+            await b.report(r)
+        first = await b.report_page(NodeQuery(limit=1))  # type: ignore[attr-defined]
+        assert [(r.group, r.id) for r in first.reports] == [("web", "z")]
+        rest = await b.report_page(NodeQuery(limit=1, after=("web", "z")))  # type: ignore[attr-defined]
+        assert [(r.group, r.id) for r in rest.reports] == [("web-x", "a")]
+    finally:
+        await b.close()

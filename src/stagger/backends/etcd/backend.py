@@ -26,7 +26,6 @@ whose outcome is unknown is re-read before answering.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -55,6 +54,7 @@ from stagger.backends.etcd.layout import (
     Write,
     view_after,
 )
+from stagger.backends.etcd.node_index import EtcdNodes
 from stagger.backends.etcd.roles import EtcdRoles
 from stagger.backends.etcd.url import DEFAULT_PREFIX, read_options
 from stagger.backends.node_pages import read_node_page
@@ -163,6 +163,7 @@ class EtcdBackend(SemaphoreStore):
         self._queues = GroupQueues(self._run_batch)
         self._unreadable = UnreadableReports(lambda key: f"etcdctl get {key}")
         self._roles = EtcdRoles(self._client, self.layout.key, lambda: self.clock())
+        self._nodes = EtcdNodes(self._client, self.layout.key)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> EtcdBackend:
@@ -414,19 +415,10 @@ class EtcdBackend(SemaphoreStore):
         return self._decode_events(start, (kv.value for kv in kvs))
 
     async def report(self, report: NodeReport) -> NodeReport:
+        """The report and its index entries in one guarded write (node_index.py)."""
         stored = report.stamped(self.clock())
-        value = json.dumps(stored.to_dict(), separators=(",", ":"), sort_keys=True).encode()
-        request = rpc.TxnRequest(success=[put(self.layout.node_key(stored.id), value)])
-        for _ in range(3):  # a plain put is idempotent: an unknown outcome is simply sent again
-            try:
-                await self._client.txn(request)
-                return stored
-            except OutcomeUnknown:
-                continue
-        raise BackendUnavailable(
-            f"etcd did not confirm node {stored.id!r}'s report after 3 tries; it is sent again "
-            "with the next report"
-        )
+        await self._nodes.write(stored)
+        return stored
 
     async def read_nodes(self, group: str | None = None) -> StoredReports:
         """Every report is read (the key has no group in it) and filtered here; a report that
@@ -448,24 +440,17 @@ class EtcdBackend(SemaphoreStore):
     # --- pages and summaries (core/listing.py) ---------------------------------------------
 
     async def report_page(self, query: NodeQuery) -> ReportPage:
-        stored = await self.read_nodes(query.group)
-        found = [r for r in stored.reports if query.matches_report(r)]
-        return ReportPage(tuple(found[: query.limit]), len(found) > query.limit, stored.unreadable)
+        return self._unreadable_page(await self._nodes.page(query))
+
+    def _unreadable_page(self, page: ReportPage) -> ReportPage:
+        self._unreadable.tell(StoredReports((), page.unreadable))
+        return page
 
     async def node_counts(self, silent_before: datetime) -> NodeCounts:
-        by_group: dict[str, dict[str, int]] = {}
-        silent: dict[str, dict[str, int]] = {}
-        for r in (await self.read_nodes()).reports:
-            states = by_group.setdefault(r.group, {})
-            states[r.state.value] = states.get(r.state.value, 0) + 1
-            if r.updated_at is None or r.updated_at < silent_before:
-                quiet = silent.setdefault(r.group, {})
-                quiet[r.state.value] = quiet.get(r.state.value, 0) + 1
-        return NodeCounts(by_group, silent)
+        return await self._nodes.counts(silent_before)
 
     async def reported(self, ids: Iterable[str]) -> frozenset[str]:
-        wanted = set(ids)
-        return frozenset(r.id for r in (await self.read_nodes()).reports if r.id in wanted)
+        return await self._nodes.reported(ids)
 
     async def node_page(self, query: NodeQuery, silent_after: timedelta) -> NodePage:
         return await read_node_page(self, query, silent_after)
@@ -540,17 +525,8 @@ class EtcdBackend(SemaphoreStore):
                 return Change(sem, None, (forgotten(node_id, sem.group, now, by=by),))
 
             await self._apply(group, op, what=f"forget {node_id}")
-        request = rpc.TxnRequest(success=[delete(key)])
-        for _ in range(3):  # a delete is idempotent: an unknown outcome is simply sent again
-            try:
-                await self._client.txn(request)
-                return True
-            except OutcomeUnknown:
-                continue
-        raise BackendUnavailable(
-            f"etcd did not confirm the removal of node {node_id!r}'s report after 3 tries; "
-            f"check with `etcdctl get {key.decode()}` and run forget again"
-        )
+        await self._nodes.remove(node_id)
+        return True
 
     async def ping(self) -> None:
         """A linearizable read: answers only when a quorum (and our credentials) work."""
