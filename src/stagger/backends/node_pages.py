@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from stagger.backends.protocol import Snapshot
 from stagger.core.fleet_view import NodeView, Source, fleet_nodes
@@ -20,6 +20,7 @@ from stagger.core.listing import NodeCounts, NodePage, NodeQuery, ReportPage, pa
 from stagger.core.semaphore import HISTORY_LIMIT, Event
 
 
+@runtime_checkable
 class SummarisedReports(Protocol):
     """A store whose node reports are indexed for pages and counted in a summary."""
 
