@@ -12,7 +12,7 @@ import json as _json
 import sys
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import typer
@@ -26,6 +26,7 @@ from stagger.cli.output import (
     reported_errors,
     run_async,
 )
+from stagger.cli.pages import since_option
 from stagger.cli.semaphore import ago, when
 from stagger.core.durations import format_duration, parse_duration
 from stagger.core.errors import InvalidInput
@@ -41,7 +42,6 @@ from stagger.core.listing import (
 from stagger.core.node_report import DEFAULT_SILENT_AFTER, Unreadable
 from stagger.core.semaphore import validate_id
 from stagger.core.text import printable
-from stagger.core.times import check_instant
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -287,7 +287,7 @@ def nodes(
                 f"--limit {limit} is not valid: give a whole number from 1 to {MAX_LISTED}, "
                 "or --all"
             )
-        query = NodeQuery(group=group, state=state, q=prefix, since=_since_option(since), limit=1)
+        query = NodeQuery(group=group, state=state, q=prefix, since=since_option(since), limit=1)
     filtered = any(x is not None for x in (group, state, since)) or bool(prefix)
     if every:
         stream = stream_json if json else stream_table
@@ -304,18 +304,6 @@ def nodes(
         _warn_unreadable(page.unreadable)
         return
     render_page(page, filtered)
-
-
-def _since_option(raw: str | None) -> datetime | None:
-    """--since: an RFC 3339 time, or a duration ago (like 1h) by this host's clock."""
-    if raw is None:
-        return None
-    try:
-        return check_instant(datetime.fromisoformat(raw), "--since")
-    except ValueError:
-        pass
-    ago = parse_duration(raw, what="--since")
-    return datetime.now(UTC) - ago
 
 
 def forget(
