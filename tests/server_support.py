@@ -18,6 +18,7 @@ from typing import IO, Any
 import httpx
 import uvicorn
 
+from stagger.backends.protocol import Backend
 from stagger.server.app import StaggerServer, build_app, uvicorn_config
 from stagger.server.settings import ServerSettings
 
@@ -36,11 +37,11 @@ def free_socket() -> socket.socket:
 
 
 class RunningServer:
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(self, settings: ServerSettings, backend: Backend | None = None) -> None:
         self.sock = free_socket()
         self.port = int(self.sock.getsockname()[1])
         self.settings = replace(settings, host="127.0.0.1", port=self.port)
-        self.app: StaggerServer = build_app(self.settings)
+        self.app: StaggerServer = build_app(self.settings, backend)
         config = uvicorn_config(self.settings, self.app, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
@@ -67,8 +68,9 @@ class RunningServer:
 
 
 @contextmanager
-def running(settings: ServerSettings) -> Iterator[RunningServer]:
-    srv = RunningServer(settings)
+def running(settings: ServerSettings, backend: Backend | None = None) -> Iterator[RunningServer]:
+    """A server on `settings` (and on `backend` when given: an instrumented real store)."""
+    srv = RunningServer(settings, backend)
     srv.start()
     try:
         yield srv

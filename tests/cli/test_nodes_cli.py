@@ -64,7 +64,15 @@ def test_nodes_lists_each_node_with_group_state_and_detector(any_backend_url: st
 def test_nodes_json_is_the_v1_nodes_document(any_backend_url: str) -> None:
     report(any_backend_url, waiting("web-1"))
     doc = run("nodes", "--json", backend=any_backend_url).json()
-    assert set(doc) == {"now", "silent_after", "nodes", "unreadable"}
+    assert set(doc) == {
+        "now",
+        "silent_after",
+        "nodes",
+        "unreadable",
+        "next_cursor",
+        "totals",
+        "silent",
+    }
     (node,) = doc["nodes"]
     assert (node["id"], node["group"], node["state"], node["source"], node["silent"]) == (
         "web-1",

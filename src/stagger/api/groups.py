@@ -3,7 +3,7 @@ a lock's answer (granted or denied), and the admin requests and their answers.""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
@@ -221,11 +221,15 @@ class EventModel(Model):
 
 class HistoryModel(Model):
     events: list[EventModel] = Field(description="newest first")
+    next_cursor: str | None = Field(
+        default=None,
+        description="pass as `cursor` for the next (older) page; null: no older event matches",
+    )
 
     @classmethod
-    def of(cls, events: list[Event]) -> HistoryModel:
+    def of(cls, events: Sequence[Event], next_cursor: str | None = None) -> HistoryModel:
         """`events` as the backend returns them: newest first."""
-        return cls(events=[EventModel.of(e) for e in events])
+        return cls(events=[EventModel.of(e) for e in events], next_cursor=next_cursor)
 
 
 class GrantedModel(Model):

@@ -3,7 +3,7 @@ one): the report an agent sends, and the fleet view (`GET /v1/nodes`, `stagger n
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import ConfigDict, Field
 
@@ -11,6 +11,7 @@ from stagger.api.base import Instant, MaybeInstant, Model, Request
 from stagger.api.groups import PauseModel
 from stagger.core.cycle.node_state import CheckResult, State
 from stagger.core.fleet_view import NodeView, Source
+from stagger.core.listing import NODES, NodePage, decode_node_cursor, encode_cursor
 from stagger.core.node_report import MAX_TEXT, NodeReport, Unreadable
 from stagger.core.semaphore import GROUP_RE, MAX_GROUP_LEN
 from stagger.core.times import RANGE_TEXT
@@ -130,6 +131,22 @@ class NodeModel(Model):
             pause=PauseModel.of(n.pause),
         )
 
+    def view(self) -> NodeView:
+        """The fleet view's row this document shows."""
+        report = self.report()
+        return NodeView(
+            id=self.id,
+            group=self.group,
+            state=self.state,
+            source=self.source,
+            silent=self.silent,
+            holds_slot=self.holds_slot,
+            report=report,
+            last_lock_activity=self.last_lock_activity,
+            last_released=self.last_reboot if report is None else None,
+            pause=self.pause.value() if self.pause is not None else None,
+        )
+
     def report(self) -> NodeReport | None:
         """The stored report behind this row (None for a lock-only node)."""
         if self.source is not Source.REPORT:
@@ -164,6 +181,8 @@ class UnreadableModel(Model):
 
 
 class NodesModel(Model):
+    """One page of the fleet view (`GET /v1/nodes`; `stagger nodes --json` with every page)."""
+
     now: Instant = Field(description="the backend's time of the reading")
     silent_after: float = Field(description="seconds without a report before a node is silent")
     nodes: list[NodeModel]
@@ -172,6 +191,40 @@ class NodesModel(Model):
         description="stored reports the server cannot read (e.g. from a newer agent: upgrade "
         "the server), left out of `nodes`",
     )
+    next_cursor: str | None = Field(
+        default=None, description="pass as `cursor` for the next page; null: this is the last page"
+    )
+    totals: dict[str, int] = Field(
+        default_factory=dict,
+        description="nodes per state in the `group` asked for (else the fleet), whatever the "
+        "other filters; states with no node are left out",
+    )
+    silent: int = Field(
+        default=0, description="how many of the reporting nodes those totals count are silent"
+    )
+
+    @classmethod
+    def of(cls, page: NodePage) -> NodesModel:
+        return cls(
+            now=page.now,
+            silent_after=page.silent_after.total_seconds(),
+            nodes=[NodeModel.of(v) for v in page.nodes],
+            unreadable=[UnreadableModel.of(u) for u in page.unreadable],
+            next_cursor=encode_cursor(NODES, page.next) if page.next is not None else None,
+            totals=dict(page.totals),
+            silent=page.silent,
+        )
+
+    def value(self) -> NodePage:
+        return NodePage(
+            now=self.now,
+            silent_after=timedelta(seconds=self.silent_after),
+            nodes=tuple(n.view() for n in self.nodes),
+            next=decode_node_cursor(self.next_cursor) if self.next_cursor else None,
+            totals=dict(self.totals),
+            silent=self.silent,
+            unreadable=tuple(u.value() for u in self.unreadable),
+        )
 
 
 class ForgetResponse(Model):

@@ -17,6 +17,7 @@ import logging
 import random
 import re
 import ssl
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -52,7 +53,19 @@ from stagger.core.errors import (
     StaggerError,
 )
 from stagger.core.forget import NodeHoldsSlot
-from stagger.core.node_report import NodeReport, StoredReports
+from stagger.core.listing import (
+    HISTORY,
+    MAX_PAGE,
+    MAX_PAGES,
+    NODES,
+    HistoryPage,
+    HistoryQuery,
+    NodePage,
+    NodeQuery,
+    decode_history_cursor,
+    encode_cursor,
+)
+from stagger.core.node_report import DEFAULT_SILENT_AFTER, NodeReport, StoredReports, Unreadable
 from stagger.core.secrets import mask_url
 from stagger.core.semaphore import (
     DEFAULT_STALE_AFTER,
@@ -545,13 +558,49 @@ class FleetLockBackend:
 
     async def read_nodes(self, group: str | None = None) -> StoredReports:
         """The reports the server holds (nodes known from their locks alone are left out:
-        they have no report), and the ones it said it cannot read."""
-        params = {"group": validate_group(group)} if group is not None else None
+        they have no report), and the ones it said it cannot read, page after page."""
+        reports: list[NodeReport] = []
+        unreadable: list[Unreadable] = []
+        query = NodeQuery(group=group, limit=MAX_PAGE)
+        for _ in range(MAX_PAGES):
+            page = await self.node_page(query, DEFAULT_SILENT_AFTER)
+            reports += (v.report for v in page.nodes if v.report is not None)
+            unreadable += page.unreadable
+            if page.next is None:
+                break
+            query = replace(query, after=page.next)
+        return StoredReports(tuple(reports), tuple(unreadable))
+
+    async def node_page(self, query: NodeQuery, silent_after: timedelta) -> NodePage:
+        """GET /v1/nodes with the query's filters and cursor; silent is judged by the
+        server's own silent_after."""
+        params: dict[str, Any] = {"limit": query.limit}
+        if query.group is not None:
+            params["group"] = query.group
+        if query.state is not None:
+            params["state"] = query.state
+        if query.q:
+            params["q"] = query.q
+        if query.since is not None:
+            params["since"] = query.since.isoformat()
+        if query.after is not None:
+            params["cursor"] = encode_cursor(NODES, query.after)
         doc = await self._api("GET", "v1/nodes", NodesModel, "list nodes", params=params)
-        found = (n.report() for n in doc.nodes)
-        return StoredReports(
-            tuple(r for r in found if r is not None), tuple(u.value() for u in doc.unreadable)
-        )
+        return doc.value()
+
+    async def history_page(self, query: HistoryQuery) -> HistoryPage:
+        params: dict[str, Any] = {"limit": query.limit}
+        if query.group is not None:
+            params["group"] = query.group
+        if query.q:
+            params["q"] = query.q
+        if query.since is not None:
+            params["since"] = query.since.isoformat()
+        if query.before is not None:
+            params["cursor"] = encode_cursor(HISTORY, query.before)
+        doc = await self._api("GET", "v1/history", HistoryModel, "show history", params=params)
+        after = decode_history_cursor(doc.next_cursor) if doc.next_cursor else None
+        return HistoryPage(tuple(e.value() for e in doc.events), after)
 
     async def nodes(self, group: str | None = None) -> list[NodeReport]:
         return list((await self.read_nodes(group)).reports)

@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from stagger.core.durations import parse_duration
 from stagger.core.errors import ConfigError, InvalidInput
+from stagger.core.listing import HistoryPage, HistoryQuery, NodePage, NodeQuery
 from stagger.core.node_report import NodeReport, StoredReports
 from stagger.core.roles import Role
 from stagger.core.semaphore import (
@@ -198,6 +199,16 @@ class Backend(Protocol):
     async def read_nodes(self, group: str | None = None) -> StoredReports:
         """What `nodes` returns, plus the stored reports this stagger cannot read (where,
         and why), so a reader can say that some nodes are missing from the view."""
+        ...
+
+    async def node_page(self, query: NodeQuery, silent_after: timedelta) -> NodePage:
+        """One page of the fleet view (core/listing.py): the nodes matching `query` after its
+        cursor in (group, id) order, the key to continue after, and the totals per state of
+        the query's group (or the fleet), read without reading every report."""
+        ...
+
+    async def history_page(self, query: HistoryQuery) -> HistoryPage:
+        """One page of events matching `query`, newest first, before its cursor."""
         ...
 
     async def forget(self, node_id: str, *, by: str) -> bool:

@@ -11,15 +11,21 @@ before every use: a damaged, emptied or foreign file is an error (StoreUnusable)
 empty fleet, and it is never replaced. A store is created only where no file is, and only by
 an opener that asks for it (`create`).
 
-Layout (schema version 1, kept in `PRAGMA user_version`):
+Layout (schema version 2, kept in `PRAGMA user_version`; a version 1 store is migrated when
+opened, and an older stagger refuses a version 2 store rather than write reports that the
+summary would not count):
 - `groups(name, version, data)`: one row per group; `data` is the codec's JSON of the
   Semaphore, `version` counts its writes. The fleet-wide pause is the row of the pseudo-group
   `*` (core.semaphore.FLEET).
 - `events(id, grp, seq, time, data)`: history; `seq` numbers each group's events, `id` orders
   all of them. Trimmed to HISTORY_LIMIT per group in the same transaction that adds to it.
-- `nodes(id, grp, updated_at, data)`: each node's last report (core.node_report.NodeReport's
-  JSON), replaced by the next. Added without a schema bump: an older stagger that opens the
-  file simply never reads it.
+- `nodes(id, grp, updated_at, data, state, seen)`: each node's last report
+  (core.node_report.NodeReport's JSON), replaced by the next; `state` and `seen` (updated_at
+  in seconds since the epoch) are copied out of it for the indexes that page and filter the
+  fleet view (core/listing.py) without reading every report.
+- `node_counts(grp, state, n)`: how many reports are in each group and state, kept by
+  triggers on `nodes` in the transaction of every report write and forget, so a summary
+  (the totals of a page, /metrics) reads one row per group and state.
 - `roles(name, data)`: a job one server does at a time (core.roles.Role's JSON: owner,
   expires_at by this process's clock, and the holder's mark). Added without a schema bump,
   like `nodes`.
@@ -35,7 +41,7 @@ import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,6 +49,7 @@ from urllib.parse import quote
 
 from stagger.backends import sqlite_file
 from stagger.backends.codec import decode_events, decode_semaphore, encode_event, encode_semaphore
+from stagger.backends.node_pages import read_node_page
 from stagger.backends.protocol import (
     Clock,
     Snapshot,
@@ -61,6 +68,15 @@ from stagger.core.errors import (
     StoreUnusable,
 )
 from stagger.core.forget import check_forget, forgotten
+from stagger.core.listing import (
+    SILENT,
+    HistoryPage,
+    HistoryQuery,
+    NodeCounts,
+    NodePage,
+    NodeQuery,
+    ReportPage,
+)
 from stagger.core.node_report import NodeReport, StoredReports, decode_reports
 from stagger.core.roles import Role
 from stagger.core.secrets import mask_url
@@ -75,7 +91,7 @@ from stagger.core.semaphore import (
 )
 
 MEMORY = ":memory:"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # How long a writer waits for another process's transaction before giving up. Transactions
 # here last a millisecond or so; a lock held this long means a stuck process.
 DEFAULT_BUSY_TIMEOUT = 10.0
@@ -98,13 +114,46 @@ CREATE TABLE IF NOT EXISTS nodes (
     id         TEXT PRIMARY KEY,
     grp        TEXT NOT NULL,
     updated_at TEXT NOT NULL,
-    data       TEXT NOT NULL
+    data       TEXT NOT NULL,
+    state      TEXT NOT NULL DEFAULT '',
+    seen       REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS roles (
     name TEXT PRIMARY KEY,
     data TEXT NOT NULL
 );
 """
+
+# The summary of `nodes` and the indexes of its pages; made (and filled from the reports)
+# by _summarise once the nodes table has its state and seen columns.
+_SUMMARY = """
+CREATE TABLE IF NOT EXISTS node_counts (
+    grp   TEXT NOT NULL,
+    state TEXT NOT NULL,
+    n     INTEGER NOT NULL,
+    PRIMARY KEY (grp, state)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS nodes_by_group ON nodes (grp, id);
+CREATE INDEX IF NOT EXISTS nodes_by_state ON nodes (state, grp, id);
+CREATE INDEX IF NOT EXISTS nodes_by_seen ON nodes (seen, grp, state);
+CREATE TRIGGER IF NOT EXISTS node_counted AFTER INSERT ON nodes BEGIN
+    INSERT INTO node_counts (grp, state, n) VALUES (NEW.grp, NEW.state, 1)
+        ON CONFLICT (grp, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS node_uncounted AFTER DELETE ON nodes BEGIN
+    UPDATE node_counts SET n = n - 1 WHERE grp = OLD.grp AND state = OLD.state;
+    DELETE FROM node_counts WHERE grp = OLD.grp AND state = OLD.state AND n <= 0;
+END;
+CREATE TRIGGER IF NOT EXISTS node_recounted AFTER UPDATE OF grp, state ON nodes
+WHEN OLD.grp != NEW.grp OR OLD.state != NEW.state BEGIN
+    UPDATE node_counts SET n = n - 1 WHERE grp = OLD.grp AND state = OLD.state;
+    DELETE FROM node_counts WHERE grp = OLD.grp AND state = OLD.state AND n <= 0;
+    INSERT INTO node_counts (grp, state, n) VALUES (NEW.grp, NEW.state, 1)
+        ON CONFLICT (grp, state) DO UPDATE SET n = n + 1;
+END;
+"""
+# The most ids one `IN (...)` asks for (SQLite's default limit of variables is far above).
+_IN_CHUNK = 500
 
 T = TypeVar("T")
 
@@ -269,6 +318,7 @@ class SqliteBackend(SemaphoreStore):
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            _summarise(conn)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute(f"PRAGMA application_id = {sqlite_file.APPLICATION_ID}")
             conn.execute("COMMIT")
@@ -458,13 +508,7 @@ class SqliteBackend(SemaphoreStore):
                     "SELECT data FROM events WHERE grp = ? ORDER BY seq DESC LIMIT ?",
                     (group, limit),
                 ).fetchall()
-            try:
-                return decode_events(r[0] for r in rows)
-            except (ValueError, KeyError, TypeError) as exc:
-                raise BackendUnavailable(
-                    f"the history in {self._where()} holds an event stagger cannot read "
-                    f"({exc}); inspect the events table by hand"
-                ) from exc
+            return self._decode_events(r[0] for r in rows)
 
         return await self._run(read)
 
@@ -472,13 +516,20 @@ class SqliteBackend(SemaphoreStore):
         def write(conn: sqlite3.Connection) -> NodeReport:
             conn.execute("BEGIN IMMEDIATE")
             stored = report.stamped(self.clock())
+            # An upsert, not INSERT OR REPLACE: a replace deletes the old row without running
+            # its delete trigger, and node_counts would count the node twice.
             conn.execute(
-                "INSERT OR REPLACE INTO nodes (id, grp, updated_at, data) VALUES (?, ?, ?, ?)",
+                "INSERT INTO nodes (id, grp, updated_at, data, state, seen) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET grp = excluded.grp, "
+                "updated_at = excluded.updated_at, data = excluded.data, "
+                "state = excluded.state, seen = excluded.seen",
                 (
                     stored.id,
                     stored.group,
                     _iso(stored.updated_at),
                     json.dumps(stored.to_dict(), separators=(",", ":"), sort_keys=True),
+                    stored.state.value,
+                    _seconds(stored.updated_at),
                 ),
             )
             conn.execute("COMMIT")
@@ -501,6 +552,127 @@ class SqliteBackend(SemaphoreStore):
 
     async def nodes(self, group: str | None = None) -> list[NodeReport]:
         return list((await self.read_nodes(group)).reports)
+
+    # --- pages and summaries (core/listing.py) ---------------------------------------------
+
+    async def report_page(self, query: NodeQuery) -> ReportPage:
+        """One keyset page of reports in (group, id) order, through the indexes on
+        (grp, id) and (state, grp, id): it reads the page's rows, not the fleet's."""
+        if not query.wants_reports:
+            return ReportPage((), False)
+        where: list[str] = []
+        args: list[Any] = []
+        if query.group is not None:
+            where.append("grp = ?")
+            args.append(query.group)
+        if query.state == SILENT:
+            where.append("seen < ?")
+            args.append(_seconds(query.silent_before))
+        elif query.state is not None:
+            where.append("state = ?")
+            args.append(query.state)
+        if query.q:
+            where.append("id >= ? AND id < ?")
+            args += [query.q, query.q + "\U0010ffff"]
+        if query.since is not None:
+            where.append("seen >= ?")
+            args.append(_seconds(query.since))
+        if query.after is not None:
+            where.append("(grp, id) > (?, ?)")
+            args += list(query.after)
+        sql = "SELECT id, data FROM nodes"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY grp, id LIMIT ?"
+        args.append(query.limit + 1)
+
+        def read(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            return conn.execute(sql, args).fetchall()
+
+        rows = await self._run(read)
+        found = self._unreadable.tell(decode_reports(rows[: query.limit]))
+        return ReportPage(found.reports, len(rows) > query.limit, found.unreadable)
+
+    async def node_counts(self, silent_before: datetime) -> NodeCounts:
+        """The node_counts rows, and the silent reports counted through the index on seen:
+        one row per group and state, plus one per silent node."""
+
+        def read(conn: sqlite3.Connection) -> NodeCounts:
+            conn.execute("BEGIN")
+            counts = conn.execute("SELECT grp, state, n FROM node_counts WHERE state != ''")
+            by_group = _nested(counts.fetchall())
+            quiet = conn.execute(
+                "SELECT grp, state, COUNT(*) FROM nodes WHERE seen < ? AND state != '' "
+                "GROUP BY grp, state",
+                (_seconds(silent_before),),
+            )
+            silent = _nested(quiet.fetchall())
+            conn.execute("COMMIT")
+            return NodeCounts(by_group, silent)
+
+        return await self._run(read)
+
+    async def reported(self, ids: Iterable[str]) -> frozenset[str]:
+        wanted = sorted(set(ids))
+
+        def read(conn: sqlite3.Connection) -> frozenset[str]:
+            found: set[str] = set()
+            for i in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[i : i + _IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(f"SELECT id FROM nodes WHERE id IN ({marks})", chunk)
+                found.update(r[0] for r in rows)
+            return frozenset(found)
+
+        return await self._run(read)
+
+    async def node_page(self, query: NodeQuery, silent_after: timedelta) -> NodePage:
+        return await read_node_page(self, query, silent_after)
+
+    async def history_page(self, query: HistoryQuery) -> HistoryPage:
+        """Newest first by row id (the order events were written), read in chunks until the
+        page is full: the history is bounded (HISTORY_LIMIT per group), so is the walk."""
+        chunk = max(2 * query.limit, 200)
+
+        def read(conn: sqlite3.Connection) -> HistoryPage:
+            conn.execute("BEGIN")
+            shown: list[tuple[int, Event]] = []
+            before = query.before[0] if query.before is not None else None
+            while len(shown) <= query.limit:
+                sql = "SELECT id, data FROM events"
+                where: list[str] = []
+                args: list[Any] = []
+                if query.group is not None:
+                    where.append("grp = ?")
+                    args.append(query.group)
+                if before is not None:
+                    where.append("id < ?")
+                    args.append(before)
+                if where:
+                    sql += " WHERE " + " AND ".join(where)
+                rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, chunk]).fetchall()
+                events = self._decode_events(r[1] for r in rows)
+                shown += [(r[0], e) for r, e in zip(rows, events, strict=True) if query.matches(e)]
+                if len(rows) < chunk:
+                    break
+                before = rows[-1][0]
+            conn.execute("COMMIT")
+            page = shown[: query.limit]
+            more = len(shown) > query.limit
+            return HistoryPage(
+                tuple(e for _, e in page), (page[-1][0], "") if more and page else None
+            )
+
+        return await self._run(read)
+
+    def _decode_events(self, raw: Iterable[str]) -> list[Event]:
+        try:
+            return decode_events(raw)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BackendUnavailable(
+                f"the history in {self._where()} holds an event stagger cannot read "
+                f"({exc}); inspect the events table by hand"
+            ) from exc
 
     async def forget(self, node_id: str, *, by: str) -> bool:
         """One transaction: the hold check, the delete and the event, so a node cannot take a
@@ -610,3 +782,51 @@ class SqliteBackend(SemaphoreStore):
 
 def _iso(value: datetime | None) -> str:
     return value.isoformat() if value is not None else ""
+
+
+def _seconds(value: datetime | None) -> float:
+    """A report's time as the `seen` column holds it: seconds since the epoch (0: none)."""
+    return value.timestamp() if value is not None else 0.0
+
+
+def _nested(rows: Iterable[tuple[str, str, int]]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for group, state, n in rows:
+        out.setdefault(group, {})[state] = n
+    return out
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of `script` one by one (a trigger's body holds semicolons)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending
+            pending = ""
+
+
+def _summarise(conn: sqlite3.Connection) -> None:
+    """Give `nodes` its state and seen columns (a version 1 store has neither: filled from
+    each report) and make the summary, counted from the reports when it is new. Inside the
+    caller's transaction."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(nodes)")}
+    migrated = "state" not in columns
+    if migrated:
+        conn.execute("ALTER TABLE nodes ADD COLUMN state TEXT NOT NULL DEFAULT ''")
+        conn.execute("ALTER TABLE nodes ADD COLUMN seen REAL NOT NULL DEFAULT 0")
+        rows = conn.execute("SELECT id, data FROM nodes").fetchall()
+        for r in decode_reports(rows).reports:
+            conn.execute(
+                "UPDATE nodes SET state = ?, seen = ? WHERE id = ?",
+                (r.state.value, _seconds(r.updated_at), r.id),
+            )
+    new = not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'node_counts'").fetchone()
+    for statement in _statements(_SUMMARY):
+        conn.execute(statement)
+    if migrated or new:
+        conn.execute("DELETE FROM node_counts")
+        conn.execute(
+            "INSERT INTO node_counts (grp, state, n) "
+            "SELECT grp, state, COUNT(*) FROM nodes GROUP BY grp, state"
+        )

@@ -8,8 +8,10 @@ reads the same fields from the CLI and from the API.
 
 from __future__ import annotations
 
+import json as _json
 import sys
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -24,50 +26,98 @@ from stagger.cli.output import (
     reported_errors,
     run_async,
 )
+from stagger.cli.pages import since_option
 from stagger.cli.semaphore import ago, when
 from stagger.core.durations import format_duration, parse_duration
 from stagger.core.errors import InvalidInput
-from stagger.core.fleet_view import NodeView, fleet_nodes
-from stagger.core.node_report import DEFAULT_SILENT_AFTER, StoredReports
-from stagger.core.semaphore import HISTORY_LIMIT, validate_group, validate_id
+from stagger.core.fleet_view import NodeView
+from stagger.core.listing import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    MAX_PAGES,
+    STATE_FILTERS,
+    NodePage,
+    NodeQuery,
+)
+from stagger.core.node_report import DEFAULT_SILENT_AFTER, Unreadable
+from stagger.core.semaphore import validate_id
 from stagger.core.text import printable
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from stagger.api import NodesModel
     from stagger.backends.protocol import Backend
 
-
-@dataclass(frozen=True)
-class Fleet:
-    """What one `stagger nodes` read: the view at the backend's `now`."""
-
-    now: datetime
-    silent_after: timedelta
-    nodes: list[NodeView]
-    stored: StoredReports
+# The most rows `--limit` may ask to hold at once; --all streams any number.
+MAX_LISTED = 100_000
+PAGE = MAX_PAGE  # rows asked for per page
 
 
-async def read_fleet(backend: Backend, group: str | None, silent_after: timedelta) -> Fleet:
-    """The same reads the server's /v1/nodes makes, judged at the backend's clock."""
-    snap = await backend.status(group)
-    stored = await backend.read_nodes(group)
-    events = await backend.history(group, HISTORY_LIMIT)
-    holds = {g.group: g.holds for g in snap.groups}
-    views = fleet_nodes(
-        stored.reports, holds, events, snap.now, silent_after, node_pauses=snap.node_pauses
-    )
-    return Fleet(snap.now, silent_after, views, stored)
+async def walk_nodes(
+    backend: Backend, query: NodeQuery, silent_after: timedelta, upto: int | None
+) -> AsyncIterator[NodePage]:
+    """The pages of the fleet view matching `query`, until `upto` rows (None: every one): one
+    page in memory at a time, through the server's /v1/nodes or the store's own pages."""
+    shown = 0
+    for _ in range(MAX_PAGES):
+        size = PAGE if upto is None else min(PAGE, upto - shown)
+        page = await backend.node_page(replace(query, limit=size), silent_after)
+        yield page
+        shown += len(page.nodes)
+        if page.next is None or (upto is not None and shown >= upto):
+            return
+        query = replace(query, after=page.next)
 
 
-def fleet_doc(f: Fleet) -> NodesModel:
-    from stagger.api import NodeModel, NodesModel, UnreadableModel
+async def read_nodes_upto(
+    backend: Backend, query: NodeQuery, silent_after: timedelta, upto: int
+) -> NodePage:
+    """The first `upto` rows as one page (its `next` set when more match)."""
+    first: NodePage | None = None
+    rows: list[NodeView] = []
+    unreadable: list[Unreadable] = []
+    last: NodePage | None = None
+    async for page in walk_nodes(backend, query, silent_after, upto):
+        first = first or page
+        rows += page.nodes
+        unreadable += page.unreadable
+        last = page
+    assert first is not None
+    assert last is not None
+    return replace(first, nodes=tuple(rows), next=last.next, unreadable=tuple(unreadable))
 
-    return NodesModel(
-        now=f.now,
-        silent_after=f.silent_after.total_seconds(),
-        nodes=[NodeModel.of(v) for v in f.nodes],
-        unreadable=[UnreadableModel.of(u) for u in f.stored.unreadable],
-    )
+
+def page_doc(page: NodePage) -> NodesModel:
+    from stagger.api import NodesModel
+
+    return NodesModel.of(page)
+
+
+async def stream_json(backend: Backend, query: NodeQuery, silent_after: timedelta) -> None:
+    """`--all --json`: the /v1/nodes document with every matching node, written page by page
+    (the head and totals from the first page, the unreadable reports at the end)."""
+    from stagger.api import NodeModel, UnreadableModel
+
+    out = sys.stdout
+    unreadable: list[Unreadable] = []
+    count = 0
+    started = False
+    async for page in walk_nodes(backend, query, silent_after, None):
+        if not started:
+            head = page_doc(replace(page, nodes=(), unreadable=())).model_dump(
+                mode="json", exclude={"nodes", "unreadable", "next_cursor"}
+            )
+            out.write(_json.dumps(head)[:-1] + ', "nodes": [')
+            started = True
+        for v in page.nodes:
+            out.write((",\n  " if count else "\n  ") + NodeModel.of(v).model_dump_json())
+            count += 1
+        out.flush()
+        unreadable += page.unreadable
+    bad = ", ".join(UnreadableModel.of(u).model_dump_json() for u in unreadable)
+    out.write(f'\n], "unreadable": [{bad}], "next_cursor": null}}\n')
+    _warn_unreadable(unreadable)
 
 
 def _state(n: NodeView) -> str:
@@ -111,43 +161,75 @@ def _reported(n: NodeView, now: datetime) -> str:
     return f"{ago(now, r.updated_at)} ago"
 
 
-def render_fleet(f: Fleet) -> None:
+def render_rows(out: Console, page: NodePage, *, header: bool = True) -> None:
+    from rich.table import Table
+
+    table = Table(show_header=header)
+    for column in ("node", "group", "state", "since", "detector / reason"):
+        table.add_column(column)
+    for column in ("next window", "last report"):
+        table.add_column(column, no_wrap=True)
+    for n in page.nodes:
+        table.add_row(
+            n.id,
+            n.group,
+            _state(n),
+            _since(n, page.now),
+            _why(n),
+            _next_window(n, page.now),
+            _reported(n, page.now),
+        )
+    out.print(table)
+
+
+def render_page(page: NodePage, filtered: bool) -> None:
+    """One table of the rows read, then what the totals say beyond them."""
     out = console()
-    if not f.nodes:
+    if not page.nodes and not filtered:
         out.print(
             "no nodes yet: stagger agents report themselves; FleetLock clients (Zincati, "
             "Flatcar) appear with their first lock"
         )
+    elif not page.nodes:
+        out.print("no node matches")
     else:
-        from rich.table import Table
-
-        table = Table()
-        for column in ("node", "group", "state", "since", "detector / reason"):
-            table.add_column(column)
-        for column in ("next window", "last report"):
-            table.add_column(column, no_wrap=True)
-        for n in f.nodes:
-            table.add_row(
-                n.id,
-                n.group,
-                _state(n),
-                _since(n, f.now),
-                _why(n),
-                _next_window(n, f.now),
-                _reported(n, f.now),
-            )
-        out.print(table)
-        silent = sum(1 for n in f.nodes if n.silent)
-        if silent:
-            out.print(
-                f"{silent} node(s) silent: no report for over {format_duration(f.silent_after)}; "
-                "`stagger forget NODE` removes one taken out of service"
-            )
-    _warn_unreadable(f.stored)
+        render_rows(out, page)
+    render_totals(out, page)
+    if page.next is not None:
+        out.print(
+            f"more nodes match than the {len(page.nodes)} shown: --all lists every one (as it "
+            "reads them), --limit N more; --state, --group, --prefix narrow the question"
+        )
+    _warn_unreadable(page.unreadable)
 
 
-def _warn_unreadable(stored: StoredReports) -> None:
-    for u in stored.unreadable:
+def render_totals(out: Console, page: NodePage) -> None:
+    if page.totals:
+        counts = ", ".join(f"{n} {state}" for state, n in page.totals.items())
+        out.print(f"{sum(page.totals.values())} node(s): {counts}")
+    if page.silent:
+        out.print(
+            f"{page.silent} node(s) silent: no report for over "
+            f"{format_duration(page.silent_after)}; `stagger forget NODE` removes one taken "
+            "out of service"
+        )
+
+
+async def stream_table(backend: Backend, query: NodeQuery, silent_after: timedelta) -> None:
+    """`--all`: a table per page as it is read, the totals once at the end."""
+    out = console()
+    first: NodePage | None = None
+    async for page in walk_nodes(backend, query, silent_after, None):
+        if page.nodes:
+            render_rows(out, page, header=first is None)
+        first = first or page
+        _warn_unreadable(page.unreadable)
+    assert first is not None
+    render_totals(out, first)
+
+
+def _warn_unreadable(unreadable: Iterable[Unreadable]) -> None:
+    for u in unreadable:
         sys.stderr.write(
             f"stagger: the node report at {printable(u.key)} cannot be read "
             f"({printable(u.error)}); it is not listed: "
@@ -163,6 +245,26 @@ def nodes(
     group: str | None = typer.Option(
         None, "--group", "-g", metavar="G", help="Only this group (default: every group)."
     ),
+    state: str | None = typer.Option(
+        None,
+        "--state",
+        metavar="S",
+        help=f"Only nodes in this state: {', '.join(STATE_FILTERS)}.",
+    ),
+    prefix: str = typer.Option("", "--prefix", metavar="P", help="Only node ids starting with P."),
+    since: str | None = typer.Option(
+        None,
+        "--since",
+        metavar="T",
+        help="Only nodes that reported (or locked) since T: a time (RFC 3339) or a duration "
+        "ago, like 1h.",
+    ),
+    limit: int = typer.Option(
+        DEFAULT_PAGE, "--limit", "-n", metavar="N", help="Show at most N nodes."
+    ),
+    every: bool = typer.Option(
+        False, "--all", help="Every matching node, printed as it is read (page by page)."
+    ),
     silent_after: str = typer.Option(
         format_duration(DEFAULT_SILENT_AFTER),
         "--silent-after",
@@ -172,22 +274,36 @@ def nodes(
     backend: str | None = BackendOption,
     json: bool = JsonOption,
 ) -> None:
-    """List every node: stagger agents from their reports (silent ones marked), FleetLock
-    clients (Zincati, Flatcar) from their locks."""
+    """List the nodes: stagger agents from their reports (silent ones marked), FleetLock
+    clients (Zincati, Flatcar) from their locks; with totals per state."""
     with reported_errors(json):
-        if group is not None:
-            validate_group(group)
         quiet = parse_duration(silent_after, what="--silent-after")
         if quiet <= timedelta(0):
             raise InvalidInput(f"--silent-after {silent_after!r} must be longer than 0 s, like 15m")
-    f = run_async(
-        lambda b: read_fleet(b, group, quiet), backend=backend, create=False, as_json=json
+        if every and limit != DEFAULT_PAGE:
+            raise InvalidInput("--all and --limit ask for different things: give one of them")
+        if not 1 <= limit <= MAX_LISTED:
+            raise InvalidInput(
+                f"--limit {limit} is not valid: give a whole number from 1 to {MAX_LISTED}, "
+                "or --all"
+            )
+        query = NodeQuery(group=group, state=state, q=prefix, since=since_option(since), limit=1)
+    filtered = any(x is not None for x in (group, state, since)) or bool(prefix)
+    if every:
+        stream = stream_json if json else stream_table
+        run_async(lambda b: stream(b, query, quiet), backend=backend, create=False, as_json=json)
+        return
+    page = run_async(
+        lambda b: read_nodes_upto(b, query, quiet, limit),
+        backend=backend,
+        create=False,
+        as_json=json,
     )
     if json:
-        sys.stdout.write(fleet_doc(f).model_dump_json(indent=2) + "\n")
-        _warn_unreadable(f.stored)
+        sys.stdout.write(page_doc(page).model_dump_json(indent=2) + "\n")
+        _warn_unreadable(page.unreadable)
         return
-    render_fleet(f)
+    render_page(page, filtered)
 
 
 def forget(

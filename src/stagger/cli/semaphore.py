@@ -557,21 +557,54 @@ def history(
     group: str | None = AnyGroupOption,
     limit: int = typer.Option(50, "--limit", "-n", metavar="N", help="At most N latest events."),
     reverse: bool = typer.Option(False, "--reverse", help="Oldest first (default: newest first)."),
+    prefix: str = typer.Option("", "--prefix", metavar="P", help="Only node ids starting with P."),
+    since: str | None = typer.Option(
+        None, "--since", metavar="T", help="Only events since T: RFC 3339, or a duration ago."
+    ),
+    every: bool = typer.Option(
+        False, "--all", help="Every matching event, newest first, printed as it is read."
+    ),
     backend: str | None = BackendOption,
     json: bool = JsonOption,
 ) -> None:
     """Show recorded events (locks, releases, max changes, pauses), newest first."""
+    from stagger.cli import pages
+    from stagger.core.listing import HistoryQuery
+
     with reported_errors(json):
         if group is not None:
             validate_group(group)
         if not 1 <= limit <= HISTORY_LIMIT:
             raise InvalidInput(
                 f"--limit {limit} is not valid: give a whole number from 1 to {HISTORY_LIMIT} "
-                "(each group keeps its last events only)"
+                "(each group keeps its last events only), or --all"
             )
-    events = run_async(
-        lambda b: b.history(group, limit), backend=backend, create=False, as_json=json
-    )
+        if every and (reverse or limit != 50):
+            raise InvalidInput(
+                "--all prints every event newest first as it reads them: drop --reverse and --limit"
+            )
+        query = HistoryQuery(group=group, since=pages.since_option(since), q=prefix)
+    if every:
+        run_async(
+            lambda b: pages.stream_history(
+                b, query, json, lambda events: render_history(events, utcnow())
+            ),
+            backend=backend,
+            create=False,
+            as_json=json,
+        )
+        return
+    if since is None and not prefix:  # what every server answers, older ones too
+        events = run_async(
+            lambda b: b.history(group, limit), backend=backend, create=False, as_json=json
+        )
+    else:
+        events = run_async(
+            lambda b: pages.read_history(b, query, limit),
+            backend=backend,
+            create=False,
+            as_json=json,
+        )
     # The backend's order, newest first, as GET /v1/history; --reverse turns both the table
     # and the JSON round.
     if reverse:

@@ -6,7 +6,8 @@ holder's heartbeat needs a node token for its group. Every error is FleetLock-sh
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -29,7 +30,6 @@ from stagger.api import (
     HealthModel,
     HistoryModel,
     HoldModel,
-    NodeModel,
     NodeReportRequest,
     NodesModel,
     PauseModel,
@@ -42,12 +42,22 @@ from stagger.api import (
     StatusModel,
     TouchResponse,
     UnlockResponse,
-    UnreadableModel,
     UrgentModel,
 )
+from stagger.backends.node_pages import SummarisedReports
 from stagger.core.errors import InvalidInput
-from stagger.core.fleet_view import fleet_nodes
 from stagger.core.forget import NodeHoldsSlot
+from stagger.core.listing import (
+    DEFAULT_PAGE,
+    HISTORY,
+    MAX_PAGE,
+    SILENT,
+    HistoryQuery,
+    NodeQuery,
+    decode_history_cursor,
+    decode_node_cursor,
+    encode_cursor,
+)
 from stagger.core.node_report import NodeReport
 from stagger.core.semaphore import (
     HISTORY_LIMIT,
@@ -58,6 +68,7 @@ from stagger.core.semaphore import (
     validate_node_id,
 )
 from stagger.core.text import whole_number
+from stagger.core.times import check_instant
 from stagger.server.auth import CHALLENGE, CLIENT_CERT_NAMES, NO_NAMES, Denial
 from stagger.server.context import ServerState, error_body
 from stagger.server.fleetlock import Reject
@@ -80,6 +91,26 @@ def error_response(kind: ErrorKind, value: str, headers: dict[str, str] | None =
         media_type="application/json",
         headers=headers,
     )
+
+
+@contextmanager
+def invalid_request() -> Iterator[None]:
+    """Input core refuses (a filter, a cursor) as a 400 with core's sentence."""
+    try:
+        yield
+    except InvalidInput as exc:
+        raise Reject(ErrorKind.INVALID_REQUEST, exc.message) from None
+
+
+def _instant(raw: str | None, what: str) -> datetime | None:
+    """A query parameter that is an instant: RFC 3339 with a UTC offset."""
+    if raw is None or raw == "":
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise InvalidInput(f"{what} must be an RFC 3339 time, like 2026-01-31T12:00:00Z") from None
+    return check_instant(value, what)
 
 
 def json_response(model: BaseModel) -> Response:
@@ -250,13 +281,26 @@ class Api:
     async def group_history(self, request: Request) -> Response:
         self._admin(request)
         group = await self._known_group(request)
-        events = await self.state.backend.history(group, self._limit(request))
-        return json_response(HistoryModel.of(events))
+        return await self._history_page(request, group)
 
     async def history(self, request: Request) -> Response:
         self._admin(request)
-        events = await self.state.backend.history(None, self._limit(request))
-        return json_response(HistoryModel.of(events))
+        return await self._history_page(request, self._group_filter(request))
+
+    async def _history_page(self, request: Request, group: str | None) -> Response:
+        params = request.query_params
+        cursor = params.get("cursor")
+        with invalid_request():
+            query = HistoryQuery(
+                group=group,
+                since=_instant(params.get("since"), "since"),
+                q=params.get("q", ""),
+                before=decode_history_cursor(cursor) if cursor else None,
+                limit=self._limit(request),
+            )
+        page = await self.state.backend.history_page(query)
+        after = encode_cursor(HISTORY, page.next) if page.next is not None else None
+        return json_response(HistoryModel.of(page.events, after))
 
     # --- admin ------------------------------------------------------------------------------
 
@@ -407,35 +451,38 @@ class Api:
             ReportResponse(id=stored.id, group=stored.group, updated_at=stored.updated_at)
         )
 
-    async def nodes(self, request: Request) -> Response:
-        self._admin(request)
+    def _group_filter(self, request: Request) -> str | None:
         group = request.query_params.get("group")
         if group is not None:
             try:
                 validate_group(group)
             except InvalidInput as exc:
                 raise Reject(ErrorKind.INVALID_GROUP, exc.message) from None
-        backend = self.state.backend
-        snap = await backend.status(group)
-        stored = await backend.read_nodes(group)
-        events = await backend.history(group, HISTORY_LIMIT)
-        silent_after = self.state.settings.silent_after
-        views = fleet_nodes(
-            stored.reports,
-            {g.group: g.holds for g in snap.groups},
-            events,
-            snap.now,
-            silent_after,
-            node_pauses=snap.node_pauses,
-        )
-        return json_response(
-            NodesModel(
-                now=snap.now,
-                silent_after=silent_after.total_seconds(),
-                nodes=[NodeModel.of(v) for v in views],
-                unreadable=[UnreadableModel.of(u) for u in stored.unreadable],
+        return group
+
+    async def nodes(self, request: Request) -> Response:
+        """One page of the fleet view (docs/server.md, "Pages"): `limit`, `cursor`, and the
+        filters `group`, `state`, `since`, `q`."""
+        self._admin(request)
+        group = self._group_filter(request)
+        params = request.query_params
+        cursor = params.get("cursor")
+        limit = whole_number(params.get("limit", str(DEFAULT_PAGE)), 1, MAX_PAGE)
+        if limit is None:
+            raise Reject(
+                ErrorKind.INVALID_REQUEST, f"limit must be a whole number from 1 to {MAX_PAGE}"
             )
-        )
+        with invalid_request():
+            query = NodeQuery(
+                group=group,
+                state=params.get("state"),
+                q=params.get("q", ""),
+                since=_instant(params.get("since"), "since"),
+                after=decode_node_cursor(cursor) if cursor else None,
+                limit=limit,
+            )
+        page = await self.state.backend.node_page(query, self.state.settings.silent_after)
+        return json_response(NodesModel.of(page))
 
     async def forget(self, request: Request) -> Response:
         actor = self._admin(request)
@@ -464,16 +511,24 @@ class Api:
         try:
             snap = await self.state.backend.status()
             self.state.metrics.set_groups(snap)
-            silent_after = self.state.settings.silent_after
-            counts: dict[tuple[str, str], int] = {}
-            for r in await self.state.backend.nodes():
-                state = "silent" if r.is_silent(snap.now, silent_after) else r.state.value
-                counts[(r.group, state)] = counts.get((r.group, state), 0) + 1
-            self.state.metrics.set_nodes(counts)
+            self.state.metrics.set_nodes(await self._node_counts(snap.now))
         except Exception as exc:
             # The request counters still tell a story while the store is down.
             self.state.failed("metrics", exc)
         return Response(self.state.metrics.render(), media_type=CONTENT_TYPE)
+
+    async def _node_counts(self, now: datetime) -> dict[tuple[str, str], int]:
+        """Reporting nodes per (group, state), a silent one as `silent`: from the store's
+        summary (one row per group and state), so a scrape costs the same at any fleet size."""
+        backend = self.state.backend
+        silent_after = self.state.settings.silent_after
+        if isinstance(backend, SummarisedReports):
+            return (await backend.node_counts(now - silent_after)).metric_counts()
+        counts: dict[tuple[str, str], int] = {}
+        for r in await backend.nodes():  # a store without a summary
+            state = SILENT if r.is_silent(now, silent_after) else r.state.value
+            counts[(r.group, state)] = counts.get((r.group, state), 0) + 1
+        return counts
 
     async def openapi(self, request: Request) -> Response:
         from stagger.server.openapi import document

@@ -26,8 +26,7 @@ whose outcome is unknown is re-read before answering.
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -46,9 +45,19 @@ from stagger.backends.etcd.client import (
     unchanged,
 )
 from stagger.backends.etcd.group_commit import Applied, GroupQueues, Queued, apply_in_order
-from stagger.backends.etcd.layout import Layout, Plan, Put, View, Write, view_after
+from stagger.backends.etcd.layout import (
+    MAX_EVENTS_PER_TXN,
+    Layout,
+    Plan,
+    Put,
+    View,
+    Write,
+    view_after,
+)
+from stagger.backends.etcd.node_index import EtcdNodes
 from stagger.backends.etcd.roles import EtcdRoles
 from stagger.backends.etcd.url import DEFAULT_PREFIX, read_options
+from stagger.backends.node_pages import read_node_page
 from stagger.backends.protocol import (
     Clock,
     GroupStatus,
@@ -64,6 +73,15 @@ from stagger.backends.semaphore_store import Op, SemaphoreStore, Settle, check_d
 from stagger.core import roles
 from stagger.core.errors import BackendUnavailable, ConfigError
 from stagger.core.forget import check_forget, forgotten
+from stagger.core.listing import (
+    EventKey,
+    HistoryPage,
+    HistoryQuery,
+    NodeCounts,
+    NodePage,
+    NodeQuery,
+    ReportPage,
+)
 from stagger.core.node_report import NodeReport, StoredReports, decode_reports, stored_group
 from stagger.core.semaphore import (
     DEFAULT_MAX,
@@ -145,6 +163,7 @@ class EtcdBackend(SemaphoreStore):
         self._queues = GroupQueues(self._run_batch)
         self._unreadable = UnreadableReports(lambda key: f"etcdctl get {key}")
         self._roles = EtcdRoles(self._client, self.layout.key, lambda: self.clock())
+        self._nodes = EtcdNodes(self._client, self.layout.key)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> EtcdBackend:
@@ -393,28 +412,13 @@ class EtcdBackend(SemaphoreStore):
             )
         )
         kvs = sorted(resp.kvs, key=lambda kv: (kv.mod_revision, kv.key), reverse=True)
-        try:
-            return decode_events(kv.value for kv in kvs)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise BackendUnavailable(
-                f"the history under etcd prefix {self.prefix!r} holds an event stagger cannot "
-                f"read ({exc}); inspect it with `etcdctl get --prefix {start.decode()}`"
-            ) from exc
+        return self._decode_events(start, (kv.value for kv in kvs))
 
     async def report(self, report: NodeReport) -> NodeReport:
+        """The report and its index entries in one guarded write (node_index.py)."""
         stored = report.stamped(self.clock())
-        value = json.dumps(stored.to_dict(), separators=(",", ":"), sort_keys=True).encode()
-        request = rpc.TxnRequest(success=[put(self.layout.node_key(stored.id), value)])
-        for _ in range(3):  # a plain put is idempotent: an unknown outcome is simply sent again
-            try:
-                await self._client.txn(request)
-                return stored
-            except OutcomeUnknown:
-                continue
-        raise BackendUnavailable(
-            f"etcd did not confirm node {stored.id!r}'s report after 3 tries; it is sent again "
-            "with the next report"
-        )
+        await self._nodes.write(stored)
+        return stored
 
     async def read_nodes(self, group: str | None = None) -> StoredReports:
         """Every report is read (the key has no group in it) and filtered here; a report that
@@ -432,6 +436,71 @@ class EtcdBackend(SemaphoreStore):
 
     async def nodes(self, group: str | None = None) -> list[NodeReport]:
         return list((await self.read_nodes(group)).reports)
+
+    # --- pages and summaries (core/listing.py) ---------------------------------------------
+
+    async def report_page(self, query: NodeQuery) -> ReportPage:
+        return self._unreadable_page(await self._nodes.page(query))
+
+    def _unreadable_page(self, page: ReportPage) -> ReportPage:
+        self._unreadable.tell(StoredReports((), page.unreadable))
+        return page
+
+    async def node_counts(self, silent_before: datetime) -> NodeCounts:
+        return await self._nodes.counts(silent_before)
+
+    async def reported(self, ids: Iterable[str]) -> frozenset[str]:
+        return await self._nodes.reported(ids)
+
+    async def node_page(self, query: NodeQuery, silent_after: timedelta) -> NodePage:
+        return await read_node_page(self, query, silent_after)
+
+    async def history_page(self, query: HistoryQuery) -> HistoryPage:
+        """Newest first by (write revision, key), read in chunks until the page is full. One
+        write holds at most MAX_EVENTS_PER_TXN events, all at one revision, so a chunk longer
+        than that which comes back full has whole revisions but its last: that one is read
+        again with the next chunk. The history is bounded, so is the walk."""
+        parts = ("events",) if query.group is None else ("events", query.group)
+        start = self.layout.key(*parts, "")
+        chunk = query.limit + MAX_EVENTS_PER_TXN + 1
+        shown: list[tuple[EventKey, Event]] = []
+        before = query.before
+        while len(shown) <= query.limit:
+            resp = await self._client.range(
+                rpc.RangeRequest(
+                    key=start,
+                    range_end=prefix_end(start),
+                    limit=chunk,
+                    sort_order=rpc.RangeRequest.DESCEND,
+                    sort_target=rpc.RangeRequest.MOD,
+                    max_mod_revision=before[0] if before is not None else 0,
+                )
+            )
+            kvs = sorted(resp.kvs, key=lambda kv: (kv.mod_revision, kv.key), reverse=True)
+            full = len(kvs) >= chunk
+            if full:  # the oldest revision in it may be cut: it comes with the next chunk
+                kvs = [kv for kv in kvs if kv.mod_revision != kvs[-1].mod_revision]
+            keyed = [
+                ((int(kv.mod_revision), kv.key.decode(errors="replace")), kv.value) for kv in kvs
+            ]
+            keyed = [(k, v) for k, v in keyed if before is None or k < before]
+            events = self._decode_events(start, (v for _, v in keyed))
+            shown += [(k, e) for (k, _), e in zip(keyed, events, strict=True) if query.matches(e)]
+            if not full or not keyed:
+                break
+            before = keyed[-1][0]
+        page = shown[: query.limit]
+        more = len(shown) > query.limit
+        return HistoryPage(tuple(e for _, e in page), page[-1][0] if more and page else None)
+
+    def _decode_events(self, start: bytes, raw: Iterable[bytes]) -> list[Event]:
+        try:
+            return decode_events(raw)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BackendUnavailable(
+                f"the history under etcd prefix {self.prefix!r} holds an event stagger cannot "
+                f"read ({exc}); inspect it with `etcdctl get --prefix {start.decode()}`"
+            ) from exc
 
     async def forget(self, node_id: str, *, by: str) -> bool:
         """Check every group's holds, record the event through the report's group (whose own
@@ -456,17 +525,8 @@ class EtcdBackend(SemaphoreStore):
                 return Change(sem, None, (forgotten(node_id, sem.group, now, by=by),))
 
             await self._apply(group, op, what=f"forget {node_id}")
-        request = rpc.TxnRequest(success=[delete(key)])
-        for _ in range(3):  # a delete is idempotent: an unknown outcome is simply sent again
-            try:
-                await self._client.txn(request)
-                return True
-            except OutcomeUnknown:
-                continue
-        raise BackendUnavailable(
-            f"etcd did not confirm the removal of node {node_id!r}'s report after 3 tries; "
-            f"check with `etcdctl get {key.decode()}` and run forget again"
-        )
+        await self._nodes.remove(node_id)
+        return True
 
     async def ping(self) -> None:
         """A linearizable read: answers only when a quorum (and our credentials) work."""

@@ -1,0 +1,78 @@
+"""One page of the fleet view, read from a store that keeps summaries of its node reports
+(sqlite.py, etcd/): the page of reports, the holds and the recent history (for the nodes
+known from their locks alone), and the summary counts for the totals. What the page shows is
+core/listing.py's decision; this module only reads.
+
+Cost: one page of reports, the groups, the newest HISTORY_LIMIT events and the summary: never
+every report, so a page costs the same in a fleet of 500 nodes and of 50,000.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
+
+from stagger.backends.protocol import Snapshot
+from stagger.core.fleet_view import NodeView, Source, fleet_nodes
+from stagger.core.listing import NodeCounts, NodePage, NodeQuery, ReportPage, page_nodes, totals_of
+from stagger.core.semaphore import HISTORY_LIMIT, Event
+
+
+@runtime_checkable
+class SummarisedReports(Protocol):
+    """A store whose node reports are indexed for pages and counted in a summary."""
+
+    async def status(self, group: str | None = None) -> Snapshot: ...
+
+    async def history(self, group: str | None = None, limit: int = 100) -> list[Event]: ...
+
+    async def report_page(self, query: NodeQuery) -> ReportPage:
+        """The reports matching `query` after its cursor, in (group, id) order, at most
+        `query.limit` of them, and whether more match."""
+        ...
+
+    async def node_counts(self, silent_before: datetime) -> NodeCounts:
+        """The summary: reports per group and state, and those older than `silent_before`."""
+        ...
+
+    async def reported(self, ids: Iterable[str]) -> frozenset[str]:
+        """Which of `ids` have a stored report."""
+        ...
+
+
+async def lock_only_nodes(
+    store: SummarisedReports, snap: Snapshot, group: str | None, silent_after: timedelta
+) -> list[NodeView]:
+    """The rows of nodes known from their locks alone (core/fleet_view.py): from the holds in
+    `snap` and the newest history, less the ids that report."""
+    events = await store.history(group, HISTORY_LIMIT)
+    holds = {g.group: g.holds for g in snap.groups}
+    candidates = fleet_nodes((), holds, events, snap.now, silent_after, snap.node_pauses)
+    reporting = await store.reported(v.id for v in candidates)
+    return [v for v in candidates if v.source is Source.LOCKS and v.id not in reporting]
+
+
+async def read_node_page(
+    store: SummarisedReports, query: NodeQuery, silent_after: timedelta
+) -> NodePage:
+    snap = await store.status(query.group)
+    silent_before = snap.now - silent_after
+    query = replace(query, silent_before=silent_before)
+    found = await store.report_page(query)
+    holds = {g.group: g.holds for g in snap.groups}
+    views = fleet_nodes(found.reports, holds, (), snap.now, silent_after, snap.node_pauses)
+    reported = [v for v in views if v.source is Source.REPORT]
+    lock_only = await lock_only_nodes(store, snap, query.group, silent_after)
+    rows, after = page_nodes(reported, found.more, lock_only, query)
+    totals, silent = totals_of(await store.node_counts(silent_before), lock_only, query.group)
+    return NodePage(
+        now=snap.now,
+        silent_after=silent_after,
+        nodes=rows,
+        next=after,
+        totals=totals,
+        silent=silent,
+        unreadable=found.unreadable,
+    )

@@ -1,0 +1,74 @@
+"""/metrics counts the nodes from the store's summary (server/metrics.py): right on SQLite and
+a real etcd, and without reading a single node report, so a scrape costs the same in a fleet
+of any size."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from conftest import created
+from server_support import running
+from stagger.backends.factory import open_backend
+from stagger.backends.sqlite import SqliteBackend
+from stagger.core.cycle.node_state import State
+from stagger.core.node_report import NodeReport, StoredReports
+from stagger.server.settings import ServerSettings
+
+
+def report(url: str, *reports: NodeReport, ago: timedelta = timedelta(0)) -> None:
+    async def send() -> None:
+        b = open_backend(url, clock=lambda: datetime.now(UTC) - ago)
+        try:
+            for r in reports:
+                await b.report(r)
+        finally:
+            await b.close()
+
+    asyncio.run(send())
+
+
+def node_gauges(text: str) -> dict[tuple[str, str], float]:
+    found = re.findall(r'^stagger_nodes\{group="([^"]+)",state="([^"]+)"\} (\S+)$', text, re.M)
+    return {(g, s): float(v) for g, s, v in found}
+
+
+def test_a_scrape_counts_nodes_by_group_and_state_silent_apart(any_backend_url: str) -> None:
+    url = created(any_backend_url)
+    report(url, NodeReport("quiet", "web", State.WAITING), ago=timedelta(hours=1))
+    report(
+        url,
+        NodeReport("web-1", "web", State.HALTED),
+        NodeReport("web-2", "web", State.WAITING),
+        NodeReport("db-1", "db", State.IDLE),
+        NodeReport("db-2", "db", State.IDLE),
+    )
+    report(url, NodeReport("db-2", "web", State.WAITING))  # moved: counted where it is now
+    with running(ServerSettings(backend_url=url)) as srv:
+        metrics = httpx.get(srv.url + "/metrics").text
+    assert node_gauges(metrics) == {
+        ("web", "halted"): 1.0,
+        ("web", "waiting"): 2.0,
+        ("web", "silent"): 1.0,
+        ("db", "idle"): 1.0,
+    }
+
+
+class NoReportReads(SqliteBackend):
+    """A real SQLite store that fails any read of every report."""
+
+    async def read_nodes(self, group: str | None = None) -> StoredReports:
+        raise AssertionError("a scrape read every node report")
+
+
+def test_a_scrape_reads_the_summary_not_the_reports(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    report(url, *(NodeReport(f"n{i}", "web", State.IDLE) for i in range(30)))
+    store = NoReportReads(str(tmp_path / "s.db"))
+    with running(ServerSettings(backend_url=url), store) as srv:
+        metrics = httpx.get(srv.url + "/metrics").text
+    assert node_gauges(metrics) == {("web", "idle"): 30.0}
