@@ -385,3 +385,19 @@ def test_a_halted_holder_says_halted_everywhere_not_ok(fleet: RunningServer) -> 
     line = next(ln for ln in table.splitlines() if "db-1" in ln)
     assert "HALTED" in line
     assert " ok " not in line
+
+
+def test_an_idle_page_is_refreshed_with_304s_and_its_times_keep_counting(
+    fleet: RunningServer, page: Any
+) -> None:
+    """Nothing changes: the script's refreshes are answered 304 with no body (the part in
+    view is kept), and the "held for" times still move, counted in the browser."""
+    page.goto(fleet.url + "/")
+    held = "document.querySelector('tbody.group[data-group=web] tr[data-holder=web-1] .ago')"
+    before = page.evaluate(f"{held}.textContent")
+    for _ in range(2):
+        with page.expect_response(lambda r: "dashboard/live" in r.url, timeout=WAIT_MS) as info:
+            pass
+        assert info.value.status == 304
+    page.wait_for_function(f"{held}.textContent !== {before!r}")
+    assert page.locator("tr[data-node=web-1]").count() == 1
