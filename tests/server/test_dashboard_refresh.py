@@ -20,6 +20,7 @@ from server_support import RunningServer, running
 from stagger.backends.factory import open_backend
 from stagger.core.cycle.node_state import State
 from stagger.core.node_report import NodeReport
+from stagger.server import dashboard
 from stagger.server.settings import ServerSettings, Token, digest
 
 ADMIN = "admin-secret"
@@ -136,3 +137,23 @@ def test_the_live_part_is_compressed_for_a_browser_that_asks(server: RunningServ
     assert zipped.headers.get("content-encoding") == "gzip"
     assert "content-encoding" not in plain.headers
     assert zipped.text.count("data-node=") == plain.text.count("data-node=")
+
+
+def test_a_costly_board_is_kept_a_while_through_writes_unless_asked_fresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big fleet's board (here: any board, as if each build had been costly) is kept for
+    a few times its build even when the store changes, so a fleet that writes all the time
+    does not rebuild it at every refresh; the script's refresh right after an act asks
+    `Cache-Control: no-cache` and gets the store as it is now."""
+    monkeypatch.setattr(dashboard, "KEPT_FROM_SECONDS", 0.0)
+    monkeypatch.setattr(dashboard, "KEEP_FACTOR", 1_000_000)
+    tokens = (Token("admin:ops", digest(ADMIN), admin=True),)
+    with running(ServerSettings(backend_url=f"sqlite:///{tmp_path}/s.db", tokens=tokens)) as srv:
+        report(srv, "web-1")
+        etag = get(srv).headers["etag"]
+        report(srv, "web-2")
+        assert get(srv, etag=etag).status_code == 304
+        fresh = get(srv, etag=etag, **{"cache-control": "no-cache"})
+    assert fresh.status_code == 200
+    assert 'data-node="web-2"' in fresh.text

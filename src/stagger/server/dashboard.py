@@ -27,8 +27,9 @@ import asyncio
 import gzip
 import hashlib
 import secrets
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
@@ -76,6 +77,11 @@ BANNERS_SHOWN = 20  # node pauses and emergency reboots listed as banners
 PREFIX_LONGEST = 200  # characters of an id prefix filter
 GZIP_FROM = 2048  # bytes of HTML worth compressing for a browser that accepts gzip
 REFRESH_SECONDS = 5
+# A board that took at least KEPT_FROM_SECONDS to build (a big fleet) is kept KEEP_FACTOR times
+# as long as its build took, even when the store changes meanwhile; a refresh asked with
+# `Cache-Control: no-cache` (the script's, right after an operator's act) builds it at once.
+KEPT_FROM_SECONDS = 0.1
+KEEP_FACTOR = 4
 # A mark of this server process in every ETag, so an ETag from before a restart, or from
 # another server behind the same address, never matches by chance.
 PROCESS_MARK = secrets.token_hex(4)
@@ -149,11 +155,21 @@ class Fleet:
     history: list[Event]
     unreadable: tuple[Unreadable, ...]
     changes_at: datetime | None
+    built_at: float = 0.0  # time.monotonic() when its build ended
+    build_seconds: float = 0.0
 
     def current(self, revision: str | None, now: datetime) -> bool:
         if revision is None or revision != self.revision:
             return False
         return self.changes_at is None or now < self.changes_at
+
+    def young(self, monotonic: float) -> bool:
+        """Whether a board that was costly to build is still within the time it is kept for
+        even though the store changed (KEEP_FACTOR times its build), so that a fleet that
+        writes all the time costs at most one build in KEEP_FACTOR + 1 of a core."""
+        if self.build_seconds < KEPT_FROM_SECONDS:
+            return False
+        return monotonic - self.built_at < KEEP_FACTOR * self.build_seconds
 
 
 @dataclass(frozen=True)
@@ -283,20 +299,26 @@ class Dashboard:
         backend = self.state.backend
         return await backend.revision() if isinstance(backend, Revisions) else None
 
-    async def fleet(self) -> Fleet:
+    async def fleet(self, fresh: bool = False) -> Fleet:
         """The board of the store as it is now: the kept one when the store's revision is the
-        same and time has not changed it, else a new one (one build at a time; a request that
-        waited for another's build uses it)."""
+        same and time has not changed it (or, unless `fresh`, when it is young: Fleet.young),
+        else a new one (one build at a time; a request that waited for another's build uses
+        it)."""
         revision = await self._revision()
         kept = self._fleet
         if kept is not None and kept.current(revision, utcnow()):
+            return kept
+        if kept is not None and not fresh and kept.young(time.monotonic()):
             return kept
         generation = self._generation
         async with self._building:
             if self._generation != generation and self._fleet is not None:
                 return self._fleet  # built while this request waited: newer than its revision
-            self._fleet = await self._build(revision)
-            self._generation = self._fleet.generation
+            began = time.monotonic()
+            built = await self._build(revision)
+            ended = time.monotonic()
+            self._fleet = replace(built, built_at=ended, build_seconds=ended - began)
+            self._generation = built.generation
             return self._fleet
 
     async def _build(self, revision: str | None) -> Fleet:
@@ -403,7 +425,8 @@ class Dashboard:
         admin = self._admin(request)
         ask = Ask.of(request)
         try:
-            fleet = await self.fleet()
+            fresh = "no-cache" in request.headers.get("cache-control", "")
+            fleet = await self.fleet(fresh)
             etag = self._etag(fleet, ask, admin) if fleet.revision is not None else None
             if template == "live.html" and etag is not None and etag in _etags(request):
                 headers = {"etag": etag, "cache-control": "no-cache", "vary": "authorization"}

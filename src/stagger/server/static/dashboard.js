@@ -13,7 +13,7 @@
   var enter = document.getElementById("admin-enter");
   var leave = document.getElementById("admin-leave");
   var seconds = parseInt(live.getAttribute("data-refresh"), 10) || 5;
-  var busy = false, again = false;
+  var busy = false, again = false, againFresh = false;
 
   function token() { return sessionStorage.getItem(TOKEN); }
   function name() { return sessionStorage.getItem(NAME) || ""; }
@@ -67,11 +67,18 @@
     });
   }
 
-  function refresh() {
-    if (busy) { again = true; return Promise.resolve(); }  // once this one is back
+  // `fresh`: right after an act, so the server reads the store now even when it keeps a big
+  // fleet's board for a few seconds (docs/dashboard.md, "What a refresh costs").
+  function refresh(fresh) {
+    if (busy) {  // once this one is back
+      again = true;
+      againFresh = againFresh || fresh === true;
+      return Promise.resolve();
+    }
     busy = true;
     var q = query();
     var headers = auth();
+    if (fresh === true) { headers["Cache-Control"] = "no-cache"; }
     var fragment = current();
     var etag = fragment && fragment.getAttribute("data-etag");
     if (etag) { headers["If-None-Match"] = etag; }
@@ -96,7 +103,11 @@
       })
       .finally(function () {
         busy = false;
-        if (again) { again = false; refresh(); }
+        if (again) {
+          var f = againFresh;
+          again = againFresh = false;
+          refresh(f);
+        }
       });
   }
 
@@ -229,7 +240,7 @@
     if (!b || !actions[b.getAttribute("data-action")]) { return; }
     var done = actions[b.getAttribute("data-action")](b);
     if (!done) { return; }
-    done.then(function (text) { say(text); return refresh(); })
+    done.then(function (text) { say(text); return refresh(true); })
         .catch(function (err) { say("refused: " + err.message, true); });
   });
 
@@ -256,6 +267,6 @@
 
   showAdminBar();
   if (token()) { refresh(); }
-  setInterval(refresh, seconds * 1000);
+  setInterval(function () { refresh(false); }, seconds * 1000);
   setInterval(tick, 1000);
 })();
