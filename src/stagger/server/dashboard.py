@@ -74,7 +74,7 @@ HISTORY_SHOWN = 25  # of which the newest are shown
 GROUPS_SHOWN = 100  # rows of the groups table (worst first)
 HOLDS_SHOWN = 20  # holders listed under each group
 BANNERS_SHOWN = 20  # node pauses and emergency reboots listed as banners
-PREFIX_LONGEST = 200  # characters of an id prefix filter
+PREFIX_LONGEST = 200  # characters of an id prefix (or group) filter
 GZIP_FROM = 2048  # bytes of HTML worth compressing for a browser that accepts gzip
 REFRESH_SECONDS = 5
 # A board that took at least KEPT_FROM_SECONDS to build (a big fleet) is kept KEEP_FACTOR times
@@ -190,7 +190,7 @@ class Ask:
         page = q.get("page", "1")
         sort = q.get("sort", DEFAULT_SORT)
         return cls(
-            group=q.get("group", ""),
+            group=q.get("group", "")[:PREFIX_LONGEST],
             state=state if state in FILTER_STATES else "",
             prefix=q.get("q", "").strip()[:PREFIX_LONGEST],
             page=int(page) if page.isdigit() and len(page) < 10 else 1,
@@ -235,12 +235,9 @@ class View:
         return self.fleet.snapshot
 
 
-def _timed(snap: Snapshot, fleet_nodes_: Board) -> Timed:
-    reports = [
-        (n.report.updated_at, n.report.next_window)
-        for n in fleet_nodes_.nodes
-        if n.report is not None
-    ]
+def _timed(snap: Snapshot, board: Board) -> Timed:
+    """What in `snap` and `board` changes with time alone (core.board.changes_at)."""
+    reports = [(r.updated_at, r.next_window) for r in board.reports.values()]
     holds = [
         (h.last_seen, g.semaphore.stale_after, h.expires_at) for g in snap.groups for h in g.holds
     ]
