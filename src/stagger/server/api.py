@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -68,7 +68,7 @@ from stagger.core.semaphore import (
     validate_node_id,
 )
 from stagger.core.text import whole_number
-from stagger.core.times import check_instant
+from stagger.core.times import EARLIEST, LATEST
 from stagger.server.auth import CHALLENGE, CLIENT_CERT_NAMES, NO_NAMES, Denial
 from stagger.server.context import ServerState, error_body
 from stagger.server.fleetlock import Reject
@@ -103,14 +103,21 @@ def invalid_request() -> Iterator[None]:
 
 
 def _instant(raw: str | None, what: str) -> datetime | None:
-    """A query parameter that is an instant: RFC 3339 with a UTC offset."""
+    """A filter's instant: RFC 3339 with a UTC offset. One outside the times stagger keeps
+    (core/times.py) filters like the nearest one it keeps: before 1970 is "everything"."""
     if raw is None or raw == "":
         return None
     try:
         value = datetime.fromisoformat(raw)
     except ValueError:
         raise InvalidInput(f"{what} must be an RFC 3339 time, like 2026-01-31T12:00:00Z") from None
-    return check_instant(value, what)
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInput(f"{what} {raw} has no UTC offset: add one, like {raw}Z")
+    try:
+        utc = value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        utc = EARLIEST if value.year < EARLIEST.year else LATEST
+    return min(max(utc, EARLIEST), LATEST)
 
 
 def json_response(model: BaseModel) -> Response:
