@@ -45,6 +45,7 @@ from stagger.api import (
     UrgentModel,
 )
 from stagger.backends.node_pages import SummarisedReports
+from stagger.backends.protocol import Snapshot
 from stagger.core.errors import InvalidInput
 from stagger.core.forget import NodeHoldsSlot
 from stagger.core.listing import (
@@ -270,20 +271,29 @@ class Api:
 
     # --- reads ------------------------------------------------------------------------------
 
-    async def _reports(self, group: str | None) -> dict[str, NodeReport]:
-        """The nodes' last reports, so a hold says when its node is halted."""
-        return {r.id: r for r in (await self.state.backend.read_nodes(group)).reports}
+    async def _reports(self, snap: Snapshot) -> dict[str, NodeReport]:
+        """The last reports of the holders in `snap`, so a hold says when its node is halted:
+        read by id from a store that can (the holders are a few), else every report."""
+        backend = self.state.backend
+        if isinstance(backend, SummarisedReports):
+            holders = {h.id for g in snap.groups for h in g.holds}
+            found = await backend.reports_of(holders)
+        else:
+            found = await backend.read_nodes(
+                snap.groups[0].group if len(snap.groups) == 1 else None
+            )
+        return {r.id: r for r in found.reports}
 
     async def status(self, request: Request) -> Response:
         self._admin(request)
         snap = await self.state.backend.status()
-        return json_response(StatusModel.of(snap, await self._reports(None)))
+        return json_response(StatusModel.of(snap, await self._reports(snap)))
 
     async def group(self, request: Request) -> Response:
         self._admin(request)
         group = await self._known_group(request)
         snap = await self.state.backend.status(group)
-        return json_response(GroupModel.of(snap.groups[0], await self._reports(group)))
+        return json_response(GroupModel.of(snap.groups[0], await self._reports(snap)))
 
     async def group_history(self, request: Request) -> Response:
         self._admin(request)
@@ -332,7 +342,7 @@ class Api:
         )
         self.state.note_group(group)
         snap = await self.state.backend.status(group)
-        return json_response(GroupModel.of(snap.groups[0], await self._reports(group)))
+        return json_response(GroupModel.of(snap.groups[0], await self._reports(snap)))
 
     async def _pause(self, request: Request, actor: str, group: str | None) -> Response:
         body = await read_model(request, PauseRequest)
