@@ -8,6 +8,7 @@ import json
 import random
 import sqlite3
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -178,3 +179,38 @@ async def test_etcd_pages_follow_group_order_when_one_group_name_starts_another(
         assert [(r.group, r.id) for r in rest.reports] == [("web-x", "a")]
     finally:
         await b.close()
+
+
+async def test_pages_read_while_the_fleet_changes_never_repeat_nor_skip_a_steady_node(
+    backend: Backend,
+) -> None:
+    """Random adds, moves and forgets between pages: a node is shown twice only when it moved
+    to another group (a new row, later in the order), and a node that stayed as it was from
+    the first page to the last is shown."""
+    for seed in range(4):
+        rng = random.Random(seed)
+        prefix = f"s{seed}-"
+        ids = [f"{prefix}{i:03d}" for i in range(40)]
+        for node_id in ids[:25]:
+            await backend.report(NodeReport(node_id, rng.choice(["db", "web"]), State.IDLE))
+        touched: set[str] = set()
+        shown: list[str] = []
+        query = NodeQuery(q=prefix, limit=4)
+        for _ in range(50):
+            page = await backend.node_page(query, timedelta(minutes=15))
+            shown += [v.id for v in page.nodes]
+            for _ in range(rng.randint(0, 3)):  # the fleet changes between two pages
+                node_id = rng.choice(ids)
+                touched.add(node_id)
+                if rng.random() < 0.3:
+                    await backend.forget(node_id, by="operator:test")
+                else:
+                    group = rng.choice(["db", "web"])
+                    await backend.report(NodeReport(node_id, group, State.WAITING))
+            if page.next is None:
+                break
+            query = replace(query, after=page.next)
+        twice = {n for n in shown if shown.count(n) > 1}
+        assert twice <= touched, seed
+        steady = set(ids[:25]) - touched
+        assert steady <= set(shown), seed

@@ -36,6 +36,9 @@ PAUSES = {"POST /v1/pause", "POST /v1/groups/{group}/pause", "POST /v1/nodes/{id
 # Operations whose body carries times: stagger takes times within core.times' range only
 # (1970 up to 3000, UTC), which the document cannot state for a date-time.
 TIMED = {*PAUSES, "POST /v1/nodes/{id}/report"}
+# Paged listings take a `cursor` the server gave (opaque: the document cannot say which
+# strings are one); any other is refused with 400.
+PAGED = {"GET /v1/nodes", "GET /v1/history", "GET /v1/groups/{group}/history"}
 
 
 def _out_of_range(value: Any) -> bool:
@@ -61,13 +64,16 @@ def _unreadable(text: str) -> bool:
 @schemathesis.check
 def rule_acceptance(ctx: Any, response: Any, case: schemathesis.Case) -> bool | None:
     """Rules the document does not state: a time must lie within stagger's range (core.times),
-    a pause's `until` must be in the future, and its reason must be readable text. A request
+    a pause's `until` must be in the future, and its reason must be readable text; a page's
+    cursor must be one the server gave. A request
     breaking one may be refused with 400; every other schema-valid request must be accepted."""
     meta = case.meta
     if meta is None or not meta.generation.mode.is_positive or response.status_code != 400:
         return None
     doc = case.body if isinstance(case.body, dict) else {}
     if _out_of_range(doc):
+        return None
+    if case.operation.label in PAGED and "cursor" in (case.query or {}):
         return None
     until, reason = doc.get("until"), doc.get("reason", "")
     if case.operation.label in PAUSES:
@@ -90,9 +96,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 def run_checks(operation: Any, base_url: str) -> None:
     """Generated cases of one operation, each sent with the admin token and checked."""
-    timed = operation.label in TIMED
-    excluded = [positive_data_acceptance] if timed else []
-    extra = [rule_acceptance] if timed else []
+    ruled = operation.label in TIMED | PAGED
+    excluded = [positive_data_acceptance] if ruled else []
+    extra = [rule_acceptance] if ruled else []
 
     @given(case=operation.as_strategy())
     @settings(

@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 from stagger.backends.protocol import Snapshot
 from stagger.core.fleet_view import NodeView, Source, fleet_nodes
 from stagger.core.listing import NodeCounts, NodePage, NodeQuery, ReportPage, page_nodes, totals_of
+from stagger.core.node_report import StoredReports
 from stagger.core.semaphore import HISTORY_LIMIT, Event
 
 
@@ -39,6 +40,10 @@ class SummarisedReports(Protocol):
 
     async def reported(self, ids: Iterable[str]) -> frozenset[str]:
         """Which of `ids` have a stored report."""
+        ...
+
+    async def reports_of(self, ids: Iterable[str]) -> StoredReports:
+        """The stored reports of `ids` (those that have one), read by id."""
         ...
 
 

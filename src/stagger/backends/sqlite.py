@@ -626,6 +626,19 @@ class SqliteBackend(SemaphoreStore):
 
         return await self._run(read)
 
+    async def reports_of(self, ids: Iterable[str]) -> StoredReports:
+        wanted = sorted(set(ids))
+
+        def read(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            rows: list[tuple[str, str]] = []
+            for i in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[i : i + _IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows += conn.execute(f"SELECT id, data FROM nodes WHERE id IN ({marks})", chunk)
+            return rows
+
+        return self._unreadable.tell(decode_reports(await self._run(read)))
+
     async def node_page(self, query: NodeQuery, silent_after: timedelta) -> NodePage:
         return await read_node_page(self, query, silent_after)
 

@@ -220,10 +220,9 @@ class HistoryPage:
 
 
 def check_prefix(q: str) -> str:
-    if len(q) > MAX_ID_LEN or not q.isprintable():
-        raise InvalidInput(
-            f"q (a node id prefix) must be at most {MAX_ID_LEN} printable characters"
-        )
+    """A node id prefix (one no id has simply matches nothing)."""
+    if len(q) > MAX_ID_LEN:
+        raise InvalidInput(f"q (a node id prefix) must be at most {MAX_ID_LEN} characters")
     return q
 
 
@@ -250,6 +249,8 @@ def decode_node_cursor(cursor: str) -> NodeKey:
 def decode_history_cursor(cursor: str) -> EventKey:
     position, key = _decode(cursor, HISTORY, int)
     assert isinstance(position, int)
+    if not 0 <= position < 2**63:  # a store position is a 64-bit revision or row id
+        raise _refused(cursor, HISTORY)
     return position, str(key)
 
 
@@ -268,7 +269,11 @@ def _decode(cursor: str, kind: str, first: type) -> tuple[object, object]:
         and isinstance(found[2], str)
     ):
         return found[1], found[2]
-    raise InvalidInput(
+    raise _refused(cursor, kind)
+
+
+def _refused(cursor: str, kind: str) -> InvalidInput:
+    return InvalidInput(
         f"cursor {cursor[:40]!r} is not one given by a {kind} listing: pass the next_cursor "
         "of the previous page unchanged, or start again without cursor"
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -45,6 +45,7 @@ from stagger.api import (
     UrgentModel,
 )
 from stagger.backends.node_pages import SummarisedReports
+from stagger.backends.protocol import Snapshot
 from stagger.core.errors import InvalidInput
 from stagger.core.forget import NodeHoldsSlot
 from stagger.core.listing import (
@@ -68,7 +69,7 @@ from stagger.core.semaphore import (
     validate_node_id,
 )
 from stagger.core.text import whole_number
-from stagger.core.times import check_instant
+from stagger.core.times import EARLIEST, LATEST
 from stagger.server.auth import CHALLENGE, CLIENT_CERT_NAMES, NO_NAMES, Denial
 from stagger.server.context import ServerState, error_body
 from stagger.server.fleetlock import Reject
@@ -103,14 +104,21 @@ def invalid_request() -> Iterator[None]:
 
 
 def _instant(raw: str | None, what: str) -> datetime | None:
-    """A query parameter that is an instant: RFC 3339 with a UTC offset."""
+    """A filter's instant: RFC 3339 with a UTC offset. One outside the times stagger keeps
+    (core/times.py) filters like the nearest one it keeps: before 1970 is "everything"."""
     if raw is None or raw == "":
         return None
     try:
         value = datetime.fromisoformat(raw)
     except ValueError:
         raise InvalidInput(f"{what} must be an RFC 3339 time, like 2026-01-31T12:00:00Z") from None
-    return check_instant(value, what)
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInput(f"{what} {raw} has no UTC offset: add one, like {raw}Z")
+    try:
+        utc = value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        utc = EARLIEST if value.year < EARLIEST.year else LATEST
+    return min(max(utc, EARLIEST), LATEST)
 
 
 def json_response(model: BaseModel) -> Response:
@@ -263,20 +271,29 @@ class Api:
 
     # --- reads ------------------------------------------------------------------------------
 
-    async def _reports(self, group: str | None) -> dict[str, NodeReport]:
-        """The nodes' last reports, so a hold says when its node is halted."""
-        return {r.id: r for r in (await self.state.backend.read_nodes(group)).reports}
+    async def _reports(self, snap: Snapshot) -> dict[str, NodeReport]:
+        """The last reports of the holders in `snap`, so a hold says when its node is halted:
+        read by id from a store that can (the holders are a few), else every report."""
+        backend = self.state.backend
+        if isinstance(backend, SummarisedReports):
+            holders = {h.id for g in snap.groups for h in g.holds}
+            found = await backend.reports_of(holders)
+        else:
+            found = await backend.read_nodes(
+                snap.groups[0].group if len(snap.groups) == 1 else None
+            )
+        return {r.id: r for r in found.reports}
 
     async def status(self, request: Request) -> Response:
         self._admin(request)
         snap = await self.state.backend.status()
-        return json_response(StatusModel.of(snap, await self._reports(None)))
+        return json_response(StatusModel.of(snap, await self._reports(snap)))
 
     async def group(self, request: Request) -> Response:
         self._admin(request)
         group = await self._known_group(request)
         snap = await self.state.backend.status(group)
-        return json_response(GroupModel.of(snap.groups[0], await self._reports(group)))
+        return json_response(GroupModel.of(snap.groups[0], await self._reports(snap)))
 
     async def group_history(self, request: Request) -> Response:
         self._admin(request)
@@ -325,7 +342,7 @@ class Api:
         )
         self.state.note_group(group)
         snap = await self.state.backend.status(group)
-        return json_response(GroupModel.of(snap.groups[0], await self._reports(group)))
+        return json_response(GroupModel.of(snap.groups[0], await self._reports(snap)))
 
     async def _pause(self, request: Request, actor: str, group: str | None) -> Response:
         body = await read_model(request, PauseRequest)

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from stagger import __version__, api
+from stagger.core.listing import DEFAULT_PAGE, MAX_PAGE, STATE_FILTERS
 from stagger.core.semaphore import (
     GROUP_RE,
     HISTORY_LIMIT,
@@ -114,6 +115,48 @@ LIMIT = {
     "required": False,
     "schema": {"type": "integer", "minimum": 1, "maximum": HISTORY_LIMIT, "default": 100},
 }
+NODE_LIMIT = {
+    "name": "limit",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE},
+    "description": "the most rows of this page",
+}
+CURSOR = {
+    "name": "cursor",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "the previous page's next_cursor, unchanged",
+}
+SINCE = {
+    "name": "since",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "format": "date-time"},
+    "description": "RFC 3339 with an offset: only what happened at or after it",
+}
+PREFIX = {
+    "name": "q",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "maxLength": MAX_ID_LEN},
+    "description": "only node ids starting with this",
+}
+STATE = {
+    "name": "state",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "enum": list(STATE_FILTERS)},
+    "description": "only nodes in this state ('silent': no report for silent_after)",
+}
+GROUP_FILTER = {
+    "name": "group",
+    "in": "query",
+    "required": False,
+    "schema": GROUP["schema"],
+    "description": "only this group's",
+}
 FLEETLOCK_HEADER = {
     "name": "fleet-lock-protocol",
     "in": "header",
@@ -162,9 +205,9 @@ def _paths() -> dict[str, Any]:
         },
         "/v1/history": {
             "get": {
-                "summary": "recent events of every group, newest first",
+                "summary": "a page of the events of every group, newest first",
                 "tags": ["status"],
-                "parameters": [LIMIT],
+                "parameters": [LIMIT, CURSOR, GROUP_FILTER, SINCE, PREFIX],
                 "responses": _responses(_ref("HistoryModel"), 400),
             }
         },
@@ -178,9 +221,9 @@ def _paths() -> dict[str, Any]:
         },
         "/v1/groups/{group}/history": {
             "get": {
-                "summary": "one group's recent events, newest first",
+                "summary": "a page of one group's events, newest first",
                 "tags": ["status"],
-                "parameters": [GROUP, LIMIT],
+                "parameters": [GROUP, LIMIT, CURSOR, SINCE, PREFIX],
                 "responses": _responses(_ref("HistoryModel"), 400, 404),
             }
         },
@@ -254,18 +297,10 @@ def _paths() -> dict[str, Any]:
         },
         "/v1/nodes": {
             "get": {
-                "summary": "every node: reporting stagger agents, and FleetLock-only clients "
-                "known from their lock activity",
+                "summary": "a page of the nodes: reporting stagger agents, and FleetLock-only "
+                "clients known from their lock activity, with totals per state",
                 "tags": ["status"],
-                "parameters": [
-                    {
-                        "name": "group",
-                        "in": "query",
-                        "required": False,
-                        "schema": GROUP["schema"],
-                        "description": "only this group's nodes",
-                    }
-                ],
+                "parameters": [NODE_LIMIT, CURSOR, GROUP_FILTER, STATE, SINCE, PREFIX],
                 "responses": _responses(_ref("NodesModel"), 400),
             }
         },

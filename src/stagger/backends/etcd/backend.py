@@ -452,6 +452,9 @@ class EtcdBackend(SemaphoreStore):
     async def reported(self, ids: Iterable[str]) -> frozenset[str]:
         return await self._nodes.reported(ids)
 
+    async def reports_of(self, ids: Iterable[str]) -> StoredReports:
+        return self._unreadable.tell(await self._nodes.reports_of(ids))
+
     async def node_page(self, query: NodeQuery, silent_after: timedelta) -> NodePage:
         return await read_node_page(self, query, silent_after)
 

@@ -215,6 +215,22 @@ class EtcdNodes:
             )
         return frozenset(found)
 
+    async def reports_of(self, ids: Iterable[str]) -> StoredReports:
+        wanted = sorted(set(ids))
+        pairs: list[tuple[str, bytes]] = []
+        for i in range(0, len(wanted), _OPS):
+            ops = [
+                rpc.RequestOp(request_range=rpc.RangeRequest(key=self.keys.report(n)))
+                for n in wanted[i : i + _OPS]
+            ]
+            resp = await self._client.read_txn(rpc.TxnRequest(success=ops))
+            pairs += (
+                (kv.key.decode(errors="replace"), kv.value)
+                for r in resp.responses
+                for kv in r.response_range.kvs
+            )
+        return decode_reports(pairs)
+
     async def groups(self) -> list[str]:
         start = self.keys.key("node-groups", "")
         resp = await self._client.range(

@@ -1,6 +1,6 @@
-"""/metrics counts the nodes from the store's summary (server/metrics.py): right on SQLite and
-a real etcd, and without reading a single node report, so a scrape costs the same in a fleet
-of any size."""
+"""Reads that cost the same in a fleet of any size: /metrics counts the nodes from the store's
+summary (right on SQLite and a real etcd, without reading every node report), and the status
+reads the reports of the holders only."""
 
 from __future__ import annotations
 
@@ -72,3 +72,30 @@ def test_a_scrape_reads_the_summary_not_the_reports(tmp_path: Path) -> None:
     with running(ServerSettings(backend_url=url), store) as srv:
         metrics = httpx.get(srv.url + "/metrics").text
     assert node_gauges(metrics) == {("web", "idle"): 30.0}
+
+
+def test_the_status_reads_the_holders_reports_only(any_backend_url: str) -> None:
+    url = created(any_backend_url)
+    report(url, *(NodeReport(f"n{i}", "web", State.IDLE) for i in range(10)))
+    report(url, NodeReport("sick", "web", State.HALTED))
+    with running(ServerSettings(backend_url=url)) as srv:
+        body = {"client_params": {"id": "sick", "group": "web"}}
+        fleetlock = {"fleet-lock-protocol": "true"}
+        assert httpx.post(srv.url + "/v1/pre-reboot", json=body, headers=fleetlock).is_success
+        status = httpx.get(srv.url + "/v1/status").json()
+        group = httpx.get(srv.url + "/v1/groups/web").json()
+    for g in (status["groups"][0], group):
+        (hold,) = g["holds"]
+        assert (hold["id"], hold["condition"], hold["node_state"]) == ("sick", "halted", "halted")
+
+
+def test_the_status_never_reads_every_report(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    report(url, NodeReport("sick", "web", State.HALTED), NodeReport("fine", "web", State.IDLE))
+    store = NoReportReads(str(tmp_path / "s.db"))
+    with running(ServerSettings(backend_url=url), store) as srv:
+        body = {"client_params": {"id": "sick", "group": "web"}}
+        httpx.post(srv.url + "/v1/pre-reboot", json=body, headers={"fleet-lock-protocol": "true"})
+        r = httpx.get(srv.url + "/v1/status")
+    assert r.status_code == 200, r.text
+    assert r.json()["groups"][0]["holds"][0]["condition"] == "halted"
