@@ -308,7 +308,7 @@ def test_the_page_fits_a_phone_screen(fleet: RunningServer, browser: Any) -> Non
 def test_real_agents_appear_on_the_page_with_their_cycle_and_slot(
     tmp_path: Path, page: Any
 ) -> None:
-    from test_agent_e2e import Fleet, Node
+    from agent_support import Fleet, Node
 
     tokens = (
         Token("admin:ops", digest(ADMIN), admin=True),
