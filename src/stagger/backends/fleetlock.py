@@ -13,7 +13,6 @@ means (TLS, credentials, denials as each server spells them) are backends/fleetl
 from __future__ import annotations
 
 import logging
-import random
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -90,35 +89,8 @@ def server_backend_url(server: str) -> str:
 class FleetLockBackend:
     """The Backend Protocol over HTTP to a FleetLock server."""
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        url: str | None = None,
-        token: str | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        retries: int = DEFAULT_RETRIES,
-        ca_cert: Path | None = None,
-        cert: Path | None = None,
-        key: Path | None = None,
-        clock: Clock = utcnow,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.http = FleetLockTransport(
-            base_url,
-            url=url,
-            token=token,
-            username=username,
-            password=password,
-            timeout=timeout,
-            retries=retries,
-            ca_cert=ca_cert,
-            cert=cert,
-            key=key,
-            rng=rng,
-        )
+    def __init__(self, http: FleetLockTransport, *, clock: Clock = utcnow) -> None:
+        self.http = http
         self.url = self.http.url
         self.clock = clock
         # False once the server answered a report as a server that is not stagger: FleetLock
@@ -160,7 +132,7 @@ class FleetLockBackend:
         paths = {
             n: Path(str(given[n])).expanduser() for n in ("ca_cert", "cert", "key") if n in given
         }
-        return cls(
+        transport = FleetLockTransport(
             base,
             url=mask_url(url),
             token=given.get("token"),
@@ -170,12 +142,10 @@ class FleetLockBackend:
                 given.get("timeout", DEFAULT_TIMEOUT), "fleetlock option timeout"
             ),
             retries=retries,
-            clock=given.get("clock", utcnow),
             rng=given.get("rng"),
             **paths,
         )
-
-    # --- HTTP --------------------------------------------------------------------------------
+        return cls(transport, clock=given.get("clock", utcnow))
 
     def _fleetlock_body(self, group: str, node_id: str) -> dict[str, Any]:
         return {"client_params": {"id": node_id, "group": group}}
