@@ -1,7 +1,8 @@
 """The `stagger` command for tests: one invocation in this process (`run`, the same code path
-as the console script minus the interpreter start) or as a real process of the installed
-script (`run_script`), and the check that a failure is one sentence without a traceback.
-Imported by the test modules of every folder that drive the CLI."""
+as the console script minus the interpreter start; `stagger`, the same with the arguments and
+the environment exactly as given) or as a real process of the installed script (`run_script`),
+and the check that a failure is one sentence without a traceback. Imported by the test modules
+of every folder that drive the CLI."""
 
 from __future__ import annotations
 
@@ -73,6 +74,11 @@ def run(*args: str, backend: str | None, env: dict[str, str] | None = None) -> R
         sys.argv = saved_argv
     assert isinstance(code, int | None), code
     return Run(code or 0, out.getvalue(), err.getvalue())
+
+
+def stagger(*args: str) -> Run:
+    """One `stagger` invocation, in this process, with exactly `args` and this environment."""
+    return run(*args, backend=None, env=dict(os.environ))
 
 
 def run_script(*args: str, backend: str | None, env: dict[str, str] | None = None) -> Run:

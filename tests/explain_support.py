@@ -1,24 +1,17 @@
 """One node of this machine configured in temp files (state file, boot id, markers, the
-simulated rebooter's record) for `stagger explain`, `need-reboot` and `agent` run against it.
-`stagger` runs the CLI in this process with the caller's environment as it is."""
+simulated rebooter's record) for `stagger explain`, `need-reboot` and `agent` run against it."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cli_support import Run, run
+from cli_support import stagger
 from stagger.backends.factory import open_backend
 
 NODE = "node-a"
-
-
-def stagger(*args: str) -> Run:
-    """One `stagger` invocation, in this process, with exactly `args` and this environment."""
-    return run(*args, backend=None, env=dict(os.environ))
 
 
 @dataclass

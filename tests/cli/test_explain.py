@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cli_support import STAGGER
-from explain_support import Node, make_node, on_backend, reboots, stagger
+from cli_support import STAGGER, stagger
+from explain_support import Node, make_node, on_backend, reboots
 from stagger.agent.reboot import SIMULATED_REBOOT_EXIT
 
 
