@@ -335,13 +335,7 @@ class FleetLockBackend:
             return report
         if not r.is_success:
             raise self.http.fail(r, f"node {report.id!r}'s report")
-        try:
-            doc = ReportResponse.model_validate_json(r.content)
-        except ValidationError as exc:
-            raise BackendUnavailable(
-                f"the server at {self.url} answered a node report with a document this "
-                f"stagger cannot read ({exc.error_count()} error(s)); are both the same version?"
-            ) from exc
+        doc = self.http.parse(ReportResponse, r, "a node report")
         return report.stamped(doc.updated_at)
 
     async def read_nodes(self, group: str | None = None) -> StoredReports:
@@ -372,13 +366,7 @@ class FleetLockBackend:
                 raise NodeHoldsSlot(node_id, err.group)
         if not r.is_success:
             raise self.http.admin_missing(r, f"forget node {node_id!r}")
-        try:
-            return ForgetResponse.model_validate_json(r.content).forgotten
-        except ValidationError as exc:
-            raise BackendUnavailable(
-                f"the server at {self.url} answered forget with a document this stagger "
-                f"cannot read ({exc.error_count()} error(s)); are both the same version?"
-            ) from exc
+        return self.http.parse(ForgetResponse, r, "forget").forgotten
 
     async def ping(self) -> None:
         """Reachable means answering HTTP; a stagger server must also be ready (its own

@@ -220,6 +220,11 @@ class FleetLockTransport:
         r = await self.request(method, path, json=json, params=params)
         if not r.is_success:
             raise self.admin_missing(r, what)
+        return self.parse(model, r, what)
+
+    def parse(self, model: type[M], r: httpx.Response, what: str) -> M:
+        """A stagger server's answer to `what` as `model`; one this stagger cannot read is
+        said so (the two may be of different versions)."""
         try:
             return model.model_validate_json(r.content)
         except ValidationError as exc:
