@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from stagger.agent.log import why
 from stagger.agent.runtime import Runtime
+from stagger.backends.protocol import utcnow
 from stagger.core.cycle.node_state import State
 from stagger.core.cycle.vocabulary import (
     Event,
@@ -62,8 +63,7 @@ class CheckTasks:
 
     async def _run_hooks(self, deadline: datetime | None, reason: str) -> None:
         """The pre-reboot hooks; `reason` (why this node reboots) becomes STAGGER_REASON."""
-        now = datetime.now(UTC)
-        limit = None if deadline is None else max((deadline - now).total_seconds(), 0.0)
+        limit = None if deadline is None else max((deadline - utcnow()).total_seconds(), 0.0)
         try:
             async with asyncio.timeout(limit):
                 outcome = await self.rt.pre_reboot.run(deadline, reason)

@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from stagger.agent import log as agentlog
@@ -41,7 +41,7 @@ from stagger.agent.runtime import Runtime
 from stagger.agent.state_file import StateStore, TypedStateStore, read_boot_id
 from stagger.agent.updaters.runner import STATE_KEY as UPDATES_KEY
 from stagger.agent.updaters.runner import UpdateRunner
-from stagger.backends.protocol import Backend, Snapshot
+from stagger.backends.protocol import Backend, Snapshot, utcnow
 from stagger.core.cycle.decide import step
 from stagger.core.cycle.node_state import NodeState, State
 from stagger.core.cycle.vocabulary import (
@@ -83,10 +83,6 @@ STOP_GRACE = 5.0
 WARNINGS = frozenset(
     {"halted", "reboot_failed", "released_by_operator", "aborted", "reboot_did_not_clear"}
 )
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Agent:
