@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from stagger.core.schedule import Schedule, Window
+from stagger.core.schedule import Schedule
+from stagger.core.windows import Window
 from stagger.sim import Overrides, Result, build_scenario, simulate
 from stagger.sim.scenario import Scenario
 

@@ -19,7 +19,13 @@ settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True
 settings.register_profile("dev", deadline=None, print_blob=True)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
-pytest_plugins = ["etcd_support", "dbus_support", "webhook_support"]
+pytest_plugins = [
+    "etcd_support",
+    "dbus_support",
+    "webhook_support",
+    "clock_support",
+    "browser_support",
+]
 
 
 def backend_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_agent_e2e import WAIT, Fleet, Node, config_text
 
+from agent_support import WAIT, Fleet, Node, config_text
 from stagger.backends.factory import open_backend
 
 # The e2e config's heartbeat; a node here may set a longer one.
@@ -32,7 +32,7 @@ E2E_HEARTBEAT = 'heartbeat = "200ms"'
 
 @dataclass
 class CrashNode(Node):
-    """test_agent_e2e's node with two more settings: a delay before its reboot, and its
+    """agent_support's node with two more settings: a delay before its reboot, and its
     heartbeat (a heartbeat is a write, so a node that must not write while the test holds the
     lock sets a long one)."""
 
@@ -45,7 +45,7 @@ class CrashNode(Node):
         if reboot_delay is not None:
             self.reboot_delay = reboot_delay
         text = config_text(self, self.backend)
-        assert E2E_HEARTBEAT in text, "test_agent_e2e's config changed: update this file"
+        assert E2E_HEARTBEAT in text, "agent_support's config changed: update this file"
         text = text.replace(E2E_HEARTBEAT, f'heartbeat = "{self.heartbeat}"')
         text += f'\n[reboot]\ndelay = "{self.reboot_delay}"\n'
         (self.root / "agent.toml").write_text(text)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from test_agent_e2e import STAGGER, WAIT, Node, config_text
+from agent_support import STAGGER, WAIT, Node, config_text
 
 
 def test_the_pre_reboot_hooks_get_the_detectors_reason_as_stagger_reason(tmp_path: Path) -> None:

@@ -8,8 +8,7 @@ import asyncio
 import subprocess
 from pathlib import Path
 
-from test_agent_e2e import STAGGER, WAIT, Node
-
+from agent_support import STAGGER, WAIT, Node
 from server_support import running
 from stagger.backends.fleetlock import FleetLockBackend
 from stagger.server.settings import ServerSettings

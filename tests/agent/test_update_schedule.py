@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from stagger.core.cycle.node_state import Need, NodeState, State
 from stagger.core.errors import InvalidInput
-from stagger.core.schedule import Schedule, Window
+from stagger.core.schedule import Schedule
 from stagger.core.updates import (
     MAX_JITTER,
     Outcome,
@@ -28,6 +28,7 @@ from stagger.core.updates import (
     reboot_pending,
     record,
 )
+from stagger.core.windows import Window
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday
 HOUR = timedelta(hours=1)

@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from test_cli import run
-from test_nodes_cli import report, waiting
 
+from cli_support import run
+from report_support import report, waiting
 from server_support import RunningServer, running
 from stagger.core.cycle.node_state import State
 from stagger.core.node_report import NodeReport

@@ -2,21 +2,21 @@
 
 Every test takes the `backend` fixture of conftest.py (a fresh temp SQLite file, or a fresh
 prefix on a real etcd) and speaks only the Backend Protocol. The few tests that need to move
-time use `clocked`, the same backend with a test clock injected (the `clock` option every
-backend takes): it moves `now`, `last_seen` and stale marks. etcd judges hold expiry by its
-leases on the server's clock, so the clock-driven hold_ttl test is skipped there and one
-real-time test with a 1 s hold_ttl covers it instead.
+time use `clocked` (clock_support.py), the same backend with a test clock injected (the
+`clock` option every backend takes): it moves `now`, `last_seen` and stale marks. etcd judges
+hold expiry by its leases on the server's clock, so the clock-driven hold_ttl test is skipped
+there and one real-time test with a 1 s hold_ttl covers it instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from clock_support import ManualClock
 from stagger.backends.factory import open_backend
 from stagger.backends.protocol import Backend
 from stagger.core.errors import InvalidInput
@@ -32,32 +32,6 @@ from stagger.core.semaphore import (
 )
 
 OP = "operator:alice"
-
-
-class ManualClock:
-    """A clock the test moves by hand, injected into backends that read their own clock."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-async def clocked(any_backend_url: str, clock: ManualClock) -> AsyncIterator[Backend]:
-    """The backend under test with `clock` as its clock."""
-    b = open_backend(any_backend_url, clock=clock)
-    yield b
-    await b.close()
 
 
 async def history_len(backend: Backend, group: str = "web") -> int:

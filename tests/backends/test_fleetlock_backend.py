@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import random
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +22,9 @@ from server_support import RunningServer, free_socket, running
 from stagger.backends.factory import open_backend
 from stagger.backends.fleetlock import FleetLockBackend, server_backend_url
 from stagger.backends.protocol import Backend
+from stagger.core.cycle.node_state import State
 from stagger.core.errors import BackendUnavailable, ConfigError, InvalidInput
+from stagger.core.node_report import NodeReport
 from stagger.core.secrets import mask_url as redact
 from stagger.core.semaphore import Denied, DenyReason, Granted, NotHeld, Released
 from stagger.server.settings import ServerSettings, admin_tokens_from_file
@@ -256,6 +259,23 @@ class Airlock:
         return Response(b"", 200)
 
 
+@contextmanager
+def serving(app: Starlette) -> Iterator[str]:
+    """`app` on a free loopback port, as a fleetlock backend URL."""
+    sock = free_socket()
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        thread.join(0.01)
+    try:
+        yield f"fleetlock+http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
+
+
 @pytest.fixture
 def airlock() -> Iterator[tuple[str, Airlock]]:
     state = Airlock()
@@ -265,18 +285,8 @@ def airlock() -> Iterator[tuple[str, Airlock]]:
             Route("/v1/steady-state", state.unlock, methods=["POST", "GET"]),
         ]
     )
-    sock = free_socket()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started and thread.is_alive():
-        thread.join(0.01)
-    try:
-        yield f"fleetlock+http://127.0.0.1:{sock.getsockname()[1]}", state
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
+    with serving(app) as url:
+        yield url, state
 
 
 async def test_airlocks_full_semaphore_500_is_a_denial(airlock: tuple[str, Airlock]) -> None:
@@ -311,5 +321,43 @@ async def test_admin_operations_on_a_foreign_server_say_it_is_not_stagger(
             await b.status()
         hold = await b.touch("default", "a")  # no heartbeat in FleetLock: assumed kept
         assert hold is not None
+    finally:
+        await b.close()
+
+
+# --- a stagger server of another version -------------------------------------------------
+
+
+@pytest.fixture
+def other_version() -> Iterator[str]:
+    """A server that answers stagger's endpoints with 200 and documents of another shape."""
+
+    async def unknown_shape(request: Request) -> Response:
+        return Response(json.dumps({"shape": "from another version"}), 200)
+
+    app = Starlette(
+        routes=[
+            Route("/v1/status", unknown_shape, methods=["GET"]),
+            Route("/v1/nodes/{node}/report", unknown_shape, methods=["POST"]),
+            Route("/v1/nodes/{node}", unknown_shape, methods=["DELETE"]),
+        ]
+    )
+    with serving(app) as url:
+        yield url
+
+
+async def test_an_answer_of_another_version_is_said_for_every_call(other_version: str) -> None:
+    b = open_backend(other_version, retries=0)
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
+        "show status": lambda: b.status(),
+        "a node report": lambda: b.report(NodeReport("web-1", "web", State.IDLE)),
+        "forget": lambda: b.forget("web-1", by="operator:alice"),
+    }
+    try:
+        for what, call in calls.items():
+            with pytest.raises(BackendUnavailable) as err:
+                await call()
+            assert f"answered {what} with a document this stagger cannot read" in str(err.value)
+            assert "are both the same version?" in str(err.value)
     finally:
         await b.close()

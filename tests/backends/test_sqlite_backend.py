@@ -11,25 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from clock_support import ManualClock
 from stagger.backends.factory import open_backend
 from stagger.backends.protocol import Backend
 from stagger.backends.sqlite import SqliteBackend, parse_sqlite_url
 from stagger.backends.sqlite_file import APPLICATION_ID
 from stagger.core.errors import BackendUnavailable, ConfigError, InvalidInput
 from stagger.core.semaphore import HISTORY_LIMIT, Denied, Granted
-
-
-class FakeClock:
-    """A clock the test moves by hand; the backend reads it as its own."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
 
 
 @pytest.fixture
@@ -231,7 +219,7 @@ async def test_a_bad_history_limit_is_invalid_input(store: SqliteBackend) -> Non
 
 
 async def test_expiry_is_judged_by_the_injected_clock(tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     b = SqliteBackend.from_url(f"sqlite:///{tmp_path}/s.db", clock=clock)
     await b.configure("web", by="operator:x", hold_ttl=timedelta(minutes=10))
     await b.acquire("web", "a")

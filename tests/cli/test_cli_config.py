@@ -6,21 +6,15 @@ test passes --root or --config, so the host's /etc is never read."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
-import subprocess
-import sys
-from dataclasses import dataclass
+import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from stagger.cli.main import main
+from cli_support import run_script
+from cli_support import stagger as run
 
-STAGGER = str(Path(sys.executable).parent / "stagger")
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "config"
 ETC = "etc/stagger/config.d"
 TOKYO = """\
@@ -38,37 +32,6 @@ start = "2026-12-24T00:00:00+09:00"
 end = "2027-01-04T00:00:00+09:00"
 reason = "year-end freeze"
 """
-
-
-@dataclass(frozen=True)
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-def run(*args: str) -> Run:
-    out, err = io.StringIO(), io.StringIO()
-    saved = sys.argv
-    sys.argv = [STAGGER, *args]
-    code: int | str | None = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-    except SystemExit as exc:
-        code = exc.code
-    finally:
-        sys.argv = saved
-    assert isinstance(code, int | None), code
-    return Run(code or 0, out.getvalue(), err.getvalue())
-
-
-def run_script(*args: str) -> Run:
-    proc = subprocess.run([STAGGER, *args], capture_output=True, text=True, timeout=60, check=False)
-    return Run(proc.returncode, proc.stdout, proc.stderr)
 
 
 @pytest.fixture
@@ -150,7 +113,7 @@ def test_config_check_json_lists_problems_with_file_key_and_line(root: Path) -> 
 def test_a_bad_config_is_one_message_and_exit_2_without_a_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[[window]]\ndays = 'someday'\n")
-    r = run_script("windows", "--config", str(bad))
+    r = run_script("windows", "--config", str(bad), backend=None, env=dict(os.environ))
     assert r.code == 2
     assert "Traceback" not in r.err
     assert r.err.startswith("stagger: the configuration has 3 problems:\n")

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 import typer
-from test_cli import run
 
+from cli_support import run
 from stagger.cli.main import app
 
 RAW = re.compile(r"<[a-zA-Z][\w\[\], |]*>|\{[A-Z][A-Z_.]*\}|list\[")

@@ -3,105 +3,16 @@ agent run: every source is said, a missing one is named, never a crash."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import io
 import json
 import subprocess
-import sys
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from cli_support import STAGGER, stagger
+from explain_support import Node, make_node, on_backend, reboots
 from stagger.agent.reboot import SIMULATED_REBOOT_EXIT
-from stagger.backends.factory import open_backend
-from stagger.cli.main import main
-
-STAGGER = str(Path(sys.executable).parent / "stagger")
-NODE = "node-a"
-
-
-@dataclass(frozen=True)
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-def stagger(*args: str) -> Run:
-    out, err = io.StringIO(), io.StringIO()
-    saved = sys.argv
-    sys.argv = [STAGGER, *args]
-    code: Any = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-    except SystemExit as exc:
-        code = exc.code
-    finally:
-        sys.argv = saved
-    return Run(int(code or 0), out.getvalue(), err.getvalue())
-
-
-@dataclass
-class Node:
-    dir: Path
-    config: Path
-    backend: str
-
-    def explain(self) -> dict[str, Any]:
-        run = stagger("explain", "--config", str(self.config), "--json")
-        assert run.code == 0, run
-        return dict(run.json())
-
-    def boot(self, boot_id: str) -> None:
-        (self.dir / "boot_id").write_text(boot_id + "\n")
-
-
-def make_node(tmp_path: Path, extra: str = "", backend: str | None = None) -> Node:
-    backend = backend or f"sqlite:///{tmp_path}/stagger.db"
-    config = tmp_path / "stagger.toml"
-    config.write_text(
-        f"""
-[agent]
-id = "{NODE}"
-backend = "{backend}"
-rebooter = "simulated"
-state_path = "{tmp_path}/agent.json"
-boot_id_path = "{tmp_path}/boot_id"
-[detectors.file]
-path = "{tmp_path}/reboot-required"
-[detectors.manual]
-path = "{tmp_path}/need-reboot"
-[reboot]
-simulated_record = "{tmp_path}/reboots"
-[hooks]
-pre_reboot_dir = "{tmp_path}/pre-reboot.d"
-health_dir = "{tmp_path}/health.d"
-pre_reboot = [["/bin/true"]]
-{extra}
-"""
-    )
-    node = Node(tmp_path, config, backend)
-    node.boot("boot-1")
-    return node
-
-
-def on_backend(url: str, action: Any) -> Any:
-    async def go() -> Any:
-        backend = open_backend(url)
-        try:
-            return await action(backend)
-        finally:
-            await backend.close()
-
-    return asyncio.run(go())
 
 
 def test_before_the_agent_ran_explain_says_there_is_no_state_file(tmp_path: Path) -> None:
@@ -252,10 +163,6 @@ def rebooted_with_the_need_still_there(node: Node) -> subprocess.CompletedProces
     assert first.returncode == SIMULATED_REBOOT_EXIT, first.stderr
     node.boot("boot-2")
     return subprocess.run([*argv, "--once"], capture_output=True, text=True, timeout=60)
-
-
-def reboots(node: Node) -> int:
-    return len((node.dir / "reboots").read_text().splitlines())
 
 
 def test_a_need_the_reboot_did_not_clear_is_explained_and_not_rebooted_for_again(

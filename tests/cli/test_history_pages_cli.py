@@ -8,8 +8,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from test_cli import run
 
+from cli_support import run
 from stagger.backends.factory import open_backend
 from stagger.cli import pages
 

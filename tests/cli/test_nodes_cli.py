@@ -1,52 +1,24 @@
-"""`stagger nodes` and `stagger forget`, through the real entry point (test_cli's `run`) on a
-temp SQLite file and the session's real etcd, and through a real stagger server (--server)."""
+"""`stagger nodes` and `stagger forget`, through the real entry point (cli_support.py's `run`)
+on a temp SQLite file and the session's real etcd, and through a real stagger server
+(--server)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from test_cli import assert_one_sentence, run, run_script
 
+from cli_support import assert_one_sentence, run, run_script
 from conftest import created
+from report_support import T0, report, waiting
 from server_support import RunningServer, running
-from stagger.backends.factory import open_backend
 from stagger.core.cycle.node_state import State
 from stagger.core.node_report import NodeReport
 from stagger.server.settings import ServerSettings
-
-T0 = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)
-
-
-async def _send(url: str, *reports: NodeReport, ago: timedelta = timedelta(0)) -> None:
-    b = open_backend(url, clock=lambda: datetime.now(UTC) - ago)
-    try:
-        for r in reports:
-            await b.report(r)
-    finally:
-        await b.close()
-
-
-def report(url: str, *reports: NodeReport, ago: timedelta = timedelta(0)) -> None:
-    asyncio.run(_send(url, *reports, ago=ago))
-
-
-def waiting(node_id: str, group: str = "web") -> NodeReport:
-    return NodeReport(
-        node_id,
-        group,
-        State.WAITING,
-        reason="outside the reboot window",
-        needed_since=T0,
-        detector="file: /run/reboot-required",
-        next_window=T0 + timedelta(days=3650),
-    )
-
 
 # --- nodes --------------------------------------------------------------------------------------
 

@@ -11,10 +11,10 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from test_cli import run
-from test_nodes_cli import report
 
+from cli_support import run
 from conftest import created
+from report_support import report
 from server_support import RunningServer, running
 from stagger.cli import nodes as nodes_cli
 from stagger.core.cycle.node_state import State

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_cli import STAGGER, assert_one_sentence, run, stagger_env
 
+from cli_support import STAGGER, assert_one_sentence, run, stagger_env
 from server_support import running
 from stagger.server.settings import ServerSettings
 

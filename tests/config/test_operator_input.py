@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_cli import STAGGER, assert_one_sentence, run_script, stagger_env
 
+from cli_support import STAGGER, assert_one_sentence, run_script, stagger_env
 from etcd_support import free_port
 
 NESTED = "a = " + "[" * 50_000 + "]" * 50_000 + "\n"

@@ -48,10 +48,11 @@ from stagger.core.cycle.vocabulary import (
     start_event,
 )
 from stagger.core.errors import InvalidInput, TransitionError
-from stagger.core.schedule import Blackout, Schedule, Window
+from stagger.core.schedule import Schedule
 from stagger.core.semaphore import Pause
 from stagger.core.strategy import Strategy
 from stagger.core.updates import reboot_pending
+from stagger.core.windows import Blackout, Window
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday
 MIN = timedelta(minutes=1)

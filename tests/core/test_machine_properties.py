@@ -43,9 +43,10 @@ from stagger.core.cycle.vocabulary import (
     WakeAt,
     start_event,
 )
-from stagger.core.schedule import Blackout, Schedule, Window
+from stagger.core.schedule import Schedule
 from stagger.core.semaphore import Pause, Urgent
 from stagger.core.strategy import Strategy
+from stagger.core.windows import Blackout, Window
 
 START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 PAUSE = Pause("freeze", "operator:ann", START)

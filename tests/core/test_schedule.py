@@ -1,6 +1,6 @@
-"""core/schedule: when a reboot may start. One behaviour per test; instants are given, never
-read from the clock. DST cases use real zones: America/New_York, Europe/Berlin,
-Australia/Lord_Howe (a 30-minute shift) and Asia/Tokyo (no DST)."""
+"""core/windows and core/schedule: when a reboot may start. One behaviour per test; instants
+are given, never read from the clock. DST cases use real zones: America/New_York,
+Europe/Berlin, Australia/Lord_Howe (a 30-minute shift) and Asia/Tokyo (no DST)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from stagger.core.errors import InvalidInput
-from stagger.core.schedule import (
-    HORIZON,
+from stagger.core.schedule import HORIZON, Schedule, occurrences
+from stagger.core.windows import (
     Blackout,
-    Schedule,
     Window,
-    occurrences,
     parse_day,
     parse_days,
     parse_instant,

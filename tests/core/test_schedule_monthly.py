@@ -14,7 +14,8 @@ import pytest
 
 from stagger.config.window_section import WindowConfig
 from stagger.core.errors import InvalidInput
-from stagger.core.schedule import MonthlyDay, Schedule, Window, parse_monthly
+from stagger.core.schedule import Schedule
+from stagger.core.windows import MonthlyDay, Window, parse_monthly
 
 
 def local_starts(w: Window, start: datetime, count: int) -> list[str]:

@@ -14,15 +14,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stagger.core.schedule import (
-    MAX_LENGTH,
-    MAX_OFFSET_DAYS,
-    Blackout,
-    MonthlyDay,
-    Schedule,
-    Window,
-    occurrences,
-)
+from stagger.core.schedule import Schedule, occurrences
+from stagger.core.windows import MAX_LENGTH, MAX_OFFSET_DAYS, Blackout, MonthlyDay, Window
 
 ZONES = ["America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "Asia/Tokyo", "UTC"]
 # DST transitions in 2026 (UTC) for the zones above: instants are pulled towards them.

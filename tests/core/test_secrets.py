@@ -7,9 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_cli import assert_one_sentence, run, run_script
 
+from cli_support import assert_one_sentence, run, run_script
 from etcd_support import free_port
+from explain_support import make_node
 
 SECRETS = ("NODESECRET-web07", "QTOKENSECRET", "ETCDPASSSECRET", "PCTSECRET", "LONETOKEN")
 FLEETLOCK = f"fleetlock+http://web-07:NODESECRET-web07@127.0.0.1:{free_port()}/?token=QTOKENSECRET"
@@ -86,8 +87,6 @@ def test_config_show_masks_a_secret_header_of_a_notify_target(tmp_path: Path) ->
 
 
 def test_the_agents_log_never_prints_the_backends_secrets(tmp_path: Path) -> None:
-    from test_explain import make_node
-
     node = make_node(tmp_path, backend=FLEETLOCK + "&timeout=0.2&retries=0")
     (tmp_path / "reboot-required").touch()
     r = run_script("agent", "--config", str(node.config), "--once", backend=None)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_cli import assert_one_sentence, run
 
+from cli_support import assert_one_sentence, run
 from conftest import created
 from server_support import RunningServer, running
 from stagger.server.settings import ServerSettings

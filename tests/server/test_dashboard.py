@@ -18,60 +18,18 @@ from typing import Any
 import httpx
 import pytest
 
+from browser_support import WAIT_MS, needs_chromium
 from server_support import PROTO, RunningServer, body, running
 from stagger.backends.fleetlock import FleetLockBackend
 from stagger.core.cycle.node_state import CheckResult, State
 from stagger.core.node_report import NodeReport
 from stagger.server.settings import ServerSettings, Token, digest
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 STAGGER = str(Path(sys.executable).parent / "stagger")
 ADMIN = "admin-secret"
 NODE = "node-secret"
-WAIT_MS = 10_000
 
-# Under CI (make test installs Chromium) a missing browser is a failure, never a silent skip.
-if not Path(CHROMIUM).exists() and os.environ.get("CI"):
-    raise RuntimeError(
-        "Debian's chromium is missing: `make test` installs it (apt-get install chromium)"
-    )
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(),
-    reason="Debian's chromium is not installed (apt-get install chromium)",
-)
-
-from playwright import sync_api  # noqa: E402  (a test dependency: installed by make test)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    pg.set_default_timeout(WAIT_MS)
-    try:
-        yield pg
-    finally:
-        context.close()
+pytestmark = needs_chromium
 
 
 def report(server: RunningServer, r: NodeReport, token: str = ADMIN) -> None:
@@ -309,7 +267,7 @@ def test_the_page_fits_a_phone_screen(fleet: RunningServer, browser: Any) -> Non
 def test_real_agents_appear_on_the_page_with_their_cycle_and_slot(
     tmp_path: Path, page: Any
 ) -> None:
-    from test_agent_e2e import Fleet, Node
+    from agent_support import Fleet, Node
 
     tokens = (
         Token("admin:ops", digest(ADMIN), admin=True),

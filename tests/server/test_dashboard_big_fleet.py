@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_dashboard import browser, page  # noqa: F401  (the browser fixtures)
-from test_dashboard import pytestmark as needs_chromium
 
+from browser_support import needs_chromium
 from server_support import RunningServer, running
 from stagger.backends.sqlite import SqliteBackend
 from stagger.core.board import ATTENTION_SHOWN, PAGE_SIZE
@@ -72,7 +71,7 @@ def node_rows(pg: Any) -> list[str]:
 
 def test_the_first_screen_shows_the_counts_and_the_halted_and_stale_nodes(
     big: RunningServer,
-    page: Any,  # noqa: F811
+    page: Any,
 ) -> None:
     page.goto(big.url + "/")
     assert page.locator("[data-count=halted] b").inner_text() == str(len(HALTED))
@@ -98,7 +97,7 @@ def test_the_first_screen_shows_the_counts_and_the_halted_and_stale_nodes(
 
 def test_filtering_to_the_halted_nodes_and_paging_through_them(
     big: RunningServer,
-    page: Any,  # noqa: F811
+    page: Any,
 ) -> None:
     page.goto(big.url + "/")
     page.locator("#attention").get_by_text("every halted node").click()
@@ -123,7 +122,7 @@ def test_filtering_to_the_halted_nodes_and_paging_through_them(
 
 def test_the_halted_filter_and_page_work_without_javascript(
     big: RunningServer,
-    browser: Any,  # noqa: F811
+    browser: Any,
 ) -> None:
     context = browser.new_context(java_script_enabled=False)
     try:
@@ -140,7 +139,7 @@ def test_the_halted_filter_and_page_work_without_javascript(
 
 def test_an_id_prefix_narrows_the_table_to_matching_nodes(
     big: RunningServer,
-    page: Any,  # noqa: F811
+    page: Any,
 ) -> None:
     page.goto(big.url + "/")
     page.fill("input[name=q]", "n0012")

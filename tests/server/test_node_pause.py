@@ -13,10 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import test_backend_contract as contract
-from test_backend_contract import ManualClock
-from test_cli import assert_one_sentence, run
 
+from cli_support import assert_one_sentence, run
+from clock_support import ManualClock
 from conftest import backend_url
 from server_support import PROTO, RunningServer, body, running
 from stagger.backends.codec import decode_semaphore, encode_semaphore, semaphore_to_dict
@@ -37,9 +36,6 @@ from stagger.core.semaphore import (
 from stagger.server.settings import ServerSettings
 
 OP = "operator:alice"
-# The contract tests' fixtures: a backend with a clock the test moves.
-clock = contract.clock
-clocked = contract.clocked
 
 
 # --- the Backend Protocol, on SQLite and etcd ------------------------------------------

@@ -206,7 +206,7 @@ def test_a_wrong_notify_entry_is_refused(entry: dict[str, Any]) -> None:
 def test_a_real_agent_that_halts_after_its_reboot_is_notified(
     tmp_path: Path, receiver: Receiver
 ) -> None:
-    from test_agent_e2e import Fleet, Node
+    from agent_support import Fleet, Node
 
     halted = target(receiver, "/halted", events=frozenset({"halted", "granted"}))
     with serve(tmp_path, halted) as srv:

@@ -11,8 +11,8 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from test_cli import run
 
+from cli_support import run
 from server_support import PROTO, RunningServer, body, running
 from stagger.server.settings import ServerSettings
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from test_explain import NODE, STAGGER, Node, make_node, on_backend, reboots, stagger
 
+from cli_support import STAGGER, stagger
+from explain_support import NODE, Node, make_node, on_backend, reboots
 from server_support import running
 from stagger.agent.reboot import SIMULATED_REBOOT_EXIT
 from stagger.backends.fleetlock import server_backend_url

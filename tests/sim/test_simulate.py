@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from stagger.config.loader import InvalidConfig
 from stagger.core.errors import InvalidInput
-from stagger.core.schedule import Blackout, Schedule, Window
+from stagger.core.schedule import Schedule
+from stagger.core.windows import Blackout, Window
 from stagger.sim import Overrides, Result, build_scenario, load_scenario_file, simulate
 from stagger.sim.distributions import parse_distribution
 from stagger.sim.engine import Simulator

@@ -8,12 +8,15 @@ actions it returns, in order. It decides nothing itself. Rules:
 - The state is saved (Persist, atomically) before every outside effect; a save that fails
   stops the agent before the effect.
 - Hooks and health checks run as tasks whose results come back as events; a task whose state
-  was left (an operator released the hold, say) is cancelled, so a late answer never arrives.
+  was left (an operator released the hold, say) is cancelled, so a late answer never arrives
+  (agent/check_tasks.py).
 - On start the saved boot id tells a reboot from a restart (`start_event`).
 - Imports stay lean: no CLI or table libraries, no pydantic; the backend is imported by URL.
-- The node's report (core.node_report.NodeReport) is published at every transition and at least
-  every REPORT_INTERVAL, by one background sender that sends the latest: never awaited by
-  a decision, and a failed send is tried again at the next poll.
+- The node's report is published at every transition and at least every REPORT_INTERVAL, by
+  one background sender that sends the latest (agent/report_sender.py): never awaited by a
+  decision, and a failed send is tried again at the next poll.
+- An emergency reboot asked through the store is adopted as this boot's need-reboot marker
+  when the pause is read (agent/reboot_asks.py).
 - Updates (agent/updaters/runner.py) run beside the cycle: the runner is poked after every
   event and when its time comes; it attempts nothing while a reboot is pending, and a pause
   does not stop it. Its record is saved in the same state file, under "updates".
@@ -25,34 +28,26 @@ import asyncio
 import contextlib
 import logging
 import signal
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from stagger import __version__
 from stagger.agent import log as agentlog
+from stagger.agent.check_tasks import CheckTasks
 from stagger.agent.detectors.base import Finding, combine
 from stagger.agent.notify import Notifier, watchdog_interval
+from stagger.agent.reboot_asks import RebootAsks
+from stagger.agent.report_sender import ReportSender
 from stagger.agent.runtime import Runtime
-from stagger.agent.state_file import (
-    ManualMark,
-    StateStore,
-    TypedStateStore,
-    read_boot_id,
-    read_manual_mark,
-    write_manual_mark,
-)
+from stagger.agent.state_file import StateStore, TypedStateStore, read_boot_id
 from stagger.agent.updaters.runner import STATE_KEY as UPDATES_KEY
 from stagger.agent.updaters.runner import UpdateRunner
-from stagger.backends.protocol import Backend, Snapshot
+from stagger.backends.protocol import Backend, Snapshot, utcnow
 from stagger.core.cycle.decide import step
 from stagger.core.cycle.node_state import NodeState, State
 from stagger.core.cycle.vocabulary import (
     BackendError,
     Context,
     Event,
-    HealthFailed,
-    HealthPassed,
-    HooksFailed,
     HooksPassed,
     Needed,
     NotNeeded,
@@ -76,14 +71,11 @@ from stagger.core.cycle.vocabulary import (
     start_event,
 )
 from stagger.core.errors import StaggerError
-from stagger.core.node_report import REPORT_INTERVAL, NodeReport
+from stagger.core.node_report import REPORT_INTERVAL
 from stagger.core.semaphore import Denied, Pause, Urgent
 from stagger.core.strategy import SENTENCES, UNCONFIGURED_NOTE, Reason, unconfigured
 from stagger.core.updates import reboot_pending
 
-# Events that are the answer to a task, and the states in which that answer is still wanted.
-HOOK_STATES = frozenset({State.DRAINING})
-HEALTH_STATES = frozenset({State.VERIFYING, State.HALTED})
 # Seconds the agent waits, when it stops, for its cancelled tasks to end before the backend's
 # client is closed (a task still running then would use a closed client).
 STOP_GRACE = 5.0
@@ -91,10 +83,6 @@ STOP_GRACE = 5.0
 WARNINGS = frozenset(
     {"halted", "reboot_failed", "released_by_operator", "aborted", "reboot_did_not_clear"}
 )
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Agent:
@@ -123,15 +111,12 @@ class Agent:
         self.disabled = False
         self.findings: dict[str, Finding] = {}
         self.last_need: tuple[bool, str, str] | None = None
-        self.reported_at: datetime | None = None  # when the last report was queued
-        self.report_due: NodeReport | None = None
-        self.report_task: asyncio.Task[None] | None = None
-        self.report_failed: str | None = None  # why the last report could not be sent
-        self.hooks_task: asyncio.Task[None] | None = None
-        self.health_task: asyncio.Task[None] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.stopping = asyncio.Event()
         self.recent: list[tuple[State, State, str]] = []
+        self.checks = CheckTasks(rt, self.queue, self._spawn)
+        self.reports = ReportSender(rt, backend, self._backend_call, self._spawn, self.log)
+        self.asks = RebootAsks(rt, backend, self._backend_call, self.log)
         self.updates = UpdateRunner(
             rt.update_policy,
             rt.updater,
@@ -162,18 +147,6 @@ class Agent:
             beat=self.beat,
         )
 
-    def _look_at_urgent(self) -> Urgent | None:
-        """The urgent reboot the need-reboot marker asks for in this boot (`--now`), if any.
-        A marker that cannot be read asks for none (the manual detector says it is unknown)."""
-        path = self.rt.manual_path
-        if path is None:
-            return None
-        try:
-            mark = read_manual_mark(path)
-            return mark.as_urgent(read_boot_id(self.rt.boot_id_path)) if mark else None
-        except StaggerError:
-            return None
-
     def _look_at_flag(self) -> bool:
         try:
             return self.rt.disabled_path.exists()
@@ -191,7 +164,7 @@ class Agent:
         try:
             snap: Snapshot = await self._backend_call("status", self.backend.status(self.rt.group))
         except (StaggerError, OSError, TimeoutError) as exc:
-            agentlog.event(self.log, "pause unknown", logging.WARNING, error=_why(exc))
+            agentlog.event(self.log, "pause unknown", logging.WARNING, error=agentlog.why(exc))
             return False
         group = next((g for g in snap.groups if g.group == self.rt.group), None)
         pause = group.pause if group is not None else snap.fleet_pause
@@ -200,49 +173,8 @@ class Agent:
         changed = pause != self.pause
         self.pause = pause
         self.looked_at = utcnow()
-        await self._adopt_urgent(snap.urgent_reboots.get(self.rt.node_id))
+        await self.asks.adopt(snap.urgent_reboots.get(self.rt.node_id), self.state.last_reboot)
         return changed
-
-    async def _adopt_urgent(self, asked: Urgent | None) -> None:
-        """An emergency reboot asked through the store (need-reboot --now --node): written as
-        this boot's need-reboot marker with --now, so the manual detector and the gate take
-        it exactly like one asked on the node. An ask made before the node's last reboot was
-        done by it: it is cleared from the store (and asks for nothing)."""
-        path = self.rt.manual_path
-        if asked is None or path is None:
-            return
-        last = self.state.last_reboot
-        if last is not None and asked.since <= last:
-            try:
-                await self._backend_call(
-                    "clear_reboot",
-                    self.backend.clear_reboot(self.rt.node_id, done_by=last, group=self.rt.group),
-                )
-            except (StaggerError, OSError, TimeoutError) as exc:
-                agentlog.event(self.log, "urgent ask not cleared", logging.WARNING, error=_why(exc))
-            return
-        try:
-            boot_id = read_boot_id(self.rt.boot_id_path)
-            mark = read_manual_mark(path)
-            if mark is not None and mark.as_urgent(boot_id) == asked:
-                return  # already adopted
-            write_manual_mark(
-                path,
-                ManualMark(
-                    asked.reason,
-                    asked.since,
-                    asked.by,
-                    boot_id,
-                    urgent=True,
-                    ignore_blackouts=asked.ignore_blackouts,
-                ),
-            )
-        except StaggerError as exc:
-            agentlog.event(self.log, "urgent ask not taken", logging.WARNING, error=_why(exc))
-            return
-        agentlog.event(
-            self.log, "urgent reboot asked", logging.WARNING, by=asked.by, reason=asked.reason
-        )
 
     # --- events in ----------------------------------------------------------------------------
 
@@ -276,7 +208,7 @@ class Agent:
         if gate and (self.state.cycle is not State.IDLE or isinstance(event, Needed)):
             await self.refresh_pause()
         self.disabled = self._look_at_flag()
-        self.urgent = self._look_at_urgent()
+        self.urgent = self.asks.look()
         before = self.state
         now = utcnow()
         new, actions = step(before, event, now, self.context())
@@ -298,18 +230,10 @@ class Agent:
                 holds_slot=str(new.holds_slot).lower(),
             )
             self.notifier.status(self._status_line())
-        self._cancel_stale_tasks()
+        self.checks.cancel_stale(self.state.cycle)
         for action in actions:
             await self.execute(action)
-        self._publish(force=self.state.cycle is not before.cycle)
-
-    def _cancel_stale_tasks(self) -> None:
-        if self.hooks_task is not None and self.state.cycle not in HOOK_STATES:
-            self.hooks_task.cancel()
-            self.hooks_task = None
-        if self.health_task is not None and self.state.cycle not in HEALTH_STATES:
-            self.health_task.cancel()
-            self.health_task = None
+        self.reports.publish(self.state, utcnow(), force=self.state.cycle is not before.cycle)
 
     # --- actions out --------------------------------------------------------------------------
 
@@ -325,9 +249,9 @@ class Agent:
             await self._touch()
         elif isinstance(action, RunPreRebootHooks):
             why = self.state.needed.detail if self.state.needed is not None else ""
-            self.hooks_task = self._spawn(self._run_hooks(action.deadline, why))
+            self.checks.start_hooks(action.deadline, why)
         elif isinstance(action, RunHealthChecks):
-            self.health_task = self._spawn(self._run_health())
+            self.checks.start_health()
         elif isinstance(action, Reboot):
             agentlog.event(
                 self.log, "rebooting", logging.WARNING, rebooter=rt.rebooter.name, why=action.reason
@@ -336,7 +260,7 @@ class Agent:
             try:
                 await rt.rebooter.reboot(action.reason)
             except (StaggerError, OSError) as exc:
-                self.queue.put_nowait(RebootFailed(_why(exc)))
+                self.queue.put_nowait(RebootFailed(agentlog.why(exc)))
         elif isinstance(action, RecordEvent):
             level = logging.WARNING if action.kind in WARNINGS else logging.INFO
             agentlog.event(self.log, action.kind, level, detail=action.detail)
@@ -350,7 +274,7 @@ class Agent:
                 "acquire", self.backend.acquire(rt.group, rt.node_id, note=note)
             )
         except (StaggerError, OSError, TimeoutError) as exc:
-            self.queue.put_nowait(BackendError(_why(exc)))
+            self.queue.put_nowait(BackendError(agentlog.why(exc)))
             return
         if isinstance(got, Denied):
             self.queue.put_nowait(SlotDenied(got.sentence()))
@@ -363,7 +287,7 @@ class Agent:
                 "release", self.backend.release(self.rt.group, self.rt.node_id)
             )
         except (StaggerError, OSError, TimeoutError) as exc:
-            self.queue.put_nowait(BackendError(_why(exc)))
+            self.queue.put_nowait(BackendError(agentlog.why(exc)))
             return
         self.queue.put_nowait(Released())
 
@@ -373,87 +297,11 @@ class Agent:
                 "touch", self.backend.touch(self.rt.group, self.rt.node_id)
             )
         except (StaggerError, OSError, TimeoutError) as exc:
-            self.queue.put_nowait(BackendError(_why(exc)))
+            self.queue.put_nowait(BackendError(agentlog.why(exc)))
             return
         if hold is None:
             self.queue.put_nowait(
                 ReleasedByOperator(f"the heartbeat found no hold for {self.rt.node_id}")
-            )
-
-    async def _run_hooks(self, deadline: datetime | None, reason: str) -> None:
-        """The pre-reboot hooks; `reason` (why this node reboots) becomes STAGGER_REASON."""
-        limit = None if deadline is None else max((deadline - utcnow()).total_seconds(), 0.0)
-        try:
-            async with asyncio.timeout(limit):
-                outcome = await self.rt.pre_reboot.run(deadline, reason)
-        except TimeoutError:
-            self.queue.put_nowait(
-                HooksFailed("the window closed before the pre-reboot hooks ended")
-            )
-            return
-        except (StaggerError, OSError) as exc:
-            self.queue.put_nowait(HooksFailed(_why(exc)))
-            return
-        event = HooksPassed(outcome.detail) if outcome.ok else HooksFailed(outcome.detail)
-        self.queue.put_nowait(event)
-
-    async def _run_health(self) -> None:
-        try:
-            outcome = await self.rt.health.run()
-        except (StaggerError, OSError) as exc:
-            self.queue.put_nowait(HealthFailed(_why(exc)))
-            return
-        event = HealthPassed(outcome.detail) if outcome.ok else HealthFailed(outcome.detail)
-        self.queue.put_nowait(event)
-
-    def _publish(self, force: bool) -> None:
-        """Queue this node's report: at every transition (`force`), else when the last one is
-        older than REPORT_INTERVAL. One sender sends the latest, so a slow backend delays no
-        decision and a burst of transitions sends what is current."""
-        now = utcnow()
-        if not force and self.reported_at is not None and now - self.reported_at < REPORT_INTERVAL:
-            return
-        self.reported_at = now
-        rt = self.rt
-        self.report_due = NodeReport.of(
-            rt.node_id,
-            rt.group,
-            self.state,
-            version=__version__,
-            next_window=rt.schedule.next_open(now),
-        )
-        if self.report_task is None or self.report_task.done():
-            self.report_task = self._spawn(self._send_reports())
-
-    async def _send_reports(self) -> None:
-        while self.report_due is not None:
-            report, self.report_due = self.report_due, None
-            try:
-                await self._backend_call("report", self.backend.report(report))
-            except (StaggerError, OSError, TimeoutError) as exc:
-                self.report_failed = _why(exc)
-                agentlog.event(self.log, "report not sent", logging.DEBUG, error=_why(exc))
-                self.reported_at = None  # sent again at the next poll
-            else:
-                self.report_failed = None
-
-    async def _flush_reports(self) -> None:
-        """Before the agent ends: wait for the report in flight (each try is bounded by
-        backend_timeout), so the node's last state reaches the backend while its client is
-        still open; a report that could not be sent is said at warning level."""
-        task = self.report_task
-        if task is not None:
-            await asyncio.wait({task})
-            error = None if task.cancelled() else task.exception()
-            if error is not None:  # not one of the failures _send_reports expects
-                self.report_failed = f"{type(error).__name__}: {error}"
-        if self.report_failed is not None:
-            agentlog.event(
-                self.log,
-                "last report not sent",
-                logging.WARNING,
-                state=self.state.cycle.value,
-                error=self.report_failed,
             )
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
@@ -476,7 +324,9 @@ class Agent:
             self.backend_reachable = True
         except (StaggerError, OSError, TimeoutError) as exc:
             self.backend_reachable = False
-            agentlog.event(self.log, "backend unreachable", logging.WARNING, error=_why(exc))
+            agentlog.event(
+                self.log, "backend unreachable", logging.WARNING, error=agentlog.why(exc)
+            )
         if self.backend_reachable:
             await self.refresh_pause()
         first = start_event(self.state, boot_id)
@@ -547,12 +397,12 @@ class Agent:
             if control is not None:
                 await control.close()
             await self.updates.close()
-            ending = [t for t in {*watchers, *self.tasks} if t is not self.report_task]
+            ending = [t for t in {*watchers, *self.tasks} if t is not self.reports.task]
             for task in ending:
                 task.cancel()
             if ending:  # ended before the backend's client closes
                 await asyncio.wait(ending, timeout=STOP_GRACE)
-            await self._flush_reports()
+            await self.reports.flush(self.state)
             self.notifier.stopping()
             agentlog.event(self.log, "stopped", state=self.state.cycle.value)
         return 0
@@ -585,7 +435,7 @@ class Agent:
     async def _poll(self) -> None:
         """The slow look: a changed pause or disabled flag is an event; nothing else is read
         while the node is idle."""
-        self._publish(force=False)
+        self.reports.publish(self.state, utcnow(), force=False)
         if self.state.cycle is not State.IDLE and await self.refresh_pause():
             await self.handle(PauseChanged())
             return
@@ -609,11 +459,11 @@ class Agent:
         for _ in range(1000):  # bounded: each round handles at least one event or ends
             while not self.queue.empty():
                 await self.handle(self.queue.get_nowait())
-            pending = [t for t in (self.hooks_task, self.health_task) if t and not t.done()]
+            pending = self.checks.running()
             if not pending:
                 break
             await asyncio.wait(pending)
-        await self._flush_reports()
+        await self.reports.flush(self.state)
         agentlog.event(self.log, "once", state=self.state.cycle.value, reason=self.state.reason)
         return 0
 
@@ -624,12 +474,6 @@ class Agent:
 
     def stop(self) -> None:
         self.stopping.set()
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "no answer in time"
-    return str(exc) or type(exc).__name__
 
 
 def _detail(event: Event) -> str | None:

@@ -60,3 +60,10 @@ def setup(stream: object = None, level: int = logging.INFO) -> logging.Logger:
 
 def event(logger: logging.Logger, msg: str, level: int = logging.INFO, /, **fields: object) -> None:
     logger.log(level, kv(msg, fields))
+
+
+def why(exc: BaseException) -> str:
+    """A failure as a log field: its message, or what kind it was when it has none."""
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    return str(exc) or type(exc).__name__

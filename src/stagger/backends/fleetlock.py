@@ -6,25 +6,20 @@ that is all this backend can do against a foreign server. Against a stagger serv
 speaks the admin API (status, set-max, pause, resume, unlock of another id, history,
 heartbeats), which is how `stagger status --server URL` and friends work.
 
-Transport failures, 5xx answers and 429 are retried with capped exponential back-off and
-full jitter; a denial is an answer, never retried here (the agent decides when to ask again).
+This file is the URL and the operations; the HTTP calls, their retries and what a failed call
+means (TLS, credentials, denials as each server spells them) are backends/fleetlock_transport.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
-import re
-import ssl
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from stagger.api import (
     AskRebootResponse,
@@ -36,7 +31,6 @@ from stagger.api import (
     HistoryModel,
     NodeReportRequest,
     NodesModel,
-    PauseModel,
     PauseResponse,
     ReportResponse,
     ResumeResponse,
@@ -45,13 +39,15 @@ from stagger.api import (
     TouchResponse,
     UnlockResponse,
 )
-from stagger.backends.protocol import Clock, Snapshot, option_seconds, utcnow, validate_limit
-from stagger.core.errors import (
-    BackendUnavailable,
-    ConfigError,
-    InvalidInput,
-    StaggerError,
+from stagger.backends.fleetlock_transport import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    FleetLockTransport,
+    read_denial,
+    read_error,
 )
+from stagger.backends.protocol import Clock, Snapshot, option_seconds, utcnow, validate_limit
+from stagger.core.errors import BackendUnavailable, ConfigError
 from stagger.core.forget import NodeHoldsSlot
 from stagger.core.listing import (
     HISTORY,
@@ -70,7 +66,6 @@ from stagger.core.secrets import mask_url
 from stagger.core.semaphore import (
     DEFAULT_STALE_AFTER,
     Denied,
-    DenyReason,
     Event,
     Granted,
     Hold,
@@ -86,31 +81,10 @@ from stagger.core.semaphore import (
 )
 from stagger.core.text import whole_number
 
-M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger("stagger.backends.fleetlock")
 
-DEFAULT_TIMEOUT = 10.0
-DEFAULT_RETRIES = 4
-BACKOFF_BASE = 0.2
-BACKOFF_CAP = 5.0
 OPTIONS = ("token", "timeout", "retries", "ca_cert", "cert", "key", "clock", "rng")
 _ALIASES = {"ca": "ca_cert"}
-_HEADERS = {"fleet-lock-protocol": "true", "accept": "application/json"}
-
-# Denials as other servers spell them (reference/fleetlock.md §5): kind → reason.
-_FOREIGN_DENIALS = {
-    "all_slots_full": DenyReason.FULL,  # heathcliff26/fleetlock
-    "lock_held": DenyReason.FULL,  # poseidon/fleetlock
-}
-# X.509 verification codes (OpenSSL's X509_V_ERR_*): the issuer is not a trusted CA, the
-# certificate is for another host name, or it has expired.
-_UNKNOWN_CA = frozenset({18, 19, 20, 21})  # self-signed, self-signed in chain, no local issuer
-_NAME_MISMATCH = frozenset({62, 64})  # host name, IP address
-_EXPIRED = 10
-_CLOSED = (ssl.SSLEOFError, BrokenPipeError, ConnectionResetError)
-# airlock answers a full semaphore with 500 `failed_lock` "all N semaphore slots currently
-# locked" (and CAS conflicts with the same kind, which are worth retrying).
-_AIRLOCK_FULL = re.compile(r"all (\d+) semaphore slots currently locked")
 
 
 def server_backend_url(server: str) -> str:
@@ -125,66 +99,13 @@ def server_backend_url(server: str) -> str:
     return "fleetlock+" + server
 
 
-def _tls_context(ca_cert: Path | None, cert: Path | None, key: Path | None) -> Any:
-    """The TLS context for a CA and/or a client certificate; a file that cannot be used is
-    one sentence naming it (ssl's own errors name no file)."""
-    import ssl
-
-    step, path = "CA certificate", ca_cert
-    try:
-        context = ssl.create_default_context(cafile=str(ca_cert) if ca_cert else None)
-        if cert is not None:
-            step, path = "client certificate or key", cert
-            context.load_cert_chain(str(cert), str(key) if key else None)
-    except (OSError, ssl.SSLError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(
-            f"cannot use the FleetLock {step} file {path}"
-            f"{f' (key {key})' if key and path == cert else ''}: {why}; check the path, "
-            "that stagger may read it and that it is PEM"
-        ) from None
-    return context
-
-
 class FleetLockBackend:
     """The Backend Protocol over HTTP to a FleetLock server."""
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        url: str | None = None,
-        token: str | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        retries: int = DEFAULT_RETRIES,
-        ca_cert: Path | None = None,
-        cert: Path | None = None,
-        key: Path | None = None,
-        clock: Clock = utcnow,
-        rng: random.Random | None = None,
-    ) -> None:
-        # The endpoints are joined to a base that ends in exactly one slash, whatever the
-        # operator wrote (Zincati drops the last segment of a base without one).
-        self.base = base_url.rstrip("/") + "/"
-        self.url = url or self.base
-        self.retries = retries
+    def __init__(self, http: FleetLockTransport, *, clock: Clock = utcnow) -> None:
+        self.http = http
+        self.url = self.http.url
         self.clock = clock
-        self.rng = rng or random.Random()
-        headers = dict(_HEADERS)
-        auth: httpx.Auth | None = None
-        if token:
-            headers["authorization"] = f"Bearer {token}"
-        elif username is not None or password is not None:
-            auth = httpx.BasicAuth(username or "", password or "")
-        verify: Any = True
-        self.client_cert = cert
-        if ca_cert is not None or cert is not None:
-            verify = _tls_context(ca_cert, cert, key)
-        self._client = httpx.AsyncClient(
-            headers=headers, auth=auth, timeout=timeout, verify=verify, follow_redirects=False
-        )
         # False once the server answered a report as a server that is not stagger: FleetLock
         # has no reports, so the client stops sending them (and said so once in the log).
         self.reports_supported = True
@@ -224,7 +145,7 @@ class FleetLockBackend:
         paths = {
             n: Path(str(given[n])).expanduser() for n in ("ca_cert", "cert", "key") if n in given
         }
-        return cls(
+        transport = FleetLockTransport(
             base,
             url=mask_url(url),
             token=given.get("token"),
@@ -234,136 +155,10 @@ class FleetLockBackend:
                 given.get("timeout", DEFAULT_TIMEOUT), "fleetlock option timeout"
             ),
             retries=retries,
-            clock=given.get("clock", utcnow),
             rng=given.get("rng"),
             **paths,
         )
-
-    # --- HTTP --------------------------------------------------------------------------------
-
-    async def _request(
-        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
-    ) -> httpx.Response:
-        """One call, retried on transport errors, 429 and 5xx (except airlock's full-semaphore
-        500, which is an answer)."""
-        last = ""
-        closed = 0  # tries in a row that a TLS server closed without answering
-        for attempt in range(self.retries + 1):
-            if attempt:
-                delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
-                await asyncio.sleep(self.rng.uniform(0, delay))
-            try:
-                r = await self._client.request(method, self.base + path, json=json, params=params)
-            except httpx.TransportError as exc:
-                refused = _certificate_refused(exc)
-                if refused is not None:  # not transient: a retry gets the same answer
-                    raise ConfigError(self._untrusted(refused)) from exc
-                # A server that requires a client certificate closes the connection right
-                # after the handshake without an alert Python shows; twice in a row is not a
-                # dropped keep-alive connection.
-                closed = closed + 1 if self.base.startswith("https:") and _closed(exc) else 0
-                if closed >= min(2, self.retries + 1):
-                    raise ConfigError(self._client_cert_refused()) from exc
-                last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                continue
-            closed = 0
-            if r.status_code < 500 and r.status_code != 429:
-                return r
-            kind, value = _error(r)
-            if kind == "failed_lock" and _AIRLOCK_FULL.search(value):
-                return r
-            last = f"HTTP {r.status_code} {kind}: {value}"
-        raise BackendUnavailable(
-            f"the FleetLock server at {self.url} did not answer usefully after "
-            f"{self.retries + 1} tries (last: {last}); is it running and reachable?"
-        )
-
-    def _untrusted(self, exc: ssl.SSLCertVerificationError) -> str:
-        """What is wrong with the server's certificate, and which option fixes it."""
-        at = f"the FleetLock server at {self.url}"
-        why = exc.verify_message or str(exc)
-        if exc.verify_code in _UNKNOWN_CA:
-            return (
-                f"{at} presented a certificate signed by a CA this host does not trust ({why}): "
-                "give that CA's certificate with ?ca=/path/ca.pem in the URL"
-            )
-        if exc.verify_code in _NAME_MISMATCH:
-            return (
-                f"{at} presented a certificate for another name ({why}): write the host name "
-                "the certificate is for in the URL, or give the server a certificate for it"
-            )
-        if exc.verify_code == _EXPIRED:
-            return f"{at} presented an expired certificate ({why}): renew it on the server"
-        return f"{at} presented a certificate this host cannot trust ({why}); check ?ca="
-
-    def _client_cert_refused(self) -> str:
-        at = f"the FleetLock server at {self.url} closed the TLS connection without answering"
-        if self.client_cert is None:
-            return (
-                f"{at}: it requires a client certificate (mutual TLS) and none was given; "
-                "give this node's with ?cert=/path/client.pem&key=/path/client.key in the URL"
-            )
-        return (
-            f"{at}: it did not accept the client certificate {self.client_cert}; give one "
-            "signed by the CA the server trusts (its --tls-client-ca) with ?cert=...&key=..."
-        )
-
-    def _fail(self, r: httpx.Response, what: str) -> StaggerError:
-        """A non-2xx answer that is not a denial, as the error an operator can act on."""
-        kind, value = _error(r)
-        if r.status_code == 401:
-            return ConfigError(
-                f"the FleetLock server at {self.url} wants credentials for {what} ({value}); "
-                "give a token with ?token=TOKEN or https://NAME:TOKEN@host/"
-            )
-        if r.status_code == 403:
-            return ConfigError(f"the FleetLock server at {self.url} refused {what}: {value}")
-        if r.status_code == 404 and kind not in (ErrorKind.UNKNOWN_GROUP, ErrorKind.NOT_FOUND):
-            return ConfigError(
-                f"{self.url} has no endpoint for {what} (HTTP 404): check the base URL and "
-                "its path prefix"
-            )
-        if r.status_code == 404 and kind == ErrorKind.NOT_FOUND:
-            return ConfigError(
-                f"the server at {self.url} does not offer {what}: check the base URL and prefix"
-            )
-        if kind in (ErrorKind.INVALID_GROUP, ErrorKind.INVALID_REQUEST, ErrorKind.UNKNOWN_GROUP):
-            return InvalidInput(f"the FleetLock server at {self.url} refused {what}: {value}")
-        return BackendUnavailable(
-            f"the FleetLock server at {self.url} answered {what} with HTTP {r.status_code} "
-            f"({kind}: {value})"
-        )
-
-    def _admin_missing(self, r: httpx.Response, what: str) -> StaggerError:
-        kind, _ = _error(r)
-        if r.status_code in (404, 405) and kind not in {k.value for k in ErrorKind}:
-            return ConfigError(
-                f"the FleetLock server at {self.url} is not a stagger server, so it cannot "
-                f"{what}: FleetLock only locks and unlocks; run this against the backend itself "
-                "(--backend URL) instead"
-            )
-        return self._fail(r, what)
-
-    async def _api(
-        self,
-        method: str,
-        path: str,
-        model: type[M],
-        what: str,
-        *,
-        json: Any = None,
-        params: dict[str, Any] | None = None,
-    ) -> M:
-        r = await self._request(method, path, json=json, params=params)
-        if not r.is_success:
-            raise self._admin_missing(r, what)
-        try:
-            return model.model_validate_json(r.content)
-        except ValidationError as exc:
-            raise BackendUnavailable(
-                f"the server at {self.url} answered {what} with a document this stagger "
-                f"cannot read ({exc.error_count()} error(s)); are both the same version?"
-            ) from exc
+        return cls(transport, clock=given.get("clock", utcnow))
 
     def _fleetlock_body(self, group: str, node_id: str) -> dict[str, Any]:
         return {"client_params": {"id": node_id, "group": group}}
@@ -377,14 +172,16 @@ class FleetLockBackend:
         FleetLock carries neither `note` nor `by`: the server records the node itself."""
         validate_group(group)
         validate_id(node_id)
-        r = await self._request("POST", "v1/pre-reboot", json=self._fleetlock_body(group, node_id))
+        r = await self.http.request(
+            "POST", "v1/pre-reboot", json=self._fleetlock_body(group, node_id)
+        )
         if r.is_success:
             now = self.clock()
             return Granted(Hold(node_id, now, now, note=note), already_held=False)
-        denial = _denial(r)
+        denial = read_denial(r)
         if denial is not None:
             return denial
-        raise self._fail(r, f"a slot in group {group!r}")
+        raise self.http.fail(r, f"a slot in group {group!r}")
 
     async def release(
         self, group: str, node_id: str, *, by: str | None = None
@@ -395,7 +192,7 @@ class FleetLockBackend:
         validate_group(group)
         validate_id(node_id)
         if by is not None and by != node_id:
-            doc = await self._api(
+            doc = await self.http.api(
                 "DELETE",
                 f"v1/groups/{group}/holds/{quote(node_id, safe='')}",
                 UnlockResponse,
@@ -405,11 +202,11 @@ class FleetLockBackend:
             if doc.hold is None:
                 return NotHeld(node_id)
             return Released(doc.hold.value(), by)
-        r = await self._request(
+        r = await self.http.request(
             "POST", "v1/steady-state", json=self._fleetlock_body(group, node_id)
         )
         if not r.is_success:
-            raise self._fail(r, f"releasing a slot in group {group!r}")
+            raise self.http.fail(r, f"releasing a slot in group {group!r}")
         now = self.clock()
         return Released(Hold(node_id, now, now, note="released through FleetLock"), node_id)
 
@@ -418,12 +215,14 @@ class FleetLockBackend:
         no heartbeat; the hold is assumed kept (the answer's times are now)."""
         validate_group(group)
         validate_id(node_id)
-        r = await self._request("POST", f"v1/groups/{group}/holds/{quote(node_id, safe='')}/touch")
-        if r.status_code in (404, 405) and _error(r)[0] not in {k.value for k in ErrorKind}:
+        r = await self.http.request(
+            "POST", f"v1/groups/{group}/holds/{quote(node_id, safe='')}/touch"
+        )
+        if r.status_code in (404, 405) and read_error(r)[0] not in {k.value for k in ErrorKind}:
             now = self.clock()
             return Hold(node_id, now, now)
         if not r.is_success:
-            raise self._fail(r, "a heartbeat")
+            raise self.http.fail(r, "a heartbeat")
         doc = TouchResponse.model_validate_json(r.content)
         return doc.hold.value() if doc.hold is not None else None
 
@@ -432,7 +231,7 @@ class FleetLockBackend:
     async def set_max(self, group: str, value: int, *, by: str) -> int:
         validate_group(group)
         validate_max(value)
-        doc = await self._api(
+        doc = await self.http.api(
             "PUT", f"v1/groups/{group}/max", SetMaxResponse, "set max",
             json={"max": value, "by": by},
         )  # fmt: skip
@@ -452,7 +251,7 @@ class FleetLockBackend:
             "stale_after": stale_after.total_seconds(),
             "by": by,
         }
-        doc = await self._api(
+        doc = await self.http.api(
             "PUT", f"v1/groups/{group}/config", GroupModel, "set hold-ttl and stale-after",
             json=body,
         )  # fmt: skip
@@ -463,12 +262,12 @@ class FleetLockBackend:
     ) -> Pause:
         path = "v1/pause" if group is None else f"v1/groups/{validate_group(group)}/pause"
         body = {"reason": reason, "by": by, "until": until.isoformat() if until else None}
-        doc = await self._api("POST", path, PauseResponse, "pause", json=body)
+        doc = await self.http.api("POST", path, PauseResponse, "pause", json=body)
         return doc.pause.value()
 
     async def resume(self, group: str | None, *, by: str) -> Pause | None:
         path = "v1/resume" if group is None else f"v1/groups/{validate_group(group)}/resume"
-        doc = await self._api("POST", path, ResumeResponse, "resume", json={"by": by})
+        doc = await self.http.api("POST", path, ResumeResponse, "resume", json={"by": by})
         return doc.lifted.value() if doc.lifted is not None else None
 
     async def pause_node(
@@ -476,12 +275,12 @@ class FleetLockBackend:
     ) -> Pause:
         path = f"v1/nodes/{quote(validate_node_id(node_id), safe='')}/pause"
         body = {"reason": reason, "by": by, "until": until.isoformat() if until else None}
-        doc = await self._api("POST", path, PauseResponse, "pause a node", json=body)
+        doc = await self.http.api("POST", path, PauseResponse, "pause a node", json=body)
         return doc.pause.value()
 
     async def resume_node(self, node_id: str, *, by: str) -> Pause | None:
         path = f"v1/nodes/{quote(validate_id(node_id), safe='')}/resume"
-        doc = await self._api("POST", path, ResumeResponse, "resume a node", json={"by": by})
+        doc = await self.http.api("POST", path, ResumeResponse, "resume a node", json={"by": by})
         return doc.lifted.value() if doc.lifted is not None else None
 
     async def ask_reboot(
@@ -489,7 +288,7 @@ class FleetLockBackend:
     ) -> Urgent:
         path = f"v1/nodes/{quote(validate_node_id(node_id), safe='')}/reboot"
         body = {"reason": reason, "by": by, "ignore_blackouts": ignore_blackouts}
-        doc = await self._api("POST", path, AskRebootResponse, "ask for a reboot", json=body)
+        doc = await self.http.api("POST", path, AskRebootResponse, "ask for a reboot", json=body)
         return doc.urgent.value()
 
     async def clear_reboot(
@@ -499,21 +298,21 @@ class FleetLockBackend:
         params = {"done_by": done_by.isoformat()} if done_by is not None else {}
         if group is not None:
             params["group"] = validate_group(group)
-        doc = await self._api(
+        doc = await self.http.api(
             "DELETE", path, ClearRebootResponse, "clear a reboot ask", params=params
         )
         return doc.cleared.value() if doc.cleared is not None else None
 
     async def status(self, group: str | None = None) -> Snapshot:
         if group is None:
-            return (await self._api("GET", "v1/status", StatusModel, "show status")).value()
+            return (await self.http.api("GET", "v1/status", StatusModel, "show status")).value()
         validate_group(group)
-        g = await self._api("GET", f"v1/groups/{group}", GroupModel, "show status")
+        g = await self.http.api("GET", f"v1/groups/{group}", GroupModel, "show status")
         now = self.clock()
         fleet = None
         if g.paused and (g.pause is None or not g.pause.value().active(now)):
             # The group is paused by the fleet-wide pause: fetch it for the full picture.
-            full = await self._api("GET", "v1/status", StatusModel, "show status")
+            full = await self.http.api("GET", "v1/status", StatusModel, "show status")
             fleet = full.fleet_pause.value() if full.fleet_pause is not None else None
         status = g.value(now, fleet)
         return Snapshot(now, (status,), fleet, status.node_pauses, status.urgent_reboots)
@@ -521,7 +320,9 @@ class FleetLockBackend:
     async def history(self, group: str | None = None, limit: int = 100) -> list[Event]:
         validate_limit(limit)
         path = "v1/history" if group is None else f"v1/groups/{validate_group(group)}/history"
-        doc = await self._api("GET", path, HistoryModel, "show history", params={"limit": limit})
+        doc = await self.http.api(
+            "GET", path, HistoryModel, "show history", params={"limit": limit}
+        )
         return [e.value() for e in doc.events]
 
     async def report(self, report: NodeReport) -> NodeReport:
@@ -530,12 +331,12 @@ class FleetLockBackend:
         report is sent again by this client; the report is returned unstamped."""
         if not self.reports_supported:
             return report
-        r = await self._request(
+        r = await self.http.request(
             "POST",
             f"v1/nodes/{quote(report.id, safe='')}/report",
             json=NodeReportRequest.of(report).model_dump(mode="json"),
         )
-        if r.status_code in (404, 405) and _error(r)[0] != ErrorKind.UNKNOWN_GROUP:
+        if r.status_code in (404, 405) and read_error(r)[0] != ErrorKind.UNKNOWN_GROUP:
             # Not stagger, or a stagger older than node reports (its 404 is `not_found`).
             self.reports_supported = False
             log.warning(
@@ -546,14 +347,8 @@ class FleetLockBackend:
             )
             return report
         if not r.is_success:
-            raise self._fail(r, f"node {report.id!r}'s report")
-        try:
-            doc = ReportResponse.model_validate_json(r.content)
-        except ValidationError as exc:
-            raise BackendUnavailable(
-                f"the server at {self.url} answered a node report with a document this "
-                f"stagger cannot read ({exc.error_count()} error(s)); are both the same version?"
-            ) from exc
+            raise self.http.fail(r, f"node {report.id!r}'s report")
+        doc = self.http.parse(ReportResponse, r, "a node report")
         return report.stamped(doc.updated_at)
 
     async def read_nodes(self, group: str | None = None) -> StoredReports:
@@ -585,7 +380,7 @@ class FleetLockBackend:
             params["since"] = query.since.isoformat()
         if query.after is not None:
             params["cursor"] = encode_cursor(NODES, query.after)
-        doc = await self._api("GET", "v1/nodes", NodesModel, "list nodes", params=params)
+        doc = await self.http.api("GET", "v1/nodes", NodesModel, "list nodes", params=params)
         return doc.value()
 
     async def history_page(self, query: HistoryQuery) -> HistoryPage:
@@ -598,7 +393,7 @@ class FleetLockBackend:
             params["since"] = query.since.isoformat()
         if query.before is not None:
             params["cursor"] = encode_cursor(HISTORY, query.before)
-        doc = await self._api("GET", "v1/history", HistoryModel, "show history", params=params)
+        doc = await self.http.api("GET", "v1/history", HistoryModel, "show history", params=params)
         after = decode_history_cursor(doc.next_cursor) if doc.next_cursor else None
         return HistoryPage(tuple(e.value() for e in doc.events), after)
 
@@ -608,7 +403,9 @@ class FleetLockBackend:
     async def forget(self, node_id: str, *, by: str) -> bool:
         """DELETE /v1/nodes/{id} on a stagger server (admin)."""
         validate_id(node_id)
-        r = await self._request("DELETE", f"v1/nodes/{quote(node_id, safe='')}", params={"by": by})
+        r = await self.http.request(
+            "DELETE", f"v1/nodes/{quote(node_id, safe='')}", params={"by": by}
+        )
         if r.status_code == ErrorKind.NODE_HOLDS_SLOT.status:
             try:
                 err = ErrorModel.model_validate_json(r.content)
@@ -617,81 +414,17 @@ class FleetLockBackend:
             if err is not None and err.kind is ErrorKind.NODE_HOLDS_SLOT and err.group:
                 raise NodeHoldsSlot(node_id, err.group)
         if not r.is_success:
-            raise self._admin_missing(r, f"forget node {node_id!r}")
-        try:
-            return ForgetResponse.model_validate_json(r.content).forgotten
-        except ValidationError as exc:
-            raise BackendUnavailable(
-                f"the server at {self.url} answered forget with a document this stagger "
-                f"cannot read ({exc.error_count()} error(s)); are both the same version?"
-            ) from exc
+            raise self.http.admin_missing(r, f"forget node {node_id!r}")
+        return self.http.parse(ForgetResponse, r, "forget").forgotten
 
     async def ping(self) -> None:
         """Reachable means answering HTTP; a stagger server must also be ready (its own
         backend answering)."""
-        r = await self._request("GET", "readyz")
+        r = await self.http.request("GET", "readyz")
         if r.status_code == 503:
             raise BackendUnavailable(
-                f"the server at {self.url} is up but its store is not: {_error(r)[1]}"
+                f"the server at {self.url} is up but its store is not: {read_error(r)[1]}"
             )
 
     async def close(self) -> None:
-        await self._client.aclose()
-
-
-def _causes(exc: BaseException) -> list[BaseException]:
-    """`exc` and what caused it, outermost first (httpx wraps httpcore wraps ssl/OS errors)."""
-    chain: list[BaseException] = []
-    cur: BaseException | None = exc
-    while cur is not None and cur not in chain and len(chain) < 10:
-        chain.append(cur)
-        cur = cur.__cause__ or cur.__context__
-    return chain
-
-
-def _certificate_refused(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    """The verification failure of the server's certificate behind a transport error."""
-    return next((e for e in _causes(exc) if isinstance(e, ssl.SSLCertVerificationError)), None)
-
-
-def _closed(exc: BaseException) -> bool:
-    """The server closed the TLS connection (during or right after the handshake) without an
-    HTTP answer."""
-    return any(isinstance(e, _CLOSED) for e in _causes(exc))
-
-
-def _error(r: httpx.Response) -> tuple[str, str]:
-    """(kind, value) of an error answer, whatever shape the server used."""
-    try:
-        doc = r.json()
-    except ValueError:
-        doc = None
-    if isinstance(doc, dict):
-        return str(doc.get("kind", f"generic_http_{r.status_code}")), str(doc.get("value", ""))
-    return f"generic_http_{r.status_code}", r.text.strip()[:200]
-
-
-def _denial(r: httpx.Response) -> Denied | None:
-    try:
-        doc = r.json()
-    except ValueError:
-        return None
-    if not isinstance(doc, dict):
-        return None
-    kind, value = str(doc.get("kind", "")), str(doc.get("value", ""))
-    holders = tuple(h for h in doc.get("holders") or () if isinstance(h, str))
-    raw_max = doc.get("max")
-    max_ = raw_max if isinstance(raw_max, int) and not isinstance(raw_max, bool) else 0
-    if kind == ErrorKind.FAILED_LOCK_SEMAPHORE_FULL or kind in _FOREIGN_DENIALS:
-        return Denied(DenyReason.FULL, max_, holders)
-    if kind == ErrorKind.FAILED_LOCK_PAUSED:
-        try:
-            p = PauseModel.model_validate(doc.get("pause")).value() if doc.get("pause") else None
-        except ValidationError:
-            p = None
-        node = doc.get("node")
-        return Denied(DenyReason.PAUSED, max_, holders, p, node if isinstance(node, str) else "")
-    m = _AIRLOCK_FULL.search(value) if kind == "failed_lock" else None
-    if m is not None:
-        return Denied(DenyReason.FULL, int(m.group(1)), holders)
-    return None
+        await self.http.close()

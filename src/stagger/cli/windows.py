@@ -14,7 +14,8 @@ from stagger.backends.protocol import utcnow
 from stagger.cli.config import ConfigFileOption, ConfigRootOption, load
 from stagger.cli.output import JsonOption, console, emit, reported_errors
 from stagger.core.durations import format_duration
-from stagger.core.schedule import HORIZON, Opening, parse_instant
+from stagger.core.schedule import HORIZON, Opening
+from stagger.core.windows import parse_instant
 
 MAX_COUNT = 1000
 

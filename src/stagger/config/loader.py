@@ -29,7 +29,8 @@ from stagger.config.agent_sections import BareNumber
 from stagger.config.files import FileProblem, parse_toml, read_text
 from stagger.config.model import StaggerConfig
 from stagger.core.errors import ConfigError
-from stagger.core.schedule import Schedule, parse_zone
+from stagger.core.schedule import Schedule
+from stagger.core.windows import parse_zone
 
 CONFIG_DIRS = (
     Path("/usr/lib/stagger/config.d"),

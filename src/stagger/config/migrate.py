@@ -24,9 +24,9 @@ from urllib.parse import quote, urlsplit
 from stagger.config.files import FileProblem, parse_toml, read_text
 from stagger.config.loader import Loc, merge
 from stagger.core.errors import ConfigError, InvalidInput
-from stagger.core.schedule import DAY_NAMES, parse_day, parse_length, parse_start
 from stagger.core.semaphore import validate_group, validate_id
 from stagger.core.strategy import DEFAULT_STRATEGY
+from stagger.core.windows import DAY_NAMES, parse_day, parse_length, parse_start
 
 LOCKSMITH_STRATEGIES = {
     "etcd-lock": ("lock", "locksmith's etcd-lock: a slot before each reboot"),

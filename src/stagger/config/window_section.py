@@ -3,7 +3,7 @@
 in a module of its own that both the model and that section import.
 
 Rules (model.py's): unknown keys are errors, every field says what is allowed, values are
-checked with core's parsers (core/schedule.py), so a value that passes here never fails later.
+checked with core's parsers (core/windows.py), so a value that passes here never fails later.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from stagger.config.section import Section, need_str
 from stagger.core.errors import InvalidInput
-from stagger.core.schedule import (
+from stagger.core.windows import (
     ALLOWED_DAYS,
     ALLOWED_MONTHLY,
     Blackout,

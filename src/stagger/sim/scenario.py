@@ -44,8 +44,9 @@ from stagger.config.window_section import BlackoutConfig, WindowConfig
 from stagger.core.cycle.vocabulary import Timings
 from stagger.core.durations import parse_duration
 from stagger.core.errors import InvalidInput
-from stagger.core.schedule import Schedule, parse_instant
+from stagger.core.schedule import Schedule
 from stagger.core.semaphore import DEFAULT_GROUP, validate_group, validate_max
+from stagger.core.windows import parse_instant
 from stagger.sim.distributions import FORMS, Distribution, parse_distribution
 
 MAX_NODES = 1_000_000

@@ -33,8 +33,9 @@ from stagger.core.cycle.vocabulary import (
     Tick,
 )
 from stagger.core.errors import InvalidInput
-from stagger.core.schedule import Blackout, Schedule
+from stagger.core.schedule import Schedule
 from stagger.core.strategy import Strategy
+from stagger.core.windows import Blackout
 
 
 def _label(event_type: type) -> str:
