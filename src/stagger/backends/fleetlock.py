@@ -27,6 +27,8 @@ from pydantic import BaseModel, ValidationError
 
 from stagger.api import (
     AskRebootResponse,
+    BlockerModel,
+    BlockersModel,
     ClearRebootResponse,
     ErrorKind,
     ErrorModel,
@@ -55,6 +57,7 @@ from stagger.core.forget import NodeHoldsSlot
 from stagger.core.node_report import NodeReport, StoredReports
 from stagger.core.secrets import mask_url
 from stagger.core.semaphore import (
+    BLOCKED_PREFIX,
     DEFAULT_STALE_AFTER,
     Denied,
     DenyReason,
@@ -342,6 +345,10 @@ class FleetLockBackend:
         params: dict[str, Any] | None = None,
     ) -> M:
         r = await self._request(method, path, json=json, params=params)
+        return self._document(r, model, what)
+
+    def _document(self, r: httpx.Response, model: type[M], what: str) -> M:
+        """The document of a stagger server's answer, or the error that says what is wrong."""
         if not r.is_success:
             raise self._admin_missing(r, what)
         try:
@@ -505,6 +512,14 @@ class FleetLockBackend:
         status = g.value(now, fleet)
         return Snapshot(now, (status,), fleet, status.node_pauses, status.urgent_reboots)
 
+    async def blockers(self) -> list[BlockerModel] | None:
+        """A stagger server's blockers and their last verdicts (GET /v1/blockers); None from
+        a server that has none to tell (not stagger, or older than blockers)."""
+        r = await self._request("GET", "v1/blockers")
+        if r.status_code in (404, 405):
+            return None
+        return self._document(r, BlockersModel, "show blockers").blockers
+
     async def history(self, group: str | None = None, limit: int = 100) -> list[Event]:
         validate_limit(limit)
         path = "v1/history" if group is None else f"v1/groups/{validate_group(group)}/history"
@@ -642,6 +657,8 @@ def _denial(r: httpx.Response) -> Denied | None:
             p = None
         node = doc.get("node")
         return Denied(DenyReason.PAUSED, max_, holders, p, node if isinstance(node, str) else "")
+    if kind == ErrorKind.BLOCKED:
+        return Denied(DenyReason.BLOCKED, max_, holders, detail=value.removeprefix(BLOCKED_PREFIX))
     m = _AIRLOCK_FULL.search(value) if kind == "failed_lock" else None
     if m is not None:
         return Denied(DenyReason.FULL, int(m.group(1)), holders)

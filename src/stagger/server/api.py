@@ -21,6 +21,7 @@ from stagger.api import (
     ActorRequest,
     AskRebootRequest,
     AskRebootResponse,
+    BlockersModel,
     ClearRebootResponse,
     ConfigureRequest,
     ErrorKind,
@@ -44,6 +45,7 @@ from stagger.api import (
     UnlockResponse,
     UnreadableModel,
     UrgentModel,
+    blocker_models,
 )
 from stagger.core.errors import InvalidInput
 from stagger.core.fleet_view import fleet_nodes
@@ -236,10 +238,20 @@ class Api:
         """The nodes' last reports, so a hold says when its node is halted."""
         return {r.id: r for r in (await self.state.backend.read_nodes(group)).reports}
 
+    def _blockers(self) -> BlockersModel:
+        watch = self.state.blockers
+        return BlockersModel(blockers=blocker_models(watch.blockers, watch.verdicts))
+
     async def status(self, request: Request) -> Response:
         self._admin(request)
         snap = await self.state.backend.status()
-        return json_response(StatusModel.of(snap, await self._reports(None)))
+        blockers = self._blockers().blockers
+        return json_response(StatusModel.of(snap, await self._reports(None), blockers))
+
+    async def blockers(self, request: Request) -> Response:
+        """The blockers and their last verdicts: from memory, the store is not read."""
+        self._admin(request)
+        return json_response(self._blockers())
 
     async def group(self, request: Request) -> Response:
         self._admin(request)
@@ -485,6 +497,7 @@ class Api:
         return [
             Route("/v1/status", e("status", self.status), methods=["GET"]),
             Route("/v1/history", e("history", self.history), methods=["GET"]),
+            Route("/v1/blockers", e("blockers", self.blockers), methods=["GET"]),
             Route("/v1/pause", e("pause", self.pause_fleet), methods=["POST"]),
             Route("/v1/resume", e("resume", self.resume_fleet), methods=["POST"]),
             Route("/v1/groups/{group}", e("group", self.group), methods=["GET"]),

@@ -1,0 +1,384 @@
+"""Fleet-wide blockers through a real server: a real HTTP server on 127.0.0.1 speaks
+Alertmanager's `GET /api/v2/alerts` (the v2 gettableAlert shape, and its active / silenced /
+inhibited / unprocessed query parameters); FleetLock clients are denied with kind `blocked`
+while a matching alert fires, and granted once it resolves. The blocker is checked every
+second (the shortest interval), so each wait below is bounded by a few checks."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from test_cli import run
+
+from conftest import backend_url
+from server_support import PROTO, body, free_socket, running
+from stagger.api import ErrorKind
+from stagger.backends.factory import open_backend
+from stagger.backends.fleetlock import server_backend_url
+from stagger.core.blockers import Blocker, BlockerKind, parse_matcher
+from stagger.core.semaphore import Denied, DenyReason, Granted
+from stagger.server.settings import ServerSettings
+
+WAIT = 15.0  # seconds: the longest a test waits for a verdict to change
+SECOND = timedelta(seconds=1)
+
+
+def alert(name: str, state: str = "active", **labels: str) -> dict[str, Any]:
+    """One alert as Alertmanager's v2 API answers it (gettableAlert)."""
+    return {
+        "labels": {"alertname": name, **labels},
+        "annotations": {"summary": f"{name} fires"},
+        "receivers": [{"name": "ops"}],
+        "fingerprint": uuid.uuid4().hex[:16],
+        "startsAt": "2026-03-02T11:00:00.000Z",
+        "updatedAt": "2026-03-02T11:00:00.000Z",
+        "endsAt": "2026-03-02T13:00:00.000Z",
+        "generatorURL": "http://prometheus:9090/graph",
+        "status": {
+            "state": state,
+            "silencedBy": ["silence-1"] if state == "suppressed" else [],
+            "inhibitedBy": [],
+        },
+    }
+
+
+@dataclass
+class FakeAlertmanager:
+    """Alertmanager's alerts endpoint: the alerts it holds, filtered by state the way the v2
+    API's boolean parameters filter them (it leaves `filter` to the client, as a proxy or an
+    old Alertmanager might: the server must check the matchers itself)."""
+
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    status: int = 200
+    queries: list[dict[str, list[str]]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def answer(self, path: str) -> tuple[int, bytes]:
+        url = urlsplit(path)
+        if url.path != "/api/v2/alerts":
+            return 404, b"not found"
+        query = parse_qs(url.query)
+        with self.lock:
+            self.queries.append(query)
+            if self.status != 200:
+                return self.status, b"internal error"
+
+            def wanted(a: dict[str, Any]) -> bool:
+                state = a["status"]["state"]
+                flag = {"active": "active", "suppressed": "silenced"}.get(state, state)
+                return query.get(flag, ["true"])[0] == "true"
+
+            return 200, json.dumps([a for a in self.alerts if wanted(a)]).encode()
+
+    def set(self, *alerts: dict[str, Any], status: int = 200) -> None:
+        with self.lock:
+            self.alerts = list(alerts)
+            self.status = status
+
+
+@pytest.fixture
+def alertmanager() -> Iterator[tuple[FakeAlertmanager, str]]:
+    fake = FakeAlertmanager()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            code, payload = fake.answer(self.path)
+            self.send_response(code)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake, f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def am_blocker(url: str, *matchers: str, groups: frozenset[str] | None = None) -> Blocker:
+    return Blocker(
+        "critical",
+        BlockerKind.ALERTMANAGER,
+        url,
+        tuple(parse_matcher(m) for m in matchers),
+        groups,
+        interval=SECOND,
+        timeout=SECOND,
+    )
+
+
+@contextmanager
+def serving(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    *blockers: Blocker,
+    blocking: bool | None = None,
+    kind: str = "sqlite",
+) -> Iterator[httpx.Client]:
+    """A client of a server with `blockers` (its base_url is the server's), once every
+    blocker was checked and is `blocking` (None: at once)."""
+    settings = ServerSettings(backend_url=backend_url(kind, request, tmp_path), blockers=blockers)
+    with running(settings) as srv, httpx.Client(base_url=srv.url, timeout=10) as client:
+        if blocking is not None:
+            wait_for(client, checked(blocking))
+        yield client
+
+
+def lock(client: httpx.Client, node_id: str, group: str) -> httpx.Response:
+    return client.post("/v1/pre-reboot", json=body(node_id, group), headers=PROTO)
+
+
+def blockers_doc(client: httpx.Client) -> list[dict[str, Any]]:
+    r = client.get("/v1/blockers")
+    assert r.status_code == 200, r.text
+    docs: list[dict[str, Any]] = r.json()["blockers"]
+    return docs
+
+
+def wait_for(client: httpx.Client, what: Callable[[list[dict[str, Any]]], bool]) -> None:
+    """Until the server's blockers document satisfies `what` (a few checks at most)."""
+    deadline = time.monotonic() + WAIT
+    while not what(blockers_doc(client)):
+        assert time.monotonic() < deadline, blockers_doc(client)
+        time.sleep(0.05)
+
+
+def checked(blocking: bool) -> Callable[[list[dict[str, Any]]], bool]:
+    return lambda docs: all(d["checked_at"] and d["blocking"] is blocking for d in docs)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "etcd"])
+def test_a_firing_alert_denies_pre_reboot_with_kind_blocked_until_it_resolves(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    alertmanager: tuple[FakeAlertmanager, str],
+    kind: str,
+) -> None:
+    if kind == "etcd":
+        pytest.importorskip("stagger.backends.etcd")
+    fake, url = alertmanager
+    fake.set(alert("HostDown", severity="critical", team="web"))
+    blocker = am_blocker(url, "severity=critical", "team=~web|api")
+    with serving(request, tmp_path, blocker, kind=kind, blocking=True) as client:
+        r = lock(client, "web-01", "web")
+        assert r.status_code == 423
+        doc = r.json()
+        assert doc["kind"] == ErrorKind.BLOCKED.value
+        assert doc["blockers"] == ["critical"]
+        assert doc["value"] == (
+            "reboots are blocked: blocker critical: 1 alert firing: HostDown "
+            "(severity=critical, team=web)"
+        )
+        assert "max" not in doc
+        # a denial writes nothing: nobody holds a slot
+        assert all(g["holds"] == [] for g in client.get("/v1/status").json()["groups"])
+
+        fake.set()  # the alert resolves
+        wait_for(client, checked(False))
+        assert lock(client, "web-01", "web").status_code == 200
+
+
+def test_silenced_inhibited_and_other_teams_alerts_do_not_block(
+    request: pytest.FixtureRequest, tmp_path: Path, alertmanager: tuple[FakeAlertmanager, str]
+) -> None:
+    fake, url = alertmanager
+    fake.set(
+        alert("Silenced", state="suppressed", severity="critical", team="web"),
+        alert("OtherTeam", severity="critical", team="db"),
+        alert("Warning", severity="warning", team="web"),
+    )
+    blocker = am_blocker(url, "severity=critical", "team=~web|api")
+    with serving(request, tmp_path, blocker, blocking=False) as client:
+        assert lock(client, "web-01", "web").status_code == 200
+    query = fake.queries[0]
+    assert query["active"] == ["true"]
+    assert query["silenced"] == ["false"]
+    assert query["inhibited"] == ["false"]
+    assert query["filter"] == ['severity="critical"', 'team=~"web|api"']
+
+
+def test_an_unreachable_alertmanager_blocks_and_says_so(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    sock = free_socket()  # bound, never listening: connections are refused
+    dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    try:
+        with serving(request, tmp_path, am_blocker(dead), blocking=True) as client:
+            (doc,) = blockers_doc(client)
+            assert doc["reachable"] is False
+            r = lock(client, "web-01", "web")
+            assert r.status_code == 423
+            assert r.json()["kind"] == "blocked"
+            assert "could not be checked" in r.json()["value"]
+            assert "fail closed" in r.json()["value"]
+    finally:
+        sock.close()
+
+
+def test_an_alertmanager_error_answer_blocks(
+    request: pytest.FixtureRequest, tmp_path: Path, alertmanager: tuple[FakeAlertmanager, str]
+) -> None:
+    fake, url = alertmanager
+    fake.set(status=500)
+    with serving(request, tmp_path, am_blocker(url), blocking=True) as client:
+        r = lock(client, "web-01", "web")
+        assert r.json()["kind"] == "blocked"
+        assert "answered HTTP 500" in r.json()["value"]
+
+
+def test_an_http_blocker_blocks_until_its_url_answers_2xx(
+    request: pytest.FixtureRequest, tmp_path: Path, alertmanager: tuple[FakeAlertmanager, str]
+) -> None:
+    fake, url = alertmanager
+    fake.set(status=503)
+    gate = Blocker("gate", BlockerKind.HTTP, url + "/api/v2/alerts", interval=SECOND)
+    with serving(request, tmp_path, gate, blocking=True) as client:
+        r = lock(client, "web-01", "web")
+        assert r.json()["kind"] == "blocked"
+        assert "answered HTTP 503" in r.json()["value"]
+        fake.set(status=200)
+        wait_for(client, checked(False))
+        assert lock(client, "web-01", "web").status_code == 200
+
+
+def test_a_blocker_for_some_groups_leaves_the_others_alone(
+    request: pytest.FixtureRequest, tmp_path: Path, alertmanager: tuple[FakeAlertmanager, str]
+) -> None:
+    fake, url = alertmanager
+    fake.set(alert("HostDown"))
+    blocker = am_blocker(url, groups=frozenset({"web"}))
+    with serving(request, tmp_path, blocker, blocking=True) as client:
+        assert lock(client, "web-01", "web").json()["kind"] == "blocked"
+        assert lock(client, "db-01", "db").status_code == 200
+
+
+def test_a_holder_asking_again_keeps_its_slot_while_blocked_and_a_full_group_says_blocked(
+    request: pytest.FixtureRequest, tmp_path: Path, alertmanager: tuple[FakeAlertmanager, str]
+) -> None:
+    fake, url = alertmanager
+    with serving(request, tmp_path, am_blocker(url), blocking=False) as client:
+        assert lock(client, "web-01", "web").status_code == 200
+        fake.set(alert("HostDown"))
+        wait_for(client, checked(True))
+        assert lock(client, "web-01", "web").status_code == 200  # recursive: nothing new
+        # the group is full too; the blocker is named (it is what lifts by itself)
+        assert lock(client, "web-02", "web").json()["kind"] == "blocked"
+        assert (
+            client.post("/v1/steady-state", json=body("web-01", "web"), headers=PROTO).status_code
+            == 200
+        )
+
+
+def test_a_paused_group_is_named_paused_before_a_blocker(
+    request: pytest.FixtureRequest, tmp_path: Path, alertmanager: tuple[FakeAlertmanager, str]
+) -> None:
+    fake, url = alertmanager
+    fake.set(alert("HostDown"))
+    with serving(request, tmp_path, am_blocker(url), blocking=True) as client:
+        r = client.post("/v1/groups/web/pause", json={"reason": "freeze"})
+        assert r.status_code == 200, r.text
+        assert lock(client, "web-01", "web").json()["kind"] == "failed_lock_paused"
+
+
+def test_status_metrics_and_the_blockers_document_show_the_verdict(
+    request: pytest.FixtureRequest, tmp_path: Path, alertmanager: tuple[FakeAlertmanager, str]
+) -> None:
+    fake, url = alertmanager
+    fake.set(alert("HostDown", severity="critical"))
+    blocker = am_blocker(url, "severity=critical")
+    with serving(request, tmp_path, blocker, blocking=True) as client:
+        (doc,) = client.get("/v1/status").json()["blockers"]
+        assert doc["name"] == "critical"
+        assert doc["kind"] == "alertmanager"
+        assert doc["groups"] is None
+        assert doc["matchers"] == ["severity=critical"]
+        assert doc["alerts"] == ["HostDown"]
+        assert doc["interval"] == 1.0
+        metrics = client.get("/metrics").text
+        assert 'stagger_blocker_blocking{blocker="critical"} 1.0' in metrics
+        assert 'stagger_blocker_up{blocker="critical"} 1.0' in metrics
+        assert 'stagger_server_requests_total{endpoint="pre-reboot",kind="blocked"}' not in metrics
+        lock(client, "web-01", "web")
+        metrics = client.get("/metrics").text
+        assert 'stagger_server_requests_total{endpoint="pre-reboot",kind="blocked"} 1.0' in metrics
+
+        fake.set()
+        wait_for(client, checked(False))
+        assert 'stagger_blocker_blocking{blocker="critical"} 0.0' in client.get("/metrics").text
+
+
+def test_stagger_status_through_the_server_shows_the_blockers(
+    request: pytest.FixtureRequest, tmp_path: Path, alertmanager: tuple[FakeAlertmanager, str]
+) -> None:
+    fake, url = alertmanager
+    fake.set(alert("HostDown", severity="critical"))
+    blocker = am_blocker(url, "severity=critical")
+    with serving(request, tmp_path, blocker, blocking=True) as client:
+        r = run("status", "--json", backend=str(client.base_url))
+        assert r.code == 0, r.err
+        (doc,) = r.json()["blockers"]
+        assert doc["blocking"] is True
+        assert doc["alerts"] == ["HostDown"]
+        text = run("status", backend=str(client.base_url))
+        assert text.code == 0, text.err
+        assert "BLOCKER critical (alertmanager, every group) BLOCKS: blocker critical: 1 alert" in (
+            text.out
+        )
+
+
+def test_status_of_a_store_read_directly_has_no_blockers(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    assert run("set-max", "1", "--group", "web", backend=url).code == 0
+    r = run("status", "--json", backend=url)
+    assert r.code == 0, r.err
+    assert r.json()["blockers"] == []
+
+
+async def test_a_stagger_agent_through_the_server_reads_a_blocked_denial(
+    request: pytest.FixtureRequest, tmp_path: Path, alertmanager: tuple[FakeAlertmanager, str]
+) -> None:
+    fake, url = alertmanager
+    fake.set(alert("HostDown"))
+    with serving(request, tmp_path, am_blocker(url), blocking=True) as client:
+        backend = open_backend(server_backend_url(str(client.base_url)))
+        try:
+            got = await backend.acquire("web", "web-01")
+            assert isinstance(got, Denied)
+            assert got.reason is DenyReason.BLOCKED
+            assert (
+                got.sentence() == "reboots are blocked: blocker critical: 1 alert firing: HostDown"
+            )
+            fake.set()
+            wait_for(client, checked(False))
+            assert isinstance(await backend.acquire("web", "web-01"), Granted)
+        finally:
+            await backend.close()
+
+
+def test_a_server_without_blockers_answers_an_empty_list(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    with serving(request, tmp_path) as client:
+        assert blockers_doc(client) == []
+        assert client.get("/v1/status").json()["blockers"] == []
+        assert lock(client, "web-01", "web").status_code == 200
