@@ -382,3 +382,15 @@ def test_a_server_without_blockers_answers_an_empty_list(
         assert blockers_doc(client) == []
         assert client.get("/v1/status").json()["blockers"] == []
         assert lock(client, "web-01", "web").status_code == 200
+
+
+def test_stagger_lock_through_the_server_exits_1_naming_the_blocker(
+    request: pytest.FixtureRequest, tmp_path: Path, alertmanager: tuple[FakeAlertmanager, str]
+) -> None:
+    fake, url = alertmanager
+    fake.set(alert("HostDown"))
+    with serving(request, tmp_path, am_blocker(url), blocking=True) as client:
+        r = run("lock", "--group", "web", "--id", "web-01", "--json", backend=str(client.base_url))
+        assert r.code == 1, r.err
+        assert r.json()["reason"] == "blocked"
+        assert "reboots are blocked: blocker critical: 1 alert firing: HostDown" in r.err

@@ -351,7 +351,7 @@ def lock(
     backend: str | None = BackendOption,
     json: bool = JsonOption,
 ) -> None:
-    """Take a slot in a group (exit 1 when denied: full or paused)."""
+    """Take a slot in a group (exit 1 when denied: full, paused or blocked)."""
     with reported_errors(json):
         validate_group(group)
         actor = resolve_actor(node, root)
