@@ -394,3 +394,28 @@ def test_stagger_lock_through_the_server_exits_1_naming_the_blocker(
         assert r.code == 1, r.err
         assert r.json()["reason"] == "blocked"
         assert "reboots are blocked: blocker critical: 1 alert firing: HostDown" in r.err
+
+
+def test_the_dashboard_shows_each_blocker_and_why(
+    request: pytest.FixtureRequest, tmp_path: Path, alertmanager: tuple[FakeAlertmanager, str]
+) -> None:
+    fake, url = alertmanager
+    fake.set(alert("Host<Down>\x1b[2J"))
+    gate = Blocker("gate", BlockerKind.HTTP, url + "/api/v2/alerts", groups=frozenset({"db"}))
+    with serving(request, tmp_path, am_blocker(url), gate, blocking=None) as client:
+        wait_for(client, lambda docs: all(d["checked_at"] for d in docs))
+        for path in ("/", "/dashboard/live"):
+            page = client.get(path).text
+            assert 'data-blocker="critical" data-blocking="yes"' in page
+            assert 'data-blocker="gate" data-blocking="no"' in page
+            assert "(http, groups db)" in page
+            # the alert's name is the monitoring's text: escaped for HTML and the terminal
+            assert "Host&lt;Down&gt;\\x1b[2J" in page
+            assert "\x1b" not in page
+
+
+def test_the_dashboard_has_no_blockers_block_without_blockers(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    with serving(request, tmp_path) as client:
+        assert 'id="blockers"' not in client.get("/").text

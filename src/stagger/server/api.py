@@ -45,7 +45,6 @@ from stagger.api import (
     UnlockResponse,
     UnreadableModel,
     UrgentModel,
-    blocker_models,
 )
 from stagger.core.errors import InvalidInput
 from stagger.core.fleet_view import fleet_nodes
@@ -238,20 +237,16 @@ class Api:
         """The nodes' last reports, so a hold says when its node is halted."""
         return {r.id: r for r in (await self.state.backend.read_nodes(group)).reports}
 
-    def _blockers(self) -> BlockersModel:
-        watch = self.state.blockers
-        return BlockersModel(blockers=blocker_models(watch.blockers, watch.verdicts))
-
     async def status(self, request: Request) -> Response:
         self._admin(request)
         snap = await self.state.backend.status()
-        blockers = self._blockers().blockers
+        blockers = self.state.blockers.models()
         return json_response(StatusModel.of(snap, await self._reports(None), blockers))
 
     async def blockers(self, request: Request) -> Response:
         """The blockers and their last verdicts: from memory, the store is not read."""
         self._admin(request)
-        return json_response(self._blockers())
+        return json_response(BlockersModel(blockers=self.state.blockers.models()))
 
     async def group(self, request: Request) -> Response:
         self._admin(request)

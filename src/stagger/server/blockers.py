@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import httpx
 
+from stagger.api.blockers import BlockerModel, blocker_models
 from stagger.core.blockers import (
     Blocked,
     Blocker,
@@ -65,6 +66,8 @@ class BlockerWatch:
         self.clock = clock
         self.verdicts: dict[str, Verdict] = {b.name: not_checked(b) for b in self.blockers}
         self.index = BlockIndex.build(self.blockers, self.verdicts)
+        # Counts the verdict changes: what a cached page of the verdicts is checked against.
+        self.version = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._client: httpx.AsyncClient | None = None
         for b in self.blockers:
@@ -73,6 +76,10 @@ class BlockerWatch:
     def blocked(self, group: str) -> Blocked | None:
         """Why a grant in `group` is refused now, or None: an in-memory lookup."""
         return self.index.of(group)
+
+    def models(self) -> list[BlockerModel]:
+        """The blockers and their last verdicts, as the status document shows them."""
+        return blocker_models(self.blockers, self.verdicts)
 
     async def start(self) -> None:
         if not self.blockers or self._tasks:
@@ -109,6 +116,7 @@ class BlockerWatch:
         if before is None or (before.blocking, before.reason) != (verdict.blocking, verdict.reason):
             # A new index (a new value: a grant in flight keeps reading the old one whole).
             self.index = BlockIndex.build(self.blockers, self.verdicts)
+            self.version += 1
             if verdict.blocking:
                 log.warning("%s", verdict.reason)
             else:

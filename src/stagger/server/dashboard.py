@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from stagger import __version__
+from stagger.api.blockers import BlockerModel
 from stagger.backends.protocol import GroupStatus, Snapshot
 from stagger.core.cycle.node_state import State
 from stagger.core.durations import format_duration
@@ -89,6 +90,7 @@ class View:
     admin_refused: str
     auth_enabled: bool
     unreadable: tuple[Unreadable, ...] = ()  # stored reports this server cannot read
+    blockers: tuple[BlockerModel, ...] = ()  # the server's blockers and their last verdicts
 
 
 def _matches(n: NodeView, group: str, state: str) -> bool:
@@ -165,6 +167,7 @@ class Dashboard:
             admin_refused=refused,
             auth_enabled=self.state.auth.enabled,
             unreadable=stored.unreadable,
+            blockers=tuple(self.state.blockers.models()),
         )
 
     def _context(self, v: View) -> dict[str, Any]:
@@ -183,6 +186,7 @@ class Dashboard:
             "fleet_pause": v.snapshot.fleet_pause,
             "node_pauses": v.snapshot.node_pauses,
             "urgent_reboots": v.snapshot.urgent_reboots,
+            "blockers": v.blockers,
         }
 
     async def _render(self, request: Request, template: str) -> Response:
