@@ -24,7 +24,7 @@ import pytest
 from test_cli import run
 
 from conftest import backend_url
-from server_support import PROTO, body, free_socket, running
+from server_support import PROTO, body, free_socket, running, server_process
 from stagger.api import ErrorKind
 from stagger.backends.factory import open_backend
 from stagger.backends.fleetlock import server_backend_url
@@ -419,3 +419,23 @@ def test_the_dashboard_has_no_blockers_block_without_blockers(
 ) -> None:
     with serving(request, tmp_path) as client:
         assert 'id="blockers"' not in client.get("/").text
+
+
+def test_stagger_server_reads_blockers_from_its_configuration(
+    tmp_path: Path, alertmanager: tuple[FakeAlertmanager, str]
+) -> None:
+    fake, url = alertmanager
+    fake.set(alert("HostDown", severity="critical"))
+    config = (
+        f'[[blocker]]\nname = "pager"\nkind = "alertmanager"\nurl = "{url}"\n'
+        'matchers = ["severity=critical"]\ngroups = ["web"]\ninterval = "1s"\n'
+    )
+    with (
+        server_process(tmp_path, config) as server,
+        httpx.Client(base_url=server, timeout=10) as client,
+    ):
+        wait_for(client, checked(True))
+        r = lock(client, "web-01", "web")
+        assert r.json()["kind"] == "blocked"
+        assert r.json()["blockers"] == ["pager"]
+        assert lock(client, "db-01", "db").status_code == 200
