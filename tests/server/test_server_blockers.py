@@ -7,12 +7,13 @@ second (the shortest interval), so each wait below is bounded by a few checks.""
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,7 +22,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from test_cli import run
+import trustme
+from test_cli import assert_one_sentence, run
 
 from conftest import backend_url
 from server_support import PROTO, body, free_socket, running, server_process
@@ -89,8 +91,11 @@ class FakeAlertmanager:
             self.status = status
 
 
-@pytest.fixture
-def alertmanager() -> Iterator[tuple[FakeAlertmanager, str]]:
+@contextmanager
+def serving_alertmanager(
+    tls: ssl.SSLContext | None = None,
+) -> Iterator[tuple[FakeAlertmanager, str]]:
+    """A FakeAlertmanager on 127.0.0.1 (HTTPS with `tls`) and its base URL."""
     fake = FakeAlertmanager()
 
     class Handler(BaseHTTPRequestHandler):
@@ -106,13 +111,22 @@ def alertmanager() -> Iterator[tuple[FakeAlertmanager, str]]:
             pass
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
+    scheme = "https" if tls is not None else "http"
     try:
-        yield fake, f"http://127.0.0.1:{httpd.server_address[1]}"
+        yield fake, f"{scheme}://127.0.0.1:{httpd.server_address[1]}"
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@pytest.fixture
+def alertmanager() -> Iterator[tuple[FakeAlertmanager, str]]:
+    with serving_alertmanager() as served:
+        yield served
 
 
 def am_blocker(url: str, *matchers: str, groups: frozenset[str] | None = None) -> Blocker:
@@ -439,3 +453,32 @@ def test_stagger_server_reads_blockers_from_its_configuration(
         assert r.json()["kind"] == "blocked"
         assert r.json()["blockers"] == ["pager"]
         assert lock(client, "db-01", "db").status_code == 200
+
+
+def test_an_https_alertmanager_is_verified_with_the_blockers_ca_cert(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(tls)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    with serving_alertmanager(tls) as (_, url):
+        untrusted = am_blocker(url)
+        trusted = replace(untrusted, name="trusted", ca_cert=str(tmp_path / "ca.pem"))
+        with serving(request, tmp_path, untrusted, trusted) as client:
+            wait_for(client, lambda docs: all(d["checked_at"] for d in docs))
+            by_name = {d["name"]: d for d in blockers_doc(client)}
+            assert by_name["trusted"]["blocking"] is False
+            assert by_name["critical"]["blocking"] is True
+            assert "CERTIFICATE_VERIFY_FAILED" in by_name["critical"]["reason"]
+
+
+def test_a_ca_cert_that_cannot_be_read_stops_the_server_naming_it(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[server]\nbackend = "sqlite:///{tmp_path}/s.db"\n'
+        '[[blocker]]\nkind = "http"\nurl = "https://127.0.0.1:1/"\n'
+        f'ca_cert = "{tmp_path}/missing.pem"\n'
+    )
+    r = run("server", "--config", str(config), backend=None)
+    assert_one_sentence(r, 2, "blocker-1", "ca_cert", "missing.pem")

@@ -152,6 +152,7 @@ def build_settings(
     """Flags over the [server] table over defaults; `notify` is the [[notify]] array and
     `blockers` the [[blocker]] one."""
     from stagger.config.blocker_section import blockers_of
+    from stagger.server.blockers import tls_verify
     from stagger.server.notify import targets_of
 
     host, port = parse_listen(listen or config.listen)
@@ -173,6 +174,9 @@ def build_settings(
     for what, pem in (("--tls-cert", cert), ("--tls-key", key), ("--tls-client-ca", client_ca)):
         if pem is not None and not pem.is_file():
             raise ConfigError(f"{what} {pem} is not a readable file: check the path")
+    checked_blockers = blockers_of(list(blockers))
+    for b in checked_blockers:
+        tls_verify(b)  # a CA file that cannot be used stops the start, naming it
     return ServerSettings(
         backend_url=backend_url,
         host=host,
@@ -193,7 +197,7 @@ def build_settings(
         ).total_seconds(),
         max_connections=max_connections if max_connections is not None else config.max_connections,
         notify=targets_of(notify),
-        blockers=blockers_of(list(blockers)),
+        blockers=checked_blockers,
     )
 
 

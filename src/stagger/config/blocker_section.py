@@ -10,6 +10,7 @@ matchers = ["severity=critical", "team=~web|api"]
 groups = ["web", "api"]                  # default: every group
 interval = "30s"                         # how often it is checked (1s at least)
 timeout = "10s"                          # one check's time; no answer in time blocks
+ca_cert = "/etc/stagger/monitoring-ca.pem"  # optional: the CA of an https URL
 
 [[blocker]]
 kind = "http"                            # any URL: 2xx lets reboots go, anything else blocks
@@ -20,6 +21,7 @@ url = "https://deploys.example/ready"
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -59,6 +61,9 @@ class BlockerConfig(Section):
         format_duration(DEFAULT_INTERVAL), description="how often it is checked, 1s at least"
     )
     timeout: Duration = Field("10s", description="how long one check may take, like '10s'")
+    ca_cert: Path | None = Field(
+        None, description="a PEM CA bundle to verify an https URL with; default the usual CAs"
+    )
 
     @field_validator("url")
     @classmethod
@@ -123,6 +128,7 @@ class BlockerConfig(Section):
             groups=frozenset(self.groups) if self.groups is not None else None,
             interval=parse_duration(self.interval),
             timeout=parse_duration(self.timeout),
+            ca_cert=str(self.ca_cert) if self.ca_cert is not None else None,
         )
 
 

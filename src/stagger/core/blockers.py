@@ -132,6 +132,8 @@ class Blocker:
     groups: frozenset[str] | None = None
     interval: timedelta = DEFAULT_INTERVAL
     timeout: timedelta = DEFAULT_TIMEOUT
+    # A PEM CA bundle an https URL is verified with (None: the default CAs).
+    ca_cert: str | None = None
 
     def applies_to(self, group: str) -> bool:
         return self.groups is None or group in self.groups

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
@@ -32,13 +33,34 @@ from stagger.core.blockers import (
     unreachable,
 )
 from stagger.core.durations import format_duration
-from stagger.core.errors import InvalidInput
+from stagger.core.errors import ConfigError, InvalidInput, StaggerError
 from stagger.server.metrics import Metrics
 
 log = logging.getLogger("stagger.server.blockers")
 
 # The most of an answer read: an alert list far larger than this is not a filtered one.
 MAX_ANSWER = 16 * 1024 * 1024
+
+
+def tls_verify(blocker: Blocker) -> ssl.SSLContext | bool:
+    """How an https URL of `blocker` is verified: its `ca_cert`, else the default CAs. A CA
+    file that cannot be used is one sentence naming it (checked when the server starts)."""
+    if blocker.ca_cert is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=blocker.ca_cert)
+    except (OSError, ssl.SSLError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            f"[[blocker]] {blocker.name}: cannot use ca_cert {blocker.ca_cert}: {why}; give a "
+            "PEM file stagger may read"
+        ) from None
+
+
+def _client(blocker: Blocker) -> httpx.AsyncClient:
+    # Redirects are followed (a base URL without its trailing slash, say); the final answer
+    # decides.
+    return httpx.AsyncClient(follow_redirects=True, verify=tls_verify(blocker))
 
 
 def _now() -> datetime:
@@ -69,7 +91,7 @@ class BlockerWatch:
         # Counts the verdict changes: what a cached page of the verdicts is checked against.
         self.version = 0
         self._tasks: list[asyncio.Task[None]] = []
-        self._client: httpx.AsyncClient | None = None
+        self._clients: dict[str, httpx.AsyncClient] = {}
         for b in self.blockers:
             metrics.set_blocker(b.name, self.verdicts[b.name])
 
@@ -84,9 +106,6 @@ class BlockerWatch:
     async def start(self) -> None:
         if not self.blockers or self._tasks:
             return
-        # Redirects are followed (a base URL without its trailing slash, say); the final
-        # answer decides.
-        self._client = httpx.AsyncClient(follow_redirects=True)
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._watch(b), name=f"blocker {b.name}") for b in self.blockers
@@ -99,9 +118,9 @@ class BlockerWatch:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            await client.aclose()
 
     async def _watch(self, blocker: Blocker) -> None:
         """Check, keep the verdict, wait an interval; until the server stops."""
@@ -124,11 +143,11 @@ class BlockerWatch:
 
     async def check(self, blocker: Blocker) -> Verdict:
         """One check of `blocker`: its verdict, blocking on any failure."""
-        client = self._client
-        if client is None:
-            client = self._client = httpx.AsyncClient(follow_redirects=True)
         url, params = blocker.request()
         try:
+            client = self._clients.get(blocker.name)
+            if client is None:
+                client = self._clients[blocker.name] = _client(blocker)
             answer = await client.get(
                 url,
                 params=params,
@@ -137,6 +156,8 @@ class BlockerWatch:
             )
         except httpx.HTTPError as exc:
             return unreachable(blocker, _transport_why(exc, blocker), self.clock())
+        except StaggerError as exc:
+            return unreachable(blocker, exc.message, self.clock())
         except Exception as exc:  # a bug must not leave an old "go" in force
             log.error("blocker %s: the check failed", blocker.name, exc_info=exc)
             return unreachable(blocker, f"the check failed: {type(exc).__name__}", self.clock())
