@@ -3,9 +3,12 @@ which groups a verdict blocks. No I/O; time passed in."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stagger.core.blockers import (
     Alert,
@@ -90,6 +93,30 @@ def test_spaces_around_the_operator_are_allowed() -> None:
 def test_the_filter_sent_to_alertmanager_quotes_the_value() -> None:
     assert parse_matcher("team=~web|api").filter_text() == 'team=~"web|api"'
     assert parse_matcher('x="a\\"b"').filter_text() == 'x="a\\"b"'
+
+
+label_values = st.text(alphabet='abxy-_.|*"\\', max_size=6)
+
+
+def quoted(value: str) -> str:
+    """`value` as a quoted matcher value (Alertmanager's escapes)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@given(
+    value=label_values,
+    labels=st.dictionaries(st.sampled_from(["team", "severity"]), label_values, max_size=2),
+)
+def test_negated_operators_are_the_opposites_and_an_escaped_regex_is_equality(
+    value: str, labels: dict[str, str]
+) -> None:
+    eq = parse_matcher(f"team={quoted(value)}")
+    assert eq.value == value
+    assert parse_matcher(f"team!={quoted(value)}").matches(labels) is not eq.matches(labels)
+    regex = parse_matcher(f"team=~{quoted(re.escape(value))}")
+    assert regex.matches(labels) is eq.matches(labels)
+    not_regex = parse_matcher(f"team!~{quoted(re.escape(value))}")
+    assert not_regex.matches(labels) is not regex.matches(labels)
 
 
 @pytest.mark.parametrize(

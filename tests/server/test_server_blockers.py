@@ -482,3 +482,16 @@ def test_a_ca_cert_that_cannot_be_read_stops_the_server_naming_it(tmp_path: Path
     )
     r = run("server", "--config", str(config), backend=None)
     assert_one_sentence(r, 2, "blocker-1", "ca_cert", "missing.pem")
+
+
+def test_stagger_status_of_one_group_lists_the_blockers_that_hold_it_back(
+    request: pytest.FixtureRequest, tmp_path: Path, alertmanager: tuple[FakeAlertmanager, str]
+) -> None:
+    _, url = alertmanager
+    web = am_blocker(url, groups=frozenset({"web"}))
+    every = replace(am_blocker(url), name="every")
+    with serving(request, tmp_path, web, every, blocking=False) as client:
+        assert client.put("/v1/groups/db/max", json={"max": 1}).status_code == 200
+        r = run("status", "--group", "db", "--json", backend=str(client.base_url))
+        assert r.code == 0, r.err
+        assert [b["name"] for b in r.json()["blockers"]] == ["every"]

@@ -332,7 +332,10 @@ def status(
         snap = await b.status(group)
         # the holders' own reports: a halted holder says so, not `ok` (core.fleet_view)
         stored = await b.read_nodes(group)
-        return snap, {r.id: r for r in stored.reports}, await server_blockers(b)
+        blockers = await server_blockers(b)
+        if blockers is not None and group is not None:  # the ones that hold this group back
+            blockers = [x for x in blockers if x.groups is None or group in x.groups]
+        return snap, {r.id: r for r in stored.reports}, blockers
 
     snap, reports, blockers = run_async(read, backend=backend, create=False, as_json=json)
     if json:
