@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,10 @@ from server_support import PROTO, body, free_socket, running, server_process
 from stagger.api import ErrorKind
 from stagger.backends.factory import open_backend
 from stagger.backends.fleetlock import server_backend_url
-from stagger.core.blockers import Blocker, BlockerKind, parse_matcher
+from stagger.core.blockers import Alert, Blocker, BlockerKind, judge_alerts, parse_matcher
 from stagger.core.semaphore import Denied, DenyReason, Granted
+from stagger.server.blockers import BlockerWatch
+from stagger.server.metrics import Metrics
 from stagger.server.settings import ServerSettings
 
 WAIT = 15.0  # seconds: the longest a test waits for a verdict to change
@@ -495,3 +497,19 @@ def test_stagger_status_of_one_group_lists_the_blockers_that_hold_it_back(
         r = run("status", "--group", "db", "--json", backend=str(client.base_url))
         assert r.code == 0, r.err
         assert [b["name"] for b in r.json()["blockers"]] == ["every"]
+
+
+def test_the_watch_counts_verdict_changes_only() -> None:
+    """What a cached page of the verdicts (the dashboard's) is checked against."""
+    blocker = am_blocker("http://127.0.0.1:9")
+    watch = BlockerWatch([blocker], Metrics())
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    assert watch.blocked("web") is not None  # not checked yet: fail closed
+    watch.record(blocker, judge_alerts(blocker, [], now))
+    assert watch.version == 1
+    assert watch.blocked("web") is None
+    watch.record(blocker, judge_alerts(blocker, [], now + SECOND))  # same verdict, later
+    assert watch.version == 1
+    watch.record(blocker, judge_alerts(blocker, [Alert({"alertname": "A"}, "active")], now))
+    assert watch.version == 2
+    assert watch.blocked("web") is not None

@@ -251,7 +251,7 @@ class FleetLockEndpoint:
         self.operation = operation
         self.metrics = state.metrics
         self.admissions = Admissions()  # pre-reboot's; steady-state needs no decision
-        self._blocked_refusal: tuple[Blocked, Refusal] | None = None
+        self._blocked_refusals: dict[Blocked, Refusal] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -273,10 +273,12 @@ class FleetLockEndpoint:
 
     def _blocked(self, blocked: Blocked) -> Refusal:
         """The denial of `blocked`, encoded once per verdict."""
-        cached = self._blocked_refusal
-        if cached is None or cached[0] is not blocked:
-            cached = self._blocked_refusal = (blocked, blocked_refusal(blocked))
-        return cached[1]
+        refusal = self._blocked_refusals.get(blocked)
+        if refusal is None:
+            if len(self._blocked_refusals) >= _ADMISSIONS_KEPT:
+                self._blocked_refusals.clear()
+            refusal = self._blocked_refusals[blocked] = blocked_refusal(blocked)
+        return refusal
 
     def _denial(self, group: str, node_id: str, refusal: Refusal, now: datetime) -> Answer:
         denied = refusal.denied
