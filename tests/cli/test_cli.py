@@ -215,7 +215,14 @@ def test_status_json_lists_groups_with_holders(url: str) -> None:
     run("set-max", "3", "--group", "web", backend=url)
     run("lock", "--group", "web", "--id", "node-a", "--note", "n", backend=url)
     doc = run("status", "--json", backend=url).json()
-    assert set(doc) == {"now", "fleet_pause", "node_pauses", "urgent_reboots", "groups"}
+    assert set(doc) == {
+        "now",
+        "fleet_pause",
+        "node_pauses",
+        "urgent_reboots",
+        "groups",
+        "blockers",
+    }
     (web,) = [g for g in doc["groups"] if g["group"] == "web"]
     assert (web["max"], web["held"], web["free"], web["pause"]) == (3, 1, 2, None)
     assert web["paused"] is False

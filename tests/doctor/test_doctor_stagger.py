@@ -180,9 +180,17 @@ def test_strategy_and_windows_fit_one_line(tmp_path: Path) -> None:
     )
     assert n.reboots == (
         "strategy lock: takes a slot of group 'web' at etcd://10.0.0.1:2379 before each "
-        "reboot; windows weekends 03:00 for 1h30m (Asia/Tokyo)"
+        "reboot (from the store itself: a stagger server's [[blocker]] entries do not apply); "
+        "windows weekends 03:00 for 1h30m (Asia/Tokyo)"
     )
     assert "\n" not in n.reboots
+
+
+def test_a_node_that_asks_a_server_for_its_slot_is_not_told_blockers_pass_it_by() -> None:
+    line = reboots_line(Strategy.LOCK, "web", "fleetlock+https://lock.example/", (), 0)
+    assert "[[blocker]]" not in line
+    direct = reboots_line(Strategy.BEST_EFFORT, "web", "sqlite:///x.db", (), 0)
+    assert "[[blocker]] entries do not apply" in direct
 
 
 def test_no_windows_means_any_time() -> None:

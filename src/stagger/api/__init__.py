@@ -9,6 +9,7 @@ versioned: a change here never changes what is stored.
 """
 
 from stagger.api.base import By, Instant, MaybeInstant
+from stagger.api.blockers import BlockerModel, BlockersModel, blocker_models
 from stagger.api.errors import DENIAL_KINDS, ErrorKind, ErrorModel
 from stagger.api.groups import (
     MAX_GROUP_SECONDS,
@@ -55,6 +56,8 @@ __all__ = [
     "ActorRequest",
     "AskRebootRequest",
     "AskRebootResponse",
+    "BlockerModel",
+    "BlockersModel",
     "By",
     "ClearRebootResponse",
     "ConfigureRequest",
@@ -87,5 +90,6 @@ __all__ = [
     "UnlockResponse",
     "UnreadableModel",
     "UrgentModel",
+    "blocker_models",
     "urgent_models",
 ]

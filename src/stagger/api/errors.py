@@ -12,7 +12,7 @@ from pydantic import Field
 
 from stagger.api.base import Model
 from stagger.api.groups import PauseModel
-from stagger.core.semaphore import Denied, DenyReason
+from stagger.core.semaphore import BLOCKED_PREFIX, Denied, DenyReason
 
 
 class ErrorKind(StrEnum):
@@ -28,6 +28,7 @@ class ErrorKind(StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"  # 413: body over 64 KiB
     FAILED_LOCK_SEMAPHORE_FULL = "failed_lock_semaphore_full"  # 423: every slot is held
     FAILED_LOCK_PAUSED = "failed_lock_paused"  # 423: reboots in the group are paused
+    BLOCKED = "blocked"  # 423: a fleet-wide blocker (firing alerts, a failing check) says no
     NODE_HOLDS_SLOT = "node_holds_slot"  # 409: a node to forget holds a slot; release it first
     BACKEND_UNAVAILABLE = "backend_unavailable"  # 503: the store did not answer; retry later
     INTERNAL_ERROR = "internal_error"  # 500: a bug in stagger; please report it
@@ -48,6 +49,7 @@ _STATUS = {
     ErrorKind.PAYLOAD_TOO_LARGE: 413,
     ErrorKind.FAILED_LOCK_SEMAPHORE_FULL: 423,
     ErrorKind.FAILED_LOCK_PAUSED: 423,
+    ErrorKind.BLOCKED: 423,
     ErrorKind.NODE_HOLDS_SLOT: 409,
     ErrorKind.BACKEND_UNAVAILABLE: 503,
     ErrorKind.INTERNAL_ERROR: 500,
@@ -56,13 +58,15 @@ _STATUS = {
 DENIAL_KINDS = {
     DenyReason.FULL: ErrorKind.FAILED_LOCK_SEMAPHORE_FULL,
     DenyReason.PAUSED: ErrorKind.FAILED_LOCK_PAUSED,
+    DenyReason.BLOCKED: ErrorKind.BLOCKED,
 }
 
 
 class ErrorModel(Model):
     """A FleetLock error body. `max` and `holders` come with a full-semaphore denial,
-    `pause` with a paused one (and `node` when it is that node's own pause), and `group` with
-    node_holds_slot (extra fields FleetLock clients ignore)."""
+    `pause` with a paused one (and `node` when it is that node's own pause), `blockers` (their
+    names) with a blocked one, and `group` with node_holds_slot (extra fields FleetLock clients
+    ignore)."""
 
     kind: ErrorKind
     value: str = Field(min_length=1)
@@ -71,10 +75,14 @@ class ErrorModel(Model):
     pause: PauseModel | None = None
     group: str | None = None
     node: str | None = None
+    blockers: list[str] | None = None
 
     def denial(self) -> Denied | None:
         for reason, kind in DENIAL_KINDS.items():
             if kind is self.kind:
                 p = self.pause.value() if self.pause is not None else None
-                return Denied(reason, self.max or 0, tuple(self.holders or ()), p, self.node or "")
+                blocked = reason is DenyReason.BLOCKED
+                detail = self.value.removeprefix(BLOCKED_PREFIX) if blocked else ""
+                holders = tuple(self.holders or ())
+                return Denied(reason, self.max or 0, holders, p, self.node or "", detail)
         return None

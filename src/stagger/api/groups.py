@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field
 
 from stagger.api.base import By, Instant, MaybeInstant, Model, Request
+from stagger.api.blockers import BlockerModel
 from stagger.backends.protocol import GroupStatus, Snapshot
 from stagger.core.fleet_view import HoldCondition, hold_conditions
 from stagger.core.node_report import NodeReport
@@ -181,15 +182,26 @@ class StatusModel(Model):
         description="the emergency reboots asked for nodes (need-reboot --now --node), by id",
     )
     groups: list[GroupModel]
+    blockers: list[BlockerModel] = Field(
+        default_factory=list,
+        description="the server's [[blocker]] entries and their last verdicts (empty when "
+        "read from a store directly: only a server checks blockers)",
+    )
 
     @classmethod
-    def of(cls, snap: Snapshot, reports: Reports | None = None) -> StatusModel:
+    def of(
+        cls,
+        snap: Snapshot,
+        reports: Reports | None = None,
+        blockers: list[BlockerModel] | None = None,
+    ) -> StatusModel:
         return cls(
             now=snap.now,
             fleet_pause=PauseModel.of(snap.fleet_pause),
             node_pauses={k: PauseModel.from_pause(p) for k, p in snap.node_pauses.items()},
             urgent_reboots=urgent_models(snap.urgent_reboots),
             groups=[GroupModel.of(g, reports) for g in snap.groups],
+            blockers=blockers or [],
         )
 
     def value(self) -> Snapshot:

@@ -23,6 +23,8 @@ from pydantic import ValidationError
 
 from stagger.api import (
     AskRebootResponse,
+    BlockerModel,
+    BlockersModel,
     ClearRebootResponse,
     ErrorKind,
     ErrorModel,
@@ -316,6 +318,16 @@ class FleetLockBackend:
             fleet = full.fleet_pause.value() if full.fleet_pause is not None else None
         status = g.value(now, fleet)
         return Snapshot(now, (status,), fleet, status.node_pauses, status.urgent_reboots)
+
+    async def blockers(self) -> list[BlockerModel] | None:
+        """A stagger server's blockers and their last verdicts (GET /v1/blockers); None from
+        a server that has none to tell (not stagger, or older than blockers)."""
+        r = await self.http.request("GET", "v1/blockers")
+        if r.status_code in (404, 405):
+            return None
+        if not r.is_success:
+            raise self.http.admin_missing(r, "show blockers")
+        return self.http.parse(BlockersModel, r, "show blockers").blockers
 
     async def history(self, group: str | None = None, limit: int = 100) -> list[Event]:
         validate_limit(limit)

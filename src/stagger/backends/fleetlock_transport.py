@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from stagger.api import ErrorKind, PauseModel
 from stagger.core.errors import BackendUnavailable, ConfigError, InvalidInput, StaggerError
-from stagger.core.semaphore import Denied, DenyReason
+from stagger.core.semaphore import BLOCKED_PREFIX, Denied, DenyReason
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -291,6 +291,8 @@ def read_denial(r: httpx.Response) -> Denied | None:
             p = None
         node = doc.get("node")
         return Denied(DenyReason.PAUSED, max_, holders, p, node if isinstance(node, str) else "")
+    if kind == ErrorKind.BLOCKED:
+        return Denied(DenyReason.BLOCKED, max_, holders, detail=value.removeprefix(BLOCKED_PREFIX))
     m = _AIRLOCK_FULL.search(value) if kind == "failed_lock" else None
     if m is not None:
         return Denied(DenyReason.FULL, int(m.group(1)), holders)

@@ -55,6 +55,8 @@ from stagger.core.times import check_instant, format_utc
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from stagger.api import BlockerModel
+
 GroupOption = typer.Option(DEFAULT_GROUP, "--group", "-g", metavar="G", help="The group.")
 AnyGroupOption = typer.Option(
     None, "--group", "-g", metavar="G", help="Only this group (default: every group)."
@@ -216,9 +218,33 @@ def condition_text(conditions: tuple[HoldCondition, ...]) -> str:
     return ", ".join(marks) or HoldCondition.OK.value
 
 
-def render_status(snap: Snapshot, reports: Reports | None = None) -> None:
+async def server_blockers(b: Backend) -> list[BlockerModel] | None:
+    """The blockers of the server `b` talks to; None for a store read directly (only a server
+    checks blockers, docs/rollout.md). The client module is loaded when `b` is one."""
+    if "stagger.backends.fleetlock" not in sys.modules:
+        return None
+    from stagger.backends.fleetlock import FleetLockBackend
+
+    return await b.blockers() if isinstance(b, FleetLockBackend) else None
+
+
+def render_blockers(blockers: list[BlockerModel], now: datetime) -> None:
+    out = console()
+    for b in blockers:
+        scope = "every group" if b.groups is None else "groups " + ", ".join(b.groups)
+        checked = f"checked {ago(now, b.checked_at)} ago" if b.checked_at else "not checked yet"
+        if b.blocking:
+            out.print(f"BLOCKER {b.name} ({b.kind.value}, {scope}) BLOCKS: {b.reason}")
+        else:
+            out.print(f"blocker {b.name} ({b.kind.value}, {scope}): lets reboots go ({checked})")
+
+
+def render_status(
+    snap: Snapshot, reports: Reports | None = None, blockers: list[BlockerModel] | None = None
+) -> None:
     reports = reports or {}
     out = console()
+    render_blockers(blockers or [], snap.now)
     fleet = active(snap.fleet_pause, snap.now)
     if fleet is not None:
         out.print(f"FLEET-WIDE PAUSE: every group is {describe_pause(fleet, snap.now)}")
@@ -302,19 +328,22 @@ def status(
         if group is not None:
             validate_group(group)
 
-    async def read(b: Backend) -> tuple[Snapshot, Reports]:
+    async def read(b: Backend) -> tuple[Snapshot, Reports, list[BlockerModel] | None]:
         snap = await b.status(group)
         # the holders' own reports: a halted holder says so, not `ok` (core.fleet_view)
         stored = await b.read_nodes(group)
-        return snap, {r.id: r for r in stored.reports}
+        blockers = await server_blockers(b)
+        if blockers is not None and group is not None:  # the ones that hold this group back
+            blockers = [x for x in blockers if x.groups is None or group in x.groups]
+        return snap, {r.id: r for r in stored.reports}, blockers
 
-    snap, reports = run_async(read, backend=backend, create=False, as_json=json)
+    snap, reports, blockers = run_async(read, backend=backend, create=False, as_json=json)
     if json:
         from stagger.api import StatusModel
 
-        print_json(document(StatusModel.of(snap, reports)))
+        print_json(document(StatusModel.of(snap, reports, blockers)))
     else:
-        render_status(snap, reports)
+        render_status(snap, reports, blockers)
 
 
 def lock(
@@ -325,7 +354,7 @@ def lock(
     backend: str | None = BackendOption,
     json: bool = JsonOption,
 ) -> None:
-    """Take a slot in a group (exit 1 when denied: full or paused)."""
+    """Take a slot in a group (exit 1 when denied: full, paused or blocked)."""
     with reported_errors(json):
         validate_group(group)
         actor = resolve_actor(node, root)

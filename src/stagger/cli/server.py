@@ -36,6 +36,7 @@ from stagger.server.settings import (
 )
 
 if TYPE_CHECKING:  # the configuration's model (pydantic) loads when a server starts
+    from stagger.config.blocker_section import BlockerConfig
     from stagger.config.notify_section import NotifyConfig
     from stagger.config.server_section import ServerConfig
 
@@ -146,8 +147,12 @@ def build_settings(
     read_timeout: str | None = None,
     max_connections: int | None = None,
     notify: Sequence[NotifyConfig] = (),
+    blockers: Sequence[BlockerConfig] = (),
 ) -> ServerSettings:
-    """Flags over the [server] table over defaults; `notify` is the [[notify]] array."""
+    """Flags over the [server] table over defaults; `notify` is the [[notify]] array and
+    `blockers` the [[blocker]] one."""
+    from stagger.config.blocker_section import blockers_of
+    from stagger.server.blockers import tls_verify
     from stagger.server.notify import targets_of
 
     host, port = parse_listen(listen or config.listen)
@@ -169,6 +174,9 @@ def build_settings(
     for what, pem in (("--tls-cert", cert), ("--tls-key", key), ("--tls-client-ca", client_ca)):
         if pem is not None and not pem.is_file():
             raise ConfigError(f"{what} {pem} is not a readable file: check the path")
+    checked_blockers = blockers_of(list(blockers))
+    for b in checked_blockers:
+        tls_verify(b)  # a CA file that cannot be used stops the start, naming it
     return ServerSettings(
         backend_url=backend_url,
         host=host,
@@ -189,6 +197,7 @@ def build_settings(
         ).total_seconds(),
         max_connections=max_connections if max_connections is not None else config.max_connections,
         notify=targets_of(notify),
+        blockers=checked_blockers,
     )
 
 
@@ -277,6 +286,7 @@ def server(
             read_timeout=read_timeout,
             max_connections=max_connections,
             notify=full.notify,
+            blockers=full.blocker,
         )
         check_tls_files(settings)
         options = dict(settings.backend_options)

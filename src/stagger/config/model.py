@@ -33,6 +33,7 @@ from stagger.config.agent_sections import (
     check_path,
     check_rebooter,
 )
+from stagger.config.blocker_section import BlockerConfig, check_names
 from stagger.config.cycle_section import CycleConfig
 from stagger.config.notify_section import NotifyConfig
 from stagger.config.section import Section, need_str
@@ -171,11 +172,20 @@ class StaggerConfig(Section):
         default_factory=list,
         description="an array of tables: [[notify]] with url, events, format, headers",
     )
+    blocker: list[BlockerConfig] = Field(
+        default_factory=list,
+        description="an array of tables: [[blocker]] with kind, url, matchers, groups, interval",
+    )
     updates: UpdatesConfig = Field(
         default_factory=lambda: UpdatesConfig.model_validate({}),
         description="a table: [updates] with updater, enabled, interval, jitter, timeout, "
         "command and [[updates.window]]",
     )
+
+    @field_validator("blocker")
+    @classmethod
+    def _blocker_names(cls, value: list[BlockerConfig]) -> list[BlockerConfig]:
+        return check_names(value)
 
     def schedule(self, default_zone: str) -> Schedule:
         """The schedule, with windows that name no zone placed in `default_zone` (the host's)."""

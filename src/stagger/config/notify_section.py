@@ -30,7 +30,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from stagger.config.agent_sections import Duration
-from stagger.config.section import Section
+from stagger.config.section import Section, check_http_url
 from stagger.core.durations import parse_duration
 
 NOTIFY_EVENTS = (
@@ -68,9 +68,7 @@ class NotifyConfig(Section):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("url must start with http:// or https://")
-        return value
+        return check_http_url(value)
 
     @field_validator("events", mode="before")
     @classmethod

@@ -38,3 +38,10 @@ def need_str(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise InvalidInput(f"{what} must be a string, not {type(value).__name__} {value!r}")
     return value
+
+
+def check_http_url(value: str) -> str:
+    """A URL stagger sends requests to (a webhook, a blocker): http:// or https:// only."""
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("url must start with http:// or https://")
+    return value

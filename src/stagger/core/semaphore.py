@@ -199,9 +199,15 @@ class Semaphore:
 # --- outcomes ---------------------------------------------------------------------------
 
 
+# How a `blocked` denial's sentence begins; what follows is its detail (read back by clients).
+BLOCKED_PREFIX = "reboots are blocked: "
+
+
 class DenyReason(StrEnum):
     FULL = "full"
     PAUSED = "paused"
+    # A fleet-wide blocker (core/blockers.py) says no: decided by the server, never stored.
+    BLOCKED = "blocked"
 
 
 @dataclass(frozen=True)
@@ -218,8 +224,12 @@ class Denied:
     pause: Pause | None = None
     # Set when the pause in force is this node's own (stagger pause --node), not a group's.
     node: str = ""
+    # BLOCKED: which blockers block, and why (core.blockers.Blocked.reason).
+    detail: str = ""
 
     def sentence(self) -> str:
+        if self.reason is DenyReason.BLOCKED:
+            return BLOCKED_PREFIX + (self.detail or "a blocker says no")
         if self.reason is DenyReason.PAUSED and self.pause is not None:
             until = f" until {self.pause.until.isoformat()}" if self.pause.until else ""
             what = f"node {self.node} is paused" if self.node else "reboots are paused"

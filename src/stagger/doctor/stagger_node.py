@@ -214,17 +214,26 @@ def reboots_line(
     strategy: Strategy, group: str, backend: str, windows: Sequence[str], blackouts: int
 ) -> str:
     """The strategy and windows in one line."""
+    # Fleet-wide blockers are checked by a stagger server only (docs/rollout.md, "Blockers").
+    direct = (
+        " (from the store itself: a stagger server's [[blocker]] entries do not apply)"
+        if backend.startswith(("sqlite:", "etcd:"))
+        else ""
+    )
     match strategy:
         case Strategy.OFF:
             how = "strategy off: stagger never reboots this host; a needed reboot waits"
         case Strategy.IMMEDIATE:
             how = "strategy immediate: reboots when a reboot is needed, without a slot"
         case Strategy.LOCK:
-            how = f"strategy lock: takes a slot of group {group!r} at {backend} before each reboot"
+            how = (
+                f"strategy lock: takes a slot of group {group!r} at {backend} before each "
+                f"reboot{direct}"
+            )
         case _:
             how = (
                 f"strategy best-effort: takes a slot of group {group!r} at {backend} when it "
-                "answered at start, else reboots without one"
+                f"answered at start, else reboots without one{direct}"
             )
     when = f"windows {'; '.join(windows)}" if windows else "any time (no windows)"
     if blackouts:

@@ -22,6 +22,7 @@ from stagger.api import (
     ActorRequest,
     AskRebootRequest,
     AskRebootResponse,
+    BlockersModel,
     ClearRebootResponse,
     ConfigureRequest,
     ErrorKind,
@@ -287,7 +288,13 @@ class Api:
     async def status(self, request: Request) -> Response:
         self._admin(request)
         snap = await self.state.backend.status()
-        return json_response(StatusModel.of(snap, await self._reports(snap)))
+        blockers = self.state.blockers.models()
+        return json_response(StatusModel.of(snap, await self._reports(snap), blockers))
+
+    async def blockers(self, request: Request) -> Response:
+        """The blockers and their last verdicts: from memory, the store is not read."""
+        self._admin(request)
+        return json_response(BlockersModel(blockers=self.state.blockers.models()))
 
     async def group(self, request: Request) -> Response:
         self._admin(request)
@@ -557,6 +564,7 @@ class Api:
         return [
             Route("/v1/status", e("status", self.status), methods=["GET"]),
             Route("/v1/history", e("history", self.history), methods=["GET"]),
+            Route("/v1/blockers", e("blockers", self.blockers), methods=["GET"]),
             Route("/v1/pause", e("pause", self.pause_fleet), methods=["POST"]),
             Route("/v1/resume", e("resume", self.resume_fleet), methods=["POST"]),
             Route("/v1/groups/{group}", e("group", self.group), methods=["GET"]),

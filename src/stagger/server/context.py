@@ -20,6 +20,7 @@ from stagger.core.errors import (
 )
 from stagger.server.auth import Authenticator
 from stagger.server.batched_reads import GroupReads
+from stagger.server.blockers import BlockerWatch
 from stagger.server.metrics import Metrics
 from stagger.server.notify import Notifier
 from stagger.server.settings import ServerSettings, UnknownGroups
@@ -59,6 +60,7 @@ class ServerState:
         self._known: set[str] = set(settings.groups)
         self._refreshed_at = -KNOWN_REFRESH_SECONDS
         self.notifier = Notifier(settings.notify, self.metrics, interval=settings.notify_interval)
+        self.blockers = BlockerWatch(settings.blockers, self.metrics)
 
     @property
     def reads(self) -> GroupReads:
@@ -73,6 +75,8 @@ class ServerState:
         return self._backend
 
     async def start(self) -> None:
+        # First, so that the first checks are under way while the store is opened.
+        await self.blockers.start()
         if self._backend is None:
             options: dict[str, Any] = dict(self.settings.backend_options)
             if self.settings.default_max != 1:
@@ -98,6 +102,7 @@ class ServerState:
                 log.info("created group %s with max %d", name, value)
 
     async def stop(self) -> None:
+        await self.blockers.stop()
         await self.notifier.stop()
         if self._backend is not None:
             await self._backend.close()

@@ -137,7 +137,14 @@ class Block:
 
 
 # The blocks, in the order shown. To add one: write templates/blocks/NAME.html and list it here.
-BLOCKS: tuple[Block, ...] = ()
+async def _blockers(state: ServerState) -> tuple[Any, ...]:
+    """The server's blockers and their last verdicts, from memory (docs/rollout.md)."""
+    return tuple(state.blockers.models())
+
+
+BLOCKS: tuple[Block, ...] = (
+    Block("blockers.html", read=_blockers, mark=lambda s: str(s.blockers.version)),
+)
 
 
 # --- what one rendering shows ------------------------------------------------------------------

@@ -21,6 +21,7 @@ from typing import Any
 from stagger.api import DENIAL_KINDS, ErrorKind, PauseModel
 from stagger.backends.protocol import GroupStatus
 from stagger.core import semaphore as core
+from stagger.core.blockers import Blocked
 from stagger.core.errors import InvalidInput
 from stagger.core.semaphore import (
     Denied,
@@ -169,6 +170,14 @@ class Refusal:
         return cls(denied, Answer.of(r.kind, r.value, **r.extra))
 
 
+def blocked_refusal(blocked: Blocked) -> Refusal:
+    """A grant refused by blockers: kind `blocked`, their reasons, and their names."""
+    denied = Denied(DenyReason.BLOCKED, 0, detail=blocked.reason)
+    return Refusal(
+        denied, Answer.of(ErrorKind.BLOCKED, denied.sentence(), blockers=list(blocked.names))
+    )
+
+
 @dataclass(frozen=True)
 class Admission:
     """What a lock asked on one group value answers (core.admission): an id in `holders`
@@ -242,6 +251,7 @@ class FleetLockEndpoint:
         self.operation = operation
         self.metrics = state.metrics
         self.admissions = Admissions()  # pre-reboot's; steady-state needs no decision
+        self._blocked_refusals: dict[Blocked, Refusal] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -260,6 +270,15 @@ class FleetLockEndpoint:
             await answer.send(send)
             kind = answer.kind.value
         self.metrics.observe(self.operation, kind, time.perf_counter() - started)
+
+    def _blocked(self, blocked: Blocked) -> Refusal:
+        """The denial of `blocked`, encoded once per verdict."""
+        refusal = self._blocked_refusals.get(blocked)
+        if refusal is None:
+            if len(self._blocked_refusals) >= _ADMISSIONS_KEPT:
+                self._blocked_refusals.clear()
+            refusal = self._blocked_refusals[blocked] = blocked_refusal(blocked)
+        return refusal
 
     def _denial(self, group: str, node_id: str, refusal: Refusal, now: datetime) -> Answer:
         denied = refusal.denied
@@ -324,18 +343,31 @@ class FleetLockEndpoint:
             hint = reads.remembered(group)
             if self.operation == PRE_REBOOT:
                 admissions = self.admissions
-                if hint is None or not (
-                    admissions.of(hint, exact=False).grants(node_id) or reads.changing(group)
+                # A blocker's verdict is in memory (server/blockers.py): no request here.
+                blocked = state.blockers.blocked(group)
+                if (
+                    blocked is not None
+                    or hint is None
+                    or not (
+                        admissions.of(hint, exact=False).grants(node_id) or reads.changing(group)
+                    )
                 ):
                     hint = (await reads.read(group)).groups[0]
                     admission = admissions.of(hint)
+                    # A holder asking again keeps its slot, blocked or not (as under a pause).
                     if node_id in admission.holders:
                         return None
                     paused = _own_pause(hint, node_id)
                     if paused is not None:
                         return self._denial(group, node_id, Refusal.of(paused), hint.now)
-                    if admission.refusal is not None:
-                        return self._denial(group, node_id, admission.refusal, hint.now)
+                    refusal = admission.refusal
+                    # An operator's pause is named first; a blocker before a full semaphore.
+                    if blocked is not None and (
+                        refusal is None or refusal.denied.reason is not DenyReason.PAUSED
+                    ):
+                        refusal = self._blocked(blocked)
+                    if refusal is not None:
+                        return self._denial(group, node_id, refusal, hint.now)
                 outcome = await backend.acquire(group, node_id, by=by)
                 if isinstance(outcome, Denied):
                     return self._denial(group, node_id, Refusal.of(outcome), hint.now)

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from stagger.backends.protocol import Snapshot
+from stagger.core.blockers import Verdict
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 OK = "ok"
@@ -85,6 +86,25 @@ class Metrics:
             ["group", "state"],
             registry=r,
         )
+        # Blockers, by [[blocker]] name (from the config: bounded).
+        self.blocker_blocking = Gauge(
+            "stagger_blocker_blocking",
+            "1 while the blocker holds reboots back (firing alerts, a failing URL, or no answer).",
+            ["blocker"],
+            registry=r,
+        )
+        self.blocker_up = Gauge(
+            "stagger_blocker_up",
+            "1 when the blocker's last check got an answer (0: unreachable, or not checked yet).",
+            ["blocker"],
+            registry=r,
+        )
+        self.blocker_checked = Gauge(
+            "stagger_blocker_last_check_timestamp_seconds",
+            "When the blocker was last checked (Unix time; 0: not yet).",
+            ["blocker"],
+            registry=r,
+        )
         # Label children are looked up once, not on every request.
         self._req: dict[tuple[str, str], Counter] = {}
         self._lat: dict[str, Histogram] = {}
@@ -130,6 +150,12 @@ class Metrics:
         self.nodes.clear()
         for (group, state), n in counts.items():
             self.nodes.labels(group, state).set(n)
+
+    def set_blocker(self, name: str, verdict: Verdict) -> None:
+        self.blocker_blocking.labels(name).set(1 if verdict.blocking else 0)
+        self.blocker_up.labels(name).set(1 if verdict.reachable else 0)
+        checked = verdict.checked_at.timestamp() if verdict.checked_at is not None else 0
+        self.blocker_checked.labels(name).set(checked)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -44,6 +44,7 @@ _MODELS: list[type[BaseModel]] = [
     api.AskRebootResponse,
     api.ClearRebootResponse,
     api.HealthModel,
+    api.BlockersModel,
 ]
 
 _REASONS = {
@@ -53,7 +54,7 @@ _REASONS = {
     404: "unknown_group (policy refuse) or not_found",
     409: "node_holds_slot: the node holds a slot; release it first (the body names the group)",
     413: "payload_too_large: the body is over 64 KiB",
-    423: "failed_lock_semaphore_full or failed_lock_paused",
+    423: "failed_lock_semaphore_full, failed_lock_paused or blocked (a blocker says no)",
     503: "backend_unavailable: the store did not answer; retry later",
 }
 
@@ -201,6 +202,13 @@ def _paths() -> dict[str, Any]:
                 "summary": "every group, its holds and pauses",
                 "tags": ["status"],
                 "responses": _responses(_ref("StatusModel")),
+            }
+        },
+        "/v1/blockers": {
+            "get": {
+                "summary": "the server's blockers and their last verdicts",
+                "tags": ["status"],
+                "responses": _responses(_ref("BlockersModel")),
             }
         },
         "/v1/history": {

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stagger.backends.factory import DEFAULT_BACKEND_URL
+from stagger.core.blockers import Blocker
 from stagger.core.errors import ConfigError, InvalidInput
 from stagger.core.node_report import DEFAULT_SILENT_AFTER
 from stagger.core.semaphore import DEFAULT_MAX, validate_group, validate_max, validate_node_id
@@ -112,6 +113,8 @@ class ServerSettings:
     # [[notify]] targets (server.notify.NotifyTarget) and how often the store is watched.
     notify: tuple[NotifyTarget, ...] = ()
     notify_interval: float = 2.0
+    # [[blocker]] entries: checked in the background; while one blocks, its groups get no grant.
+    blockers: tuple[Blocker, ...] = ()
 
     def __post_init__(self) -> None:
         try:
