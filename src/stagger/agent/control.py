@@ -34,6 +34,7 @@ import logging
 import os
 import stat
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,24 @@ def _check_path(path: Path) -> None:
             f"the control socket path {path} is longer than {MAX_PATH} bytes, which a unix "
             "socket cannot use: set a shorter [agent] control_socket"
         )
+
+
+@dataclass(frozen=True)
+class Ops:
+    """What the running agent answers with: `update_now(wait)` and `status()` (node, group,
+    cycle, updates)."""
+
+    update_now: Callable[[bool], Awaitable[dict[str, Any]]]
+    status: Callable[[], dict[str, Any]]
+
+    async def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One request of the protocol above."""
+        op = request.get("op")
+        if op == "update-now":
+            return await self.update_now(bool(request.get("wait", False)))
+        if op == "status":
+            return {"ok": True, "protocol": PROTOCOL, **self.status()}
+        return {"ok": False, "error": f"op {op!r} is not known: use 'status' or 'update-now'"}
 
 
 class ControlServer:

@@ -411,26 +411,19 @@ class Agent:
         """The local control socket (`stagger update-now`); None when there is none."""
         if self.rt.control_socket is None:
             return None
-        from stagger.agent.control import ControlServer
+        from stagger.agent.control import ControlServer, Ops
 
-        server = ControlServer(self.rt.control_socket, self._control, self.log)
+        ops = Ops(self.updates.update_now, self._control_status)
+        server = ControlServer(self.rt.control_socket, ops.answer, self.log)
         return server if await server.start() else None
 
-    async def _control(self, request: dict[str, Any]) -> dict[str, Any]:
-        """One control request (protocol in agent/control.py)."""
-        op = request.get("op")
-        if op == "update-now":
-            return await self.updates.update_now(bool(request.get("wait", False)))
-        if op == "status":
-            return {
-                "ok": True,
-                "protocol": 1,
-                "node": self.rt.node_id,
-                "group": self.rt.group,
-                "cycle": self.state.cycle.value,
-                "updates": self.updates.status(utcnow()),
-            }
-        return {"ok": False, "error": f"op {op!r} is not known: use 'status' or 'update-now'"}
+    def _control_status(self) -> dict[str, Any]:
+        return {
+            "node": self.rt.node_id,
+            "group": self.rt.group,
+            "cycle": self.state.cycle.value,
+            "updates": self.updates.status(utcnow()),
+        }
 
     async def _poll(self) -> None:
         """The slow look: a changed pause or disabled flag is an event; nothing else is read
