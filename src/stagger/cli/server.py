@@ -37,6 +37,7 @@ from stagger.server.settings import (
 
 if TYPE_CHECKING:  # the configuration's model (pydantic) loads when a server starts
     from stagger.config.notify_section import NotifyConfig
+    from stagger.config.rollout_section import RolloutConfig
     from stagger.config.server_section import ServerConfig
 
 EXPOSED_WARNING = (
@@ -146,6 +147,7 @@ def build_settings(
     read_timeout: str | None = None,
     max_connections: int | None = None,
     notify: Sequence[NotifyConfig] = (),
+    rollout: RolloutConfig | None = None,
 ) -> ServerSettings:
     """Flags over the [server] table over defaults; `notify` is the [[notify]] array."""
     from stagger.server.notify import targets_of
@@ -189,6 +191,7 @@ def build_settings(
         ).total_seconds(),
         max_connections=max_connections if max_connections is not None else config.max_connections,
         notify=targets_of(notify),
+        rollout=rollout.plan() if rollout is not None else None,
     )
 
 
@@ -277,6 +280,7 @@ def server(
             read_timeout=read_timeout,
             max_connections=max_connections,
             notify=full.notify,
+            rollout=full.rollout,
         )
         check_tls_files(settings)
         options = dict(settings.backend_options)

@@ -22,6 +22,7 @@ from stagger.api import DENIAL_KINDS, ErrorKind, PauseModel
 from stagger.backends.protocol import GroupStatus
 from stagger.core import semaphore as core
 from stagger.core.errors import InvalidInput
+from stagger.core.rollout_gate import Rollout
 from stagger.core.semaphore import (
     Denied,
     DenyReason,
@@ -30,6 +31,7 @@ from stagger.core.semaphore import (
     validate_group,
     validate_node_id,
 )
+from stagger.core.times import rfc3339
 from stagger.server.auth import CHALLENGE, CLIENT_CERT_NAMES, NO_NAMES, Denial, node_denial
 from stagger.server.context import ServerState, error_body
 from stagger.server.settings import MAX_BODY, Token
@@ -153,6 +155,8 @@ def denial_reject(outcome: Denied) -> Reject:
         holders=list(outcome.holders),
         pause=_pause_doc(outcome.pause),
         node=outcome.node or None,
+        stage=outcome.stage or None,
+        bake_ends=rfc3339(outcome.bake_ends) if outcome.bake_ends is not None else None,
     )
 
 
@@ -180,14 +184,19 @@ class Admission:
 
     @classmethod
     def of(cls, current: GroupStatus) -> Admission:
-        decided = core.admission(current.semaphore, current.now, fleet_pause=current.fleet_pause)
+        decided = core.admission(
+            current.semaphore, current.now, fleet_pause=current.fleet_pause, rollout=current.rollout
+        )
         denied = decided.outcome
         refusal = Refusal.of(denied) if denied is not None else None
         return cls(frozenset(decided.semaphore.holds), refusal)
 
     def grants(self, node_id: str) -> bool:
-        """Whether a lock by `node_id` takes a new slot (a write)."""
-        return self.refusal is None and node_id not in self.holders
+        """Whether a lock by `node_id` takes a new slot (a write). A lock after a complete
+        rollout begins the next one (a write too), so it goes to the backend as well."""
+        if node_id in self.holders:
+            return False
+        return self.refusal is None or self.refusal.denied.restart
 
 
 def _own_pause(current: GroupStatus, node_id: str) -> Denied | None:
@@ -211,7 +220,9 @@ class Admissions:
     read answers (server/batched_reads.py) share one decision and one encoded denial."""
 
     def __init__(self) -> None:
-        self._last: dict[str, tuple[Semaphore, Pause | None, datetime, Admission]] = {}
+        self._last: dict[
+            str, tuple[Semaphore, Pause | None, datetime, Admission, Rollout | None]
+        ] = {}
 
     def of(self, current: GroupStatus, *, exact: bool = True) -> Admission:
         """The Admission of `current`. With exact=False, that of the same stored value
@@ -224,13 +235,14 @@ class Admissions:
             last is not None
             and last[0] is sem
             and last[1] is current.fleet_pause
+            and last[4] is current.rollout
             and (not exact or last[2] == current.now)
         ):
             return last[3]
         admission = Admission.of(current)
         if len(self._last) >= _ADMISSIONS_KEPT:
             self._last.clear()
-        self._last[sem.group] = (sem, current.fleet_pause, current.now, admission)
+        self._last[sem.group] = (sem, current.fleet_pause, current.now, admission, current.rollout)
         return admission
 
 
@@ -334,7 +346,7 @@ class FleetLockEndpoint:
                     paused = _own_pause(hint, node_id)
                     if paused is not None:
                         return self._denial(group, node_id, Refusal.of(paused), hint.now)
-                    if admission.refusal is not None:
+                    if admission.refusal is not None and not admission.grants(node_id):
                         return self._denial(group, node_id, admission.refusal, hint.now)
                 outcome = await backend.acquire(group, node_id, by=by)
                 if isinstance(outcome, Denied):

@@ -408,6 +408,7 @@ class EtcdBackend(SemaphoreStore):
         for _ in range(3):  # a plain put is idempotent: an unknown outcome is simply sent again
             try:
                 await self._client.txn(request)
+                await self._reported(stored)
                 return stored
             except OutcomeUnknown:
                 continue
