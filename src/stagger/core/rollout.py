@@ -237,9 +237,12 @@ def stage_views(
         for group in stage.groups:
             sem = groups.get(group) or Semaphore(group, stored=False)
             judged.update(judge_nodes(rollout, sem, reports, now))
-            if asking is not None and asking[0] == group:
-                if judged.get(asking[1], Judged(NodeState.DONE)).state is NodeState.DONE:
-                    judged[asking[1]] = Judged(NodeState.PENDING)
+            asker = asking[1] if asking is not None and asking[0] == group else None
+            if (
+                asker is not None
+                and judged.get(asker, Judged(NodeState.DONE)).state is NodeState.DONE
+            ):
+                judged[asker] = Judged(NodeState.PENDING)
         by_state = {
             s: tuple(sorted(k for k, j in judged.items() if j.state is s)) for s in NodeState
         }
