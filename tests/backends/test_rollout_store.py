@@ -192,3 +192,22 @@ async def test_clearing_the_rollout_lets_every_group_grant(store: SemaphoreStore
     assert cleared is not None
     assert isinstance(await store.acquire("web", "w1"), Granted)
     assert await store.clear_rollout(by=OP) is None
+
+
+async def test_a_silent_client_that_finished_in_the_last_rollout_holds_the_next_stage_open(
+    store: SemaphoreStore, clock: Clock
+) -> None:
+    stages = (Stage(("canary",)), Stage(("web",)))
+    await store.set_rollout(stages, None, by=OP)
+    assert isinstance(await store.acquire("canary", "c1"), Granted)
+    await store.release("canary", "c1")
+    # a FleetLock client reports nothing: the next rollout knows it from its last cycle
+    clock.now = T0 + timedelta(days=1)
+    await store.set_rollout(stages, None, by=OP)
+    status = await store.rollout_status()
+    assert status is not None
+    assert status.stages[0].pending == ("c1",)
+    assert isinstance(await store.acquire("web", "w1"), Denied)
+    assert isinstance(await store.acquire("canary", "c1"), Granted)
+    await store.release("canary", "c1")
+    assert isinstance(await store.acquire("web", "w1"), Granted)

@@ -47,6 +47,7 @@ from stagger.api.nodes import (
     ReportResponse,
     UnreadableModel,
 )
+from stagger.api.rollout import ClearRolloutResponse, RolloutModel, RolloutRequest, StageModel
 
 __all__ = [
     "DENIAL_KINDS",
@@ -57,6 +58,7 @@ __all__ = [
     "AskRebootResponse",
     "By",
     "ClearRebootResponse",
+    "ClearRolloutResponse",
     "ConfigureRequest",
     "DeniedModel",
     "ErrorKind",
@@ -80,8 +82,11 @@ __all__ = [
     "ReportResponse",
     "Reports",
     "ResumeResponse",
+    "RolloutModel",
+    "RolloutRequest",
     "SetMaxRequest",
     "SetMaxResponse",
+    "StageModel",
     "StatusModel",
     "TouchResponse",
     "UnlockResponse",

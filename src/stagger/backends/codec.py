@@ -95,7 +95,8 @@ def _rollout_fields_to_dict(sem: Semaphore, doc: dict[str, Any]) -> None:
         doc["rollout"] = rollout_to_dict(sem.rollout)
     if sem.finished:
         doc["finished"] = {k: _ts(t) for k, t in sorted(sem.finished.items())}
-        doc["rollout_gen"] = sem.rollout_gen
+    if sem.waiting:
+        doc["waiting"] = {k: _ts(t) for k, t in sorted(sem.waiting.items())}
     if sem.max_failures is not None:
         doc["max_failures"] = sem.max_failures.text()
     if sem.budget_tripped:
@@ -107,7 +108,7 @@ def _rollout_fields_from_dict(d: dict[str, Any]) -> dict[str, Any]:
     return {
         "rollout": rollout_from_dict(d["rollout"]) if d.get("rollout") else None,
         "finished": {k: _req_dt(v) for k, v in (d.get("finished") or {}).items()},
-        "rollout_gen": int(d.get("rollout_gen", 0)),
+        "waiting": {k: _req_dt(v) for k, v in (d.get("waiting") or {}).items()},
         "max_failures": parse_budget(budget) if budget is not None else None,
         "budget_tripped": tuple(str(n) for n in d.get("budget_tripped") or ()),
     }

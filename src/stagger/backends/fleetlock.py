@@ -28,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 from stagger.api import (
     AskRebootResponse,
     ClearRebootResponse,
+    ClearRolloutResponse,
     ErrorKind,
     ErrorModel,
     ForgetResponse,
@@ -39,6 +40,7 @@ from stagger.api import (
     PauseResponse,
     ReportResponse,
     ResumeResponse,
+    RolloutModel,
     SetMaxResponse,
     StatusModel,
     TouchResponse,
@@ -576,6 +578,21 @@ class FleetLockBackend:
                 f"the server at {self.url} answered forget with a document this stagger "
                 f"cannot read ({exc.error_count()} error(s)); are both the same version?"
             ) from exc
+
+    # --- the rollout, through the server's admin API (docs/rollout.md) --------------------
+
+    async def rollout_document(self) -> RolloutModel:
+        return await self._api("GET", "v1/rollout", RolloutModel, "show the rollout")
+
+    async def put_rollout(self, table: dict[str, Any], *, by: str) -> RolloutModel:
+        body = {"rollout": table, "by": by}
+        return await self._api("PUT", "v1/rollout", RolloutModel, "set the rollout", json=body)
+
+    async def delete_rollout(self, *, by: str) -> bool:
+        doc = await self._api(
+            "DELETE", "v1/rollout", ClearRolloutResponse, "clear the rollout", json={"by": by}
+        )
+        return doc.cleared
 
     async def ping(self) -> None:
         """Reachable means answering HTTP; a stagger server must also be ready (its own

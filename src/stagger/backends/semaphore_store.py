@@ -40,6 +40,9 @@ from stagger.core.semaphore import (
 )
 
 T = TypeVar("T")
+# An acquire that a rollout holds back judges the rollout again (and asks again) at most this
+# many times: each time another process's judgment may have raced it.
+ROLLOUT_RETRIES = 3
 # One core operation, given the group's value, the backend's `now`, and the FLEET record
 # (the fleet-wide pause and the node pauses; None when not loaded or never written).
 Op = Callable[[Semaphore, datetime, Semaphore | None], Change[T]]
@@ -117,22 +120,24 @@ class SemaphoreStore(ABC):
             )
 
         outcome = await ask()
-        if not isinstance(outcome, Denied) or outcome.reason is not DenyReason.ROLLOUT_WAITING:
-            return outcome
-        # The denial may be stale news: the last rollout is complete (this ask begins the
-        # next), or an earlier stage ended without a write yet (its nodes reported no need).
-        if outcome.restart:
-            await self._apply(
-                FLEET,
-                lambda fleet, now, _: _fleet_change(
-                    fleet, *rollouts.restart(fleet, now, by=by or node_id)
-                ),
-                what="begin a new rollout",
-            )
-            await self.advance_rollout(asking=(group, node_id))
-        elif not await self.advance_rollout(asking=(group, node_id)):
-            return outcome
-        return await ask()
+        for _ in range(ROLLOUT_RETRIES):
+            if not isinstance(outcome, Denied) or outcome.reason is not DenyReason.ROLLOUT_WAITING:
+                return outcome
+            # The denial may be stale news: the last rollout is complete (this ask begins the
+            # next one), or an earlier stage ended without a write yet (its nodes reported no
+            # need). The ask that was denied noted the node as waiting, so it is known.
+            if outcome.restart:
+                await self._apply(
+                    FLEET,
+                    lambda fleet, now, _: _fleet_change(
+                        fleet, *rollouts.restart(fleet, now, by=by or node_id)
+                    ),
+                    what="begin a new rollout",
+                )
+            elif not await self.advance_rollout():
+                return outcome
+            outcome = await ask()
+        return outcome
 
     async def release(
         self, group: str, node_id: str, *, by: str | None = None
@@ -349,13 +354,13 @@ class SemaphoreStore(ABC):
         if report.state is State.HALTED:
             await self.advance_rollout()
 
-    async def advance_rollout(self, *, asking: tuple[str, str] | None = None) -> bool:
+    async def advance_rollout(self) -> bool:
         """Write what the rollout's and the groups' state call for: stage ends (a stage whose
         nodes are all done, or whose close_after passed), and the pause of a rollout or group
         whose halted nodes reached max_failures. Judged from a read of every group and the
         node reports, then written to the FLEET record (or the group) guarded as every change
-        is; a decision an earlier writer already made writes nothing. True when it wrote.
-        `asking` (group, node): a node asking for a slot now, judged as needing a reboot."""
+        is, and only when the rollout is still the one judged (another writer changed it: the
+        next judgment sees that). True when it wrote."""
         snap = await self.status(None)
         budgets = [g.semaphore for g in snap.groups if g.semaphore.max_failures is not None]
         if snap.rollout is None and not budgets:
@@ -364,12 +369,12 @@ class SemaphoreStore(ABC):
         groups = {g.group: g.semaphore for g in snap.groups}
         wrote = False
         if snap.rollout is not None:
-            generation = snap.rollout.generation
-            views = rollouts.stage_views(snap.rollout, groups, reports, snap.now, asking=asking)
+            judged = snap.rollout
+            views = rollouts.stage_views(judged, groups, reports, snap.now)
 
             def op(fleet: Semaphore, now: datetime, _: Semaphore | None) -> Change[bool]:
                 rollout = fleet.rollout
-                if rollout is None or rollout.generation != generation:
+                if rollout is None or rollout != judged:
                     return Change(fleet, False)
                 decided = rollouts.advance(rollout, views, now)
                 if decided.rollout is None:

@@ -8,8 +8,8 @@ Rules of this file:
   a later stage opens, is derived from them at `now` (`timeline`), so a bake or a
   close_after passing writes nothing.
 - Who is done is judged from what the store already holds (`judge_nodes`): agents' reports,
-  the group's holds, and the nodes that gave a slot back during the rollout (`finished`, kept
-  in each group's record by the release that ends a cycle). See docs/rollout.md.
+  the group's holds, and the nodes that gave their slot back (`finished`, kept in each
+  group's record by the release that ends a cycle). See docs/rollout.md.
 """
 
 from __future__ import annotations
@@ -21,7 +21,12 @@ from enum import StrEnum
 from typing import Any
 
 from stagger.core.cycle.node_state import State
-from stagger.core.durations import check_duration, format_duration, parse_duration
+from stagger.core.durations import (
+    check_duration,
+    format_duration,
+    is_bare_number,
+    parse_duration,
+)
 from stagger.core.errors import InvalidInput
 from stagger.core.node_report import NodeReport
 from stagger.core.rollout_gate import (
@@ -70,11 +75,15 @@ def check_stages(stages: Sequence[Stage]) -> tuple[Stage, ...]:
 
 
 def _duration(value: Any, what: str) -> timedelta:
+    """A duration as the config writes one: a string with a unit ("30m"); a bare number is
+    refused (seconds or minutes?)."""
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise InvalidInput(f"{what} {value!r} is not a duration: write it like '30m' or '90s'")
-    return parse_duration(str(value), what=what)
+    if not isinstance(value, str) or is_bare_number(value):
+        raise InvalidInput(
+            f"{what} {value!r} is not a duration with a unit: write it like '30m' or '90s'"
+        )
+    return parse_duration(value, what=what)
 
 
 def plan_from_table(table: Mapping[str, Any]) -> tuple[tuple[Stage, ...], Budget | None]:
@@ -178,13 +187,10 @@ def judge_nodes(
     now: datetime,
 ) -> dict[str, Judged]:
     """Every node known in `sem`'s group, judged for this rollout: halted (its report says
-    HALTED, or it holds a slot past stale_after), pending (it holds a slot, or its report says
-    it needs a reboot), or done (it gave its slot back in this rollout, or reports no need)."""
-    finished = {
-        k: t
-        for k, t in sem.finished.items()
-        if t >= rollout.started_at and sem.rollout_gen in (0, rollout.generation)
-    }
+    HALTED, or it holds a slot past stale_after), pending (it holds a slot, its report says
+    it needs a reboot, or, reporting nothing, it last gave a slot back before this rollout),
+    or done (it gave its slot back in this rollout, or reports no need)."""
+    finished = {k: t for k, t in sem.finished.items() if t >= rollout.started_at}
     out: dict[str, Judged] = {}
     for r in reports:
         if r.group != sem.group:
@@ -198,9 +204,19 @@ def judge_nodes(
             out[r.id] = Judged(NodeState.PENDING)
         else:
             out[r.id] = Judged(NodeState.DONE, done_at)
-    for node_id, at in finished.items():
+    for node_id, at in sem.finished.items():
         if node_id not in out:
-            out[node_id] = Judged(NodeState.DONE, at)
+            # Finished before this rollout began: a member (a FleetLock client, which cannot
+            # say it needs no reboot) that this rollout waits for until it finishes again.
+            state = NodeState.DONE if at >= rollout.started_at else NodeState.PENDING
+            out[node_id] = Judged(state, at if state is NodeState.DONE else None)
+    for node_id, asked in sem.waiting.items():
+        seen = out.get(node_id)
+        if asked < rollout.started_at or (seen is not None and seen.state is not NodeState.DONE):
+            continue
+        if seen is None or seen.finished_at is None or seen.finished_at < asked:
+            # Denied by the gate in this rollout and not finished since: it needs a reboot.
+            out[node_id] = Judged(NodeState.PENDING)
     for hold in sem.live_holds(now):
         if hold.is_stale(now, sem.stale_after):
             # A holder silent past stale_after (a FleetLock client that never came back).
@@ -225,24 +241,15 @@ def stage_views(
     groups: Mapping[str, Semaphore],
     reports: Sequence[NodeReport],
     now: datetime,
-    *,
-    asking: tuple[str, str] | None = None,
 ) -> tuple[StageView, ...]:
     """Each stage's nodes, judged from its groups' records (absent: never written) and
-    the reports. `asking` (group, node) asks for a slot now: it needs a reboot, so it is
-    pending (a FleetLock client is known by nothing else until it holds one)."""
+    the reports."""
     views: list[StageView] = []
     for stage in rollout.stages:
         judged: dict[str, Judged] = {}
         for group in stage.groups:
             sem = groups.get(group) or Semaphore(group, stored=False)
             judged.update(judge_nodes(rollout, sem, reports, now))
-            asker = asking[1] if asking is not None and asking[0] == group else None
-            if (
-                asker is not None
-                and judged.get(asker, Judged(NodeState.DONE)).state is NodeState.DONE
-            ):
-                judged[asker] = Judged(NodeState.PENDING)
         by_state = {
             s: tuple(sorted(k for k, j in judged.items() if j.state is s)) for s in NodeState
         }

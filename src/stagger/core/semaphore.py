@@ -43,6 +43,8 @@ FLEET = "*"
 DEFAULT_MAX = 1
 DEFAULT_STALE_AFTER = timedelta(minutes=15)
 HISTORY_LIMIT = 1000
+# A node that gave back a slot in a rollout's group is remembered as a member of it this long.
+MEMBER_MEMORY = timedelta(days=30)
 # A heartbeat more frequent than this writes nothing (docs/backends.md: at most one a minute).
 TOUCH_INTERVAL = timedelta(minutes=1)
 
@@ -185,10 +187,14 @@ class Semaphore:
     stored: bool = field(default=True, compare=False)
     # Only in the FLEET record: the rollout's stages and budget (core/rollout.py).
     rollout: Rollout | None = None
-    # A group's nodes that gave their slot back during rollout number `rollout_gen` (0: no
-    # rollout), and when: what tells a FleetLock client's finished cycle (core/rollout.py).
+    # The nodes of a group in a rollout's stage that gave their own slot back, and when
+    # (kept MEMBER_MEMORY): a FleetLock client's finished cycle, and, from an earlier
+    # rollout, a member the next rollout waits for (core/rollout.py).
     finished: Mapping[str, datetime] = field(default_factory=dict)
-    rollout_gen: int = 0
+    # The nodes a rollout's gate denied in this group, when each first asked in that rollout
+    # (written once per node and rollout): a FleetLock client waiting for an earlier stage is
+    # known to the rollout by nothing else.
+    waiting: Mapping[str, datetime] = field(default_factory=dict)
     # The group's error budget (set-max --max-failures), and the halted nodes that last made
     # the group pause itself: it pauses again only for a new one.
     max_failures: Budget | None = None
@@ -351,12 +357,35 @@ def acquire(
         denied = Denied(DenyReason.PAUSED, sem.max, sem.holders(now), node_pause, node=node_id)
         return Change(sem, denied, admitted.events)
     if admitted.outcome is not None:
+        if rollout is not None and admitted.outcome.reason is DenyReason.ROLLOUT_WAITING:
+            return _note_waiting(sem, node_id, now, rollout, admitted)
         return Change(sem, admitted.outcome, admitted.events)
     expires = later(now, sem.hold_ttl) if sem.hold_ttl is not None else None
     hold = Hold(node_id, since=now, last_seen=now, expires_at=expires, note=note)
     event = Event(now, sem.group, Action.ACQUIRED, by or node_id, node_id, note)
     new = _with_holds(sem, {**sem.holds, node_id: hold})
     return Change(new, Granted(hold, already_held=False), (*admitted.events, event))
+
+
+def waiting_in(sem: Semaphore, rollout: Rollout | None) -> frozenset[str]:
+    """The nodes the rollout's gate already noted as waiting in this group (in this rollout)."""
+    if rollout is None:
+        return frozenset()
+    return frozenset(k for k, t in sem.waiting.items() if t >= rollout.started_at)
+
+
+def _note_waiting(
+    sem: Semaphore, node_id: str, now: datetime, rollout: Rollout, admitted: Change[Denied | None]
+) -> Change[Granted | Denied]:
+    """A rollout_waiting denial, noting `node_id` as waiting the first time it asks in this
+    rollout (one write per node and rollout; a repeated ask writes nothing)."""
+    denied = admitted.outcome
+    assert denied is not None
+    if denied.restart or node_id in waiting_in(sem, rollout):
+        return Change(sem, denied, admitted.events)
+    kept = {k: t for k, t in sem.waiting.items() if t >= rollout.started_at}
+    new = replace(sem, waiting={**kept, node_id: now})
+    return Change(new, denied, admitted.events, dirty=True)
 
 
 def admission(
@@ -410,12 +439,10 @@ def release(
     event = Event(now, sem.group, Action.RELEASED, by, node_id, detail)
     new = _with_holds(sem, keep)
     if rollout is not None and rollout.stage_of(sem.group) is not None and by == node_id:
-        # The rollout's record of a finished cycle (core/rollout.py), in the same write; the
-        # list of an older rollout is dropped. An operator's unlock is no finished cycle.
-        kept = sem.finished if sem.rollout_gen == rollout.generation else {}
-        new = replace(new, finished={**kept, node_id: now}, rollout_gen=rollout.generation)
-    elif sem.finished:
-        new = replace(new, finished={}, rollout_gen=0)
+        # The rollout's record of a finished cycle (core/rollout.py), in the same write; an
+        # entry older than MEMBER_MEMORY is dropped. An operator's unlock is no finished cycle.
+        kept = {k: t for k, t in sem.finished.items() if now - t <= MEMBER_MEMORY}
+        new = replace(new, finished={**kept, node_id: now})
     return Change(new, Released(held, by), (event,))
 
 

@@ -22,6 +22,7 @@ from stagger.api import (
     AskRebootRequest,
     AskRebootResponse,
     ClearRebootResponse,
+    ClearRolloutResponse,
     ConfigureRequest,
     ErrorKind,
     ForgetResponse,
@@ -37,6 +38,8 @@ from stagger.api import (
     PauseResponse,
     ReportResponse,
     ResumeResponse,
+    RolloutModel,
+    RolloutRequest,
     SetMaxRequest,
     SetMaxResponse,
     StatusModel,
@@ -45,10 +48,12 @@ from stagger.api import (
     UnreadableModel,
     UrgentModel,
 )
+from stagger.backends.semaphore_store import SemaphoreStore
 from stagger.core.errors import InvalidInput
 from stagger.core.fleet_view import fleet_nodes
 from stagger.core.forget import NodeHoldsSlot
 from stagger.core.node_report import NodeReport
+from stagger.core.rollout import plan_from_table
 from stagger.core.semaphore import (
     HISTORY_LIMIT,
     MAX_ID_LEN,
@@ -453,6 +458,38 @@ class Api:
 
     # --- probes -----------------------------------------------------------------------------
 
+    # --- the rollout (docs/rollout.md) -------------------------------------------------------
+
+    def _store(self) -> SemaphoreStore:
+        backend = self.state.backend
+        if not isinstance(backend, SemaphoreStore):
+            raise Reject(
+                ErrorKind.INVALID_REQUEST,
+                "this server's backend keeps no rollout: run it on a sqlite:// or etcd:// store",
+            )
+        return backend
+
+    async def rollout(self, request: Request) -> Response:
+        self._admin(request)
+        return json_response(RolloutModel.of(await self._store().rollout_status()))
+
+    async def set_rollout(self, request: Request) -> Response:
+        actor = self._admin(request)
+        body = await read_model(request, RolloutRequest)
+        try:
+            stages, budget = plan_from_table(body.rollout)
+        except InvalidInput as exc:
+            raise Reject(ErrorKind.INVALID_REQUEST, f"rollout: {exc.message}") from None
+        store = self._store()
+        await store.set_rollout(stages, budget, by=body.by or actor)
+        return json_response(RolloutModel.of(await store.rollout_status()))
+
+    async def clear_rollout(self, request: Request) -> Response:
+        actor = self._admin(request)
+        body = await read_model(request, ActorRequest, optional=True)
+        cleared = await self._store().clear_rollout(by=body.by or actor)
+        return json_response(ClearRolloutResponse(cleared=cleared is not None))
+
     async def healthz(self, request: Request) -> Response:
         return json_response(HealthModel(status="ok"))
 
@@ -499,6 +536,9 @@ class Api:
             Route("/v1/groups/{group}/resume", e("resume", self.resume_group), methods=["POST"]),
             Route("/v1/groups/{group}/holds/{id}", e("unlock", self.unlock), methods=["DELETE"]),
             Route("/v1/groups/{group}/holds/{id}/touch", e("touch", self.touch), methods=["POST"]),
+            Route("/v1/rollout", e("rollout", self.rollout), methods=["GET"]),
+            Route("/v1/rollout", e("set-rollout", self.set_rollout), methods=["PUT"]),
+            Route("/v1/rollout", e("clear-rollout", self.clear_rollout), methods=["DELETE"]),
             Route("/v1/nodes", e("nodes", self.nodes), methods=["GET"]),
             Route("/v1/nodes/{id}", e("forget", self.forget), methods=["DELETE"]),
             Route("/v1/nodes/{id}/report", e("report", self.report), methods=["POST"]),

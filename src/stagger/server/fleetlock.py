@@ -181,6 +181,9 @@ class Admission:
 
     holders: frozenset[str]
     refusal: Refusal | None
+    # The nodes a rollout_waiting refusal already noted (core.semaphore.waiting_in): any
+    # other node's first ask is noted by the backend (one write per node and rollout).
+    waiting: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, current: GroupStatus) -> Admission:
@@ -189,14 +192,21 @@ class Admission:
         )
         denied = decided.outcome
         refusal = Refusal.of(denied) if denied is not None else None
-        return cls(frozenset(decided.semaphore.holds), refusal)
+        waiting = core.waiting_in(decided.semaphore, current.rollout)
+        return cls(frozenset(decided.semaphore.holds), refusal, waiting)
 
     def grants(self, node_id: str) -> bool:
-        """Whether a lock by `node_id` takes a new slot (a write). A lock after a complete
-        rollout begins the next one (a write too), so it goes to the backend as well."""
+        """Whether a lock by `node_id` writes (the backend decides): it takes a new slot, or
+        begins the next rollout after a complete one, or is the node's first ask that a
+        rollout stage holds back (noted, so the rollout knows the node waits)."""
         if node_id in self.holders:
             return False
-        return self.refusal is None or self.refusal.denied.restart
+        if self.refusal is None:
+            return True
+        denied = self.refusal.denied
+        if denied.reason is DenyReason.ROLLOUT_WAITING:
+            return denied.restart or node_id not in self.waiting
+        return False
 
 
 def _own_pause(current: GroupStatus, node_id: str) -> Denied | None:

@@ -43,6 +43,9 @@ _MODELS: list[type[BaseModel]] = [
     api.AskRebootResponse,
     api.ClearRebootResponse,
     api.HealthModel,
+    api.RolloutModel,
+    api.RolloutRequest,
+    api.ClearRolloutResponse,
 ]
 
 _REASONS = {
@@ -52,7 +55,7 @@ _REASONS = {
     404: "unknown_group (policy refuse) or not_found",
     409: "node_holds_slot: the node holds a slot; release it first (the body names the group)",
     413: "payload_too_large: the body is over 64 KiB",
-    423: "failed_lock_semaphore_full or failed_lock_paused",
+    423: "failed_lock_semaphore_full, failed_lock_paused or rollout_waiting",
     503: "backend_unavailable: the store did not answer; retry later",
 }
 
@@ -341,6 +344,26 @@ def _paths() -> dict[str, Any]:
                     },
                 ],
                 "responses": _responses(_ref("ClearRebootResponse"), 400),
+            },
+        },
+        "/v1/rollout": {
+            "get": {
+                "summary": "the rollout: its stages in order, each with its state and nodes",
+                "tags": ["status"],
+                "responses": _responses(_ref("RolloutModel")),
+            },
+            "put": {
+                "summary": "begin a rollout (the [rollout] table as JSON; every stage starts "
+                "again)",
+                "tags": admin,
+                "requestBody": _body(_ref("RolloutRequest")),
+                "responses": _responses(_ref("RolloutModel"), 400, 413),
+            },
+            "delete": {
+                "summary": "end the rollout: every group grants as if there were none",
+                "tags": admin,
+                "requestBody": _body(_ref("ActorRequest"), required=False),
+                "responses": _responses(_ref("ClearRolloutResponse"), 400, 413),
             },
         },
         "/healthz": {

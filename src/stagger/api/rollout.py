@@ -1,0 +1,99 @@
+"""The rollout documents: where the rollout is (`RolloutModel`, the answer of
+`GET /v1/rollout` and of `stagger rollout status --json`), the request that sets one (the
+`[rollout]` table as JSON), and the answer to clearing it. docs/rollout.md explains them."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from stagger.api.base import By, MaybeInstant, Model, Request
+from stagger.core.rollout import RolloutStatus
+
+StageStateName = Literal["waiting", "open", "baking", "done", "halted"]
+
+
+class StageModel(Model):
+    number: int = Field(description="the stage's place in the rollout, from 1")
+    groups: list[str]
+    state: StageStateName = Field(
+        description="waiting (an earlier stage has not ended), open (its nodes may reboot), "
+        "baking (every node finished; the bake runs), done, or halted (a node of it halted)"
+    )
+    bake_seconds: float
+    close_after_seconds: float | None = None
+    done: list[str] = Field(description="nodes that finished a cycle or report no need")
+    pending: list[str] = Field(description="nodes that hold a slot or report a need")
+    halted: list[str] = Field(description="nodes whose health failed (or silent holders)")
+    left_behind: list[str] = Field(
+        default_factory=list, description="nodes not done when close_after ended the stage"
+    )
+    opened_at: MaybeInstant = None
+    bake_ends: MaybeInstant = Field(default=None, description="when baking: when the bake ends")
+
+
+class RolloutModel(Model):
+    """The rollout at `now`; `set` is false (and `stages` empty) when there is none."""
+
+    set: bool
+    now: MaybeInstant = None
+    started_at: MaybeInstant = None
+    by: str | None = None
+    generation: int | None = None
+    max_failures: str | None = Field(default=None, description='a count ("1") or a share ("5%")')
+    complete: bool = False
+    eta: MaybeInstant = Field(
+        default=None, description="estimated end of the rollout; null until it can be estimated"
+    )
+    stages: list[StageModel] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, status: RolloutStatus | None) -> RolloutModel:
+        if status is None:
+            return cls(set=False)
+        r = status.rollout
+        return cls(
+            set=True,
+            now=status.now,
+            started_at=r.started_at,
+            by=r.by,
+            generation=r.generation,
+            max_failures=r.max_failures.text() if r.max_failures is not None else None,
+            complete=status.complete,
+            eta=status.eta,
+            stages=[
+                StageModel(
+                    number=s.index + 1,
+                    groups=list(s.stage.groups),
+                    state=s.state.value,
+                    bake_seconds=s.stage.bake.total_seconds(),
+                    close_after_seconds=(
+                        s.stage.close_after.total_seconds()
+                        if s.stage.close_after is not None
+                        else None
+                    ),
+                    done=list(s.done),
+                    pending=list(s.pending),
+                    halted=list(s.halted),
+                    left_behind=list(s.left_behind),
+                    opened_at=s.opened_at,
+                    bake_ends=s.bake_ends,
+                )
+                for s in status.stages
+            ],
+        )
+
+
+class RolloutRequest(Request):
+    """`PUT /v1/rollout`: the `[rollout]` table of docs/rollout.md as JSON (durations as
+    strings like "30m")."""
+
+    rollout: dict[str, Any] = Field(
+        description='{"max_failures": 1, "stage": [{"groups": ["canary"], "bake": "30m"}]}'
+    )
+    by: By = None
+
+
+class ClearRolloutResponse(Model):
+    cleared: bool = Field(description="false when there was no rollout (nothing changed)")
