@@ -4,12 +4,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from stagger.api.base import By, MaybeInstant, Model, Request
 from stagger.core.rollout import RolloutStatus
+from stagger.core.rollout_gate import MAX_STAGES
+from stagger.core.semaphore import GROUP_RE, MAX_GROUP_LEN
 
 StageStateName = Literal["waiting", "open", "baking", "done", "halted"]
 
@@ -85,14 +87,31 @@ class RolloutModel(Model):
         )
 
 
-class RolloutRequest(Request):
-    """`PUT /v1/rollout`: the `[rollout]` table of docs/rollout.md as JSON (durations as
-    strings like "30m")."""
+# A duration with its unit(s), as the config writes one ("30m", "1h30m", "90s").
+DURATION_PATTERN = r"^(\d+(\.\d+)?(ms|s|m|h|d|w))+$"
+GroupName = Annotated[str, Field(min_length=1, max_length=MAX_GROUP_LEN, pattern=GROUP_RE.pattern)]
 
-    rollout: dict[str, Any] = Field(
-        description='{"max_failures": 1, "stage": [{"groups": ["canary"], "bake": "30m"}]}'
+
+class StageRequest(Request):
+    groups: list[GroupName] = Field(max_length=1000, description="a group is in one stage only")
+    bake: str = Field("0s", pattern=DURATION_PATTERN, description='like "30m"; at most 3650d')
+    close_after: str | None = Field(
+        None, pattern=DURATION_PATTERN, description='like "2h"; at least 1s, at most 3650d'
+    )
+
+
+class RolloutRequest(Request):
+    """`PUT /v1/rollout`: the `[rollout]` table of docs/rollout.md as JSON."""
+
+    stage: list[StageRequest] = Field(min_length=1, max_length=MAX_STAGES)
+    max_failures: int | str | None = Field(
+        None, description='halted nodes that pause the rollout: a count (1) or a share ("5%")'
     )
     by: By = None
+
+    def table(self) -> dict[str, Any]:
+        """The request as the `[rollout]` table core reads (core.rollout.plan_from_table)."""
+        return self.model_dump(exclude={"by"}, exclude_none=True)
 
 
 class ClearRolloutResponse(Model):

@@ -585,7 +585,7 @@ class FleetLockBackend:
         return await self._api("GET", "v1/rollout", RolloutModel, "show the rollout")
 
     async def put_rollout(self, table: dict[str, Any], *, by: str) -> RolloutModel:
-        body = {"rollout": table, "by": by}
+        body = {**table, "by": by}
         return await self._api("PUT", "v1/rollout", RolloutModel, "set the rollout", json=body)
 
     async def delete_rollout(self, *, by: str) -> bool:

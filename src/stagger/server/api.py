@@ -477,7 +477,7 @@ class Api:
         actor = self._admin(request)
         body = await read_model(request, RolloutRequest)
         try:
-            stages, budget = plan_from_table(body.rollout)
+            stages, budget = plan_from_table(body.table())
         except InvalidInput as exc:
             raise Reject(ErrorKind.INVALID_REQUEST, f"rollout: {exc.message}") from None
         store = self._store()

@@ -354,7 +354,7 @@ def _paths() -> dict[str, Any]:
             },
             "put": {
                 "summary": "begin a rollout (the [rollout] table as JSON; every stage starts "
-                "again)",
+                "again); refused (400) when a group is in two stages or a value is out of range",
                 "tags": admin,
                 "requestBody": _body(_ref("RolloutRequest")),
                 "responses": _responses(_ref("RolloutModel"), 400, 413),
