@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -14,7 +16,9 @@ import pytest
 from conftest import backend_url
 from server_support import PROTO, RunningServer, body, running
 from stagger.core.rollout_gate import Budget, Stage
+from stagger.server.notify import NotifyTarget
 from stagger.server.settings import ServerSettings
+from webhook_support import Receiver
 
 STAGES = (Stage(("canary",), bake=timedelta(seconds=1)), Stage(("web",)))
 
@@ -124,3 +128,44 @@ def test_the_admin_api_sets_and_clears_the_rollout(client: httpx.Client) -> None
     assert client.delete("/v1/rollout").json() == {"cleared": True}
     assert client.get("/v1/rollout").json()["set"] is False
     assert lock(client, "w9", "web").status_code == 200
+
+
+def test_stage_done_and_rollout_halted_are_notified(tmp_path: Path, receiver: Receiver) -> None:
+    hook = NotifyTarget(
+        name="hook",
+        url=receiver.url("/hook"),
+        format="json",
+        events=frozenset({"stage_done", "rollout_halted"}),
+        retries=3,
+        backoff=0.05,
+        timeout=5.0,
+    )
+    settings = ServerSettings(
+        backend_url=f"sqlite:///{tmp_path}/s.db",
+        rollout=((Stage(("canary",)), Stage(("web",))), Budget(count=1)),
+        rollout_interval=0.1,
+        notify=(hook,),
+        notify_interval=0.05,
+    )
+    with running(settings) as srv, httpx.Client(base_url=srv.url, timeout=10) as client:
+        client.put("/v1/rollout", json={"stage": [{"groups": ["canary"]}, {"groups": ["web"]}]})
+        ended = wait_for_event(receiver, "stage_done", 2)
+        # in the order they happened
+        assert [d["detail"][:7] for d in ended[-2:]] == ["stage 1", "stage 2"]
+        client.put("/v1/rollout", json={"stage": [{"groups": ["canary"]}], "max_failures": 1})
+        assert lock(client, "c1", "canary").status_code == 200
+        report = {"group": "canary", "state": "halted", "reason": "health failed"}
+        assert client.post("/v1/nodes/c1/report", json=report).status_code == 200
+        halted = wait_for_event(receiver, "rollout_halted", 1)
+        assert "c1" in halted[0]["detail"]
+
+
+def wait_for_event(receiver: Receiver, event: str, n: int) -> list[dict[str, Any]]:
+    """The first `n` (or more) notifications of `event` the receiver got, within 15 s."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        found = [d for d in receiver.docs("/hook") if d["event"] == event]
+        if len(found) >= n:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"no {n} {event} notification(s): {receiver.docs('/hook')}")
