@@ -104,3 +104,25 @@ def test_through_a_server_status_json_is_the_api_document(
     }
     assert [s["groups"] for s in cli["stages"]] == [["canary"], ["web", "api"]]
     assert run_script("rollout", "clear", "--json", backend=target).json() == {"cleared": True}
+
+
+def test_set_max_max_failures_sets_the_groups_budget(url: str) -> None:
+    r = run("set-max", "3", "--group", "web", "--max-failures", "2", "--json", backend=url)
+    assert r.code == 0, r.err
+    assert r.json()["max_failures"] == "2"
+    shown = run("set-max", "3", "--group", "web", "--max-failures", "10%", backend=url).out
+    assert "max failures 10%" in shown
+    assert_one_sentence(
+        run("set-max", "3", "--group", "web", "--max-failures", "0", backend=url),
+        2,
+        "--max-failures",
+    )
+
+
+def test_set_max_failures_through_a_server(server: RunningServer) -> None:
+    target = server.url + "/"
+    r = run_script(
+        "set-max", "2", "--group", "web", "--max-failures", "1", "--json", backend=target
+    )
+    assert r.code == 0, r.err
+    assert r.json()["max_failures"] == "1"

@@ -47,7 +47,14 @@ from stagger.api.nodes import (
     ReportResponse,
     UnreadableModel,
 )
-from stagger.api.rollout import ClearRolloutResponse, RolloutModel, RolloutRequest, StageModel
+from stagger.api.rollout import (
+    ClearRolloutResponse,
+    MaxFailuresRequest,
+    MaxFailuresResponse,
+    RolloutModel,
+    RolloutRequest,
+    StageModel,
+)
 
 __all__ = [
     "DENIAL_KINDS",
@@ -72,6 +79,8 @@ __all__ = [
     "HistoryModel",
     "HoldModel",
     "Instant",
+    "MaxFailuresRequest",
+    "MaxFailuresResponse",
     "MaybeInstant",
     "NodeModel",
     "NodeReportRequest",

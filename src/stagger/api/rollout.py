@@ -116,3 +116,17 @@ class RolloutRequest(Request):
 
 class ClearRolloutResponse(Model):
     cleared: bool = Field(description="false when there was no rollout (nothing changed)")
+
+
+class MaxFailuresRequest(Request):
+    """`PUT /v1/groups/{group}/max-failures`: the group's own error budget (null: none)."""
+
+    max_failures: int | str | None = Field(
+        description='halted nodes that pause the group: a count (2) or a share ("5%"); null: none'
+    )
+    by: By = None
+
+
+class MaxFailuresResponse(Model):
+    group: str
+    max_failures: str | None

@@ -34,6 +34,7 @@ from stagger.api import (
     ForgetResponse,
     GroupModel,
     HistoryModel,
+    MaxFailuresResponse,
     NodeReportRequest,
     NodesModel,
     PauseModel,
@@ -55,6 +56,7 @@ from stagger.core.errors import (
 )
 from stagger.core.forget import NodeHoldsSlot
 from stagger.core.node_report import NodeReport, StoredReports
+from stagger.core.rollout_gate import Budget, budget_to_text
 from stagger.core.secrets import mask_url
 from stagger.core.semaphore import (
     DEFAULT_STALE_AFTER,
@@ -587,6 +589,11 @@ class FleetLockBackend:
     async def put_rollout(self, table: dict[str, Any], *, by: str) -> RolloutModel:
         body = {**table, "by": by}
         return await self._api("PUT", "v1/rollout", RolloutModel, "set the rollout", json=body)
+
+    async def set_max_failures(self, group: str, budget: Budget | None, *, by: str) -> None:
+        path = f"v1/groups/{validate_group(group)}/max-failures"
+        body = {"max_failures": budget_to_text(budget), "by": by}
+        await self._api("PUT", path, MaxFailuresResponse, "set max_failures", json=body)
 
     async def delete_rollout(self, *, by: str) -> bool:
         doc = await self._api(

@@ -30,6 +30,8 @@ from stagger.api import (
     HealthModel,
     HistoryModel,
     HoldModel,
+    MaxFailuresRequest,
+    MaxFailuresResponse,
     NodeModel,
     NodeReportRequest,
     NodesModel,
@@ -54,6 +56,7 @@ from stagger.core.fleet_view import fleet_nodes
 from stagger.core.forget import NodeHoldsSlot
 from stagger.core.node_report import NodeReport
 from stagger.core.rollout import plan_from_table
+from stagger.core.rollout_gate import budget_to_text, parse_budget
 from stagger.core.semaphore import (
     HISTORY_LIMIT,
     MAX_ID_LEN,
@@ -490,6 +493,18 @@ class Api:
         cleared = await self._store().clear_rollout(by=body.by or actor)
         return json_response(ClearRolloutResponse(cleared=cleared is not None))
 
+    async def set_max_failures(self, request: Request) -> Response:
+        actor = self._admin(request)
+        group = self._group(request)
+        body = await read_model(request, MaxFailuresRequest)
+        try:
+            budget = parse_budget(body.max_failures) if body.max_failures is not None else None
+        except InvalidInput as exc:
+            raise Reject(ErrorKind.INVALID_REQUEST, exc.message) from None
+        await self._store().set_max_failures(group, budget, by=body.by or actor)
+        self.state.note_group(group)
+        return json_response(MaxFailuresResponse(group=group, max_failures=budget_to_text(budget)))
+
     async def healthz(self, request: Request) -> Response:
         return json_response(HealthModel(status="ok"))
 
@@ -532,6 +547,11 @@ class Api:
             ),
             Route("/v1/groups/{group}/max", e("set-max", self.set_max), methods=["PUT"]),
             Route("/v1/groups/{group}/config", e("configure", self.configure), methods=["PUT"]),
+            Route(
+                "/v1/groups/{group}/max-failures",
+                e("set-max-failures", self.set_max_failures),
+                methods=["PUT"],
+            ),
             Route("/v1/groups/{group}/pause", e("pause", self.pause_group), methods=["POST"]),
             Route("/v1/groups/{group}/resume", e("resume", self.resume_group), methods=["POST"]),
             Route("/v1/groups/{group}/holds/{id}", e("unlock", self.unlock), methods=["DELETE"]),

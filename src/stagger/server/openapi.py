@@ -46,6 +46,8 @@ _MODELS: list[type[BaseModel]] = [
     api.RolloutModel,
     api.RolloutRequest,
     api.ClearRolloutResponse,
+    api.MaxFailuresRequest,
+    api.MaxFailuresResponse,
 ]
 
 _REASONS = {
@@ -345,6 +347,16 @@ def _paths() -> dict[str, Any]:
                 ],
                 "responses": _responses(_ref("ClearRebootResponse"), 400),
             },
+        },
+        "/v1/groups/{group}/max-failures": {
+            "put": {
+                "summary": "set the group's error budget: when that many of its nodes are "
+                "halted it pauses itself (stagger set-max --max-failures)",
+                "tags": admin,
+                "parameters": [GROUP],
+                "requestBody": _body(_ref("MaxFailuresRequest")),
+                "responses": _responses(_ref("MaxFailuresResponse"), 400, 413),
+            }
         },
         "/v1/rollout": {
             "get": {
