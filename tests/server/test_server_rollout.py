@@ -169,3 +169,12 @@ def wait_for_event(receiver: Receiver, event: str, n: int) -> list[dict[str, Any
             return found
         time.sleep(0.05)
     raise AssertionError(f"no {n} {event} notification(s): {receiver.docs('/hook')}")
+
+
+def test_the_dashboard_shows_the_stages_as_a_strip(client: httpx.Client) -> None:
+    assert lock(client, "c1", "canary").status_code == 200
+    page = client.get("/").text
+    assert 'data-stage="1" data-state="open"' in page
+    assert 'data-stage="2" data-state="waiting"' in page
+    client.delete("/v1/rollout")
+    assert "data-stage=" not in client.get("/").text

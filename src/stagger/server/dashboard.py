@@ -13,6 +13,7 @@ admin token, and the API refuses admin acts without one anyway.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
@@ -27,6 +28,7 @@ from starlette.staticfiles import StaticFiles
 
 from stagger import __version__
 from stagger.backends.protocol import GroupStatus, Snapshot
+from stagger.core import rollout as rollouts
 from stagger.core.cycle.node_state import State
 from stagger.core.durations import format_duration
 from stagger.core.fleet_view import (
@@ -37,7 +39,8 @@ from stagger.core.fleet_view import (
     fleet_nodes,
     hold_conditions,
 )
-from stagger.core.node_report import Unreadable
+from stagger.core.node_report import NodeReport, Unreadable
+from stagger.core.rollout import RolloutStatus
 from stagger.core.semaphore import FLEET, Event, Pause
 from stagger.core.text import printable
 from stagger.core.times import format_utc
@@ -89,6 +92,15 @@ class View:
     admin_refused: str
     auth_enabled: bool
     unreadable: tuple[Unreadable, ...] = ()  # stored reports this server cannot read
+    rollout: RolloutStatus | None = None  # the rollout's stages (templates/rollout_strip.html)
+
+
+def rollout_status(snap: Snapshot, reports: Sequence[NodeReport]) -> RolloutStatus | None:
+    """The rollout's stages from the reads the page already made (no read of its own)."""
+    if snap.rollout is None:
+        return None
+    groups = {g.group: g.semaphore for g in snap.groups}
+    return rollouts.status(snap.rollout, groups, reports, snap.now)
 
 
 def _matches(n: NodeView, group: str, state: str) -> bool:
@@ -165,6 +177,7 @@ class Dashboard:
             admin_refused=refused,
             auth_enabled=self.state.auth.enabled,
             unreadable=stored.unreadable,
+            rollout=rollout_status(snap, stored.reports),
         )
 
     def _context(self, v: View) -> dict[str, Any]:
@@ -183,6 +196,7 @@ class Dashboard:
             "fleet_pause": v.snapshot.fleet_pause,
             "node_pauses": v.snapshot.node_pauses,
             "urgent_reboots": v.snapshot.urgent_reboots,
+            "rollout": v.rollout,
         }
 
     async def _render(self, request: Request, template: str) -> Response:
