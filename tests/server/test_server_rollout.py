@@ -4,6 +4,7 @@ server's configuration, and the admin API that shows, sets and clears it."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -15,7 +16,9 @@ import pytest
 
 from conftest import backend_url
 from server_support import PROTO, RunningServer, body, running
+from stagger.backends.fleetlock import FleetLockBackend
 from stagger.core.rollout_gate import Budget, Stage
+from stagger.core.semaphore import Denied, DenyReason
 from stagger.server.notify import NotifyTarget
 from stagger.server.settings import ServerSettings
 from webhook_support import Receiver
@@ -178,3 +181,22 @@ def test_the_dashboard_shows_the_stages_as_a_strip(client: httpx.Client) -> None
     assert 'data-stage="2" data-state="waiting"' in page
     client.delete("/v1/rollout")
     assert "data-stage=" not in client.get("/").text
+
+
+def test_an_agent_through_the_server_hears_which_stage_it_waits_for(
+    server: RunningServer, client: httpx.Client
+) -> None:
+    assert lock(client, "c1", "canary").status_code == 200
+
+    async def ask() -> object:
+        b = FleetLockBackend.from_url(f"fleetlock+{server.url}/", retries=0)
+        try:
+            return await b.acquire("web", "w1")
+        finally:
+            await b.close()
+
+    denied = asyncio.run(ask())
+    assert isinstance(denied, Denied)
+    assert denied.reason is DenyReason.ROLLOUT_WAITING
+    assert denied.stage == "stage 1 (canary)"
+    assert "waiting for stage 1 (canary) to finish" in denied.sentence()

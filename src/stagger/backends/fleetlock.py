@@ -646,6 +646,22 @@ def _error(r: httpx.Response) -> tuple[str, str]:
     return f"generic_http_{r.status_code}", r.text.strip()[:200]
 
 
+def _rollout_waiting(doc: dict[str, Any], max_: int, holders: tuple[str, ...]) -> Denied:
+    """A stagger server's rollout_waiting: the stage it names, and when its bake ends."""
+    stage = doc.get("stage")
+    try:
+        ends = datetime.fromisoformat(doc["bake_ends"]) if doc.get("bake_ends") else None
+    except (TypeError, ValueError):
+        ends = None
+    return Denied(
+        DenyReason.ROLLOUT_WAITING,
+        max_,
+        holders,
+        stage=stage if isinstance(stage, str) else "an earlier rollout stage",
+        bake_ends=ends,
+    )
+
+
 def _denial(r: httpx.Response) -> Denied | None:
     try:
         doc = r.json()
@@ -666,6 +682,8 @@ def _denial(r: httpx.Response) -> Denied | None:
             p = None
         node = doc.get("node")
         return Denied(DenyReason.PAUSED, max_, holders, p, node if isinstance(node, str) else "")
+    if kind == ErrorKind.ROLLOUT_WAITING:
+        return _rollout_waiting(doc, max_, holders)
     m = _AIRLOCK_FULL.search(value) if kind == "failed_lock" else None
     if m is not None:
         return Denied(DenyReason.FULL, int(m.group(1)), holders)

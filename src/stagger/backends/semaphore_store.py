@@ -156,7 +156,9 @@ class SemaphoreStore(ABC):
         ) -> Change[Released | NotHeld]:
             nonlocal staged
             rollout = fleet.rollout if fleet is not None else None
-            staged = rollout is not None and rollout.stage_of(group) is not None
+            stage = rollout.stage_of(group) if rollout is not None else None
+            # Only a release in a stage that has not ended may end it: judge the rollout then.
+            staged = rollout is not None and stage is not None and stage >= len(rollout.marks)
             return core.release(sem, node_id, now, by=who, rollout=rollout)
 
         outcome = await self._apply(
