@@ -74,15 +74,24 @@ class Reply:
 
 
 class Client:
-    """One keep-alive connection; answers with content-length or chunked bodies."""
+    """One keep-alive connection; answers with content-length or chunked bodies. A
+    connection the server closed while idle (its keep-alive timeout) is opened again."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.writer: asyncio.StreamWriter | None = None
 
     @classmethod
     async def open(cls, port: int) -> Client:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=2**24)
-        return cls(reader, writer)
+        c = cls(port)
+        await c._connect()
+        return c
+
+    async def _connect(self) -> None:
+        self.close()
+        self.reader, self.writer = await asyncio.open_connection(
+            "127.0.0.1", self.port, limit=2**24
+        )
 
     async def request(
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
@@ -91,8 +100,19 @@ class Client:
         head += [f"{k}: {v}" for k, v in (headers or {}).items()]
         if body or method in ("POST", "PUT"):
             head += ["content-type: application/json", f"content-length: {len(body)}"]
-        self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-        raw = await self.reader.readuntil(b"\r\n\r\n")
+        message = ("\r\n".join(head) + "\r\n\r\n").encode() + body
+        if self.writer is None or self.writer.is_closing() or self.reader.at_eof():
+            await self._connect()
+        for attempt in (1, 2):
+            self.writer.write(message)  # type: ignore[union-attr]
+            try:
+                raw = await self.reader.readuntil(b"\r\n\r\n")
+                break
+            except (asyncio.IncompleteReadError, ConnectionResetError) as exc:
+                partial = isinstance(exc, asyncio.IncompleteReadError) and exc.partial
+                if attempt == 2 or partial:
+                    raise
+                await self._connect()  # closed while idle, before our request was read
         lines = raw.decode("latin-1").split("\r\n")
         status = int(lines[0].split()[1])
         got: dict[str, str] = {}
@@ -117,7 +137,9 @@ class Client:
         return Reply(status, got, data)
 
     def close(self) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
 
 # --- populating a fleet through the API --------------------------------------------------------
