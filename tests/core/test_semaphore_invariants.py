@@ -11,7 +11,7 @@ holds a slot. After each step it checks:
 - the set of holders changes only as the operation says (grant adds one, release removes one,
   expiry removes exactly the holds whose time has passed);
 - admission (what every non-holder is answered, decided once per value) agrees with acquire
-  for every id.
+  for every id, and answers the same at every instant before admission_until.
 """
 
 from __future__ import annotations
@@ -216,6 +216,20 @@ class SemaphoreMachine(RuleBasedStateMachine):
                 assert not outcome.already_held
             else:
                 assert outcome == admitted.outcome
+
+    @invariant()
+    def admission_answers_the_same_until_admission_until(self) -> None:
+        """The server reuses a group value's admission at later instants up to
+        core.admission_until (no hold expiry, no pause end before it): every instant in
+        that span must get the same answer and the same holders."""
+        here = core.admission(self.sem, self.now, fleet_pause=self.fleet)
+        until = core.admission_until(self.sem, self.now, fleet_pause=self.fleet)
+        last = until - timedelta(microseconds=1) if until else self.now + timedelta(days=3650)
+        assert until is None or until > self.now
+        for t in (self.now + (last - self.now) / 2, last):
+            there = core.admission(self.sem, t, fleet_pause=self.fleet)
+            assert there.outcome == here.outcome
+            assert there.semaphore.holds == here.semaphore.holds
 
     @invariant()
     def a_holds_expiry_lies_after_its_last_heartbeat(self) -> None:

@@ -433,6 +433,26 @@ def admission(
     return Change(sem, None, swept.events)
 
 
+def admission_until(
+    sem: Semaphore,
+    now: datetime,
+    *,
+    fleet_pause: Pause | None = None,
+    rollout: Rollout | None = None,
+) -> datetime | None:
+    """Until when `admission` answers as it does at `now`: it reads the clock only through
+    hold expiry and pause ends, so its answer is the same at every instant from `now` up to
+    (not including) the first of those after `now`. None: no instant changes it. With a
+    rollout, `now` itself: its stages' bakes and close_after are judged at each instant, so
+    the answer holds at that instant only."""
+    if rollout is not None:
+        return now
+    ends = [h.expires_at for h in sem.holds.values() if h.expires_at is not None]
+    ends += [p.until for p in (sem.pause, fleet_pause) if p is not None and p.until is not None]
+    later = [t for t in ends if t > now]
+    return min(later) if later else None
+
+
 def release(
     sem: Semaphore, node_id: str, now: datetime, *, by: str, rollout: Rollout | None = None
 ) -> Change[Released | NotHeld]:

@@ -234,34 +234,58 @@ def _own_pause(current: GroupStatus, node_id: str) -> Denied | None:
 _ADMISSIONS_KEPT = 10_000
 
 
+@dataclass(frozen=True)
+class _Decided:
+    """An Admission with what it was decided from: a group value, the fleet pause, the
+    rollout, the instant, and until when the same ones answer the same
+    (core.admission_until)."""
+
+    semaphore: Semaphore
+    fleet_pause: Pause | None
+    at: datetime
+    until: datetime | None
+    admission: Admission
+    rollout: Rollout | None
+
+
 class Admissions:
-    """The Admission of the newest value seen of each group, so that the callers one batched
-    read answers (server/batched_reads.py) share one decision and one encoded denial."""
+    """The Admission of the newest value seen of each group, so that the callers of one
+    batched read (server/batched_reads.py), and of the next reads while the group is
+    unchanged, share one decision and one encoded denial."""
 
     def __init__(self) -> None:
-        self._last: dict[
-            str, tuple[Semaphore, Pause | None, datetime, Admission, Rollout | None]
-        ] = {}
+        self._last: dict[str, _Decided] = {}
 
     def of(self, current: GroupStatus, *, exact: bool = True) -> Admission:
-        """The Admission of `current`. With exact=False, that of the same stored value
-        decided at an earlier `now` will do: for a backend's remembered view, a hint whose
-        every use the backend's guarded write or a fresh read confirms (holds only expire
-        and pauses only end with time, and either way the answer comes from the store)."""
-        sem = current.semaphore
+        """The Admission of `current`: that of the same stored value and fleet pause decided
+        at an earlier instant when core says nothing between the two changes it (no hold
+        expiry, no pause end). With exact=False, one decided at any instant will do: for a
+        backend's remembered view, a hint whose every use the backend's guarded write or a
+        fresh read confirms (holds only expire and pauses only end with time, and either way
+        the answer comes from the store)."""
+        sem, now = current.semaphore, current.now
         last = self._last.get(sem.group)
         if (
             last is not None
-            and last[0] is sem
-            and last[1] is current.fleet_pause
-            and last[4] is current.rollout
-            and (not exact or last[2] == current.now)
+            and last.semaphore is sem
+            and last.fleet_pause is current.fleet_pause
+            and last.rollout is current.rollout
+            and (
+                not exact
+                or last.at == now
+                or (last.at <= now and (last.until is None or now < last.until))
+            )
         ):
-            return last[3]
+            return last.admission
         admission = Admission.of(current)
         if len(self._last) >= _ADMISSIONS_KEPT:
             self._last.clear()
-        self._last[sem.group] = (sem, current.fleet_pause, current.now, admission, current.rollout)
+        until = core.admission_until(
+            sem, now, fleet_pause=current.fleet_pause, rollout=current.rollout
+        )
+        self._last[sem.group] = _Decided(
+            sem, current.fleet_pause, now, until, admission, current.rollout
+        )
         return admission
 
 

@@ -156,6 +156,7 @@ class EtcdBackend(SemaphoreStore):
         self._client = EtcdClient(settings)
         # The newest view of each group this object has seen: where a change starts (_apply).
         self._views: dict[str, View] = {}
+        self._view_reads: dict[str, Any] = {}  # each group's read transaction (_load)
         self._requests = 0
         # Group commit: the changes to one group that arrive while one is in flight queue
         # here (instead of racing each other's guards) and are written together by the next
@@ -194,8 +195,13 @@ class EtcdBackend(SemaphoreStore):
     async def _load(self, group: str, now: datetime) -> View:
         """A fresh view: one linearizable read transaction."""
         sent = self._request()
-        ranges = _ranges(self.layout.view_ranges(group))
-        resp = await self._client.read_txn(rpc.TxnRequest(success=ranges))
+        request = self._view_reads.get(group)
+        if request is None:  # the same request every time: built once per group
+            if len(self._view_reads) >= MAX_CACHED_GROUPS:
+                self._view_reads.pop(next(iter(self._view_reads)))
+            request = rpc.TxnRequest(success=_ranges(self.layout.view_ranges(group)))
+            self._view_reads[group] = request
+        resp = await self._client.read_txn(request)
         return self._view(group, resp, now, sent)
 
     def _request(self) -> int:
