@@ -303,9 +303,11 @@ def status(
             validate_group(group)
 
     async def read(b: Backend) -> tuple[Snapshot, Reports]:
+        from stagger.backends.node_pages import holder_reports
+
         snap = await b.status(group)
         # the holders' own reports: a halted holder says so, not `ok` (core.fleet_view)
-        stored = await b.read_nodes(group)
+        stored = await holder_reports(b, snap)
         return snap, {r.id: r for r in stored.reports}
 
     snap, reports = run_async(read, backend=backend, create=False, as_json=json)
