@@ -346,9 +346,11 @@ def status(
             validate_group(group)
 
     async def read(b: Backend) -> tuple[Snapshot, Reports, list[BlockerModel] | None]:
+        from stagger.backends.node_pages import holder_reports
+
         snap = await b.status(group)
         # the holders' own reports: a halted holder says so, not `ok` (core.fleet_view)
-        stored = await b.read_nodes(group)
+        stored = await holder_reports(b, snap)
         blockers = await server_blockers(b)
         if blockers is not None and group is not None:  # the ones that hold this group back
             blockers = [x for x in blockers if x.groups is None or group in x.groups]

@@ -50,7 +50,7 @@ from stagger.api import (
     UnlockResponse,
     UrgentModel,
 )
-from stagger.backends.node_pages import SummarisedReports
+from stagger.backends.node_pages import SummarisedReports, holder_reports
 from stagger.backends.protocol import Snapshot
 from stagger.backends.semaphore_store import SemaphoreStore
 from stagger.core.errors import InvalidInput
@@ -281,17 +281,8 @@ class Api:
     # --- reads ------------------------------------------------------------------------------
 
     async def _reports(self, snap: Snapshot) -> dict[str, NodeReport]:
-        """The last reports of the holders in `snap`, so a hold says when its node is halted:
-        read by id from a store that can (the holders are a few), else every report."""
-        backend = self.state.backend
-        if isinstance(backend, SummarisedReports):
-            holders = {h.id for g in snap.groups for h in g.holds}
-            found = await backend.reports_of(holders)
-        else:
-            found = await backend.read_nodes(
-                snap.groups[0].group if len(snap.groups) == 1 else None
-            )
-        return {r.id: r for r in found.reports}
+        """The holders' last reports, so a hold says when its node is halted."""
+        return {r.id: r for r in (await holder_reports(self.state.backend, snap)).reports}
 
     async def status(self, request: Request) -> Response:
         self._admin(request)
