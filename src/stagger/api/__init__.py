@@ -25,6 +25,8 @@ from stagger.api.groups import (
     HealthModel,
     HistoryModel,
     HoldModel,
+    PaceRequest,
+    PaceResponse,
     PauseModel,
     PauseRequest,
     PauseResponse,
@@ -36,6 +38,7 @@ from stagger.api.groups import (
     TouchResponse,
     UnlockResponse,
     UrgentModel,
+    WaiterModel,
     urgent_models,
 )
 from stagger.api.nodes import (
@@ -74,6 +77,8 @@ __all__ = [
     "NodeModel",
     "NodeReportRequest",
     "NodesModel",
+    "PaceRequest",
+    "PaceResponse",
     "PauseModel",
     "PauseRequest",
     "PauseResponse",
@@ -87,5 +92,6 @@ __all__ = [
     "UnlockResponse",
     "UnreadableModel",
     "UrgentModel",
+    "WaiterModel",
     "urgent_models",
 ]

@@ -10,7 +10,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from stagger.api.base import Model
+from stagger.api.base import MaybeInstant, Model
 from stagger.api.groups import PauseModel
 from stagger.core.semaphore import Denied, DenyReason
 
@@ -28,6 +28,8 @@ class ErrorKind(StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"  # 413: body over 64 KiB
     FAILED_LOCK_SEMAPHORE_FULL = "failed_lock_semaphore_full"  # 423: every slot is held
     FAILED_LOCK_PAUSED = "failed_lock_paused"  # 423: reboots in the group are paused
+    FAILED_LOCK_PACING = "failed_lock_pacing"  # 423: a freed slot cools down (pace); `until`
+    FAILED_LOCK_QUEUED = "failed_lock_queued"  # 423: a slot is free, earlier askers go first
     NODE_HOLDS_SLOT = "node_holds_slot"  # 409: a node to forget holds a slot; release it first
     BACKEND_UNAVAILABLE = "backend_unavailable"  # 503: the store did not answer; retry later
     INTERNAL_ERROR = "internal_error"  # 500: a bug in stagger; please report it
@@ -48,6 +50,8 @@ _STATUS = {
     ErrorKind.PAYLOAD_TOO_LARGE: 413,
     ErrorKind.FAILED_LOCK_SEMAPHORE_FULL: 423,
     ErrorKind.FAILED_LOCK_PAUSED: 423,
+    ErrorKind.FAILED_LOCK_PACING: 423,
+    ErrorKind.FAILED_LOCK_QUEUED: 423,
     ErrorKind.NODE_HOLDS_SLOT: 409,
     ErrorKind.BACKEND_UNAVAILABLE: 503,
     ErrorKind.INTERNAL_ERROR: 500,
@@ -56,13 +60,16 @@ _STATUS = {
 DENIAL_KINDS = {
     DenyReason.FULL: ErrorKind.FAILED_LOCK_SEMAPHORE_FULL,
     DenyReason.PAUSED: ErrorKind.FAILED_LOCK_PAUSED,
+    DenyReason.PACING: ErrorKind.FAILED_LOCK_PACING,
+    DenyReason.QUEUED: ErrorKind.FAILED_LOCK_QUEUED,
 }
 
 
 class ErrorModel(Model):
-    """A FleetLock error body. `max` and `holders` come with a full-semaphore denial,
-    `pause` with a paused one (and `node` when it is that node's own pause), and `group` with
-    node_holds_slot (extra fields FleetLock clients ignore)."""
+    """A FleetLock error body. `max` and `holders` come with every denial, `pause` with a
+    paused one (and `node` when it is that node's own pause), `until` with a pacing one,
+    `position` (the node's 1-based place in the group's queue) with every denial of a queued
+    node, and `group` with node_holds_slot (extra fields FleetLock clients ignore)."""
 
     kind: ErrorKind
     value: str = Field(min_length=1)
@@ -71,10 +78,15 @@ class ErrorModel(Model):
     pause: PauseModel | None = None
     group: str | None = None
     node: str | None = None
+    until: MaybeInstant = None
+    position: int | None = Field(None, ge=1)
 
     def denial(self) -> Denied | None:
         for reason, kind in DENIAL_KINDS.items():
             if kind is self.kind:
                 p = self.pause.value() if self.pause is not None else None
-                return Denied(reason, self.max or 0, tuple(self.holders or ()), p, self.node or "")
+                holders = tuple(self.holders or ())
+                return Denied(
+                    reason, self.max or 0, holders, p, self.node or "", self.until, self.position
+                )
         return None

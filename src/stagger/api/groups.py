@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
+from annotated_types import Interval
 from pydantic import BeforeValidator, Field
 
 from stagger.api.base import By, Instant, MaybeInstant, Model, Request
@@ -27,6 +28,7 @@ from stagger.core.semaphore import (
     Urgent,
 )
 from stagger.core.text import PLAIN_TEXT_NOT_BLANK
+from stagger.core.turns import Waiter
 
 # Node id → its last report: what a hold's condition is judged with (core.fleet_view).
 Reports = Mapping[str, NodeReport]
@@ -108,11 +110,41 @@ class HoldModel(Model):
         return Hold(self.id, self.since, self.last_seen, self.expires_at, self.note)
 
 
+class WaiterModel(Model):
+    """A node in a group's queue for a slot (first asked, first served)."""
+
+    id: str
+    position: int = Field(ge=1, description="1-based place in the queue")
+    first_asked: Instant
+    last_asked: Instant = Field(description="it leaves the queue stale_after after this")
+
+    @classmethod
+    def of(cls, w: Waiter) -> WaiterModel:
+        return cls(id=w.id, position=w.position, first_asked=w.first_asked, last_asked=w.last_asked)
+
+
 class GroupModel(Model):
     group: str
-    max: int
+    max: int = Field(description="slots in force now: the count, or max_percent of known_nodes")
+    max_percent: int | None = Field(
+        None, description="set: max is this percentage of known_nodes (rounded down, at least 1)"
+    )
+    known_nodes: list[str] = Field(
+        default_factory=list,
+        description="the nodes a percentage counts: holders and nodes that asked for, held or "
+        "released a slot within stale_after",
+    )
+    pace: float | None = Field(
+        None, description="seconds a freed slot waits before it is granted again; null: none"
+    )
+    cooling_until: list[Instant] = Field(
+        default_factory=list, description="when each freed slot still cooling down (pace) ends"
+    )
+    queue: list[WaiterModel] = Field(
+        default_factory=list, description="the nodes waiting for a slot, first asked first"
+    )
     held: int = Field(description="live holds (expired ones excluded): the length of `holds`")
-    free: int = Field(description="slots a new lock may take: max - held, at least 0")
+    free: int = Field(description="slots a new lock may take: max - held - cooling, at least 0")
     holds: list[HoldModel] = Field(description="the live holds, oldest first")
     pause: PauseModel | None = Field(None, description="the group's own pause, active or not")
     paused: bool = Field(description="a pause (the group's or the fleet's) is in force")
@@ -136,11 +168,18 @@ class GroupModel(Model):
     def of(cls, g: GroupStatus, reports: Reports | None = None) -> GroupModel:
         sem, stale = g.semaphore, g.stale
         holds = g.holds
+        slots = sem.slots(g.now)
+        cooling = sem.cooling(g.now)
         return cls(
             group=g.group,
-            max=sem.max,
+            max=slots,
+            max_percent=sem.max_percent,
+            known_nodes=sorted(sem.known(g.now)) if sem.max_percent is not None else [],
+            pace=sem.pace.total_seconds() if sem.pace is not None else None,
+            cooling_until=cooling,
+            queue=[WaiterModel.of(w) for w in sem.queue(g.now)],
             held=len(holds),
-            free=max(sem.max - len(holds), 0),
+            free=max(slots - len(holds) - len(cooling), 0),
             holds=[HoldModel.of(h, h.id in stale, g.group, reports) for h in holds],
             pause=PauseModel.of(sem.pause),
             paused=g.pause is not None,
@@ -152,6 +191,10 @@ class GroupModel(Model):
         )
 
     def value(self, now: datetime, fleet: Pause | None) -> GroupStatus:
+        pace = timedelta(seconds=self.pace) if self.pace is not None else None
+        # The memory of nodes as this reading saw it: the known ones seen now, the waiters at
+        # their last ask, so the value judges max and queue at `now` as the server did.
+        seen = {k: now for k in self.known_nodes} | {w.id: w.last_asked for w in self.queue}
         sem = Semaphore(
             group=self.group,
             max=self.max,
@@ -159,6 +202,11 @@ class GroupModel(Model):
             pause=self.pause.value() if self.pause is not None else None,
             hold_ttl=timedelta(seconds=self.hold_ttl) if self.hold_ttl is not None else None,
             stale_after=timedelta(seconds=self.stale_after),
+            max_percent=self.max_percent,
+            pace=pace,
+            releases=tuple(t - pace for t in self.cooling_until) if pace is not None else (),
+            seen=seen,
+            waiting={w.id: w.first_asked for w in self.queue},
             stored=self.exists,
         )
         return GroupStatus(
@@ -259,6 +307,10 @@ class DeniedModel(Model):
     node: str | None = Field(
         None, description="set when the pause in force is this node's own (pause --node)"
     )
+    until: MaybeInstant = Field(None, description="pacing: when a freed slot may be granted")
+    position: int | None = Field(
+        None, ge=1, description="the node's 1-based place in the group's queue"
+    )
     message: str
 
     @classmethod
@@ -271,6 +323,8 @@ class DeniedModel(Model):
             holders=list(d.holders),
             pause=PauseModel.of(d.pause),
             node=d.node or None,
+            until=d.until,
+            position=d.position,
             message=message,
         )
 
@@ -283,14 +337,33 @@ def _whole_number(value: object) -> object:
     return value
 
 
+# A max given as a percentage of the group's known nodes: "1%" to "100%".
+PERCENT_PATTERN = r"^([1-9][0-9]?|100)%$"
+
+
 class SetMaxRequest(Request):
-    max: Annotated[int, BeforeValidator(_whole_number)] = Field(ge=0, le=MAX_SLOTS)
+    max: (
+        Annotated[int, Interval(ge=0, le=MAX_SLOTS), BeforeValidator(_whole_number)]
+        | Annotated[str, Field(pattern=PERCENT_PATTERN)]
+    ) = Field(
+        description=f"slots (0 to {MAX_SLOTS}), or a percentage of the group's known nodes "
+        '("10%": rounded down, at least 1)'
+    )
     by: By = None
+
+    @property
+    def percent(self) -> bool:
+        return isinstance(self.max, str)
+
+    @property
+    def value(self) -> int:
+        return int(self.max[:-1]) if isinstance(self.max, str) else self.max
 
 
 class SetMaxResponse(Model):
     group: str
     max: int
+    percent: bool = False
 
 
 # The longest hold_ttl or stale_after the admin API takes (seconds): ten years, far beyond any
@@ -299,6 +372,20 @@ class SetMaxResponse(Model):
 # the store refuses.
 MAX_GROUP_SECONDS = 10 * 365 * 86400
 MIN_GROUP_SECONDS = 0.001
+
+
+class PaceRequest(Request):
+    """PUT /v1/groups/{group}/pace: how long a freed slot waits before it is granted again."""
+
+    pace: float | None = Field(
+        ge=MIN_GROUP_SECONDS, le=MAX_GROUP_SECONDS, description="seconds; null: no pace"
+    )
+    by: By = None
+
+
+class PaceResponse(Model):
+    group: str
+    pace: float | None = Field(description="seconds; null: no pace")
 
 
 class ConfigureRequest(Request):

@@ -35,6 +35,7 @@ from stagger.api import (
     HistoryModel,
     NodeReportRequest,
     NodesModel,
+    PaceResponse,
     PauseModel,
     PauseResponse,
     ReportResponse,
@@ -72,6 +73,7 @@ from stagger.core.semaphore import (
     validate_node_id,
 )
 from stagger.core.text import whole_number
+from stagger.core.turns import validate_percent
 
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger("stagger.backends.fleetlock")
@@ -416,14 +418,26 @@ class FleetLockBackend:
 
     # --- the admin API (stagger servers only) -------------------------------------------------
 
-    async def set_max(self, group: str, value: int, *, by: str) -> int:
+    async def set_max(self, group: str, value: int, *, by: str, percent: bool = False) -> int:
         validate_group(group)
-        validate_max(value)
+        if percent:
+            validate_percent(value)
+        else:
+            validate_max(value)
         doc = await self._api(
             "PUT", f"v1/groups/{group}/max", SetMaxResponse, "set max",
-            json={"max": value, "by": by},
+            json={"max": f"{value}%" if percent else value, "by": by},
         )  # fmt: skip
         return doc.max
+
+    async def set_pace(self, group: str, pace: timedelta | None, *, by: str) -> timedelta | None:
+        validate_group(group)
+        seconds = pace.total_seconds() if pace is not None else None
+        doc = await self._api(
+            "PUT", f"v1/groups/{group}/pace", PaceResponse, "set the pace",
+            json={"pace": seconds, "by": by},
+        )  # fmt: skip
+        return timedelta(seconds=doc.pace) if doc.pace is not None else None
 
     async def configure(
         self,
@@ -633,15 +647,30 @@ def _denial(r: httpx.Response) -> Denied | None:
     holders = tuple(h for h in doc.get("holders") or () if isinstance(h, str))
     raw_max = doc.get("max")
     max_ = raw_max if isinstance(raw_max, int) and not isinstance(raw_max, bool) else 0
+    raw_position = doc.get("position")
+    position = (
+        raw_position
+        if isinstance(raw_position, int) and not isinstance(raw_position, bool) and raw_position > 0
+        else None
+    )
     if kind == ErrorKind.FAILED_LOCK_SEMAPHORE_FULL or kind in _FOREIGN_DENIALS:
-        return Denied(DenyReason.FULL, max_, holders)
+        return Denied(DenyReason.FULL, max_, holders, position=position)
+    if kind == ErrorKind.FAILED_LOCK_QUEUED:
+        return Denied(DenyReason.QUEUED, max_, holders, position=position)
+    if kind == ErrorKind.FAILED_LOCK_PACING:
+        try:
+            until = datetime.fromisoformat(str(doc.get("until")))
+        except ValueError:
+            until = None
+        return Denied(DenyReason.PACING, max_, holders, until=until, position=position)
     if kind == ErrorKind.FAILED_LOCK_PAUSED:
         try:
             p = PauseModel.model_validate(doc.get("pause")).value() if doc.get("pause") else None
         except ValidationError:
             p = None
         node = doc.get("node")
-        return Denied(DenyReason.PAUSED, max_, holders, p, node if isinstance(node, str) else "")
+        who = node if isinstance(node, str) else ""
+        return Denied(DenyReason.PAUSED, max_, holders, p, who, position=position)
     m = _AIRLOCK_FULL.search(value) if kind == "failed_lock" else None
     if m is not None:
         return Denied(DenyReason.FULL, int(m.group(1)), holders)

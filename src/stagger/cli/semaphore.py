@@ -51,9 +51,11 @@ from stagger.core.semaphore import (
     validate_node_id,
 )
 from stagger.core.times import check_instant, format_utc
+from stagger.core.turns import validate_percent
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
+    from rich.console import Console
 
 GroupOption = typer.Option(DEFAULT_GROUP, "--group", "-g", metavar="G", help="The group.")
 AnyGroupOption = typer.Option(
@@ -105,9 +107,33 @@ def parse_max(text: str) -> int:
     except ValueError:
         raise InvalidInput(
             f"max {text!r} is not a whole number: give one from 0 to {MAX_SLOTS} "
-            "(0 stops every new reboot in the group)"
+            "(0 stops every new reboot in the group), or a percentage such as 10%"
         ) from None
     return validate_max(value)
+
+
+def parse_limit(text: str) -> tuple[int, bool]:
+    """`set-max`'s N: (slots, False), or for `N%` (percentage, True)."""
+    raw = text.strip()
+    if not raw.endswith("%"):
+        return parse_max(raw), False
+    try:
+        value = int(raw[:-1].strip())
+    except ValueError:
+        raise InvalidInput(
+            f"max {text!r} is not a percentage: give a whole one from 1% to 100%, e.g. 10%"
+        ) from None
+    return validate_percent(value), True
+
+
+def parse_pace(text: str) -> timedelta | None:
+    """`--pace`: a duration, or none/0/off for no pace."""
+    if text.strip().lower() in ("none", "off", "0", "0s"):
+        return None
+    pace = parse_duration(text, what="--pace")
+    if pace <= timedelta(0):
+        raise InvalidInput(f"--pace {text!r} is not longer than 0 s: give e.g. 10m, or none")
+    return pace
 
 
 def parse_rfc3339(text: str, *, what: str) -> datetime:
@@ -210,6 +236,15 @@ def not_yet_sentence(g: GroupStatus) -> str:
     return text
 
 
+def limit_sentence(g: GroupStatus) -> str:
+    """The max as set and as it stands: `3`, or `10% = 3 of 27 nodes`."""
+    sem = g.semaphore
+    if sem.max_percent is None:
+        return str(sem.max)
+    known = len(sem.known(g.now))
+    return f"{sem.max_percent}% = {sem.slots(g.now)} of {known} node{'s' if known != 1 else ''}"
+
+
 def condition_text(conditions: tuple[HoldCondition, ...]) -> str:
     """`ok`, or the marks in capitals worst first (`HALTED, STALE`)."""
     marks = [c.value.upper() for c in conditions if c is not HoldCondition.OK]
@@ -235,7 +270,9 @@ def render_status(snap: Snapshot, reports: Reports | None = None) -> None:
         if not sem.stored:
             out.print(not_yet_sentence(g))
             continue
-        title = f"group {g.group}: {len(holds)} of max {sem.max} slot(s) held"
+        title = f"group {g.group}: {len(holds)} of max {sem.slots(g.now)} slot(s) held"
+        if sem.max_percent is not None:
+            title += f" ({limit_sentence(g)})"
         pause = g.pause
         if pause is not None:
             scope = "" if pause is sem.pause else " (fleet-wide)"
@@ -259,8 +296,29 @@ def render_status(snap: Snapshot, reports: Reports | None = None) -> None:
         if not holds:
             table.add_row("(none)", "", "", "", "")
         out.print(table)
-        if len(holds) > sem.max:
-            out.print(f"  {len(holds)} holds exceed max {sem.max}: new locks wait for releases")
+        slots = sem.slots(g.now)
+        if len(holds) > slots:
+            out.print(f"  {len(holds)} holds exceed max {slots}: new locks wait for releases")
+        render_turns(out, g)
+
+
+def render_turns(out: Console, g: GroupStatus) -> None:
+    """The group's pace (and the freed slots cooling down) and its queue, first asked first."""
+    sem = g.semaphore
+    if sem.pace is not None:
+        line = f"  pace {format_duration(sem.pace)}: a freed slot is granted again that long later"
+        ends = sem.cooling(g.now)
+        if ends:
+            line += f"; {len(ends)} cooling, the next free at {when(ends[0])}"
+        out.print(line)
+    waiters = sem.queue(g.now)
+    if waiters:
+        out.print(f"  queue ({len(waiters)}, first asked first):")
+        for w in waiters:
+            out.print(
+                f"    {w.position}. {w.id} (asked {ago(g.now, w.first_asked)} ago, "
+                f"last {ago(g.now, w.last_asked)} ago)"
+            )
 
 
 def render_history(events: list[Event], now: datetime) -> None:
@@ -325,7 +383,7 @@ def lock(
     backend: str | None = BackendOption,
     json: bool = JsonOption,
 ) -> None:
-    """Take a slot in a group (exit 1 when denied: full or paused)."""
+    """Take a slot in a group (exit 1 when denied: full, paused, pacing or queued)."""
     with reported_errors(json):
         validate_group(group)
         actor = resolve_actor(node, root)
@@ -393,7 +451,10 @@ def unlock(
 
 def set_max(
     value: str = typer.Argument(
-        ..., metavar="N", help=f"Slots: 0 to {MAX_SLOTS}.", show_default=False
+        ...,
+        metavar="N|P%",
+        help=f"Slots: 0 to {MAX_SLOTS}, or a percentage of the group's known nodes (10%).",
+        show_default=False,
     ),
     group: str = GroupOption,
     hold_ttl: str | None = typer.Option(
@@ -405,13 +466,20 @@ def set_max(
     stale_after: str | None = typer.Option(
         None, "--stale-after", metavar="D", help="Mark a hold stale after this silence (15m)."
     ),
+    pace: str | None = typer.Option(
+        None,
+        "--pace",
+        metavar="D|none",
+        help="A freed slot is granted again only this long after its release (none: at once).",
+    ),
     backend: str | None = BackendOption,
     json: bool = JsonOption,
 ) -> None:
     """Set how many nodes of a group may reboot at once (live; lowering it evicts nobody)."""
     with reported_errors(json):
         validate_group(group)
-        slots = parse_max(value)
+        slots, percent = parse_limit(value)
+        paced = parse_pace(pace) if pace is not None else None
         ttl: timedelta | None = None
         if hold_ttl is not None and hold_ttl.strip().lower() not in ("none", "never", "off"):
             ttl = parse_duration(hold_ttl, what="--hold-ttl")
@@ -428,21 +496,26 @@ def set_max(
                 hold_ttl=ttl if hold_ttl is not None else sem.hold_ttl,
                 stale_after=stale if stale is not None else sem.stale_after,
             )
-        await b.set_max(group, slots, by=by)
+        await b.set_max(group, slots, by=by, percent=percent)
+        if pace is not None:
+            await b.set_pace(group, paced, by=by)
         return (await b.status(group)).groups[0]
 
     g = run_async(apply, backend=backend, create=True, as_json=json)
 
     def render() -> None:
-        ttl_text = format_duration(g.semaphore.hold_ttl) if g.semaphore.hold_ttl else "none"
+        sem = g.semaphore
+        ttl_text = format_duration(sem.hold_ttl) if sem.hold_ttl else "none"
+        pace_text = f", pace {format_duration(sem.pace)}" if sem.pace else ""
         console().print(
-            f"group {group}: max {g.semaphore.max}, hold-ttl {ttl_text}, "
-            f"stale after {format_duration(g.semaphore.stale_after)}"
+            f"group {group}: max {limit_sentence(g)}, hold-ttl {ttl_text}, "
+            f"stale after {format_duration(sem.stale_after)}{pace_text}"
         )
-        if len(g.holds) > g.semaphore.max:
+        slots_now = sem.slots(g.now)
+        if len(g.holds) > slots_now:
             console().print(
                 f"{len(g.holds)} nodes hold slots: nobody is evicted; new locks wait until "
-                f"fewer than {g.semaphore.max} hold one"
+                f"fewer than {slots_now} hold one"
             )
 
     if json:

@@ -32,6 +32,8 @@ from stagger.api import (
     NodeModel,
     NodeReportRequest,
     NodesModel,
+    PaceRequest,
+    PaceResponse,
     PauseModel,
     PauseRequest,
     PauseResponse,
@@ -264,9 +266,21 @@ class Api:
         actor = self._admin(request)
         group = self._group(request)
         body = await read_model(request, SetMaxRequest)
-        value = await self.state.backend.set_max(group, body.max, by=body.by or actor)
+        value = await self.state.backend.set_max(
+            group, body.value, by=body.by or actor, percent=body.percent
+        )
         self.state.note_group(group)
-        return json_response(SetMaxResponse(group=group, max=value))
+        return json_response(SetMaxResponse(group=group, max=value, percent=body.percent))
+
+    async def set_pace(self, request: Request) -> Response:
+        actor = self._admin(request)
+        group = self._group(request)
+        body = await read_model(request, PaceRequest)
+        pace = timedelta(seconds=body.pace) if body.pace is not None else None
+        value = await self.state.backend.set_pace(group, pace, by=body.by or actor)
+        self.state.note_group(group)
+        seconds = value.total_seconds() if value is not None else None
+        return json_response(PaceResponse(group=group, pace=seconds))
 
     async def configure(self, request: Request) -> Response:
         actor = self._admin(request)
@@ -495,6 +509,7 @@ class Api:
             ),
             Route("/v1/groups/{group}/max", e("set-max", self.set_max), methods=["PUT"]),
             Route("/v1/groups/{group}/config", e("configure", self.configure), methods=["PUT"]),
+            Route("/v1/groups/{group}/pace", e("set-pace", self.set_pace), methods=["PUT"]),
             Route("/v1/groups/{group}/pause", e("pause", self.pause_group), methods=["POST"]),
             Route("/v1/groups/{group}/resume", e("resume", self.resume_group), methods=["POST"]),
             Route("/v1/groups/{group}/holds/{id}", e("unlock", self.unlock), methods=["DELETE"]),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +30,7 @@ from stagger.core.semaphore import (
     validate_group,
     validate_node_id,
 )
+from stagger.core.times import rfc3339
 from stagger.server.auth import CHALLENGE, CLIENT_CERT_NAMES, NO_NAMES, Denial, node_denial
 from stagger.server.context import ServerState, error_body
 from stagger.server.settings import MAX_BODY, Token
@@ -153,6 +154,8 @@ def denial_reject(outcome: Denied) -> Reject:
         holders=list(outcome.holders),
         pause=_pause_doc(outcome.pause),
         node=outcome.node or None,
+        until=rfc3339(outcome.until) if outcome.until is not None else None,
+        position=outcome.position,
     )
 
 
@@ -171,23 +174,31 @@ class Refusal:
 
 @dataclass(frozen=True)
 class Admission:
-    """What a lock asked on one group value answers (core.admission): an id in `holders`
-    keeps its slot (nothing written); any other id gets `refusal`, or, when it is None, a
-    new slot (a write, decided by the backend)."""
+    """What a lock asked on one group value answers (core.lineup): an id in `holders` keeps
+    its slot (nothing written); an id whose lock changes the group (a new slot, joining the
+    queue, a due last-ask mark) goes to the backend; any other id, a queued node asking
+    again, gets the refusal for its place in the queue, encoded once per place."""
 
     holders: frozenset[str]
-    refusal: Refusal | None
+    turn: core.Lineup
+    _refusals: dict[int, Refusal] = field(default_factory=dict, compare=False)
 
     @classmethod
     def of(cls, current: GroupStatus) -> Admission:
-        decided = core.admission(current.semaphore, current.now, fleet_pause=current.fleet_pause)
-        denied = decided.outcome
-        refusal = Refusal.of(denied) if denied is not None else None
-        return cls(frozenset(decided.semaphore.holds), refusal)
+        decided = core.lineup(current.semaphore, current.now, fleet_pause=current.fleet_pause)
+        return cls(frozenset(decided.semaphore.holds), decided.outcome)
 
-    def grants(self, node_id: str) -> bool:
-        """Whether a lock by `node_id` takes a new slot (a write)."""
-        return self.refusal is None and node_id not in self.holders
+    def writes(self, node_id: str, now: datetime) -> bool:
+        """Whether a lock by `node_id` at `now` changes the group (the backend decides it)."""
+        return node_id not in self.holders and self.turn.writes(node_id, now)
+
+    def refusal(self, node_id: str) -> Refusal:
+        """The answer to a queued node whose lock writes nothing (writes() is False)."""
+        position = self.turn.position(node_id)
+        refusal = self._refusals.get(position)
+        if refusal is None:
+            refusal = self._refusals[position] = Refusal.of(self.turn.denial_of(node_id))
+        return refusal
 
 
 def _own_pause(current: GroupStatus, node_id: str) -> Denied | None:
@@ -325,7 +336,8 @@ class FleetLockEndpoint:
             if self.operation == PRE_REBOOT:
                 admissions = self.admissions
                 if hint is None or not (
-                    admissions.of(hint, exact=False).grants(node_id) or reads.changing(group)
+                    admissions.of(hint, exact=False).writes(node_id, hint.now)
+                    or reads.changing(group)
                 ):
                     hint = (await reads.read(group)).groups[0]
                     admission = admissions.of(hint)
@@ -334,8 +346,8 @@ class FleetLockEndpoint:
                     paused = _own_pause(hint, node_id)
                     if paused is not None:
                         return self._denial(group, node_id, Refusal.of(paused), hint.now)
-                    if admission.refusal is not None:
-                        return self._denial(group, node_id, admission.refusal, hint.now)
+                    if not admission.writes(node_id, hint.now):
+                        return self._denial(group, node_id, admission.refusal(node_id), hint.now)
                 outcome = await backend.acquire(group, node_id, by=by)
                 if isinstance(outcome, Denied):
                     return self._denial(group, node_id, Refusal.of(outcome), hint.now)
