@@ -179,6 +179,28 @@ def test_set_max_refuses_a_bad_pace_in_one_sentence(url: str) -> None:
     assert_one_sentence(run("set-max", "1", "--pace", "soon", backend=url), 2, "--pace")
 
 
+def test_status_estimates_when_a_busy_group_finishes(url: str) -> None:
+    run("set-max", "1", "--group", "web", backend=url)
+    for node in ("a", "b"):
+        assert run("lock", "--group", "web", "--id", node, backend=url).code in (0, 1)
+    doc = run("status", "--group", "web", "--json", backend=url).json()["groups"][0]
+    assert doc["eta"] == {
+        "completes_at": None,
+        "pending": 1,
+        "in_progress": 1,
+        "cycle_seconds": None,
+        "why": "no cycle measured yet",
+    }
+    run("unlock", "--group", "web", "--id", "a", backend=url)
+    run("lock", "--group", "web", "--id", "b", backend=url)
+    run("lock", "--group", "web", "--id", "c", backend=url)
+    eta = run("status", "--group", "web", "--json", backend=url).json()["groups"][0]["eta"]
+    assert (eta["pending"], eta["in_progress"]) == (1, 1)
+    assert eta["cycle_seconds"] is not None
+    assert eta["completes_at"] is not None
+    assert "ETA " in run("status", "--group", "web", backend=url).out
+
+
 def test_set_max_json_is_the_group_document(url: str) -> None:
     doc = run("set-max", "2", "--json", backend=url).json()
     assert doc["group"] == "default"

@@ -13,6 +13,7 @@ from pydantic import BeforeValidator, Field
 
 from stagger.api.base import By, Instant, MaybeInstant, Model, Request
 from stagger.backends.protocol import GroupStatus, Snapshot
+from stagger.core.eta import GroupEta
 from stagger.core.fleet_view import HoldCondition, hold_conditions
 from stagger.core.node_report import NodeReport
 from stagger.core.semaphore import (
@@ -123,6 +124,28 @@ class WaiterModel(Model):
         return cls(id=w.id, position=w.position, first_asked=w.first_asked, last_asked=w.last_asked)
 
 
+class EtaModel(Model):
+    """A group's estimated completion (docs/rollout.md, "ETA"): how it is computed and how
+    wrong it can be are documented there."""
+
+    completes_at: MaybeInstant = Field(description="null: cannot be estimated (see why)")
+    pending: int = Field(description="nodes in the queue")
+    in_progress: int = Field(description="nodes holding a slot")
+    cycle_seconds: float | None = Field(description="the median of the recent measured cycles")
+    why: str = Field("", description="why there is no estimate, when there is none")
+
+    @classmethod
+    def of(cls, e: GroupEta) -> EtaModel:
+        cycle = e.cycle.total_seconds() if e.cycle is not None else None
+        return cls(
+            completes_at=e.completes_at,
+            pending=e.pending,
+            in_progress=e.in_progress,
+            cycle_seconds=cycle,
+            why=e.why,
+        )
+
+
 class GroupModel(Model):
     group: str
     max: int = Field(description="slots in force now: the count, or max_percent of known_nodes")
@@ -163,9 +186,14 @@ class GroupModel(Model):
         default_factory=dict,
         description="the emergency reboots asked for nodes (need-reboot --now --node), by id",
     )
+    eta: EtaModel | None = Field(
+        None, description="the estimated completion of a busy group (docs/rollout.md, ETA)"
+    )
 
     @classmethod
-    def of(cls, g: GroupStatus, reports: Reports | None = None) -> GroupModel:
+    def of(
+        cls, g: GroupStatus, reports: Reports | None = None, eta: GroupEta | None = None
+    ) -> GroupModel:
         sem, stale = g.semaphore, g.stale
         holds = g.holds
         slots = sem.slots(g.now)
@@ -188,6 +216,7 @@ class GroupModel(Model):
             exists=sem.stored,
             node_pauses={k: PauseModel.from_pause(p) for k, p in g.node_pauses.items()},
             urgent_reboots=urgent_models(g.urgent_reboots),
+            eta=EtaModel.of(eta) if eta is not None else None,
         )
 
     def value(self, now: datetime, fleet: Pause | None) -> GroupStatus:
@@ -231,13 +260,18 @@ class StatusModel(Model):
     groups: list[GroupModel]
 
     @classmethod
-    def of(cls, snap: Snapshot, reports: Reports | None = None) -> StatusModel:
+    def of(
+        cls,
+        snap: Snapshot,
+        reports: Reports | None = None,
+        etas: Mapping[str, GroupEta] | None = None,
+    ) -> StatusModel:
         return cls(
             now=snap.now,
             fleet_pause=PauseModel.of(snap.fleet_pause),
             node_pauses={k: PauseModel.from_pause(p) for k, p in snap.node_pauses.items()},
             urgent_reboots=urgent_models(snap.urgent_reboots),
-            groups=[GroupModel.of(g, reports) for g in snap.groups],
+            groups=[GroupModel.of(g, reports, (etas or {}).get(g.group)) for g in snap.groups],
         )
 
     def value(self) -> Snapshot:

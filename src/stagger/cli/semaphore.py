@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from stagger.agent.identity import NoMachineId, node_id
+from stagger.backends.estimates import group_etas
 from stagger.backends.protocol import Backend, GroupStatus, Snapshot, utcnow
 from stagger.cli.output import (
     EXIT_DENIED,
@@ -31,6 +32,7 @@ from stagger.cli.output import (
 )
 from stagger.core.durations import format_duration, parse_duration
 from stagger.core.errors import InvalidInput
+from stagger.core.eta import GroupEta
 from stagger.core.fleet_view import HoldCondition, hold_conditions
 from stagger.core.node_report import NodeReport
 from stagger.core.semaphore import (
@@ -251,7 +253,9 @@ def condition_text(conditions: tuple[HoldCondition, ...]) -> str:
     return ", ".join(marks) or HoldCondition.OK.value
 
 
-def render_status(snap: Snapshot, reports: Reports | None = None) -> None:
+def render_status(
+    snap: Snapshot, reports: Reports | None = None, etas: Mapping[str, GroupEta] | None = None
+) -> None:
     reports = reports or {}
     out = console()
     fleet = active(snap.fleet_pause, snap.now)
@@ -300,6 +304,9 @@ def render_status(snap: Snapshot, reports: Reports | None = None) -> None:
         if len(holds) > slots:
             out.print(f"  {len(holds)} holds exceed max {slots}: new locks wait for releases")
         render_turns(out, g)
+        eta = (etas or {}).get(g.group)
+        if eta is not None:
+            out.print(f"  {eta_sentence(eta, g.now)}")
 
 
 def render_turns(out: Console, g: GroupStatus) -> None:
@@ -319,6 +326,18 @@ def render_turns(out: Console, g: GroupStatus) -> None:
                 f"    {w.position}. {w.id} (asked {ago(g.now, w.first_asked)} ago, "
                 f"last {ago(g.now, w.last_asked)} ago)"
             )
+
+
+def eta_sentence(eta: GroupEta, now: datetime) -> str:
+    """`ETA 14:20:00 UTC (in 1h10m): 21 waiting, 3 in progress, median cycle 6m`."""
+    work = f"{eta.pending} waiting, {eta.in_progress} in progress"
+    if eta.completes_at is None:
+        return f"ETA unknown ({eta.why}): {work}"
+    cycle = format_duration(eta.cycle) if eta.cycle is not None else "?"
+    return (
+        f"ETA {when(eta.completes_at)} (in {ago(eta.completes_at, now)}): {work}, "
+        f"median cycle {cycle} (an estimate: docs/rollout.md)"
+    )
 
 
 def render_history(events: list[Event], now: datetime) -> None:
@@ -360,19 +379,20 @@ def status(
         if group is not None:
             validate_group(group)
 
-    async def read(b: Backend) -> tuple[Snapshot, Reports]:
+    async def read(b: Backend) -> tuple[Snapshot, Reports, dict[str, GroupEta]]:
         snap = await b.status(group)
         # the holders' own reports: a halted holder says so, not `ok` (core.fleet_view)
         stored = await b.read_nodes(group)
-        return snap, {r.id: r for r in stored.reports}
+        etas = await group_etas(b, snap)
+        return snap, {r.id: r for r in stored.reports}, etas
 
-    snap, reports = run_async(read, backend=backend, create=False, as_json=json)
+    snap, reports, etas = run_async(read, backend=backend, create=False, as_json=json)
     if json:
         from stagger.api import StatusModel
 
-        print_json(document(StatusModel.of(snap, reports)))
+        print_json(document(StatusModel.of(snap, reports, etas)))
     else:
-        render_status(snap, reports)
+        render_status(snap, reports, etas)
 
 
 def lock(

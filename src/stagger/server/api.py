@@ -47,6 +47,7 @@ from stagger.api import (
     UnreadableModel,
     UrgentModel,
 )
+from stagger.backends.estimates import group_etas
 from stagger.core.errors import InvalidInput
 from stagger.core.fleet_view import fleet_nodes
 from stagger.core.forget import NodeHoldsSlot
@@ -241,13 +242,15 @@ class Api:
     async def status(self, request: Request) -> Response:
         self._admin(request)
         snap = await self.state.backend.status()
-        return json_response(StatusModel.of(snap, await self._reports(None)))
+        etas = await group_etas(self.state.backend, snap)
+        return json_response(StatusModel.of(snap, await self._reports(None), etas))
 
     async def group(self, request: Request) -> Response:
         self._admin(request)
         group = await self._known_group(request)
         snap = await self.state.backend.status(group)
-        return json_response(GroupModel.of(snap.groups[0], await self._reports(group)))
+        eta = (await group_etas(self.state.backend, snap)).get(group)
+        return json_response(GroupModel.of(snap.groups[0], await self._reports(group), eta))
 
     async def group_history(self, request: Request) -> Response:
         self._admin(request)
