@@ -108,3 +108,16 @@ def test_status_shows_a_percentage_max_and_the_queue(client: httpx.Client) -> No
 def test_a_percentage_outside_1_to_100_is_a_400(client: httpx.Client) -> None:
     r = client.put(f"/v1/groups/g-{uuid.uuid4().hex[:8]}/max", json={"max": "0%"})
     assert r.status_code == 400
+
+
+def test_the_max_metric_of_a_percentage_group_is_its_slots_now(client: httpx.Client) -> None:
+    group = new_group(client, "50%")
+    for node in ("a", "b", "c", "d"):
+        lock(client, node, group)
+    client.get("/v1/status")  # the gauges follow the status the server reads
+    line = next(
+        ln
+        for ln in client.get("/metrics").text.splitlines()
+        if ln.startswith(f'stagger_group_max{{group="{group}"}}')
+    )
+    assert float(line.split()[-1]) == 2.0
