@@ -38,6 +38,7 @@ from stagger.core.semaphore import (
     validate_max,
     validate_node_id,
 )
+from stagger.core.turns import validate_percent
 
 T = TypeVar("T")
 # An acquire that a rollout holds back judges the rollout again (and asks again) at most this
@@ -181,13 +182,24 @@ class SemaphoreStore(ABC):
             what=f"touch {group}/{node_id}",
         )
 
-    async def set_max(self, group: str, value: int, *, by: str) -> int:
+    async def set_max(self, group: str, value: int, *, by: str, percent: bool = False) -> int:
         validate_group(group)
-        validate_max(value)
+        if percent:
+            validate_percent(value)
+        else:
+            validate_max(value)
         return await self._apply(
             group,
-            lambda sem, now, _: core.set_max(sem, value, now, by=by),
+            lambda sem, now, _: core.set_max(sem, value, now, by=by, percent=percent),
             what=f"set-max {group}",
+        )
+
+    async def set_pace(self, group: str, pace: timedelta | None, *, by: str) -> timedelta | None:
+        validate_group(group)
+        return await self._apply(
+            group,
+            lambda sem, now, _: core.set_pace(sem, pace, now, by=by),
+            what=f"set the pace of {group}",
         )
 
     async def configure(

@@ -87,6 +87,7 @@ from stagger.core.semaphore import (
     DEFAULT_MAX,
     HISTORY_LIMIT,
     Change,
+    Denied,
     Event,
     Granted,
     Hold,
@@ -300,10 +301,12 @@ class EtcdBackend(SemaphoreStore):
         confirm the view at the commit (only for a view without lease keys). Why these two:
         docs/backends.md, "Group commit"."""
         confirmed = applied.writes and not view.leases
+        # A denial that writes (a node joining the queue) is an answer too: it must not rest
+        # on a lease key etcd may have ended since the view (the guard does not cover those).
         return all(
             confirmed or EtcdBackend._fresh(view, step.change.began)
             for step in applied.steps
-            if not step.wrote and step.error is None
+            if (not step.wrote or isinstance(step.outcome, Denied)) and step.error is None
         )
 
     async def _run_batch(self, group: str, batch: list[Queued]) -> None:
