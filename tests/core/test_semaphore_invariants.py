@@ -266,8 +266,10 @@ class SemaphoreMachine(RuleBasedStateMachine):
         that span must get the same answer and the same holders."""
         here = core.admission(self.sem, self.now, fleet_pause=self.fleet)
         until = core.admission_until(self.sem, self.now, fleet_pause=self.fleet)
+        assert until is None or until >= self.now
+        if until == self.now:  # the answer holds at this instant only: nothing to reuse
+            return
         last = until - timedelta(microseconds=1) if until else self.now + timedelta(days=3650)
-        assert until is None or until > self.now
         for t in (self.now + (last - self.now) / 2, last):
             there = core.admission(self.sem, t, fleet_pause=self.fleet)
             assert there.outcome == here.outcome

@@ -635,15 +635,23 @@ def admission_until(
     fleet_pause: Pause | None = None,
     rollout: Rollout | None = None,
 ) -> datetime | None:
-    """Until when `admission` answers as it does at `now`: it reads the clock only through
-    hold expiry and pause ends, so its answer is the same at every instant from `now` up to
-    (not including) the first of those after `now`. None: no instant changes it. With a
-    rollout, `now` itself: its stages' bakes and close_after are judged at each instant, so
-    the answer holds at that instant only."""
+    """Until when `admission` (and the lineup) answers as it does at `now`: it reads the clock
+    only through hold expiry, pause ends, cooling slots and the group's memory, so its answer
+    is the same at every instant from `now` up to (not including) the first of those after
+    `now`. None: no instant changes it. `now` itself (the answer holds at that instant only)
+    with a rollout, whose bakes and close_after are judged at each instant, and with a pace
+    and a hold already expired but not yet swept, whose slot cools from the instant it is."""
     if rollout is not None:
+        return now
+    if sem.pace is not None and any(h.is_expired(now) for h in sem.holds.values()):
         return now
     ends = [h.expires_at for h in sem.holds.values() if h.expires_at is not None]
     ends += [p.until for p in (sem.pause, fleet_pause) if p is not None and p.until is not None]
+    # A pace's cooling slots come free, and a node seen leaves the group's memory (the known
+    # nodes of a percentage max, and the queue) after stale_after.
+    if sem.pace is not None:
+        ends += [t + sem.pace for t in sem.releases]
+    ends += [t + sem.stale_after for t in sem.seen.values()]
     later = [t for t in ends if t > now]
     return min(later) if later else None
 
