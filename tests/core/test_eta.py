@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from stagger.core.eta import StagePlan, cycle_times, estimate, group_eta, typical_cycle
+from stagger.core.eta import (
+    StagePlan,
+    cycle_times,
+    estimate,
+    group_eta,
+    rollout_eta,
+    typical_cycle,
+)
+from stagger.core.rollout import RolloutStatus, StageStatus
+from stagger.core.rollout_gate import Rollout, Stage, StageState
 from stagger.core.semaphore import Action, Event, Semaphore, acquire, release, set_pace
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -62,3 +71,39 @@ def test_a_group_estimate_uses_its_queue_holders_and_pace() -> None:
     assert group_eta(sem, T0, cycle_events(5), paused=True).completes_at is None
     done = release(sem, "a", T0, by="a").semaphore
     assert group_eta(done, T0, [], paused=False).pending == 2
+
+
+def _rollout_status(*stages: tuple[Stage, StageState, int, datetime | None]) -> RolloutStatus:
+    plan = Rollout(tuple(s for s, *_ in stages), started_at=T0, by="operator:x")
+    return RolloutStatus(
+        plan,
+        T0,
+        tuple(
+            StageStatus(i, s, state, (), tuple(f"{i}-{k}" for k in range(n)), (), T0, bake)
+            for i, (s, state, n, bake) in enumerate(stages)
+        ),
+    )
+
+
+def test_the_rollouts_eta_runs_its_stages_in_order_with_their_bakes() -> None:
+    """Stage 1: 4 nodes on 2 slots, 10 min cycles → 20 min, then a 30 min bake; stage 2:
+    3 nodes on 1 slot → 30 min. Done at T0 + 80 min."""
+    canary = Stage(("canary",), bake=30 * M)
+    web = Stage(("web",))
+    status = _rollout_status((canary, StageState.OPEN, 4, None), (web, StageState.WAITING, 3, None))
+    groups = {"canary": Semaphore("canary", max=2), "web": Semaphore("web", max=1)}
+    assert rollout_eta(status, groups, cycle_events(10, 10, 10), T0) == T0 + 80 * M
+
+
+def test_a_baking_stage_starts_the_next_at_its_bakes_end_and_a_halted_one_has_no_eta() -> None:
+    canary, web = Stage(("canary",), bake=30 * M), Stage(("web",))
+    groups = {"web": Semaphore("web", max=1)}
+    baking = _rollout_status(
+        (canary, StageState.BAKING, 0, T0 + 25 * M), (web, StageState.WAITING, 2, None)
+    )
+    assert rollout_eta(baking, groups, cycle_events(10), T0) == T0 + 45 * M
+    halted = _rollout_status(
+        (canary, StageState.HALTED, 1, None), (web, StageState.WAITING, 2, None)
+    )
+    assert rollout_eta(halted, groups, cycle_events(10), T0) is None
+    assert rollout_eta(baking, groups, [], T0) is None  # no cycle measured yet

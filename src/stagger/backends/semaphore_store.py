@@ -12,11 +12,13 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
+from stagger.backends.estimates import ETA_HISTORY
 from stagger.backends.protocol import Snapshot
 from stagger.core import rollout as rollouts
 from stagger.core import semaphore as core
 from stagger.core.cycle.node_state import State
 from stagger.core.errors import ConfigError, InvalidInput
+from stagger.core.eta import rollout_eta
 from stagger.core.node_report import NodeReport
 from stagger.core.rollout_gate import Budget, Rollout, Stage
 from stagger.core.semaphore import (
@@ -70,6 +72,9 @@ class SemaphoreStore(ABC):
 
     @abstractmethod
     async def nodes(self, group: str | None = None) -> list[NodeReport]: ...
+
+    @abstractmethod
+    async def history(self, group: str | None = None, limit: int = 100) -> list[core.Event]: ...
 
     @abstractmethod
     async def _apply(
@@ -348,7 +353,9 @@ class SemaphoreStore(ABC):
             return None
         reports = await self.nodes()
         groups = {g.group: g.semaphore for g in snap.groups}
-        return rollouts.status(snap.rollout, groups, reports, snap.now)
+        found = rollouts.status(snap.rollout, groups, reports, snap.now)
+        events = await self.history(None, limit=ETA_HISTORY)  # newest first
+        return replace(found, eta=rollout_eta(found, groups, reversed(events), snap.now))
 
     async def set_max_failures(self, group: str, budget: Budget | None, *, by: str) -> None:
         """The group's own error budget (set-max --max-failures); None removes it."""

@@ -10,11 +10,13 @@ function."""
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from statistics import median
 
+from stagger.core.rollout import RolloutStatus
+from stagger.core.rollout_gate import StageState
 from stagger.core.semaphore import Action, Event, Semaphore
 
 # How many of the newest measured cycles the median is taken over.
@@ -125,3 +127,44 @@ def group_eta(sem: Semaphore, now: datetime, events: Iterable[Event], paused: bo
     )
     (end,) = estimate([plan], cycle, now)
     return GroupEta(waiting, len(holds), cycle, end, "" if end is not None else "max is 0")
+
+
+def rollout_eta(
+    status: RolloutStatus, groups: Mapping[str, Semaphore], events: Iterable[Event], now: datetime
+) -> datetime | None:
+    """When the rollout is likely complete: its stages not yet done, in order, each with its
+    pending nodes, its groups' slots, holders and cool-downs (the slowest pace of its groups)
+    and its bake; a baking stage starts the next ones at its bake's end. `events` is history,
+    oldest first, for the median cycle. None when it cannot be said (no cycle measured yet, a
+    halted stage, or a stage with no slot)."""
+    if status.complete:
+        return now
+    cycle = typical_cycle(events)
+    start = now
+    plans: list[StagePlan] = []
+    for s in status.stages:
+        if s.state is StageState.DONE:
+            continue
+        if s.state is StageState.HALTED:
+            return None
+        if s.state is StageState.BAKING and not plans:
+            start = max(start, s.bake_ends or start)
+            continue
+        sems = [groups.get(g) or Semaphore(g) for g in s.stage.groups]
+        holds = [h for sem in sems for h in sem.live_holds(now)]
+        paces = [sem.pace for sem in sems if sem.pace is not None]
+        plans.append(
+            StagePlan(
+                pending=max(len(s.pending) - len(holds), 0),
+                slots=sum(sem.slots(now) for sem in sems),
+                holding_since=tuple(h.since for h in holds),
+                cooling_until=tuple(t for sem in sems for t in sem.cooling(now)),
+                pace=max(paces) if paces else None,
+                bake=s.stage.bake,
+            )
+        )
+    if not plans:
+        return start
+    if cycle is None:
+        return None
+    return estimate(plans, cycle, start)[-1]
