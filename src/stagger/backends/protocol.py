@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 from stagger.core.durations import parse_duration
 from stagger.core.errors import ConfigError, InvalidInput
 from stagger.core.listing import HistoryPage, HistoryQuery, NodePage, NodeQuery
+from stagger.core.node_controls import active_node_pauses
 from stagger.core.node_report import NodeReport, StoredReports
 from stagger.core.roles import Role
 from stagger.core.rollout_gate import Rollout
@@ -31,7 +32,6 @@ from stagger.core.semaphore import (
     Released,
     Semaphore,
     Urgent,
-    active_node_pauses,
 )
 
 

@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from stagger.backends.estimates import ETA_HISTORY
 from stagger.backends.protocol import Snapshot
+from stagger.core import node_controls
 from stagger.core import rollout as rollouts
 from stagger.core import semaphore as core
 from stagger.core.cycle.node_state import State
@@ -116,7 +117,7 @@ class SemaphoreStore(ABC):
                     now,
                     note=note,
                     fleet_pause=fleet.pause if fleet is not None else None,
-                    node_pause=core.node_pause_of(fleet, node_id, now),
+                    node_pause=node_controls.node_pause_of(fleet, node_id, now),
                     by=by,
                     rollout=fleet.rollout if fleet is not None else None,
                 ),
@@ -264,7 +265,7 @@ class SemaphoreStore(ABC):
 
         return await self._apply(
             FLEET,
-            lambda sem, now, _: core.pause_node(
+            lambda sem, now, _: node_controls.pause_node(
                 sem, node_id, now, by=by, reason=reason, until=until
             ),
             what=f"pause node {node_id}",
@@ -279,7 +280,7 @@ class SemaphoreStore(ABC):
 
         return await self._apply(
             FLEET,
-            lambda sem, now, _: core.resume_node(sem, node_id, now, by=by),
+            lambda sem, now, _: node_controls.resume_node(sem, node_id, now, by=by),
             what=f"resume node {node_id}",
             settle=settle,
         )
@@ -294,7 +295,7 @@ class SemaphoreStore(ABC):
 
         return await self._apply(
             FLEET,
-            lambda sem, now, _: core.ask_reboot(
+            lambda sem, now, _: node_controls.ask_reboot(
                 sem, node_id, now, by=by, reason=reason, ignore_blackouts=ignore_blackouts
             ),
             what=f"ask node {node_id} to reboot",
@@ -311,7 +312,7 @@ class SemaphoreStore(ABC):
 
         return await self._apply(
             FLEET,
-            lambda sem, now, _: core.clear_reboot(sem, node_id, now, done_by=done_by),
+            lambda sem, now, _: node_controls.clear_reboot(sem, node_id, now, done_by=done_by),
             what=f"clear node {node_id}'s reboot ask",
             settle=settle,
         )

@@ -32,6 +32,11 @@ summary would not count):
 
 Expiry (a group's hold_ttl) is judged by this process's clock at the moment it holds the
 write lock: one clock for a host, which is the only place this file is shared.
+
+Why this file is long (~850 lines): it holds every SQL statement of the store, the schema,
+its migrations and the summary triggers, so that a change to a table and every query that
+reads it are made and reviewed together; what is not SQL lives in semaphore_store.py,
+node_pages.py and sqlite_file.py.
 """
 
 from __future__ import annotations

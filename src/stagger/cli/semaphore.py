@@ -4,6 +4,11 @@ FleetLock/HTTP server) slots in through `--backend URL`.
 
 Inputs are validated here, before the backend is opened, so a typo is exit 2 even when the
 backend is down; the backend re-validates (core does) and judges time by its own clock.
+
+Why this file is long (~780 lines): the semaphore commands (status, lock, unlock, set-max,
+pause, resume, history) share their option definitions, the status renderer and the error
+handling; splitting them would spread one command's output over several files. Commands of
+their own concern have their own module (rollout.py, nodes.py, need_reboot.py...).
 """
 
 from __future__ import annotations

@@ -1,7 +1,13 @@
 """The status and admin JSON API (and its OpenAPI document), for operators, dashboards and
 `stagger ... --server URL`. Reads and admin acts need an admin token when auth is on; a
 holder's heartbeat needs a node token for its group. Every error is FleetLock-shaped JSON
-`{"kind", "value"}` with a kind from ErrorKind."""
+`{"kind", "value"}` with a kind from ErrorKind.
+
+Why this file is long (~660 lines): the admin API's endpoints and their route table are
+kept in one file so that every endpoint's auth check, input model and answer model can be
+seen together with /openapi.json's list (server/openapi.py); decisions live in core/ and the
+stores, each handler is a few lines.
+"""
 
 from __future__ import annotations
 

@@ -21,6 +21,10 @@ order and written together in the next such transaction (group commit). An opera
 changes nothing writes nothing, and is only answered from a view read after it began, or one
 a committed guard confirmed after it began (why: docs/backends.md, "Group commit"). A write
 whose outcome is unknown is re-read before answering.
+
+Why this file is long (~570 lines): the etcd Backend's operations (grant leases, send the
+planned transaction, the report and its index, roles, pages) in one class; the key layout
+and plans are layout.py, batching group_commit.py, the transport client.py.
 """
 
 from __future__ import annotations
