@@ -54,12 +54,11 @@ def simulate_command(
         help="Nodes in the fleet (default 100).",
         show_default=False,
     ),
-    max_: int | None = typer.Option(
+    max_: str | None = typer.Option(
         None,
         "--max",
-        min=0,
-        metavar="K",
-        help="Slots: nodes down at once (default 5).",
+        metavar="K|P%",
+        help="Slots: nodes down at once, or a percentage of each group (default 5).",
         show_default=False,
     ),
     drain_time: str | None = typer.Option(
@@ -100,12 +99,40 @@ def simulate_command(
     seed: int | None = typer.Option(
         None, "--seed", metavar="S", help="Random seed (default 0).", show_default=False
     ),
+    stages: str | None = typer.Option(
+        None,
+        "--stages",
+        metavar="P%,...,rest",
+        help="A rollout in stages: every group split by these shares (1%,20%,rest).",
+        show_default=False,
+    ),
+    bake: str | None = typer.Option(
+        None,
+        "--bake",
+        metavar="D",
+        help="Each stage bakes D after its last node finished.",
+        show_default=False,
+    ),
+    max_failures: str | None = typer.Option(
+        None,
+        "--max-failures",
+        metavar="N|P%",
+        help="The rollout's error budget: it stops after N halted nodes.",
+        show_default=False,
+    ),
+    pace: str | None = typer.Option(
+        None,
+        "--pace",
+        metavar="D",
+        help="A freed slot is granted again only D later (every group).",
+        show_default=False,
+    ),
     scenario: Path | None = typer.Option(
         None,
         "--scenario",
         metavar="FILE.toml",
         readable=False,
-        help="A scenario file: [[group]], [[window]], [[blackout]], [cycle], times (see "
+        help="A scenario file: [[group]], [rollout], [[window]], [[blackout]], [cycle], times (see "
         "docs/simulate.md). Flags override it.",
         show_default=False,
     ),
@@ -138,6 +165,10 @@ def simulate_command(
                 needed_over=needed_over,
                 health_failure_rate=health_failure_rate,
                 seed=seed,
+                stages=stages,
+                bake=bake,
+                max_failures=max_failures,
+                pace=pace,
             ),
         )
         if plot_file is not None:

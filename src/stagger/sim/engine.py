@@ -110,6 +110,19 @@ class GroupResult:
 
 
 @dataclass
+class StageResult:
+    """One rollout stage as the backend recorded it: when it opened (its previous stage
+    passed its bake), when its last node finished (its end, written by the store), and its
+    bake. Times are seconds since the start; None: it did not happen in the run."""
+
+    groups: tuple[str, ...]
+    nodes: int
+    bake_seconds: float
+    started_seconds: float | None = None
+    finished_seconds: float | None = None
+
+
+@dataclass
 class Result:
     scenario: Scenario
     groups: list[GroupResult]
@@ -120,6 +133,8 @@ class Result:
     backend_calls: int
     aborted: int
     wall_seconds: float
+    stages: list[StageResult] = field(default_factory=list)
+    stopped_by_budget: bool = False  # the rollout's max_failures halted it; the run ended
 
     @property
     def nodes(self) -> int:
@@ -167,14 +182,26 @@ class Result:
                     "name": g.name,
                     "nodes": g.nodes,
                     "max": g.max,
+                    "max_percent": p.max if p.percent else None,
                     "done": g.done,
                     "halted": g.halted,
                     "waiting": g.waiting,
                     "max_holders": g.max_holders,
                     "max_down": g.max_down,
                 }
-                for g in self.groups
+                for g, p in zip(self.groups, s.groups, strict=True)
             ],
+            "stages": [
+                {
+                    "groups": list(st.groups),
+                    "nodes": st.nodes,
+                    "started_seconds": st.started_seconds,
+                    "finished_seconds": st.finished_seconds,
+                    "bake_seconds": st.bake_seconds,
+                }
+                for st in self.stages
+            ],
+            "stopped_by_budget": self.stopped_by_budget,
             "scenario": {
                 "start": s.start.isoformat(),
                 "seed": s.seed,
@@ -183,6 +210,8 @@ class Result:
                 "boot_time": str(s.boot),
                 "needed_over_seconds": s.needed_over.total_seconds(),
                 "health_failure_rate": s.health_failure_rate,
+                "pace_seconds": s.pace.total_seconds() if s.pace is not None else None,
+                "max_failures": s.max_failures,
                 "windows": [w.describe() for w in s.schedule.windows],
                 "blackouts": [
                     {"start": b.start.isoformat(), "end": b.end.isoformat(), "reason": b.reason}
@@ -235,7 +264,7 @@ class Simulator:
         self.seq = 0
         self.retry_us = max(1, scenario.timings.retry_interval // ONE_US)
         self.nodes: list[_Node] = []
-        self.groups = [GroupResult(g.name, g.nodes, g.max) for g in scenario.groups]
+        self.groups = [GroupResult(g.name, g.nodes, g.slots) for g in scenario.groups]
         self.names = [g.name for g in scenario.groups]
         self.holders = [0] * len(self.groups)
         self.down = [0] * len(self.groups)
@@ -261,7 +290,7 @@ class Simulator:
         began = time.perf_counter()
         sc = self.sc
         for g in sc.groups:
-            await self.backend.set_max(g.name, g.max, by="simulator")
+            await self.backend.set_max(g.name, g.slots, by="simulator")
         single = len(sc.groups) == 1
         over_us = sc.needed_over // ONE_US
         for gi, g in enumerate(sc.groups):
@@ -312,6 +341,11 @@ class Simulator:
             else:
                 g.waiting += 1
         complete = len(finished) == len(self.nodes)
+        sizes = {g.name: g.nodes for g in self.sc.groups}
+        stages = [
+            StageResult(st.groups, sum(sizes[n] for n in st.groups), st.bake.total_seconds())
+            for st in self.sc.stages
+        ]
         return Result(
             scenario=self.sc,
             groups=self.groups,
@@ -322,6 +356,7 @@ class Simulator:
             backend_calls=self.calls,
             aborted=self.aborted,
             wall_seconds=wall,
+            stages=stages,
         )
 
     # --- one node's event and the actions it leads to --------------------------------------
