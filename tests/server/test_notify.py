@@ -184,7 +184,19 @@ def test_notify_entries_are_read_from_the_config() -> None:
     )
     assert [(n.format, n.events) for n in config.notify] == [
         ("slack", ["halted"]),
-        ("json", ["halted", "stale", "paused", "resumed", "denied_paused", "max_changed"]),
+        (
+            "json",
+            [
+                "halted",
+                "stale",
+                "paused",
+                "resumed",
+                "denied_paused",
+                "max_changed",
+                "stage_done",
+                "rollout_halted",
+            ],
+        ),
     ]
 
 

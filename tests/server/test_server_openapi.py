@@ -21,6 +21,9 @@ from schemathesis.checks import positive_data_acceptance
 from schemathesis.config import SchemathesisConfig
 
 from server_support import RunningServer, running
+from stagger.core.errors import InvalidInput
+from stagger.core.rollout import plan_from_table
+from stagger.core.rollout_gate import parse_budget
 from stagger.core.times import EARLIEST, LATEST
 from stagger.server.settings import ServerSettings, admin_tokens_from_file, node_tokens_from_file
 
@@ -34,8 +37,10 @@ expected-statuses = ["2xx", "401", "403", "404", "409", "423"]
 """
 PAUSES = {"POST /v1/pause", "POST /v1/groups/{group}/pause", "POST /v1/nodes/{id}/pause"}
 # Operations whose body carries times: stagger takes times within core.times' range only
-# (1970 up to 3000, UTC), which the document cannot state for a date-time.
-TIMED = {*PAUSES, "POST /v1/nodes/{id}/report"}
+# (1970 up to 3000, UTC), which the document cannot state for a date-time; and a rollout's
+# rules (a group in one stage only, durations in range: core.rollout).
+BUDGETS = {"PUT /v1/rollout", "PUT /v1/groups/{group}/max-failures"}
+TIMED = {*PAUSES, "POST /v1/nodes/{id}/report", *BUDGETS}
 # Paged listings take a `cursor` the server gave (opaque: the document cannot say which
 # strings are one); any other is refused with 400.
 PAGED = {"GET /v1/nodes", "GET /v1/history", "GET /v1/groups/{group}/history"}
@@ -81,7 +86,22 @@ def rule_acceptance(ctx: Any, response: Any, case: schemathesis.Case) -> bool | 
             return None
         if isinstance(reason, str) and _unreadable(reason):
             return None
+    if case.operation.label in BUDGETS and _breaks_rollout_rules(doc):
+        return None
     raise AssertionError(f"a schema-valid request was refused: {response.text}")
+
+
+def _breaks_rollout_rules(doc: dict[str, Any]) -> bool:
+    """A rollout or budget core refuses (a group in two stages, a duration or budget out of
+    range)."""
+    try:
+        if "stage" in doc:
+            plan_from_table({k: v for k, v in doc.items() if k != "by"})
+        elif doc.get("max_failures") is not None:
+            parse_budget(doc["max_failures"])
+    except InvalidInput:
+        return True
+    return False
 
 
 @pytest.fixture(scope="module")

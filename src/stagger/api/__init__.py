@@ -48,6 +48,14 @@ from stagger.api.nodes import (
     ReportResponse,
     UnreadableModel,
 )
+from stagger.api.rollout import (
+    ClearRolloutResponse,
+    MaxFailuresRequest,
+    MaxFailuresResponse,
+    RolloutModel,
+    RolloutRequest,
+    StageModel,
+)
 
 __all__ = [
     "DENIAL_KINDS",
@@ -60,6 +68,7 @@ __all__ = [
     "BlockersModel",
     "By",
     "ClearRebootResponse",
+    "ClearRolloutResponse",
     "ConfigureRequest",
     "DeniedModel",
     "ErrorKind",
@@ -73,6 +82,8 @@ __all__ = [
     "HistoryModel",
     "HoldModel",
     "Instant",
+    "MaxFailuresRequest",
+    "MaxFailuresResponse",
     "MaybeInstant",
     "NodeModel",
     "NodeReportRequest",
@@ -83,8 +94,11 @@ __all__ = [
     "ReportResponse",
     "Reports",
     "ResumeResponse",
+    "RolloutModel",
+    "RolloutRequest",
     "SetMaxRequest",
     "SetMaxResponse",
+    "StageModel",
     "StatusModel",
     "TouchResponse",
     "UnlockResponse",

@@ -10,7 +10,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from stagger.api.base import Model
+from stagger.api.base import MaybeInstant, Model
 from stagger.api.groups import PauseModel
 from stagger.core.semaphore import BLOCKED_PREFIX, Denied, DenyReason
 
@@ -29,6 +29,7 @@ class ErrorKind(StrEnum):
     FAILED_LOCK_SEMAPHORE_FULL = "failed_lock_semaphore_full"  # 423: every slot is held
     FAILED_LOCK_PAUSED = "failed_lock_paused"  # 423: reboots in the group are paused
     BLOCKED = "blocked"  # 423: a fleet-wide blocker (firing alerts, a failing check) says no
+    ROLLOUT_WAITING = "rollout_waiting"  # 423: an earlier rollout stage has not ended and baked
     NODE_HOLDS_SLOT = "node_holds_slot"  # 409: a node to forget holds a slot; release it first
     BACKEND_UNAVAILABLE = "backend_unavailable"  # 503: the store did not answer; retry later
     INTERNAL_ERROR = "internal_error"  # 500: a bug in stagger; please report it
@@ -50,6 +51,7 @@ _STATUS = {
     ErrorKind.FAILED_LOCK_SEMAPHORE_FULL: 423,
     ErrorKind.FAILED_LOCK_PAUSED: 423,
     ErrorKind.BLOCKED: 423,
+    ErrorKind.ROLLOUT_WAITING: 423,
     ErrorKind.NODE_HOLDS_SLOT: 409,
     ErrorKind.BACKEND_UNAVAILABLE: 503,
     ErrorKind.INTERNAL_ERROR: 500,
@@ -59,14 +61,15 @@ DENIAL_KINDS = {
     DenyReason.FULL: ErrorKind.FAILED_LOCK_SEMAPHORE_FULL,
     DenyReason.PAUSED: ErrorKind.FAILED_LOCK_PAUSED,
     DenyReason.BLOCKED: ErrorKind.BLOCKED,
+    DenyReason.ROLLOUT_WAITING: ErrorKind.ROLLOUT_WAITING,
 }
 
 
 class ErrorModel(Model):
     """A FleetLock error body. `max` and `holders` come with a full-semaphore denial,
     `pause` with a paused one (and `node` when it is that node's own pause), `blockers` (their
-    names) with a blocked one, and `group` with node_holds_slot (extra fields FleetLock clients
-    ignore)."""
+    names) with a blocked one, `stage` and `bake_ends` with rollout_waiting, and `group` with
+    node_holds_slot (extra fields FleetLock clients ignore)."""
 
     kind: ErrorKind
     value: str = Field(min_length=1)
@@ -76,6 +79,9 @@ class ErrorModel(Model):
     group: str | None = None
     node: str | None = None
     blockers: list[str] | None = None
+    # With rollout_waiting: the stage that must end first, and when its bake ends.
+    stage: str | None = None
+    bake_ends: MaybeInstant = None
 
     def denial(self) -> Denied | None:
         for reason, kind in DENIAL_KINDS.items():
@@ -83,6 +89,14 @@ class ErrorModel(Model):
                 p = self.pause.value() if self.pause is not None else None
                 blocked = reason is DenyReason.BLOCKED
                 detail = self.value.removeprefix(BLOCKED_PREFIX) if blocked else ""
-                holders = tuple(self.holders or ())
-                return Denied(reason, self.max or 0, holders, p, self.node or "", detail)
+                return Denied(
+                    reason,
+                    self.max or 0,
+                    tuple(self.holders or ()),
+                    p,
+                    self.node or "",
+                    detail,
+                    stage=self.stage or "",
+                    bake_ends=self.bake_ends,
+                )
         return None

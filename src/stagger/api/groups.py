@@ -15,6 +15,7 @@ from stagger.api.blockers import BlockerModel
 from stagger.backends.protocol import GroupStatus, Snapshot
 from stagger.core.fleet_view import HoldCondition, hold_conditions
 from stagger.core.node_report import NodeReport
+from stagger.core.rollout_gate import budget_to_text, parse_budget
 from stagger.core.semaphore import (
     MAX_SLOTS,
     Action,
@@ -132,6 +133,9 @@ class GroupModel(Model):
         default_factory=dict,
         description="the emergency reboots asked for nodes (need-reboot --now --node), by id",
     )
+    max_failures: str | None = Field(
+        None, description='the group\'s error budget: halted nodes, a count ("2") or a share ("5%")'
+    )
 
     @classmethod
     def of(cls, g: GroupStatus, reports: Reports | None = None) -> GroupModel:
@@ -150,6 +154,7 @@ class GroupModel(Model):
             exists=sem.stored,
             node_pauses={k: PauseModel.from_pause(p) for k, p in g.node_pauses.items()},
             urgent_reboots=urgent_models(g.urgent_reboots),
+            max_failures=budget_to_text(sem.max_failures),
         )
 
     def value(self, now: datetime, fleet: Pause | None) -> GroupStatus:
@@ -161,6 +166,7 @@ class GroupModel(Model):
             hold_ttl=timedelta(seconds=self.hold_ttl) if self.hold_ttl is not None else None,
             stale_after=timedelta(seconds=self.stale_after),
             stored=self.exists,
+            max_failures=parse_budget(self.max_failures) if self.max_failures else None,
         )
         return GroupStatus(
             sem,

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from stagger.core.errors import BackendUnavailable
+from stagger.core.rollout_gate import Budget, Rollout, Stage, StageMark, parse_budget
 from stagger.core.semaphore import (
     DEFAULT_MAX,
     DEFAULT_STALE_AFTER,
@@ -84,7 +85,86 @@ def semaphore_to_dict(sem: Semaphore) -> dict[str, Any]:
         doc["urgent_reboots"] = {
             k: urgent_to_dict(u) for k, u in sorted(sem.urgent_reboots.items())
         }
+    _rollout_fields_to_dict(sem, doc)
     return doc
+
+
+def _rollout_fields_to_dict(sem: Semaphore, doc: dict[str, Any]) -> None:
+    """The rollout's fields (core/rollout.py), each optional like node_pauses."""
+    if sem.rollout is not None:
+        doc["rollout"] = rollout_to_dict(sem.rollout)
+    if sem.finished:
+        doc["finished"] = {k: _ts(t) for k, t in sorted(sem.finished.items())}
+    if sem.waiting:
+        doc["waiting"] = {k: _ts(t) for k, t in sorted(sem.waiting.items())}
+    if sem.max_failures is not None:
+        doc["max_failures"] = sem.max_failures.text()
+    if sem.budget_tripped:
+        doc["budget_tripped"] = list(sem.budget_tripped)
+
+
+def _rollout_fields_from_dict(d: dict[str, Any]) -> dict[str, Any]:
+    budget = d.get("max_failures")
+    return {
+        "rollout": rollout_from_dict(d["rollout"]) if d.get("rollout") else None,
+        "finished": {k: _req_dt(v) for k, v in (d.get("finished") or {}).items()},
+        "waiting": {k: _req_dt(v) for k, v in (d.get("waiting") or {}).items()},
+        "max_failures": parse_budget(budget) if budget is not None else None,
+        "budget_tripped": tuple(str(n) for n in d.get("budget_tripped") or ()),
+    }
+
+
+def rollout_to_dict(r: Rollout) -> dict[str, Any]:
+    return {
+        "stages": [
+            {"groups": list(s.groups), "bake": _secs(s.bake), "close_after": _secs(s.close_after)}
+            for s in r.stages
+        ],
+        "started_at": _ts(r.started_at),
+        "by": r.by,
+        "max_failures": r.max_failures.text() if r.max_failures is not None else None,
+        "generation": r.generation,
+        "marks": [
+            {
+                "done_at": _ts(m.done_at),
+                "bake_ends": _ts(m.bake_ends),
+                "left_behind": list(m.left_behind),
+                "closed": m.closed,
+            }
+            for m in r.marks
+        ],
+        "tripped_by": list(r.tripped_by),
+    }
+
+
+def rollout_from_dict(d: dict[str, Any]) -> Rollout:
+    budget: Budget | None = None
+    if d.get("max_failures") is not None:
+        budget = parse_budget(d["max_failures"])
+    return Rollout(
+        stages=tuple(
+            Stage(
+                tuple(str(g) for g in s["groups"]),
+                timedelta(seconds=s.get("bake") or 0),
+                timedelta(seconds=s["close_after"]) if s.get("close_after") is not None else None,
+            )
+            for s in d["stages"]
+        ),
+        started_at=_req_dt(d["started_at"]),
+        by=str(d.get("by", "")),
+        max_failures=budget,
+        generation=int(d.get("generation", 1)),
+        marks=tuple(
+            StageMark(
+                _req_dt(m["done_at"]),
+                _req_dt(m["bake_ends"]),
+                tuple(str(n) for n in m.get("left_behind") or ()),
+                m.get("closed") is True,
+            )
+            for m in d.get("marks") or ()
+        ),
+        tripped_by=tuple(str(n) for n in d.get("tripped_by") or ()),
+    )
 
 
 def urgent_to_dict(u: Urgent) -> dict[str, Any]:
@@ -128,6 +208,7 @@ def semaphore_from_dict(d: dict[str, Any]) -> Semaphore:
             k: p for k, v in (d.get("node_pauses") or {}).items() if (p := pause_from_dict(v))
         },
         urgent_reboots={k: urgent_from_dict(v) for k, v in (d.get("urgent_reboots") or {}).items()},
+        **_rollout_fields_from_dict(d),
     )
 
 

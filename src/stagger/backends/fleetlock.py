@@ -26,16 +26,19 @@ from stagger.api import (
     BlockerModel,
     BlockersModel,
     ClearRebootResponse,
+    ClearRolloutResponse,
     ErrorKind,
     ErrorModel,
     ForgetResponse,
     GroupModel,
     HistoryModel,
+    MaxFailuresResponse,
     NodeReportRequest,
     NodesModel,
     PauseResponse,
     ReportResponse,
     ResumeResponse,
+    RolloutModel,
     SetMaxResponse,
     StatusModel,
     TouchResponse,
@@ -64,6 +67,7 @@ from stagger.core.listing import (
     encode_cursor,
 )
 from stagger.core.node_report import DEFAULT_SILENT_AFTER, NodeReport, StoredReports, Unreadable
+from stagger.core.rollout_gate import Budget, budget_to_text
 from stagger.core.secrets import mask_url
 from stagger.core.semaphore import (
     DEFAULT_STALE_AFTER,
@@ -428,6 +432,26 @@ class FleetLockBackend:
         if not r.is_success:
             raise self.http.admin_missing(r, f"forget node {node_id!r}")
         return self.http.parse(ForgetResponse, r, "forget").forgotten
+
+    # --- the rollout, through the server's admin API (docs/rollout.md) --------------------
+
+    async def rollout_document(self) -> RolloutModel:
+        return await self.http.api("GET", "v1/rollout", RolloutModel, "show the rollout")
+
+    async def put_rollout(self, table: dict[str, Any], *, by: str) -> RolloutModel:
+        body = {**table, "by": by}
+        return await self.http.api("PUT", "v1/rollout", RolloutModel, "set the rollout", json=body)
+
+    async def set_max_failures(self, group: str, budget: Budget | None, *, by: str) -> None:
+        path = f"v1/groups/{validate_group(group)}/max-failures"
+        body = {"max_failures": budget_to_text(budget), "by": by}
+        await self.http.api("PUT", path, MaxFailuresResponse, "set max_failures", json=body)
+
+    async def delete_rollout(self, *, by: str) -> bool:
+        doc = await self.http.api(
+            "DELETE", "v1/rollout", ClearRolloutResponse, "clear the rollout", json={"by": by}
+        )
+        return doc.cleared
 
     async def ping(self) -> None:
         """Reachable means answering HTTP; a stagger server must also be ready (its own

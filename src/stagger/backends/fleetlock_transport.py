@@ -12,6 +12,7 @@ import asyncio
 import random
 import re
 import ssl
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -269,6 +270,22 @@ def read_error(r: httpx.Response) -> tuple[str, str]:
     return f"generic_http_{r.status_code}", r.text.strip()[:200]
 
 
+def _rollout_waiting(doc: dict[str, Any], max_: int, holders: tuple[str, ...]) -> Denied:
+    """A stagger server's rollout_waiting: the stage it names, and when its bake ends."""
+    stage = doc.get("stage")
+    try:
+        ends = datetime.fromisoformat(doc["bake_ends"]) if doc.get("bake_ends") else None
+    except (TypeError, ValueError):
+        ends = None
+    return Denied(
+        DenyReason.ROLLOUT_WAITING,
+        max_,
+        holders,
+        stage=stage if isinstance(stage, str) else "an earlier rollout stage",
+        bake_ends=ends,
+    )
+
+
 def read_denial(r: httpx.Response) -> Denied | None:
     """The denial in an answer to a lock request, as stagger, airlock, poseidon or
     heathcliff26 spell it; None when the answer is not a denial."""
@@ -291,6 +308,8 @@ def read_denial(r: httpx.Response) -> Denied | None:
             p = None
         node = doc.get("node")
         return Denied(DenyReason.PAUSED, max_, holders, p, node if isinstance(node, str) else "")
+    if kind == ErrorKind.ROLLOUT_WAITING:
+        return _rollout_waiting(doc, max_, holders)
     if kind == ErrorKind.BLOCKED:
         return Denied(DenyReason.BLOCKED, max_, holders, detail=value.removeprefix(BLOCKED_PREFIX))
     m = _AIRLOCK_FULL.search(value) if kind == "failed_lock" else None

@@ -19,6 +19,7 @@ from stagger.core.errors import ConfigError, InvalidInput
 from stagger.core.listing import HistoryPage, HistoryQuery, NodePage, NodeQuery
 from stagger.core.node_report import NodeReport, StoredReports
 from stagger.core.roles import Role
+from stagger.core.rollout_gate import Rollout
 from stagger.core.semaphore import (
     DEFAULT_STALE_AFTER,
     Denied,
@@ -73,6 +74,8 @@ class GroupStatus:
     node_pauses: Mapping[str, Pause] = field(default_factory=dict)
     # The emergency reboots asked through the store (need-reboot --now --node), by node id.
     urgent_reboots: Mapping[str, Urgent] = field(default_factory=dict)
+    # The rollout in the FLEET record (core/rollout_gate.py), which every acquire judges.
+    rollout: Rollout | None = None
 
     @property
     def group(self) -> str:
@@ -102,13 +105,16 @@ class Snapshot:
     node_pauses: Mapping[str, Pause] = field(default_factory=dict)
     # The emergency reboots asked through the store (need-reboot --now --node), by node id.
     urgent_reboots: Mapping[str, Urgent] = field(default_factory=dict)
+    # The rollout in the FLEET record (core/rollout_gate.py).
+    rollout: Rollout | None = None
 
 
 def group_status(sem: Semaphore, now: datetime, fleet: Semaphore | None) -> GroupStatus:
     """`sem` as an operator sees it at `now`, given the FLEET record (its pauses)."""
     pause = fleet.pause if fleet is not None else None
     urgent = fleet.urgent_reboots if fleet is not None else {}
-    return GroupStatus(sem, now, pause, active_node_pauses(fleet, now), urgent)
+    rollout = fleet.rollout if fleet is not None else None
+    return GroupStatus(sem, now, pause, active_node_pauses(fleet, now), urgent, rollout)
 
 
 def snapshot_of(now: datetime, sems: Iterable[Semaphore], fleet: Semaphore | None) -> Snapshot:
@@ -117,7 +123,8 @@ def snapshot_of(now: datetime, sems: Iterable[Semaphore], fleet: Semaphore | Non
     pause = fleet.pause if fleet is not None else None
     active = pause if pause is not None and pause.active(now) else None
     urgent = fleet.urgent_reboots if fleet is not None else {}
-    return Snapshot(now, groups, active, active_node_pauses(fleet, now), urgent)
+    rollout = fleet.rollout if fleet is not None else None
+    return Snapshot(now, groups, active, active_node_pauses(fleet, now), urgent, rollout)
 
 
 @runtime_checkable

@@ -7,17 +7,25 @@ validation and what each one means after a write with an unknown outcome live he
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
+from stagger.backends.protocol import Snapshot
+from stagger.core import rollout as rollouts
 from stagger.core import semaphore as core
+from stagger.core.cycle.node_state import State
 from stagger.core.errors import ConfigError, InvalidInput
+from stagger.core.node_report import NodeReport
+from stagger.core.rollout_gate import Budget, Rollout, Stage
 from stagger.core.semaphore import (
     DEFAULT_STALE_AFTER,
     FLEET,
     Change,
     Denied,
+    DenyReason,
+    Event,
     Granted,
     Hold,
     NotHeld,
@@ -32,6 +40,9 @@ from stagger.core.semaphore import (
 )
 
 T = TypeVar("T")
+# An acquire that a rollout holds back judges the rollout again (and asks again) at most this
+# many times: each time another process's judgment may have raced it.
+ROLLOUT_RETRIES = 3
 # One core operation, given the group's value, the backend's `now`, and the FLEET record
 # (the fleet-wide pause and the node pauses; None when not loaded or never written).
 Op = Callable[[Semaphore, datetime, Semaphore | None], Change[T]]
@@ -51,6 +62,13 @@ def check_default_max(value: int) -> int:
 
 class SemaphoreStore(ABC):
     """The changing half of the Backend Protocol over one abstract `_apply`."""
+
+    # The reads a rollout is judged from (the Backend Protocol's; each store has them).
+    @abstractmethod
+    async def status(self, group: str | None = None) -> Snapshot: ...
+
+    @abstractmethod
+    async def nodes(self, group: str | None = None) -> list[NodeReport]: ...
 
     @abstractmethod
     async def _apply(
@@ -83,21 +101,43 @@ class SemaphoreStore(ABC):
                 return Granted(held, already_held=planned.already_held)
             return None
 
-        return await self._apply(
-            group,
-            lambda sem, now, fleet: core.acquire(
-                sem,
-                node_id,
-                now,
-                note=note,
-                fleet_pause=fleet.pause if fleet is not None else None,
-                node_pause=core.node_pause_of(fleet, node_id, now),
-                by=by,
-            ),
-            what=f"acquire {group}/{node_id}",
-            with_fleet=True,
-            settle=settle,
-        )
+        def ask() -> Awaitable[Granted | Denied]:
+            return self._apply(
+                group,
+                lambda sem, now, fleet: core.acquire(
+                    sem,
+                    node_id,
+                    now,
+                    note=note,
+                    fleet_pause=fleet.pause if fleet is not None else None,
+                    node_pause=core.node_pause_of(fleet, node_id, now),
+                    by=by,
+                    rollout=fleet.rollout if fleet is not None else None,
+                ),
+                what=f"acquire {group}/{node_id}",
+                with_fleet=True,
+                settle=settle,
+            )
+
+        outcome = await ask()
+        for _ in range(ROLLOUT_RETRIES):
+            if not isinstance(outcome, Denied) or outcome.reason is not DenyReason.ROLLOUT_WAITING:
+                return outcome
+            # The denial may be stale news: the last rollout is complete (this ask begins the
+            # next one), or an earlier stage ended without a write yet (its nodes reported no
+            # need). The ask that was denied noted the node as waiting, so it is known.
+            if outcome.restart:
+                await self._apply(
+                    FLEET,
+                    lambda fleet, now, _: _fleet_change(
+                        fleet, *rollouts.restart(fleet, now, by=by or node_id)
+                    ),
+                    what="begin a new rollout",
+                )
+            elif not await self.advance_rollout():
+                return outcome
+            outcome = await ask()
+        return outcome
 
     async def release(
         self, group: str, node_id: str, *, by: str | None = None
@@ -109,12 +149,24 @@ class SemaphoreStore(ABC):
         def settle(sem: Semaphore, planned: Released | NotHeld) -> Released | NotHeld | None:
             return planned if node_id not in sem.holds else None
 
-        return await self._apply(
-            group,
-            lambda sem, now, _: core.release(sem, node_id, now, by=who),
-            what=f"release {group}/{node_id}",
-            settle=settle,
+        staged = False
+
+        def op(
+            sem: Semaphore, now: datetime, fleet: Semaphore | None
+        ) -> Change[Released | NotHeld]:
+            nonlocal staged
+            rollout = fleet.rollout if fleet is not None else None
+            stage = rollout.stage_of(group) if rollout is not None else None
+            # Only a release in a stage that has not ended may end it: judge the rollout then.
+            staged = rollout is not None and stage is not None and stage >= len(rollout.marks)
+            return core.release(sem, node_id, now, by=who, rollout=rollout)
+
+        outcome = await self._apply(
+            group, op, what=f"release {group}/{node_id}", with_fleet=True, settle=settle
         )
+        if staged and isinstance(outcome, Released):
+            await self.advance_rollout()
+        return outcome
 
     async def touch(self, group: str, node_id: str) -> Hold | None:
         """Refresh the hold's last_seen (core decides how often that is written). None when
@@ -246,3 +298,119 @@ class SemaphoreStore(ABC):
             what=f"clear node {node_id}'s reboot ask",
             settle=settle,
         )
+
+    # --- the rollout (core/rollout.py), kept in the FLEET record ---------------------------
+
+    async def set_rollout(
+        self, stages: tuple[Stage, ...], budget: Budget | None, *, by: str
+    ) -> Rollout:
+        """Begin a rollout of `stages` (every stage starts again), and judge it at once (an
+        empty first stage is done at once)."""
+        rollouts.check_stages(stages)
+
+        def op(fleet: Semaphore, now: datetime, _: Semaphore | None) -> Change[Rollout | None]:
+            new, events = rollouts.begin(fleet, stages, budget, now, by=by)
+            return Change(new, new.rollout, events)
+
+        await self._apply(FLEET, op, what="set the rollout")
+        await self.advance_rollout()
+        made = (await self.status(None)).rollout
+        assert made is not None
+        return made
+
+    async def clear_rollout(self, *, by: str) -> Rollout | None:
+        """End the rollout: every group grants as if there were none. The rollout ended, or
+        None when there was none (nothing written)."""
+
+        def op(fleet: Semaphore, now: datetime, _: Semaphore | None) -> Change[Rollout | None]:
+            new, events = rollouts.clear(fleet, now, by=by)
+            return Change(new, fleet.rollout, events)
+
+        return await self._apply(FLEET, op, what="clear the rollout")
+
+    async def rollout_status(self) -> rollouts.RolloutStatus | None:
+        """Where the rollout is (None: no rollout), judged from one status read and the
+        node reports."""
+        snap = await self.status(None)
+        if snap.rollout is None:
+            return None
+        reports = await self.nodes()
+        groups = {g.group: g.semaphore for g in snap.groups}
+        return rollouts.status(snap.rollout, groups, reports, snap.now)
+
+    async def set_max_failures(self, group: str, budget: Budget | None, *, by: str) -> None:
+        """The group's own error budget (set-max --max-failures); None removes it."""
+        validate_group(group)
+        await self._apply(
+            group,
+            lambda sem, now, _: _fleet_change(
+                sem, *rollouts.set_max_failures(sem, budget, now, by=by)
+            ),
+            what=f"set max_failures of {group}",
+        )
+        await self.advance_rollout()
+
+    async def _reported(self, report: NodeReport) -> None:
+        """After a node's report is stored: a halted node may use up an error budget, so the
+        pause it calls for is written before the report is answered."""
+        if report.state is State.HALTED:
+            await self.advance_rollout()
+
+    async def advance_rollout(self) -> bool:
+        """Write what the rollout's and the groups' state call for: stage ends (a stage whose
+        nodes are all done, or whose close_after passed), and the pause of a rollout or group
+        whose halted nodes reached max_failures. Judged from a read of every group and the
+        node reports, then written to the FLEET record (or the group) guarded as every change
+        is, and only when the rollout is still the one judged (another writer changed it: the
+        next judgment sees that). True when it wrote."""
+        snap = await self.status(None)
+        budgets = [g.semaphore for g in snap.groups if g.semaphore.max_failures is not None]
+        if snap.rollout is None and not budgets:
+            return False
+        reports = await self.nodes()
+        groups = {g.group: g.semaphore for g in snap.groups}
+        wrote = False
+        if snap.rollout is not None:
+            judged = snap.rollout
+            views = rollouts.stage_views(judged, groups, reports, snap.now)
+
+            def op(fleet: Semaphore, now: datetime, _: Semaphore | None) -> Change[bool]:
+                rollout = fleet.rollout
+                if rollout is None or rollout != judged:
+                    return Change(fleet, False)
+                decided = rollouts.advance(rollout, views, now)
+                if decided.rollout is None:
+                    return Change(fleet, False)
+                new = replace(fleet, rollout=decided.rollout)
+                events = decided.events
+                if decided.halt_reason is not None:
+                    paused = core.pause(new, now, by="stagger", reason=decided.halt_reason)
+                    new, events = paused.semaphore, (*events, *paused.events)
+                return Change(new, True, events)
+
+            wrote = await self._apply(FLEET, op, what="advance the rollout")
+        for sem in budgets:
+            tripped = rollouts.group_budget(sem, snap.rollout, reports, snap.now)
+            if tripped is None:
+                continue
+            trip = _trip(tripped, rollouts.group_halt_reason(sem, tripped))
+            wrote = await self._apply(sem.group, trip, what=f"pause group {sem.group}") or wrote
+        return wrote
+
+
+def _fleet_change(old: Semaphore, new: Semaphore, events: tuple[Event, ...]) -> Change[None]:
+    """A change core made as (new value, events): written when it has events."""
+    return Change(new, None, events)
+
+
+def _trip(tripped: tuple[str, ...], reason: str) -> Op[bool]:
+    """A group's budget pause for `tripped` halted nodes (once for the same nodes)."""
+
+    def op(g: Semaphore, now: datetime, _: Semaphore | None) -> Change[bool]:
+        if tuple(g.budget_tripped) == tripped:
+            return Change(g, False)
+        paused = core.pause(g, now, by="stagger", reason=reason)
+        new = replace(paused.semaphore, budget_tripped=tripped)
+        return Change(new, True, paused.events, dirty=True)
+
+    return op

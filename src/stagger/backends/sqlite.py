@@ -535,7 +535,9 @@ class SqliteBackend(SemaphoreStore):
             conn.execute("COMMIT")
             return stored
 
-        return await self._run(write)
+        stored = await self._run(write)
+        await self._reported(stored)
+        return stored
 
     async def read_nodes(self, group: str | None = None) -> StoredReports:
         if group is not None:

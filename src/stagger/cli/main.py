@@ -26,6 +26,7 @@ from stagger.core.text import printable
 COMMAND_MODULES = {
     "stagger.cli.semaphore": ("status", "lock", "unlock", "set-max", "pause", "resume", "history"),
     "stagger.cli.nodes": ("nodes", "forget"),
+    "stagger.cli.rollout": ("rollout",),
     "stagger.cli.identity": ("id",),
     "stagger.cli.config": ("config",),
     "stagger.cli.windows": ("windows",),

@@ -30,9 +30,10 @@ from stagger.cli.output import (
     run_async,
 )
 from stagger.core.durations import format_duration, parse_duration
-from stagger.core.errors import InvalidInput
+from stagger.core.errors import ConfigError, InvalidInput
 from stagger.core.fleet_view import HoldCondition, hold_conditions
 from stagger.core.node_report import NodeReport
+from stagger.core.rollout_gate import Budget, parse_budget
 from stagger.core.semaphore import (
     DEFAULT_GROUP,
     FLEET,
@@ -110,6 +111,22 @@ def parse_max(text: str) -> int:
             "(0 stops every new reboot in the group)"
         ) from None
     return validate_max(value)
+
+
+def budget_option(text: str | None) -> Budget | None:
+    """--max-failures: a count, a percentage, or none (no budget)."""
+    if text is None or text.strip().lower() in ("none", "off"):
+        return None
+    return parse_budget(text, "--max-failures")
+
+
+async def set_group_budget(b: Backend, group: str, budget: Budget | None, *, by: str) -> None:
+    from stagger.backends.fleetlock import FleetLockBackend
+    from stagger.backends.semaphore_store import SemaphoreStore
+
+    if not isinstance(b, SemaphoreStore | FleetLockBackend):
+        raise ConfigError(f"the backend {b.url} keeps no error budget: use a store or a server")
+    await b.set_max_failures(group, budget, by=by)
 
 
 def parse_rfc3339(text: str, *, what: str) -> datetime:
@@ -434,6 +451,12 @@ def set_max(
     stale_after: str | None = typer.Option(
         None, "--stale-after", metavar="D", help="Mark a hold stale after this silence (15m)."
     ),
+    max_failures: str | None = typer.Option(
+        None,
+        "--max-failures",
+        metavar="N|N%|none",
+        help="Pause the group when this many of its nodes are halted (docs/rollout.md).",
+    ),
     backend: str | None = BackendOption,
     json: bool = JsonOption,
 ) -> None:
@@ -445,6 +468,7 @@ def set_max(
         if hold_ttl is not None and hold_ttl.strip().lower() not in ("none", "never", "off"):
             ttl = parse_duration(hold_ttl, what="--hold-ttl")
         stale = None if stale_after is None else parse_duration(stale_after, what="--stale-after")
+        budget = budget_option(max_failures)
     by = operator_by()
 
     async def apply(b: Backend) -> GroupStatus:
@@ -458,6 +482,8 @@ def set_max(
                 stale_after=stale if stale is not None else sem.stale_after,
             )
         await b.set_max(group, slots, by=by)
+        if max_failures is not None:
+            await set_group_budget(b, group, budget, by=by)
         return (await b.status(group)).groups[0]
 
     g = run_async(apply, backend=backend, create=True, as_json=json)
@@ -467,6 +493,11 @@ def set_max(
         console().print(
             f"group {group}: max {g.semaphore.max}, hold-ttl {ttl_text}, "
             f"stale after {format_duration(g.semaphore.stale_after)}"
+            + (
+                f", max failures {g.semaphore.max_failures.text()}"
+                if g.semaphore.max_failures
+                else ""
+            )
         )
         if len(g.holds) > g.semaphore.max:
             console().print(

@@ -38,6 +38,7 @@ from stagger.server.settings import (
 if TYPE_CHECKING:  # the configuration's model (pydantic) loads when a server starts
     from stagger.config.blocker_section import BlockerConfig
     from stagger.config.notify_section import NotifyConfig
+    from stagger.config.rollout_section import RolloutConfig
     from stagger.config.server_section import ServerConfig
 
 EXPOSED_WARNING = (
@@ -148,6 +149,7 @@ def build_settings(
     max_connections: int | None = None,
     notify: Sequence[NotifyConfig] = (),
     blockers: Sequence[BlockerConfig] = (),
+    rollout: RolloutConfig | None = None,
 ) -> ServerSettings:
     """Flags over the [server] table over defaults; `notify` is the [[notify]] array and
     `blockers` the [[blocker]] one."""
@@ -198,6 +200,7 @@ def build_settings(
         max_connections=max_connections if max_connections is not None else config.max_connections,
         notify=targets_of(notify),
         blockers=checked_blockers,
+        rollout=rollout.plan() if rollout is not None else None,
     )
 
 
@@ -287,6 +290,7 @@ def server(
             max_connections=max_connections,
             notify=full.notify,
             blockers=full.blocker,
+            rollout=full.rollout,
         )
         check_tls_files(settings)
         options = dict(settings.backend_options)

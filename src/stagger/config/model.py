@@ -36,6 +36,7 @@ from stagger.config.agent_sections import (
 from stagger.config.blocker_section import BlockerConfig, check_names
 from stagger.config.cycle_section import CycleConfig
 from stagger.config.notify_section import NotifyConfig
+from stagger.config.rollout_section import RolloutConfig
 from stagger.config.section import Section, need_str
 from stagger.config.server_section import ServerConfig
 from stagger.config.updates_section import DEFAULT_CONTROL_SOCKET, UpdatesConfig
@@ -175,6 +176,11 @@ class StaggerConfig(Section):
     blocker: list[BlockerConfig] = Field(
         default_factory=list,
         description="an array of tables: [[blocker]] with kind, url, matchers, groups, interval",
+    )
+    rollout: RolloutConfig | None = Field(
+        None,
+        description="a table: [rollout] with max_failures and [[rollout.stage]] (groups, bake, "
+        "close_after); stagger server sets it at start",
     )
     updates: UpdatesConfig = Field(
         default_factory=lambda: UpdatesConfig.model_validate({}),

@@ -42,8 +42,19 @@ NOTIFY_EVENTS = (
     "paused",
     "resumed",
     "max_changed",
+    "stage_done",
+    "rollout_halted",
 )
-DEFAULT_EVENTS = ("halted", "stale", "paused", "resumed", "denied_paused", "max_changed")
+DEFAULT_EVENTS = (
+    "halted",
+    "stale",
+    "paused",
+    "resumed",
+    "denied_paused",
+    "max_changed",
+    "stage_done",
+    "rollout_halted",
+)
 
 
 class NotifyConfig(Section):

@@ -40,6 +40,8 @@ _FROM_HISTORY = {
     Action.RESUMED: "resumed",
     Action.MAX_CHANGED: "max_changed",
     Action.REBOOT_ASKED: "reboot_asked",
+    Action.STAGE_DONE: "stage_done",
+    Action.ROLLOUT_HALTED: "rollout_halted",
 }
 
 
@@ -78,6 +80,10 @@ class Notification:
             return f"reboots in {where} were resumed{by}"
         if self.event == "reboot_asked":
             return f"an emergency reboot of node {self.id} was asked{by}{detail}"
+        if self.event == "stage_done":
+            return f"a rollout stage ended: {self.detail}"
+        if self.event == "rollout_halted":
+            return self.detail or "the rollout halted"
         if self.event == "max_changed":
             return f"max in {where} changed{by}{detail}"
         return f"{self.event} in {where}{detail}"
@@ -123,7 +129,9 @@ def changes(
     if before is None:
         return seen, []
     out: list[Notification] = []
-    for e in sorted(history, key=lambda e: e.time):
+    # Oldest first; events of one change share a time and keep their order (history is
+    # newest first, so it is reversed before the stable sort).
+    for e in sorted(reversed(history), key=lambda e: e.time):
         if _key(e) not in before.events:
             n = from_event(e)
             if n is not None:

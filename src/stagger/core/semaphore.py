@@ -21,6 +21,7 @@ from typing import Generic, TypeVar
 
 from stagger.core.durations import check_duration
 from stagger.core.errors import InvalidInput
+from stagger.core.rollout_gate import Budget, Rollout, gate
 from stagger.core.text import check_operator_text
 from stagger.core.times import check_instant, later
 
@@ -42,6 +43,8 @@ FLEET = "*"
 DEFAULT_MAX = 1
 DEFAULT_STALE_AFTER = timedelta(minutes=15)
 HISTORY_LIMIT = 1000
+# A node that gave back a slot in a rollout's group is remembered as a member of it this long.
+MEMBER_MEMORY = timedelta(days=30)
 # A heartbeat more frequent than this writes nothing (docs/backends.md: at most one a minute).
 TOUCH_INTERVAL = timedelta(minutes=1)
 
@@ -148,6 +151,10 @@ class Action(StrEnum):
     RESUMED = "resumed"
     FORGOTTEN = "forgotten"  # an operator removed a node's report (`stagger forget`)
     REBOOT_ASKED = "reboot_asked"  # an operator asked one node for an emergency reboot
+    ROLLOUT_SET = "rollout_set"  # a rollout began (`stagger rollout set`, or a node asked again)
+    ROLLOUT_CLEARED = "rollout_cleared"
+    STAGE_DONE = "stage_done"  # a rollout stage ended (done, or closed by close_after)
+    ROLLOUT_HALTED = "rollout_halted"  # max_failures nodes halted: the rollout paused itself
 
 
 @dataclass(frozen=True)
@@ -178,6 +185,20 @@ class Semaphore:
     # default then still writes, so the group an operator named exists from then on. Not
     # stored, not compared: two views of the same group are equal whether written or not.
     stored: bool = field(default=True, compare=False)
+    # Only in the FLEET record: the rollout's stages and budget (core/rollout.py).
+    rollout: Rollout | None = None
+    # The nodes of a group in a rollout's stage that gave their own slot back, and when
+    # (kept MEMBER_MEMORY): a FleetLock client's finished cycle, and, from an earlier
+    # rollout, a member the next rollout waits for (core/rollout.py).
+    finished: Mapping[str, datetime] = field(default_factory=dict)
+    # The nodes a rollout's gate denied in this group, when each first asked in that rollout
+    # (written once per node and rollout): a FleetLock client waiting for an earlier stage is
+    # known to the rollout by nothing else.
+    waiting: Mapping[str, datetime] = field(default_factory=dict)
+    # The group's error budget (set-max --max-failures), and the halted nodes that last made
+    # the group pause itself: it pauses again only for a new one.
+    max_failures: Budget | None = None
+    budget_tripped: tuple[str, ...] = ()
 
     def live_holds(self, now: datetime) -> list[Hold]:
         return [h for h in self.holds.values() if not h.is_expired(now)]
@@ -208,6 +229,7 @@ class DenyReason(StrEnum):
     PAUSED = "paused"
     # A fleet-wide blocker (core/blockers.py) says no: decided by the server, never stored.
     BLOCKED = "blocked"
+    ROLLOUT_WAITING = "rollout_waiting"  # an earlier rollout stage has not ended and baked
 
 
 @dataclass(frozen=True)
@@ -226,10 +248,23 @@ class Denied:
     node: str = ""
     # BLOCKED: which blockers block, and why (core.blockers.Blocked.reason).
     detail: str = ""
+    # A rollout_waiting denial: the stage that must end first, when its bake ends (if baking),
+    # and whether this ask begins a new rollout (the last one was complete).
+    stage: str = ""
+    bake_ends: datetime | None = None
+    restart: bool = False
 
     def sentence(self) -> str:
         if self.reason is DenyReason.BLOCKED:
             return BLOCKED_PREFIX + (self.detail or "a blocker says no")
+        if self.reason is DenyReason.ROLLOUT_WAITING:
+            if self.restart:
+                return "the last rollout is complete: a new one begins with stage 1; ask again"
+            if self.bake_ends is not None:
+                return (
+                    f"waiting for {self.stage} to finish its bake at {self.bake_ends.isoformat()}"
+                )
+            return f"waiting for {self.stage} to finish (every node rebooted or reporting no need)"
         if self.reason is DenyReason.PAUSED and self.pause is not None:
             until = f" until {self.pause.until.isoformat()}" if self.pause.until else ""
             what = f"node {self.node} is paused" if self.node else "reboots are paused"
@@ -314,6 +349,7 @@ def acquire(
     fleet_pause: Pause | None = None,
     node_pause: Pause | None = None,
     by: str | None = None,
+    rollout: Rollout | None = None,
 ) -> Change[Granted | Denied]:
     """Take a slot for `node_id`. Recursive: a holder asking again is granted, nothing written.
     `by` is who asked: the node itself (the default) or an operator taking a slot for it.
@@ -322,7 +358,7 @@ def acquire(
     validate_node_id(node_id)
     check_operator_text(note, "the note")
     check_operator_text(by or "", "by")
-    admitted = admission(sem, now, fleet_pause=fleet_pause)
+    admitted = admission(sem, now, fleet_pause=fleet_pause, rollout=rollout)
     sem = admitted.semaphore
     held = sem.holds.get(node_id)
     if held is not None:
@@ -331,6 +367,8 @@ def acquire(
         denied = Denied(DenyReason.PAUSED, sem.max, sem.holders(now), node_pause, node=node_id)
         return Change(sem, denied, admitted.events)
     if admitted.outcome is not None:
+        if rollout is not None and admitted.outcome.reason is DenyReason.ROLLOUT_WAITING:
+            return _note_waiting(sem, node_id, now, rollout, admitted)
         return Change(sem, admitted.outcome, admitted.events)
     expires = later(now, sem.hold_ttl) if sem.hold_ttl is not None else None
     hold = Hold(node_id, since=now, last_seen=now, expires_at=expires, note=note)
@@ -339,13 +377,39 @@ def acquire(
     return Change(new, Granted(hold, already_held=False), (*admitted.events, event))
 
 
+def waiting_in(sem: Semaphore, rollout: Rollout | None) -> frozenset[str]:
+    """The nodes the rollout's gate already noted as waiting in this group (in this rollout)."""
+    if rollout is None:
+        return frozenset()
+    return frozenset(k for k, t in sem.waiting.items() if t >= rollout.started_at)
+
+
+def _note_waiting(
+    sem: Semaphore, node_id: str, now: datetime, rollout: Rollout, admitted: Change[Denied | None]
+) -> Change[Granted | Denied]:
+    """A rollout_waiting denial, noting `node_id` as waiting the first time it asks in this
+    rollout (one write per node and rollout; a repeated ask writes nothing)."""
+    denied = admitted.outcome
+    assert denied is not None
+    if denied.restart or node_id in waiting_in(sem, rollout):
+        return Change(sem, denied, admitted.events)
+    kept = {k: t for k, t in sem.waiting.items() if t >= rollout.started_at}
+    new = replace(sem, waiting={**kept, node_id: now})
+    return Change(new, denied, admitted.events, dirty=True)
+
+
 def admission(
-    sem: Semaphore, now: datetime, *, fleet_pause: Pause | None = None
+    sem: Semaphore,
+    now: datetime,
+    *,
+    fleet_pause: Pause | None = None,
+    rollout: Rollout | None = None,
 ) -> Change[Denied | None]:
     """What `acquire` answers at `now` to every id that holds no slot after expiry (the new
     value's `holds`) and has no pause of its own: the same denial for all of them, or None
     when it would grant a slot. One group value answers many callers, so this is decided
-    once per value, not per id."""
+    once per value, not per id. `rollout` is the FLEET record's: a group in a stage whose
+    earlier stages have not ended and baked waits (core/rollout_gate.py)."""
     swept = expire(sem, now)
     sem = swept.semaphore
     pause = sem.active_pause(now, fleet_pause)
@@ -353,14 +417,28 @@ def admission(
         return Change(
             sem, Denied(DenyReason.PAUSED, sem.max, sem.holders(now), pause), swept.events
         )
+    waiting = gate(rollout, sem.group, now)
+    if waiting is not None:
+        denied = Denied(
+            DenyReason.ROLLOUT_WAITING,
+            sem.max,
+            sem.holders(now),
+            stage=waiting.name,
+            bake_ends=waiting.bake_ends,
+            restart=waiting.restart,
+        )
+        return Change(sem, denied, swept.events)
     if len(sem.holds) >= sem.max:
         return Change(sem, Denied(DenyReason.FULL, sem.max, sem.holders(now)), swept.events)
     return Change(sem, None, swept.events)
 
 
-def release(sem: Semaphore, node_id: str, now: datetime, *, by: str) -> Change[Released | NotHeld]:
+def release(
+    sem: Semaphore, node_id: str, now: datetime, *, by: str, rollout: Rollout | None = None
+) -> Change[Released | NotHeld]:
     """Give back `node_id`'s slot. Idempotent: not holding is a success that writes nothing.
-    `by` is the node itself or an operator (releasing another id's hold is an admin act)."""
+    `by` is the node itself or an operator (releasing another id's hold is an admin act).
+    With a `rollout` whose stages name the group, the node is recorded as finished."""
     validate_id(node_id)
     check_operator_text(by, "by")
     held = sem.holds.get(node_id)
@@ -369,7 +447,13 @@ def release(sem: Semaphore, node_id: str, now: datetime, *, by: str) -> Change[R
     keep = {k: h for k, h in sem.holds.items() if k != node_id}
     detail = "" if by == node_id else "released by an operator"
     event = Event(now, sem.group, Action.RELEASED, by, node_id, detail)
-    return Change(_with_holds(sem, keep), Released(held, by), (event,))
+    new = _with_holds(sem, keep)
+    if rollout is not None and rollout.stage_of(sem.group) is not None and by == node_id:
+        # The rollout's record of a finished cycle (core/rollout.py), in the same write; an
+        # entry older than MEMBER_MEMORY is dropped. An operator's unlock is no finished cycle.
+        kept = {k: t for k, t in sem.finished.items() if now - t <= MEMBER_MEMORY}
+        new = replace(new, finished={**kept, node_id: now})
+    return Change(new, Released(held, by), (event,))
 
 
 def touch_interval(sem: Semaphore) -> timedelta:

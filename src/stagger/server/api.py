@@ -24,6 +24,7 @@ from stagger.api import (
     AskRebootResponse,
     BlockersModel,
     ClearRebootResponse,
+    ClearRolloutResponse,
     ConfigureRequest,
     ErrorKind,
     ForgetResponse,
@@ -31,6 +32,8 @@ from stagger.api import (
     HealthModel,
     HistoryModel,
     HoldModel,
+    MaxFailuresRequest,
+    MaxFailuresResponse,
     NodeReportRequest,
     NodesModel,
     PauseModel,
@@ -38,6 +41,8 @@ from stagger.api import (
     PauseResponse,
     ReportResponse,
     ResumeResponse,
+    RolloutModel,
+    RolloutRequest,
     SetMaxRequest,
     SetMaxResponse,
     StatusModel,
@@ -47,6 +52,7 @@ from stagger.api import (
 )
 from stagger.backends.node_pages import SummarisedReports
 from stagger.backends.protocol import Snapshot
+from stagger.backends.semaphore_store import SemaphoreStore
 from stagger.core.errors import InvalidInput
 from stagger.core.forget import NodeHoldsSlot
 from stagger.core.listing import (
@@ -61,6 +67,8 @@ from stagger.core.listing import (
     encode_cursor,
 )
 from stagger.core.node_report import NodeReport
+from stagger.core.rollout import plan_from_table
+from stagger.core.rollout_gate import budget_to_text, parse_budget
 from stagger.core.semaphore import (
     HISTORY_LIMIT,
     MAX_ID_LEN,
@@ -524,6 +532,50 @@ class Api:
 
     # --- probes -----------------------------------------------------------------------------
 
+    # --- the rollout (docs/rollout.md) -------------------------------------------------------
+
+    def _store(self) -> SemaphoreStore:
+        backend = self.state.backend
+        if not isinstance(backend, SemaphoreStore):
+            raise Reject(
+                ErrorKind.INVALID_REQUEST,
+                "this server's backend keeps no rollout: run it on a sqlite:// or etcd:// store",
+            )
+        return backend
+
+    async def rollout(self, request: Request) -> Response:
+        self._admin(request)
+        return json_response(RolloutModel.of(await self._store().rollout_status()))
+
+    async def set_rollout(self, request: Request) -> Response:
+        actor = self._admin(request)
+        body = await read_model(request, RolloutRequest)
+        try:
+            stages, budget = plan_from_table(body.table())
+        except InvalidInput as exc:
+            raise Reject(ErrorKind.INVALID_REQUEST, f"rollout: {exc.message}") from None
+        store = self._store()
+        await store.set_rollout(stages, budget, by=body.by or actor)
+        return json_response(RolloutModel.of(await store.rollout_status()))
+
+    async def clear_rollout(self, request: Request) -> Response:
+        actor = self._admin(request)
+        body = await read_model(request, ActorRequest, optional=True)
+        cleared = await self._store().clear_rollout(by=body.by or actor)
+        return json_response(ClearRolloutResponse(cleared=cleared is not None))
+
+    async def set_max_failures(self, request: Request) -> Response:
+        actor = self._admin(request)
+        group = self._group(request)
+        body = await read_model(request, MaxFailuresRequest)
+        try:
+            budget = parse_budget(body.max_failures) if body.max_failures is not None else None
+        except InvalidInput as exc:
+            raise Reject(ErrorKind.INVALID_REQUEST, exc.message) from None
+        await self._store().set_max_failures(group, budget, by=body.by or actor)
+        self.state.note_group(group)
+        return json_response(MaxFailuresResponse(group=group, max_failures=budget_to_text(budget)))
+
     async def healthz(self, request: Request) -> Response:
         return json_response(HealthModel(status="ok"))
 
@@ -575,10 +627,18 @@ class Api:
             ),
             Route("/v1/groups/{group}/max", e("set-max", self.set_max), methods=["PUT"]),
             Route("/v1/groups/{group}/config", e("configure", self.configure), methods=["PUT"]),
+            Route(
+                "/v1/groups/{group}/max-failures",
+                e("set-max-failures", self.set_max_failures),
+                methods=["PUT"],
+            ),
             Route("/v1/groups/{group}/pause", e("pause", self.pause_group), methods=["POST"]),
             Route("/v1/groups/{group}/resume", e("resume", self.resume_group), methods=["POST"]),
             Route("/v1/groups/{group}/holds/{id}", e("unlock", self.unlock), methods=["DELETE"]),
             Route("/v1/groups/{group}/holds/{id}/touch", e("touch", self.touch), methods=["POST"]),
+            Route("/v1/rollout", e("rollout", self.rollout), methods=["GET"]),
+            Route("/v1/rollout", e("set-rollout", self.set_rollout), methods=["PUT"]),
+            Route("/v1/rollout", e("clear-rollout", self.clear_rollout), methods=["DELETE"]),
             Route("/v1/nodes", e("nodes", self.nodes), methods=["GET"]),
             Route("/v1/nodes/{id}", e("forget", self.forget), methods=["DELETE"]),
             Route("/v1/nodes/{id}/report", e("report", self.report), methods=["POST"]),

@@ -3,6 +3,8 @@ groups known to exist (for the `refuse` unknown-group policy)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -11,6 +13,7 @@ from typing import Any
 from stagger.api import ErrorKind
 from stagger.backends.factory import open_backend
 from stagger.backends.protocol import Backend
+from stagger.backends.semaphore_store import SemaphoreStore
 from stagger.core.errors import (
     BackendConflict,
     BackendUnavailable,
@@ -61,6 +64,7 @@ class ServerState:
         self._refreshed_at = -KNOWN_REFRESH_SECONDS
         self.notifier = Notifier(settings.notify, self.metrics, interval=settings.notify_interval)
         self.blockers = BlockerWatch(settings.blockers, self.metrics)
+        self._rollout_task: asyncio.Task[None] | None = None
 
     @property
     def reads(self) -> GroupReads:
@@ -85,6 +89,37 @@ class ServerState:
             self._backend = open_backend(self.settings.backend_url, create=True, **options)
         await self._create_configured_groups()
         await self.notifier.start(self.backend)
+        if isinstance(self._backend, SemaphoreStore):
+            await self._set_configured_rollout(self._backend)
+            self._rollout_task = asyncio.get_running_loop().create_task(
+                self._judge_rollout(self._backend)
+            )
+
+    async def _set_configured_rollout(self, store: SemaphoreStore) -> None:
+        """The [rollout] table, set when it differs from the stored rollout: a restart (or a
+        second server with the same file) keeps the rollout's progress."""
+        if self.settings.rollout is None:
+            return
+        stages, budget = self.settings.rollout
+        try:
+            current = (await store.status(None)).rollout
+            if current is None or (current.stages, current.max_failures) != (stages, budget):
+                await store.set_rollout(stages, budget, by=SERVER_ACTOR)
+                log.info("set the rollout from the configuration: %d stage(s)", len(stages))
+        except StaggerError as exc:
+            log.warning("could not set the configured rollout yet: %s", exc.message)
+
+    async def _judge_rollout(self, store: SemaphoreStore) -> None:
+        """Every rollout_interval: write the stage ends and budget pauses the store calls for
+        (several servers may: the writes are guarded, and a decision made writes nothing)."""
+        while True:
+            await asyncio.sleep(self.settings.rollout_interval)
+            try:
+                await store.advance_rollout()
+            except StaggerError as exc:
+                log.warning("could not judge the rollout: %s", exc.message)
+            except Exception:
+                log.exception("judging the rollout failed")
 
     async def _create_configured_groups(self) -> None:
         if not self.settings.groups:
@@ -103,6 +138,11 @@ class ServerState:
 
     async def stop(self) -> None:
         await self.blockers.stop()
+        if self._rollout_task is not None:
+            self._rollout_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rollout_task
+            self._rollout_task = None
         await self.notifier.stop()
         if self._backend is not None:
             await self._backend.close()

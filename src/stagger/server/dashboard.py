@@ -28,7 +28,7 @@ import gzip
 import hashlib
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from html import escape
@@ -45,6 +45,7 @@ from starlette.staticfiles import StaticFiles
 
 from stagger import __version__
 from stagger.backends.protocol import GroupStatus, Revisions, Snapshot, utcnow
+from stagger.core import rollout as rollout_core
 from stagger.core.board import (
     DEFAULT_SORT,
     FILTER_STATES,
@@ -59,7 +60,8 @@ from stagger.core.board import (
 )
 from stagger.core.durations import format_duration
 from stagger.core.fleet_view import HoldCondition, fleet_nodes, hold_conditions
-from stagger.core.node_report import Unreadable
+from stagger.core.node_report import NodeReport, Unreadable
+from stagger.core.rollout import RolloutStatus
 from stagger.core.semaphore import FLEET, Event, Pause
 from stagger.core.text import printable
 from stagger.core.times import format_utc
@@ -162,6 +164,7 @@ class Fleet:
     history: list[Event]
     unreadable: tuple[Unreadable, ...]
     changes_at: datetime | None
+    rollout: RolloutStatus | None  # the rollout's stages (templates/rollout_strip.html)
     built_at: float = 0.0  # time.monotonic() when its build ended
     build_seconds: float = 0.0
 
@@ -240,6 +243,14 @@ class View:
     @property
     def snapshot(self) -> Snapshot:
         return self.fleet.snapshot
+
+
+def rollout_status(snap: Snapshot, reports: Sequence[NodeReport]) -> RolloutStatus | None:
+    """The rollout's stages from the reads the board is built from (no read of its own)."""
+    if snap.rollout is None:
+        return None
+    groups = {g.group: g.semaphore for g in snap.groups}
+    return rollout_core.status(snap.rollout, groups, reports, snap.now)
 
 
 def _timed(snap: Snapshot, board: Board) -> Timed:
@@ -362,6 +373,7 @@ class Dashboard:
             history=history[:HISTORY_SHOWN],
             unreadable=stored.unreadable,
             changes_at=changes_at(_timed(snap, board), snap.now, silent_after),
+            rollout=rollout_status(snap, stored.reports),
         )
 
     # --- a rendering -----------------------------------------------------------------------------
@@ -412,6 +424,7 @@ class Dashboard:
             "urgent_reboots": list(snap.urgent_reboots.items()),
             "banners_shown": BANNERS_SHOWN,
             "holds_shown": HOLDS_SHOWN,
+            "rollout": v.fleet.rollout,
         }
 
     def _html(self, request: Request, html: str, etag: str | None) -> Response:

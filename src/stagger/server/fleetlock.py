@@ -23,6 +23,7 @@ from stagger.backends.protocol import GroupStatus
 from stagger.core import semaphore as core
 from stagger.core.blockers import Blocked
 from stagger.core.errors import InvalidInput
+from stagger.core.rollout_gate import Rollout
 from stagger.core.semaphore import (
     Denied,
     DenyReason,
@@ -31,6 +32,7 @@ from stagger.core.semaphore import (
     validate_group,
     validate_node_id,
 )
+from stagger.core.times import rfc3339
 from stagger.server.auth import CHALLENGE, CLIENT_CERT_NAMES, NO_NAMES, Denial, node_denial
 from stagger.server.context import ServerState, error_body
 from stagger.server.settings import MAX_BODY, Token
@@ -154,6 +156,8 @@ def denial_reject(outcome: Denied) -> Reject:
         holders=list(outcome.holders),
         pause=_pause_doc(outcome.pause),
         node=outcome.node or None,
+        stage=outcome.stage or None,
+        bake_ends=rfc3339(outcome.bake_ends) if outcome.bake_ends is not None else None,
     )
 
 
@@ -186,17 +190,32 @@ class Admission:
 
     holders: frozenset[str]
     refusal: Refusal | None
+    # The nodes a rollout_waiting refusal already noted (core.semaphore.waiting_in): any
+    # other node's first ask is noted by the backend (one write per node and rollout).
+    waiting: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, current: GroupStatus) -> Admission:
-        decided = core.admission(current.semaphore, current.now, fleet_pause=current.fleet_pause)
+        decided = core.admission(
+            current.semaphore, current.now, fleet_pause=current.fleet_pause, rollout=current.rollout
+        )
         denied = decided.outcome
         refusal = Refusal.of(denied) if denied is not None else None
-        return cls(frozenset(decided.semaphore.holds), refusal)
+        waiting = core.waiting_in(decided.semaphore, current.rollout)
+        return cls(frozenset(decided.semaphore.holds), refusal, waiting)
 
     def grants(self, node_id: str) -> bool:
-        """Whether a lock by `node_id` takes a new slot (a write)."""
-        return self.refusal is None and node_id not in self.holders
+        """Whether a lock by `node_id` writes (the backend decides): it takes a new slot, or
+        begins the next rollout after a complete one, or is the node's first ask that a
+        rollout stage holds back (noted, so the rollout knows the node waits)."""
+        if node_id in self.holders:
+            return False
+        if self.refusal is None:
+            return True
+        denied = self.refusal.denied
+        if denied.reason is DenyReason.ROLLOUT_WAITING:
+            return denied.restart or node_id not in self.waiting
+        return False
 
 
 def _own_pause(current: GroupStatus, node_id: str) -> Denied | None:
@@ -220,7 +239,9 @@ class Admissions:
     read answers (server/batched_reads.py) share one decision and one encoded denial."""
 
     def __init__(self) -> None:
-        self._last: dict[str, tuple[Semaphore, Pause | None, datetime, Admission]] = {}
+        self._last: dict[
+            str, tuple[Semaphore, Pause | None, datetime, Admission, Rollout | None]
+        ] = {}
 
     def of(self, current: GroupStatus, *, exact: bool = True) -> Admission:
         """The Admission of `current`. With exact=False, that of the same stored value
@@ -233,13 +254,14 @@ class Admissions:
             last is not None
             and last[0] is sem
             and last[1] is current.fleet_pause
+            and last[4] is current.rollout
             and (not exact or last[2] == current.now)
         ):
             return last[3]
         admission = Admission.of(current)
         if len(self._last) >= _ADMISSIONS_KEPT:
             self._last.clear()
-        self._last[sem.group] = (sem, current.fleet_pause, current.now, admission)
+        self._last[sem.group] = (sem, current.fleet_pause, current.now, admission, current.rollout)
         return admission
 
 
@@ -361,12 +383,13 @@ class FleetLockEndpoint:
                     if paused is not None:
                         return self._denial(group, node_id, Refusal.of(paused), hint.now)
                     refusal = admission.refusal
-                    # An operator's pause is named first; a blocker before a full semaphore.
+                    # An operator's pause is named first; a blocker before a full semaphore
+                    # or a rollout stage (a blocked ask writes nothing, not even the note).
                     if blocked is not None and (
                         refusal is None or refusal.denied.reason is not DenyReason.PAUSED
                     ):
-                        refusal = self._blocked(blocked)
-                    if refusal is not None:
+                        return self._denial(group, node_id, self._blocked(blocked), hint.now)
+                    if refusal is not None and not admission.grants(node_id):
                         return self._denial(group, node_id, refusal, hint.now)
                 outcome = await backend.acquire(group, node_id, by=by)
                 if isinstance(outcome, Denied):

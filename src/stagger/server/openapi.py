@@ -45,6 +45,11 @@ _MODELS: list[type[BaseModel]] = [
     api.ClearRebootResponse,
     api.HealthModel,
     api.BlockersModel,
+    api.RolloutModel,
+    api.RolloutRequest,
+    api.ClearRolloutResponse,
+    api.MaxFailuresRequest,
+    api.MaxFailuresResponse,
 ]
 
 _REASONS = {
@@ -54,7 +59,8 @@ _REASONS = {
     404: "unknown_group (policy refuse) or not_found",
     409: "node_holds_slot: the node holds a slot; release it first (the body names the group)",
     413: "payload_too_large: the body is over 64 KiB",
-    423: "failed_lock_semaphore_full, failed_lock_paused or blocked (a blocker says no)",
+    423: "failed_lock_semaphore_full, failed_lock_paused, rollout_waiting or blocked (a blocker "
+    "says no)",
     503: "backend_unavailable: the store did not answer; retry later",
 }
 
@@ -384,6 +390,36 @@ def _paths() -> dict[str, Any]:
                     },
                 ],
                 "responses": _responses(_ref("ClearRebootResponse"), 400),
+            },
+        },
+        "/v1/groups/{group}/max-failures": {
+            "put": {
+                "summary": "set the group's error budget: when that many of its nodes are "
+                "halted it pauses itself (stagger set-max --max-failures)",
+                "tags": admin,
+                "parameters": [GROUP],
+                "requestBody": _body(_ref("MaxFailuresRequest")),
+                "responses": _responses(_ref("MaxFailuresResponse"), 400, 413),
+            }
+        },
+        "/v1/rollout": {
+            "get": {
+                "summary": "the rollout: its stages in order, each with its state and nodes",
+                "tags": ["status"],
+                "responses": _responses(_ref("RolloutModel")),
+            },
+            "put": {
+                "summary": "begin a rollout (the [rollout] table as JSON; every stage starts "
+                "again); refused (400) when a group is in two stages or a value is out of range",
+                "tags": admin,
+                "requestBody": _body(_ref("RolloutRequest")),
+                "responses": _responses(_ref("RolloutModel"), 400, 413),
+            },
+            "delete": {
+                "summary": "end the rollout: every group grants as if there were none",
+                "tags": admin,
+                "requestBody": _body(_ref("ActorRequest"), required=False),
+                "responses": _responses(_ref("ClearRolloutResponse"), 400, 413),
             },
         },
         "/healthz": {

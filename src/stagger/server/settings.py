@@ -16,6 +16,7 @@ from stagger.backends.factory import DEFAULT_BACKEND_URL
 from stagger.core.blockers import Blocker
 from stagger.core.errors import ConfigError, InvalidInput
 from stagger.core.node_report import DEFAULT_SILENT_AFTER
+from stagger.core.rollout_gate import Budget, Stage
 from stagger.core.semaphore import DEFAULT_MAX, validate_group, validate_max, validate_node_id
 
 if TYPE_CHECKING:
@@ -115,6 +116,11 @@ class ServerSettings:
     notify_interval: float = 2.0
     # [[blocker]] entries: checked in the background; while one blocks, its groups get no grant.
     blockers: tuple[Blocker, ...] = ()
+    # The [rollout] table's stages and budget, set in the store at start when they differ
+    # from the stored rollout's (None: the stored rollout, if any, is left alone); and how
+    # often the server judges the rollout (stage ends, budgets: docs/rollout.md).
+    rollout: tuple[tuple[Stage, ...], Budget | None] | None = None
+    rollout_interval: float = 1.0
 
     def __post_init__(self) -> None:
         try:

@@ -418,6 +418,7 @@ class EtcdBackend(SemaphoreStore):
         """The report and its index entries in one guarded write (node_index.py)."""
         stored = report.stamped(self.clock())
         await self._nodes.write(stored)
+        await self._reported(stored)
         return stored
 
     async def read_nodes(self, group: str | None = None) -> StoredReports:

@@ -15,7 +15,7 @@ Rules of this file:
 Key layout, under a prefix (default `stagger/v1/`):
 - `{prefix}groups/{group}`: the group's Semaphore as the codec's JSON. The fleet-wide pause
   is the value of the pseudo-group `*` (core.semaphore.FLEET): `{prefix}groups/*`, which also
-  keeps the node pauses and the emergency reboots asked for nodes.
+  keeps the node pauses, the emergency reboots asked for nodes and the rollout.
 - `{prefix}leases/{group}/{id}`: `{"ttl": N}`, attached to an etcd lease of N seconds; exists
   only for holds of groups with a hold_ttl. When etcd expires the lease it deletes the key,
   and the next read drops the hold (core.semaphore.expire_lost): etcd's clock decides.
