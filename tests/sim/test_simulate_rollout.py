@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from stagger.core.errors import InvalidInput
+from stagger.core.rollout_gate import budget_to_text
 from stagger.sim import Overrides, build_scenario, load_scenario_file
 
 ROLLOUT_FILE = """
@@ -52,7 +53,7 @@ def test_the_rollout_table_of_a_scenario_file_gives_stages_and_budget(tmp_path: 
     assert [s.groups for s in sc.stages] == [("canary",), ("web",)]
     assert [s.bake for s in sc.stages] == [timedelta(minutes=30), timedelta(0)]
     assert sc.stages[1].close_after == timedelta(hours=6)
-    assert sc.max_failures == "2"
+    assert budget_to_text(sc.max_failures) == "2"
     web = sc.groups[1]
     assert (web.max, web.percent, web.slots, web.max_text()) == (25, True, 5, "25%")
 
@@ -61,7 +62,7 @@ def test_flags_override_the_files_rollout(tmp_path: Path) -> None:
     file = load_scenario_file(write(tmp_path, ROLLOUT_FILE))
     sc = build_scenario(file, Overrides(bake="5m", max_failures="10%", pace="2m"))
     assert [s.bake for s in sc.stages] == [timedelta(minutes=5)] * 2
-    assert sc.max_failures == "10%"
+    assert budget_to_text(sc.max_failures) == "10%"
     assert sc.pace == timedelta(minutes=2)
 
 
@@ -92,7 +93,7 @@ def test_stages_split_each_group_of_a_file_and_keep_a_small_share_non_empty(
         ("canary.1", "web.1", "db.1"),
         ("canary.2", "web.2", "db.2"),
     ]
-    assert sc.max_failures == "2"  # the file's budget stays; its stages are replaced
+    assert budget_to_text(sc.max_failures) == "2"  # the file's budget stays
 
 
 def test_the_bound_adds_stage_by_stage_with_the_bakes_between_them() -> None:

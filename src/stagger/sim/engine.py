@@ -67,6 +67,7 @@ from stagger.core.cycle.vocabulary import (
     beat_of,
     start_event,
 )
+from stagger.core.rollout_gate import budget_to_text
 from stagger.core.schedule import HORIZON
 from stagger.core.semaphore import DenyReason, Granted
 from stagger.core.semaphore import Released as SlotReleased
@@ -211,7 +212,7 @@ class Result:
                 "needed_over_seconds": s.needed_over.total_seconds(),
                 "health_failure_rate": s.health_failure_rate,
                 "pace_seconds": s.pace.total_seconds() if s.pace is not None else None,
-                "max_failures": s.max_failures,
+                "max_failures": budget_to_text(s.max_failures),
                 "windows": [w.describe() for w in s.schedule.windows],
                 "blackouts": [
                     {"start": b.start.isoformat(), "end": b.end.isoformat(), "reason": b.reason}

@@ -47,9 +47,11 @@ from stagger.config.files import FileProblem, parse_toml, read_text
 from stagger.config.loader import ConfigProblem, InvalidConfig, problems_from
 from stagger.config.section import Section
 from stagger.config.window_section import BlackoutConfig, WindowConfig
+from stagger.core import rollout as rollouts
 from stagger.core.cycle.vocabulary import Timings
 from stagger.core.durations import parse_duration
 from stagger.core.errors import InvalidInput
+from stagger.core.rollout_gate import Budget, Stage, parse_budget
 from stagger.core.schedule import Schedule
 from stagger.core.semaphore import DEFAULT_GROUP, validate_group, validate_max
 from stagger.core.windows import parse_instant
@@ -236,15 +238,6 @@ class GroupPlan:
 
 
 @dataclass(frozen=True)
-class StagePlan:
-    """One rollout stage (the config's [[rollout.stage]]): its groups, bake and close_after."""
-
-    groups: tuple[str, ...]
-    bake: timedelta = timedelta(0)
-    close_after: timedelta | None = None
-
-
-@dataclass(frozen=True)
 class Overrides:
     """Values given on the command line; None means "not given"."""
 
@@ -274,8 +267,8 @@ class Scenario:
     seed: int = 0
     start: datetime = DEFAULT_START
     timings: Timings = field(default_factory=Timings)
-    stages: tuple[StagePlan, ...] = ()  # the rollout's stages; () for no rollout
-    max_failures: str | None = None  # the rollout's error budget: "N" or "N%"
+    stages: tuple[Stage, ...] = ()  # the rollout's stages; () for no rollout
+    max_failures: Budget | None = None  # the rollout's error budget
     pace: timedelta | None = None  # every group's pace
 
     @property
@@ -366,79 +359,36 @@ def _staged_groups(
 
 def _rollout_plan(
     table: dict[str, Any] | None, groups: tuple[GroupPlan, ...], flags: Overrides
-) -> tuple[tuple[GroupPlan, ...], tuple[StagePlan, ...], str | None]:
+) -> tuple[tuple[GroupPlan, ...], tuple[Stage, ...], Budget | None]:
     """The groups (split by --stages), the stages and the budget, from the file's [rollout]
-    table and the flags (which override it)."""
-    table = table or {}
-    raw_stages = table.get("stage", [])
-    if not isinstance(raw_stages, list) or not all(isinstance(t, dict) for t in raw_stages):
-        raise InvalidInput("rollout.stage must be a list of tables ([[rollout.stage]])")
-    unknown = sorted(set(table) - {"stage", "max_failures"})
-    if unknown:
-        raise InvalidInput(
-            f"[rollout] does not take {', '.join(unknown)}: it takes max_failures and "
-            "[[rollout.stage]] tables"
-        )
-    stages: list[StagePlan] = []
-    if flags.stages is not None:
-        groups, names = _staged_groups(groups, split_stages(flags.stages))
-        stages = [StagePlan(tuple(n)) for n in names]
-    else:
+    table (read as the server config's, core/rollout.py) and the flags, which override it."""
+    stages: tuple[Stage, ...] = ()
+    budget: Budget | None = None
+    if table is not None:
+        table_stages, budget = rollouts.plan_from_table(table)
         known = {g.name for g in groups}
-        for i, t in enumerate(raw_stages, start=1):
-            extra = sorted(set(t) - {"groups", "bake", "close_after"})
-            if extra:
-                raise InvalidInput(
-                    f"stage {i} does not take {', '.join(extra)}: it takes groups, bake and "
-                    "close_after"
-                )
-            names_in = t.get("groups")
-            if not isinstance(names_in, list) or not all(isinstance(n, str) for n in names_in):
-                raise InvalidInput(f'stage {i}: groups must be a list of group names, like ["web"]')
-            missing = [n for n in names_in if n not in known]
+        for i, stage in enumerate(table_stages, start=1):
+            missing = [n for n in stage.groups if n not in known]
             if missing:
                 raise InvalidInput(
                     f"stage {i} names group {missing[0]!r}, which the scenario does not have: "
                     "name a [[group]] of the scenario"
                 )
-            close = t.get("close_after")
-            stages.append(
-                StagePlan(
-                    tuple(names_in),
-                    _stage_duration(t.get("bake", "0s"), f"stage {i} bake"),
-                    None if close is None else _stage_duration(close, f"stage {i} close_after"),
-                )
-            )
+        if flags.stages is None:
+            stages = table_stages
+    if flags.stages is not None:
+        groups, names = _staged_groups(groups, split_stages(flags.stages))
+        stages = rollouts.check_stages([Stage(tuple(n)) for n in names])
     if flags.bake is not None:
         if not stages:
             raise InvalidInput("--bake needs stages: give --stages or [[rollout.stage]] tables")
         bake = parse_duration(flags.bake, what="--bake")
-        stages = [replace(s, bake=bake) for s in stages]
-    budget = flags.max_failures if flags.max_failures is not None else table.get("max_failures")
-    if budget is not None:
-        if not stages:
-            raise InvalidInput(
-                "--max-failures needs stages: give --stages or [[rollout.stage]] tables"
-            )
-        budget = _budget(budget)
-    return groups, tuple(stages), budget
-
-
-def _stage_duration(value: Any, what: str) -> timedelta:
-    if not isinstance(value, str):
-        raise InvalidInput(f"{what} {value!r} is not a duration: write it like '30m' or '90s'")
-    return parse_duration(value, what=what)
-
-
-def _budget(value: Any) -> str:
-    text = str(value).strip()
-    body = text[:-1].strip() if text.endswith("%") else text
-    if isinstance(value, bool) or not body.isdigit() or (text.endswith("%") and int(body) > 100):
-        raise InvalidInput(
-            f"max_failures {value!r} is not valid: give a count such as 2 or a percentage "
-            "such as 5%"
-        )
-    return text
+        stages = rollouts.check_stages([replace(s, bake=bake) for s in stages])
+    if flags.max_failures is not None:
+        budget = parse_budget(flags.max_failures)
+    if budget is not None and not stages:
+        raise InvalidInput("--max-failures needs stages: give --stages or [[rollout.stage]] tables")
+    return groups, stages, budget
 
 
 def _group(name: str, nodes: int, limit: Any) -> GroupPlan:
