@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import subprocess
+import sys
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,7 +15,12 @@ import pytest
 
 from stagger.core.errors import InvalidInput
 from stagger.core.rollout_gate import budget_to_text
-from stagger.sim import Overrides, build_scenario, load_scenario_file
+from stagger.core.schedule import Schedule
+from stagger.core.windows import Window
+from stagger.sim import Overrides, Result, build_scenario, load_scenario_file, simulate
+from stagger.sim.engine import Simulator
+
+STAGGER = str(Path(sys.executable).with_name("stagger"))
 
 ROLLOUT_FILE = """
 [[group]]
@@ -130,3 +140,132 @@ def test_a_stage_naming_a_group_the_scenario_lacks_is_refused(tmp_path: Path) ->
     text = ROLLOUT_FILE.replace('groups = ["web"]', 'groups = ["api"]')
     with pytest.raises(InvalidInput, match="stage 2 names group 'api'"):
         build_scenario(load_scenario_file(write(tmp_path, text)), Overrides())
+
+
+# --- the run: the backend's own rollout gate and budget decide -----------------------------
+
+
+def first_grant(result: Result, group: str) -> float:
+    g = next(g for g in result.groups if g.name == group)
+    return min(t for t, v in g.holders if v > 0)
+
+
+def test_no_grant_in_a_stage_before_the_stage_before_finished_and_baked() -> None:
+    sc = build_scenario(None, Overrides(nodes=60, max="10%", stages="10%,30%,rest", bake="20m"))
+    result = simulate(sc)
+    assert result.done == 60
+    one, two, three = result.stages
+    assert (one.nodes, two.nodes, three.nodes) == (6, 18, 36)
+    # The store's stage ends are when each stage's last node finished, as the nodes say.
+    for stage in (one, two, three):
+        (group,) = stage.groups
+        ends = next(g for g in result.groups if g.name == group).finished
+        assert stage.finished_seconds == pytest.approx(max(ends))
+    assert one.started_seconds == 0.0
+    for before, stage in ((one, two), (two, three)):
+        assert before.finished_seconds is not None
+        assert stage.started_seconds == pytest.approx(before.finished_seconds + 20 * 60)
+        assert first_grant(result, stage.groups[0]) >= stage.started_seconds
+    assert result.completion_seconds == pytest.approx(three.finished_seconds)
+    # 10 % slots: 6 nodes by 1, 18 by 1, 36 by 3; 5-minute cycles, and two bakes
+    assert result.bound_seconds == (6 + 18 + 12) * 300 + 2 * 20 * 60
+    assert result.completion_seconds >= result.bound_seconds
+
+
+def test_without_stages_the_same_groups_reboot_side_by_side() -> None:
+    """The check above can fail: with no rollout, the later groups start at once."""
+    staged = build_scenario(None, Overrides(nodes=60, max="10%", stages="10%,30%,rest"))
+    free = replace(staged, stages=())
+    result = simulate(free)
+    assert result.stages == []
+    assert all(first_grant(result, g.name) == 0.0 for g in result.groups)
+
+
+def test_the_error_budget_stops_the_run() -> None:
+    flags = Overrides(nodes=40, max="5", stages="50%,rest", health_failure_rate=0.1, seed=3)
+    free = simulate(build_scenario(None, flags))
+    stopped = simulate(build_scenario(None, replace(flags, max_failures="1")))
+    assert not free.stopped_by_budget
+    assert stopped.stopped_by_budget
+    assert stopped.halted
+    assert stopped.done < free.done
+    assert stopped.completion_seconds is None
+    assert stopped.stages[1].started_seconds is None  # stage 2 never opened
+    assert stopped.to_json()["stopped_by_budget"] is True
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [Schedule(), Schedule((Window.parse(["tue", "thu"], "02:00", "1h", "Europe/Berlin"),))],
+    ids=["always-open", "windows"],
+)
+@pytest.mark.parametrize("rate", [0.0, 0.1])
+def test_skipping_the_polls_a_rollout_holds_back_gives_the_same_rollout(
+    schedule: Schedule, rate: float
+) -> None:
+    flags = Overrides(
+        nodes=30, max="3", stages="20%,30%,rest", bake="7m", drain_time="70s", seed=1,
+        health_failure_rate=rate, max_failures="1",
+    )  # fmt: skip
+    sc = replace(build_scenario(None, flags), schedule=schedule)
+    parked = asyncio.run(Simulator(sc, park=True).run())
+    polled = asyncio.run(Simulator(sc, park=False).run())
+    assert [sorted(g.finished) for g in parked.groups] == [
+        sorted(g.finished) for g in polled.groups
+    ]
+    assert parked.to_json()["stages"] == polled.to_json()["stages"]
+    assert parked.stopped_by_budget == polled.stopped_by_budget
+    assert parked.stages[1].started_seconds is not None
+    assert parked.events < polled.events
+
+
+def test_a_stage_closes_after_close_after_with_a_halted_node_left_behind(tmp_path: Path) -> None:
+    text = """
+health_failure_rate = 0.3
+seed = 1
+[[group]]
+name = "canary"
+nodes = 6
+max = 2
+[[group]]
+name = "web"
+nodes = 10
+max = 2
+[rollout]
+[[rollout.stage]]
+groups = ["canary"]
+close_after = "2h"
+[[rollout.stage]]
+groups = ["web"]
+"""
+    result = simulate(build_scenario(load_scenario_file(write(tmp_path, text)), Overrides()))
+    canary = result.stages[0]
+    assert result.groups[0].halted  # a halted node keeps its stage from being done...
+    assert canary.finished_seconds == 2 * 3600  # ...until close_after closes it
+    assert result.stages[1].started_seconds == 2 * 3600
+    assert first_grant(result, "web") == pytest.approx(2 * 3600, abs=30)
+
+
+# --- the command --------------------------------------------------------------------------
+
+
+def test_the_cli_prints_the_stages_as_json(tmp_path: Path) -> None:
+    plot = tmp_path / "rollout.svg"
+    done = subprocess.run(
+        [STAGGER, "simulate", "--nodes", "30", "--max", "10%", "--stages", "10%,rest",
+         "--bake", "15m", "--max-failures", "5", "--json", "--plot", str(plot)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["stopped_by_budget"] is False
+    assert [s["nodes"] for s in doc["stages"]] == [3, 27]
+    for stage in doc["stages"]:
+        assert set(stage) >= {"nodes", "started_seconds", "finished_seconds", "bake_seconds"}
+        assert stage["bake_seconds"] == 900
+    assert doc["stages"][1]["started_seconds"] == pytest.approx(
+        doc["stages"][0]["finished_seconds"] + 900
+    )
+    assert doc["scenario"]["max_failures"] == "5"
+    assert [g["max_percent"] for g in doc["groups"]] == [10, 10]
+    assert "stage 2" in plot.read_text()

@@ -67,18 +67,21 @@ from stagger.core.cycle.vocabulary import (
     beat_of,
     start_event,
 )
-from stagger.core.rollout_gate import budget_to_text
+from stagger.core.node_report import NodeReport
+from stagger.core.rollout_gate import Rollout, budget_to_text
 from stagger.core.schedule import HORIZON
-from stagger.core.semaphore import DenyReason, Granted
+from stagger.core.semaphore import Denied, DenyReason, Granted
 from stagger.core.semaphore import Released as SlotReleased
 from stagger.core.strategy import Strategy
 from stagger.sim.distributions import Distribution
 from stagger.sim.scenario import Scenario
+from stagger.sim.stages import StageResult, StageWatch
 
 ONE_US = timedelta(microseconds=1)
 US = 1_000_000
 _TICK = Tick()
 _UNPARK = -1  # the heap entry that wakes every parked node when the schedule closes
+_REGATE = -2  # the heap entry that wakes the nodes a rollout stage held back (close_after)
 _NOT_A_WAKE = -1  # the token of events that are always delivered
 DETECTOR = "simulated"
 # A rebooting node is down: its agent runs again only at boot. A halted node stays broken
@@ -108,19 +111,6 @@ class GroupResult:
     down: list[tuple[float, int]] = field(default_factory=list)
     holders: list[tuple[float, int]] = field(default_factory=list)
     finished: list[float] = field(default_factory=list)  # when each done node finished
-
-
-@dataclass
-class StageResult:
-    """One rollout stage as the backend recorded it: when it opened (its previous stage
-    passed its bake), when its last node finished (its end, written by the store), and its
-    bake. Times are seconds since the start; None: it did not happen in the run."""
-
-    groups: tuple[str, ...]
-    nodes: int
-    bake_seconds: float
-    started_seconds: float | None = None
-    finished_seconds: float | None = None
 
 
 @dataclass
@@ -277,6 +267,13 @@ class Simulator:
         self.aborted = 0
         self.done = 0
         self.always_open = scenario.always_open
+        # The rollout (sim/stages.py): the nodes its gate holds back until a stage ends, and
+        # whether an event may have ended one (the store is read then).
+        self.watch = StageWatch(scenario) if scenario.stages else None
+        self.gated: list[int] = []
+        self.judge = False
+        self.rollout_set = False
+        self.regate_at: set[int] = set()
 
     def _clock(self) -> datetime:
         return self.sc.start + self.t * ONE_US
@@ -313,6 +310,10 @@ class Simulator:
             if index == _UNPARK:
                 self._unpark_all(at)
                 continue
+            if index == _REGATE:
+                self.regate_at.discard(at)
+                self._ungate(at)
+                continue
             node = self.nodes[index]
             if token != _NOT_A_WAKE:
                 if token != node.token:
@@ -322,6 +323,8 @@ class Simulator:
                     self.pending[node.group] -= 1
             last = at
             await self._deliver(node, event)
+            if self.judge:
+                await self._judge()
             self._refill(node.group, at)
             self.events += 1
             if self.progress is not None and self.events % 5000 == 0:
@@ -342,11 +345,7 @@ class Simulator:
             else:
                 g.waiting += 1
         complete = len(finished) == len(self.nodes)
-        sizes = {g.name: g.nodes for g in self.sc.groups}
-        stages = [
-            StageResult(st.groups, sum(sizes[n] for n in st.groups), st.bake.total_seconds())
-            for st in self.sc.stages
-        ]
+        stages: list[StageResult] = self.watch.stages if self.watch is not None else []
         return Result(
             scenario=self.sc,
             groups=self.groups,
@@ -358,6 +357,7 @@ class Simulator:
             aborted=self.aborted,
             wall_seconds=wall,
             stages=stages,
+            stopped_by_budget=self.watch is not None and self.watch.halted,
         )
 
     # --- one node's event and the actions it leads to --------------------------------------
@@ -369,18 +369,25 @@ class Simulator:
         group = self.names[gi]
         queue: list[Event] = [first]
         wake: datetime | None = None
-        full_denial = parkable = False
+        denied: Denied | None = None  # the denial the last step took (a SlotDenied)
+        got_denial: Denied | None = None
+        staged = self.watch is not None and group in self.watch.stage_of
         while queue:
             event = queue.pop(0)
             if type(event) is BootDetected:
                 self._set_down(gi, -1)
             before = node.state.cycle
+            had_need = node.state.needed is not None
             state, actions = step(node.state, event, now, node.ctx)
             node.state = state
+            if self.watch is not None and (
+                (state.needed is not None) is not had_need
+                or (state.cycle is State.HALTED and before is not State.HALTED)
+            ):
+                await self._report(node, group)
             wake = None
-            # parkable: this step took the denial of a full group (see the module docstring)
-            parkable = type(event) is SlotDenied and full_denial
-            full_denial = False
+            denied = got_denial if type(event) is SlotDenied else None
+            got_denial = None
             for action in actions:
                 kind = type(action)
                 if kind is Persist:
@@ -395,15 +402,19 @@ class Simulator:
                     if isinstance(got, Granted):
                         if not got.already_held:
                             await self._measure_holders(gi)
+                        self.judge = self.judge or staged  # the ask may have begun a rollout
                         queue.append(SlotGranted())
                     else:
-                        full_denial = got.reason is DenyReason.FULL
+                        got_denial = got
+                        if got.reason is DenyReason.ROLLOUT_WAITING:
+                            self.judge = True  # the ask may have ended a stage
                         queue.append(SlotDenied(got.sentence()))
                 elif kind is ReleaseSlot:
                     self.calls += 1
                     out = await self.backend.release(group, node.id)
                     if isinstance(out, SlotReleased):
                         self._set_holders(gi, self.holders[gi] - 1)
+                        self.judge = self.judge or staged
                     queue.append(Released())
                 elif kind is Touch:
                     self.calls += 1
@@ -429,20 +440,100 @@ class Simulator:
             if state.cycle is State.IDLE and before is not State.IDLE and node.boots > 1:
                 node.done_at = t
                 self.done += 1
-        self._wake(node, wake, parkable)
+        self._wake(node, wake, denied)
 
-    def _wake(self, node: _Node, wake: datetime | None, full_denial: bool) -> None:
-        """Carry out the last WakeAt (or its absence: no wake-up), or park the node."""
+    def _wake(self, node: _Node, wake: datetime | None, denied: Denied | None) -> None:
+        """Carry out the last WakeAt (or its absence: no wake-up), or park the node, or skip
+        its polls to the first one that can be granted (see the module's docstring)."""
         node.token += 1
         if wake is None or node.state.cycle in _NO_TICKS:
             return
         at = (wake - self.sc.start) // ONE_US
-        if self.park and full_denial and node.state.cycle is State.WAITING and self._may_park():
+        reason = denied.reason if denied is not None else None
+        waiting = self.park and node.state.cycle is State.WAITING
+        if denied is not None and self.watch is not None and self.watch.halted:
+            return  # the budget halted the rollout: nothing resumes it in a simulation
+        if waiting and reason is DenyReason.FULL and self._may_park():
             node.parked = True
             phase = at % self.retry_us
             bisect.insort(self.parked[node.group], (phase, node.index, node.index))
             return
+        if waiting and reason is DenyReason.ROLLOUT_WAITING and denied is not None:
+            if denied.bake_ends is None and self._may_park():
+                node.parked = True  # until a stage ends (`_judge`) or closes (`_REGATE`)
+                self.gated.append(node.index)
+                return
+            if denied.bake_ends is not None:
+                at = max(at, self._skip_to(node, denied.bake_ends))
         self._push(max(at, self.t), node.index, _TICK, node.token)
+
+    def _skip_to(self, node: _Node, until: datetime) -> int:
+        """The node's first poll at or after `until`, or after the schedule closes if that
+        comes first (the machine acts on a closing)."""
+        if not self.always_open:
+            closes = self.sc.schedule.closes_at(self._clock())
+            if closes is not None and closes < until:
+                until = closes
+        return self._next_poll(node, (until - self.sc.start) // ONE_US)
+
+    # --- the rollout ------------------------------------------------------------------------
+
+    async def _report(self, node: _Node, group: str) -> None:
+        """An agent's report when it learns it needs a reboot, when it no longer does, and when
+        it halts: the rollout knows a stage's nodes, and judges its budget, from them. The
+        rollout is set when the first node needs a reboot (set earlier, every stage would be
+        done at once: no node of it would be known)."""
+        self.calls += 1
+        await self.backend.report(NodeReport.of(node.id, group, node.state, version="simulator"))
+        if not self.rollout_set:
+            self.rollout_set = True
+            self.calls += 1
+            rollout = await self.backend.set_rollout(
+                self.sc.stages, self.sc.max_failures, by="simulator"
+            )
+            self._observe(rollout)
+        self.judge = self.judge or node.state.cycle is State.HALTED
+
+    async def _judge(self) -> None:
+        """After an event that may have ended a stage or used up the budget: read the
+        rollout the store holds; when it changed, the nodes its gate held back ask again."""
+        assert self.watch is not None
+        self.judge = False
+        self.calls += 1
+        rollout = (await self.backend.status(None)).rollout
+        if rollout is not None:
+            self._observe(rollout)
+
+    def _observe(self, rollout: Rollout) -> None:
+        assert self.watch is not None
+        same = self.watch.seen is not None and self.watch.seen[0] == rollout.generation
+        if self.watch.observe(rollout):
+            # A stage ended: the next one may open (after its bake). A new rollout: any may.
+            self._ungate(self.t, len(rollout.marks) if same else None)
+            closes = self.watch.closes(rollout, self._clock())
+            if closes is not None:
+                at = (closes - self.sc.start) // ONE_US
+                if at not in self.regate_at:
+                    self.regate_at.add(at)
+                    self._push(at, _REGATE, _TICK)
+
+    def _ungate(self, t: int, upto: int | None = None) -> None:
+        """The nodes the rollout's gate held back ask again at their next poll: those of
+        stages up to `upto` (the stage after the last one ended), or all."""
+        assert self.watch is not None or not self.gated
+        kept: list[int] = []
+        for index in self.gated:
+            node = self.nodes[index]
+            if not node.parked:
+                continue
+            stage = self.watch.stage_of[self.names[node.group]] if self.watch else 0
+            if upto is not None and stage > upto:
+                kept.append(index)  # an earlier stage still holds it back
+                continue
+            node.parked = False
+            node.token += 1
+            self._push(self._next_poll(node, t), index, _TICK, node.token)
+        self.gated = kept
 
     def _may_park(self) -> bool:
         """Skipped polls are exact while the schedule stays open: make sure every parked node
@@ -483,6 +574,7 @@ class Simulator:
 
     def _unpark_all(self, t: int) -> None:
         self.unpark_at.discard(t)
+        self._ungate(t)
         for parked in self.parked:
             for _, _, index in parked:
                 node = self.nodes[index]
