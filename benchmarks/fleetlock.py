@@ -10,8 +10,10 @@
     bodies cycling through 1,000 ids: the denial (`pre-reboot` on a full group, every answer
     423) and the no-op release (`steady-state` from ids that hold nothing, every answer 200).
     Rounds interleave the targets; it prints each one's median req/s and its ratio to the
-    bare app's for the same call. `--also-src DIR` adds `stagger server` run from another
-    source tree (an older commit's `git archive`), on both backends, for before/after.
+    bare app's for the same call, and the server process's CPU time per request (from
+    /proc), which a loaded machine disturbs less. `--also-src DIR` adds `stagger server`
+    run from another source tree (an older commit's `git archive`), on both backends, for
+    before/after.
 
 Then (a), (b), (c) drive the server from this process. Each starts etcd (one member for a
 and b, three for c) and `stagger server` as separate processes, then drives it with a
@@ -308,6 +310,13 @@ class WrkRun:
     requests: int
     non_2xx: int
     socket_errors: str | None
+    cpu_us: float = 0.0  # the server process's CPU time (user + system) per request
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process `pid` has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wrk(port: int, path: str, group: str, seconds: float, connections: int, script: Path) -> WrkRun:
@@ -362,7 +371,9 @@ async def scenario_wrk(
         for _ in range(rounds):
             for call, (path, group) in calls.items():
                 for name, server in targets.items():
+                    before = cpu_seconds(server.proc.pid)
                     run = wrk(server.port, path, group, seconds, connections, script)
+                    run.cpu_us = 1e6 * (cpu_seconds(server.proc.pid) - before) / run.requests
                     runs.setdefault((name, call), []).append(run)
     finally:
         for server in targets.values():
@@ -370,7 +381,8 @@ async def scenario_wrk(
         cluster.stop()
     print(
         f"(wrk) wrk -t2 -c{connections}, {seconds:g} s per run, {rounds} rounds interleaved; "
-        "median req/s and its ratio to the bare app's for the same call"
+        "median req/s and its ratio to the bare app's for the same call; the server's median "
+        "CPU time per request (a loaded machine inflates it less than it lowers req/s)"
     )
     for call in calls:
         bare = statistics.median(r.rate for r in runs[("bare app", call)])
@@ -382,8 +394,10 @@ async def scenario_wrk(
             expected = total if call == "denial" else 0
             check = "ok" if non_2xx == expected else f"UNEXPECTED: {non_2xx} non-2xx of {total}"
             errors = "; ".join(r.socket_errors for r in got if r.socket_errors)
+            cpu = statistics.median(r.cpu_us for r in got)
             print(
                 f"  {call:13} {name:30} {rate:9.0f} req/s  ratio {rate / bare:5.2f}  "
+                f"cpu {cpu:5.1f} us/req  "
                 f"(runs: {', '.join(f'{r.rate:.0f}' for r in got)}; answers {check})"
                 + (f"  socket errors: {errors}" if errors else "")
             )

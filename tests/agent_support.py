@@ -198,4 +198,6 @@ async def _history(url: str) -> list[tuple[str, str]]:
         events = await backend.history("default", limit=1000)
     finally:
         await backend.close()
-    return [(e.action.value, e.id) for e in sorted(events, key=lambda e: e.time)]
+    # Oldest first in the store's order: events written together (etcd's group commit: a
+    # release and the acquire it lets through) share one time, and their order is the store's.
+    return [(e.action.value, e.id) for e in sorted(reversed(events), key=lambda e: e.time)]

@@ -67,7 +67,7 @@ async def test_acquire_on_a_full_group_is_denied_with_the_holders(backend: Backe
     await backend.acquire("web", "a")
     before = await history_len(backend)
     denied = await backend.acquire("web", "c")
-    assert denied == Denied(DenyReason.FULL, 2, ("a", "b"))
+    assert denied == Denied(DenyReason.FULL, 2, ("a", "b"), position=1)
     assert await history_len(backend) == before
     assert await holders(backend) == ["b", "a"]
 

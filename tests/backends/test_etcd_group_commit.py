@@ -156,10 +156,10 @@ async def test_changes_that_write_nothing_do_not_count_against_the_cap(
     here, _ = pair
     await here.set_max("web", 1, by=OP)
     await here.acquire("web", "node-x")
+    askers = [f"node-{i}" for i in range(MAX_BATCH + 8)]
+    await asyncio.gather(*(here.acquire("web", n) for n in askers))  # they join the queue
     before = kv_calls(etcd_server)
-    outcomes = await asyncio.gather(
-        *(here.acquire("web", f"node-{i}") for i in range(MAX_BATCH + 8))
-    )
+    outcomes = await asyncio.gather(*(here.acquire("web", n) for n in askers))
     assert all(isinstance(o, Denied) for o in outcomes)
     assert kv_calls(etcd_server) - before == 1  # one read, sent after all of them asked
 

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from stagger.backends.codec import decode_event, decode_semaphore
+from stagger.backends.codec import decode_event, decode_semaphore, encode_semaphore
 from stagger.backends.etcd.layout import (
     MAX_EVENTS_PER_TXN,
     Delete,
@@ -327,3 +327,18 @@ def test_a_read_of_every_group_sorts_them_drops_lost_holds_and_splits_off_the_fl
     assert set(groups[0].holds) == {"d1"}  # no hold_ttl: no lease key needed
     assert pause is not None
     assert pause.reason == "freeze"
+
+
+def test_a_group_read_again_unchanged_is_not_decoded_again() -> None:
+    """The same stored bytes give the same Semaphore object (the server reuses what it
+    decided from it); any other bytes, for that group or another, are decoded afresh."""
+    layout = Layout("p/", default_max=2, history_limit=5)
+    full = core.acquire(Semaphore("web", max=1), "a", NOW).semaphore
+    raw = encode_semaphore(full).encode()
+    first = layout.decode("web", raw)
+    assert layout.decode("web", bytes(raw)) is first
+    assert first == full
+    freed = encode_semaphore(core.release(full, "a", NOW, by="a").semaphore).encode()
+    assert layout.decode("web", freed).holds == {}
+    assert layout.decode("db", raw).holders(NOW) == ("a",)
+    assert layout.decode("db", raw) is not first

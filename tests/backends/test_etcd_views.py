@@ -70,9 +70,10 @@ async def test_a_stale_view_never_grants_a_slot_another_client_took(
     outcome = await here.acquire("web", "node-y")
     assert isinstance(outcome, Denied)
     assert outcome.holders == ("node-x",)
-    # The guarded write lost, and its failure branch carried the fresh group: no extra read.
+    # The guarded write lost, and its failure branch carried the fresh group: no extra read;
+    # the one more call is node-y's place in the queue, written with its denial.
     assert here.conflicts == 1
-    assert kv_calls(etcd_server) - before == 1
+    assert kv_calls(etcd_server) - before == 2
 
 
 async def test_a_stale_view_never_denies_a_slot_another_client_freed(
@@ -145,6 +146,7 @@ async def test_a_no_op_decided_from_a_remembered_view_still_writes_nothing(
     here, _ = pair
     await here.set_max("web", 1, by=OP)
     await here.acquire("web", "node-x")  # remembers: full, node-x holds
+    await here.acquire("web", "node-y")  # denied: takes its place in the queue (a write)
     async with raw_client(etcd_server.members[0]) as raw:
         start = await store_revision(raw)
         assert isinstance(await here.release("web", "node-z"), NotHeld)

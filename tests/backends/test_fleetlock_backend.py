@@ -77,6 +77,29 @@ async def test_a_paused_group_is_denied_with_the_pause(fl: Backend) -> None:
     assert denied.pause.reason == "incident 7"
 
 
+async def test_pacing_and_queue_denials_come_back_with_until_and_position(fl: Backend) -> None:
+    await fl.set_max("web", 1, by="operator:t")
+    assert await fl.set_pace("web", timedelta(minutes=5), by="operator:t") == timedelta(minutes=5)
+    assert isinstance(await fl.acquire("web", "a"), Granted)
+    await fl.release("web", "a")
+    paced = await fl.acquire("web", "b")
+    assert isinstance(paced, Denied)
+    assert paced.reason is DenyReason.PACING
+    assert paced.until is not None
+    assert paced.position == 1
+    queued = await fl.acquire("web", "c")
+    assert isinstance(queued, Denied)
+    assert (queued.reason, queued.position) == (DenyReason.PACING, 2)
+    assert await fl.set_pace("web", None, by="operator:t") is None
+    behind = await fl.acquire("web", "c")
+    assert isinstance(behind, Denied)
+    assert (behind.reason, behind.position) == (DenyReason.QUEUED, 2)
+    assert await fl.set_max("web", 50, by="operator:t", percent=True) == 50
+    (status,) = (await fl.status("web")).groups
+    assert [w.id for w in status.semaphore.queue(status.now)] == ["b", "c"]
+    assert status.semaphore.max_percent == 50
+
+
 async def test_release_frees_the_slot(fl: Backend) -> None:
     await fl.acquire("web", "a")
     assert isinstance(await fl.release("web", "a"), Released)

@@ -15,16 +15,19 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from stagger.backends.codec import decode_semaphore
 from stagger.backends.sqlite import SqliteBackend
+from stagger.core.semaphore import Semaphore
 
 CLIENTS = 8
 ATTEMPTS_PER_CLIENT = 260  # acquire attempts; each grant is followed by a release
 MAX = 3
+PERCENT = 40  # of the 8 clients, once all have asked: 3 slots
 
 CLIENT = textwrap.dedent(
     """
@@ -77,12 +80,19 @@ def install_audit(db: Path) -> None:
         )
 
 
-async def prepare(url: str, db: Path) -> None:
+async def prepare(url: str, db: Path, percent: bool) -> None:
     setup = SqliteBackend.from_url(url)
     await setup.ping()  # creates the schema the trigger hangs on
     install_audit(db)
-    await setup.set_max("web", MAX, by="operator:test")
+    await setup.set_max("web", PERCENT if percent else MAX, by="operator:test", percent=percent)
     await setup.close()
+
+
+def written_at(sem: Semaphore) -> datetime:
+    """The latest time a version records: no earlier than when it was written, and within the
+    run (far less than stale_after), so its known nodes are what the write counted."""
+    times = [*sem.seen.values(), *(h.since for h in sem.holds.values())]
+    return max(times)
 
 
 def wait_for(paths: list[Path], timeout: float) -> None:
@@ -92,10 +102,11 @@ def wait_for(paths: list[Path], timeout: float) -> None:
 
 
 @pytest.mark.timeout(180)
-def test_eight_processes_never_hold_more_slots_than_max(tmp_path: Path) -> None:
+@pytest.mark.parametrize("percent", [False, True], ids=["max-3", "max-40%"])
+def test_eight_processes_never_hold_more_slots_than_max(tmp_path: Path, percent: bool) -> None:
     db = tmp_path / "stagger.db"
     url = f"sqlite:///{db}"
-    asyncio.run(prepare(url, db))
+    asyncio.run(prepare(url, db, percent))
 
     go = tmp_path / "go"
     procs = [
@@ -131,11 +142,15 @@ def test_eight_processes_never_hold_more_slots_than_max(tmp_path: Path) -> None:
             "SELECT version, data FROM audit WHERE name = 'web' ORDER BY version"
         ).fetchall()
     # Every committed state was seen: one version per write (set-max, each grant, each
-    # release), numbered without a gap; a denied acquire wrote nothing.
+    # release, and a denied node joining the queue), numbered without a gap.
     assert [v for v, _ in audited] == list(range(1, len(audited) + 1))
-    assert len(audited) == 1 + granted + released
-    for version, data in audited:
+    assert len(audited) >= 1 + granted + released
+    for version, data in audited[1:]:
         sem = decode_semaphore(data, f"audited version {version}")
-        assert len(sem.holds) <= sem.max == MAX, f"version {version} over-granted: {data}"
+        slots = sem.slots(written_at(sem))
+        assert slots == (
+            max(1, len(sem.known(written_at(sem))) * PERCENT // 100) if percent else MAX
+        )
+        assert len(sem.holds) <= slots, f"version {version} over-granted: {data}"
     final = decode_semaphore(audited[-1][1], "final version")
     assert final.holds == {}

@@ -64,6 +64,56 @@ def test_set_max_sets_the_slots_of_a_group(url: str) -> None:
     assert doc["groups"][0]["max"] == 3
 
 
+def test_set_max_a_percentage_and_a_pace_shows_both_in_status(url: str) -> None:
+    r = run("set-max", "50%", "--pace", "10m", "--group", "web", backend=url)
+    assert r.code == 0, r.err
+    assert "group web: max 50% = 1 of 0 nodes" in r.out
+    assert "pace 10m" in r.out
+    for node in ("a", "b", "c", "d"):
+        run("lock", "--group", "web", "--id", node, backend=url)
+    text = run("status", "--group", "web", backend=url).out
+    assert "1 of max 2 slot(s) held (50% = 2 of 4 nodes)" in text
+    assert "1. b" in text
+    assert "pace 10m" in text
+    denied = run("lock", "--group", "web", "--id", "d", "--json", backend=url)
+    assert denied.code == 1
+    assert (denied.json()["reason"], denied.json()["position"]) == ("queued", 3)
+    doc = run("status", "--group", "web", "--json", backend=url).json()["groups"][0]
+    assert (doc["max"], doc["max_percent"], doc["pace"]) == (2, 50, 600.0)
+    assert [w["id"] for w in doc["queue"]] == ["b", "c", "d"]
+
+
+@pytest.mark.parametrize(("value", "words"), [("0%", "1% to 100%"), ("ten%", "percentage")])
+def test_set_max_refuses_a_bad_percentage_in_one_sentence(url: str, value: str, words: str) -> None:
+    assert_one_sentence(run("set-max", value, backend=url), 2, words)
+
+
+def test_set_max_refuses_a_bad_pace_in_one_sentence(url: str) -> None:
+    assert_one_sentence(run("set-max", "1", "--pace", "soon", backend=url), 2, "--pace")
+
+
+def test_status_estimates_when_a_busy_group_finishes(url: str) -> None:
+    run("set-max", "1", "--group", "web", backend=url)
+    for node in ("a", "b"):
+        assert run("lock", "--group", "web", "--id", node, backend=url).code in (0, 1)
+    doc = run("status", "--group", "web", "--json", backend=url).json()["groups"][0]
+    assert doc["eta"] == {
+        "completes_at": None,
+        "pending": 1,
+        "in_progress": 1,
+        "cycle_seconds": None,
+        "why": "no cycle measured yet",
+    }
+    run("unlock", "--group", "web", "--id", "a", backend=url)
+    run("lock", "--group", "web", "--id", "b", backend=url)
+    run("lock", "--group", "web", "--id", "c", backend=url)
+    eta = run("status", "--group", "web", "--json", backend=url).json()["groups"][0]["eta"]
+    assert (eta["pending"], eta["in_progress"]) == (1, 1)
+    assert eta["cycle_seconds"] is not None
+    assert eta["completes_at"] is not None
+    assert "ETA " in run("status", "--group", "web", backend=url).out
+
+
 def test_set_max_json_is_the_group_document(url: str) -> None:
     doc = run("set-max", "2", "--json", backend=url).json()
     assert doc["group"] == "default"

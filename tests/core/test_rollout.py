@@ -70,7 +70,7 @@ def test_acquire_denies_with_rollout_waiting_and_notes_the_node_once() -> None:
     first = acquire(sem, "w1", T0, rollout=rollout())
     assert first.outcome.reason is DenyReason.ROLLOUT_WAITING  # type: ignore[union-attr]
     assert first.changed
-    assert first.semaphore.waiting == {"w1": T0}
+    assert first.semaphore.gated == {"w1": T0}
     again = acquire(first.semaphore, "w1", T0 + M, rollout=rollout())
     assert not again.changed
 
@@ -209,15 +209,15 @@ def test_the_rollout_and_the_groups_progress_survive_the_store_encoding() -> Non
     group = Semaphore(
         "web",
         finished={"a": T0},
-        waiting={"b": T0},
+        gated={"b": T0},
         max_failures=Budget(count=2),
         budget_tripped=("c",),
     )
     for sem in (fleet, group):
         back = decode_semaphore(encode_semaphore(sem), "test")
         assert back == sem
-        assert (back.finished, back.waiting, back.budget_tripped) == (
+        assert (back.finished, back.gated, back.budget_tripped) == (
             sem.finished,
-            sem.waiting,
+            sem.gated,
             sem.budget_tripped,
         )

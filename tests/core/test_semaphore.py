@@ -77,16 +77,27 @@ def test_recursive_acquire_is_granted_and_writes_nothing() -> None:
 
 def test_acquire_on_a_full_group_is_denied_with_the_holders_listed() -> None:
     change = acquire(held_by("b", "a", max=2), "c", T0)
-    assert change.outcome == Denied(DenyReason.FULL, 2, ("a", "b"))
-    assert change.outcome.sentence() == "all 2 slot(s) are held by: a, b"
-    assert not change.changed
+    assert change.outcome == Denied(DenyReason.FULL, 2, ("a", "b"), position=1)
+    assert change.outcome.sentence() == (
+        "all 2 slot(s) are held by: a, b; this node is number 1 in the queue"
+    )
+
+
+def test_a_denied_node_joins_the_queue_once_and_asking_again_soon_writes_nothing() -> None:
+    first = acquire(held_by("a", max=1), "c", T0)
+    assert first.changed, "joining the queue is written"
+    assert not first.events, "but not recorded in history"
+    assert first.semaphore.waiting == {"c": T0}
+    again = acquire(first.semaphore, "c", T0 + timedelta(minutes=1))
+    assert again.outcome == first.outcome
+    assert not again.changed
 
 
 def test_max_zero_denies_everyone() -> None:
     change = acquire(Semaphore("web", max=0), "a", T0)
     assert isinstance(change.outcome, Denied)
     assert change.outcome.reason is DenyReason.FULL
-    assert change.outcome.sentence() == "all 0 slot(s) are held by: (nobody)"
+    assert change.outcome.sentence().startswith("all 0 slot(s) are held by: (nobody);")
 
 
 def test_acquire_in_a_paused_group_is_denied_with_the_reason() -> None:
@@ -97,9 +108,9 @@ def test_acquire_in_a_paused_group_is_denied_with_the_reason() -> None:
     assert change.outcome.reason is DenyReason.PAUSED
     assert change.outcome.pause == Pause("bad kernel", OP, T0, until)
     assert change.outcome.sentence() == (
-        f"reboots are paused until {until.isoformat()} by {OP}: bad kernel"
+        f"reboots are paused until {until.isoformat()} by {OP}: bad kernel; "
+        "this node is number 1 in the queue"
     )
-    assert not change.changed
 
 
 def test_a_fleet_pause_denies_acquire_in_every_group() -> None:
@@ -107,7 +118,9 @@ def test_a_fleet_pause_denies_acquire_in_every_group() -> None:
     change = acquire(Semaphore("web", max=3), "a", T0, fleet_pause=fleet)
     assert isinstance(change.outcome, Denied)
     assert change.outcome.pause == fleet
-    assert change.outcome.sentence() == f"reboots are paused by {OP}: incident 42"
+    assert change.outcome.sentence() == (
+        f"reboots are paused by {OP}: incident 42; this node is number 1 in the queue"
+    )
 
 
 def test_a_pause_whose_end_has_passed_no_longer_denies() -> None:

@@ -10,8 +10,13 @@ holds a slot. After each step it checks:
   returns the value unchanged reports no change (a backend then writes nothing);
 - the set of holders changes only as the operation says (grant adds one, release removes one,
   expiry removes exactly the holds whose time has passed);
-- admission (what every non-holder is answered, decided once per value) agrees with acquire
-  for every id.
+- the lineup (what every non-holder is answered, decided once per value) agrees with acquire
+  for every id, says when acquire writes, and answers the same at every instant before
+  admission_until;
+- a grant never takes a slot that is held or cooling down (pace), under a count or a
+  percentage max;
+- fair order: when a node is granted, every node ahead of it in the queue would be granted
+  too if it asked at that moment (nobody waits behind a node that asked after it).
 """
 
 from __future__ import annotations
@@ -79,9 +84,12 @@ class SemaphoreMachine(RuleBasedStateMachine):
         was_live = self.live()
         stored = set(before.holds)
         expiring = self.expired_now()
+        swept = core.expire(before, self.now).semaphore
+        turn = core.lineup(before, self.now, fleet_pause=self.fleet, asking=node).outcome
         change = core.acquire(before, node, self.now, fleet_pause=self.fleet)
         outcome = change.outcome
         after = self.live(change.semaphore)
+        cooling = len(swept.cooling(self.now))
         if node in was_live:
             assert isinstance(outcome, Granted)
             assert outcome.already_held
@@ -90,17 +98,30 @@ class SemaphoreMachine(RuleBasedStateMachine):
             assert after == was_live
         elif isinstance(outcome, Granted):
             assert not outcome.already_held
-            assert len(was_live) < before.max, "granted a slot the group did not have"
+            assert len(was_live) + cooling < turn.slots, "granted a held or cooling slot"
             assert before.active_pause(self.now, self.fleet) is None, "granted while paused"
             assert after == was_live | {node}
-            assert len(after) <= before.max
+            assert len(after) <= turn.slots
             assert set(change.semaphore.holds) == (stored - expiring) | {node}
+            for waiter in swept.queue(self.now):
+                if waiter.position < turn.position(node):
+                    ahead = core.acquire(
+                        change.semaphore, waiter.id, self.now, fleet_pause=self.fleet
+                    )
+                    assert isinstance(ahead.outcome, Granted), "a node waits behind a later one"
         else:
             assert isinstance(outcome, Denied)
             if outcome.reason is DenyReason.FULL:
-                assert len(was_live) >= before.max
+                assert len(was_live) + cooling >= turn.slots
+            elif outcome.reason is DenyReason.PACING:
+                assert outcome.until is not None
+                assert outcome.until > self.now
+                assert len(was_live) < turn.slots <= len(was_live) + cooling
+            elif outcome.reason is DenyReason.QUEUED:
+                assert turn.position(node) > turn.free > 0
             else:
                 assert outcome.pause == before.active_pause(self.now, self.fleet)
+            assert outcome.position == turn.position(node)
             assert after == was_live
             assert set(change.semaphore.holds) == stored - expiring
             assert outcome.holders == tuple(sorted(was_live))
@@ -137,6 +158,22 @@ class SemaphoreMachine(RuleBasedStateMachine):
         change = core.set_max(before, value, self.now, by=by)
         assert change.semaphore.max == value
         assert change.semaphore.holds == before.holds, "set_max evicts nobody"
+        self.apply(before, change)
+
+    @rule(value=st.integers(1, 100), by=WHO)
+    def set_max_percent(self, value: int, by: str) -> None:
+        before = self.sem
+        change = core.set_max(before, value, self.now, by=by, percent=True)
+        assert change.semaphore.max_percent == value
+        assert change.semaphore.holds == before.holds, "set_max evicts nobody"
+        self.apply(before, change)
+
+    @rule(seconds=st.one_of(st.none(), st.integers(1, 900)), by=WHO)
+    def set_pace(self, seconds: int | None, by: str) -> None:
+        before = self.sem
+        pace = timedelta(seconds=seconds) if seconds is not None else None
+        change = core.set_pace(before, pace, self.now, by=by)
+        assert change.semaphore.holds == before.holds
         self.apply(before, change)
 
     @rule(ttl=st.one_of(st.none(), st.integers(1, 60)), by=WHO)
@@ -202,20 +239,41 @@ class SemaphoreMachine(RuleBasedStateMachine):
         assert all(k == h.id for k, h in self.sem.holds.items())
 
     @invariant()
-    def admission_answers_every_id_as_acquire_does(self) -> None:
-        """The server decides once per group value what every non-holder gets
-        (core.admission); for every id that must be exactly what acquire answers it."""
-        admitted = core.admission(self.sem, self.now, fleet_pause=self.fleet)
+    def the_lineup_answers_every_id_as_acquire_does(self) -> None:
+        """The server decides once per group value what every non-holder gets (core.lineup):
+        an id it answers without a write must get exactly what acquire answers it, and it
+        must say when acquire writes."""
+        lined = core.lineup(self.sem, self.now, fleet_pause=self.fleet)
+        turn = lined.outcome
         for node in ["a", "b", "c", "d", "e"]:
-            outcome = core.acquire(self.sem, node, self.now, fleet_pause=self.fleet).outcome
-            if node in admitted.semaphore.holds:
+            change = core.acquire(self.sem, node, self.now, fleet_pause=self.fleet)
+            outcome = change.outcome
+            if node in lined.semaphore.holds:
                 assert isinstance(outcome, Granted)
                 assert outcome.already_held
-            elif admitted.outcome is None:
-                assert isinstance(outcome, Granted)
-                assert not outcome.already_held
-            else:
-                assert outcome == admitted.outcome
+                continue
+            if not lined.events:
+                assert turn.writes(node, self.now) == change.changed
+            if not turn.writes(node, self.now):
+                assert outcome == turn.denial_of(node)
+            elif node in turn.queue:
+                assert isinstance(outcome, Granted) == turn.grants(node)
+
+    @invariant()
+    def admission_answers_the_same_until_admission_until(self) -> None:
+        """The server reuses a group value's admission at later instants up to
+        core.admission_until (no hold expiry, no pause end before it): every instant in
+        that span must get the same answer and the same holders."""
+        here = core.admission(self.sem, self.now, fleet_pause=self.fleet)
+        until = core.admission_until(self.sem, self.now, fleet_pause=self.fleet)
+        assert until is None or until >= self.now
+        if until == self.now:  # the answer holds at this instant only: nothing to reuse
+            return
+        last = until - timedelta(microseconds=1) if until else self.now + timedelta(days=3650)
+        for t in (self.now + (last - self.now) / 2, last):
+            there = core.admission(self.sem, t, fleet_pause=self.fleet)
+            assert there.outcome == here.outcome
+            assert there.semaphore.holds == here.semaphore.holds
 
     @invariant()
     def a_holds_expiry_lies_after_its_last_heartbeat(self) -> None:

@@ -50,7 +50,7 @@ def test_set_max_takes_effect_at_once(client: httpx.Client) -> None:
     lock(client, "a")
     assert lock(client, "b") == 423
     r = client.put("/v1/groups/web/max", json={"max": 2, "by": "operator:alice"})
-    assert r.json() == {"group": "web", "max": 2}
+    assert r.json() == {"group": "web", "max": 2, "percent": False}
     assert lock(client, "b") == 200
 
 

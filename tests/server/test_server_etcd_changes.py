@@ -5,7 +5,9 @@ round trips are counted by etcd itself."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -77,3 +79,21 @@ def test_a_release_after_another_server_released_the_hold_is_a_success_that_writ
     assert post(a, "/v1/steady-state", "node-x") == 200
     assert b.get("/v1/groups/web/history").json() == history
     assert holders(a) == []
+
+
+def test_a_denial_for_a_pause_ends_when_the_pause_does_though_the_group_is_unchanged(
+    servers: tuple[httpx.Client, httpx.Client],
+) -> None:
+    """The server reuses a decision while the group's stored value is unchanged: only
+    until the first instant that can change it (here the pause's end, which writes
+    nothing)."""
+    a, _ = servers
+    assert post(a, "/v1/pre-reboot", "holder") == 200
+    until = datetime.now(UTC) + timedelta(seconds=2)
+    paused = {"reason": "bad kernel", "until": until.isoformat()}
+    assert a.post("/v1/groups/web/pause", json=paused).status_code == 200
+    denied = a.post("/v1/pre-reboot", json=body("node-b", "web"), headers=PROTO)
+    assert (denied.status_code, denied.json()["kind"]) == (423, "failed_lock_paused")
+    time.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 0.2)
+    denied = a.post("/v1/pre-reboot", json=body("node-b", "web"), headers=PROTO)
+    assert (denied.status_code, denied.json()["kind"]) == (423, "failed_lock_semaphore_full")

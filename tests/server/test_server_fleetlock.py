@@ -139,23 +139,27 @@ def test_a_full_group_denies_with_failed_lock_semaphore_full(
 
 def test_a_denial_follows_every_change_of_the_group(client: httpx.Client, group: str) -> None:
     """The server decides once per group value what non-holders get, and encodes that
-    denial once: each change (a pause, a resume, a new holder, a new max) must show."""
+    denial once per place in the queue: each change (a pause, a resume, a new holder, a new
+    max) must show."""
     client.post(f"/v1/groups/{group}/pause", json={"reason": "freeze 7"})
     doc = assert_error(lock(client, "x1", group), 423, ErrorKind.FAILED_LOCK_PAUSED)
     assert "freeze 7" in doc["value"]
+    assert doc["position"] == 1
     client.post(f"/v1/groups/{group}/resume")
-    assert lock(client, "node-a", group).status_code == 200
-    for asker in ("x1", "x2"):
-        doc = assert_error(lock(client, asker, group), 423, ErrorKind.FAILED_LOCK_SEMAPHORE_FULL)
-        assert doc["holders"] == ["node-a"]
-    assert unlock(client, "node-a", group).status_code == 200
-    assert lock(client, "node-b", group).status_code == 200
-    doc = assert_error(lock(client, "x1", group), 423, ErrorKind.FAILED_LOCK_SEMAPHORE_FULL)
-    assert doc["holders"] == ["node-b"]
-    assert client.put(f"/v1/groups/{group}/max", json={"max": 2}).status_code == 200
+    doc = assert_error(lock(client, "node-a", group), 423, ErrorKind.FAILED_LOCK_QUEUED)
+    assert doc["position"] == 2, "x1 asked first, during the pause"
     assert lock(client, "x1", group).status_code == 200
+    for asker, place in (("node-a", 1), ("x2", 2)):
+        doc = assert_error(lock(client, asker, group), 423, ErrorKind.FAILED_LOCK_SEMAPHORE_FULL)
+        assert (doc["holders"], doc["position"]) == (["x1"], place)
+    assert unlock(client, "x1", group).status_code == 200
+    assert lock(client, "node-a", group).status_code == 200
     doc = assert_error(lock(client, "x2", group), 423, ErrorKind.FAILED_LOCK_SEMAPHORE_FULL)
-    assert doc["holders"] == ["node-b", "x1"]
+    assert doc["holders"] == ["node-a"]
+    assert client.put(f"/v1/groups/{group}/max", json={"max": 2}).status_code == 200
+    assert lock(client, "x2", group).status_code == 200
+    doc = assert_error(lock(client, "node-b", group), 423, ErrorKind.FAILED_LOCK_SEMAPHORE_FULL)
+    assert doc["holders"] == ["node-a", "x2"]
     assert doc["max"] == 2
 
 

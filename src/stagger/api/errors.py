@@ -30,6 +30,8 @@ class ErrorKind(StrEnum):
     FAILED_LOCK_PAUSED = "failed_lock_paused"  # 423: reboots in the group are paused
     BLOCKED = "blocked"  # 423: a fleet-wide blocker (firing alerts, a failing check) says no
     ROLLOUT_WAITING = "rollout_waiting"  # 423: an earlier rollout stage has not ended and baked
+    FAILED_LOCK_PACING = "failed_lock_pacing"  # 423: a freed slot cools down (pace); `until`
+    FAILED_LOCK_QUEUED = "failed_lock_queued"  # 423: a slot is free, earlier askers go first
     NODE_HOLDS_SLOT = "node_holds_slot"  # 409: a node to forget holds a slot; release it first
     BACKEND_UNAVAILABLE = "backend_unavailable"  # 503: the store did not answer; retry later
     INTERNAL_ERROR = "internal_error"  # 500: a bug in stagger; please report it
@@ -52,6 +54,8 @@ _STATUS = {
     ErrorKind.FAILED_LOCK_PAUSED: 423,
     ErrorKind.BLOCKED: 423,
     ErrorKind.ROLLOUT_WAITING: 423,
+    ErrorKind.FAILED_LOCK_PACING: 423,
+    ErrorKind.FAILED_LOCK_QUEUED: 423,
     ErrorKind.NODE_HOLDS_SLOT: 409,
     ErrorKind.BACKEND_UNAVAILABLE: 503,
     ErrorKind.INTERNAL_ERROR: 500,
@@ -62,14 +66,17 @@ DENIAL_KINDS = {
     DenyReason.PAUSED: ErrorKind.FAILED_LOCK_PAUSED,
     DenyReason.BLOCKED: ErrorKind.BLOCKED,
     DenyReason.ROLLOUT_WAITING: ErrorKind.ROLLOUT_WAITING,
+    DenyReason.PACING: ErrorKind.FAILED_LOCK_PACING,
+    DenyReason.QUEUED: ErrorKind.FAILED_LOCK_QUEUED,
 }
 
 
 class ErrorModel(Model):
-    """A FleetLock error body. `max` and `holders` come with a full-semaphore denial,
-    `pause` with a paused one (and `node` when it is that node's own pause), `blockers` (their
-    names) with a blocked one, `stage` and `bake_ends` with rollout_waiting, and `group` with
-    node_holds_slot (extra fields FleetLock clients ignore)."""
+    """A FleetLock error body. `max` and `holders` come with every denial, `pause` with a
+    paused one (and `node` when it is that node's own pause), `until` with a pacing one,
+    `position` (the node's 1-based place in the group's queue) with every denial of a queued
+    node, `blockers` (their names) with a blocked one, `stage` and `bake_ends` with
+    rollout_waiting, and `group` with node_holds_slot (extra fields FleetLock clients ignore)."""
 
     kind: ErrorKind
     value: str = Field(min_length=1)
@@ -82,6 +89,8 @@ class ErrorModel(Model):
     # With rollout_waiting: the stage that must end first, and when its bake ends.
     stage: str | None = None
     bake_ends: MaybeInstant = None
+    until: MaybeInstant = None
+    position: int | None = Field(None, ge=1)
 
     def denial(self) -> Denied | None:
         for reason, kind in DENIAL_KINDS.items():
@@ -98,5 +107,7 @@ class ErrorModel(Model):
                     detail,
                     stage=self.stage or "",
                     bake_ends=self.bake_ends,
+                    until=self.until,
+                    position=self.position,
                 )
         return None

@@ -8,11 +8,13 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
+from annotated_types import Interval
 from pydantic import BeforeValidator, Field
 
 from stagger.api.base import By, Instant, MaybeInstant, Model, Request
 from stagger.api.blockers import BlockerModel
 from stagger.backends.protocol import GroupStatus, Snapshot
+from stagger.core.eta import GroupEta
 from stagger.core.fleet_view import HoldCondition, hold_conditions
 from stagger.core.node_report import NodeReport
 from stagger.core.rollout_gate import budget_to_text, parse_budget
@@ -29,6 +31,7 @@ from stagger.core.semaphore import (
     Urgent,
 )
 from stagger.core.text import PLAIN_TEXT_NOT_BLANK
+from stagger.core.turns import Waiter
 
 # Node id → its last report: what a hold's condition is judged with (core.fleet_view).
 Reports = Mapping[str, NodeReport]
@@ -110,11 +113,63 @@ class HoldModel(Model):
         return Hold(self.id, self.since, self.last_seen, self.expires_at, self.note)
 
 
+class WaiterModel(Model):
+    """A node in a group's queue for a slot (first asked, first served)."""
+
+    id: str
+    position: int = Field(ge=1, description="1-based place in the queue")
+    first_asked: Instant
+    last_asked: Instant = Field(description="it leaves the queue stale_after after this")
+
+    @classmethod
+    def of(cls, w: Waiter) -> WaiterModel:
+        return cls(id=w.id, position=w.position, first_asked=w.first_asked, last_asked=w.last_asked)
+
+
+class EtaModel(Model):
+    """A group's estimated completion (docs/rollout.md, "ETA"): how it is computed and how
+    wrong it can be are documented there."""
+
+    completes_at: MaybeInstant = Field(description="null: cannot be estimated (see why)")
+    pending: int = Field(description="nodes in the queue")
+    in_progress: int = Field(description="nodes holding a slot")
+    cycle_seconds: float | None = Field(description="the median of the recent measured cycles")
+    why: str = Field("", description="why there is no estimate, when there is none")
+
+    @classmethod
+    def of(cls, e: GroupEta) -> EtaModel:
+        cycle = e.cycle.total_seconds() if e.cycle is not None else None
+        return cls(
+            completes_at=e.completes_at,
+            pending=e.pending,
+            in_progress=e.in_progress,
+            cycle_seconds=cycle,
+            why=e.why,
+        )
+
+
 class GroupModel(Model):
     group: str
-    max: int
+    max: int = Field(description="slots in force now: the count, or max_percent of known_nodes")
+    max_percent: int | None = Field(
+        None, description="set: max is this percentage of known_nodes (rounded down, at least 1)"
+    )
+    known_nodes: list[str] = Field(
+        default_factory=list,
+        description="the nodes a percentage counts: holders and nodes that asked for, held or "
+        "released a slot within stale_after",
+    )
+    pace: float | None = Field(
+        None, description="seconds a freed slot waits before it is granted again; null: none"
+    )
+    cooling_until: list[Instant] = Field(
+        default_factory=list, description="when each freed slot still cooling down (pace) ends"
+    )
+    queue: list[WaiterModel] = Field(
+        default_factory=list, description="the nodes waiting for a slot, first asked first"
+    )
     held: int = Field(description="live holds (expired ones excluded): the length of `holds`")
-    free: int = Field(description="slots a new lock may take: max - held, at least 0")
+    free: int = Field(description="slots a new lock may take: max - held - cooling, at least 0")
     holds: list[HoldModel] = Field(description="the live holds, oldest first")
     pause: PauseModel | None = Field(None, description="the group's own pause, active or not")
     paused: bool = Field(description="a pause (the group's or the fleet's) is in force")
@@ -136,16 +191,28 @@ class GroupModel(Model):
     max_failures: str | None = Field(
         None, description='the group\'s error budget: halted nodes, a count ("2") or a share ("5%")'
     )
+    eta: EtaModel | None = Field(
+        None, description="the estimated completion of a busy group (docs/rollout.md, ETA)"
+    )
 
     @classmethod
-    def of(cls, g: GroupStatus, reports: Reports | None = None) -> GroupModel:
+    def of(
+        cls, g: GroupStatus, reports: Reports | None = None, eta: GroupEta | None = None
+    ) -> GroupModel:
         sem, stale = g.semaphore, g.stale
         holds = g.holds
+        slots = sem.slots(g.now)
+        cooling = sem.cooling(g.now)
         return cls(
             group=g.group,
-            max=sem.max,
+            max=slots,
+            max_percent=sem.max_percent,
+            known_nodes=sorted(sem.known(g.now)) if sem.max_percent is not None else [],
+            pace=sem.pace.total_seconds() if sem.pace is not None else None,
+            cooling_until=cooling,
+            queue=[WaiterModel.of(w) for w in sem.queue(g.now)],
             held=len(holds),
-            free=max(sem.max - len(holds), 0),
+            free=max(slots - len(holds) - len(cooling), 0),
             holds=[HoldModel.of(h, h.id in stale, g.group, reports) for h in holds],
             pause=PauseModel.of(sem.pause),
             paused=g.pause is not None,
@@ -155,9 +222,14 @@ class GroupModel(Model):
             node_pauses={k: PauseModel.from_pause(p) for k, p in g.node_pauses.items()},
             urgent_reboots=urgent_models(g.urgent_reboots),
             max_failures=budget_to_text(sem.max_failures),
+            eta=EtaModel.of(eta) if eta is not None else None,
         )
 
     def value(self, now: datetime, fleet: Pause | None) -> GroupStatus:
+        pace = timedelta(seconds=self.pace) if self.pace is not None else None
+        # The memory of nodes as this reading saw it: the known ones seen now, the waiters at
+        # their last ask, so the value judges max and queue at `now` as the server did.
+        seen = {k: now for k in self.known_nodes} | {w.id: w.last_asked for w in self.queue}
         sem = Semaphore(
             group=self.group,
             max=self.max,
@@ -165,6 +237,11 @@ class GroupModel(Model):
             pause=self.pause.value() if self.pause is not None else None,
             hold_ttl=timedelta(seconds=self.hold_ttl) if self.hold_ttl is not None else None,
             stale_after=timedelta(seconds=self.stale_after),
+            max_percent=self.max_percent,
+            pace=pace,
+            releases=tuple(t - pace for t in self.cooling_until) if pace is not None else (),
+            seen=seen,
+            waiting={w.id: w.first_asked for w in self.queue},
             stored=self.exists,
             max_failures=parse_budget(self.max_failures) if self.max_failures else None,
         )
@@ -200,13 +277,14 @@ class StatusModel(Model):
         snap: Snapshot,
         reports: Reports | None = None,
         blockers: list[BlockerModel] | None = None,
+        etas: Mapping[str, GroupEta] | None = None,
     ) -> StatusModel:
         return cls(
             now=snap.now,
             fleet_pause=PauseModel.of(snap.fleet_pause),
             node_pauses={k: PauseModel.from_pause(p) for k, p in snap.node_pauses.items()},
             urgent_reboots=urgent_models(snap.urgent_reboots),
-            groups=[GroupModel.of(g, reports) for g in snap.groups],
+            groups=[GroupModel.of(g, reports, (etas or {}).get(g.group)) for g in snap.groups],
             blockers=blockers or [],
         )
 
@@ -281,6 +359,10 @@ class DeniedModel(Model):
     node: str | None = Field(
         None, description="set when the pause in force is this node's own (pause --node)"
     )
+    until: MaybeInstant = Field(None, description="pacing: when a freed slot may be granted")
+    position: int | None = Field(
+        None, ge=1, description="the node's 1-based place in the group's queue"
+    )
     message: str
 
     @classmethod
@@ -293,6 +375,8 @@ class DeniedModel(Model):
             holders=list(d.holders),
             pause=PauseModel.of(d.pause),
             node=d.node or None,
+            until=d.until,
+            position=d.position,
             message=message,
         )
 
@@ -305,14 +389,33 @@ def _whole_number(value: object) -> object:
     return value
 
 
+# A max given as a percentage of the group's known nodes: "1%" to "100%".
+PERCENT_PATTERN = r"^([1-9][0-9]?|100)%$"
+
+
 class SetMaxRequest(Request):
-    max: Annotated[int, BeforeValidator(_whole_number)] = Field(ge=0, le=MAX_SLOTS)
+    max: (
+        Annotated[int, Interval(ge=0, le=MAX_SLOTS), BeforeValidator(_whole_number)]
+        | Annotated[str, Field(pattern=PERCENT_PATTERN)]
+    ) = Field(
+        description=f"slots (0 to {MAX_SLOTS}), or a percentage of the group's known nodes "
+        '("10%": rounded down, at least 1)'
+    )
     by: By = None
+
+    @property
+    def percent(self) -> bool:
+        return isinstance(self.max, str)
+
+    @property
+    def value(self) -> int:
+        return int(self.max[:-1]) if isinstance(self.max, str) else self.max
 
 
 class SetMaxResponse(Model):
     group: str
     max: int
+    percent: bool = False
 
 
 # The longest hold_ttl or stale_after the admin API takes (seconds): ten years, far beyond any
@@ -321,6 +424,20 @@ class SetMaxResponse(Model):
 # the store refuses.
 MAX_GROUP_SECONDS = 10 * 365 * 86400
 MIN_GROUP_SECONDS = 0.001
+
+
+class PaceRequest(Request):
+    """PUT /v1/groups/{group}/pace: how long a freed slot waits before it is granted again."""
+
+    pace: float | None = Field(
+        ge=MIN_GROUP_SECONDS, le=MAX_GROUP_SECONDS, description="seconds; null: no pace"
+    )
+    by: By = None
+
+
+class PaceResponse(Model):
+    group: str
+    pace: float | None = Field(description="seconds; null: no pace")
 
 
 class ConfigureRequest(Request):

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stagger.core.errors import BackendUnavailable
@@ -23,6 +24,11 @@ from stagger.core.semaphore import (
 )
 
 FORMAT_VERSION = 1
+# A group with a percentage max or a pace is written as version 2: a stagger that knows only
+# version 1 would grant past them, so it refuses the group instead (codec docs in
+# docs/backends.md). Everything else stays version 1, readable by both.
+TURNS_VERSION = 2
+READABLE_VERSION = TURNS_VERSION
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -38,6 +44,31 @@ def _req_dt(value: Any) -> datetime:
     if parsed is None:
         raise ValueError("missing timestamp")
     return parsed
+
+
+# The turns' many times (one or two per active node) are microseconds since the Unix epoch:
+# a number is read and written far faster than RFC 3339 text, and exactly.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+_us_kept: dict[datetime, int] = {}
+
+
+def _us(value: datetime) -> int:
+    # A record is rewritten with mostly the same times: remember their numbers.
+    known = _us_kept.get(value)
+    if known is None:
+        if len(_us_kept) >= 100_000:
+            _us_kept.clear()
+        known = _us_kept[value] = (value - _EPOCH) // _US
+    return known
+
+
+def _from_us(value: Any) -> datetime:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{value!r} is not a time in microseconds")
+    return _EPOCH + timedelta(microseconds=value)
 
 
 def _secs(value: timedelta | None) -> float | None:
@@ -69,7 +100,9 @@ def hold_to_dict(h: Hold) -> dict[str, Any]:
 
 def semaphore_to_dict(sem: Semaphore) -> dict[str, Any]:
     doc: dict[str, Any] = {
-        "version": FORMAT_VERSION,
+        "version": TURNS_VERSION
+        if sem.max_percent is not None or sem.pace is not None
+        else FORMAT_VERSION,
         "group": sem.group,
         "max": sem.max,
         "holds": {k: hold_to_dict(h) for k, h in sorted(sem.holds.items())},
@@ -86,6 +119,24 @@ def semaphore_to_dict(sem: Semaphore) -> dict[str, Any]:
             k: urgent_to_dict(u) for k, u in sorted(sem.urgent_reboots.items())
         }
     _rollout_fields_to_dict(sem, doc)
+    # The turns (core/turns.py): optional; the queue and the memory of nodes (seen) are safe
+    # to ignore for an older stagger (it grants in its own order), a percent or pace is not.
+    if sem.max_percent is not None:
+        doc["max_percent"] = sem.max_percent
+    if sem.pace is not None:
+        doc["pace"] = _secs(sem.pace)
+    if sem.releases:
+        doc["releases"] = [_us(t) for t in sem.releases]
+    # The queue is a list, in the order nodes joined it, of [id, first ask, last ask]; the
+    # last asks of the other nodes seen are in `seen`.
+    seen = sem.seen
+    if sem.waiting:
+        doc["waiting"] = [
+            [k, _us(t), _us(seen[k]) if k in seen else None] for k, t in sem.waiting.items()
+        ]
+    others = {k: _us(t) for k, t in seen.items() if k not in sem.waiting}
+    if others:
+        doc["seen"] = others
     return doc
 
 
@@ -95,8 +146,8 @@ def _rollout_fields_to_dict(sem: Semaphore, doc: dict[str, Any]) -> None:
         doc["rollout"] = rollout_to_dict(sem.rollout)
     if sem.finished:
         doc["finished"] = {k: _ts(t) for k, t in sorted(sem.finished.items())}
-    if sem.waiting:
-        doc["waiting"] = {k: _ts(t) for k, t in sorted(sem.waiting.items())}
+    if sem.gated:
+        doc["gated"] = {k: _ts(t) for k, t in sorted(sem.gated.items())}
     if sem.max_failures is not None:
         doc["max_failures"] = sem.max_failures.text()
     if sem.budget_tripped:
@@ -108,7 +159,7 @@ def _rollout_fields_from_dict(d: dict[str, Any]) -> dict[str, Any]:
     return {
         "rollout": rollout_from_dict(d["rollout"]) if d.get("rollout") else None,
         "finished": {k: _req_dt(v) for k, v in (d.get("finished") or {}).items()},
-        "waiting": {k: _req_dt(v) for k, v in (d.get("waiting") or {}).items()},
+        "gated": {k: _req_dt(v) for k, v in (d.get("gated") or {}).items()},
         "max_failures": parse_budget(budget) if budget is not None else None,
         "budget_tripped": tuple(str(n) for n in d.get("budget_tripped") or ()),
     }
@@ -209,22 +260,51 @@ def semaphore_from_dict(d: dict[str, Any]) -> Semaphore:
         },
         urgent_reboots={k: urgent_from_dict(v) for k, v in (d.get("urgent_reboots") or {}).items()},
         **_rollout_fields_from_dict(d),
+        max_percent=int(d["max_percent"]) if d.get("max_percent") is not None else None,
+        pace=timedelta(seconds=d["pace"]) if d.get("pace") is not None else None,
+        releases=tuple(_from_us(t) for t in d.get("releases") or ()),
+        seen={k: _from_us(t) for k, t in (d.get("seen") or {}).items()}
+        | {str(w[0]): _from_us(w[2]) for w in d.get("waiting") or () if w[2] is not None},
+        waiting={str(w[0]): _from_us(w[1]) for w in d.get("waiting") or ()},
     )
 
 
+# The values last encoded or decoded, by their stored text: a group with a long queue is read
+# far more often than it changes, and decoding its every node's times on each read would make
+# a lock cost as much as the queue is long. Values are immutable, so sharing one is safe.
+_DECODED_KEPT = 256
+_decoded: dict[str, Semaphore] = {}
+
+
+def _keep(raw: str, sem: Semaphore) -> None:
+    if len(_decoded) >= _DECODED_KEPT:
+        _decoded.clear()
+    _decoded[raw] = sem
+
+
 def encode_semaphore(sem: Semaphore) -> str:
-    return json.dumps(semaphore_to_dict(sem), separators=(",", ":"), sort_keys=True)
+    raw = json.dumps(semaphore_to_dict(sem), separators=(",", ":"), sort_keys=True)
+    if sem.waiting or sem.seen:
+        _keep(raw, replace(sem, stored=True))
+    return raw
 
 
 def decode_semaphore(raw: str | bytes, where: str) -> Semaphore:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    known = _decoded.get(text)
+    if known is not None:
+        return known
     try:
-        doc = json.loads(raw)
-        if doc.get("version", FORMAT_VERSION) > FORMAT_VERSION:
+        doc = json.loads(text)
+        if doc.get("version", FORMAT_VERSION) > READABLE_VERSION:
             raise BackendUnavailable(
                 f"{where} was written by a newer stagger (format {doc['version']}); "
                 "upgrade this stagger before using it"
             )
-        return semaphore_from_dict(doc)
+        sem = semaphore_from_dict(doc)
+        if sem.waiting or sem.seen:
+            _keep(text, sem)
+        return sem
     except BackendUnavailable:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -35,6 +35,7 @@ from stagger.api import (
     MaxFailuresResponse,
     NodeReportRequest,
     NodesModel,
+    PaceResponse,
     PauseResponse,
     ReportResponse,
     ResumeResponse,
@@ -86,6 +87,7 @@ from stagger.core.semaphore import (
     validate_node_id,
 )
 from stagger.core.text import whole_number
+from stagger.core.turns import validate_percent
 
 log = logging.getLogger("stagger.backends.fleetlock")
 
@@ -234,14 +236,26 @@ class FleetLockBackend:
 
     # --- the admin API (stagger servers only) -------------------------------------------------
 
-    async def set_max(self, group: str, value: int, *, by: str) -> int:
+    async def set_max(self, group: str, value: int, *, by: str, percent: bool = False) -> int:
         validate_group(group)
-        validate_max(value)
+        if percent:
+            validate_percent(value)
+        else:
+            validate_max(value)
         doc = await self.http.api(
             "PUT", f"v1/groups/{group}/max", SetMaxResponse, "set max",
-            json={"max": value, "by": by},
+            json={"max": f"{value}%" if percent else value, "by": by},
         )  # fmt: skip
         return doc.max
+
+    async def set_pace(self, group: str, pace: timedelta | None, *, by: str) -> timedelta | None:
+        validate_group(group)
+        seconds = pace.total_seconds() if pace is not None else None
+        doc = await self.http.api(
+            "PUT", f"v1/groups/{group}/pace", PaceResponse, "set the pace",
+            json={"pace": seconds, "by": by},
+        )  # fmt: skip
+        return timedelta(seconds=doc.pace) if doc.pace is not None else None
 
     async def configure(
         self,

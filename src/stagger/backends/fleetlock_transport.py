@@ -299,15 +299,30 @@ def read_denial(r: httpx.Response) -> Denied | None:
     holders = tuple(h for h in doc.get("holders") or () if isinstance(h, str))
     raw_max = doc.get("max")
     max_ = raw_max if isinstance(raw_max, int) and not isinstance(raw_max, bool) else 0
+    raw_position = doc.get("position")
+    position = (
+        raw_position
+        if isinstance(raw_position, int) and not isinstance(raw_position, bool) and raw_position > 0
+        else None
+    )
     if kind == ErrorKind.FAILED_LOCK_SEMAPHORE_FULL or kind in _FOREIGN_DENIALS:
-        return Denied(DenyReason.FULL, max_, holders)
+        return Denied(DenyReason.FULL, max_, holders, position=position)
+    if kind == ErrorKind.FAILED_LOCK_QUEUED:
+        return Denied(DenyReason.QUEUED, max_, holders, position=position)
+    if kind == ErrorKind.FAILED_LOCK_PACING:
+        try:
+            until = datetime.fromisoformat(str(doc.get("until")))
+        except ValueError:
+            until = None
+        return Denied(DenyReason.PACING, max_, holders, until=until, position=position)
     if kind == ErrorKind.FAILED_LOCK_PAUSED:
         try:
             p = PauseModel.model_validate(doc.get("pause")).value() if doc.get("pause") else None
         except ValidationError:
             p = None
         node = doc.get("node")
-        return Denied(DenyReason.PAUSED, max_, holders, p, node if isinstance(node, str) else "")
+        who = node if isinstance(node, str) else ""
+        return Denied(DenyReason.PAUSED, max_, holders, p, who, position=position)
     if kind == ErrorKind.ROLLOUT_WAITING:
         return _rollout_waiting(doc, max_, holders)
     if kind == ErrorKind.BLOCKED:

@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-from stagger.backends.protocol import Snapshot
+from stagger.backends.protocol import Backend, Snapshot
 from stagger.core.fleet_view import NodeView, Source, fleet_nodes
 from stagger.core.listing import NodeCounts, NodePage, NodeQuery, ReportPage, page_nodes, totals_of
 from stagger.core.node_report import StoredReports
@@ -81,3 +81,11 @@ async def read_node_page(
         silent=silent,
         unreadable=found.unreadable,
     )
+
+
+async def holder_reports(store: Backend, snap: Snapshot) -> StoredReports:
+    """The last reports of the holders in `snap` (a hold says when its node is halted): read
+    by id from a store that can (the holders are a few), else every report of its groups."""
+    if isinstance(store, SummarisedReports):
+        return await store.reports_of({h.id for g in snap.groups for h in g.holds})
+    return await store.read_nodes(snap.groups[0].group if len(snap.groups) == 1 else None)

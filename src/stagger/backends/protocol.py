@@ -147,7 +147,14 @@ class Backend(Protocol):
 
     async def touch(self, group: str, node_id: str) -> Hold | None: ...
 
-    async def set_max(self, group: str, value: int, *, by: str) -> int: ...
+    async def set_max(self, group: str, value: int, *, by: str, percent: bool = False) -> int:
+        """Set the group's max: `value` slots, or with `percent` that percentage of its known
+        nodes (core/turns.py)."""
+        ...
+
+    async def set_pace(self, group: str, pace: timedelta | None, *, by: str) -> timedelta | None:
+        """After a slot is freed, grant it again only `pace` later (None: at once)."""
+        ...
 
     async def configure(
         self,

@@ -12,11 +12,13 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
+from stagger.backends.estimates import ETA_HISTORY
 from stagger.backends.protocol import Snapshot
 from stagger.core import rollout as rollouts
 from stagger.core import semaphore as core
 from stagger.core.cycle.node_state import State
 from stagger.core.errors import ConfigError, InvalidInput
+from stagger.core.eta import rollout_eta
 from stagger.core.node_report import NodeReport
 from stagger.core.rollout_gate import Budget, Rollout, Stage
 from stagger.core.semaphore import (
@@ -38,6 +40,7 @@ from stagger.core.semaphore import (
     validate_max,
     validate_node_id,
 )
+from stagger.core.turns import validate_percent
 
 T = TypeVar("T")
 # An acquire that a rollout holds back judges the rollout again (and asks again) at most this
@@ -69,6 +72,9 @@ class SemaphoreStore(ABC):
 
     @abstractmethod
     async def nodes(self, group: str | None = None) -> list[NodeReport]: ...
+
+    @abstractmethod
+    async def history(self, group: str | None = None, limit: int = 100) -> list[core.Event]: ...
 
     @abstractmethod
     async def _apply(
@@ -181,13 +187,24 @@ class SemaphoreStore(ABC):
             what=f"touch {group}/{node_id}",
         )
 
-    async def set_max(self, group: str, value: int, *, by: str) -> int:
+    async def set_max(self, group: str, value: int, *, by: str, percent: bool = False) -> int:
         validate_group(group)
-        validate_max(value)
+        if percent:
+            validate_percent(value)
+        else:
+            validate_max(value)
         return await self._apply(
             group,
-            lambda sem, now, _: core.set_max(sem, value, now, by=by),
+            lambda sem, now, _: core.set_max(sem, value, now, by=by, percent=percent),
             what=f"set-max {group}",
+        )
+
+    async def set_pace(self, group: str, pace: timedelta | None, *, by: str) -> timedelta | None:
+        validate_group(group)
+        return await self._apply(
+            group,
+            lambda sem, now, _: core.set_pace(sem, pace, now, by=by),
+            what=f"set the pace of {group}",
         )
 
     async def configure(
@@ -336,7 +353,9 @@ class SemaphoreStore(ABC):
             return None
         reports = await self.nodes()
         groups = {g.group: g.semaphore for g in snap.groups}
-        return rollouts.status(snap.rollout, groups, reports, snap.now)
+        found = rollouts.status(snap.rollout, groups, reports, snap.now)
+        events = await self.history(None, limit=ETA_HISTORY)  # newest first
+        return replace(found, eta=rollout_eta(found, groups, reversed(events), snap.now))
 
     async def set_max_failures(self, group: str, budget: Budget | None, *, by: str) -> None:
         """The group's own error budget (set-max --max-failures); None removes it."""

@@ -127,7 +127,8 @@ async def _slots(url: str, group: str) -> SlotView:
     if status is None:
         return SlotView(problem=f"the backend knows no group {group!r}")
     holders = tuple(h.id for h in status.holds)
-    return SlotView(status.semaphore.max, holders, tuple(sorted(status.stale)), status.pause)
+    slots = status.semaphore.slots(status.now)  # a percentage max, in slots now
+    return SlotView(slots, holders, tuple(sorted(status.stale)), status.pause)
 
 
 PAUSED_UPDATES = "updates keep flowing while reboots are paused"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -60,12 +61,74 @@ def _name_arguments(command: click.Command) -> None:
     for param in command.params:
         if type(param) is TyperArgument:
             param.__class__ = NamedArgument
+        _plain_coercion(param)
+    _plain_help(command)
     for sub in getattr(command, "commands", {}).values():
         _name_arguments(sub)
 
 
+try:  # Typer ≥ 0.29 coerces every value through a pydantic TypeAdapter built on first use
+    from typer._coercion import RuntimeParam, build_runtime_param, resolve_type_descriptor
+    from typer._param_types import coerce_cli_path
+except ImportError:  # older Typer coerces with click's own types: nothing to do
+    RuntimeParam = None  # type: ignore[assignment,misc]
+
+_PLAIN = (str, bool, Path)
+
+
+def _plain_coercion(param: click.Parameter) -> None:
+    """Give a `str`, `bool` or `Path` parameter a coercion that does what Typer's pydantic
+    one does for the values a command line gives them, without importing pydantic:
+    building those adapters was about a third of a semaphore command's start. Any other
+    value, and every other type, goes to Typer's own."""
+    if RuntimeParam is None or getattr(param, "_runtime_param", 0) is not None:
+        return
+    descriptor = getattr(param, "type_descriptor", None)
+    if (
+        descriptor is None
+        or descriptor.annotation not in _PLAIN
+        or descriptor.parameter_info.parser is not None
+        or descriptor.parameter_info.path_type is not None
+        or descriptor.is_choice
+    ):
+        return
+    param._runtime_param = _PlainValue(descriptor.parameter_info, descriptor.annotation)  # type: ignore[attr-defined]
+
+
+def _plain_help(command: click.Command) -> None:
+    """The same for the --help flag, which click makes when a command is first parsed."""
+    make = command.get_help_option
+
+    def get_help_option(ctx: click.Context) -> Any:
+        option = make(ctx)
+        if option is not None:
+            _plain_coercion(option)
+        return option
+
+    command.get_help_option = get_help_option  # type: ignore[method-assign]
+
+
+if RuntimeParam is not None:
+
+    class _PlainValue(RuntimeParam):
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            kind = self.annotation
+            if kind is str and isinstance(value, str):
+                return value
+            if kind is bool and isinstance(value, bool):
+                return value
+            if kind is Path and isinstance(value, (str, Path)):  # Typer's own path checks
+                given = Path(value)
+                return coerce_cli_path(
+                    given, self.parameter_info, path_type=Path, param=param, ctx=ctx
+                )
+            typer_own = build_runtime_param(resolve_type_descriptor(kind, self.parameter_info))
+            return typer_own._coerce_value(value, param, ctx)
+
+
 class StaggerGroup(TyperGroup):
-    """The root group: every command's positional arguments read as their names (above)."""
+    """The root group: every command's positional arguments read as their names, and plain
+    values are coerced without pydantic (above)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from stagger.agent.identity import NoMachineId, node_id
+from stagger.backends.estimates import group_etas
 from stagger.backends.protocol import Backend, GroupStatus, Snapshot, utcnow
 from stagger.cli.output import (
     EXIT_DENIED,
@@ -31,6 +32,7 @@ from stagger.cli.output import (
 )
 from stagger.core.durations import format_duration, parse_duration
 from stagger.core.errors import ConfigError, InvalidInput
+from stagger.core.eta import GroupEta
 from stagger.core.fleet_view import HoldCondition, hold_conditions
 from stagger.core.node_report import NodeReport
 from stagger.core.rollout_gate import Budget, parse_budget
@@ -52,9 +54,11 @@ from stagger.core.semaphore import (
     validate_node_id,
 )
 from stagger.core.times import check_instant, format_utc
+from stagger.core.turns import validate_percent
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
+    from rich.console import Console
 
     from stagger.api import BlockerModel
 
@@ -108,7 +112,7 @@ def parse_max(text: str) -> int:
     except ValueError:
         raise InvalidInput(
             f"max {text!r} is not a whole number: give one from 0 to {MAX_SLOTS} "
-            "(0 stops every new reboot in the group)"
+            "(0 stops every new reboot in the group), or a percentage such as 10%"
         ) from None
     return validate_max(value)
 
@@ -127,6 +131,30 @@ async def set_group_budget(b: Backend, group: str, budget: Budget | None, *, by:
     if not isinstance(b, SemaphoreStore | FleetLockBackend):
         raise ConfigError(f"the backend {b.url} keeps no error budget: use a store or a server")
     await b.set_max_failures(group, budget, by=by)
+
+
+def parse_limit(text: str) -> tuple[int, bool]:
+    """`set-max`'s N: (slots, False), or for `N%` (percentage, True)."""
+    raw = text.strip()
+    if not raw.endswith("%"):
+        return parse_max(raw), False
+    try:
+        value = int(raw[:-1].strip())
+    except ValueError:
+        raise InvalidInput(
+            f"max {text!r} is not a percentage: give a whole one from 1% to 100%, e.g. 10%"
+        ) from None
+    return validate_percent(value), True
+
+
+def parse_pace(text: str) -> timedelta | None:
+    """`--pace`: a duration, or none/0/off for no pace."""
+    if text.strip().lower() in ("none", "off", "0", "0s"):
+        return None
+    pace = parse_duration(text, what="--pace")
+    if pace <= timedelta(0):
+        raise InvalidInput(f"--pace {text!r} is not longer than 0 s: give e.g. 10m, or none")
+    return pace
 
 
 def parse_rfc3339(text: str, *, what: str) -> datetime:
@@ -229,6 +257,15 @@ def not_yet_sentence(g: GroupStatus) -> str:
     return text
 
 
+def limit_sentence(g: GroupStatus) -> str:
+    """The max as set and as it stands: `3`, or `10% = 3 of 27 nodes`."""
+    sem = g.semaphore
+    if sem.max_percent is None:
+        return str(sem.max)
+    known = len(sem.known(g.now))
+    return f"{sem.max_percent}% = {sem.slots(g.now)} of {known} node{'s' if known != 1 else ''}"
+
+
 def condition_text(conditions: tuple[HoldCondition, ...]) -> str:
     """`ok`, or the marks in capitals worst first (`HALTED, STALE`)."""
     marks = [c.value.upper() for c in conditions if c is not HoldCondition.OK]
@@ -257,7 +294,10 @@ def render_blockers(blockers: list[BlockerModel], now: datetime) -> None:
 
 
 def render_status(
-    snap: Snapshot, reports: Reports | None = None, blockers: list[BlockerModel] | None = None
+    snap: Snapshot,
+    reports: Reports | None = None,
+    blockers: list[BlockerModel] | None = None,
+    etas: Mapping[str, GroupEta] | None = None,
 ) -> None:
     reports = reports or {}
     out = console()
@@ -278,7 +318,9 @@ def render_status(
         if not sem.stored:
             out.print(not_yet_sentence(g))
             continue
-        title = f"group {g.group}: {len(holds)} of max {sem.max} slot(s) held"
+        title = f"group {g.group}: {len(holds)} of max {sem.slots(g.now)} slot(s) held"
+        if sem.max_percent is not None:
+            title += f" ({limit_sentence(g)})"
         pause = g.pause
         if pause is not None:
             scope = "" if pause is sem.pause else " (fleet-wide)"
@@ -302,8 +344,44 @@ def render_status(
         if not holds:
             table.add_row("(none)", "", "", "", "")
         out.print(table)
-        if len(holds) > sem.max:
-            out.print(f"  {len(holds)} holds exceed max {sem.max}: new locks wait for releases")
+        slots = sem.slots(g.now)
+        if len(holds) > slots:
+            out.print(f"  {len(holds)} holds exceed max {slots}: new locks wait for releases")
+        render_turns(out, g)
+        eta = (etas or {}).get(g.group)
+        if eta is not None:
+            out.print(f"  {eta_sentence(eta, g.now)}")
+
+
+def render_turns(out: Console, g: GroupStatus) -> None:
+    """The group's pace (and the freed slots cooling down) and its queue, first asked first."""
+    sem = g.semaphore
+    if sem.pace is not None:
+        line = f"  pace {format_duration(sem.pace)}: a freed slot is granted again that long later"
+        ends = sem.cooling(g.now)
+        if ends:
+            line += f"; {len(ends)} cooling, the next free at {when(ends[0])}"
+        out.print(line)
+    waiters = sem.queue(g.now)
+    if waiters:
+        out.print(f"  queue ({len(waiters)}, first asked first):")
+        for w in waiters:
+            out.print(
+                f"    {w.position}. {w.id} (asked {ago(g.now, w.first_asked)} ago, "
+                f"last {ago(g.now, w.last_asked)} ago)"
+            )
+
+
+def eta_sentence(eta: GroupEta, now: datetime) -> str:
+    """`ETA 14:20:00 UTC (in 1h10m): 21 waiting, 3 in progress, median cycle 6m`."""
+    work = f"{eta.pending} waiting, {eta.in_progress} in progress"
+    if eta.completes_at is None:
+        return f"ETA unknown ({eta.why}): {work}"
+    cycle = format_duration(eta.cycle) if eta.cycle is not None else "?"
+    return (
+        f"ETA {when(eta.completes_at)} (in {ago(eta.completes_at, now)}): {work}, "
+        f"median cycle {cycle} (an estimate: docs/rollout.md)"
+    )
 
 
 def render_history(events: list[Event], now: datetime) -> None:
@@ -345,22 +423,27 @@ def status(
         if group is not None:
             validate_group(group)
 
-    async def read(b: Backend) -> tuple[Snapshot, Reports, list[BlockerModel] | None]:
+    async def read(
+        b: Backend,
+    ) -> tuple[Snapshot, Reports, list[BlockerModel] | None, dict[str, GroupEta]]:
+        from stagger.backends.node_pages import holder_reports
+
         snap = await b.status(group)
         # the holders' own reports: a halted holder says so, not `ok` (core.fleet_view)
-        stored = await b.read_nodes(group)
+        stored = await holder_reports(b, snap)
         blockers = await server_blockers(b)
         if blockers is not None and group is not None:  # the ones that hold this group back
             blockers = [x for x in blockers if x.groups is None or group in x.groups]
-        return snap, {r.id: r for r in stored.reports}, blockers
+        etas = await group_etas(b, snap)
+        return snap, {r.id: r for r in stored.reports}, blockers, etas
 
-    snap, reports, blockers = run_async(read, backend=backend, create=False, as_json=json)
+    snap, reports, blockers, etas = run_async(read, backend=backend, create=False, as_json=json)
     if json:
         from stagger.api import StatusModel
 
-        print_json(document(StatusModel.of(snap, reports, blockers)))
+        print_json(document(StatusModel.of(snap, reports, blockers, etas)))
     else:
-        render_status(snap, reports, blockers)
+        render_status(snap, reports, blockers, etas)
 
 
 def lock(
@@ -371,7 +454,8 @@ def lock(
     backend: str | None = BackendOption,
     json: bool = JsonOption,
 ) -> None:
-    """Take a slot in a group (exit 1 when denied: full, paused or blocked)."""
+    """Take a slot in a group (exit 1 when denied: full, paused, pacing, queued, blocked or
+    waiting for an earlier rollout stage)."""
     with reported_errors(json):
         validate_group(group)
         actor = resolve_actor(node, root)
@@ -439,7 +523,10 @@ def unlock(
 
 def set_max(
     value: str = typer.Argument(
-        ..., metavar="N", help=f"Slots: 0 to {MAX_SLOTS}.", show_default=False
+        ...,
+        metavar="N|P%",
+        help=f"Slots: 0 to {MAX_SLOTS}, or a percentage of the group's known nodes (10%).",
+        show_default=False,
     ),
     group: str = GroupOption,
     hold_ttl: str | None = typer.Option(
@@ -457,13 +544,20 @@ def set_max(
         metavar="N|N%|none",
         help="Pause the group when this many of its nodes are halted (docs/rollout.md).",
     ),
+    pace: str | None = typer.Option(
+        None,
+        "--pace",
+        metavar="D|none",
+        help="A freed slot is granted again only this long after its release (none: at once).",
+    ),
     backend: str | None = BackendOption,
     json: bool = JsonOption,
 ) -> None:
     """Set how many nodes of a group may reboot at once (live; lowering it evicts nobody)."""
     with reported_errors(json):
         validate_group(group)
-        slots = parse_max(value)
+        slots, percent = parse_limit(value)
+        paced = parse_pace(pace) if pace is not None else None
         ttl: timedelta | None = None
         if hold_ttl is not None and hold_ttl.strip().lower() not in ("none", "never", "off"):
             ttl = parse_duration(hold_ttl, what="--hold-ttl")
@@ -481,7 +575,9 @@ def set_max(
                 hold_ttl=ttl if hold_ttl is not None else sem.hold_ttl,
                 stale_after=stale if stale is not None else sem.stale_after,
             )
-        await b.set_max(group, slots, by=by)
+        await b.set_max(group, slots, by=by, percent=percent)
+        if pace is not None:
+            await b.set_pace(group, paced, by=by)
         if max_failures is not None:
             await set_group_budget(b, group, budget, by=by)
         return (await b.status(group)).groups[0]
@@ -489,20 +585,19 @@ def set_max(
     g = run_async(apply, backend=backend, create=True, as_json=json)
 
     def render() -> None:
-        ttl_text = format_duration(g.semaphore.hold_ttl) if g.semaphore.hold_ttl else "none"
+        sem = g.semaphore
+        ttl_text = format_duration(sem.hold_ttl) if sem.hold_ttl else "none"
+        pace_text = f", pace {format_duration(sem.pace)}" if sem.pace else ""
         console().print(
-            f"group {group}: max {g.semaphore.max}, hold-ttl {ttl_text}, "
-            f"stale after {format_duration(g.semaphore.stale_after)}"
-            + (
-                f", max failures {g.semaphore.max_failures.text()}"
-                if g.semaphore.max_failures
-                else ""
-            )
+            f"group {group}: max {limit_sentence(g)}, hold-ttl {ttl_text}, "
+            f"stale after {format_duration(sem.stale_after)}{pace_text}"
+            + (f", max failures {sem.max_failures.text()}" if sem.max_failures else "")
         )
-        if len(g.holds) > g.semaphore.max:
+        slots_now = sem.slots(g.now)
+        if len(g.holds) > slots_now:
             console().print(
                 f"{len(g.holds)} nodes hold slots: nobody is evicted; new locks wait until "
-                f"fewer than {g.semaphore.max} hold one"
+                f"fewer than {slots_now} hold one"
             )
 
     if json:

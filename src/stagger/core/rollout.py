@@ -210,7 +210,7 @@ def judge_nodes(
             # say it needs no reboot) that this rollout waits for until it finishes again.
             state = NodeState.DONE if at >= rollout.started_at else NodeState.PENDING
             out[node_id] = Judged(state, at if state is NodeState.DONE else None)
-    for node_id, asked in sem.waiting.items():
+    for node_id, asked in sem.gated.items():
         seen = out.get(node_id)
         if asked < rollout.started_at or (seen is not None and seen.state is not NodeState.DONE):
             continue

@@ -24,6 +24,18 @@ from stagger.core.errors import InvalidInput
 from stagger.core.rollout_gate import Budget, Rollout, gate
 from stagger.core.text import check_operator_text
 from stagger.core.times import check_instant, later
+from stagger.core.turns import (
+    Waiter,
+    cooling_ends,
+    known_nodes,
+    mark_due,
+    pacing_until,
+    percent_slots,
+    places,
+    places_valid_until,
+    queue,
+    validate_percent,
+)
 
 # No leading dot: "." and ".." are not names a URL path can carry (clients resolve them).
 GROUP_RE = re.compile(r"^[a-zA-Z0-9-][a-zA-Z0-9.-]*$")
@@ -181,6 +193,16 @@ class Semaphore:
     # Only in the FLEET record: each node's emergency reboot asked through the store (stagger
     # need-reboot --now --node ID), until its agent has rebooted for it and clears it.
     urgent_reboots: Mapping[str, Urgent] = field(default_factory=dict)
+    # A max given as a percentage of the known nodes (turns.py); None: `max` is the count.
+    max_percent: int | None = None
+    # After a slot is freed, it is not granted again for this long (None: at once).
+    pace: timedelta | None = None
+    # When slots were freed while a pace is set (only those still cooling are kept).
+    releases: tuple[datetime, ...] = ()
+    # Each node's last ask, grant or release in this group (the group's memory of its nodes:
+    # kept for stale_after), and each queued node's first ask (the fair queue's order).
+    seen: Mapping[str, datetime] = field(default_factory=dict)
+    waiting: Mapping[str, datetime] = field(default_factory=dict)
     # False for a group the store has never written (its defaults): setting a value equal to a
     # default then still writes, so the group an operator named exists from then on. Not
     # stored, not compared: two views of the same group are equal whether written or not.
@@ -193,12 +215,17 @@ class Semaphore:
     finished: Mapping[str, datetime] = field(default_factory=dict)
     # The nodes a rollout's gate denied in this group, when each first asked in that rollout
     # (written once per node and rollout): a FleetLock client waiting for an earlier stage is
-    # known to the rollout by nothing else.
-    waiting: Mapping[str, datetime] = field(default_factory=dict)
+    # known to the rollout by nothing else. (Not the fair queue, `waiting` above.)
+    gated: Mapping[str, datetime] = field(default_factory=dict)
     # The group's error budget (set-max --max-failures), and the halted nodes that last made
     # the group pause itself: it pauses again only for a new one.
     max_failures: Budget | None = None
     budget_tripped: tuple[str, ...] = ()
+    # The places last computed (places()), with when and until when they hold: a value of a
+    # long queue answers many asks, and recounting the queue on each would cost its length.
+    _places: list[tuple[datetime, datetime | None, dict[str, int]]] = field(
+        default_factory=list, init=False, compare=False, repr=False
+    )
 
     def live_holds(self, now: datetime) -> list[Hold]:
         return [h for h in self.holds.values() if not h.is_expired(now)]
@@ -208,6 +235,38 @@ class Semaphore:
 
     def holders(self, now: datetime) -> tuple[str, ...]:
         return tuple(sorted(h.id for h in self.live_holds(now)))
+
+    def known(self, now: datetime) -> frozenset[str]:
+        """The nodes a percentage max counts: holders, and those seen within stale_after."""
+        return known_nodes(self.holds, self.seen, now, self.stale_after)
+
+    def slots(self, now: datetime) -> int:
+        """The max in force at `now`: the count, or the percentage of the known nodes."""
+        if self.max_percent is None:
+            return self.max
+        return percent_slots(self.max_percent, len(self.known(now)))
+
+    def limit_text(self) -> str:
+        """The max as it was set: `3` or `10%`."""
+        return f"{self.max_percent}%" if self.max_percent is not None else str(self.max)
+
+    def cooling(self, now: datetime) -> list[datetime]:
+        """When each freed slot still cooling down (pace) may be granted again."""
+        return cooling_ends(self.releases, now, self.pace)
+
+    def queue(self, now: datetime) -> tuple[Waiter, ...]:
+        """The nodes waiting for a slot, first asked first."""
+        return queue(self.waiting, self.seen, now, self.stale_after, exclude=self.holds)
+
+    def places(self, now: datetime) -> Mapping[str, int]:
+        """Each waiter's 1-based place at `now` (turns.places), kept while it holds."""
+        if self._places:
+            at, until, found = self._places[0]
+            if at <= now and (until is None or now <= until):
+                return found
+        found = places(self.waiting, self.seen, now, self.stale_after, exclude=self.holds)
+        self._places[:] = [(now, places_valid_until(found, self.seen, self.stale_after), found)]
+        return found
 
     def active_pause(self, now: datetime, fleet: Pause | None = None) -> Pause | None:
         """The pause in force: the group's own, else a fleet-wide one."""
@@ -230,6 +289,8 @@ class DenyReason(StrEnum):
     # A fleet-wide blocker (core/blockers.py) says no: decided by the server, never stored.
     BLOCKED = "blocked"
     ROLLOUT_WAITING = "rollout_waiting"  # an earlier rollout stage has not ended and baked
+    PACING = "pacing"  # a freed slot is cooling down (the group's pace); see `until`
+    QUEUED = "queued"  # a slot is free, but nodes that asked earlier come first
 
 
 @dataclass(frozen=True)
@@ -253,8 +314,17 @@ class Denied:
     stage: str = ""
     bake_ends: datetime | None = None
     restart: bool = False
+    # PACING: when a cooling slot may be granted again.
+    until: datetime | None = None
+    # The node's 1-based place in the group's queue (None: not queued, e.g. its own pause).
+    position: int | None = None
 
     def sentence(self) -> str:
+        return self._why() + (
+            f"; this node is number {self.position} in the queue" if self.position else ""
+        )
+
+    def _why(self) -> str:
         if self.reason is DenyReason.BLOCKED:
             return BLOCKED_PREFIX + (self.detail or "a blocker says no")
         if self.reason is DenyReason.ROLLOUT_WAITING:
@@ -269,6 +339,14 @@ class Denied:
             until = f" until {self.pause.until.isoformat()}" if self.pause.until else ""
             what = f"node {self.node} is paused" if self.node else "reboots are paused"
             return f"{what}{until} by {self.pause.by}: {self.pause.reason}"
+        if self.reason is DenyReason.PACING and self.until is not None:
+            return (
+                f"the group is pacing its reboots: a freed slot may be granted again at "
+                f"{self.until.isoformat()}"
+            )
+        if self.reason is DenyReason.QUEUED:
+            ahead = (self.position or 1) - 1
+            return f"a slot is free, but {ahead} node(s) asked before this one and go first"
         return f"all {self.max} slot(s) are held by: {', '.join(self.holders) or '(nobody)'}"
 
 
@@ -314,6 +392,26 @@ def _with_holds(sem: Semaphore, holds: Mapping[str, Hold]) -> Semaphore:
     return replace(sem, holds=dict(holds))
 
 
+def _tidy(sem: Semaphore, now: datetime) -> Semaphore:
+    """`sem` without what no decision reads any more: releases whose cool-down ended, nodes
+    not seen within stale_after, and queue places of nodes that left the queue. Applied on
+    every write, so the record stays bounded by the nodes active within stale_after."""
+    seen = {k: t for k, t in sem.seen.items() if now - t <= sem.stale_after}
+    waiting = {k: t for k, t in sem.waiting.items() if k in seen and k not in sem.holds}
+    releases = tuple(t for t in sem.releases if sem.pace is not None and t + sem.pace > now)
+    return replace(sem, seen=seen, waiting=waiting, releases=releases)
+
+
+def _freed(
+    sem: Semaphore, keep: Mapping[str, Hold], gone: tuple[Hold, ...], now: datetime
+) -> Semaphore:
+    """`sem` with only the holds `keep`: each hold `gone` frees a slot, which starts its
+    cool-down when the group has a pace, and its node is remembered as seen now."""
+    releases = sem.releases + (now,) * len(gone) if sem.pace is not None else ()
+    seen = {**sem.seen, **{h.id: now for h in gone}}
+    return _tidy(replace(sem, holds=dict(keep), releases=releases, seen=seen), now)
+
+
 def expire(sem: Semaphore, now: datetime) -> Change[tuple[Hold, ...]]:
     """Drop holds whose expiry (from the group's hold_ttl) has passed by `now`."""
     gone = tuple(h for h in sem.holds.values() if h.is_expired(now))
@@ -323,7 +421,7 @@ def expire(sem: Semaphore, now: datetime) -> Change[tuple[Hold, ...]]:
     events = tuple(
         Event(now, sem.group, Action.EXPIRED, "stagger", h.id, "hold_ttl passed") for h in gone
     )
-    return Change(_with_holds(sem, keep), gone, events)
+    return Change(_freed(sem, keep, gone, now), gone, events)
 
 
 def expire_lost(sem: Semaphore, alive: frozenset[str], now: datetime) -> Change[tuple[Hold, ...]]:
@@ -337,7 +435,7 @@ def expire_lost(sem: Semaphore, alive: frozenset[str], now: datetime) -> Change[
     events = tuple(
         Event(now, sem.group, Action.EXPIRED, "stagger", h.id, "hold lease expired") for h in gone
     )
-    return Change(_with_holds(sem, keep), gone, events)
+    return Change(_freed(sem, keep, gone, now), gone, events)
 
 
 def acquire(
@@ -354,38 +452,128 @@ def acquire(
     """Take a slot for `node_id`. Recursive: a holder asking again is granted, nothing written.
     `by` is who asked: the node itself (the default) or an operator taking a slot for it.
     `node_pause` is this node's own pause (node_pause_of): it refuses a new hold, never an
-    existing one, and is named before a group's or the fleet's pause."""
+    existing one, and is named before a group's or the fleet's pause.
+
+    A node that cannot have a slot yet takes its place in the group's queue (turns.py): that
+    is written when it joins and when its last-ask mark is due, never on every ask."""
     validate_node_id(node_id)
     check_operator_text(note, "the note")
     check_operator_text(by or "", "by")
-    admitted = admission(sem, now, fleet_pause=fleet_pause, rollout=rollout)
-    sem = admitted.semaphore
+    swept = expire(sem, now)
+    sem = swept.semaphore
     held = sem.holds.get(node_id)
     if held is not None:
-        return Change(sem, Granted(held, already_held=True), admitted.events)
+        return Change(sem, Granted(held, already_held=True), swept.events)
     if node_pause is not None and node_pause.active(now):
-        denied = Denied(DenyReason.PAUSED, sem.max, sem.holders(now), node_pause, node=node_id)
-        return Change(sem, denied, admitted.events)
-    if admitted.outcome is not None:
-        if rollout is not None and admitted.outcome.reason is DenyReason.ROLLOUT_WAITING:
-            return _note_waiting(sem, node_id, now, rollout, admitted)
-        return Change(sem, admitted.outcome, admitted.events)
-    expires = later(now, sem.hold_ttl) if sem.hold_ttl is not None else None
-    hold = Hold(node_id, since=now, last_seen=now, expires_at=expires, note=note)
-    event = Event(now, sem.group, Action.ACQUIRED, by or node_id, node_id, note)
-    new = _with_holds(sem, {**sem.holds, node_id: hold})
-    return Change(new, Granted(hold, already_held=False), (*admitted.events, event))
+        denied = Denied(
+            DenyReason.PAUSED, sem.slots(now), sem.holders(now), node_pause, node=node_id
+        )
+        return Change(sem, denied, swept.events)
+    turn = lineup(sem, now, fleet_pause=fleet_pause, asking=node_id, rollout=rollout).outcome
+    gated = (
+        turn.denial if turn.denial and turn.denial.reason is DenyReason.ROLLOUT_WAITING else None
+    )
+    if rollout is not None and gated is not None:
+        return _note_gated(sem, node_id, now, rollout, Change(sem, gated, swept.events))
+    if turn.grants(node_id):
+        expires = later(now, sem.hold_ttl) if sem.hold_ttl is not None else None
+        hold = Hold(node_id, since=now, last_seen=now, expires_at=expires, note=note)
+        event = Event(now, sem.group, Action.ACQUIRED, by or node_id, node_id, note)
+        new = replace(
+            sem,
+            holds={**sem.holds, node_id: hold},
+            seen={**sem.seen, node_id: now},
+            waiting={k: t for k, t in sem.waiting.items() if k != node_id},
+        )
+        return Change(_tidy(new, now), Granted(hold, already_held=False), (*swept.events, event))
+    denied = turn.denial_of(node_id)
+    # A group never written is not created by a denial (a typo's group stays unknown): its
+    # askers get no place until its first grant, set-max or pause writes it.
+    if not turn.writes(node_id, now) or not sem.stored:
+        return Change(sem, denied, swept.events)
+    waiting = sem.waiting
+    if node_id not in turn.queue:  # it joins at the end (leaving a place it had left)
+        waiting = {k: t for k, t in waiting.items() if k != node_id} | {node_id: now}
+    new = _tidy(replace(sem, seen={**sem.seen, node_id: now}, waiting=waiting), now)
+    return Change(new, denied, swept.events, dirty=True)
+
+
+@dataclass(frozen=True)
+class Lineup:
+    """What a lock asked on one group value answers every id that holds no slot and has no
+    pause of its own (decided once per value, so one value answers many callers): the group's
+    own denial (pause, full, pacing) or None, the slots free for new grants, and the queue."""
+
+    denial: Denied | None
+    slots: int
+    free: int
+    queue: Mapping[str, int]  # each waiter's 1-based place
+    seen: Mapping[str, datetime]  # the waiters' last asks (and other nodes')
+    stale_after: timedelta
+    holders: tuple[str, ...] = ()
+
+    @property
+    def length(self) -> int:
+        return len(self.queue)
+
+    def position(self, node_id: str) -> int:
+        """`node_id`'s place: its own in the queue, else the next one (it would join)."""
+        place = self.queue.get(node_id)
+        return place if place is not None else self.length + 1
+
+    def grants(self, node_id: str) -> bool:
+        """Whether a lock by `node_id` takes a slot now: one is free for its place."""
+        return self.denial is None and self.position(node_id) <= self.free
+
+    def writes(self, node_id: str, now: datetime) -> bool:
+        """Whether a lock by `node_id` changes the group: a grant, joining the queue, or a
+        last-ask mark that is due (turns.mark_due)."""
+        if node_id not in self.queue or self.grants(node_id):
+            return True
+        return mark_due(self.seen.get(node_id), now, self.stale_after)
+
+    def denial_of(self, node_id: str) -> Denied:
+        """The denial of a lock by `node_id` that is not granted (grants() is False)."""
+        position = self.position(node_id)
+        if self.denial is not None:
+            return replace(self.denial, position=position)
+        return Denied(DenyReason.QUEUED, self.slots, self.holders, position=position)
+
+
+def lineup(
+    sem: Semaphore,
+    now: datetime,
+    *,
+    fleet_pause: Pause | None = None,
+    asking: str = "",
+    rollout: Rollout | None = None,
+) -> Change[Lineup]:
+    """The Lineup of `sem` at `now`, counting `asking` (the node asking, if one) among the
+    known nodes of a percentage max."""
+    decided = admission(sem, now, fleet_pause=fleet_pause, asking=asking, rollout=rollout)
+    sem = decided.semaphore
+    slots = sem.slots(now) if not asking else _with_seen(sem, asking, now).slots(now)
+    free = 0 if decided.outcome is not None else slots - len(sem.holds) - len(sem.cooling(now))
+    waiting = sem.places(now)
+    turn = Lineup(
+        decided.outcome, slots, max(free, 0), waiting, sem.seen, sem.stale_after, sem.holders(now)
+    )
+    return Change(sem, turn, decided.events)
+
+
+def _with_seen(sem: Semaphore, node_id: str, now: datetime) -> Semaphore:
+    return replace(sem, seen={**sem.seen, node_id: now})
 
 
 def waiting_in(sem: Semaphore, rollout: Rollout | None) -> frozenset[str]:
     """The nodes the rollout's gate already noted as waiting in this group (in this rollout)."""
     if rollout is None:
         return frozenset()
-    return frozenset(k for k, t in sem.waiting.items() if t >= rollout.started_at)
+    return frozenset(k for k, t in sem.gated.items() if t >= rollout.started_at)
 
 
-def _note_waiting(
-    sem: Semaphore, node_id: str, now: datetime, rollout: Rollout, admitted: Change[Denied | None]
+def _note_gated(
+    sem: Semaphore, node_id: str, now: datetime, rollout: Rollout, admitted: Change[Denied]
 ) -> Change[Granted | Denied]:
     """A rollout_waiting denial, noting `node_id` as waiting the first time it asks in this
     rollout (one write per node and rollout; a repeated ask writes nothing)."""
@@ -393,8 +581,8 @@ def _note_waiting(
     assert denied is not None
     if denied.restart or node_id in waiting_in(sem, rollout):
         return Change(sem, denied, admitted.events)
-    kept = {k: t for k, t in sem.waiting.items() if t >= rollout.started_at}
-    new = replace(sem, waiting={**kept, node_id: now})
+    kept = {k: t for k, t in sem.gated.items() if t >= rollout.started_at}
+    new = replace(sem, gated={**kept, node_id: now})
     return Change(new, denied, admitted.events, dirty=True)
 
 
@@ -403,34 +591,69 @@ def admission(
     now: datetime,
     *,
     fleet_pause: Pause | None = None,
+    asking: str = "",
     rollout: Rollout | None = None,
 ) -> Change[Denied | None]:
-    """What `acquire` answers at `now` to every id that holds no slot after expiry (the new
-    value's `holds`) and has no pause of its own: the same denial for all of them, or None
-    when it would grant a slot. One group value answers many callers, so this is decided
-    once per value, not per id. `rollout` is the FLEET record's: a group in a stage whose
-    earlier stages have not ended and baked waits (core/rollout_gate.py)."""
+    """The group's own answer at `now` to every id that holds no slot after expiry (the new
+    value's `holds`) and has no pause of its own: the same denial for all of them (paused,
+    rollout_waiting, full, pacing), or None when a slot is free (who gets it is the queue's
+    business: Lineup). One group value answers many callers, so this is decided once per
+    value, not per id. `asking` counts as a known node for a percentage max. `rollout` is the
+    FLEET record's: a group in a stage whose earlier stages have not ended and baked waits
+    (core/rollout_gate.py)."""
     swept = expire(sem, now)
     sem = swept.semaphore
+    slots = sem.slots(now) if not asking else _with_seen(sem, asking, now).slots(now)
+    holders = sem.holders(now)
     pause = sem.active_pause(now, fleet_pause)
     if pause is not None:
-        return Change(
-            sem, Denied(DenyReason.PAUSED, sem.max, sem.holders(now), pause), swept.events
-        )
+        return Change(sem, Denied(DenyReason.PAUSED, slots, holders, pause), swept.events)
     waiting = gate(rollout, sem.group, now)
     if waiting is not None:
         denied = Denied(
             DenyReason.ROLLOUT_WAITING,
-            sem.max,
-            sem.holders(now),
+            slots,
+            holders,
             stage=waiting.name,
             bake_ends=waiting.bake_ends,
             restart=waiting.restart,
         )
         return Change(sem, denied, swept.events)
-    if len(sem.holds) >= sem.max:
-        return Change(sem, Denied(DenyReason.FULL, sem.max, sem.holders(now)), swept.events)
+    ends = sem.cooling(now)
+    if len(sem.holds) + len(ends) >= slots:
+        until = pacing_until(ends, len(sem.holds), slots)
+        if until is None:
+            return Change(sem, Denied(DenyReason.FULL, slots, holders), swept.events)
+        return Change(sem, Denied(DenyReason.PACING, slots, holders, until=until), swept.events)
     return Change(sem, None, swept.events)
+
+
+def admission_until(
+    sem: Semaphore,
+    now: datetime,
+    *,
+    fleet_pause: Pause | None = None,
+    rollout: Rollout | None = None,
+) -> datetime | None:
+    """Until when `admission` (and the lineup) answers as it does at `now`: it reads the clock
+    only through hold expiry, pause ends, cooling slots and the group's memory, so its answer
+    is the same at every instant from `now` up to (not including) the first of those after
+    `now`. None: no instant changes it. `now` itself (the answer holds at that instant only)
+    with a rollout, whose bakes and close_after are judged at each instant, and with a pace
+    and a hold already expired but not yet swept, whose slot cools from the instant it is."""
+    if rollout is not None:
+        return now
+    if sem.pace is not None and any(h.is_expired(now) for h in sem.holds.values()):
+        return now
+    ends = [h.expires_at for h in sem.holds.values() if h.expires_at is not None]
+    ends += [p.until for p in (sem.pause, fleet_pause) if p is not None and p.until is not None]
+    # A pace's cooling slots come free, and a node seen leaves the group's memory (the known
+    # nodes of a percentage max, and the queue) after stale_after.
+    if sem.pace is not None:
+        ends += [t + sem.pace for t in sem.releases]
+    ends += [t + sem.stale_after for t in sem.seen.values()]
+    later = [t for t in ends if t > now]
+    return min(later) if later else None
 
 
 def release(
@@ -447,7 +670,7 @@ def release(
     keep = {k: h for k, h in sem.holds.items() if k != node_id}
     detail = "" if by == node_id else "released by an operator"
     event = Event(now, sem.group, Action.RELEASED, by, node_id, detail)
-    new = _with_holds(sem, keep)
+    new = _freed(sem, keep, (held,), now)
     if rollout is not None and rollout.stage_of(sem.group) is not None and by == node_id:
         # The rollout's record of a finished cycle (core/rollout.py), in the same write; an
         # entry older than MEMBER_MEMORY is dropped. An operator's unlock is no finished cycle.
@@ -480,15 +703,41 @@ def touch(sem: Semaphore, node_id: str, now: datetime) -> Change[Hold | None]:
     return Change(new, fresh, dirty=True)
 
 
-def set_max(sem: Semaphore, value: int, now: datetime, *, by: str) -> Change[int]:
-    """Change the slot count, live. Lowering it below the holders evicts nobody."""
-    validate_max(value)
+def set_max(
+    sem: Semaphore, value: int, now: datetime, *, by: str, percent: bool = False
+) -> Change[int]:
+    """Change the slot count (or, with `percent`, the percentage of the known nodes), live.
+    Lowering it below the holders evicts nobody."""
+    if percent:
+        validate_percent(value)
+        new = replace(sem, max_percent=value)
+    else:
+        validate_max(value)
+        new = replace(sem, max=value, max_percent=None)
     check_operator_text(by, "by")
-    if value == sem.max and sem.stored:
+    if new.limit_text() == sem.limit_text() and sem.stored:
         return Change(sem, value)
-    detail = f"{sem.max} -> {value}" if sem.stored else f"new group, max {value}"
+    text = new.limit_text()
+    detail = f"{sem.limit_text()} -> {text}" if sem.stored else f"new group, max {text}"
     event = Event(now, sem.group, Action.MAX_CHANGED, by, detail=detail)
-    return Change(replace(sem, max=value), value, (event,))
+    return Change(new, value, (event,))
+
+
+def set_pace(
+    sem: Semaphore, pace: timedelta | None, now: datetime, *, by: str
+) -> Change[timedelta | None]:
+    """Set how long a freed slot cools down before it is granted again (None: no pace)."""
+    check_operator_text(by, "by")
+    if pace is not None:
+        if pace <= timedelta(0):
+            raise InvalidInput("pace must be longer than 0 s (or none, for no pace)")
+        check_duration(pace, "pace")
+    if pace == sem.pace and sem.stored:
+        return Change(sem, pace)
+    releases = sem.releases if pace is not None else ()
+    new = _tidy(replace(sem, pace=pace, releases=releases), now)
+    detail = f"pace {sem.pace or 'none'} -> {pace or 'none'}"
+    return Change(new, pace, (Event(now, sem.group, Action.CONFIGURED, by, detail=detail),))
 
 
 def configure(

@@ -36,6 +36,8 @@ from stagger.api import (
     MaxFailuresResponse,
     NodeReportRequest,
     NodesModel,
+    PaceRequest,
+    PaceResponse,
     PauseModel,
     PauseRequest,
     PauseResponse,
@@ -50,7 +52,8 @@ from stagger.api import (
     UnlockResponse,
     UrgentModel,
 )
-from stagger.backends.node_pages import SummarisedReports
+from stagger.backends.estimates import group_etas
+from stagger.backends.node_pages import SummarisedReports, holder_reports
 from stagger.backends.protocol import Snapshot
 from stagger.backends.semaphore_store import SemaphoreStore
 from stagger.core.errors import InvalidInput
@@ -281,23 +284,15 @@ class Api:
     # --- reads ------------------------------------------------------------------------------
 
     async def _reports(self, snap: Snapshot) -> dict[str, NodeReport]:
-        """The last reports of the holders in `snap`, so a hold says when its node is halted:
-        read by id from a store that can (the holders are a few), else every report."""
-        backend = self.state.backend
-        if isinstance(backend, SummarisedReports):
-            holders = {h.id for g in snap.groups for h in g.holds}
-            found = await backend.reports_of(holders)
-        else:
-            found = await backend.read_nodes(
-                snap.groups[0].group if len(snap.groups) == 1 else None
-            )
-        return {r.id: r for r in found.reports}
+        """The holders' last reports, so a hold says when its node is halted."""
+        return {r.id: r for r in (await holder_reports(self.state.backend, snap)).reports}
 
     async def status(self, request: Request) -> Response:
         self._admin(request)
         snap = await self.state.backend.status()
         blockers = self.state.blockers.models()
-        return json_response(StatusModel.of(snap, await self._reports(snap), blockers))
+        etas = await group_etas(self.state.backend, snap)
+        return json_response(StatusModel.of(snap, await self._reports(snap), blockers, etas))
 
     async def blockers(self, request: Request) -> Response:
         """The blockers and their last verdicts: from memory, the store is not read."""
@@ -308,7 +303,8 @@ class Api:
         self._admin(request)
         group = await self._known_group(request)
         snap = await self.state.backend.status(group)
-        return json_response(GroupModel.of(snap.groups[0], await self._reports(snap)))
+        eta = (await group_etas(self.state.backend, snap)).get(group)
+        return json_response(GroupModel.of(snap.groups[0], await self._reports(snap), eta))
 
     async def group_history(self, request: Request) -> Response:
         self._admin(request)
@@ -340,9 +336,21 @@ class Api:
         actor = self._admin(request)
         group = self._group(request)
         body = await read_model(request, SetMaxRequest)
-        value = await self.state.backend.set_max(group, body.max, by=body.by or actor)
+        value = await self.state.backend.set_max(
+            group, body.value, by=body.by or actor, percent=body.percent
+        )
         self.state.note_group(group)
-        return json_response(SetMaxResponse(group=group, max=value))
+        return json_response(SetMaxResponse(group=group, max=value, percent=body.percent))
+
+    async def set_pace(self, request: Request) -> Response:
+        actor = self._admin(request)
+        group = self._group(request)
+        body = await read_model(request, PaceRequest)
+        pace = timedelta(seconds=body.pace) if body.pace is not None else None
+        value = await self.state.backend.set_pace(group, pace, by=body.by or actor)
+        self.state.note_group(group)
+        seconds = value.total_seconds() if value is not None else None
+        return json_response(PaceResponse(group=group, pace=seconds))
 
     async def configure(self, request: Request) -> Response:
         actor = self._admin(request)
@@ -632,6 +640,7 @@ class Api:
                 e("set-max-failures", self.set_max_failures),
                 methods=["PUT"],
             ),
+            Route("/v1/groups/{group}/pace", e("set-pace", self.set_pace), methods=["PUT"]),
             Route("/v1/groups/{group}/pause", e("pause", self.pause_group), methods=["POST"]),
             Route("/v1/groups/{group}/resume", e("resume", self.resume_group), methods=["POST"]),
             Route("/v1/groups/{group}/holds/{id}", e("unlock", self.unlock), methods=["DELETE"]),

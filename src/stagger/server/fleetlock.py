@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -158,6 +158,8 @@ def denial_reject(outcome: Denied) -> Reject:
         node=outcome.node or None,
         stage=outcome.stage or None,
         bake_ends=rfc3339(outcome.bake_ends) if outcome.bake_ends is not None else None,
+        until=rfc3339(outcome.until) if outcome.until is not None else None,
+        position=outcome.position,
     )
 
 
@@ -184,38 +186,53 @@ def blocked_refusal(blocked: Blocked) -> Refusal:
 
 @dataclass(frozen=True)
 class Admission:
-    """What a lock asked on one group value answers (core.admission): an id in `holders`
-    keeps its slot (nothing written); any other id gets `refusal`, or, when it is None, a
-    new slot (a write, decided by the backend)."""
+    """What a lock asked on one group value answers (core.lineup): an id in `holders` keeps
+    its slot (nothing written); an id whose lock changes the group (a new slot, joining the
+    queue, a due last-ask mark) goes to the backend; any other id, a queued node asking
+    again, gets the refusal for its place in the queue, encoded once per place."""
 
     holders: frozenset[str]
-    refusal: Refusal | None
+    turn: core.Lineup
     # The nodes a rollout_waiting refusal already noted (core.semaphore.waiting_in): any
     # other node's first ask is noted by the backend (one write per node and rollout).
-    waiting: frozenset[str] = frozenset()
+    gated: frozenset[str] = frozenset()
+    _refusals: dict[int, Refusal] = field(default_factory=dict, compare=False)
 
     @classmethod
     def of(cls, current: GroupStatus) -> Admission:
-        decided = core.admission(
+        decided = core.lineup(
             current.semaphore, current.now, fleet_pause=current.fleet_pause, rollout=current.rollout
         )
-        denied = decided.outcome
-        refusal = Refusal.of(denied) if denied is not None else None
-        waiting = core.waiting_in(decided.semaphore, current.rollout)
-        return cls(frozenset(decided.semaphore.holds), refusal, waiting)
+        gated = core.waiting_in(decided.semaphore, current.rollout)
+        return cls(frozenset(decided.semaphore.holds), decided.outcome, gated)
 
-    def grants(self, node_id: str) -> bool:
-        """Whether a lock by `node_id` writes (the backend decides): it takes a new slot, or
-        begins the next rollout after a complete one, or is the node's first ask that a
-        rollout stage holds back (noted, so the rollout knows the node waits)."""
+    def _gate(self) -> Denied | None:
+        denial = self.turn.denial
+        if denial is not None and denial.reason is DenyReason.ROLLOUT_WAITING:
+            return denial
+        return None
+
+    def writes(self, node_id: str, now: datetime) -> bool:
+        """Whether a lock by `node_id` at `now` changes the group (the backend decides it): a
+        new slot, joining the queue or a due last-ask mark, beginning the next rollout after
+        a complete one, or the node's first ask that a rollout stage holds back (noted, so the
+        rollout knows the node waits)."""
         if node_id in self.holders:
             return False
-        if self.refusal is None:
-            return True
-        denied = self.refusal.denied
-        if denied.reason is DenyReason.ROLLOUT_WAITING:
-            return denied.restart or node_id not in self.waiting
-        return False
+        gate = self._gate()
+        if gate is not None:
+            return gate.restart or node_id not in self.gated
+        return self.turn.writes(node_id, now)
+
+    def refusal(self, node_id: str) -> Refusal:
+        """The answer to a node whose lock writes nothing (writes() is False)."""
+        gate = self._gate()
+        position = 0 if gate is not None else self.turn.position(node_id)
+        refusal = self._refusals.get(position)
+        if refusal is None:
+            denied = gate if gate is not None else self.turn.denial_of(node_id)
+            refusal = self._refusals[position] = Refusal.of(denied)
+        return refusal
 
 
 def _own_pause(current: GroupStatus, node_id: str) -> Denied | None:
@@ -234,34 +251,58 @@ def _own_pause(current: GroupStatus, node_id: str) -> Denied | None:
 _ADMISSIONS_KEPT = 10_000
 
 
+@dataclass(frozen=True)
+class _Decided:
+    """An Admission with what it was decided from: a group value, the fleet pause, the
+    rollout, the instant, and until when the same ones answer the same
+    (core.admission_until)."""
+
+    semaphore: Semaphore
+    fleet_pause: Pause | None
+    at: datetime
+    until: datetime | None
+    admission: Admission
+    rollout: Rollout | None
+
+
 class Admissions:
-    """The Admission of the newest value seen of each group, so that the callers one batched
-    read answers (server/batched_reads.py) share one decision and one encoded denial."""
+    """The Admission of the newest value seen of each group, so that the callers of one
+    batched read (server/batched_reads.py), and of the next reads while the group is
+    unchanged, share one decision and one encoded denial."""
 
     def __init__(self) -> None:
-        self._last: dict[
-            str, tuple[Semaphore, Pause | None, datetime, Admission, Rollout | None]
-        ] = {}
+        self._last: dict[str, _Decided] = {}
 
     def of(self, current: GroupStatus, *, exact: bool = True) -> Admission:
-        """The Admission of `current`. With exact=False, that of the same stored value
-        decided at an earlier `now` will do: for a backend's remembered view, a hint whose
-        every use the backend's guarded write or a fresh read confirms (holds only expire
-        and pauses only end with time, and either way the answer comes from the store)."""
-        sem = current.semaphore
+        """The Admission of `current`: that of the same stored value and fleet pause decided
+        at an earlier instant when core says nothing between the two changes it (no hold
+        expiry, no pause end). With exact=False, one decided at any instant will do: for a
+        backend's remembered view, a hint whose every use the backend's guarded write or a
+        fresh read confirms (holds only expire and pauses only end with time, and either way
+        the answer comes from the store)."""
+        sem, now = current.semaphore, current.now
         last = self._last.get(sem.group)
         if (
             last is not None
-            and last[0] is sem
-            and last[1] is current.fleet_pause
-            and last[4] is current.rollout
-            and (not exact or last[2] == current.now)
+            and last.semaphore is sem
+            and last.fleet_pause is current.fleet_pause
+            and last.rollout is current.rollout
+            and (
+                not exact
+                or last.at == now
+                or (last.at <= now and (last.until is None or now < last.until))
+            )
         ):
-            return last[3]
+            return last.admission
         admission = Admission.of(current)
         if len(self._last) >= _ADMISSIONS_KEPT:
             self._last.clear()
-        self._last[sem.group] = (sem, current.fleet_pause, current.now, admission, current.rollout)
+        until = core.admission_until(
+            sem, now, fleet_pause=current.fleet_pause, rollout=current.rollout
+        )
+        self._last[sem.group] = _Decided(
+            sem, current.fleet_pause, now, until, admission, current.rollout
+        )
         return admission
 
 
@@ -371,7 +412,8 @@ class FleetLockEndpoint:
                     blocked is not None
                     or hint is None
                     or not (
-                        admissions.of(hint, exact=False).grants(node_id) or reads.changing(group)
+                        admissions.of(hint, exact=False).writes(node_id, hint.now)
+                        or reads.changing(group)
                     )
                 ):
                     hint = (await reads.read(group)).groups[0]
@@ -382,15 +424,15 @@ class FleetLockEndpoint:
                     paused = _own_pause(hint, node_id)
                     if paused is not None:
                         return self._denial(group, node_id, Refusal.of(paused), hint.now)
-                    refusal = admission.refusal
+                    denial = admission.turn.denial
                     # An operator's pause is named first; a blocker before a full semaphore
                     # or a rollout stage (a blocked ask writes nothing, not even the note).
                     if blocked is not None and (
-                        refusal is None or refusal.denied.reason is not DenyReason.PAUSED
+                        denial is None or denial.reason is not DenyReason.PAUSED
                     ):
                         return self._denial(group, node_id, self._blocked(blocked), hint.now)
-                    if refusal is not None and not admission.grants(node_id):
-                        return self._denial(group, node_id, refusal, hint.now)
+                    if not admission.writes(node_id, hint.now):
+                        return self._denial(group, node_id, admission.refusal(node_id), hint.now)
                 outcome = await backend.acquire(group, node_id, by=by)
                 if isinstance(outcome, Denied):
                     return self._denial(group, node_id, Refusal.of(outcome), hint.now)

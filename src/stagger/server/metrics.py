@@ -128,7 +128,7 @@ class Metrics:
             gauge.clear()
         for g in snap.groups:
             self.holders.labels(g.group).set(len(g.holds))
-            self.max.labels(g.group).set(g.semaphore.max)
+            self.max.labels(g.group).set(g.semaphore.slots(g.now))  # a percentage, in slots
             self.paused.labels(g.group).set(1 if g.pause is not None else 0)
             self.stale.labels(g.group).set(len(g.stale))
         self.fleet_paused.set(1 if snap.fleet_pause is not None else 0)

@@ -30,6 +30,8 @@ _MODELS: list[type[BaseModel]] = [
     api.SetMaxRequest,
     api.SetMaxResponse,
     api.ConfigureRequest,
+    api.PaceRequest,
+    api.PaceResponse,
     api.PauseRequest,
     api.PauseResponse,
     api.ActorRequest,
@@ -241,9 +243,18 @@ def _paths() -> dict[str, Any]:
                 "responses": _responses(_ref("HistoryModel"), 400, 404),
             }
         },
+        "/v1/groups/{group}/pace": {
+            "put": {
+                "summary": "set how long a freed slot waits before it is granted again, live",
+                "tags": admin,
+                "parameters": [GROUP],
+                "requestBody": _body(_ref("PaceRequest")),
+                "responses": _responses(_ref("PaceResponse"), 400, 413),
+            }
+        },
         "/v1/groups/{group}/max": {
             "put": {
-                "summary": "set the group's slot count, live (lowering evicts nobody)",
+                "summary": "set the group's slots or percentage, live (lowering evicts nobody)",
                 "tags": admin,
                 "parameters": [GROUP],
                 "requestBody": _body(_ref("SetMaxRequest")),

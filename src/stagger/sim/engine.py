@@ -19,11 +19,15 @@ How a freed slot is taken: nodes poll, exactly as agents do. A denied node waits
 until its retry_at (Timings.retry_at: on its own beat) and asks again; the machine has no other
 way to learn that a slot is free. Simulating every denied poll of 10,000 nodes would cost
 millions of backend calls, so a node denied because its group is full is *parked*: its polls
-are skipped while they could only be denied again. When a slot frees, the parked node whose
-next poll (retry_at + k·retry_interval) comes first is woken at exactly that time and polls for
-real. This gives the same rollout as simulating every poll, as long as a skipped poll has no
-effect: it has none while the group stays full and the schedule stays open (a denial writes
-nothing, and the machine only moves retry_at on by one interval). So parked nodes are also
+are skipped while they could only be denied again. When a slot frees, the parked node that
+asked first (the head of the group's fair queue, core/turns.py) is woken at its next poll
+(retry_at + k·retry_interval) and polls for real, as that node would take the slot. Its skipped
+polls would not keep its place in the store's queue (a place lasts stale_after without an ask),
+so the simulator gives its groups a stale_after longer than any run: no place lapses.
+This gives the same rollout as simulating every poll, as long as a skipped poll has no effect:
+it has none while the group stays full and the schedule stays open (the machine only moves
+retry_at on by one interval, and the queue keeps the order of first denials). So parked nodes
+are also
 woken, at their next poll, when the schedule closes, and then follow the machine to the next
 opening.
 """
@@ -67,6 +71,7 @@ from stagger.core.cycle.vocabulary import (
     beat_of,
     start_event,
 )
+from stagger.core.durations import MAX_DURATION
 from stagger.core.node_report import NodeReport
 from stagger.core.rollout_gate import Rollout, budget_to_text
 from stagger.core.schedule import HORIZON
@@ -87,6 +92,8 @@ DETECTOR = "simulated"
 # A rebooting node is down: its agent runs again only at boot. A halted node stays broken
 # (see the module's docstring). Neither gets Ticks.
 _NO_TICKS = frozenset({State.REBOOTING, State.HALTED})
+# Denials that leave a node waiting its turn in a full group's queue: it is parked.
+_QUEUED = frozenset({DenyReason.FULL, DenyReason.QUEUED})
 
 
 @dataclass(frozen=True)
@@ -217,7 +224,8 @@ class Result:
 
 class _Node:
     __slots__ = (
-        "boots", "ctx", "done_at", "group", "id", "index", "parked", "state", "token", "woken"
+        "asked", "boots", "ctx", "done_at", "group", "id", "index", "parked", "state", "token",
+        "woken",
     )  # fmt: skip
 
     def __init__(
@@ -232,6 +240,7 @@ class _Node:
         self.token = 0  # bumped whenever the pending wake-up is replaced or cancelled
         self.parked = False
         self.woken = False  # woken from parking; its wake-up is counted in the group's pending
+        self.asked: int | None = None  # its place in the order of first denials (the queue)
         self.done_at: int | None = None
 
 
@@ -258,7 +267,9 @@ class Simulator:
         self.groups = [GroupResult(g.name, g.nodes, g.slots) for g in scenario.groups]
         self.names = [g.name for g in scenario.groups]
         self.holders = [0] * len(self.groups)
+        self.limit = [g.max for g in self.groups]  # the slots in force, as last read
         self.down = [0] * len(self.groups)
+        self.asked = 0  # first denials so far: the order nodes joined their group's queue
         self.pending = [0] * len(self.groups)  # woken parked nodes whose poll is still ahead
         self.parked: list[list[tuple[int, int, int]]] = [[] for _ in self.groups]
         self.unpark_at: set[int] = set()
@@ -288,7 +299,15 @@ class Simulator:
         began = time.perf_counter()
         sc = self.sc
         for g in sc.groups:
-            await self.backend.set_max(g.name, g.slots, by="simulator")
+            await self.backend.set_max(g.name, g.max, by="simulator", percent=g.percent)
+            if sc.pace is not None:
+                await self.backend.set_pace(g.name, sc.pace, by="simulator")
+            # A waiting node keeps its place in the queue for the whole run, as a real agent
+            # that asks every retry interval does, so parking (which skips those asks) stays
+            # exact. Nodes that stop asking (the schedule closed) keep their places too.
+            await self.backend.configure(
+                g.name, by="simulator", hold_ttl=None, stale_after=MAX_DURATION
+            )
         single = len(sc.groups) == 1
         over_us = sc.needed_over // ONE_US
         for gi, g in enumerate(sc.groups):
@@ -402,12 +421,18 @@ class Simulator:
                     if isinstance(got, Granted):
                         if not got.already_held:
                             await self._measure_holders(gi)
+                        node.asked = None
                         self.judge = self.judge or staged  # the ask may have begun a rollout
                         queue.append(SlotGranted())
                     else:
                         got_denial = got
                         if got.reason is DenyReason.ROLLOUT_WAITING:
                             self.judge = True  # the ask may have ended a stage
+                        elif node.asked is None:  # it joined the group's queue now
+                            self.asked += 1
+                            node.asked = self.asked
+                            if self.sc.groups[gi].percent:
+                                await self._measure_holders(gi)  # one more known node
                         queue.append(SlotDenied(got.sentence()))
                 elif kind is ReleaseSlot:
                     self.calls += 1
@@ -453,10 +478,10 @@ class Simulator:
         waiting = self.park and node.state.cycle is State.WAITING
         if denied is not None and self.watch is not None and self.watch.halted:
             return  # the budget halted the rollout: nothing resumes it in a simulation
-        if waiting and reason is DenyReason.FULL and self._may_park():
+        if waiting and reason in _QUEUED and self._may_park():
             node.parked = True
-            phase = at % self.retry_us
-            bisect.insort(self.parked[node.group], (phase, node.index, node.index))
+            assert node.asked is not None  # set by the denial that parks it
+            bisect.insort(self.parked[node.group], (node.asked, node.index, node.index))
             return
         if waiting and reason is DenyReason.ROLLOUT_WAITING and denied is not None:
             if denied.bake_ends is None and self._may_park():
@@ -465,6 +490,12 @@ class Simulator:
                 return
             if denied.bake_ends is not None:
                 at = max(at, self._skip_to(node, denied.bake_ends))
+        if waiting and reason is DenyReason.PACING and denied is not None and denied.until:
+            # No slot before the pace ends: ask then, counted as about to take a freed slot
+            # (so a freed slot that is cooling wakes no other parked node meanwhile).
+            at = max(at, self._skip_to(node, denied.until))
+            node.woken = True
+            self.pending[node.group] += 1
         self._push(max(at, self.t), node.index, _TICK, node.token)
 
     def _skip_to(self, node: _Node, until: datetime) -> int:
@@ -559,12 +590,11 @@ class Simulator:
 
     def _refill(self, gi: int, t: int) -> None:
         """While the group has a free slot nobody is about to poll for, wake the parked node
-        whose next poll comes first."""
+        that asked first."""
         parked = self.parked[gi]
-        limit = self.groups[gi].max
+        limit = self.limit[gi]
         while parked and self.holders[gi] + self.pending[gi] < limit:
-            i = bisect.bisect_left(parked, (t % self.retry_us, -1, -1))
-            _, _, index = parked.pop(i if i < len(parked) else 0)
+            _, _, index = parked.pop(0)
             node = self.nodes[index]
             node.parked = False
             node.woken = True
@@ -589,9 +619,11 @@ class Simulator:
         return max(0, int(dist.sample(self.rng) * US))
 
     async def _measure_holders(self, gi: int) -> None:
-        """After a grant: how many holds the backend itself reports (not our own count)."""
+        """After a grant: how many holds the backend itself reports (not our own count), and
+        the slots in force (a percentage max counts the nodes known so far)."""
         self.calls += 1
         snap = await self.backend.status(self.names[gi])
+        self.limit[gi] = snap.groups[0].semaphore.slots(snap.now)
         self._set_holders(gi, len(snap.groups[0].holds))
 
     def _set_holders(self, gi: int, value: int) -> None:

@@ -87,6 +87,7 @@ from stagger.core.semaphore import (
     DEFAULT_MAX,
     HISTORY_LIMIT,
     Change,
+    Denied,
     Event,
     Granted,
     Hold,
@@ -156,6 +157,7 @@ class EtcdBackend(SemaphoreStore):
         self._client = EtcdClient(settings)
         # The newest view of each group this object has seen: where a change starts (_apply).
         self._views: dict[str, View] = {}
+        self._view_reads: dict[str, Any] = {}  # each group's read transaction (_load)
         self._requests = 0
         # Group commit: the changes to one group that arrive while one is in flight queue
         # here (instead of racing each other's guards) and are written together by the next
@@ -194,8 +196,13 @@ class EtcdBackend(SemaphoreStore):
     async def _load(self, group: str, now: datetime) -> View:
         """A fresh view: one linearizable read transaction."""
         sent = self._request()
-        ranges = _ranges(self.layout.view_ranges(group))
-        resp = await self._client.read_txn(rpc.TxnRequest(success=ranges))
+        request = self._view_reads.get(group)
+        if request is None:  # the same request every time: built once per group
+            if len(self._view_reads) >= MAX_CACHED_GROUPS:
+                self._view_reads.pop(next(iter(self._view_reads)))
+            request = rpc.TxnRequest(success=_ranges(self.layout.view_ranges(group)))
+            self._view_reads[group] = request
+        resp = await self._client.read_txn(request)
         return self._view(group, resp, now, sent)
 
     def _request(self) -> int:
@@ -294,10 +301,12 @@ class EtcdBackend(SemaphoreStore):
         confirm the view at the commit (only for a view without lease keys). Why these two:
         docs/backends.md, "Group commit"."""
         confirmed = applied.writes and not view.leases
+        # A denial that writes (a node joining the queue) is an answer too: it must not rest
+        # on a lease key etcd may have ended since the view (the guard does not cover those).
         return all(
             confirmed or EtcdBackend._fresh(view, step.change.began)
             for step in applied.steps
-            if not step.wrote and step.error is None
+            if (not step.wrote or isinstance(step.outcome, Denied)) and step.error is None
         )
 
     async def _run_batch(self, group: str, batch: list[Queued]) -> None:

@@ -144,6 +144,10 @@ def fold(events: tuple[Event, ...]) -> tuple[Event, ...]:
     return (folded, *rest)
 
 
+# Groups whose last decoded value is kept: far more than any fleet has.
+MAX_DECODED_GROUPS = 10_000
+
+
 class Layout:
     """The keys under one prefix, and how a group is read from and written to them."""
 
@@ -151,6 +155,11 @@ class Layout:
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
         self.default_max = default_max
         self.history_limit = history_limit
+        # The last value decoded of each group (its stored bytes and the Semaphore): a group
+        # read again unchanged, as every batched read of a busy group is, is not decoded
+        # again, and gives the same object, which lets the server reuse what it decided
+        # from it (server/fleetlock.py Admissions). A Semaphore is never changed in place.
+        self._decoded: dict[str, tuple[bytes, Semaphore]] = {}
 
     # --- keys -----------------------------------------------------------------------------
 
@@ -178,7 +187,14 @@ class Layout:
     # --- reading a group ------------------------------------------------------------------
 
     def decode(self, group: str, raw: bytes) -> Semaphore:
-        return without_expiry(decode_semaphore(raw, self.where(group)))
+        last = self._decoded.get(group)
+        if last is not None and last[0] == raw:
+            return last[1]
+        sem = without_expiry(decode_semaphore(raw, self.where(group)))
+        if last is None and len(self._decoded) >= MAX_DECODED_GROUPS:
+            self._decoded.pop(next(iter(self._decoded)))  # the oldest group decoded
+        self._decoded[group] = (raw, sem)
+        return sem
 
     def view_ranges(self, group: str) -> list[tuple[bytes, bool]]:
         """What one view of `group` reads, as (key, whether it is a prefix): the group, its

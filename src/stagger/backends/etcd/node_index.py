@@ -165,7 +165,25 @@ class EtcdNodes:
 
     async def write(self, stored: NodeReport) -> None:
         value = json.dumps(stored.to_dict(), separators=(",", ":"), sort_keys=True).encode()
+        await self._mark_new_store()
         await self._replace(stored.id, value, f"node {stored.id}'s report")
+
+    async def _mark_new_store(self) -> None:
+        """A store whose first report is written by this version needs no indexing later:
+        mark it before that report (once per backend object; one short read when marked)."""
+        if self._indexed:
+            return
+        marker = self.keys.key("node-index")
+        if (await self._client.range(rpc.RangeRequest(key=marker))).kvs:
+            self._indexed = True
+            return
+        start = self.keys.key("nodes", "")
+        found = await self._client.range(
+            rpc.RangeRequest(key=start, range_end=prefix_end(start), count_only=True)
+        )
+        if not found.count:
+            await self._client.txn(rpc.TxnRequest(success=[put(marker, b"1")]))
+            self._indexed = True
 
     async def remove(self, node_id: str) -> bool:
         return await self._replace(node_id, None, f"the removal of node {node_id}'s report")
@@ -294,13 +312,12 @@ class EtcdNodes:
         reports: list[NodeReport] = []
         unreadable: list[Unreadable] = []
         while len(reports) <= query.limit and start < end:
-            resp = await self._client.range(
-                rpc.RangeRequest(key=start, range_end=end, limit=_CHUNK)
-            )
+            asked = min(_CHUNK, query.limit + 1 - len(reports))  # one more: are there more?
+            resp = await self._client.range(rpc.RangeRequest(key=start, range_end=end, limit=asked))
             found = decode_reports((kv.key.decode(errors="replace"), kv.value) for kv in resp.kvs)
             reports += (r for r in found.reports if query.matches_report(r))
             unreadable += found.unreadable
-            if len(resp.kvs) < _CHUNK:
+            if len(resp.kvs) < asked:
                 break
             start = resp.kvs[-1].key + b"\0"
         return ReportPage(
