@@ -219,6 +219,46 @@ def test_skipping_the_polls_a_rollout_holds_back_gives_the_same_rollout(
     assert parked.events < polled.events
 
 
+def grants_and_releases(result: Result) -> tuple[list[float], list[float]]:
+    """When the backend's holder count went up (grants) and down (releases), per step."""
+    ups: list[float] = []
+    downs: list[float] = []
+    for g in result.groups:
+        last = 0
+        for t, v in g.holders:
+            (ups if v > last else downs).extend([t] * abs(v - last))
+            last = v
+    return sorted(ups), sorted(downs)
+
+
+def test_a_pace_spaces_the_grants_of_a_freed_slot() -> None:
+    result = simulate(build_scenario(None, Overrides(nodes=8, max="2", pace="10m")))
+    assert result.done == 8
+    grants, releases = grants_and_releases(result)
+    assert grants[:2] == [0.0, 0.0]
+    # every later grant takes a slot freed at least a pace earlier (one per release)
+    for grant, freed in zip(grants[2:], releases, strict=False):
+        assert grant >= freed + 600
+    assert result.bound_seconds == 4 * 300 + 3 * 600
+    assert result.completion_seconds >= result.bound_seconds
+    unpaced = simulate(build_scenario(None, Overrides(nodes=8, max="2")))
+    assert unpaced.completion_seconds < result.bound_seconds  # the check above can fail
+
+
+@pytest.mark.parametrize("pace", ["0s", "2m"])
+def test_skipping_paced_and_queued_polls_gives_the_same_rollout(pace: str) -> None:
+    flags = Overrides(
+        nodes=40, max="10%", pace=pace, drain_time="70s", stages="25%,rest", bake="3m"
+    )
+    sc = replace(build_scenario(None, flags), needed_over=timedelta(minutes=5))
+    parked = asyncio.run(Simulator(sc, park=True).run())
+    polled = asyncio.run(Simulator(sc, park=False).run())
+    assert [sorted(g.finished) for g in parked.groups] == [
+        sorted(g.finished) for g in polled.groups
+    ]
+    assert parked.events < polled.events
+
+
 def test_a_stage_closes_after_close_after_with_a_halted_node_left_behind(tmp_path: Path) -> None:
     text = """
 health_failure_rate = 0.3

@@ -391,6 +391,12 @@ def _rollout_plan(
     return groups, stages, budget
 
 
+def _pace(text: str | None) -> timedelta | None:
+    """A pace; "0s" is no pace."""
+    pace = None if text is None else parse_duration(text, what="pace")
+    return pace if pace else None
+
+
 def _group(name: str, nodes: int, limit: Any) -> GroupPlan:
     value, percent = parse_max(limit)
     return GroupPlan(name, _nodes(nodes), value, percent)
@@ -442,7 +448,7 @@ def build_scenario(file: ScenarioFile | None, flags: Overrides) -> Scenario:
         timings=f.cycle.timings(),
         stages=stages,
         max_failures=budget,
-        pace=None if pace is None else parse_duration(pace, what="pace"),
+        pace=_pace(pace),
     )
 
 
