@@ -208,13 +208,32 @@ def _render(result: Result, plot_file: Path | None) -> None:
             str(g.max_down),
         )
     out.print(table)
+    for i, st in enumerate(result.stages, start=1):
+        line = f"stage {i} ({', '.join(st.groups)}): {st.nodes} nodes"
+        if st.started_seconds is None:
+            line += ", never opened"
+        else:
+            line += f", opened at {_dur(st.started_seconds)}"
+            if st.finished_seconds is not None:
+                how = "closed (close_after)" if st.closed else "done"
+                line += f", {how} at {_dur(st.finished_seconds)}"
+            if st.bake_seconds:
+                line += f", bake {_dur(st.bake_seconds)}"
+        out.print(line)
+    if result.stopped_by_budget:
+        budget = sc.max_failures.text() if sc.max_failures is not None else "?"
+        out.print(
+            f"stopped: the rollout's error budget (max_failures {budget}) halted it; "
+            "nothing resumes it in a simulation (an operator runs `stagger resume`)"
+        )
     if result.completion_seconds is not None:
         days = result.completion_seconds / 86400
         line = f"completion: {_dur(result.completion_seconds)}"
         if days >= 1:
             line += f" ({days:.1f} days)"
         if result.bound_seconds is not None and result.ratio is not None:
-            line += f"; bound ⌈N/k⌉·cycle {_dur(result.bound_seconds)}; ratio {result.ratio:.3f}"
+            what = "stage by stage + bakes" if sc.stages else "⌈N/k⌉·cycle"
+            line += f"; bound {what} {_dur(result.bound_seconds)}; ratio {result.ratio:.3f}"
         else:
             line += "; no bound: windows or blackouts decide the pace"
         out.print(line)
