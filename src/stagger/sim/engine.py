@@ -30,6 +30,15 @@ retry_at on by one interval, and the queue keeps the order of first denials). So
 are also
 woken, at their next poll, when the schedule closes, and then follow the machine to the next
 opening.
+
+The other denials that only time or another node can lift are skipped the same way. A node
+queued behind earlier askers (queued) is parked with the full group's. A node the pace holds
+back (pacing, with the pace's end) sleeps to its first poll after that end, counted as about
+to take the freed slot. A node a rollout stage holds back (rollout_waiting) sleeps to its first
+poll after the bake's end when the denial names one; otherwise it is parked until the store
+writes a stage's end (read after each release, halted report and refused ask of a staged
+group: sim/stages.py) or the open stage's close_after passes, and then asks again. Once the
+error budget halted the rollout, a refused node stops asking: nothing resumes it here.
 """
 
 from __future__ import annotations
