@@ -170,7 +170,10 @@ async def test_a_readers_clock_never_expires_a_hold(
 
 
 async def test_a_denial_writes_nothing(etcd: EtcdBackend, etcd_server: EtcdCluster) -> None:
+    """A denied node's first ask puts it in the group's queue (one write); asking again, as a
+    polling node does, writes nothing."""
     await etcd.acquire("web", "node-a")
+    assert isinstance(await etcd.acquire("web", "node-b"), Denied)  # joins the queue
     async with raw_client(etcd_server.members[0]) as raw:
         before = await store_revision(raw)
         assert isinstance(await etcd.acquire("web", "node-b"), Denied)

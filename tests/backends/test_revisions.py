@@ -68,6 +68,7 @@ async def test_a_write_through_another_connection_moves_the_revision(
 
 async def test_a_refused_lock_writes_nothing_and_leaves_the_revision(backend: Backend) -> None:
     await backend.acquire("web", "a")
+    await backend.acquire("web", "b")  # max 1, held by a: denied, and b joins the queue
     before = await mark(backend)
-    await backend.acquire("web", "b")  # max 1, held by a: denied
+    await backend.acquire("web", "b")  # asked again while queued: denied, nothing written
     assert await mark(backend) == before
