@@ -54,12 +54,11 @@ def simulate_command(
         help="Nodes in the fleet (default 100).",
         show_default=False,
     ),
-    max_: int | None = typer.Option(
+    max_: str | None = typer.Option(
         None,
         "--max",
-        min=0,
-        metavar="K",
-        help="Slots: nodes down at once (default 5).",
+        metavar="K|P%",
+        help="Slots: nodes down at once, or a percentage of each group (default 5).",
         show_default=False,
     ),
     drain_time: str | None = typer.Option(
@@ -100,12 +99,40 @@ def simulate_command(
     seed: int | None = typer.Option(
         None, "--seed", metavar="S", help="Random seed (default 0).", show_default=False
     ),
+    stages: str | None = typer.Option(
+        None,
+        "--stages",
+        metavar="P%,...,rest",
+        help="A rollout in stages: every group split by these shares (1%,20%,rest).",
+        show_default=False,
+    ),
+    bake: str | None = typer.Option(
+        None,
+        "--bake",
+        metavar="D",
+        help="Each stage bakes D after its last node finished.",
+        show_default=False,
+    ),
+    max_failures: str | None = typer.Option(
+        None,
+        "--max-failures",
+        metavar="N|P%",
+        help="The rollout's error budget: it stops after N halted nodes.",
+        show_default=False,
+    ),
+    pace: str | None = typer.Option(
+        None,
+        "--pace",
+        metavar="D",
+        help="A freed slot is granted again only D later (every group).",
+        show_default=False,
+    ),
     scenario: Path | None = typer.Option(
         None,
         "--scenario",
         metavar="FILE.toml",
         readable=False,
-        help="A scenario file: [[group]], [[window]], [[blackout]], [cycle], times (see "
+        help="A scenario file: [[group]], [rollout], [[window]], [[blackout]], [cycle], times (see "
         "docs/simulate.md). Flags override it.",
         show_default=False,
     ),
@@ -138,6 +165,10 @@ def simulate_command(
                 needed_over=needed_over,
                 health_failure_rate=health_failure_rate,
                 seed=seed,
+                stages=stages,
+                bake=bake,
+                max_failures=max_failures,
+                pace=pace,
             ),
         )
         if plot_file is not None:
@@ -177,13 +208,32 @@ def _render(result: Result, plot_file: Path | None) -> None:
             str(g.max_down),
         )
     out.print(table)
+    for i, st in enumerate(result.stages, start=1):
+        line = f"stage {i} ({', '.join(st.groups)}): {st.nodes} nodes"
+        if st.started_seconds is None:
+            line += ", never opened"
+        else:
+            line += f", opened at {_dur(st.started_seconds)}"
+            if st.finished_seconds is not None:
+                how = "closed (close_after)" if st.closed else "done"
+                line += f", {how} at {_dur(st.finished_seconds)}"
+            if st.bake_seconds:
+                line += f", bake {_dur(st.bake_seconds)}"
+        out.print(line)
+    if result.stopped_by_budget:
+        budget = sc.max_failures.text() if sc.max_failures is not None else "?"
+        out.print(
+            f"stopped: the rollout's error budget (max_failures {budget}) halted it; "
+            "nothing resumes it in a simulation (an operator runs `stagger resume`)"
+        )
     if result.completion_seconds is not None:
         days = result.completion_seconds / 86400
         line = f"completion: {_dur(result.completion_seconds)}"
         if days >= 1:
             line += f" ({days:.1f} days)"
         if result.bound_seconds is not None and result.ratio is not None:
-            line += f"; bound ⌈N/k⌉·cycle {_dur(result.bound_seconds)}; ratio {result.ratio:.3f}"
+            what = "stage by stage + bakes" if sc.stages else "⌈N/k⌉·cycle"
+            line += f"; bound {what} {_dur(result.bound_seconds)}; ratio {result.ratio:.3f}"
         else:
             line += "; no bound: windows or blackouts decide the pace"
         out.print(line)

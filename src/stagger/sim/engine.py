@@ -30,6 +30,15 @@ retry_at on by one interval, and the queue keeps the order of first denials). So
 are also
 woken, at their next poll, when the schedule closes, and then follow the machine to the next
 opening.
+
+The other denials that only time or another node can lift are skipped the same way. A node
+queued behind earlier askers (queued) is parked with the full group's. A node the pace holds
+back (pacing, with the pace's end) sleeps to its first poll after that end, counted as about
+to take the freed slot. A node a rollout stage holds back (rollout_waiting) sleeps to its first
+poll after the bake's end when the denial names one; otherwise it is parked until the store
+writes a stage's end (read after each release, halted report and refused ask of a staged
+group: sim/stages.py) or the open stage's close_after passes, and then asks again. Once the
+error budget halted the rollout, a refused node stops asking: nothing resumes it here.
 """
 
 from __future__ import annotations
@@ -72,22 +81,28 @@ from stagger.core.cycle.vocabulary import (
     start_event,
 )
 from stagger.core.durations import MAX_DURATION
+from stagger.core.node_report import NodeReport
+from stagger.core.rollout_gate import Rollout, budget_to_text
 from stagger.core.schedule import HORIZON
-from stagger.core.semaphore import DenyReason, Granted
+from stagger.core.semaphore import Denied, DenyReason, Granted
 from stagger.core.semaphore import Released as SlotReleased
 from stagger.core.strategy import Strategy
 from stagger.sim.distributions import Distribution
 from stagger.sim.scenario import Scenario
+from stagger.sim.stages import StageResult, StageWatch
 
 ONE_US = timedelta(microseconds=1)
 US = 1_000_000
 _TICK = Tick()
 _UNPARK = -1  # the heap entry that wakes every parked node when the schedule closes
+_REGATE = -2  # the heap entry that wakes the nodes a rollout stage held back (close_after)
 _NOT_A_WAKE = -1  # the token of events that are always delivered
 DETECTOR = "simulated"
 # A rebooting node is down: its agent runs again only at boot. A halted node stays broken
 # (see the module's docstring). Neither gets Ticks.
 _NO_TICKS = frozenset({State.REBOOTING, State.HALTED})
+# Denials that leave a node waiting its turn in a full group's queue: it is parked.
+_QUEUED = frozenset({DenyReason.FULL, DenyReason.QUEUED})
 
 
 @dataclass(frozen=True)
@@ -125,6 +140,8 @@ class Result:
     backend_calls: int
     aborted: int
     wall_seconds: float
+    stages: list[StageResult] = field(default_factory=list)
+    stopped_by_budget: bool = False  # the rollout's max_failures halted it; the run ended
 
     @property
     def nodes(self) -> int:
@@ -172,14 +189,26 @@ class Result:
                     "name": g.name,
                     "nodes": g.nodes,
                     "max": g.max,
+                    "max_percent": p.max if p.percent else None,
                     "done": g.done,
                     "halted": g.halted,
                     "waiting": g.waiting,
                     "max_holders": g.max_holders,
                     "max_down": g.max_down,
                 }
-                for g in self.groups
+                for g, p in zip(self.groups, s.groups, strict=True)
             ],
+            "stages": [
+                {
+                    "groups": list(st.groups),
+                    "nodes": st.nodes,
+                    "started_seconds": st.started_seconds,
+                    "finished_seconds": st.finished_seconds,
+                    "bake_seconds": st.bake_seconds,
+                }
+                for st in self.stages
+            ],
+            "stopped_by_budget": self.stopped_by_budget,
             "scenario": {
                 "start": s.start.isoformat(),
                 "seed": s.seed,
@@ -188,6 +217,8 @@ class Result:
                 "boot_time": str(s.boot),
                 "needed_over_seconds": s.needed_over.total_seconds(),
                 "health_failure_rate": s.health_failure_rate,
+                "pace_seconds": s.pace.total_seconds() if s.pace is not None else None,
+                "max_failures": budget_to_text(s.max_failures),
                 "windows": [w.describe() for w in s.schedule.windows],
                 "blackouts": [
                     {"start": b.start.isoformat(), "end": b.end.isoformat(), "reason": b.reason}
@@ -242,9 +273,10 @@ class Simulator:
         self.seq = 0
         self.retry_us = max(1, scenario.timings.retry_interval // ONE_US)
         self.nodes: list[_Node] = []
-        self.groups = [GroupResult(g.name, g.nodes, g.max) for g in scenario.groups]
+        self.groups = [GroupResult(g.name, g.nodes, g.slots) for g in scenario.groups]
         self.names = [g.name for g in scenario.groups]
         self.holders = [0] * len(self.groups)
+        self.limit = [g.max for g in self.groups]  # the slots in force, as last read
         self.down = [0] * len(self.groups)
         self.asked = 0  # first denials so far: the order nodes joined their group's queue
         self.pending = [0] * len(self.groups)  # woken parked nodes whose poll is still ahead
@@ -255,6 +287,13 @@ class Simulator:
         self.aborted = 0
         self.done = 0
         self.always_open = scenario.always_open
+        # The rollout (sim/stages.py): the nodes its gate holds back until a stage ends, and
+        # whether an event may have ended one (the store is read then).
+        self.watch = StageWatch(scenario) if scenario.stages else None
+        self.gated: list[int] = []
+        self.judge = False
+        self.rollout_set = False
+        self.regate_at: set[int] = set()
 
     def _clock(self) -> datetime:
         return self.sc.start + self.t * ONE_US
@@ -269,7 +308,9 @@ class Simulator:
         began = time.perf_counter()
         sc = self.sc
         for g in sc.groups:
-            await self.backend.set_max(g.name, g.max, by="simulator")
+            await self.backend.set_max(g.name, g.max, by="simulator", percent=g.percent)
+            if sc.pace is not None:
+                await self.backend.set_pace(g.name, sc.pace, by="simulator")
             # A waiting node keeps its place in the queue for the whole run, as a real agent
             # that asks every retry interval does, so parking (which skips those asks) stays
             # exact. Nodes that stop asking (the schedule closed) keep their places too.
@@ -297,6 +338,10 @@ class Simulator:
             if index == _UNPARK:
                 self._unpark_all(at)
                 continue
+            if index == _REGATE:
+                self.regate_at.discard(at)
+                self._ungate(at)
+                continue
             node = self.nodes[index]
             if token != _NOT_A_WAKE:
                 if token != node.token:
@@ -306,6 +351,8 @@ class Simulator:
                     self.pending[node.group] -= 1
             last = at
             await self._deliver(node, event)
+            if self.judge:
+                await self._judge()
             self._refill(node.group, at)
             self.events += 1
             if self.progress is not None and self.events % 5000 == 0:
@@ -326,6 +373,7 @@ class Simulator:
             else:
                 g.waiting += 1
         complete = len(finished) == len(self.nodes)
+        stages: list[StageResult] = self.watch.stages if self.watch is not None else []
         return Result(
             scenario=self.sc,
             groups=self.groups,
@@ -336,6 +384,8 @@ class Simulator:
             backend_calls=self.calls,
             aborted=self.aborted,
             wall_seconds=wall,
+            stages=stages,
+            stopped_by_budget=self.watch is not None and self.watch.halted,
         )
 
     # --- one node's event and the actions it leads to --------------------------------------
@@ -347,18 +397,25 @@ class Simulator:
         group = self.names[gi]
         queue: list[Event] = [first]
         wake: datetime | None = None
-        full_denial = parkable = False
+        denied: Denied | None = None  # the denial the last step took (a SlotDenied)
+        got_denial: Denied | None = None
+        staged = self.watch is not None and group in self.watch.stage_of
         while queue:
             event = queue.pop(0)
             if type(event) is BootDetected:
                 self._set_down(gi, -1)
             before = node.state.cycle
+            had_need = node.state.needed is not None
             state, actions = step(node.state, event, now, node.ctx)
             node.state = state
+            if self.watch is not None and (
+                (state.needed is not None) is not had_need
+                or (state.cycle is State.HALTED and before is not State.HALTED)
+            ):
+                await self._report(node, group)
             wake = None
-            # parkable: this step took the denial of a full group (see the module docstring)
-            parkable = type(event) is SlotDenied and full_denial
-            full_denial = False
+            denied = got_denial if type(event) is SlotDenied else None
+            got_denial = None
             for action in actions:
                 kind = type(action)
                 if kind is Persist:
@@ -374,18 +431,24 @@ class Simulator:
                         if not got.already_held:
                             await self._measure_holders(gi)
                         node.asked = None
+                        self.judge = self.judge or staged  # the ask may have begun a rollout
                         queue.append(SlotGranted())
                     else:
-                        full_denial = got.reason is DenyReason.FULL
-                        if node.asked is None:  # it joined the group's queue now
+                        got_denial = got
+                        if got.reason is DenyReason.ROLLOUT_WAITING:
+                            self.judge = True  # the ask may have ended a stage
+                        elif node.asked is None:  # it joined the group's queue now
                             self.asked += 1
                             node.asked = self.asked
+                            if self.sc.groups[gi].percent:
+                                await self._measure_holders(gi)  # one more known node
                         queue.append(SlotDenied(got.sentence()))
                 elif kind is ReleaseSlot:
                     self.calls += 1
                     out = await self.backend.release(group, node.id)
                     if isinstance(out, SlotReleased):
                         self._set_holders(gi, self.holders[gi] - 1)
+                        self.judge = self.judge or staged
                     queue.append(Released())
                 elif kind is Touch:
                     self.calls += 1
@@ -411,20 +474,106 @@ class Simulator:
             if state.cycle is State.IDLE and before is not State.IDLE and node.boots > 1:
                 node.done_at = t
                 self.done += 1
-        self._wake(node, wake, parkable)
+        self._wake(node, wake, denied)
 
-    def _wake(self, node: _Node, wake: datetime | None, full_denial: bool) -> None:
-        """Carry out the last WakeAt (or its absence: no wake-up), or park the node."""
+    def _wake(self, node: _Node, wake: datetime | None, denied: Denied | None) -> None:
+        """Carry out the last WakeAt (or its absence: no wake-up), or park the node, or skip
+        its polls to the first one that can be granted (see the module's docstring)."""
         node.token += 1
         if wake is None or node.state.cycle in _NO_TICKS:
             return
         at = (wake - self.sc.start) // ONE_US
-        if self.park and full_denial and node.state.cycle is State.WAITING and self._may_park():
+        reason = denied.reason if denied is not None else None
+        waiting = self.park and node.state.cycle is State.WAITING
+        if denied is not None and self.watch is not None and self.watch.halted:
+            return  # the budget halted the rollout: nothing resumes it in a simulation
+        if waiting and reason in _QUEUED and self._may_park():
             node.parked = True
             assert node.asked is not None  # set by the denial that parks it
             bisect.insort(self.parked[node.group], (node.asked, node.index, node.index))
             return
+        if waiting and reason is DenyReason.ROLLOUT_WAITING and denied is not None:
+            if denied.bake_ends is None and self._may_park():
+                node.parked = True  # until a stage ends (`_judge`) or closes (`_REGATE`)
+                self.gated.append(node.index)
+                return
+            if denied.bake_ends is not None:
+                at = max(at, self._skip_to(node, denied.bake_ends))
+        if waiting and reason is DenyReason.PACING and denied is not None and denied.until:
+            # No slot before the pace ends: ask then, counted as about to take a freed slot
+            # (so a freed slot that is cooling wakes no other parked node meanwhile).
+            at = max(at, self._skip_to(node, denied.until))
+            node.woken = True
+            self.pending[node.group] += 1
         self._push(max(at, self.t), node.index, _TICK, node.token)
+
+    def _skip_to(self, node: _Node, until: datetime) -> int:
+        """The node's first poll at or after `until`, or after the schedule closes if that
+        comes first (the machine acts on a closing)."""
+        if not self.always_open:
+            closes = self.sc.schedule.closes_at(self._clock())
+            if closes is not None and closes < until:
+                until = closes
+        return self._next_poll(node, (until - self.sc.start) // ONE_US)
+
+    # --- the rollout ------------------------------------------------------------------------
+
+    async def _report(self, node: _Node, group: str) -> None:
+        """An agent's report when it learns it needs a reboot, when it no longer does, and when
+        it halts: the rollout knows a stage's nodes, and judges its budget, from them. The
+        rollout is set when the first node needs a reboot (set earlier, every stage would be
+        done at once: no node of it would be known)."""
+        self.calls += 1
+        await self.backend.report(NodeReport.of(node.id, group, node.state, version="simulator"))
+        if not self.rollout_set:
+            self.rollout_set = True
+            self.calls += 1
+            rollout = await self.backend.set_rollout(
+                self.sc.stages, self.sc.max_failures, by="simulator"
+            )
+            self._observe(rollout)
+        self.judge = self.judge or node.state.cycle is State.HALTED
+
+    async def _judge(self) -> None:
+        """After an event that may have ended a stage or used up the budget: read the
+        rollout the store holds; when it changed, the nodes its gate held back ask again."""
+        assert self.watch is not None
+        self.judge = False
+        self.calls += 1
+        rollout = (await self.backend.status(None)).rollout
+        if rollout is not None:
+            self._observe(rollout)
+
+    def _observe(self, rollout: Rollout) -> None:
+        assert self.watch is not None
+        same = self.watch.seen is not None and self.watch.seen[0] == rollout.generation
+        if self.watch.observe(rollout):
+            # A stage ended: the next one may open (after its bake). A new rollout: any may.
+            self._ungate(self.t, len(rollout.marks) if same else None)
+            closes = self.watch.closes(rollout, self._clock())
+            if closes is not None:
+                at = (closes - self.sc.start) // ONE_US
+                if at not in self.regate_at:
+                    self.regate_at.add(at)
+                    self._push(at, _REGATE, _TICK)
+
+    def _ungate(self, t: int, upto: int | None = None) -> None:
+        """The nodes the rollout's gate held back ask again at their next poll: those of
+        stages up to `upto` (the stage after the last one ended), or all."""
+        assert self.watch is not None or not self.gated
+        kept: list[int] = []
+        for index in self.gated:
+            node = self.nodes[index]
+            if not node.parked:
+                continue
+            stage = self.watch.stage_of[self.names[node.group]] if self.watch else 0
+            if upto is not None and stage > upto:
+                kept.append(index)  # an earlier stage still holds it back
+                continue
+            node.parked = False
+            node.token += 1
+            self._push(self._next_poll(node, t), index, _TICK, node.token)
+        self.gated = kept
 
     def _may_park(self) -> bool:
         """Skipped polls are exact while the schedule stays open: make sure every parked node
@@ -452,7 +601,7 @@ class Simulator:
         """While the group has a free slot nobody is about to poll for, wake the parked node
         that asked first."""
         parked = self.parked[gi]
-        limit = self.groups[gi].max
+        limit = self.limit[gi]
         while parked and self.holders[gi] + self.pending[gi] < limit:
             _, _, index = parked.pop(0)
             node = self.nodes[index]
@@ -464,6 +613,7 @@ class Simulator:
 
     def _unpark_all(self, t: int) -> None:
         self.unpark_at.discard(t)
+        self._ungate(t)
         for parked in self.parked:
             for _, _, index in parked:
                 node = self.nodes[index]
@@ -478,9 +628,11 @@ class Simulator:
         return max(0, int(dist.sample(self.rng) * US))
 
     async def _measure_holders(self, gi: int) -> None:
-        """After a grant: how many holds the backend itself reports (not our own count)."""
+        """After a grant: how many holds the backend itself reports (not our own count), and
+        the slots in force (a percentage max counts the nodes known so far)."""
         self.calls += 1
         snap = await self.backend.status(self.names[gi])
+        self.limit[gi] = snap.groups[0].semaphore.slots(snap.now)
         self._set_holders(gi, len(snap.groups[0].holds))
 
     def _set_holders(self, gi: int, value: int) -> None:

@@ -16,6 +16,7 @@ FORMATS = (".png", ".svg")
 WINDOW_COLOR = "#2ca02c"
 BLACKOUT_COLOR = "#7f7f7f"
 DONE_COLOR = "#555555"
+STAGE_COLOR = "#9467bd"  # a rollout stage's opening and bake
 # Per group: the fill of "nodes down" and, in another hue, the "slots held" line and the max
 # (line and max share a colour: the line touching its max means every slot was used). No
 # green (the windows) and no grey (the blackouts and the fleet-done line).
@@ -122,6 +123,7 @@ def figure(result: Result) -> Any:
     done_ax.set_ylabel("fleet done (%)", color=DONE_COLOR)
 
     _shade(ax, result, end, scale)
+    _stages(ax, result, end, scale)
     ax.set_xlim(0, end / scale)
     ax.set_ylim(0, top * 1.25 + 1)
     ax.set_xlabel(f"{unit} since {sc.start:%a %Y-%m-%d %H:%M} UTC")
@@ -176,6 +178,37 @@ def _shade(ax: Any, result: Result, end: float, scale: float) -> None:
             label="blackout" if first else None,
         )
         first = False
+
+
+def _stages(ax: Any, result: Result, end: float, scale: float) -> None:
+    """A rollout's stages: a dotted line where each opened, named at the top, and its bake
+    (from its last node's finish to the bake's end) as a light band."""
+    first_bake = True
+    for i, st in enumerate(result.stages):
+        if st.started_seconds is not None:
+            x = st.started_seconds / scale
+            ax.axvline(x, color=STAGE_COLOR, linestyle=":", linewidth=1.2)
+            ax.annotate(
+                f"stage {i + 1}",
+                xy=(x, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, -12),
+                textcoords="offset points",
+                fontsize=8,
+                color=STAGE_COLOR,
+            )
+        if st.finished_seconds is not None and st.bake_seconds > 0:
+            a = st.finished_seconds / scale
+            b = min(st.finished_seconds + st.bake_seconds, end) / scale
+            ax.axvspan(
+                a,
+                b,
+                color=STAGE_COLOR,
+                alpha=0.08,
+                linewidth=0,
+                label="stage baking" if first_bake else None,
+            )
+            first_bake = False
 
 
 def _title(result: Result) -> str:

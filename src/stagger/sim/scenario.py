@@ -18,6 +18,12 @@ so a fleet's real config fragments can be pasted in. Command-line flags override
     nodes = 1500
     max = 15
 
+    [rollout]                        # optional: stages, as the server config's [rollout]
+    max_failures = 2
+    [[rollout.stage]]
+    groups = ["web"]
+    bake = "30m"
+
     [[window]]
     days = ["Tue", "Thu"]
     start = "02:00"
@@ -28,7 +34,7 @@ so a fleet's real config fragments can be pasted in. Command-line flags override
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,9 +47,11 @@ from stagger.config.files import FileProblem, parse_toml, read_text
 from stagger.config.loader import ConfigProblem, InvalidConfig, problems_from
 from stagger.config.section import Section
 from stagger.config.window_section import BlackoutConfig, WindowConfig
+from stagger.core import rollout as rollouts
 from stagger.core.cycle.vocabulary import Timings
 from stagger.core.durations import parse_duration
 from stagger.core.errors import InvalidInput
+from stagger.core.rollout_gate import Budget, Stage, parse_budget
 from stagger.core.schedule import Schedule
 from stagger.core.semaphore import DEFAULT_GROUP, validate_group, validate_max
 from stagger.core.windows import parse_instant
@@ -82,7 +90,10 @@ def _rate(value: Any) -> float:
 class GroupFile(Section):
     name: str = Field(description="the group's name: letters, digits, '.' and '-'")
     nodes: int = Field(description="how many nodes the group has, 1 to 1000000")
-    max: int = Field(description="how many of its nodes may be down at once, 0 to 10000")
+    max: int | str = Field(
+        description="how many of its nodes may be down at once, 0 to 10000, or a percentage "
+        "of them such as '10%'"
+    )
 
     @field_validator("name", mode="before")
     @classmethod
@@ -96,8 +107,9 @@ class GroupFile(Section):
 
     @field_validator("max", mode="before")
     @classmethod
-    def _max(cls, value: Any) -> int:
-        return validate_max(value)
+    def _max(cls, value: Any) -> int | str:
+        parse_max(value)
+        return value  # type: ignore[no-any-return]
 
 
 class ScenarioFile(Section):
@@ -107,7 +119,9 @@ class ScenarioFile(Section):
         None, description="when the simulation begins, RFC 3339 with a UTC offset"
     )
     nodes: int | None = Field(None, description="nodes in the one group (without [[group]])")
-    max: int | None = Field(None, description="the one group's max (without [[group]])")
+    max: int | str | None = Field(
+        None, description="the one group's max (without [[group]]): a count or a percentage"
+    )
     group: list[GroupFile] = Field(
         default_factory=list, description="an array of tables: [[group]] with name, nodes, max"
     )
@@ -125,6 +139,12 @@ class ScenarioFile(Section):
     blackout: list[BlackoutConfig] = Field(
         default_factory=list, description="[[blackout]] tables, as in the config"
     )
+    pace: Duration | None = Field(
+        None, description="every group's pace: a freed slot is granted again only this later"
+    )
+    rollout: dict[str, Any] | None = Field(
+        None, description="the server config's [rollout] table: max_failures, [[rollout.stage]]"
+    )
     cycle: CycleConfig = Field(
         default_factory=lambda: CycleConfig.model_validate({}),
         description="the agent's [cycle] timings (retry, backoff, heartbeat...)",
@@ -137,8 +157,10 @@ class ScenarioFile(Section):
 
     @field_validator("max", mode="before")
     @classmethod
-    def _max(cls, value: Any) -> int | None:
-        return None if value is None else validate_max(value)
+    def _max(cls, value: Any) -> int | str | None:
+        if value is not None:
+            parse_max(value)
+        return value  # type: ignore[no-any-return]
 
     @field_validator("health_failure_rate", mode="before")
     @classmethod
@@ -184,11 +206,35 @@ def load_scenario_file(path: Path) -> ScenarioFile:
         raise InvalidConfig(problems_from(exc, str(path), text)) from None
 
 
+def parse_max(value: Any) -> tuple[int, bool]:
+    """A group's max: (slots, False), or for a percentage such as "10%" (percent, True)."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        text = value.strip()[:-1].strip()
+        if not text.isdigit() or not 1 <= int(text) <= 100:
+            raise InvalidInput(
+                f"max {value!r} is not a percentage: give a whole one from 1% to 100%, e.g. 10%"
+            )
+        return int(text), True
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    return validate_max(value), False
+
+
 @dataclass(frozen=True)
 class GroupPlan:
     name: str
     nodes: int
-    max: int
+    max: int  # slots, or with `percent` a percentage of the group's nodes
+    percent: bool = False
+
+    @property
+    def slots(self) -> int:
+        """The max in slots once every node of the group is known (percentages round down,
+        at least 1)."""
+        return max(1, self.nodes * self.max // 100) if self.percent else self.max
+
+    def max_text(self) -> str:
+        return f"{self.max}%" if self.percent else str(self.max)
 
 
 @dataclass(frozen=True)
@@ -196,13 +242,17 @@ class Overrides:
     """Values given on the command line; None means "not given"."""
 
     nodes: int | None = None
-    max: int | None = None
+    max: int | str | None = None
     drain_time: str | None = None
     reboot_time: str | None = None
     boot_time: str | None = None
     needed_over: str | None = None
     health_failure_rate: float | None = None
     seed: int | None = None
+    stages: str | None = None
+    bake: str | None = None
+    max_failures: str | None = None
+    pace: str | None = None
 
 
 @dataclass(frozen=True)
@@ -217,6 +267,9 @@ class Scenario:
     seed: int = 0
     start: datetime = DEFAULT_START
     timings: Timings = field(default_factory=Timings)
+    stages: tuple[Stage, ...] = ()  # the rollout's stages; () for no rollout
+    max_failures: Budget | None = None  # the rollout's error budget
+    pace: timedelta | None = None  # every group's pace
 
     @property
     def nodes(self) -> int:
@@ -232,37 +285,145 @@ class Scenario:
         """The mean time one node keeps its slot: drain + reboot + boot."""
         return self.drain.mean + self.reboot.mean + self.boot.mean
 
+    def group_bound_seconds(self, group: GroupPlan) -> float:
+        """⌈n/k⌉ cycles through k slots, with a pace between a slot's release and its next
+        grant: no group can finish sooner when its nodes need a reboot at the start."""
+        rounds = math.ceil(group.nodes / group.slots)
+        pace = self.pace.total_seconds() if self.pace is not None else 0.0
+        return rounds * self.cycle_seconds + (rounds - 1) * pace
+
     def bound_seconds(self) -> float | None:
-        """⌈N/k⌉ · (drain + reboot + boot), the slowest group's: no rollout through k slots
-        can finish sooner when everyone needs a reboot at the start (with mean times). None
-        when windows or blackouts make it meaningless, or a group has no slots."""
-        if not self.always_open or any(g.max == 0 for g in self.groups):
+        """The slowest group's ⌈n/k⌉ · (drain + reboot + boot) (plus its paces); with a
+        rollout, stage after stage, each the bound of its slowest group plus its bake (but the
+        last stage's). No rollout can finish sooner when every node needs a reboot at the
+        start (with mean times). None when windows or blackouts make it meaningless, or a
+        group has no slots."""
+        if not self.always_open or any(g.slots == 0 for g in self.groups):
             return None
-        return max(math.ceil(g.nodes / g.max) for g in self.groups) * self.cycle_seconds
+        by_name = {g.name: g for g in self.groups}
+        staged = {name for s in self.stages for name in s.groups}
+        chain = 0.0
+        for i, stage in enumerate(self.stages):
+            chain += max((self.group_bound_seconds(by_name[n]) for n in stage.groups), default=0)
+            if i < len(self.stages) - 1:
+                chain += stage.bake.total_seconds()
+        free = [self.group_bound_seconds(g) for g in self.groups if g.name not in staged]
+        return max([chain, *free])
+
+
+STAGE_FORMS = "shares such as 1%,20%,rest (percentages of every group, the last may be rest)"
+
+
+def split_stages(text: str) -> list[int | None]:
+    """`--stages`: each stage's percentage, None for the last stage's `rest`."""
+    parts = [p.strip() for p in text.split(",")]
+    shares: list[int | None] = []
+    for i, part in enumerate(parts):
+        if part == "rest" and i == len(parts) - 1 and i > 0:
+            shares.append(None)
+            continue
+        body = part[:-1].strip() if part.endswith("%") else ""
+        if not body.isdigit() or not 1 <= int(body) <= 100:
+            raise InvalidInput(f"--stages {text!r} is not valid at {part!r}: give {STAGE_FORMS}")
+        shares.append(int(body))
+    total = sum(s for s in shares if s is not None)
+    if total > 100 or (shares[-1] is not None and total != 100):
+        raise InvalidInput(
+            f"--stages {text!r} covers {total}% of the fleet: the shares must add up to 100% "
+            "(or end with rest)"
+        )
+    return shares
+
+
+def _staged_groups(
+    groups: tuple[GroupPlan, ...], shares: list[int | None]
+) -> tuple[tuple[GroupPlan, ...], list[list[str]]]:
+    """Every group split by the shares into one group per stage, `web.1`, `web.2`…, each
+    with the group's max; a stage's share rounds down but is at least one node while any
+    remain. The new groups, and each stage's group names."""
+    out: list[GroupPlan] = []
+    names: list[list[str]] = [[] for _ in shares]
+    for g in groups:
+        left = g.nodes
+        for i, share in enumerate(shares):
+            last = i == len(shares) - 1
+            count = left if last or share is None else min(left, max(1, g.nodes * share // 100))
+            left -= count
+            if count == 0:
+                continue
+            name = validate_group(f"{g.name}.{i + 1}")
+            out.append(GroupPlan(name, count, g.max, g.percent))
+            names[i].append(name)
+    return tuple(out), names
+
+
+def _rollout_plan(
+    table: dict[str, Any] | None, groups: tuple[GroupPlan, ...], flags: Overrides
+) -> tuple[tuple[GroupPlan, ...], tuple[Stage, ...], Budget | None]:
+    """The groups (split by --stages), the stages and the budget, from the file's [rollout]
+    table (read as the server config's, core/rollout.py) and the flags, which override it."""
+    stages: tuple[Stage, ...] = ()
+    budget: Budget | None = None
+    if table is not None:
+        table_stages, budget = rollouts.plan_from_table(table)
+        known = {g.name for g in groups}
+        for i, stage in enumerate(table_stages, start=1):
+            missing = [n for n in stage.groups if n not in known]
+            if missing:
+                raise InvalidInput(
+                    f"stage {i} names group {missing[0]!r}, which the scenario does not have: "
+                    "name a [[group]] of the scenario"
+                )
+        if flags.stages is None:
+            stages = table_stages
+    if flags.stages is not None:
+        groups, names = _staged_groups(groups, split_stages(flags.stages))
+        stages = rollouts.check_stages([Stage(tuple(n)) for n in names])
+    if flags.bake is not None:
+        if not stages:
+            raise InvalidInput("--bake needs stages: give --stages or [[rollout.stage]] tables")
+        bake = parse_duration(flags.bake, what="--bake")
+        stages = rollouts.check_stages([replace(s, bake=bake) for s in stages])
+    if flags.max_failures is not None:
+        budget = parse_budget(flags.max_failures)
+    if budget is not None and not stages:
+        raise InvalidInput("--max-failures needs stages: give --stages or [[rollout.stage]] tables")
+    return groups, stages, budget
+
+
+def _pace(text: str | None) -> timedelta | None:
+    """A pace; "0s" is no pace."""
+    pace = None if text is None else parse_duration(text, what="pace")
+    return pace if pace else None
+
+
+def _group(name: str, nodes: int, limit: Any) -> GroupPlan:
+    value, percent = parse_max(limit)
+    return GroupPlan(name, _nodes(nodes), value, percent)
 
 
 def build_scenario(file: ScenarioFile | None, flags: Overrides) -> Scenario:
     """The file's values, overridden by the flags, filled with the defaults."""
     f = file or ScenarioFile.model_validate({})
-    if f.group and (flags.nodes is not None or flags.max is not None or f.nodes or f.max):
+    if f.group and (flags.nodes is not None or f.nodes or f.max is not None):
         raise InvalidInput(
             "the scenario defines [[group]] tables, so nodes and max belong in them: "
-            "drop --nodes/--max (and the top-level nodes/max keys)"
+            "drop --nodes (and the top-level nodes/max keys)"
         )
     if f.group:
         names = [g.name for g in f.group]
         if len(set(names)) != len(names):
             raise InvalidInput("two [[group]] tables have the same name: give each its own")
-        groups = tuple(GroupPlan(g.name, g.nodes, g.max) for g in f.group)
+        groups = tuple(
+            _group(g.name, g.nodes, flags.max if flags.max is not None else g.max) for g in f.group
+        )
     else:
         nodes = _pick(flags.nodes, f.nodes, DEFAULT_NODES)
-        groups = (
-            GroupPlan(
-                DEFAULT_GROUP, _nodes(nodes), validate_max(_pick(flags.max, f.max, DEFAULT_MAX))
-            ),
-        )
+        groups = (_group(DEFAULT_GROUP, nodes, _pick(flags.max, f.max, DEFAULT_MAX)),)
     if sum(g.nodes for g in groups) > MAX_NODES:
         raise InvalidInput(f"the scenario has more than {MAX_NODES} nodes: simulate fewer")
+    groups, stages, budget = _rollout_plan(f.rollout, groups, flags)
+    pace = _pick(flags.pace, f.pace, None)
     rate = _pick(flags.health_failure_rate, f.health_failure_rate, 0.0)
     over = _pick(flags.needed_over, f.needed_over, "0s")
     return Scenario(
@@ -285,6 +446,9 @@ def build_scenario(file: ScenarioFile | None, flags: Overrides) -> Scenario:
         seed=_pick(flags.seed, f.seed, 0),
         start=f.start or DEFAULT_START,
         timings=f.cycle.timings(),
+        stages=stages,
+        max_failures=budget,
+        pace=_pace(pace),
     )
 
 
