@@ -39,6 +39,11 @@ poll after the bake's end when the denial names one; otherwise it is parked unti
 writes a stage's end (read after each release, halted report and refused ask of a staged
 group: sim/stages.py) or the open stage's close_after passes, and then asks again. Once the
 error budget halted the rollout, a refused node stops asking: nothing resumes it here.
+
+Why this file is long (~660 lines): the event loop and the rules for skipping and waking
+parked, queued, paced and rollout-held nodes are one argument (a skipped poll must have no
+effect on the rollout), kept in one file beside this docstring; the scenario, stages, plot
+and distributions have their own modules.
 """
 
 from __future__ import annotations
