@@ -129,8 +129,14 @@ def test_the_unlock_command_printed_with_keep_running_lets_the_rollout_go_on(
             [STAGGER, *unlock[1:]], capture_output=True, text=True, timeout=60, env=env
         )
         assert released.returncode == 0, released.stderr
-        for node in waiting:  # the rollout goes on: each node still waiting now reboots
-            until(lambda x, n=node: f" {n} " in x and " releasing" in x)
+        # The rollout goes on: each node still waiting now reboots, in the queue's order
+        # (whichever asked first), so wait until every one of them has released.
+        left = set(waiting)
+        while left:
+            line = until(
+                lambda x, ns=frozenset(left): any(f" {n} " in x and " releasing" in x for n in ns)
+            )
+            left -= {n for n in left if f" {n} " in line}
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
     finally:

@@ -22,7 +22,16 @@ from stagger.core.rollout_gate import (
     parse_budget,
     timeline,
 )
-from stagger.core.semaphore import FLEET, Action, DenyReason, Hold, Semaphore, acquire, release
+from stagger.core.semaphore import (
+    FLEET,
+    Action,
+    Denied,
+    DenyReason,
+    Hold,
+    Semaphore,
+    acquire,
+    release,
+)
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
@@ -221,3 +230,14 @@ def test_the_rollout_and_the_groups_progress_survive_the_store_encoding() -> Non
             sem.gated,
             sem.budget_tripped,
         )
+
+
+def test_a_fleetlock_client_queued_for_a_full_stage_group_keeps_the_stage_open() -> None:
+    """A FleetLock client refused because its group is full says nothing else: its place in
+    the fair queue is what tells the rollout that it still needs a reboot."""
+    sem = acquire(Semaphore("canary", max=1), "first", T0 + M).semaphore
+    queued = acquire(sem, "zincati", T0 + M)
+    assert isinstance(queued.outcome, Denied)
+    judged = r.judge_nodes(rollout(), queued.semaphore, [], T0 + 2 * M)
+    assert judged["zincati"].state.value == "pending"
+    assert judged["first"].state.value == "pending"  # holds its slot

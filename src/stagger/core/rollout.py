@@ -210,12 +210,15 @@ def judge_nodes(
             # say it needs no reboot) that this rollout waits for until it finishes again.
             state = NodeState.DONE if at >= rollout.started_at else NodeState.PENDING
             out[node_id] = Judged(state, at if state is NodeState.DONE else None)
-    for node_id, asked in sem.gated.items():
+    # Asked in this rollout and not finished since: refused by the gate (`gated`), or queued
+    # for a slot of an open stage (the fair queue; a FleetLock client says nothing else).
+    asked_for = {**sem.gated, **{w.id: w.first_asked for w in sem.queue(now)}}
+    for node_id, asked in asked_for.items():
         seen = out.get(node_id)
         if asked < rollout.started_at or (seen is not None and seen.state is not NodeState.DONE):
             continue
         if seen is None or seen.finished_at is None or seen.finished_at < asked:
-            # Denied by the gate in this rollout and not finished since: it needs a reboot.
+            # Denied in this rollout and not finished since: it needs a reboot.
             out[node_id] = Judged(NodeState.PENDING)
     for hold in sem.live_holds(now):
         if hold.is_stale(now, sem.stale_after):
