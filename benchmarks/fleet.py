@@ -25,7 +25,9 @@ answer's size of:
   bytes when nothing changed; else the whole part again);
 - a `/metrics` scrape;
 - the FleetLock denial under load: --connections clients asking `pre-reboot` of the full
-  group for --seconds (req/s, p50, p99);
+  group for --seconds (req/s, p50, p99), as --denial-ids waiting nodes polling it (each id
+  joins the group's queue on its first ask, then is answered from the queue: the polling
+  fleet's steady state, as in benchmarks/fleetlock.py);
 - the server's RSS (VmRSS, and its peak VmHWM) at the end, and the store's size (the SQLite
   file with its WAL; etcd's database size from its own metrics).
 
@@ -314,7 +316,7 @@ class Denials:
     answers: dict[int, int]
 
 
-async def denials(port: int, connections: int, seconds: float) -> Denials:
+async def denials(port: int, connections: int, seconds: float, ids: int) -> Denials:
     conns = [await Client.open(port) for _ in range(connections)]
     took: list[float] = []
     answers: dict[int, int] = {}
@@ -325,7 +327,7 @@ async def denials(port: int, connections: int, seconds: float) -> Denials:
         i = 0
         while time.perf_counter() < stop:
             i += 1
-            body = fl_body(f"bench-{k}-{i % 1000}", FULL_GROUP)
+            body = fl_body(f"bench-{(k + connections * i) % ids}", FULL_GROUP)
             t0 = time.perf_counter()
             reply = await c.request("POST", "/v1/pre-reboot", body, headers)
             took.append(time.perf_counter() - t0)
@@ -406,7 +408,7 @@ async def measure(server: Server, n: int, args: argparse.Namespace, result: Resu
     idle.note = f"If-None-Match, {idle.status}" if etag else "no ETag: the whole part"
     result.reads.append(idle)
     c.close()
-    result.denial = await denials(server.port, args.connections, args.seconds)
+    result.denial = await denials(server.port, args.connections, args.seconds, args.denial_ids)
     result.rss_bytes, result.rss_peak_bytes = rss(server.proc.pid)
 
 
@@ -501,6 +503,9 @@ async def main() -> None:
     p.add_argument("--backends", default="sqlite,etcd", help="sqlite, etcd or both")
     p.add_argument("--samples", type=int, default=10, help="requests per read measured")
     p.add_argument("--seconds", type=float, default=5.0, help="of FleetLock denials")
+    p.add_argument(
+        "--denial-ids", type=int, default=1000, help="distinct node ids polling the full group"
+    )
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write every figure")
     p.add_argument(
@@ -511,8 +516,9 @@ async def main() -> None:
     args = p.parse_args()
     sizes = [int(x) for x in args.nodes.split(",")]
     backends = [b.strip() for b in args.backends.split(",")]
-    if args.samples < 1 or any(n < HOLDERS_PER_GROUP * len(GROUPS) for n in sizes):
-        p.error(f"--samples ≥ 1 and every N ≥ {HOLDERS_PER_GROUP * len(GROUPS)}")
+    too_small = any(n < HOLDERS_PER_GROUP * len(GROUPS) for n in sizes)
+    if args.samples < 1 or args.denial_ids < 1 or too_small:
+        p.error(f"--samples ≥ 1, --denial-ids ≥ 1 and every N ≥ {HOLDERS_PER_GROUP * len(GROUPS)}")
     if not set(backends) <= {"sqlite", "etcd"}:
         p.error("--backends: sqlite, etcd")
     print(
