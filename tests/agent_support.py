@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cli_support import STAGGER
 from stagger.agent.reboot import SIMULATED_REBOOT_EXIT
@@ -55,56 +56,47 @@ poll = "300ms"
 """
 
 
-@dataclass
-class Node:
-    id: str
+class AgentProcess:
+    """A real `stagger agent` process over its own --root tree: start, stop, its log, its saved
+    state and its simulated reboots. What a node's supervisor needs, shared by the kinds of node
+    the tests build (here and in tests/agent/test_updates_dbus.py); a subclass gives `root`,
+    `proc`, `boots` and `log_mark` as fields and says its boot ids (`boot_id`)."""
+
     root: Path
-    backend: str
-    proc: subprocess.Popen[bytes] | None = None
-    boots: int = 1
-    killed: bool = False
-    log_mark: int = 0  # the log's size when the agent was last started
-    # Short, so that a broken check halts the node at once; a held check (hold-health) then
-    # fails too when it runs over, so a test that holds VERIFYING sets it long.
-    health_timeout: str = "300ms"
+    proc: subprocess.Popen[bytes] | None
+    boots: int
+    log_mark: int  # the log's size when the agent was last started
 
-    def __post_init__(self) -> None:
-        (self.root / "etc").mkdir(parents=True)
-        (self.root / "run").mkdir()
-        (self.root / "etc/machine-id").write_text(uuid.uuid4().hex + "\n")
-        (self.root / "boot_id").write_text(f"{self.id}-boot-1\n")
-        self.configure()
+    def boot_id(self, boot: int) -> str:
+        raise NotImplementedError
 
-    def configure(self, health_timeout: str | None = None) -> None:
-        """Write the agent's config; the agent reads it at its next start."""
-        if health_timeout is not None:
-            self.health_timeout = health_timeout
-        (self.root / "agent.toml").write_text(config_text(self, self.backend))
+    @property
+    def config(self) -> Path:
+        return self.root / "agent.toml"
 
     @property
     def log(self) -> Path:
         return self.root / "agent.log"
 
+    def make_root(self) -> None:
+        """The machine's files: etc/machine-id, an empty run/ and the first boot's id."""
+        for d in ("etc", "run"):
+            (self.root / d).mkdir(parents=True, exist_ok=True)
+        (self.root / "etc/machine-id").write_text(uuid.uuid4().hex + "\n")
+        (self.root / "boot_id").write_text(self.boot_id(self.boots) + "\n")
+
     def start(self) -> None:
         self.log_mark = self.log.stat().st_size if self.log.exists() else 0
-        cfg = str(self.root / "agent.toml")
-        argv = [STAGGER, "agent", "--config", cfg, "--root", str(self.root)]
+        argv = [STAGGER, "agent", "--config", str(self.config), "--root", str(self.root)]
         env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=out, env=env)
-        self.killed = False
 
     def this_run(self) -> str:
         """The log of the agent's current run."""
         with self.log.open("rb") as f:
             f.seek(self.log_mark)
             return f.read().decode(errors="replace")
-
-    def sigkill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-        self.killed = True
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -118,21 +110,12 @@ class Node:
     def reboot(self) -> None:
         """What the machine does on a reboot: a new boot id and an empty /run."""
         self.boots += 1
-        (self.root / "boot_id").write_text(f"{self.id}-boot-{self.boots}\n")
+        (self.root / "boot_id").write_text(self.boot_id(self.boots) + "\n")
         shutil.rmtree(self.root / "run")
         (self.root / "run").mkdir()
 
-    def need_reboot(self) -> None:
-        (self.root / "run/reboot-required").write_text("")
-
-    def flag(self, name: str, on: bool) -> None:
-        path = self.root / name
-        if on:
-            path.write_text("")
-        else:
-            path.unlink(missing_ok=True)
-
-    def state(self) -> dict[str, object]:
+    def state(self) -> dict[str, Any]:
+        """The agent's saved state (var/lib/stagger/agent.json), {} before it wrote one."""
         try:
             doc = json.loads((self.root / "var/lib/stagger/agent.json").read_text())
         except (FileNotFoundError, ValueError):
@@ -147,6 +130,53 @@ class Node:
             return (self.root / "var/lib/stagger/simulated-reboots").read_text().splitlines()
         except FileNotFoundError:
             return []
+
+
+@dataclass
+class Node(AgentProcess):
+    id: str
+    root: Path
+    backend: str
+    proc: subprocess.Popen[bytes] | None = None
+    boots: int = 1
+    killed: bool = False
+    log_mark: int = 0
+    # Short, so that a broken check halts the node at once; a held check (hold-health) then
+    # fails too when it runs over, so a test that holds VERIFYING sets it long.
+    health_timeout: str = "300ms"
+
+    def __post_init__(self) -> None:
+        self.make_root()
+        self.configure()
+
+    def boot_id(self, boot: int) -> str:
+        return f"{self.id}-boot-{boot}"
+
+    def configure(self, health_timeout: str | None = None) -> None:
+        """Write the agent's config; the agent reads it at its next start."""
+        if health_timeout is not None:
+            self.health_timeout = health_timeout
+        self.config.write_text(config_text(self, self.backend))
+
+    def start(self) -> None:
+        super().start()
+        self.killed = False
+
+    def sigkill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.killed = True
+
+    def need_reboot(self) -> None:
+        (self.root / "run/reboot-required").write_text("")
+
+    def flag(self, name: str, on: bool) -> None:
+        path = self.root / name
+        if on:
+            path.write_text("")
+        else:
+            path.unlink(missing_ok=True)
 
 
 @dataclass

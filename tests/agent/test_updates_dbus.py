@@ -3,9 +3,9 @@ process, AttemptUpdate walking the real status sequence with real `StatusUpdate(
 signals), real `stagger agent` processes with the simulated rebooter on SQLite, and
 `stagger update-now` through the agent's control socket.
 
-A small supervisor here plays the machine, as in test_agent_e2e.py: when the agent ends with
-the simulated reboot's exit code it gives the node a new boot id, clears /run, puts the
-stand-in back to IDLE (update_engine's NEED_REBOOT marker lives in /run) and starts the agent
+A small supervisor here plays the machine (agent_support.py's agent process): when the agent
+ends with the simulated reboot's exit code it gives the node a new boot id, clears /run, puts
+the stand-in back to IDLE (update_engine's NEED_REBOOT marker lives in /run) and starts the agent
 again. Every wait is bounded and polls a condition; nothing is timed.
 """
 
@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -28,16 +26,13 @@ from typing import Any
 
 import pytest
 
+from agent_support import STAGGER, WAIT, AgentProcess
 from dbus_support import PrivateBus, StandIn
 from stagger.agent.control import ControlUnavailable, ask
 from stagger.agent.reboot import SIMULATED_REBOOT_EXIT
 from stagger.agent.updaters.update_engine import UpdateEngineUpdater
 from stagger.cli.explain import PAUSED_UPDATES
 from stagger.core.updates import Outcome
-
-STAGGER = str(Path(sys.executable).with_name("stagger"))
-WAIT = 30.0  # upper bound of any one wait; the conditions normally hold well within a second
-
 
 # --- the stand-in's lines -----------------------------------------------------------------------
 
@@ -157,7 +152,7 @@ def closed_window_day() -> str:
 
 
 @dataclass
-class Node:
+class Node(AgentProcess):
     root: Path
     bus: str
     engine: Heard
@@ -169,11 +164,11 @@ class Node:
     reboot_hook: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
-        for d in ("etc", "run"):
-            (self.root / d).mkdir(parents=True, exist_ok=True)
-        (self.root / "etc/machine-id").write_text("0123456789abcdef0123456789abcdef\n")
-        (self.root / "boot_id").write_text("boot-1\n")
+        self.make_root()
         self.write_config()
+
+    def boot_id(self, boot: int) -> str:
+        return f"boot-{boot}"
 
     def write_config(self) -> None:
         r = self.root
@@ -206,30 +201,6 @@ timeout = "20s"
 {self.updates}
 """)
 
-    @property
-    def config(self) -> Path:
-        return self.root / "agent.toml"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "agent.log"
-
-    def start(self) -> None:
-        self.log_mark = self.log.stat().st_size if self.log.exists() else 0
-        argv = [STAGGER, "agent", "--config", str(self.config), "--root", str(self.root)]
-        env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=out, env=env)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
     def pump(self) -> None:
         """The machine: after a simulated reboot, a new boot with an empty /run, in which
         update_engine starts IDLE; a crash fails the test."""
@@ -237,10 +208,7 @@ timeout = "20s"
             return
         code = self.proc.poll()
         if code == SIMULATED_REBOOT_EXIT:
-            self.boots += 1
-            (self.root / "boot_id").write_text(f"boot-{self.boots}\n")
-            shutil.rmtree(self.root / "run")
-            (self.root / "run").mkdir()
+            self.reboot()
             if self.reboot_hook is not None:
                 self.reboot_hook()
             self.engine.command("status UPDATE_STATUS_IDLE 0.0.0", "emitted")
@@ -257,24 +225,8 @@ timeout = "20s"
             time.sleep(0.05)
         raise AssertionError(f"gave up waiting for {what}\n{self.log.read_text()}")
 
-    def saved(self) -> dict[str, Any]:
-        try:
-            doc = json.loads((self.root / "var/lib/stagger/agent.json").read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
-        return dict(doc["state"])
-
-    def cycle(self) -> str:
-        return str(self.saved().get("cycle", ""))
-
     def last_update(self) -> dict[str, Any]:
-        return dict((self.saved().get("updates") or {}).get("last") or {})
-
-    def reboots(self) -> list[str]:
-        try:
-            return (self.root / "var/lib/stagger/simulated-reboots").read_text().splitlines()
-        except FileNotFoundError:
-            return []
+        return dict((self.state().get("updates") or {}).get("last") or {})
 
     def attempts_logged(self) -> list[str]:
         return [
@@ -311,7 +263,7 @@ def test_the_schedule_applies_an_update_the_node_reboots_into_it_then_looks_for_
     # The detector hears UPDATED_NEED_REBOOT and the node enters its cycle; its drain is held
     # for several update intervals: no attempt while the reboot is pending.
     node.wait("the node draining", lambda: node.cycle() == "draining")
-    assert node.saved()["needed"]["detector"] == "update_engine"
+    assert node.state()["needed"]["detector"] == "update_engine"
     assert node.last_update()["outcome"] == "ok"
     assert "applied 3602.2.0" in node.last_update()["detail"]
     held_since = time.monotonic()
@@ -336,8 +288,8 @@ def test_an_updater_error_is_recorded_and_retried_at_the_next_interval(node: Nod
     node.wait("a failed attempt recorded", lambda: node.last_update().get("outcome") == "failed")
     first = node.last_update()
     assert "reported an error" in first["detail"]
-    assert node.saved()["updates"]["failures"] == 1
-    planned = datetime.fromisoformat(node.saved()["updates"]["next_attempt"])
+    assert node.state()["updates"]["failures"] == 1
+    planned = datetime.fromisoformat(node.state()["updates"]["next_attempt"])
     ended = datetime.fromisoformat(first["at"]) + timedelta(seconds=first["seconds"])
     assert planned == ended + timedelta(seconds=1)  # the interval, jitter 0
     assert "outcome=failed" in node.log.read_text()
@@ -346,7 +298,7 @@ def test_an_updater_error_is_recorded_and_retried_at_the_next_interval(node: Nod
     node.wait("the retry recorded", lambda: node.last_update().get("outcome") == "ok")
     second = node.last_update()
     assert datetime.fromisoformat(second["at"]) >= planned
-    assert node.saved()["updates"]["failures"] == 0
+    assert node.state()["updates"]["failures"] == 0
     assert node.engine.attempts() == ["attempt error", "attempt none"]
     assert node.cycle() == "idle"  # no update, no reboot
 
@@ -364,7 +316,7 @@ def test_a_pause_stops_the_reboot_but_not_the_update(node: Node) -> None:
     node.engine.wait("was asked for an update", lambda lines: "attempt update" in lines)
     node.wait("the update applied", lambda: node.last_update().get("outcome") == "ok")
     node.wait("the node waiting", lambda: node.cycle() == "waiting")
-    assert "paused" in str(node.saved()["reason"])
+    assert "paused" in str(node.state()["reason"])
     explained = json.loads(node.cli("explain", "--json").stdout)
     assert explained["updates"]["while_paused"] == PAUSED_UPDATES
     assert explained["updates"]["next"]["verdict"] == "blocked"  # its reboot comes first
@@ -412,7 +364,7 @@ def test_update_now_is_refused_while_a_reboot_is_pending(node: Node) -> None:
     node.wait("the first scheduled attempt", lambda: bool(node.last_update()))
     need = node.cli("need-reboot", "--reason", "kernel CVE")
     assert need.returncode == 0, need.stderr
-    node.wait("the need recorded", lambda: node.saved().get("needed") is not None)
+    node.wait("the need recorded", lambda: node.state().get("needed") is not None)
     refused = node.cli("update-now", "--json")
     assert refused.returncode == 1
     doc = json.loads(refused.stdout)
