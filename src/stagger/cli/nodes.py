@@ -27,7 +27,7 @@ from stagger.cli.output import (
     run_async,
 )
 from stagger.cli.pages import since_option
-from stagger.cli.semaphore import ago, when
+from stagger.cli.status_view import ago, when
 from stagger.core.durations import format_duration, parse_duration
 from stagger.core.errors import InvalidInput
 from stagger.core.fleet_view import NodeView
