@@ -13,12 +13,12 @@ Why this file is long (~800 lines): every rule that decides who may hold a slot 
 the rollout's gate, pace, a percentage max, the fair queue's Lineup, expiry) is applied in
 `acquire`/`admission` here, so that the invariant "never more than max" is argued and tested
 (tests/core/test_semaphore_invariants.py) against one file. Pure helpers that need no part of
-it live beside it: core/turns.py, core/rollout_gate.py, core/node_controls.py.
+it live beside it: core/turns.py, core/rollout_gate.py, core/node_controls.py, core/names.py
+(the rules for group names and node ids, re-exported here).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -27,6 +27,17 @@ from typing import Generic, TypeVar
 
 from stagger.core.durations import check_duration
 from stagger.core.errors import InvalidInput
+from stagger.core.names import GROUP_RE as GROUP_RE
+from stagger.core.names import MAX_GROUP_LEN as MAX_GROUP_LEN
+from stagger.core.names import MAX_ID_LEN as MAX_ID_LEN
+from stagger.core.names import MAX_SLOTS as MAX_SLOTS
+from stagger.core.names import NODE_ID_RE as NODE_ID_RE
+from stagger.core.names import NODE_ID_RULE as NODE_ID_RULE
+from stagger.core.names import validate_group as validate_group
+from stagger.core.names import validate_id as validate_id
+from stagger.core.names import validate_max as validate_max
+from stagger.core.names import validate_name as validate_name
+from stagger.core.names import validate_node_id as validate_node_id
 from stagger.core.rollout_gate import Budget, Rollout, gate
 from stagger.core.text import check_operator_text
 from stagger.core.times import check_instant, later
@@ -43,18 +54,6 @@ from stagger.core.turns import (
     validate_percent,
 )
 
-# No leading dot: "." and ".." are not names a URL path can carry (clients resolve them).
-GROUP_RE = re.compile(r"^[a-zA-Z0-9-][a-zA-Z0-9.-]*$")
-MAX_GROUP_LEN = 128
-MAX_ID_LEN = 256
-# The rule for an id that takes a slot: it must fit in one URL path segment and one key, so
-# whoever can lock it can also release, touch, report and forget it. It admits hostnames and
-# FQDNs, Zincati's and Flatcar's 32-hex-digit ids, UUIDs and `host:port`.
-NODE_ID_RE = re.compile(r"^[A-Za-z0-9_:-][A-Za-z0-9_.:-]*$")
-NODE_ID_RULE = (
-    f"1 to {MAX_ID_LEN} characters from A-Z, a-z, 0-9, '.', '_', ':' and '-', not starting with '.'"
-)
-MAX_SLOTS = 10_000
 DEFAULT_GROUP = "default"
 # The fleet-wide pause is kept as the pause of this reserved pseudo-group (not a valid name).
 FLEET = "*"
@@ -66,52 +65,10 @@ MEMBER_MEMORY = timedelta(days=30)
 # A heartbeat more frequent than this writes nothing (docs/backends.md: at most one a minute).
 TOUCH_INTERVAL = timedelta(minutes=1)
 # The fair queue's most places (docs/rollout.md, "Fair order"): far more than the slots any
-# group frees between two asks of its nodes, and a record that stays ~75 KB with 32-character
+# group frees between two asks of its nodes, and a record that stays ~70 KB with 32-character
 # ids (~300 KB with the longest ids) under etcd's 1.5 MiB request limit (docs/backends.md). A
 # node denied while the queue is full gets no place and writes nothing; it joins once one frees.
 QUEUE_LIMIT = 1000
-
-
-def validate_name(name: str, what: str, example: str) -> str:
-    """A name that is also a key path segment (a group, a server role): 1 to MAX_GROUP_LEN
-    characters from a-z, A-Z, 0-9, '.' and '-'."""
-    if not name or len(name) > MAX_GROUP_LEN or not GROUP_RE.fullmatch(name):
-        raise InvalidInput(
-            f"{what} {name!r} is not valid: use 1 to {MAX_GROUP_LEN} characters from "
-            f"a-z, A-Z, 0-9, '.' and '-', not starting with '.' (for example {example})"
-        )
-    return name
-
-
-def validate_group(group: str) -> str:
-    return validate_name(group, "group", "'web' or 'db.eu-1'")
-
-
-def validate_id(node_id: str) -> str:
-    """Any id a store may already hold (printable text): what release and reads accept, so a
-    hold taken before the node id rule existed can still be given back."""
-    if not node_id or len(node_id) > MAX_ID_LEN or not node_id.isprintable():
-        raise InvalidInput(
-            f"node id {node_id!r} is not valid: use 1 to {MAX_ID_LEN} printable characters "
-            "(no control characters)"
-        )
-    return node_id
-
-
-def validate_node_id(node_id: str) -> str:
-    """The rule for an id that takes a slot or sends a report (NODE_ID_RE)."""
-    if not node_id or len(node_id) > MAX_ID_LEN or not NODE_ID_RE.fullmatch(node_id):
-        raise InvalidInput(f"node id {node_id!r} is not valid: use {NODE_ID_RULE}")
-    return node_id
-
-
-def validate_max(value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SLOTS:
-        raise InvalidInput(
-            f"max {value!r} is not valid: give a whole number from 0 to {MAX_SLOTS} "
-            "(0 stops every new reboot in the group)"
-        )
-    return value
 
 
 @dataclass(frozen=True)
