@@ -525,9 +525,9 @@ class Lineup:
         percentage max that of a node the full queue has no place for (it is a known node)."""
         if self.grants(node_id):
             return True
-        if node_id not in self.queue and not (self.full and self.counts_all):
-            return not self.full
-        return mark_due(self.seen.get(node_id), now, self.stale_after)
+        if node_id in self.queue or (self.full and self.counts_all):
+            return mark_due(self.seen.get(node_id), now, self.stale_after)
+        return not self.full
 
     def denial_of(self, node_id: str) -> Denied:
         """The denial of a lock by `node_id` that is not granted (grants() is False): with its
