@@ -26,7 +26,7 @@ from stagger.core.cycle.node_state import State
 from stagger.core.errors import BackendUnavailable, ConfigError, InvalidInput
 from stagger.core.node_report import NodeReport
 from stagger.core.secrets import mask_url as redact
-from stagger.core.semaphore import Denied, DenyReason, Granted, NotHeld, Released
+from stagger.core.semaphore import QUEUE_LIMIT, Denied, DenyReason, Granted, NotHeld, Released
 from stagger.server.settings import ServerSettings, admin_tokens_from_file
 
 
@@ -384,3 +384,23 @@ async def test_an_answer_of_another_version_is_said_for_every_call(other_version
             assert "are both the same version?" in str(err.value)
     finally:
         await b.close()
+
+
+async def test_a_denial_beyond_the_full_queue_comes_back_with_the_queues_length(
+    fl: Backend, tmp_path: Path
+) -> None:
+    store = open_backend(f"sqlite:///{tmp_path}/s.db")  # the server's store, filled directly
+    try:
+        await store.set_max("web", 1, by="operator:t")
+        assert isinstance(await store.acquire("web", "holder"), Granted)
+        for i in range(QUEUE_LIMIT):
+            await store.acquire("web", f"w{i:04d}")
+    finally:
+        await store.close()
+    late = await fl.acquire("web", "late")
+    assert isinstance(late, Denied)
+    assert (late.reason, late.position, late.queue_full) == (DenyReason.FULL, None, QUEUE_LIMIT)
+    assert late.sentence().endswith(
+        f"the queue is full ({QUEUE_LIMIT} nodes wait): this node has no place yet and keeps "
+        "asking; it joins the queue when a place frees"
+    )

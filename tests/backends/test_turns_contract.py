@@ -3,6 +3,7 @@ etcd): what core/turns.py decides must survive the store's encoding and its guar
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -10,7 +11,7 @@ import pytest
 
 from stagger.backends.factory import open_backend
 from stagger.backends.protocol import Backend
-from stagger.core.semaphore import Denied, DenyReason, Granted
+from stagger.core.semaphore import QUEUE_LIMIT, Denied, DenyReason, Granted
 
 OP = "operator:alice"
 S = timedelta(seconds=1)
@@ -81,3 +82,34 @@ async def test_a_percentage_max_counts_the_nodes_that_asked(
     assert (sem.max_percent, len(sem.known(status.now)), sem.slots(status.now)) == (50, 4, 2)
     assert isinstance(await clocked.acquire("web", "b"), Granted), "b asked first"
     assert isinstance(await clocked.acquire("web", "c"), Denied), "2 of 4: both held"
+
+
+async def test_a_node_the_full_queue_has_no_place_for_is_denied_without_a_write(
+    clocked: Backend, clock: ManualClock
+) -> None:
+    await clocked.set_max("web", 1, by=OP)
+    assert isinstance(await clocked.acquire("web", "holder"), Granted)
+    waiters = [f"w{i:04d}" for i in range(QUEUE_LIMIT)]
+    for start in range(0, QUEUE_LIMIT, 50):  # each joins the queue: one write each
+        await asyncio.gather(*(clocked.acquire("web", w) for w in waiters[start : start + 50]))
+    before = await clocked.revision()
+    late = await clocked.acquire("web", "late")
+    assert isinstance(late, Denied)
+    assert (late.reason, late.position, late.queue_full) == (DenyReason.FULL, None, QUEUE_LIMIT)
+    assert f"the queue is full ({QUEUE_LIMIT} nodes wait)" in late.sentence()
+    assert await clocked.revision() == before, "a node beyond the queue writes nothing"
+    (status,) = (await clocked.status("web")).groups
+    queue = status.semaphore.queue(status.now)
+    assert len(queue) == QUEUE_LIMIT
+    assert "late" not in {w.id for w in queue}
+    first = queue[0].id
+    await clocked.release("web", "holder")
+    clock.now += S
+    assert isinstance(await clocked.acquire("web", first), Granted)
+    joined = await clocked.acquire("web", "late")
+    assert isinstance(joined, Denied)
+    assert (joined.position, joined.queue_full) == (QUEUE_LIMIT, 0), "a place freed: it joins"
+    (status,) = (await clocked.status("web")).groups
+    assert status.semaphore.seen.keys() == status.semaphore.waiting.keys(), (
+        "a count max remembers only its waiters"
+    )

@@ -16,7 +16,11 @@ holds a slot. After each step it checks:
 - a grant never takes a slot that is held or cooling down (pace), under a count or a
   percentage max;
 - fair order: when a node is granted, every node ahead of it in the queue would be granted
-  too if it asked at that moment (nobody waits behind a node that asked after it).
+  too if it asked at that moment (nobody waits behind a node that asked after it), and so
+  would every queued node when a node that was not queued (the queue being full) is granted;
+- the queue never holds more than its limit (here a small one, so the limit is often hit); a
+  node denied while it is full gets no place, the queue's length, and writes nothing;
+- without a percentage max the group remembers no node's last ask but its waiters'.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ from stagger.core.semaphore import (
 )
 
 IDS = st.sampled_from(["a", "b", "c", "d", "e"])
+# The queue's limit in this machine: small beside the five ids, so that it is often reached.
+LIMIT = 2
 WHO = st.sampled_from(["operator:x", "operator:y"])
 REASONS = st.sampled_from(["bad kernel", "incident"])
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -50,7 +56,7 @@ T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 class SemaphoreMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.sem = Semaphore("web", max=2)
+        self.sem = Semaphore("web", max=2, queue_limit=LIMIT)
         self.fleet: Pause | None = None
         self.now = T0
 
@@ -121,7 +127,13 @@ class SemaphoreMachine(RuleBasedStateMachine):
                 assert turn.position(node) > turn.free > 0
             else:
                 assert outcome.pause == before.active_pause(self.now, self.fleet)
-            assert outcome.position == turn.position(node)
+            if node not in turn.queue and turn.length >= LIMIT:
+                assert (outcome.position, outcome.queue_full) == (None, turn.length)
+                if before.max_percent is None:
+                    assert not change.dirty, "a node the full queue has no place for writes nothing"
+                assert node not in change.semaphore.waiting
+            else:
+                assert (outcome.position, outcome.queue_full) == (turn.position(node), 0)
             assert after == was_live
             assert set(change.semaphore.holds) == stored - expiring
             assert outcome.holders == tuple(sorted(was_live))
@@ -233,6 +245,16 @@ class SemaphoreMachine(RuleBasedStateMachine):
         self.now += timedelta(seconds=seconds)
 
     # --- invariants -------------------------------------------------------------------------
+
+    @invariant()
+    def the_queue_never_exceeds_its_limit(self) -> None:
+        assert len(self.sem.waiting) <= LIMIT
+        assert len(self.sem.queue(self.now)) <= LIMIT
+
+    @invariant()
+    def a_count_max_remembers_only_the_waiters(self) -> None:
+        if self.sem.max_percent is None:
+            assert set(self.sem.seen) <= set(self.sem.waiting)
 
     @invariant()
     def holds_are_keyed_by_their_id(self) -> None:

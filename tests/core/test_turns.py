@@ -173,3 +173,55 @@ def test_the_lineup_answers_a_waiter_without_a_write_as_acquire_does() -> None:
     assert not turn.writes("w", T0 + S)
     assert turn.writes("new", T0 + S), "a node not in the queue joins it: a write"
     assert turn.denial_of("w") == acquire(sem, "w", T0 + S).outcome
+
+
+def test_a_full_queue_denies_a_newcomer_without_a_place_and_without_a_write() -> None:
+    sem, _ = ask(Semaphore("web", max=1, queue_limit=2), "holder", T0)
+    sem, _ = ask(sem, "a", T0 + S)
+    sem, _ = ask(sem, "b", T0 + 2 * S)
+    change = acquire(sem, "late", T0 + 3 * S)
+    assert not change.changed, "a node the queue has no place for writes nothing"
+    denied = change.outcome
+    assert isinstance(denied, Denied)
+    assert (denied.reason, denied.position, denied.queue_full) == (DenyReason.FULL, None, 2)
+    assert denied.sentence().endswith(
+        "; the queue is full (2 nodes wait): this node has no place yet and keeps asking; "
+        "it joins the queue when a place frees"
+    )
+    assert lineup(sem, T0 + 3 * S).outcome.denial_of("late") == denied
+    sem = release(sem, "holder", T0 + 4 * S, by="holder").semaphore
+    sem, queued = ask(sem, "late", T0 + 5 * S)
+    assert isinstance(queued, Denied)
+    assert (queued.reason, queued.queue_full) == (DenyReason.QUEUED, 2)
+    assert "2 node(s) asked before this one" in queued.sentence()
+    sem, first = ask(sem, "a", T0 + 6 * S)
+    assert isinstance(first, Granted)
+    sem, joined = ask(sem, "late", T0 + 7 * S)
+    assert isinstance(joined, Denied)
+    assert (joined.position, joined.queue_full) == (2, 0), "a place freed: it joins, last"
+    assert [w.id for w in sem.queue(T0 + 7 * S)] == ["b", "late"]
+
+
+def test_a_count_max_keeps_no_memory_of_nodes_that_are_not_queued() -> None:
+    sem, _ = ask(Semaphore("web", max=1), "a", T0)
+    sem, _ = ask(sem, "b", T0 + S)
+    assert sem.seen == {"b": T0 + S}, "only the waiter's last ask is kept"
+    sem = release(sem, "a", T0 + 2 * S, by="a").semaphore
+    sem, got = ask(sem, "b", T0 + 3 * S)
+    assert isinstance(got, Granted)
+    sem = release(sem, "b", T0 + 4 * S, by="b").semaphore
+    assert (sem.seen, sem.waiting) == ({}, {}), "asked, granted, released: forgotten"
+
+
+def test_a_percentage_max_counts_from_the_holders_waiters_and_nodes_seen_since() -> None:
+    sem, _ = ask(Semaphore("web", max=1), "done", T0)
+    sem = release(sem, "done", T0 + S, by="done").semaphore
+    sem, _ = ask(sem, "holder", T0 + 2 * S)
+    sem, _ = ask(sem, "waiter", T0 + 3 * S)
+    sem = set_max(sem, 50, T0 + 4 * S, by=OP, percent=True).semaphore
+    assert sem.known(T0 + 4 * S) == {"holder", "waiter"}, "done was forgotten under max 1"
+    sem, _ = ask(sem, "new", T0 + 5 * S)
+    sem = release(sem, "holder", T0 + 6 * S, by="holder").semaphore
+    assert sem.known(T0 + 6 * S) == {"holder", "waiter", "new"}
+    sem = set_max(sem, 2, T0 + 7 * S, by=OP).semaphore
+    assert set(sem.seen) == set(sem.waiting), "a count max forgets what only a percentage read"

@@ -75,7 +75,8 @@ class ErrorModel(Model):
     """A FleetLock error body. `max` and `holders` come with every denial, `pause` with a
     paused one (and `node` when it is that node's own pause), `until` with a pacing one,
     `position` (the node's 1-based place in the group's queue) with every denial of a queued
-    node, `blockers` (their names) with a blocked one, `stage` and `bake_ends` with
+    node, `queue_full` (the queue's length) with that of a node the full queue had no place
+    for, `blockers` (their names) with a blocked one, `stage` and `bake_ends` with
     rollout_waiting, and `group` with node_holds_slot (extra fields FleetLock clients ignore)."""
 
     kind: ErrorKind
@@ -91,6 +92,7 @@ class ErrorModel(Model):
     bake_ends: MaybeInstant = None
     until: MaybeInstant = None
     position: int | None = Field(None, ge=1)
+    queue_full: int | None = Field(None, ge=1)
 
     def denial(self) -> Denied | None:
         for reason, kind in DENIAL_KINDS.items():
@@ -109,5 +111,6 @@ class ErrorModel(Model):
                     bake_ends=self.bake_ends,
                     until=self.until,
                     position=self.position,
+                    queue_full=self.queue_full or 0,
                 )
         return None

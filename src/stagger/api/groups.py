@@ -368,6 +368,11 @@ class DeniedModel(Model):
     position: int | None = Field(
         None, ge=1, description="the node's 1-based place in the group's queue"
     )
+    queue_full: int | None = Field(
+        None,
+        ge=1,
+        description="the queue was full (this many nodes wait): the node has no place yet",
+    )
     message: str
 
     @classmethod
@@ -382,6 +387,7 @@ class DeniedModel(Model):
             node=d.node or None,
             until=d.until,
             position=d.position,
+            queue_full=d.queue_full or None,
             message=message,
         )
 

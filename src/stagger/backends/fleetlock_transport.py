@@ -286,6 +286,11 @@ def _rollout_waiting(doc: dict[str, Any], max_: int, holders: tuple[str, ...]) -
     )
 
 
+def _count(raw: object) -> int | None:
+    """A positive whole number from an answer's field, else None."""
+    return raw if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0 else None
+
+
 def read_denial(r: httpx.Response) -> Denied | None:
     """The denial in an answer to a lock request, as stagger, airlock, poseidon or
     heathcliff26 spell it; None when the answer is not a denial."""
@@ -299,22 +304,20 @@ def read_denial(r: httpx.Response) -> Denied | None:
     holders = tuple(h for h in doc.get("holders") or () if isinstance(h, str))
     raw_max = doc.get("max")
     max_ = raw_max if isinstance(raw_max, int) and not isinstance(raw_max, bool) else 0
-    raw_position = doc.get("position")
-    position = (
-        raw_position
-        if isinstance(raw_position, int) and not isinstance(raw_position, bool) and raw_position > 0
-        else None
-    )
+    position = _count(doc.get("position"))
+    full = _count(doc.get("queue_full")) or 0
     if kind == ErrorKind.FAILED_LOCK_SEMAPHORE_FULL or kind in _FOREIGN_DENIALS:
-        return Denied(DenyReason.FULL, max_, holders, position=position)
+        return Denied(DenyReason.FULL, max_, holders, position=position, queue_full=full)
     if kind == ErrorKind.FAILED_LOCK_QUEUED:
-        return Denied(DenyReason.QUEUED, max_, holders, position=position)
+        return Denied(DenyReason.QUEUED, max_, holders, position=position, queue_full=full)
     if kind == ErrorKind.FAILED_LOCK_PACING:
         try:
             until = datetime.fromisoformat(str(doc.get("until")))
         except ValueError:
             until = None
-        return Denied(DenyReason.PACING, max_, holders, until=until, position=position)
+        return Denied(
+            DenyReason.PACING, max_, holders, until=until, position=position, queue_full=full
+        )
     if kind == ErrorKind.FAILED_LOCK_PAUSED:
         try:
             p = PauseModel.model_validate(doc.get("pause")).value() if doc.get("pause") else None
@@ -322,7 +325,7 @@ def read_denial(r: httpx.Response) -> Denied | None:
             p = None
         node = doc.get("node")
         who = node if isinstance(node, str) else ""
-        return Denied(DenyReason.PAUSED, max_, holders, p, who, position=position)
+        return Denied(DenyReason.PAUSED, max_, holders, p, who, position=position, queue_full=full)
     if kind == ErrorKind.ROLLOUT_WAITING:
         return _rollout_waiting(doc, max_, holders)
     if kind == ErrorKind.BLOCKED:

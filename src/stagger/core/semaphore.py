@@ -13,12 +13,12 @@ Why this file is long (~800 lines): every rule that decides who may hold a slot 
 the rollout's gate, pace, a percentage max, the fair queue's Lineup, expiry) is applied in
 `acquire`/`admission` here, so that the invariant "never more than max" is argued and tested
 (tests/core/test_semaphore_invariants.py) against one file. Pure helpers that need no part of
-it live beside it: core/turns.py, core/rollout_gate.py, core/node_controls.py.
+it live beside it: core/turns.py, core/rollout_gate.py, core/node_controls.py, core/names.py
+(the rules for group names and node ids, re-exported here).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -27,6 +27,17 @@ from typing import Generic, TypeVar
 
 from stagger.core.durations import check_duration
 from stagger.core.errors import InvalidInput
+from stagger.core.names import GROUP_RE as GROUP_RE
+from stagger.core.names import MAX_GROUP_LEN as MAX_GROUP_LEN
+from stagger.core.names import MAX_ID_LEN as MAX_ID_LEN
+from stagger.core.names import MAX_SLOTS as MAX_SLOTS
+from stagger.core.names import NODE_ID_RE as NODE_ID_RE
+from stagger.core.names import NODE_ID_RULE as NODE_ID_RULE
+from stagger.core.names import validate_group as validate_group
+from stagger.core.names import validate_id as validate_id
+from stagger.core.names import validate_max as validate_max
+from stagger.core.names import validate_name as validate_name
+from stagger.core.names import validate_node_id as validate_node_id
 from stagger.core.rollout_gate import Budget, Rollout, gate
 from stagger.core.text import check_operator_text
 from stagger.core.times import check_instant, later
@@ -43,18 +54,6 @@ from stagger.core.turns import (
     validate_percent,
 )
 
-# No leading dot: "." and ".." are not names a URL path can carry (clients resolve them).
-GROUP_RE = re.compile(r"^[a-zA-Z0-9-][a-zA-Z0-9.-]*$")
-MAX_GROUP_LEN = 128
-MAX_ID_LEN = 256
-# The rule for an id that takes a slot: it must fit in one URL path segment and one key, so
-# whoever can lock it can also release, touch, report and forget it. It admits hostnames and
-# FQDNs, Zincati's and Flatcar's 32-hex-digit ids, UUIDs and `host:port`.
-NODE_ID_RE = re.compile(r"^[A-Za-z0-9_:-][A-Za-z0-9_.:-]*$")
-NODE_ID_RULE = (
-    f"1 to {MAX_ID_LEN} characters from A-Z, a-z, 0-9, '.', '_', ':' and '-', not starting with '.'"
-)
-MAX_SLOTS = 10_000
 DEFAULT_GROUP = "default"
 # The fleet-wide pause is kept as the pause of this reserved pseudo-group (not a valid name).
 FLEET = "*"
@@ -65,48 +64,11 @@ HISTORY_LIMIT = 1000
 MEMBER_MEMORY = timedelta(days=30)
 # A heartbeat more frequent than this writes nothing (docs/backends.md: at most one a minute).
 TOUCH_INTERVAL = timedelta(minutes=1)
-
-
-def validate_name(name: str, what: str, example: str) -> str:
-    """A name that is also a key path segment (a group, a server role): 1 to MAX_GROUP_LEN
-    characters from a-z, A-Z, 0-9, '.' and '-'."""
-    if not name or len(name) > MAX_GROUP_LEN or not GROUP_RE.fullmatch(name):
-        raise InvalidInput(
-            f"{what} {name!r} is not valid: use 1 to {MAX_GROUP_LEN} characters from "
-            f"a-z, A-Z, 0-9, '.' and '-', not starting with '.' (for example {example})"
-        )
-    return name
-
-
-def validate_group(group: str) -> str:
-    return validate_name(group, "group", "'web' or 'db.eu-1'")
-
-
-def validate_id(node_id: str) -> str:
-    """Any id a store may already hold (printable text): what release and reads accept, so a
-    hold taken before the node id rule existed can still be given back."""
-    if not node_id or len(node_id) > MAX_ID_LEN or not node_id.isprintable():
-        raise InvalidInput(
-            f"node id {node_id!r} is not valid: use 1 to {MAX_ID_LEN} printable characters "
-            "(no control characters)"
-        )
-    return node_id
-
-
-def validate_node_id(node_id: str) -> str:
-    """The rule for an id that takes a slot or sends a report (NODE_ID_RE)."""
-    if not node_id or len(node_id) > MAX_ID_LEN or not NODE_ID_RE.fullmatch(node_id):
-        raise InvalidInput(f"node id {node_id!r} is not valid: use {NODE_ID_RULE}")
-    return node_id
-
-
-def validate_max(value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SLOTS:
-        raise InvalidInput(
-            f"max {value!r} is not valid: give a whole number from 0 to {MAX_SLOTS} "
-            "(0 stops every new reboot in the group)"
-        )
-    return value
+# The fair queue's most places (docs/rollout.md, "Fair order"): far more than the slots any
+# group frees between two asks of its nodes, and a record that stays ~70 KB with 32-character
+# ids (~300 KB with the longest ids) under etcd's 1.5 MiB request limit (docs/backends.md). A
+# node denied while the queue is full gets no place and writes nothing; it joins once one frees.
+QUEUE_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -206,9 +168,13 @@ class Semaphore:
     # When slots were freed while a pace is set (only those still cooling are kept).
     releases: tuple[datetime, ...] = ()
     # Each node's last ask, grant or release in this group (the group's memory of its nodes:
-    # kept for stale_after), and each queued node's first ask (the fair queue's order).
+    # kept for stale_after, and only where a decision reads it: a waiter's, and every node's
+    # while the group has a percentage max; _tidy), and each queued node's first ask (the fair
+    # queue's order, at most queue_limit places).
     seen: Mapping[str, datetime] = field(default_factory=dict)
     waiting: Mapping[str, datetime] = field(default_factory=dict)
+    # The fair queue's most places: QUEUE_LIMIT (smaller only in tests). Not stored.
+    queue_limit: int = field(default=QUEUE_LIMIT, compare=False, repr=False)
     # False for a group the store has never written (its defaults): setting a value equal to a
     # default then still writes, so the group an operator named exists from then on. Not
     # stored, not compared: two views of the same group are equal whether written or not.
@@ -324,11 +290,18 @@ class Denied:
     until: datetime | None = None
     # The node's 1-based place in the group's queue (None: not queued, e.g. its own pause).
     position: int | None = None
+    # Set when the queue was full (QUEUE_LIMIT) so this node got no place: the queue's length.
+    queue_full: int = 0
 
     def sentence(self) -> str:
-        return self._why() + (
-            f"; this node is number {self.position} in the queue" if self.position else ""
-        )
+        if self.position:
+            return self._why() + f"; this node is number {self.position} in the queue"
+        if self.queue_full:
+            return self._why() + (
+                f"; the queue is full ({self.queue_full} nodes wait): this node has no place "
+                "yet and keeps asking; it joins the queue when a place frees"
+            )
+        return self._why()
 
     def _why(self) -> str:
         if self.reason is DenyReason.BLOCKED:
@@ -351,7 +324,7 @@ class Denied:
                 f"{self.until.isoformat()}"
             )
         if self.reason is DenyReason.QUEUED:
-            ahead = (self.position or 1) - 1
+            ahead = self.position - 1 if self.position else self.queue_full
             return f"a slot is free, but {ahead} node(s) asked before this one and go first"
         return f"all {self.max} slot(s) are held by: {', '.join(self.holders) or '(nobody)'}"
 
@@ -400,10 +373,15 @@ def _with_holds(sem: Semaphore, holds: Mapping[str, Hold]) -> Semaphore:
 
 def _tidy(sem: Semaphore, now: datetime) -> Semaphore:
     """`sem` without what no decision reads any more: releases whose cool-down ended, nodes
-    not seen within stale_after, and queue places of nodes that left the queue. Applied on
-    every write, so the record stays bounded by the nodes active within stale_after."""
+    not seen within stale_after, queue places of nodes that left the queue, and, without a
+    percentage max, the last asks of nodes that are not queued (only the queue reads them;
+    a holder has its own last_seen). Applied on every write, so the record stays bounded by
+    the queue (queue_limit) and, with a percentage max, the nodes active within stale_after
+    (docs/backends.md, "What a write costs")."""
     seen = {k: t for k, t in sem.seen.items() if now - t <= sem.stale_after}
     waiting = {k: t for k, t in sem.waiting.items() if k in seen and k not in sem.holds}
+    if sem.max_percent is None:
+        seen = {k: t for k, t in seen.items() if k in waiting}
     releases = tuple(t for t in sem.releases if sem.pace is not None and t + sem.pace > now)
     return replace(sem, seen=seen, waiting=waiting, releases=releases)
 
@@ -497,8 +475,10 @@ def acquire(
     # askers get no place until its first grant, set-max or pause writes it.
     if not turn.writes(node_id, now) or not sem.stored:
         return Change(sem, denied, swept.events)
+    # It joins at the end (leaving a place it had left), unless the queue is full: then only
+    # its ask is noted (under a percentage max, where it counts among the known nodes).
     waiting = sem.waiting
-    if node_id not in turn.queue:  # it joins at the end (leaving a place it had left)
+    if node_id not in turn.queue and not turn.full:
         waiting = {k: t for k, t in waiting.items() if k != node_id} | {node_id: now}
     new = _tidy(replace(sem, seen={**sem.seen, node_id: now}, waiting=waiting), now)
     return Change(new, denied, swept.events, dirty=True)
@@ -517,10 +497,18 @@ class Lineup:
     seen: Mapping[str, datetime]  # the waiters' last asks (and other nodes')
     stale_after: timedelta
     holders: tuple[str, ...] = ()
+    limit: int = QUEUE_LIMIT  # the queue's most places
+    # A percentage max: every node's ask counts (the known nodes), queued or not.
+    counts_all: bool = False
 
     @property
     def length(self) -> int:
         return len(self.queue)
+
+    @property
+    def full(self) -> bool:
+        """Whether a node not in the queue is denied without a place (and without a write)."""
+        return self.length >= self.limit
 
     def position(self, node_id: str) -> int:
         """`node_id`'s place: its own in the queue, else the next one (it would join)."""
@@ -532,18 +520,27 @@ class Lineup:
         return self.denial is None and self.position(node_id) <= self.free
 
     def writes(self, node_id: str, now: datetime) -> bool:
-        """Whether a lock by `node_id` changes the group: a grant, joining the queue, or a
-        last-ask mark that is due (turns.mark_due)."""
-        if node_id not in self.queue or self.grants(node_id):
+        """Whether a lock by `node_id` changes the group: a grant, joining the queue (unless
+        it is full), or a last-ask mark that is due (turns.mark_due): a waiter's, and under a
+        percentage max that of a node the full queue has no place for (it is a known node)."""
+        if self.grants(node_id):
             return True
-        return mark_due(self.seen.get(node_id), now, self.stale_after)
+        if node_id in self.queue or (self.full and self.counts_all):
+            return mark_due(self.seen.get(node_id), now, self.stale_after)
+        return not self.full
 
     def denial_of(self, node_id: str) -> Denied:
-        """The denial of a lock by `node_id` that is not granted (grants() is False)."""
-        position = self.position(node_id)
+        """The denial of a lock by `node_id` that is not granted (grants() is False): with its
+        place in the queue, or, when the queue is full and it has none, the queue's length."""
+        position: int | None = self.position(node_id)
+        full = 0
+        if node_id not in self.queue and self.full:
+            position, full = None, self.length
         if self.denial is not None:
-            return replace(self.denial, position=position)
-        return Denied(DenyReason.QUEUED, self.slots, self.holders, position=position)
+            return replace(self.denial, position=position, queue_full=full)
+        return Denied(
+            DenyReason.QUEUED, self.slots, self.holders, position=position, queue_full=full
+        )
 
 
 def lineup(
@@ -562,7 +559,15 @@ def lineup(
     free = 0 if decided.outcome is not None else slots - len(sem.holds) - len(sem.cooling(now))
     waiting = sem.places(now)
     turn = Lineup(
-        decided.outcome, slots, max(free, 0), waiting, sem.seen, sem.stale_after, sem.holders(now)
+        decided.outcome,
+        slots,
+        max(free, 0),
+        waiting,
+        sem.seen,
+        sem.stale_after,
+        sem.holders(now),
+        sem.queue_limit,
+        sem.max_percent is not None,
     )
     return Change(sem, turn, decided.events)
 
@@ -726,7 +731,8 @@ def set_max(
     text = new.limit_text()
     detail = f"{sem.limit_text()} -> {text}" if sem.stored else f"new group, max {text}"
     event = Event(now, sem.group, Action.MAX_CHANGED, by, detail=detail)
-    return Change(new, value, (event,))
+    # A count max forgets at once the nodes only a percentage counted (_tidy).
+    return Change(_tidy(new, now), value, (event,))
 
 
 def set_pace(

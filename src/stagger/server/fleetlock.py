@@ -160,6 +160,7 @@ def denial_reject(outcome: Denied) -> Reject:
         bake_ends=rfc3339(outcome.bake_ends) if outcome.bake_ends is not None else None,
         until=rfc3339(outcome.until) if outcome.until is not None else None,
         position=outcome.position,
+        queue_full=outcome.queue_full or None,
     )
 
 
