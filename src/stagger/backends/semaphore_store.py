@@ -7,7 +7,7 @@ validation and what each one means after a write with an unknown outcome live he
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -72,7 +72,12 @@ class SemaphoreStore(ABC):
     async def status(self, group: str | None = None) -> Snapshot: ...
 
     @abstractmethod
-    async def nodes(self, group: str | None = None) -> list[NodeReport]: ...
+    async def group_nodes(
+        self, named: Mapping[str, Collection[str] | None]
+    ) -> dict[str, rollouts.GroupNodes]:
+        """For each group of `named`: its reports that need a reboot or are in their cycle,
+        its nodes at rest among the ids named (None: every one) and how many nodes are at
+        rest, from the store's summary (core/rollout.py, GroupNodes): never every report."""
 
     @abstractmethod
     async def history(self, group: str | None = None, limit: int = 100) -> list[core.Event]: ...
@@ -352,7 +357,9 @@ class SemaphoreStore(ABC):
         snap = await self.status(None)
         if snap.rollout is None:
             return None
-        reports = await self.nodes()
+        # Every node of the stages is named (the status lists the done ones): ids only.
+        staged = {g for stage in snap.rollout.stages for g in stage.groups}
+        reports = await self.group_nodes(dict.fromkeys(sorted(staged)))
         groups = {g.group: g.semaphore for g in snap.groups}
         found = rollouts.status(snap.rollout, groups, reports, snap.now)
         events = await self.history(None, limit=ETA_HISTORY)  # newest first
@@ -382,13 +389,29 @@ class SemaphoreStore(ABC):
         whose halted nodes reached max_failures. Judged from a read of every group and the
         node reports, then written to the FLEET record (or the group) guarded as every change
         is, and only when the rollout is still the one judged (another writer changed it: the
-        next judgment sees that). True when it wrote."""
+        next judgment sees that). True when it wrote.
+
+        Reads only what the judgment needs (`group_nodes`): of the staged groups (while a stage
+        is open or a max_failures is set) and of the groups with a budget, the reports that
+        need a reboot or are in their cycle, the nodes at rest their records name, and how
+        many are at rest (docs/rollout.md, "What is read")."""
         snap = await self.status(None)
         budgets = [g.semaphore for g in snap.groups if g.semaphore.max_failures is not None]
-        if snap.rollout is None and not budgets:
+        rollout = snap.rollout
+        if rollout is None and not budgets:
             return False
-        reports = await self.nodes()
         groups = {g.group: g.semaphore for g in snap.groups}
+        judged_groups = {s.group for s in budgets}
+        if rollout is not None and (
+            len(rollout.marks) < len(rollout.stages) or rollout.max_failures is not None
+        ):
+            judged_groups |= {g for stage in rollout.stages for g in stage.groups}
+        # Each group is asked for the ids any judged record names: a node named in one group
+        # of a stage and at rest in another is judged as every report would judge it.
+        named = frozenset().union(
+            *(rollouts.record_ids(groups[g]) for g in judged_groups if g in groups)
+        )
+        reports = await self.group_nodes(dict.fromkeys(sorted(judged_groups), named))
         wrote = False
         if snap.rollout is not None:
             judged = snap.rollout

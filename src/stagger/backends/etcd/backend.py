@@ -30,7 +30,7 @@ and plans are layout.py, batching group_commit.py, the transport client.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -87,6 +87,7 @@ from stagger.core.listing import (
     ReportPage,
 )
 from stagger.core.node_report import NodeReport, StoredReports, decode_reports, stored_group
+from stagger.core.rollout import GroupNodes
 from stagger.core.semaphore import (
     DEFAULT_MAX,
     HISTORY_LIMIT,
@@ -468,6 +469,15 @@ class EtcdBackend(SemaphoreStore):
 
     async def reports_of(self, ids: Iterable[str]) -> StoredReports:
         return self._unreadable.tell(await self._nodes.reports_of(ids))
+
+    async def group_nodes(
+        self, named: Mapping[str, Collection[str] | None]
+    ) -> dict[str, GroupNodes]:
+        found = await self._nodes.group_nodes(named)
+        return {
+            g: GroupNodes.read(self._unreadable.tell(b).reports, i, n)
+            for g, (b, i, n) in found.items()
+        }
 
     async def node_page(self, query: NodeQuery, silent_after: timedelta) -> NodePage:
         return await read_node_page(self, query, silent_after)
