@@ -11,18 +11,19 @@ before every use: a damaged, emptied or foreign file is an error (StoreUnusable)
 empty fleet, and it is never replaced. A store is created only where no file is, and only by
 an opener that asks for it (`create`).
 
-Layout (schema version 2, kept in `PRAGMA user_version`; a version 1 store is migrated when
-opened, and an older stagger refuses a version 2 store rather than write reports that the
+Layout (schema version 3, kept in `PRAGMA user_version`; a version 1 or 2 store is migrated
+when opened, and an older stagger refuses a version 3 store rather than write reports that the
 summary would not count):
 - `groups(name, version, data)`: one row per group; `data` is the codec's JSON of the
   Semaphore, `version` counts its writes. The fleet-wide pause is the row of the pseudo-group
   `*` (core.semaphore.FLEET).
 - `events(id, grp, seq, time, data)`: history; `seq` numbers each group's events, `id` orders
   all of them. Trimmed to HISTORY_LIMIT per group in the same transaction that adds to it.
-- `nodes(id, grp, updated_at, data, state, seen)`: each node's last report
-  (core.node_report.NodeReport's JSON), replaced by the next; `state` and `seen` (updated_at
-  in seconds since the epoch) are copied out of it for the indexes that page and filter the
-  fleet view (core/listing.py) without reading every report.
+- `nodes(id, grp, updated_at, data, state, seen, needs)`: each node's last report
+  (core.node_report.NodeReport's JSON), replaced by the next; `state`, `seen` (updated_at
+  in seconds since the epoch) and `needs` are copied out of it for the indexes that page and
+  filter the fleet view (core/listing.py) and judge a rollout without reading every report
+  (sqlite_summary.py).
 - `node_counts(grp, state, n)`: how many reports are in each group and state, kept by
   triggers on `nodes` in the transaction of every report write and forget, so a summary
   (the totals of a page, /metrics) reads one row per group and state.
@@ -33,10 +34,10 @@ summary would not count):
 Expiry (a group's hold_ttl) is judged by this process's clock at the moment it holds the
 write lock: one clock for a host, which is the only place this file is shared.
 
-Why this file is long (~850 lines): it holds every SQL statement of the store, the schema,
-its migrations and the summary triggers, so that a change to a table and every query that
-reads it are made and reviewed together; what is not SQL lives in semaphore_store.py,
-node_pages.py and sqlite_file.py.
+Why this file is long (~800 lines): it holds the SQL of the store's records, history, reports
+and roles, so that a change to a table and every query that reads it are made and reviewed
+together; the summary of the reports (its schema, migration and reads) is sqlite_summary.py,
+and what is not SQL lives in semaphore_store.py, node_pages.py and sqlite_file.py.
 """
 
 from __future__ import annotations
