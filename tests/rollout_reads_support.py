@@ -80,9 +80,10 @@ def case(rng: random.Random, reports: Sequence[NodeReport]) -> Case:
 
 
 def named(c: Case) -> dict[str, frozenset[str]]:
-    """What advance_rollout asks the store for: in each group, the ids any record names."""
-    ids = frozenset().union(*(r.record_ids(sem) for sem in c.groups.values()))
-    return dict.fromkeys(c.groups, ids)
+    """What advance_rollout asks the store for (judged_reads), every staged group included
+    (a case's rollout may have ended its stages: then only the groups with a budget are)."""
+    reads = r.judged_reads(c.rollout, c.groups)
+    return {g: reads.get(g, r.record_ids(sem)) for g, sem in c.groups.items()}
 
 
 def summary_read(

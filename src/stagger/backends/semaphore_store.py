@@ -386,32 +386,18 @@ class SemaphoreStore(ABC):
     async def advance_rollout(self) -> bool:
         """Write what the rollout's and the groups' state call for: stage ends (a stage whose
         nodes are all done, or whose close_after passed), and the pause of a rollout or group
-        whose halted nodes reached max_failures. Judged from a read of every group and the
-        node reports, then written to the FLEET record (or the group) guarded as every change
-        is, and only when the rollout is still the one judged (another writer changed it: the
-        next judgment sees that). True when it wrote.
-
-        Reads only what the judgment needs (`group_nodes`): of the staged groups (while a stage
-        is open or a max_failures is set) and of the groups with a budget, the reports that
-        need a reboot or are in their cycle, the nodes at rest their records name, and how
-        many are at rest (docs/rollout.md, "What is read")."""
+        whose halted nodes reached max_failures. Judged from a read of every group and of
+        the node reports the judgment needs (core.rollout.judged_reads, `group_nodes`: never
+        every report; docs/rollout.md, "What is read"), then written to the FLEET record (or
+        the group) guarded as every change is, and only when the rollout is still the one
+        judged (another writer changed it: the next judgment sees that). True when it wrote."""
         snap = await self.status(None)
         budgets = [g.semaphore for g in snap.groups if g.semaphore.max_failures is not None]
         rollout = snap.rollout
         if rollout is None and not budgets:
             return False
         groups = {g.group: g.semaphore for g in snap.groups}
-        judged_groups = {s.group for s in budgets}
-        if rollout is not None and (
-            len(rollout.marks) < len(rollout.stages) or rollout.max_failures is not None
-        ):
-            judged_groups |= {g for stage in rollout.stages for g in stage.groups}
-        # Each group is asked for the ids any judged record names: a node named in one group
-        # of a stage and at rest in another is judged as every report would judge it.
-        named = frozenset().union(
-            *(rollouts.record_ids(groups[g]) for g in judged_groups if g in groups)
-        )
-        reports = await self.group_nodes(dict.fromkeys(sorted(judged_groups), named))
+        reports = await self.group_nodes(rollouts.judged_reads(rollout, groups))
         wrote = False
         if snap.rollout is not None:
             judged = snap.rollout

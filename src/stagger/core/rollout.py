@@ -189,6 +189,31 @@ def record_ids(sem: Semaphore) -> frozenset[str]:
     return frozenset({*sem.finished, *sem.gated, *sem.waiting, *sem.holds})
 
 
+def judged_reads(
+    rollout: Rollout | None, groups: Mapping[str, Semaphore]
+) -> dict[str, frozenset[str]]:
+    """What a judgment (`stage_views`, `advance`, `group_budget`) reads of the reports: for
+    each group it judges (the staged ones while a stage is open or the rollout has a
+    max_failures, and those with a budget of their own), the ids whose rest in that group it
+    must know by name: those its record names and, for a staged group, those the records of
+    its stage name (a node named in one group of a stage and at rest in another is judged as
+    every report judges it). Every other node at rest is only counted (GroupNodes)."""
+
+    def named(group: str) -> frozenset[str]:
+        sem = groups.get(group)
+        return record_ids(sem) if sem is not None else frozenset()
+
+    out = {g: named(g) for g, sem in groups.items() if sem.max_failures is not None}
+    if rollout is not None and (
+        len(rollout.marks) < len(rollout.stages) or rollout.max_failures is not None
+    ):
+        for stage in rollout.stages:
+            mates = frozenset[str]().union(*(named(g) for g in stage.groups))
+            for g in stage.groups:
+                out[g] = out.get(g, frozenset()) | mates
+    return dict(sorted(out.items()))
+
+
 @dataclass(frozen=True)
 class GroupNodes:
     """What judging one group reads of its node reports (docs/rollout.md, "What is read"):
