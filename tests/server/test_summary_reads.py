@@ -65,7 +65,7 @@ class NoReportReads(SqliteBackend):
     """A real SQLite store that fails any read of every report."""
 
     async def read_nodes(self, group: str | None = None) -> StoredReports:
-        raise AssertionError("a scrape read every node report")
+        raise AssertionError("a read of every node report")
 
 
 def test_a_scrape_reads_the_summary_not_the_reports(tmp_path: Path) -> None:
