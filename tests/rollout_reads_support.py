@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from stagger.core import rollout as r
+from stagger.core import rollout_reads as reads
 from stagger.core.cycle.node_state import State
 from stagger.core.node_report import NodeReport
 from stagger.core.rollout_gate import Budget, Rollout, Stage, StageMark
@@ -82,26 +83,26 @@ def case(rng: random.Random, reports: Sequence[NodeReport]) -> Case:
 def named(c: Case) -> dict[str, frozenset[str]]:
     """What advance_rollout asks the store for (judged_reads), every staged group included
     (a case's rollout may have ended its stages: then only the groups with a budget are)."""
-    reads = r.judged_reads(c.rollout, c.groups)
-    return {g: reads.get(g, r.record_ids(sem)) for g, sem in c.groups.items()}
+    asked = reads.judged_reads(c.rollout, c.groups)
+    return {g: asked.get(g, reads.record_ids(sem)) for g, sem in c.groups.items()}
 
 
 def summary_read(
     reports: Sequence[NodeReport], ids: Mapping[str, frozenset[str] | None]
-) -> dict[str, r.GroupNodes]:
+) -> dict[str, reads.GroupNodes]:
     """What a store's summary read gives (pure): the busy reports, the idle ids asked for,
     and the count of idle reports, per group."""
-    out: dict[str, r.GroupNodes] = {}
+    out: dict[str, reads.GroupNodes] = {}
     for group, wanted in ids.items():
         mine = [x for x in reports if x.group == group]
         idle = [x.id for x in mine if x.state is State.IDLE]
         found = idle if wanted is None else [n for n in idle if n in wanted]
-        busy = [x for x in mine if r.needs_reboot(x)]
-        out[group] = r.GroupNodes.read(busy, found, len(idle))
+        busy = [x for x in mine if reads.needs_reboot(x)]
+        out[group] = reads.GroupNodes.read(busy, found, len(idle))
     return out
 
 
-def judgments(c: Case, reports: r.Reports) -> tuple[object, ...]:
+def judgments(c: Case, reports: reads.Reports) -> tuple[object, ...]:
     """Every decision and count judged from `reports`: the stage views (done counted), what
     advance writes, the status's stages, and each group's budget."""
     views = r.stage_views(c.rollout, c.groups, reports, c.now)
@@ -111,7 +112,7 @@ def judgments(c: Case, reports: r.Reports) -> tuple[object, ...]:
     return counted, r.advance(c.rollout, views, c.now), budgets, unscoped
 
 
-def listed(c: Case, reports: r.Reports) -> tuple[object, ...]:
+def listed(c: Case, reports: reads.Reports) -> tuple[object, ...]:
     """The status as the API shows it (every done node named)."""
     return tuple(
         (s.state, s.done, s.pending, s.halted, s.left_behind)

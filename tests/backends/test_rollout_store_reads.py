@@ -21,7 +21,7 @@ from stagger.backends.etcd import EtcdBackend
 from stagger.backends.factory import open_backend
 from stagger.backends.semaphore_store import SemaphoreStore
 from stagger.backends.sqlite import SqliteBackend
-from stagger.core import rollout as r
+from stagger.core import rollout_reads as reads
 from stagger.core.cycle.node_state import State
 from stagger.core.node_report import NodeReport
 
@@ -89,7 +89,7 @@ async def test_the_reads_follow_a_node_through_states_groups_and_forget(
     await store.forget("n1", by="operator:a")
     await store.forget("n2", by="operator:a")
     assert all(v == (set(), set(), 0) for v in (await read()).values())
-    assert (await store.group_nodes({"web": {"n1", "n9"}}))["web"] == r.GroupNodes()
+    assert (await store.group_nodes({"web": {"n1", "n9"}}))["web"] == reads.GroupNodes()
 
 
 async def test_a_version_2_sqlite_store_gets_the_needs_column_when_opened(

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from rollout_reads_support import T0, case, fleet, judgments, listed, named, summary_read
 from stagger.core import rollout as r
+from stagger.core import rollout_reads as reads
 from stagger.core.cycle.node_state import State
 from stagger.core.node_report import NodeReport
 from stagger.core.semaphore import Semaphore
@@ -32,7 +33,7 @@ def test_nodes_at_rest_that_no_record_names_are_counted_done_not_named() -> None
     reports = [NodeReport(f"w{i}", "web", State.IDLE, updated_at=T0) for i in range(5)]
     reports.append(NodeReport("w9", "web", State.HALTED, updated_at=T0))
     sem = Semaphore("web", finished={"w1": T0})
-    nodes = summary_read(reports, {"web": r.record_ids(sem)})["web"]
+    nodes = summary_read(reports, {"web": reads.record_ids(sem)})["web"]
     assert nodes.resting == {"w1"}
     assert nodes.at_rest == 5
     judged, unnamed = r.judge_group(r.Rollout((), T0, "a"), sem, nodes, T0)
@@ -44,7 +45,7 @@ def test_an_idle_report_kept_as_needing_a_reboot_is_judged_once() -> None:
     """A store may keep an idle report among those that need a reboot (its needed_since set,
     or flagged by an older write): judged from the report, and not counted again."""
     idle = NodeReport("w1", "web", State.IDLE, updated_at=T0)
-    nodes = r.GroupNodes.read([idle], ["w1", "w2"], 2)
+    nodes = reads.GroupNodes.read([idle], ["w1", "w2"], 2)
     assert nodes.resting == {"w2"}
     assert nodes.at_rest == 1
     judged, unnamed = r.judge_group(r.Rollout((), T0, "a"), Semaphore("web"), nodes, T0)

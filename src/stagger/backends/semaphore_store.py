@@ -22,6 +22,7 @@ from stagger.core.errors import ConfigError, InvalidInput
 from stagger.core.eta import rollout_eta
 from stagger.core.node_report import NodeReport
 from stagger.core.rollout_gate import Budget, Rollout, Stage
+from stagger.core.rollout_reads import GroupNodes, judged_reads
 from stagger.core.semaphore import (
     DEFAULT_STALE_AFTER,
     FLEET,
@@ -74,10 +75,10 @@ class SemaphoreStore(ABC):
     @abstractmethod
     async def group_nodes(
         self, named: Mapping[str, Collection[str] | None]
-    ) -> dict[str, rollouts.GroupNodes]:
+    ) -> dict[str, GroupNodes]:
         """For each group of `named`: its reports that need a reboot or are in their cycle,
         its nodes at rest among the ids named (None: every one) and how many nodes are at
-        rest, from the store's summary (core/rollout.py, GroupNodes): never every report."""
+        rest, from the store's summary (core/rollout_reads.py, GroupNodes): never every report."""
 
     @abstractmethod
     async def history(self, group: str | None = None, limit: int = 100) -> list[core.Event]: ...
@@ -387,7 +388,7 @@ class SemaphoreStore(ABC):
         """Write what the rollout's and the groups' state call for: stage ends (a stage whose
         nodes are all done, or whose close_after passed), and the pause of a rollout or group
         whose halted nodes reached max_failures. Judged from a read of every group and of
-        the node reports the judgment needs (core.rollout.judged_reads, `group_nodes`: never
+        the node reports the judgment needs (core.rollout_reads.judged_reads, `group_nodes`: never
         every report; docs/rollout.md, "What is read"), then written to the FLEET record (or
         the group) guarded as every change is, and only when the rollout is still the one
         judged (another writer changed it: the next judgment sees that). True when it wrote."""
@@ -397,7 +398,7 @@ class SemaphoreStore(ABC):
         if rollout is None and not budgets:
             return False
         groups = {g.group: g.semaphore for g in snap.groups}
-        reports = await self.group_nodes(rollouts.judged_reads(rollout, groups))
+        reports = await self.group_nodes(judged_reads(rollout, groups))
         wrote = False
         if snap.rollout is not None:
             judged = snap.rollout

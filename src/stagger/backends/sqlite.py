@@ -94,7 +94,7 @@ from stagger.core.listing import (
 )
 from stagger.core.node_report import NodeReport, StoredReports, decode_reports
 from stagger.core.roles import Role
-from stagger.core.rollout import GroupNodes
+from stagger.core.rollout_reads import GroupNodes
 from stagger.core.secrets import mask_url
 from stagger.core.semaphore import (
     DEFAULT_MAX,

@@ -6,7 +6,7 @@ its own connection and transactions; see docs/backends.md.
 - `nodes.state` and `nodes.seen` (updated_at in seconds since the epoch) are copied out of the
   report for the indexes of a page (`nodes_by_group`, `nodes_by_state`, `nodes_by_seen`);
 - `nodes.needs` is 1 when the report needs a reboot or is in its cycle
-  (core.rollout.needs_reboot), indexed by `nodes_needing` (only those rows): a rollout reads
+  (core.rollout_reads.needs_reboot), indexed by `nodes_needing` (only those rows): a rollout reads
   those reports and counts the rest (`read_group_nodes`);
 - `node_counts(grp, state, n)`, kept by triggers in the transaction of each report write.
 """
@@ -21,7 +21,7 @@ from datetime import datetime
 from stagger.core.cycle.node_state import State
 from stagger.core.listing import NodeCounts
 from stagger.core.node_report import NodeReport, decode_reports
-from stagger.core.rollout import needs_reboot
+from stagger.core.rollout_reads import needs_reboot
 
 # The summary of `nodes` and the indexes of its pages; made (and filled from the reports)
 # by summarise once the nodes table has its state, seen and needs columns.
@@ -133,7 +133,7 @@ def read_counts(conn: sqlite3.Connection, silent_before: datetime) -> NodeCounts
 
 @dataclass(frozen=True)
 class RawGroupNodes:
-    """One group's read for a rollout, before its reports are decoded (core.rollout.GroupNodes
+    """One group's read for a rollout, before its reports are decoded (core.rollout_reads.GroupNodes
     once they are): the reports that need a reboot (id, JSON), the idle ids asked for (or every
     one), and how many reports are idle."""
 

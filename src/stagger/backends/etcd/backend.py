@@ -58,7 +58,7 @@ from stagger.backends.etcd.layout import (
     Write,
     view_after,
 )
-from stagger.backends.etcd.node_index import EtcdNodes
+from stagger.backends.etcd.node_index import EtcdNodes, GroupReads
 from stagger.backends.etcd.roles import EtcdRoles
 from stagger.backends.etcd.url import DEFAULT_PREFIX, read_options
 from stagger.backends.node_pages import read_node_page
@@ -87,7 +87,6 @@ from stagger.core.listing import (
     ReportPage,
 )
 from stagger.core.node_report import NodeReport, StoredReports, decode_reports, stored_group
-from stagger.core.rollout import GroupNodes
 from stagger.core.semaphore import (
     DEFAULT_MAX,
     HISTORY_LIMIT,
@@ -470,14 +469,8 @@ class EtcdBackend(SemaphoreStore):
     async def reports_of(self, ids: Iterable[str]) -> StoredReports:
         return self._unreadable.tell(await self._nodes.reports_of(ids))
 
-    async def group_nodes(
-        self, named: Mapping[str, Collection[str] | None]
-    ) -> dict[str, GroupNodes]:
-        found = await self._nodes.group_nodes(named)
-        return {
-            g: GroupNodes.read(self._unreadable.tell(b).reports, i, n)
-            for g, (b, i, n) in found.items()
-        }
+    async def group_nodes(self, named: Mapping[str, Collection[str] | None]) -> GroupReads:
+        return await self._nodes.group_nodes(named, self._unreadable.tell)
 
     async def node_page(self, query: NodeQuery, silent_after: timedelta) -> NodePage:
         return await read_node_page(self, query, silent_after)

@@ -15,7 +15,7 @@ Rules of this file:
   - `node-seen/{updated_at in µs, 20 digits}/{group}!{id}`: the state, so the silent reports
     are one range up to the cutoff;
   - `node-needs/{group}!{id}`: a copy, only while the report needs a reboot or is in its
-    cycle (core.rollout.needs_reboot), so a rollout reads those and counts the rest;
+    cycle (core.rollout_reads.needs_reboot), so a rollout reads those and counts the rest;
   - `node-groups/{group}`: empty, so the groups that have reports are one short range;
   - `node-index`: INDEX_VERSION once the index holds every report of a store written before
     it (or before its newest kind of key: "1" had no `node-needs`).
@@ -39,10 +39,12 @@ from stagger.backends.retry import retry_cas
 from stagger.core.cycle.node_state import State
 from stagger.core.listing import SILENT, NodeCounts, NodeQuery, ReportPage
 from stagger.core.node_report import NodeReport, StoredReports, Unreadable, decode_reports
+from stagger.core.rollout_reads import GroupNodes
 
 _CHUNK = 500  # keys one range of a page walk asks for
 _OPS = 100  # operations one read transaction carries (etcd takes 128 by default)
 _SEP = "!"
+GroupReads = dict[str, GroupNodes]  # what a rollout's judgment reads, per group
 # A group's record naming more nodes than this: its idle ids are read in one range (keys
 # only) rather than asked for by key.
 _BY_ID_MAX = 20 * _OPS
@@ -61,7 +63,7 @@ class Entry:
     group: str
     state: str
     seen: int  # updated_at in µs since the epoch
-    needs: bool = False  # core.rollout.needs_reboot
+    needs: bool = False  # core.rollout_reads.needs_reboot
 
 
 def entry_of(raw: bytes | str) -> Entry | None:
@@ -378,14 +380,16 @@ class EtcdNodes:
         )
 
     async def group_nodes(
-        self, named: Mapping[str, Collection[str] | None]
-    ) -> dict[str, tuple[StoredReports, set[str], int]]:
+        self,
+        named: Mapping[str, Collection[str] | None],
+        tell: Callable[[StoredReports], StoredReports],
+    ) -> GroupReads:
         """For each group: the copies under `node-needs/` (its reports that need a reboot),
         its idle ids among those named (None: every one, keys only) and etcd's count of its
         idle copies; one read transaction per group (a consistent view of it), and the named
-        ids asked for by key in transactions of _OPS."""
+        ids asked for by key in transactions of _OPS. `tell` hears of unreadable reports."""
         await self.ensure_index()
-        out: dict[str, tuple[StoredReports, set[str], int]] = {}
+        out: GroupReads = {}
         for group, ids in named.items():
             needing, idle = self.keys.needing(group), self.keys.by_state(_IDLE, group)
             listed = ids is None or len(ids) > _BY_ID_MAX
@@ -412,7 +416,7 @@ class EtcdNodes:
             else:
                 assert ids is not None
                 found = await self._idle_among(group, sorted(ids))
-            out[group] = (busy, found, int(counted.count))
+            out[group] = GroupNodes.read(tell(busy).reports, found, int(counted.count))
         return out
 
     async def _idle_among(self, group: str, ids: Sequence[str]) -> set[str]:
