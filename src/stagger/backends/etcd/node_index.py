@@ -45,9 +45,9 @@ _CHUNK = 500  # keys one range of a page walk asks for
 _OPS = 100  # operations one read transaction carries (etcd takes 128 by default)
 _SEP = "!"
 GroupReads = dict[str, GroupNodes]  # what a rollout's judgment reads, per group
-# A group's record naming more nodes than this: its idle ids are read in one range (keys
-# only) rather than asked for by key.
-_BY_ID_MAX = 20 * _OPS
+# Records naming more nodes than this: the group's idle ids are read in one range (keys
+# only) rather than asked for by key (at most two read transactions per group).
+_BY_ID_MAX = 2 * _OPS
 INDEX_VERSION = b"2"  # the `node-index` mark of an index with every kind of key below
 _IDLE = State.IDLE.value
 
