@@ -16,7 +16,7 @@ from etcd_support import EtcdCluster, raw_client
 from stagger.backends.etcd import EtcdBackend
 from stagger.backends.factory import open_backend
 from stagger.backends.protocol import Backend
-from stagger.backends.sqlite import SqliteBackend
+from stagger.backends.sqlite import SCHEMA_VERSION, SqliteBackend
 from stagger.backends.sqlite_file import APPLICATION_ID
 from stagger.core.cycle.node_state import State
 from stagger.core.listing import NodeCounts, NodeQuery
@@ -131,7 +131,7 @@ async def test_a_version_1_store_gets_its_summary_when_opened(tmp_path: Path) ->
     finally:
         await b.close()
     conn = sqlite3.connect(tmp_path / "s.db")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     conn.close()
 
 

@@ -17,7 +17,10 @@ from stagger.backends.factory import open_backend
 from stagger.backends.sqlite import SqliteBackend
 from stagger.core.cycle.node_state import State
 from stagger.core.node_report import NodeReport, StoredReports
+from stagger.core.rollout_gate import Budget, Stage
+from stagger.server.notify import NotifyTarget
 from stagger.server.settings import ServerSettings
+from webhook_support import Receiver
 
 
 def report(url: str, *reports: NodeReport, ago: timedelta = timedelta(0)) -> None:
@@ -62,7 +65,7 @@ class NoReportReads(SqliteBackend):
     """A real SQLite store that fails any read of every report."""
 
     async def read_nodes(self, group: str | None = None) -> StoredReports:
-        raise AssertionError("a scrape read every node report")
+        raise AssertionError("a read of every node report")
 
 
 def test_a_scrape_reads_the_summary_not_the_reports(tmp_path: Path) -> None:
@@ -99,3 +102,42 @@ def test_the_status_never_reads_every_report(tmp_path: Path) -> None:
         r = httpx.get(srv.url + "/v1/status")
     assert r.status_code == 200, r.text
     assert r.json()["groups"][0]["holds"][0]["condition"] == "halted"
+
+
+def test_the_rollout_judge_and_the_notifier_never_read_every_report(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A halted node is judged (the budget pauses the fleet), listed in the rollout's status
+    and notified, on a store that fails every read of every report."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    report(url, *(NodeReport(f"n{i}", "web", State.IDLE) for i in range(30)))
+
+    async def begin() -> None:
+        b = SqliteBackend(str(tmp_path / "s.db"))
+        try:
+            await b.set_rollout((Stage(("web",)),), Budget(1), by="operator:a")
+        finally:
+            await b.close()
+
+    asyncio.run(begin())
+    hook = NotifyTarget(
+        name="hook",
+        url=receiver.url("/hook"),
+        format="json",
+        events=frozenset({"halted"}),
+        retries=3,
+        backoff=0.05,
+        timeout=5.0,
+    )
+    settings = ServerSettings(
+        backend_url=url, notify=(hook,), notify_interval=0.05, rollout_interval=0.05
+    )
+    with running(settings, NoReportReads(str(tmp_path / "s.db"))) as srv:
+        report(url, NodeReport("sick", "web", State.HALTED))
+        (doc,) = receiver.wait_for("/hook", 1)
+        rollout = httpx.get(srv.url + "/v1/rollout").json()
+        status = httpx.get(srv.url + "/v1/status").json()
+    assert (doc["event"], doc["id"]) == ("halted", "sick")
+    (stage,) = rollout["stages"]
+    assert (stage["halted"], len(stage["done"])) == (["sick"], 30)
+    assert "max_failures" in status["fleet_pause"]["reason"]

@@ -15,9 +15,19 @@ from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from stagger.backends.protocol import Backend, Snapshot
+from stagger.core.cycle.node_state import State
 from stagger.core.fleet_view import NodeView, Source, fleet_nodes
-from stagger.core.listing import NodeCounts, NodePage, NodeQuery, ReportPage, page_nodes, totals_of
-from stagger.core.node_report import StoredReports
+from stagger.core.listing import (
+    MAX_PAGE,
+    MAX_PAGES,
+    NodeCounts,
+    NodePage,
+    NodeQuery,
+    ReportPage,
+    page_nodes,
+    totals_of,
+)
+from stagger.core.node_report import NodeReport, StoredReports, Unreadable
 from stagger.core.semaphore import HISTORY_LIMIT, Event
 
 
@@ -89,3 +99,24 @@ async def holder_reports(store: Backend, snap: Snapshot) -> StoredReports:
     if isinstance(store, SummarisedReports):
         return await store.reports_of({h.id for g in snap.groups for h in g.holds})
     return await store.read_nodes(snap.groups[0].group if len(snap.groups) == 1 else None)
+
+
+async def reports_in_state(store: Backend, state: State) -> StoredReports:
+    """Every report in `state` (the halted ones, for notifications): read page by page through
+    the state's index from a store that keeps one, so the cost is theirs, not the fleet's;
+    else every report, filtered."""
+    if not isinstance(store, SummarisedReports):
+        found = await store.read_nodes()
+        return StoredReports(tuple(r for r in found.reports if r.state is state), found.unreadable)
+    query = NodeQuery(state=state.value, limit=MAX_PAGE)
+    reports: list[NodeReport] = []
+    unreadable: list[Unreadable] = []
+    for _ in range(MAX_PAGES):
+        page = await store.report_page(query)
+        reports += page.reports
+        unreadable += page.unreadable
+        if not page.more or not page.reports:
+            break
+        last = page.reports[-1]
+        query = replace(query, after=(last.group, last.id))
+    return StoredReports(tuple(reports), tuple(unreadable))

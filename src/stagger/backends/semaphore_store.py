@@ -7,7 +7,7 @@ validation and what each one means after a write with an unknown outcome live he
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -22,6 +22,7 @@ from stagger.core.errors import ConfigError, InvalidInput
 from stagger.core.eta import rollout_eta
 from stagger.core.node_report import NodeReport
 from stagger.core.rollout_gate import Budget, Rollout, Stage
+from stagger.core.rollout_reads import GroupNodes, judged_reads
 from stagger.core.semaphore import (
     DEFAULT_STALE_AFTER,
     FLEET,
@@ -72,7 +73,12 @@ class SemaphoreStore(ABC):
     async def status(self, group: str | None = None) -> Snapshot: ...
 
     @abstractmethod
-    async def nodes(self, group: str | None = None) -> list[NodeReport]: ...
+    async def group_nodes(
+        self, named: Mapping[str, Collection[str] | None]
+    ) -> dict[str, GroupNodes]:
+        """For each group of `named`: its reports that need a reboot or are in their cycle,
+        its nodes at rest among the ids named (None: every one) and how many nodes are at
+        rest, from the store's summary (core/rollout_reads.py, GroupNodes): never every report."""
 
     @abstractmethod
     async def history(self, group: str | None = None, limit: int = 100) -> list[core.Event]: ...
@@ -352,7 +358,9 @@ class SemaphoreStore(ABC):
         snap = await self.status(None)
         if snap.rollout is None:
             return None
-        reports = await self.nodes()
+        # Every node of the stages is named (the status lists the done ones): ids only.
+        staged = {g for stage in snap.rollout.stages for g in stage.groups}
+        reports = await self.group_nodes(dict.fromkeys(sorted(staged)))
         groups = {g.group: g.semaphore for g in snap.groups}
         found = rollouts.status(snap.rollout, groups, reports, snap.now)
         events = await self.history(None, limit=ETA_HISTORY)  # newest first
@@ -379,16 +387,18 @@ class SemaphoreStore(ABC):
     async def advance_rollout(self) -> bool:
         """Write what the rollout's and the groups' state call for: stage ends (a stage whose
         nodes are all done, or whose close_after passed), and the pause of a rollout or group
-        whose halted nodes reached max_failures. Judged from a read of every group and the
-        node reports, then written to the FLEET record (or the group) guarded as every change
-        is, and only when the rollout is still the one judged (another writer changed it: the
-        next judgment sees that). True when it wrote."""
+        whose halted nodes reached max_failures. Judged from a read of every group and of
+        the node reports the judgment needs (core.rollout_reads.judged_reads, `group_nodes`: never
+        every report; docs/rollout.md, "What is read"), then written to the FLEET record (or
+        the group) guarded as every change is, and only when the rollout is still the one
+        judged (another writer changed it: the next judgment sees that). True when it wrote."""
         snap = await self.status(None)
         budgets = [g.semaphore for g in snap.groups if g.semaphore.max_failures is not None]
-        if snap.rollout is None and not budgets:
+        rollout = snap.rollout
+        if rollout is None and not budgets:
             return False
-        reports = await self.nodes()
         groups = {g.group: g.semaphore for g in snap.groups}
+        reports = await self.group_nodes(judged_reads(rollout, groups))
         wrote = False
         if snap.rollout is not None:
             judged = snap.rollout

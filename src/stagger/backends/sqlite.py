@@ -11,18 +11,19 @@ before every use: a damaged, emptied or foreign file is an error (StoreUnusable)
 empty fleet, and it is never replaced. A store is created only where no file is, and only by
 an opener that asks for it (`create`).
 
-Layout (schema version 2, kept in `PRAGMA user_version`; a version 1 store is migrated when
-opened, and an older stagger refuses a version 2 store rather than write reports that the
+Layout (schema version 3, kept in `PRAGMA user_version`; a version 1 or 2 store is migrated
+when opened, and an older stagger refuses a version 3 store rather than write reports that the
 summary would not count):
 - `groups(name, version, data)`: one row per group; `data` is the codec's JSON of the
   Semaphore, `version` counts its writes. The fleet-wide pause is the row of the pseudo-group
   `*` (core.semaphore.FLEET).
 - `events(id, grp, seq, time, data)`: history; `seq` numbers each group's events, `id` orders
   all of them. Trimmed to HISTORY_LIMIT per group in the same transaction that adds to it.
-- `nodes(id, grp, updated_at, data, state, seen)`: each node's last report
-  (core.node_report.NodeReport's JSON), replaced by the next; `state` and `seen` (updated_at
-  in seconds since the epoch) are copied out of it for the indexes that page and filter the
-  fleet view (core/listing.py) without reading every report.
+- `nodes(id, grp, updated_at, data, state, seen, needs)`: each node's last report
+  (core.node_report.NodeReport's JSON), replaced by the next; `state`, `seen` (updated_at
+  in seconds since the epoch) and `needs` are copied out of it for the indexes that page and
+  filter the fleet view (core/listing.py) and judge a rollout without reading every report
+  (sqlite_summary.py).
 - `node_counts(grp, state, n)`: how many reports are in each group and state, kept by
   triggers on `nodes` in the transaction of every report write and forget, so a summary
   (the totals of a page, /metrics) reads one row per group and state.
@@ -33,10 +34,10 @@ summary would not count):
 Expiry (a group's hold_ttl) is judged by this process's clock at the moment it holds the
 write lock: one clock for a host, which is the only place this file is shared.
 
-Why this file is long (~850 lines): it holds every SQL statement of the store, the schema,
-its migrations and the summary triggers, so that a change to a table and every query that
-reads it are made and reviewed together; what is not SQL lives in semaphore_store.py,
-node_pages.py and sqlite_file.py.
+Why this file is long (~800 lines): it holds the SQL of the store's records, history, reports
+and roles, so that a change to a table and every query that reads it are made and reviewed
+together; the summary of the reports (its schema, migration and reads) is sqlite_summary.py,
+and what is not SQL lives in semaphore_store.py, node_pages.py and sqlite_file.py.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -64,6 +65,15 @@ from stagger.backends.protocol import (
     validate_limit,
 )
 from stagger.backends.semaphore_store import Op, SemaphoreStore, Settle, check_default_max
+from stagger.backends.sqlite_summary import (
+    IN_CHUNK,
+    RawGroupNodes,
+    read_counts,
+    read_group_nodes,
+    seconds,
+    summarise,
+    summary_columns,
+)
 from stagger.core import roles
 from stagger.core.errors import (
     BackendUnavailable,
@@ -84,6 +94,7 @@ from stagger.core.listing import (
 )
 from stagger.core.node_report import NodeReport, StoredReports, decode_reports
 from stagger.core.roles import Role
+from stagger.core.rollout_reads import GroupNodes
 from stagger.core.secrets import mask_url
 from stagger.core.semaphore import (
     DEFAULT_MAX,
@@ -96,7 +107,7 @@ from stagger.core.semaphore import (
 )
 
 MEMORY = ":memory:"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # How long a writer waits for another process's transaction before giving up. Transactions
 # here last a millisecond or so; a lock held this long means a stuck process.
 DEFAULT_BUSY_TIMEOUT = 10.0
@@ -121,7 +132,8 @@ CREATE TABLE IF NOT EXISTS nodes (
     updated_at TEXT NOT NULL,
     data       TEXT NOT NULL,
     state      TEXT NOT NULL DEFAULT '',
-    seen       REAL NOT NULL DEFAULT 0
+    seen       REAL NOT NULL DEFAULT 0,
+    needs      INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS roles (
     name TEXT PRIMARY KEY,
@@ -129,36 +141,6 @@ CREATE TABLE IF NOT EXISTS roles (
 );
 """
 
-# The summary of `nodes` and the indexes of its pages; made (and filled from the reports)
-# by _summarise once the nodes table has its state and seen columns.
-_SUMMARY = """
-CREATE TABLE IF NOT EXISTS node_counts (
-    grp   TEXT NOT NULL,
-    state TEXT NOT NULL,
-    n     INTEGER NOT NULL,
-    PRIMARY KEY (grp, state)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS nodes_by_group ON nodes (grp, id);
-CREATE INDEX IF NOT EXISTS nodes_by_state ON nodes (state, grp, id);
-CREATE INDEX IF NOT EXISTS nodes_by_seen ON nodes (seen, grp, state);
-CREATE TRIGGER IF NOT EXISTS node_counted AFTER INSERT ON nodes BEGIN
-    INSERT INTO node_counts (grp, state, n) VALUES (NEW.grp, NEW.state, 1)
-        ON CONFLICT (grp, state) DO UPDATE SET n = n + 1;
-END;
-CREATE TRIGGER IF NOT EXISTS node_uncounted AFTER DELETE ON nodes BEGIN
-    UPDATE node_counts SET n = n - 1 WHERE grp = OLD.grp AND state = OLD.state;
-    DELETE FROM node_counts WHERE grp = OLD.grp AND state = OLD.state AND n <= 0;
-END;
-CREATE TRIGGER IF NOT EXISTS node_recounted AFTER UPDATE OF grp, state ON nodes
-WHEN OLD.grp != NEW.grp OR OLD.state != NEW.state BEGIN
-    UPDATE node_counts SET n = n - 1 WHERE grp = OLD.grp AND state = OLD.state;
-    DELETE FROM node_counts WHERE grp = OLD.grp AND state = OLD.state AND n <= 0;
-    INSERT INTO node_counts (grp, state, n) VALUES (NEW.grp, NEW.state, 1)
-        ON CONFLICT (grp, state) DO UPDATE SET n = n + 1;
-END;
-"""
-# The most ids one `IN (...)` asks for (SQLite's default limit of variables is far above).
-_IN_CHUNK = 500
 
 T = TypeVar("T")
 
@@ -323,7 +305,7 @@ class SqliteBackend(SemaphoreStore):
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            _summarise(conn)
+            summarise(conn)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute(f"PRAGMA application_id = {sqlite_file.APPLICATION_ID}")
             conn.execute("COMMIT")
@@ -524,17 +506,16 @@ class SqliteBackend(SemaphoreStore):
             # An upsert, not INSERT OR REPLACE: a replace deletes the old row without running
             # its delete trigger, and node_counts would count the node twice.
             conn.execute(
-                "INSERT INTO nodes (id, grp, updated_at, data, state, seen) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET grp = excluded.grp, "
-                "updated_at = excluded.updated_at, data = excluded.data, "
-                "state = excluded.state, seen = excluded.seen",
+                "INSERT INTO nodes (id, grp, updated_at, data, state, seen, needs) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                "grp = excluded.grp, updated_at = excluded.updated_at, data = excluded.data, "
+                "state = excluded.state, seen = excluded.seen, needs = excluded.needs",
                 (
                     stored.id,
                     stored.group,
                     _iso(stored.updated_at),
                     json.dumps(stored.to_dict(), separators=(",", ":"), sort_keys=True),
-                    stored.state.value,
-                    _seconds(stored.updated_at),
+                    *summary_columns(stored),
                 ),
             )
             conn.execute("COMMIT")
@@ -574,7 +555,7 @@ class SqliteBackend(SemaphoreStore):
             args.append(query.group)
         if query.state == SILENT:
             where.append("seen < ?")
-            args.append(_seconds(query.silent_before))
+            args.append(seconds(query.silent_before))
         elif query.state is not None:
             where.append("state = ?")
             args.append(query.state)
@@ -583,7 +564,7 @@ class SqliteBackend(SemaphoreStore):
             args += [query.q, query.q + "\U0010ffff"]
         if query.since is not None:
             where.append("seen >= ?")
-            args.append(_seconds(query.since))
+            args.append(seconds(query.since))
         if query.after is not None:
             where.append("(grp, id) > (?, ?)")
             args += list(query.after)
@@ -601,33 +582,40 @@ class SqliteBackend(SemaphoreStore):
         return ReportPage(found.reports, len(rows) > query.limit, found.unreadable)
 
     async def node_counts(self, silent_before: datetime) -> NodeCounts:
-        """The node_counts rows, and the silent reports counted through the index on seen:
-        one row per group and state, plus one per silent node."""
-
         def read(conn: sqlite3.Connection) -> NodeCounts:
             conn.execute("BEGIN")
-            counts = conn.execute("SELECT grp, state, n FROM node_counts WHERE state != ''")
-            by_group = _nested(counts.fetchall())
-            # INDEXED BY: the planner would rather walk (state, grp, id) for the GROUP BY,
-            # which reads every row; the seen index reads the silent ones only.
-            quiet = conn.execute(
-                "SELECT grp, state, COUNT(*) FROM nodes INDEXED BY nodes_by_seen "
-                "WHERE seen < ? GROUP BY grp, state",
-                (_seconds(silent_before),),
-            )
-            silent = _nested(r for r in quiet.fetchall() if r[1])
+            counts = read_counts(conn, silent_before)
             conn.execute("COMMIT")
-            return NodeCounts(by_group, silent)
+            return counts
 
         return await self._run(read)
+
+    async def group_nodes(
+        self, named: Mapping[str, Collection[str] | None]
+    ) -> dict[str, GroupNodes]:
+        """In one read transaction, through the summary (sqlite_summary.read_group_nodes)."""
+
+        def read(conn: sqlite3.Connection) -> dict[str, RawGroupNodes]:
+            conn.execute("BEGIN")
+            found = read_group_nodes(conn, named)
+            conn.execute("COMMIT")
+            return found
+
+        raw = await self._run(read)
+        return {
+            g: GroupNodes.read(
+                self._unreadable.tell(decode_reports(r.busy)).reports, r.idle, r.idle_count
+            )
+            for g, r in raw.items()
+        }
 
     async def reported(self, ids: Iterable[str]) -> frozenset[str]:
         wanted = sorted(set(ids))
 
         def read(conn: sqlite3.Connection) -> frozenset[str]:
             found: set[str] = set()
-            for i in range(0, len(wanted), _IN_CHUNK):
-                chunk = wanted[i : i + _IN_CHUNK]
+            for i in range(0, len(wanted), IN_CHUNK):
+                chunk = wanted[i : i + IN_CHUNK]
                 marks = ",".join("?" * len(chunk))
                 rows = conn.execute(f"SELECT id FROM nodes WHERE id IN ({marks})", chunk)
                 found.update(r[0] for r in rows)
@@ -640,8 +628,8 @@ class SqliteBackend(SemaphoreStore):
 
         def read(conn: sqlite3.Connection) -> list[tuple[str, str]]:
             rows: list[tuple[str, str]] = []
-            for i in range(0, len(wanted), _IN_CHUNK):
-                chunk = wanted[i : i + _IN_CHUNK]
+            for i in range(0, len(wanted), IN_CHUNK):
+                chunk = wanted[i : i + IN_CHUNK]
                 marks = ",".join("?" * len(chunk))
                 rows += conn.execute(f"SELECT id, data FROM nodes WHERE id IN ({marks})", chunk)
             return rows
@@ -804,51 +792,3 @@ class SqliteBackend(SemaphoreStore):
 
 def _iso(value: datetime | None) -> str:
     return value.isoformat() if value is not None else ""
-
-
-def _seconds(value: datetime | None) -> float:
-    """A report's time as the `seen` column holds it: seconds since the epoch (0: none)."""
-    return value.timestamp() if value is not None else 0.0
-
-
-def _nested(rows: Iterable[tuple[str, str, int]]) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    for group, state, n in rows:
-        out.setdefault(group, {})[state] = n
-    return out
-
-
-def _statements(script: str) -> Iterator[str]:
-    """The statements of `script` one by one (a trigger's body holds semicolons)."""
-    pending = ""
-    for line in script.splitlines(keepends=True):
-        pending += line
-        if sqlite3.complete_statement(pending):
-            yield pending
-            pending = ""
-
-
-def _summarise(conn: sqlite3.Connection) -> None:
-    """Give `nodes` its state and seen columns (a version 1 store has neither: filled from
-    each report) and make the summary, counted from the reports when it is new. Inside the
-    caller's transaction."""
-    columns = {r[1] for r in conn.execute("PRAGMA table_info(nodes)")}
-    migrated = "state" not in columns
-    if migrated:
-        conn.execute("ALTER TABLE nodes ADD COLUMN state TEXT NOT NULL DEFAULT ''")
-        conn.execute("ALTER TABLE nodes ADD COLUMN seen REAL NOT NULL DEFAULT 0")
-        rows = conn.execute("SELECT id, data FROM nodes").fetchall()
-        for r in decode_reports(rows).reports:
-            conn.execute(
-                "UPDATE nodes SET state = ?, seen = ? WHERE id = ?",
-                (r.state.value, _seconds(r.updated_at), r.id),
-            )
-    new = not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'node_counts'").fetchone()
-    for statement in _statements(_SUMMARY):
-        conn.execute(statement)
-    if migrated or new:
-        conn.execute("DELETE FROM node_counts")
-        conn.execute(
-            "INSERT INTO node_counts (grp, state, n) "
-            "SELECT grp, state, COUNT(*) FROM nodes GROUP BY grp, state"
-        )

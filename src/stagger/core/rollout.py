@@ -42,6 +42,7 @@ from stagger.core.rollout_gate import (
     parse_budget,
     timeline,
 )
+from stagger.core.rollout_reads import GroupNodes, Reports, group_nodes, needs_reboot, of_group
 from stagger.core.semaphore import FLEET, Action, Event, Semaphore, validate_group
 from stagger.core.times import later
 
@@ -176,34 +177,42 @@ class Judged:
     finished_at: datetime | None = None  # when it finished a cycle in this rollout
 
 
-def _needs(report: NodeReport) -> bool:
-    return report.state is not State.IDLE or report.needed_since is not None
-
-
 def judge_nodes(
     rollout: Rollout,
     sem: Semaphore,
     reports: Iterable[NodeReport],
     now: datetime,
 ) -> dict[str, Judged]:
+    """Every node known in `sem`'s group, judged for this rollout (`judge_group`)."""
+    return judge_group(rollout, sem, group_nodes(sem.group, reports), now)[0]
+
+
+def judge_group(
+    rollout: Rollout, sem: Semaphore, nodes: GroupNodes, now: datetime
+) -> tuple[dict[str, Judged], int]:
     """Every node known in `sem`'s group, judged for this rollout: halted (its report says
     HALTED, or it holds a slot past stale_after), pending (it holds a slot, its report says
     it needs a reboot, or, reporting nothing, it last gave a slot back before this rollout),
-    or done (it gave its slot back in this rollout, or reports no need)."""
+    or done (it gave its slot back in this rollout, or reports no need). Also how many more
+    nodes are done: at rest, and not named (`GroupNodes`)."""
     finished = {k: t for k, t in sem.finished.items() if t >= rollout.started_at}
     out: dict[str, Judged] = {}
-    for r in reports:
+    for r in nodes.busy:
         if r.group != sem.group:
             continue
         done_at = finished.get(r.id)
         if r.state is State.HALTED:
             out[r.id] = Judged(NodeState.HALTED)
-        elif _needs(r) and not (
+        elif needs_reboot(r) and not (
             done_at is not None and r.updated_at is not None and done_at >= r.updated_at
         ):
             out[r.id] = Judged(NodeState.PENDING)
         else:
             out[r.id] = Judged(NodeState.DONE, done_at)
+    resting = nodes.resting - out.keys()  # a read racing a report may name a node twice
+    for node_id in resting:
+        out[node_id] = Judged(NodeState.DONE, finished.get(node_id))
+    unnamed = max(nodes.at_rest - len(resting), 0)
     for node_id, at in sem.finished.items():
         if node_id not in out:
             # Finished before this rollout began: a member (a FleetLock client, which cannot
@@ -226,7 +235,7 @@ def judge_nodes(
             out[hold.id] = Judged(NodeState.HALTED)
         elif out.get(hold.id, Judged(NodeState.DONE)).state is not NodeState.HALTED:
             out[hold.id] = Judged(NodeState.PENDING)
-    return out
+    return out, unnamed
 
 
 @dataclass(frozen=True)
@@ -237,22 +246,30 @@ class StageView:
     pending: tuple[str, ...]
     halted: tuple[str, ...]
     last_finished: datetime | None
+    more_done: int = 0  # done nodes counted and not named (GroupNodes)
+
+    @property
+    def done_count(self) -> int:
+        return len(self.done) + self.more_done
 
 
 def stage_views(
     rollout: Rollout,
     groups: Mapping[str, Semaphore],
-    reports: Sequence[NodeReport],
+    reports: Reports,
     now: datetime,
 ) -> tuple[StageView, ...]:
     """Each stage's nodes, judged from its groups' records (absent: never written) and
-    the reports."""
+    the reports: every report, or what the store read of each group (GroupNodes)."""
     views: list[StageView] = []
     for stage in rollout.stages:
         judged: dict[str, Judged] = {}
+        more = 0
         for group in stage.groups:
             sem = groups.get(group) or Semaphore(group, stored=False)
-            judged.update(judge_nodes(rollout, sem, reports, now))
+            found, unnamed = judge_group(rollout, sem, of_group(reports, group), now)
+            judged.update(found)
+            more += unnamed
         by_state = {
             s: tuple(sorted(k for k, j in judged.items() if j.state is s)) for s in NodeState
         }
@@ -263,6 +280,7 @@ def stage_views(
                 by_state[NodeState.PENDING],
                 by_state[NodeState.HALTED],
                 max(times) if times else None,
+                more,
             )
         )
     return tuple(views)
@@ -308,7 +326,7 @@ def advance(rollout: Rollout, views: Sequence[StageView], now: datetime) -> Adva
             bake_ends = later(done_at, stage.bake) if finished is not None else done_at
             marks.append(StageMark(done_at, bake_ends))
             bake = f"; bake until {bake_ends.isoformat()}" if bake_ends > done_at else ""
-            detail = f"{name}: {len(view.done)} node(s) done{bake}"
+            detail = f"{name}: {view.done_count} node(s) done{bake}"
             events.append(Event(now, FLEET, Action.STAGE_DONE, "stagger", detail=detail))
             changed = True
             continue
@@ -328,7 +346,7 @@ def advance(rollout: Rollout, views: Sequence[StageView], now: datetime) -> Adva
     halt: str | None = None
     if rollout.max_failures is not None:
         halted = tuple(sorted({n for v in views for n in v.halted}))
-        total = sum(len(v.done) + len(v.pending) + len(v.halted) for v in views)
+        total = sum(v.done_count + len(v.pending) + len(v.halted) for v in views)
         limit = rollout.max_failures.limit(total)
         if len(halted) >= limit and set(halted) - set(tripped):
             halt = (
@@ -345,7 +363,7 @@ def advance(rollout: Rollout, views: Sequence[StageView], now: datetime) -> Adva
 
 
 def group_budget(
-    sem: Semaphore, rollout: Rollout | None, reports: Sequence[NodeReport], now: datetime
+    sem: Semaphore, rollout: Rollout | None, reports: Reports, now: datetime
 ) -> tuple[str, ...] | None:
     """The halted nodes of a group that has a max_failures and reached it with a node not
     yet counted (`budget_tripped`), else None. Judged for the rollout when one is set, else
@@ -353,9 +371,9 @@ def group_budget(
     if sem.max_failures is None:
         return None
     scope = rollout or Rollout((), datetime.min.replace(tzinfo=now.tzinfo), "", generation=0)
-    judged = judge_nodes(scope, sem, reports, now)
+    judged, unnamed = judge_group(scope, sem, of_group(reports, sem.group), now)
     halted = tuple(sorted(k for k, j in judged.items() if j.state is NodeState.HALTED))
-    if len(halted) < sem.max_failures.limit(len(judged)):
+    if len(halted) < sem.max_failures.limit(len(judged) + unnamed):
         return None
     if not set(halted) - set(sem.budget_tripped):
         return None
@@ -418,9 +436,11 @@ class RolloutStatus:
 def status(
     rollout: Rollout,
     groups: Mapping[str, Semaphore],
-    reports: Sequence[NodeReport],
+    reports: Reports,
     now: datetime,
 ) -> RolloutStatus:
+    """Where the rollout is at `now`. Its stages name every node done only when `reports`
+    does (every report, or GroupNodes naming every node at rest)."""
     views = stage_views(rollout, groups, reports, now)
     times = timeline(rollout, now)
     out: list[StageStatus] = []

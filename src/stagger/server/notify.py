@@ -44,8 +44,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from stagger import __version__
+from stagger.backends.node_pages import reports_in_state
 from stagger.backends.protocol import Backend, Roles, Snapshot
 from stagger.config.notify_section import NotifyConfig
+from stagger.core.cycle.node_state import State
 from stagger.core.durations import format_duration
 from stagger.core.notices import (
     MARK_MAX_AGE,
@@ -316,7 +318,8 @@ class Notifier:
         try:
             history = await backend.history(None, HISTORY_WINDOW)
             snapshot = await backend.status()
-            reports = await backend.nodes()
+            # Only the halted reports are news (core/notices.py): read through the state index.
+            reports = (await reports_in_state(backend, State.HALTED)).reports
         except Exception as exc:  # the store is down: look again later, say so once
             self._warn("cannot read the store", exc)
             return

@@ -30,7 +30,7 @@ and plans are layout.py, batching group_commit.py, the transport client.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -58,7 +58,7 @@ from stagger.backends.etcd.layout import (
     Write,
     view_after,
 )
-from stagger.backends.etcd.node_index import EtcdNodes
+from stagger.backends.etcd.node_index import EtcdNodes, GroupReads
 from stagger.backends.etcd.roles import EtcdRoles
 from stagger.backends.etcd.url import DEFAULT_PREFIX, read_options
 from stagger.backends.node_pages import read_node_page
@@ -468,6 +468,9 @@ class EtcdBackend(SemaphoreStore):
 
     async def reports_of(self, ids: Iterable[str]) -> StoredReports:
         return self._unreadable.tell(await self._nodes.reports_of(ids))
+
+    async def group_nodes(self, named: Mapping[str, Collection[str] | None]) -> GroupReads:
+        return await self._nodes.group_nodes(named, self._unreadable.tell)
 
     async def node_page(self, query: NodeQuery, silent_after: timedelta) -> NodePage:
         return await read_node_page(self, query, silent_after)

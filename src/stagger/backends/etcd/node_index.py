@@ -14,16 +14,20 @@ Rules of this file:
     etcd (count-only ranges: no report is read or sent) for the totals and /metrics;
   - `node-seen/{updated_at in µs, 20 digits}/{group}!{id}`: the state, so the silent reports
     are one range up to the cutoff;
+  - `node-needs/{group}!{id}`: a copy, only while the report needs a reboot or is in its
+    cycle (core.rollout_reads.needs_reboot), so a rollout reads those and counts the rest;
   - `node-groups/{group}`: empty, so the groups that have reports are one short range;
-  - `node-index`: "1" once the index holds every report of a store written before it.
-- A report write costs one read of the report key and one transaction of 5 operations (4
-  puts, 1 delete; 7 when the node changed group or state): well under etcd's 128.
+  - `node-index`: INDEX_VERSION once the index holds every report of a store written before
+    it (or before its newest kind of key: "1" had no `node-needs`).
+- A report write costs one read of the report key and one transaction of at most 9
+  operations (5 puts and 1 delete when nothing moved; a delete more for each key the node
+  left: its group, its state, whether it needs a reboot): well under etcd's 128.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -35,10 +39,17 @@ from stagger.backends.retry import retry_cas
 from stagger.core.cycle.node_state import State
 from stagger.core.listing import SILENT, NodeCounts, NodeQuery, ReportPage
 from stagger.core.node_report import NodeReport, StoredReports, Unreadable, decode_reports
+from stagger.core.rollout_reads import GroupNodes
 
 _CHUNK = 500  # keys one range of a page walk asks for
 _OPS = 100  # operations one read transaction carries (etcd takes 128 by default)
 _SEP = "!"
+GroupReads = dict[str, GroupNodes]  # what a rollout's judgment reads, per group
+# Records naming more nodes than this: the group's idle ids are read in one range (keys
+# only) rather than asked for by key (at most two read transactions per group).
+_BY_ID_MAX = 2 * _OPS
+INDEX_VERSION = b"2"  # the `node-index` mark of an index with every kind of key below
+_IDLE = State.IDLE.value
 
 
 def micros(value: datetime | None) -> int:
@@ -52,6 +63,7 @@ class Entry:
     group: str
     state: str
     seen: int  # updated_at in µs since the epoch
+    needs: bool = False  # core.rollout_reads.needs_reboot
 
 
 def entry_of(raw: bytes | str) -> Entry | None:
@@ -61,11 +73,12 @@ def entry_of(raw: bytes | str) -> Entry | None:
         group, state = doc["group"], doc["state"]
         at = doc.get("updated_at")
         seen = micros(datetime.fromisoformat(at)) if at else 0
+        needs = state != _IDLE or bool(doc.get("needed_since"))
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
     if not isinstance(group, str) or not isinstance(state, str):
         return None
-    return Entry(group, state, seen)
+    return Entry(group, state, seen, needs)
 
 
 class NodeKeys:
@@ -86,16 +99,22 @@ class NodeKeys:
     def seen(self, at: int, group: str = "", node_id: str = "") -> bytes:
         return self.key("node-seen", f"{at:020d}", f"{group}{_SEP}{node_id}" if group else "")
 
+    def needing(self, group: str, node_id: str = "") -> bytes:
+        return self.key("node-needs", f"{group}{_SEP}{node_id}")
+
     def group_mark(self, group: str) -> bytes:
         return self.key("node-groups", group)
 
     def entries(self, node_id: str, e: Entry) -> set[bytes]:
         """The index keys of a report (the copies, the seen key, the group mark aside)."""
-        return {
+        keys = {
             self.listed(e.group, node_id),
             self.by_state(e.state, e.group, node_id),
             self.seen(e.seen, e.group, node_id),
         }
+        if e.needs:
+            keys.add(self.needing(e.group, node_id))
+        return keys
 
     def plan(self, node_id: str, old: bytes | None, value: bytes | None) -> list[object]:
         """The operations that replace the stored value `old` (None: none) by `value` (None:
@@ -115,6 +134,7 @@ class NodeKeys:
             copy = {
                 self.listed(after.group, node_id),
                 self.by_state(after.state, after.group, node_id),
+                self.needing(after.group, node_id),
             }
             for k in sorted(keep):
                 ops.append(put(k, value if k in copy else after.state.encode()))
@@ -174,27 +194,31 @@ class EtcdNodes:
         if self._indexed:
             return
         marker = self.keys.key("node-index")
-        if (await self._client.range(rpc.RangeRequest(key=marker))).kvs:
-            self._indexed = True
+        mark = (await self._client.range(rpc.RangeRequest(key=marker))).kvs
+        if mark:
+            # An older index is completed by the next read (ensure_index).
+            self._indexed = mark[0].value == INDEX_VERSION
             return
         start = self.keys.key("nodes", "")
         found = await self._client.range(
             rpc.RangeRequest(key=start, range_end=prefix_end(start), count_only=True)
         )
         if not found.count:
-            await self._client.txn(rpc.TxnRequest(success=[put(marker, b"1")]))
+            await self._client.txn(rpc.TxnRequest(success=[put(marker, INDEX_VERSION)]))
             self._indexed = True
 
     async def remove(self, node_id: str) -> bool:
         return await self._replace(node_id, None, f"the removal of node {node_id}'s report")
 
     async def ensure_index(self) -> None:
-        """Index every report of a store written before the index (once per store): each
-        one in its own guarded write, so a report sent meanwhile is never overwritten."""
+        """Index every report of a store written before the index, or before its newest
+        kind of key (once per store): each one in its own guarded write, so a report sent
+        meanwhile is never overwritten."""
         if self._indexed:
             return
         marker = self.keys.key("node-index")
-        if (await self._client.range(rpc.RangeRequest(key=marker))).kvs:
+        mark = (await self._client.range(rpc.RangeRequest(key=marker))).kvs
+        if mark and mark[0].value == INDEX_VERSION:
             self._indexed = True
             return
         start = self.keys.key("nodes", "")
@@ -211,7 +235,7 @@ class EtcdNodes:
             if len(resp.kvs) < _CHUNK:
                 break
             start = resp.kvs[-1].key + b"\0"
-        await self._client.txn(rpc.TxnRequest(success=[put(marker, b"1")]))
+        await self._client.txn(rpc.TxnRequest(success=[put(marker, INDEX_VERSION)]))
         self._indexed = True
 
     # --- reads --------------------------------------------------------------------------
@@ -354,3 +378,61 @@ class EtcdNodes:
             for r in resp.responses
             for kv in r.response_range.kvs
         )
+
+    async def group_nodes(
+        self,
+        named: Mapping[str, Collection[str] | None],
+        tell: Callable[[StoredReports], StoredReports],
+    ) -> GroupReads:
+        """For each group: the copies under `node-needs/` (its reports that need a reboot),
+        its idle ids among those named (None: every one, keys only) and etcd's count of its
+        idle copies; one read transaction per group (a consistent view of it), and the named
+        ids asked for by key in transactions of _OPS. `tell` hears of unreadable reports."""
+        await self.ensure_index()
+        out: GroupReads = {}
+        for group, ids in named.items():
+            needing, idle = self.keys.needing(group), self.keys.by_state(_IDLE, group)
+            listed = ids is None or len(ids) > _BY_ID_MAX
+            ops = [
+                rpc.RequestOp(
+                    request_range=rpc.RangeRequest(key=needing, range_end=prefix_end(needing))
+                ),
+                rpc.RequestOp(
+                    request_range=rpc.RangeRequest(
+                        key=idle,
+                        range_end=prefix_end(idle),
+                        count_only=not listed,
+                        keys_only=listed,
+                    )
+                ),
+            ]
+            resp = await self._client.read_txn(rpc.TxnRequest(success=ops))
+            busy_kvs = resp.responses[0].response_range.kvs
+            counted = resp.responses[1].response_range
+            busy = decode_reports((kv.key.decode(errors="replace"), kv.value) for kv in busy_kvs)
+            found: set[str] = set()
+            if listed:
+                found.update(kv.key[len(idle) :].decode(errors="replace") for kv in counted.kvs)
+            else:
+                assert ids is not None
+                found = await self._idle_among(group, sorted(ids))
+            out[group] = GroupNodes.read(tell(busy).reports, found, int(counted.count))
+        return out
+
+    async def _idle_among(self, group: str, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(ids), _OPS):
+            chunk = ids[i : i + _OPS]
+            ops = [
+                rpc.RequestOp(
+                    request_range=rpc.RangeRequest(
+                        key=self.keys.by_state(_IDLE, group, n), keys_only=True
+                    )
+                )
+                for n in chunk
+            ]
+            resp = await self._client.read_txn(rpc.TxnRequest(success=ops))
+            found.update(
+                n for n, r in zip(chunk, resp.responses, strict=True) if r.response_range.kvs
+            )
+        return found
