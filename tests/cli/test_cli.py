@@ -24,6 +24,7 @@ from cli_support import OPERATOR, assert_one_sentence, run, run_script, stagger_
 from conftest import created
 from etcd_support import free_port
 from stagger.agent.identity import node_id
+from stagger.cli.status_view import QUEUE_SHOWN
 
 
 @pytest.fixture
@@ -81,6 +82,20 @@ def test_set_max_a_percentage_and_a_pace_shows_both_in_status(url: str) -> None:
     doc = run("status", "--group", "web", "--json", backend=url).json()["groups"][0]
     assert (doc["max"], doc["max_percent"], doc["pace"]) == (2, 50, 600.0)
     assert [w["id"] for w in doc["queue"]] == ["b", "c", "d"]
+
+
+def test_status_shows_the_head_of_a_long_queue_and_json_every_place(url: str) -> None:
+    run("set-max", "1", "--group", "web", backend=url)
+    ids = [f"n{i:02}" for i in range(QUEUE_SHOWN + 4)]  # one holder, the rest queued
+    for node in ids:
+        assert run("lock", "--group", "web", "--id", node, backend=url).code in (0, 1)
+    text = run("status", "--group", "web", backend=url).out
+    assert f"queue ({len(ids) - 1}, first asked first)" in text
+    assert f"{QUEUE_SHOWN}. {ids[QUEUE_SHOWN]}" in text
+    assert f"{QUEUE_SHOWN + 1}. " not in text
+    assert "... and 3 more (`stagger status --json` lists every place)" in text
+    doc = run("status", "--group", "web", "--json", backend=url).json()["groups"][0]
+    assert [w["id"] for w in doc["queue"]] == ids[1:]
 
 
 @pytest.mark.parametrize(("value", "words"), [("0%", "1% to 100%"), ("ten%", "percentage")])

@@ -19,6 +19,10 @@ from stagger.core.node_report import NodeReport
 from stagger.core.semaphore import FLEET, Denied, Event, Pause
 from stagger.core.times import format_utc
 
+# The places of a group's queue the table shows (a queue holds up to core.semaphore's
+# QUEUE_LIMIT, 1,000).
+QUEUE_SHOWN = 20
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -172,11 +176,14 @@ def render_turns(out: Console, g: GroupStatus) -> None:
     waiters = sem.queue(g.now)
     if waiters:
         out.print(f"  queue ({len(waiters)}, first asked first):")
-        for w in waiters:
+        for w in waiters[:QUEUE_SHOWN]:
             out.print(
                 f"    {w.position}. {w.id} (asked {ago(g.now, w.first_asked)} ago, "
                 f"last {ago(g.now, w.last_asked)} ago)"
             )
+        if len(waiters) > QUEUE_SHOWN:
+            more = len(waiters) - QUEUE_SHOWN
+            out.print(f"    ... and {more} more (`stagger status --json` lists every place)")
 
 
 def eta_sentence(eta: GroupEta, now: datetime) -> str:
