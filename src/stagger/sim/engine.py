@@ -32,7 +32,9 @@ woken, at their next poll, when the schedule closes, and then follow the machine
 opening.
 
 The other denials that only time or another node can lift are skipped the same way. A node
-queued behind earlier askers (queued) is parked with the full group's. A node the pace holds
+queued behind earlier askers (queued) is parked with the full group's. A node the full queue
+has no place for (docs/rollout.md) is not parked: it asks at every poll, as an agent does,
+until a place frees and it joins the queue. A node the pace holds
 back (pacing, with the pace's end) sleeps to its first poll after that end, counted as about
 to take the freed slot. A node a rollout stage holds back (rollout_waiting) sleeps to its first
 poll after the bake's end when the denial names one; otherwise it is parked until the store
@@ -442,7 +444,9 @@ class Simulator:
                         got_denial = got
                         if got.reason is DenyReason.ROLLOUT_WAITING:
                             self.judge = True  # the ask may have ended a stage
-                        elif node.asked is None:  # it joined the group's queue now
+                        elif node.asked is None and got.position is not None:
+                            # it joined the group's queue now (a node the full queue has no
+                            # place for joins at a later ask)
                             self.asked += 1
                             node.asked = self.asked
                             if self.sc.groups[gi].percent:
@@ -492,7 +496,8 @@ class Simulator:
         waiting = self.park and node.state.cycle is State.WAITING
         if denied is not None and self.watch is not None and self.watch.halted:
             return  # the budget halted the rollout: nothing resumes it in a simulation
-        if waiting and reason in _QUEUED and self._may_park():
+        placed = denied is not None and denied.position is not None
+        if waiting and reason in _QUEUED and placed and self._may_park():
             node.parked = True
             assert node.asked is not None  # set by the denial that parks it
             bisect.insort(self.parked[node.group], (node.asked, node.index, node.index))
