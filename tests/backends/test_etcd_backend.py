@@ -10,16 +10,20 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from etcd_support import EtcdCluster, dead_port, raw_client, store_revision
 from stagger.backends.codec import decode_event, decode_semaphore
 from stagger.backends.etcd import EtcdBackend
+from stagger.backends.etcd import client as client_module
 from stagger.backends.etcd.client import Endpoint
 from stagger.backends.etcd.url import parse_etcd_url
 from stagger.backends.factory import open_backend
+from stagger.core.cycle.node_state import State
 from stagger.core.errors import BackendUnavailable, ConfigError
+from stagger.core.node_report import NodeReport
 from stagger.core.secrets import mask_url as redact_url
 from stagger.core.semaphore import Action, Denied, Granted, NotHeld
 
@@ -203,6 +207,37 @@ async def test_a_recursive_acquire_writes_nothing(
 
 
 # --- bounded history ------------------------------------------------------------------------
+
+
+async def test_every_report_is_read_in_ranges_of_one_snapshot(
+    etcd: EtcdBackend, etcd_server: EtcdCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole fleet's reports pass grpc's 4 MiB answer limit in one range (~14,000 nodes), so
+    they are read a chunk at a time, all at the first chunk's revision: a report written
+    between two chunks is not half-seen."""
+    ids = [f"n{i}" for i in range(7)]
+    for node in ids:
+        await etcd.report(NodeReport(node, "web", State.IDLE))
+    monkeypatch.setattr(client_module, "RANGE_CHUNK", 2)
+    ranges = 0
+    real_range = etcd._client.range
+
+    async def range_then_write(request: Any) -> Any:
+        nonlocal ranges
+        if request.limit != 2:  # not a chunk (the report's own reads)
+            return await real_range(request)
+        ranges += 1
+        resp = await real_range(request)
+        if ranges == 1:  # between the first chunk and the next: a new node reports
+            await etcd.report(NodeReport("n99", "web", State.IDLE))
+        return resp
+
+    monkeypatch.setattr(etcd._client, "range", range_then_write)
+    found = await etcd.read_nodes()
+    assert [r.id for r in found.reports] == ids
+    assert ranges == 4  # 2 + 2 + 2 + 1
+    monkeypatch.undo()
+    assert "n99" in [r.id for r in (await etcd.read_nodes()).reports]
 
 
 async def test_history_keeps_the_newest_events_per_group_in_the_same_transaction(

@@ -440,8 +440,8 @@ class EtcdBackend(SemaphoreStore):
         if group is not None:
             validate_group(group)
         start = self.layout.key("nodes", "")
-        resp = await self._client.range(rpc.RangeRequest(key=start, range_end=prefix_end(start)))
-        found = decode_reports((kv.key.decode(errors="replace"), kv.value) for kv in resp.kvs)
+        kvs = await self._client.range_all(start, prefix_end(start))
+        found = decode_reports((kv.key.decode(errors="replace"), kv.value) for kv in kvs)
         mine = sorted(
             (r for r in found.reports if group is None or r.group == group),
             key=lambda r: (r.group, r.id),
