@@ -134,9 +134,7 @@ def channel_credentials(settings: ClientSettings) -> Any:
 def lane_context(settings: ClientSettings) -> ssl.SSLContext:
     """The read lane's TLS (lane.py), from the same files as `channel_credentials` (which
     checks them first): the CA (else the system's), the client certificate and its key."""
-    context = ssl.create_default_context(
-        cafile=str(settings.ca_cert) if settings.ca_cert else None
-    )
+    context = ssl.create_default_context(cafile=str(settings.ca_cert) if settings.ca_cert else None)
     if settings.cert is not None:
         context.load_cert_chain(
             str(settings.cert), str(settings.key) if settings.key is not None else None
@@ -178,9 +176,9 @@ class _Member:
         )
         self.metadata = (("token", resp.token),)
 
-    async def read(self, path: bytes, request: Any, decode: Any, timeout: float) -> Any:
+    async def read(self, path: bytes, request: Any, decode: Any, within: float) -> Any:
         """A read through the lane (lane.py), or None when it has no sure answer."""
-        raw = await self.lane.call(path, request.SerializeToString(), self.metadata, timeout)
+        raw = await self.lane.call(path, request.SerializeToString(), self.metadata, within)
         return None if raw is None else decode(raw)
 
     async def close(self) -> None:

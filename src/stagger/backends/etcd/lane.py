@@ -120,7 +120,9 @@ class Connection(asyncio.Protocol):
             ">HIHI", SETTINGS_ENABLE_PUSH, 0, SETTINGS_INITIAL_WINDOW_SIZE, MAX_WINDOW
         )
         grant = struct.pack(">I", MAX_WINDOW - DEFAULT_WINDOW)
-        transport.write(PREFACE + frame(SETTINGS, 0, 0, settings) + frame(WINDOW_UPDATE, 0, 0, grant))
+        transport.write(
+            PREFACE + frame(SETTINGS, 0, 0, settings) + frame(WINDOW_UPDATE, 0, 0, grant)
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._shut()
@@ -199,15 +201,18 @@ class Connection(asyncio.Protocol):
             return
         message = b"".join(call.parts) if ended else b""
         # A complete, uncompressed gRPC message: its 5-byte prefix says its length.
-        if len(message) >= 5 and message[0] == 0:
-            if int.from_bytes(message[1:5], "big") == len(message) - 5:
-                call.future.set_result(message[5:])
-                return
+        if (
+            len(message) >= 5
+            and message[0] == 0
+            and int.from_bytes(message[1:5], "big") == len(message) - 5
+        ):
+            call.future.set_result(message[5:])
+            return
         call.future.set_result(None)
 
     # --- calls ----------------------------------------------------------------------------
 
-    def call(self, headers: bytes, request: bytes, timeout: float) -> asyncio.Future[bytes | None]:
+    def call(self, headers: bytes, request: bytes, within: float) -> asyncio.Future[bytes | None]:
         """Send one unary call; its future gives the response message or None."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bytes | None] = loop.create_future()
@@ -229,7 +234,7 @@ class Connection(asyncio.Protocol):
         self._next_stream += 2
         self._send_window -= len(body)
         call = self._calls[stream] = _Call(future)
-        call.timer = loop.call_later(timeout, self._expire, stream)
+        call.timer = loop.call_later(within, self._expire, stream)
         self.transport.write(
             frame(HEADERS, END_HEADERS, stream, headers) + frame(DATA, END_STREAM, stream, body)
         )
@@ -282,13 +287,13 @@ class Lane:
         path: bytes,
         request: bytes,
         metadata: tuple[tuple[str, str], ...] | None,
-        timeout: float,
+        within: float,
     ) -> bytes | None:
         connection = self._connection
         if connection is None or connection.closed or not connection.ready:
             self._open()
             return None
-        return await connection.call(self.headers(path, metadata), request, timeout)
+        return await connection.call(self.headers(path, metadata), request, within)
 
     def _open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -312,7 +317,7 @@ class Lane:
                 timeout=RETRY_CONNECT,
             )
             self._connection = protocol
-        except (OSError, asyncio.TimeoutError, ssl.SSLError):
+        except (TimeoutError, OSError, ssl.SSLError):
             self._retry_at = loop.time() + RETRY_CONNECT
         finally:
             self._opening = None
