@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import struct
+import subprocess
+import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+import trustme
 from aetcd import rpc
 
-from etcd_support import EtcdCluster
+from etcd_support import ETCD, EtcdCluster, free_port
 from stagger.backends.etcd.client import ClientSettings, Endpoint, EtcdClient, put
 from stagger.backends.etcd.lane import (
     DATA,
@@ -244,5 +249,87 @@ async def test_a_read_the_lane_cannot_answer_goes_through_grpc(etcd_server: Etcd
             resp = await client.range(rpc.RangeRequest(key=key))
             assert [kv.value for kv in resp.kvs] == [b"v1"]
             assert any(kind == HEADERS and PATH in block for kind, _, _, block in p.frames)
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def secure_etcd(tmp_path: Path) -> Iterator[ClientSettings]:
+    """A single-member etcd of its own that takes TLS with client certificates (a CA made by
+    trustme) and has authentication on (user root): how a production cluster is reached."""
+    ca = trustme.CA()
+    files = {
+        "ca": ca.cert_pem,
+        "server": ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem,
+        "client": ca.issue_cert("stagger-client").private_key_and_cert_chain_pem,
+    }
+    paths = {name: tmp_path / f"{name}.pem" for name in files}
+    for name, blob in files.items():
+        blob.write_to_path(str(paths[name]))
+    port, peer = free_port(), free_port()
+    url = f"https://127.0.0.1:{port}"
+    log = open(tmp_path / "etcd.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            ETCD, "--name", "m", "--data-dir", str(tmp_path / "data"),
+            "--listen-client-urls", url, "--advertise-client-urls", url,
+            "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+            "--initial-cluster", f"m=http://127.0.0.1:{peer}",
+            "--listen-metrics-urls", f"http://127.0.0.1:{free_port()}",
+            "--cert-file", str(paths["server"]), "--key-file", str(paths["server"]),
+            "--trusted-ca-file", str(paths["ca"]), "--client-cert-auth",
+            "--logger=zap", "--log-level=error",
+        ],
+        stdout=log, stderr=log,
+    )  # fmt: skip
+    ctl = [
+        shutil.which("etcdctl") or "/usr/bin/etcdctl", f"--endpoints={url}",
+        f"--cacert={paths['ca']}", f"--cert={paths['client']}", f"--key={paths['client']}",
+    ]  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        while subprocess.run([*ctl, "endpoint", "health"], capture_output=True).returncode:
+            assert time.monotonic() < deadline, "the TLS etcd did not become healthy"
+            time.sleep(0.1)
+        for step in (
+            ["user", "add", "root:pw", "--interactive=false"],
+            ["user", "grant-role", "root", "root"],
+            ["auth", "enable"],
+        ):
+            subprocess.run([*ctl, *step], check=True, capture_output=True)
+        yield ClientSettings(
+            (Endpoint("127.0.0.1", port),),
+            tls=True,
+            ca_cert=paths["ca"],
+            cert=paths["client"],
+            username="root",
+            password="pw",
+        )
+    finally:
+        proc.kill()
+        proc.wait()
+        log.close()
+
+
+async def test_the_lane_reads_over_tls_with_the_auth_token(secure_etcd: ClientSettings) -> None:
+    client = EtcdClient(secure_etcd)
+    try:
+        await client.txn(rpc.TxnRequest(success=[put(b"k", b"v1")]))
+        await client.range(rpc.RangeRequest(key=b"k"))  # through grpc: the lane opens
+        lane = await wait_open(client)
+        real = lane.call
+        answered = 0
+
+        async def counted(*args: object) -> bytes | None:
+            nonlocal answered
+            answer = await real(*args)  # type: ignore[arg-type]
+            answered += answer is not None
+            return answer
+
+        lane.call = counted  # type: ignore[method-assign]
+        resp = await client.range(rpc.RangeRequest(key=b"k"))
+        assert [kv.value for kv in resp.kvs] == [b"v1"]
+        assert answered == 1  # the lane answered: TLS and the token worked
     finally:
         await client.close()
