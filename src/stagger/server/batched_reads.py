@@ -3,15 +3,10 @@ share the next one, which starts after all of them arrived. So each answer still
 every write completed before its request came in (linearizable), while a burst of N callers
 costs a few backend reads instead of N.
 
-At most IN_FLIGHT reads of a group are in flight at once; callers that arrive while that
-many are in flight wait for one to end, and share the next (each caller still gets a read
-started after it arrived). One: a busy server's callers then split into halves that take
-turns (each waits for the other half's read, then its own), but each read answers twice
-as many callers, and with reads that cost the server ~70-90 µs each (etcd's read lane,
-backends/etcd/lane.py) and etcd ~200 µs, fewer reads win: measured side by side on etcd,
-the FleetLock denial went from 0.41 to 0.50 of a bare app's rate and the no-op release from
-0.39 to 0.53 against two in flight (BENCHMARKS.md, "The FleetLock hot path against a bare
-app"). With grpc's ~300 µs reads, two in flight had been the better choice.
+Two reads of a group may be in flight at once: callers that arrive while one is in flight
+start the next at once instead of waiting for it to end (each caller still gets a read
+started after it arrived). With one read at a time, a busy server's callers split into two
+halves that take turns, each waiting for the other half's read and then its own.
 
 Only decisions that need no write are answered from such a read (a denial, a recursive lock,
 releasing nothing); anything that changes a group goes through the backend's own
@@ -27,8 +22,8 @@ import asyncio
 
 from stagger.backends.protocol import Backend, GroupStatus, RemembersGroups, Snapshot
 
-# Reads of one group in flight at once, at most (why one: above).
-IN_FLIGHT = 1
+# Reads of one group in flight at once, at most.
+IN_FLIGHT = 2
 
 
 class GroupReads:
