@@ -237,15 +237,24 @@ async def test_reads_through_the_lane_answer_what_grpc_answers(etcd_server: Etcd
         await client.close()
 
 
-async def test_a_read_the_lane_cannot_answer_goes_through_grpc(etcd_server: EtcdCluster) -> None:
+@pytest.mark.parametrize(
+    "script",
+    [
+        lambda stream, req: frame(RST_STREAM, 0, stream, struct.pack(">I", 2)),
+        lambda stream, req: ok(stream, b"\xff\xff not a RangeResponse"),
+    ],
+    ids=["reset", "not-protobuf"],
+)
+async def test_a_read_the_lane_cannot_answer_goes_through_grpc(
+    etcd_server: EtcdCluster, script: Script
+) -> None:
     m = etcd_server.members[0]
     client = EtcdClient(ClientSettings((Endpoint("127.0.0.1", m.client_port),)))
     key = f"test-{uuid.uuid4().hex[:12]}/k".encode()
-    reset = lambda stream, req: frame(RST_STREAM, 0, stream, struct.pack(">I", 2))  # noqa: E731
     try:
         await client.txn(rpc.TxnRequest(success=[put(key, b"v1")]))
-        async with lane_to(reset) as (lane, p):
-            client._member(0).lane = lane  # a lane whose every call is reset
+        async with lane_to(script) as (lane, p):
+            client._member(0).lane = lane  # a lane that never gives etcd's answer
             resp = await client.range(rpc.RangeRequest(key=key))
             assert [kv.value for kv in resp.kvs] == [b"v1"]
             assert any(kind == HEADERS and PATH in block for kind, _, _, block in p.frames)

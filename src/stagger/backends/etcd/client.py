@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 
 import grpc
 from aetcd import rpc
+from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 
 from stagger.backends.etcd.lane import Lane
 from stagger.core.errors import BackendUnavailable, ConfigError
@@ -179,7 +180,12 @@ class _Member:
     async def read(self, path: bytes, request: Any, decode: Any, within: float) -> Any:
         """A read through the lane (lane.py), or None when it has no sure answer."""
         raw = await self.lane.call(path, request.SerializeToString(), self.metadata, within)
-        return None if raw is None else decode(raw)
+        if raw is None:
+            return None
+        try:
+            return decode(raw)
+        except DecodeError:  # not etcd's answer after all: grpc will say what is wrong
+            return None
 
     async def close(self) -> None:
         await self.lane.close()
