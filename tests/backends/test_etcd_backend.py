@@ -240,6 +240,34 @@ async def test_every_report_is_read_in_ranges_of_one_snapshot(
     assert "n99" in [r.id for r in (await etcd.read_nodes()).reports]
 
 
+async def test_a_rollouts_read_of_a_group_is_the_same_in_ranges_of_a_few_keys(
+    etcd: EtcdBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When every node of a big group needs a reboot, its reports pass grpc's 4 MiB answer
+    limit in one range: they are read a chunk at a time, and the answer does not change."""
+    for i in range(5):
+        await etcd.report(NodeReport(f"w{i}", "web", State.WAITING))
+    for i in range(3):
+        await etcd.report(NodeReport(f"i{i}", "web", State.IDLE))
+    named = {"web": None}
+    whole = await etcd.group_nodes(named)
+    monkeypatch.setattr(client_module, "RANGE_CHUNK", 2)
+    chunks = 0
+    real_range = etcd._client.range
+
+    async def counting(request: Any) -> Any:
+        nonlocal chunks
+        chunks += request.limit == 2
+        return await real_range(request)
+
+    monkeypatch.setattr(etcd._client, "range", counting)
+    chunked = await etcd.group_nodes(named)
+    assert chunked == whole
+    assert chunks == 3 + 2  # 5 reports needing a reboot, then 3 idle keys
+    assert sorted(r.id for r in whole["web"].busy) == [f"w{i}" for i in range(5)]
+    assert (whole["web"].resting, whole["web"].at_rest) == ({"i0", "i1", "i2"}, 3)
+
+
 async def test_history_keeps_the_newest_events_per_group_in_the_same_transaction(
     etcd_server: EtcdCluster, prefix: str
 ) -> None:

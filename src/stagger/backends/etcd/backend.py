@@ -440,7 +440,7 @@ class EtcdBackend(SemaphoreStore):
         if group is not None:
             validate_group(group)
         start = self.layout.key("nodes", "")
-        kvs = await self._client.range_all(start, prefix_end(start))
+        kvs, _ = await self._client.range_all(start, prefix_end(start))
         found = decode_reports((kv.key.decode(errors="replace"), kv.value) for kv in kvs)
         mine = sorted(
             (r for r in found.reports if group is None or r.group == group),

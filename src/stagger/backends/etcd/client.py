@@ -297,21 +297,28 @@ class EtcdClient:
 
         return await self.call(go)
 
-    async def range_all(self, key: bytes, range_end: bytes, chunk: int | None = None) -> list[Any]:
-        """Every key-value in [key, range_end) as of one revision, read `chunk` keys at a
-        time: one range of a whole fleet's reports passes grpc's 4 MiB answer limit from
-        about 14,000 nodes. The first range's revision pins the others (one snapshot)."""
+    async def range_all(
+        self, key: bytes, range_end: bytes, *, keys_only: bool = False, revision: int = 0
+    ) -> tuple[list[Any], int]:
+        """Every key-value in [key, range_end) as of one revision, and that revision, read
+        RANGE_CHUNK keys at a time: one range of a whole fleet's reports passes grpc's 4 MiB
+        answer limit from about 14,000 nodes. The first range's revision (or `revision`, to
+        read beside an earlier read) pins the others: one snapshot."""
         kvs: list[Any] = []
-        revision = 0
-        limit = chunk or RANGE_CHUNK
         while True:
             resp = await self.range(
-                rpc.RangeRequest(key=key, range_end=range_end, limit=limit, revision=revision)
+                rpc.RangeRequest(
+                    key=key,
+                    range_end=range_end,
+                    limit=RANGE_CHUNK,
+                    revision=revision,
+                    keys_only=keys_only,
+                )
             )
-            revision = revision or resp.header.revision
+            revision = revision or int(resp.header.revision)
             kvs.extend(resp.kvs)
             if not resp.more or not resp.kvs:
-                return kvs
+                return kvs, revision
             key = resp.kvs[-1].key + b"\0"
 
     async def lease_revoke(self, lease_id: int) -> None:

@@ -386,37 +386,32 @@ class EtcdNodes:
     ) -> GroupReads:
         """For each group: the copies under `node-needs/` (its reports that need a reboot),
         its idle ids among those named (None: every one, keys only) and etcd's count of its
-        idle copies; one read transaction per group (a consistent view of it), and the named
-        ids asked for by key in transactions of _OPS. `tell` hears of unreadable reports."""
+        idle copies; each group's ranges at one revision (a consistent view of it), and the
+        named ids asked for by key in transactions of _OPS. `tell` hears of unreadable reports."""
         await self.ensure_index()
         out: GroupReads = {}
         for group, ids in named.items():
             needing, idle = self.keys.needing(group), self.keys.by_state(_IDLE, group)
             listed = ids is None or len(ids) > _BY_ID_MAX
-            ops = [
-                rpc.RequestOp(
-                    request_range=rpc.RangeRequest(key=needing, range_end=prefix_end(needing))
-                ),
-                rpc.RequestOp(
-                    request_range=rpc.RangeRequest(
-                        key=idle,
-                        range_end=prefix_end(idle),
-                        count_only=not listed,
-                        keys_only=listed,
-                    )
-                ),
-            ]
-            resp = await self._client.read_txn(rpc.TxnRequest(success=ops))
-            busy_kvs = resp.responses[0].response_range.kvs
-            counted = resp.responses[1].response_range
-            busy = decode_reports((kv.key.decode(errors="replace"), kv.value) for kv in busy_kvs)
-            found: set[str] = set()
+            # Ranges of RANGE_CHUNK keys at one revision: a group where every node needs a
+            # reboot passes grpc's 4 MiB answer limit in one range from ~14,000 nodes.
+            busy_kvs, at = await self._client.range_all(needing, prefix_end(needing))
             if listed:
-                found.update(kv.key[len(idle) :].decode(errors="replace") for kv in counted.kvs)
+                idle_kvs, _ = await self._client.range_all(
+                    idle, prefix_end(idle), keys_only=True, revision=at
+                )
+                found = {kv.key[len(idle) :].decode(errors="replace") for kv in idle_kvs}
+                count = len(idle_kvs)
             else:
                 assert ids is not None
-                found = await self._idle_among(group, sorted(ids))
-            out[group] = GroupNodes.read(tell(busy).reports, found, int(counted.count))
+                counted = await self._client.range(
+                    rpc.RangeRequest(
+                        key=idle, range_end=prefix_end(idle), count_only=True, revision=at
+                    )
+                )
+                found, count = await self._idle_among(group, sorted(ids)), int(counted.count)
+            busy = decode_reports((kv.key.decode(errors="replace"), kv.value) for kv in busy_kvs)
+            out[group] = GroupNodes.read(tell(busy).reports, found, count)
         return out
 
     async def _idle_among(self, group: str, ids: Sequence[str]) -> set[str]:
