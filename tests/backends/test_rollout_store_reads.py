@@ -10,11 +10,11 @@ import random
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from clock_support import ManualClock
 from etcd_support import EtcdCluster, raw_client
 from rollout_reads_support import GROUPS, OTHER, T0, case, fleet, judgments, listed, named
 from stagger.backends.etcd import EtcdBackend
@@ -26,28 +26,16 @@ from stagger.core.cycle.node_state import State
 from stagger.core.node_report import NodeReport
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def store(any_backend_url: str, clock: Clock) -> AsyncIterator[SemaphoreStore]:
+async def store(any_backend_url: str, clock: ManualClock) -> AsyncIterator[SemaphoreStore]:
+    clock.now = T0  # the fleet of rollout_reads_support is dated from T0
     b = open_backend(any_backend_url, clock=clock)
     assert isinstance(b, SemaphoreStore)
     yield b
     await b.close()
 
 
-async def write(store: SemaphoreStore, clock: Clock, reports: list[NodeReport]) -> None:
+async def write(store: SemaphoreStore, clock: ManualClock, reports: list[NodeReport]) -> None:
     for x in reports:
         assert x.updated_at is not None
         clock.now = x.updated_at  # the store stamps its own time: make it the report's
@@ -55,7 +43,7 @@ async def write(store: SemaphoreStore, clock: Clock, reports: list[NodeReport]) 
 
 
 async def test_the_store_reads_judge_the_rollout_as_every_report_does(
-    store: SemaphoreStore, clock: Clock
+    store: SemaphoreStore, clock: ManualClock
 ) -> None:
     rng = random.Random(7)
     reports = fleet(rng)
