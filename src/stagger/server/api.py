@@ -610,8 +610,8 @@ class Api:
         """Reporting nodes per (group, state), a silent one as `silent`: from the store's
         summary (one row per group and state), so a scrape costs the same at any fleet size."""
         backend = self.state.backend
-        if not isinstance(backend, SummarisedReports):
-            return {}  # never: a server runs on sqlite:// or etcd://, both summarised
+        # A server runs on sqlite:// or etcd:// (never fleetlock://), and both keep the summary.
+        assert isinstance(backend, SummarisedReports), backend
         silent_before = now - self.state.settings.silent_after
         return (await backend.node_counts(silent_before)).metric_counts()
 
