@@ -65,6 +65,7 @@ from stagger.backends.protocol import (
     validate_limit,
 )
 from stagger.backends.semaphore_store import Op, SemaphoreStore, Settle, check_default_max
+from stagger.backends.sqlite_reader import LoopReader
 from stagger.backends.sqlite_summary import (
     IN_CHUNK,
     RawGroupNodes,
@@ -208,6 +209,7 @@ class SqliteBackend(SemaphoreStore):
         self._ident: sqlite_file.FileId | None = None
         self._page = 0  # the open store's page size
         self._conn: sqlite3.Connection | None = None
+        self._reader = LoopReader(path)  # one group's read on the event loop's thread
         self._lock = threading.Lock()
         self._unreadable = UnreadableReports(self._inspect_report)
 
@@ -477,6 +479,11 @@ class SqliteBackend(SemaphoreStore):
             conn.execute("COMMIT")
             return snapshot_of(now, sems, fleet)
 
+        if group is not None and self._conn is not None and not self.inline:
+            # One group's read (every batched FleetLock read): on this thread when it can be.
+            here = self._reader.read(self._ident, self._page, read)
+            if here is not None:
+                return here
         return await self._run(read)
 
     async def history(self, group: str | None = None, limit: int = 100) -> list[Event]:
@@ -732,6 +739,7 @@ class SqliteBackend(SemaphoreStore):
                     self._conn.close()
                     self._conn = None
 
+        self._reader.close()
         await asyncio.to_thread(shut)
 
     # --- roles (base.Roles) -----------------------------------------------------------------
