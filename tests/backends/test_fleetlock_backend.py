@@ -404,3 +404,31 @@ async def test_a_denial_beyond_the_full_queue_comes_back_with_the_queues_length(
         f"the queue is full ({QUEUE_LIMIT} nodes wait): this node has no place yet and keeps "
         "asking; it joins the queue when a place frees"
     )
+
+
+async def test_status_reads_a_row_per_holder_not_every_report(
+    fl: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stagger.backends.node_pages import holder_reports
+
+    await fl.set_max("web", 2, by="test")
+    # ids that prefix one another: the holder's own row must be the one found
+    for node_id in ("n1", "n10", "n100", "n11", "n2", "n20", *(f"m{i}" for i in range(60))):
+        state = State.HALTED if node_id == "n1" else State.IDLE
+        await fl.report(NodeReport(node_id, "web", state))
+    await fl.report(NodeReport("n2", "db", State.HALTED))  # n2 now reports for another group
+    assert isinstance(await fl.acquire("web", "n1"), Granted)
+    assert isinstance(await fl.acquire("web", "n2"), Granted)
+    pages: list[object] = []
+    real = fl.node_page  # type: ignore[attr-defined]
+
+    async def counted(query: object, silent_after: timedelta) -> object:
+        pages.append(query)
+        return await real(query, silent_after)
+
+    monkeypatch.setattr(fl, "node_page", counted)
+    stored = await holder_reports(fl, await fl.status("web"))
+    assert {(r.id, r.group, r.state) for r in stored.reports} == {
+        ("n1", "web", State.HALTED),
+    }  # n2's report is of db: its row in web is its lock alone, no report
+    assert len(pages) == 2  # one small page per holder

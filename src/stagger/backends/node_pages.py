@@ -93,11 +93,21 @@ async def read_node_page(
     )
 
 
+@runtime_checkable
+class HolderPages(Protocol):
+    """A store that reads its holders' reports a small page each (a stagger server's API)."""
+
+    async def reports_of_holders(self, snap: Snapshot) -> StoredReports: ...
+
+
 async def holder_reports(store: Backend, snap: Snapshot) -> StoredReports:
     """The last reports of the holders in `snap` (a hold says when its node is halted): read
-    by id from a store that can (the holders are a few), else every report of its groups."""
+    by id from a store that can (the holders are a few), or a page per holder from a stagger
+    server, else every report of its groups."""
     if isinstance(store, SummarisedReports):
         return await store.reports_of({h.id for g in snap.groups for h in g.holds})
+    if isinstance(store, HolderPages):
+        return await store.reports_of_holders(snap)
     return await store.read_nodes(snap.groups[0].group if len(snap.groups) == 1 else None)
 
 
