@@ -58,6 +58,7 @@ from stagger.backends.etcd.layout import (
     Write,
     view_after,
 )
+from stagger.backends.etcd.node_counts import WatchedCounts
 from stagger.backends.etcd.node_index import EtcdNodes, GroupReads
 from stagger.backends.etcd.roles import EtcdRoles
 from stagger.backends.etcd.url import DEFAULT_PREFIX, read_options
@@ -170,6 +171,7 @@ class EtcdBackend(SemaphoreStore):
         self._unreadable = UnreadableReports(lambda key: f"etcdctl get {key}")
         self._roles = EtcdRoles(self._client, self.layout.key, lambda: self.clock())
         self._nodes = EtcdNodes(self._client, self.layout.key)
+        self._watched = WatchedCounts(self._client, self._nodes.keys, self._nodes.state_counts)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> EtcdBackend:
@@ -463,6 +465,15 @@ class EtcdBackend(SemaphoreStore):
     async def node_counts(self, silent_before: datetime) -> NodeCounts:
         return await self._nodes.counts(silent_before)
 
+    def watch_counts(self) -> None:
+        self._watched.start()
+
+    async def watched_counts(self, silent_before: datetime) -> tuple[NodeCounts, bool]:
+        by_group = self._watched.counts()
+        if by_group is None:
+            return await self.node_counts(silent_before), False
+        return NodeCounts(by_group, await self._nodes.silent_counts(silent_before)), True
+
     async def reported(self, ids: Iterable[str]) -> frozenset[str]:
         return await self._nodes.reported(ids)
 
@@ -566,6 +577,7 @@ class EtcdBackend(SemaphoreStore):
         return str(resp.header.revision)
 
     async def close(self) -> None:
+        await self._watched.stop()
         await self._client.close()
 
     # --- roles (base.Roles; roles.py) ---------------------------------------------------------
