@@ -193,3 +193,27 @@ async def test_a_silent_stream_is_given_up_and_a_live_one_kept(own_etcd: EtcdClu
         assert b._watched.fresh_reads >= 2
     finally:
         await b.close()
+
+
+async def test_the_counts_recover_when_the_leader_they_watch_dies(
+    etcd_cluster: EtcdCluster,
+) -> None:
+    """The watch is on the leader (the first endpoint); killing it breaks the stream, and the
+    watch starts over on a survivor, after the election."""
+    async with raw_client(etcd_cluster.members[0]) as raw:
+        leader_name = (await raw.status()).leader.name
+    members = sorted(etcd_cluster.members, key=lambda m: m.name != leader_name)
+    endpoints = ",".join(f"127.0.0.1:{m.client_port}" for m in members)
+    b = EtcdBackend.from_url(f"etcd://{endpoints}?prefix=test-{uuid.uuid4().hex[:12]}/")
+    b._watched.retry = FAST
+    try:
+        rng = random.Random(5)
+        b.watch_counts()
+        await random_writes(b, rng, 20)
+        await settled(b)
+        members[0].kill()
+        await random_writes(b, rng, 20)
+        await settled(b)
+        assert b._watched.fresh_reads >= 2, "the watch started over on another member"
+    finally:
+        await b.close()

@@ -2,9 +2,9 @@
 builders of the requests it sends.
 
 Rules of this file:
-- It owns talking to the cluster (channels, TLS, auth token, failover, timeouts) and the
-  shape of single etcd requests (`put`, `delete`, `range_op`, `unchanged`, `prefix_end`,
-  `ttl_seconds`). It knows nothing about semaphores: which keys hold what, and what a
+- It owns talking to the cluster (channels, TLS, auth token, failover, timeouts, watch
+  streams) and the shape of single etcd requests (`put`, `delete`, `range_op`, `unchanged`,
+  `prefix_end`, `ttl_seconds`). It knows nothing about semaphores: which keys hold what, and what a
   change writes, is layout.py's; the backend and roles.py send what those decide.
 
 aetcd's own `Client` talks to one host:port, has no TLS, one timeout for every call and no
@@ -337,8 +337,10 @@ class EtcdClient:
                 raise self._auth_error(member.endpoint, details) from exc
             raise self._unavailable(f"{member.endpoint}: {details}") from exc
 
-        def broken(details: str) -> BackendUnavailable:
-            if self._current == index:
+        def broken(details: str, code: Any = None) -> BackendUnavailable:
+            if code in _AUTH or "authentication failed" in details:
+                member.metadata = None  # the token expired: the next watch logs in again
+            elif self._current == index:
                 self._current = (index + 1) % len(self.settings.endpoints)
             return BackendUnavailable(f"the watch on etcd at {member.endpoint} broke ({details})")
 
@@ -378,7 +380,7 @@ class WatchStream:
         stub: Any,
         create: Any,
         metadata: tuple[tuple[str, str], ...],
-        broken: Callable[[str], BackendUnavailable],
+        broken: Callable[..., BackendUnavailable],
     ) -> None:
         self._asks: asyncio.Queue[Any] = asyncio.Queue()
         self._asks.put_nowait(rpc.WatchRequest(create_request=create))
@@ -400,7 +402,7 @@ class WatchStream:
             async for response in self._call:
                 yield response
         except grpc.aio.AioRpcError as exc:
-            raise self._broken(exc.details() or exc.code().name) from exc
+            raise self._broken(exc.details() or exc.code().name, exc.code()) from exc
         raise self._broken("etcd ended it")
 
     def close(self) -> None:
