@@ -170,12 +170,12 @@ async def test_the_counts_recover_after_etcd_restarts(own_etcd: EtcdCluster) -> 
 async def test_a_silent_stream_is_given_up_and_a_live_one_kept(own_etcd: EtcdCluster) -> None:
     member = own_etcd.members[0]
     b = open_store(own_etcd)
-    b._watched.heartbeat = 0.05
+    b._watched.heartbeat = 0.25
     try:
         b.watch_counts()
         await b.report(NodeReport("a", "web", State.IDLE))
         await settled(b)
-        await asyncio.sleep(0.5)  # ten heartbeats without a write: progress answers keep it
+        await asyncio.sleep(1.5)  # six heartbeats without a write: progress answers keep it
         assert b._watched.counts() == {"web": {"idle": 1}}
         assert b._watched.fresh_reads == 1
         assert member.proc is not None

@@ -22,9 +22,10 @@ changes nothing writes nothing, and is only answered from a view read after it b
 a committed guard confirmed after it began (why: docs/backends.md, "Group commit"). A write
 whose outcome is unknown is re-read before answering.
 
-Why this file is long (~570 lines): the etcd Backend's operations (grant leases, send the
+Why this file is long (~590 lines): the etcd Backend's operations (grant leases, send the
 planned transaction, the report and its index, roles, pages) in one class; the key layout
-and plans are layout.py, batching group_commit.py, the transport client.py.
+and plans are layout.py, batching group_commit.py, the transport client.py, the node index
+node_index.py and the counts a server keeps from a watch node_counts.py.
 """
 
 from __future__ import annotations
