@@ -11,7 +11,8 @@ Rules of this file:
   - `node-list/{group}!{id}`: a copy of it, in the order of a page (group, then id: `!` sorts
     before every character a group name may hold, so `web!x` comes before `web-2!a`);
   - `node-state/{state}/{group}!{id}`: a copy, for a page filtered on a state, and counted by
-    etcd (count-only ranges: no report is read or sent) for the totals and /metrics;
+    etcd (count-only ranges: no report is read or sent) for the totals; a server keeps
+    those counts from a watch of these keys for /metrics (node_counts.py);
   - `node-seen/{updated_at in µs, 20 digits}/{group}!{id}`: the state, so the silent reports
     are one range up to the cutoff;
   - `node-needs/{group}!{id}`: a copy, only while the report needs a reboot or is in its
