@@ -96,8 +96,10 @@ class WatchedCounts:
                 pause = self.retry[0]  # compacted past our revision: count again at once
                 continue
             except StaggerError as exc:
+                pause = self.retry[0] if self.synced else pause  # a first failure: retry soon
                 log.info("node counts: %s; counting again in %g s", exc.message, pause)
             except Exception:
+                pause = self.retry[0] if self.synced else pause
                 log.exception("node counts: the watch failed; counting again in %g s", pause)
             finally:
                 self.synced = False
@@ -158,7 +160,7 @@ class WatchedCounts:
                 )
             if resp.created:
                 self._counts, self.synced = counts, True
-                log.debug("node counts: in sync from revision %d", resp.header.revision)
+                log.debug("node counts: in sync (etcd at revision %d)", resp.header.revision)
             for event in resp.events:
                 if event.type == _DELETE:
                     step = -1
