@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 
-from conftest import created
+from conftest import backend_url, created
 from server_support import running
 from stagger.backends.factory import open_backend
 from stagger.backends.sqlite import SqliteBackend
@@ -61,6 +63,33 @@ def test_a_scrape_counts_nodes_by_group_and_state_silent_apart(any_backend_url: 
     }
 
 
+def scrape_until(url: str, wanted: dict[tuple[str, str], float]) -> str:
+    """Scrape (bounded: 10 s) until the watched counts are used and show `wanted`."""
+    text = ""
+    for _ in range(200):
+        text = httpx.get(url + "/metrics").text
+        if "stagger_nodes_watched 1.0" in text and node_gauges(text) == wanted:
+            return text
+        time.sleep(0.05)
+    assert "stagger_nodes_watched 1.0" in text, "the scrape used the server's watch"
+    assert node_gauges(text) == wanted
+    return text
+
+
+def test_on_etcd_a_scrape_counts_from_the_servers_watch(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = created(backend_url("etcd", request, tmp_path))
+    report(url, NodeReport("a", "web", State.IDLE), NodeReport("b", "db", State.WAITING))
+    with running(ServerSettings(backend_url=url)) as srv:
+        scrape_until(srv.url, {("web", "idle"): 1.0, ("db", "waiting"): 1.0})
+        # Reports another client writes reach the next scrapes, and a silent one is apart.
+        report(url, NodeReport("a", "db", State.HALTED))
+        report(url, NodeReport("c", "web", State.IDLE), ago=timedelta(hours=1))
+        want = {("db", "halted"): 1.0, ("db", "waiting"): 1.0, ("web", "silent"): 1.0}
+        scrape_until(srv.url, want)
+
+
 class NoReportReads(SqliteBackend):
     """A real SQLite store that fails any read of every report."""
 
@@ -75,6 +104,7 @@ def test_a_scrape_reads_the_summary_not_the_reports(tmp_path: Path) -> None:
     with running(ServerSettings(backend_url=url), store) as srv:
         metrics = httpx.get(srv.url + "/metrics").text
     assert node_gauges(metrics) == {("web", "idle"): 30.0}
+    assert "stagger_nodes_watched 0.0" in metrics, "SQLite's summary is read at each scrape"
 
 
 def test_the_status_reads_the_holders_reports_only(any_backend_url: str) -> None:

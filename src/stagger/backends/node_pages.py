@@ -9,6 +9,7 @@ every report, so a page costs the same in a fleet of 500 nodes and of 50,000.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -29,6 +30,8 @@ from stagger.core.listing import (
 )
 from stagger.core.node_report import NodeReport, StoredReports, Unreadable
 from stagger.core.semaphore import HISTORY_LIMIT, Event
+
+log = logging.getLogger("stagger.backends")
 
 
 @runtime_checkable
@@ -55,6 +58,34 @@ class SummarisedReports(Protocol):
     async def reports_of(self, ids: Iterable[str]) -> StoredReports:
         """The stored reports of `ids` (those that have one), read by id."""
         ...
+
+
+@runtime_checkable
+class WatchedSummary(Protocol):
+    """A store that can keep its summary's counts in memory from a watch (etcd), for a reader
+    that may lag a moment behind the store: /metrics. The API's totals keep reading the store,
+    so a client that has sent a report sees it counted."""
+
+    def watch_counts(self) -> None:
+        """Start keeping the counts (on the running loop; stopped by close())."""
+        ...
+
+    async def watched_counts(self, silent_before: datetime) -> tuple[NodeCounts, bool]:
+        """node_counts, from the watch when it is in sync (True) or else read (False)."""
+        ...
+
+
+async def scrape_counts(
+    store: SummarisedReports, silent_before: datetime
+) -> tuple[NodeCounts, bool]:
+    """The summary for /metrics, which may lag a moment: the watched counts when the store
+    keeps them and they are in sync (True), else read from the store (False)."""
+    if isinstance(store, WatchedSummary):
+        counts, watched = await store.watched_counts(silent_before)
+    else:
+        counts, watched = await store.node_counts(silent_before), False
+    log.debug("node counts for /metrics %s", "watched" if watched else "read from the store")
+    return counts, watched
 
 
 async def lock_only_nodes(

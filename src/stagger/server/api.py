@@ -59,7 +59,7 @@ from stagger.api import (
     UrgentModel,
 )
 from stagger.backends.estimates import group_etas
-from stagger.backends.node_pages import SummarisedReports, holder_reports
+from stagger.backends.node_pages import SummarisedReports, holder_reports, scrape_counts
 from stagger.backends.protocol import Snapshot
 from stagger.backends.semaphore_store import SemaphoreStore
 from stagger.core.errors import InvalidInput
@@ -608,12 +608,16 @@ class Api:
 
     async def _node_counts(self, now: datetime) -> dict[tuple[str, str], int]:
         """Reporting nodes per (group, state), a silent one as `silent`: from the store's
-        summary (one row per group and state), so a scrape costs the same at any fleet size."""
+        summary (SQLite: one row per group and state; etcd: the counts its watch keeps, or
+        when that is not in sync the count-only ranges), so a scrape costs the same at any
+        fleet size (docs/backends.md, "Counting the reports")."""
         backend = self.state.backend
         # A server runs on sqlite:// or etcd:// (never fleetlock://), and both keep the summary.
         assert isinstance(backend, SummarisedReports), backend
         silent_before = now - self.state.settings.silent_after
-        return (await backend.node_counts(silent_before)).metric_counts()
+        counts, watched = await scrape_counts(backend, silent_before)
+        self.state.metrics.set_counts_watched(watched)
+        return counts.metric_counts()
 
     async def openapi(self, request: Request) -> Response:
         from stagger.server.openapi import document

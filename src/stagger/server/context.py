@@ -12,6 +12,7 @@ from typing import Any
 
 from stagger.api import ErrorKind
 from stagger.backends.factory import open_backend
+from stagger.backends.node_pages import WatchedSummary
 from stagger.backends.protocol import Backend
 from stagger.backends.semaphore_store import SemaphoreStore
 from stagger.core.errors import (
@@ -87,6 +88,8 @@ class ServerState:
                 options.setdefault("default_max", self.settings.default_max)
             # a server creates its SQLite store when it starts (never over an existing file)
             self._backend = open_backend(self.settings.backend_url, create=True, **options)
+        if isinstance(self._backend, WatchedSummary):
+            self._backend.watch_counts()  # for /metrics; stopped by the backend's close()
         await self._create_configured_groups()
         await self.notifier.start(self.backend)
         if isinstance(self._backend, SemaphoreStore):

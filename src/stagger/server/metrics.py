@@ -86,6 +86,12 @@ class Metrics:
             ["group", "state"],
             registry=r,
         )
+        self.nodes_watched = Gauge(
+            "stagger_nodes_watched",
+            "1 when the last scrape's stagger_nodes came from the counts the server keeps from "
+            "a watch of the store (etcd); 0 when they were read from the store.",
+            registry=r,
+        )
         # Blockers, by [[blocker]] name (from the config: bounded).
         self.blocker_blocking = Gauge(
             "stagger_blocker_blocking",
@@ -150,6 +156,9 @@ class Metrics:
         self.nodes.clear()
         for (group, state), n in counts.items():
             self.nodes.labels(group, state).set(n)
+
+    def set_counts_watched(self, watched: bool) -> None:
+        self.nodes_watched.set(1 if watched else 0)
 
     def set_blocker(self, name: str, verdict: Verdict) -> None:
         self.blocker_blocking.labels(name).set(1 if verdict.blocking else 0)

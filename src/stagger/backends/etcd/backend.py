@@ -22,9 +22,10 @@ changes nothing writes nothing, and is only answered from a view read after it b
 a committed guard confirmed after it began (why: docs/backends.md, "Group commit"). A write
 whose outcome is unknown is re-read before answering.
 
-Why this file is long (~570 lines): the etcd Backend's operations (grant leases, send the
+Why this file is long (~590 lines): the etcd Backend's operations (grant leases, send the
 planned transaction, the report and its index, roles, pages) in one class; the key layout
-and plans are layout.py, batching group_commit.py, the transport client.py.
+and plans are layout.py, batching group_commit.py, the transport client.py, the node index
+node_index.py and the counts a server keeps from a watch node_counts.py.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from stagger.backends.etcd.layout import (
     Write,
     view_after,
 )
+from stagger.backends.etcd.node_counts import WatchedCounts
 from stagger.backends.etcd.node_index import EtcdNodes, GroupReads
 from stagger.backends.etcd.roles import EtcdRoles
 from stagger.backends.etcd.url import DEFAULT_PREFIX, read_options
@@ -170,6 +172,7 @@ class EtcdBackend(SemaphoreStore):
         self._unreadable = UnreadableReports(lambda key: f"etcdctl get {key}")
         self._roles = EtcdRoles(self._client, self.layout.key, lambda: self.clock())
         self._nodes = EtcdNodes(self._client, self.layout.key)
+        self._watched = WatchedCounts(self._client, self._nodes.keys, self._nodes.state_counts)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> EtcdBackend:
@@ -463,6 +466,15 @@ class EtcdBackend(SemaphoreStore):
     async def node_counts(self, silent_before: datetime) -> NodeCounts:
         return await self._nodes.counts(silent_before)
 
+    def watch_counts(self) -> None:
+        self._watched.start()
+
+    async def watched_counts(self, silent_before: datetime) -> tuple[NodeCounts, bool]:
+        by_group = self._watched.counts()
+        if by_group is None:
+            return await self.node_counts(silent_before), False
+        return NodeCounts(by_group, await self._nodes.silent_counts(silent_before)), True
+
     async def reported(self, ids: Iterable[str]) -> frozenset[str]:
         return await self._nodes.reported(ids)
 
@@ -566,6 +578,7 @@ class EtcdBackend(SemaphoreStore):
         return str(resp.header.revision)
 
     async def close(self) -> None:
+        await self._watched.stop()
         await self._client.close()
 
     # --- roles (base.Roles; roles.py) ---------------------------------------------------------

@@ -2,9 +2,9 @@
 builders of the requests it sends.
 
 Rules of this file:
-- It owns talking to the cluster (channels, TLS, auth token, failover, timeouts) and the
-  shape of single etcd requests (`put`, `delete`, `range_op`, `unchanged`, `prefix_end`,
-  `ttl_seconds`). It knows nothing about semaphores: which keys hold what, and what a
+- It owns talking to the cluster (channels, TLS, auth token, failover, timeouts, watch
+  streams) and the shape of single etcd requests (`put`, `delete`, `range_op`, `unchanged`,
+  `prefix_end`, `ttl_seconds`). It knows nothing about semaphores: which keys hold what, and what a
   change writes, is layout.py's; the backend and roles.py send what those decide.
 
 aetcd's own `Client` talks to one host:port, has no TLS, one timeout for every call and no
@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import math
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -142,6 +142,7 @@ class _Member:
         self.kv = rpc.KVStub(self.channel)
         self.lease = rpc.LeaseStub(self.channel)
         self.maintenance = rpc.MaintenanceStub(self.channel)
+        self.watch = rpc.WatchStub(self.channel)
         self.auth = rpc.AuthStub(self.channel)
         self.metadata: tuple[tuple[str, str], ...] | None = None
         self._settings = settings
@@ -321,6 +322,31 @@ class EtcdClient:
                 return kvs, revision
             key = resp.kvs[-1].key + b"\0"
 
+    async def watch(self, create: Any) -> WatchStream:
+        """A watch (`create`: a WatchCreateRequest) on the endpoint that answered last. etcd
+        ends it when that member loses its leader (`hasleader`), so a member cut off from the
+        cluster cannot keep it silently behind; a broken stream moves the next call on."""
+        index = self._current
+        member = self._member(index)
+        try:
+            await member.authenticate(self.settings.timeout)
+        except grpc.aio.AioRpcError as exc:
+            self._current = (index + 1) % len(self.settings.endpoints)
+            details = exc.details() or exc.code().name
+            if exc.code() in _AUTH:
+                raise self._auth_error(member.endpoint, details) from exc
+            raise self._unavailable(f"{member.endpoint}: {details}") from exc
+
+        def broken(details: str, code: Any = None) -> BackendUnavailable:
+            if code in _AUTH or "authentication failed" in details:
+                member.metadata = None  # the token expired: the next watch logs in again
+            elif self._current == index:
+                self._current = (index + 1) % len(self.settings.endpoints)
+            return BackendUnavailable(f"the watch on etcd at {member.endpoint} broke ({details})")
+
+        metadata = (*(member.metadata or ()), ("hasleader", "true"))
+        return WatchStream(member.watch, create, metadata, broken)
+
     async def lease_revoke(self, lease_id: int) -> None:
         """Best effort: a lease we could not revoke still ends at its TTL."""
 
@@ -343,6 +369,44 @@ class EtcdClient:
         for m in members:
             with contextlib.suppress(Exception):
                 await m.close()
+
+
+class WatchStream:
+    """One etcd watch stream: the create request first, a progress request on `progress()`;
+    its responses in order by iterating it, until the stream breaks (BackendUnavailable)."""
+
+    def __init__(
+        self,
+        stub: Any,
+        create: Any,
+        metadata: tuple[tuple[str, str], ...],
+        broken: Callable[..., BackendUnavailable],
+    ) -> None:
+        self._asks: asyncio.Queue[Any] = asyncio.Queue()
+        self._asks.put_nowait(rpc.WatchRequest(create_request=create))
+        # The request side stays open as long as the watch: etcd may end a watch whose
+        # client closed it.
+        self._call = stub.Watch(self._requests(), metadata=metadata)
+        self._broken = broken
+
+    async def _requests(self) -> AsyncIterator[Any]:
+        while True:
+            yield await self._asks.get()
+
+    def progress(self) -> None:
+        """Ask etcd for a response now (an answer proves the stream alive)."""
+        self._asks.put_nowait(rpc.WatchRequest(progress_request=rpc.WatchProgressRequest()))
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        try:
+            async for response in self._call:
+                yield response
+        except grpc.aio.AioRpcError as exc:
+            raise self._broken(exc.details() or exc.code().name, exc.code()) from exc
+        raise self._broken("etcd ended it")
+
+    def close(self) -> None:
+        self._call.cancel()
 
 
 # --- request builders -----------------------------------------------------------------

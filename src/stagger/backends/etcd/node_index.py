@@ -11,7 +11,8 @@ Rules of this file:
   - `node-list/{group}!{id}`: a copy of it, in the order of a page (group, then id: `!` sorts
     before every character a group name may hold, so `web!x` comes before `web-2!a`);
   - `node-state/{state}/{group}!{id}`: a copy, for a page filtered on a state, and counted by
-    etcd (count-only ranges: no report is read or sent) for the totals and /metrics;
+    etcd (count-only ranges: no report is read or sent) for the totals; a server keeps
+    those counts from a watch of these keys for /metrics (node_counts.py);
   - `node-seen/{updated_at in µs, 20 digits}/{group}!{id}`: the state, so the silent reports
     are one range up to the cutoff;
   - `node-needs/{group}!{id}`: a copy, only while the report needs a reboot or is in its
@@ -143,6 +144,12 @@ class NodeKeys:
         ops += [delete(k) for k in sorted(gone)]
         return ops
 
+    def state_of(self, key: bytes) -> tuple[str, str]:
+        """(group, state) of a `node-state/{state}/{group}!{id}` key."""
+        rest = key[len(self.key("node-state", "")) :].decode(errors="replace")
+        state, _, named = rest.partition("/")
+        return named.partition(_SEP)[0], state
+
     def seen_node(self, key: bytes) -> tuple[str, str]:
         """(group, id) of a `node-seen/{at}/{group}!{id}` key."""
         rest = key[len(self.key("node-seen", "")) :].decode(errors="replace")
@@ -273,18 +280,29 @@ class EtcdNodes:
             )
         return decode_reports(pairs)
 
-    async def groups(self) -> list[str]:
+    async def groups(self, revision: int = 0) -> tuple[list[str], int]:
+        """The groups that have reports, and the revision read at (`revision`: that one)."""
         start = self.keys.key("node-groups", "")
         resp = await self._client.range(
-            rpc.RangeRequest(key=start, range_end=prefix_end(start), keys_only=True)
+            rpc.RangeRequest(
+                key=start, range_end=prefix_end(start), keys_only=True, revision=revision
+            )
         )
-        return [kv.key[len(start) :].decode(errors="replace") for kv in resp.kvs]
+        at = revision or int(resp.header.revision)
+        return [kv.key[len(start) :].decode(errors="replace") for kv in resp.kvs], at
 
     async def counts(self, silent_before: datetime) -> NodeCounts:
+        """state_counts, and the silent ones from one range up to the cutoff."""
+        by_group, _ = await self.state_counts()
+        return NodeCounts(by_group, await self.silent_counts(silent_before))
+
+    async def state_counts(self) -> tuple[dict[str, dict[str, int]], int]:
         """Per group and state, etcd's count of the state copies (one count-only range each,
-        in read transactions of _OPS); the silent ones from one range up to the cutoff."""
+        in read transactions of _OPS), every one at the revision of the groups' read; and that
+        revision (node_counts.py watches from the next one)."""
         await self.ensure_index()
-        pairs = [(g, s.value) for g in await self.groups() for s in State]
+        groups, at = await self.groups()
+        pairs = [(g, s.value) for g in groups for s in State]
         by_group: dict[str, dict[str, int]] = {}
         for i in range(0, len(pairs), _OPS):
             chunk = pairs[i : i + _OPS]
@@ -294,7 +312,7 @@ class EtcdNodes:
                 ops.append(
                     rpc.RequestOp(
                         request_range=rpc.RangeRequest(
-                            key=start, range_end=prefix_end(start), count_only=True
+                            key=start, range_end=prefix_end(start), count_only=True, revision=at
                         )
                     )
                 )
@@ -302,11 +320,15 @@ class EtcdNodes:
             for (g, s), r in zip(chunk, resp.responses, strict=True):
                 if r.response_range.count:
                     by_group.setdefault(g, {})[s] = int(r.response_range.count)
+        return by_group, at
+
+    async def silent_counts(self, silent_before: datetime) -> dict[str, dict[str, int]]:
+        """Per group and state, the reports older than `silent_before` (one range)."""
         silent: dict[str, dict[str, int]] = {}
         for group, _, state in await self._silent(silent_before):
             states = silent.setdefault(group, {})
             states[state] = states.get(state, 0) + 1
-        return NodeCounts(by_group, silent)
+        return silent
 
     async def _silent(self, silent_before: datetime) -> list[tuple[str, str, str]]:
         """(group, id, state) of every report older than `silent_before`."""
