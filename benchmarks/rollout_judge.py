@@ -1,7 +1,8 @@
 """What a rollout costs a server at rest: its CPU while it judges the rollout every second, and
 the first dashboard load after a write, on a SQLite store of --nodes node reports.
 
-    .venv/bin/python benchmarks/rollout_judge.py [--nodes 50000] [--seconds 30] [--keep DIR]
+    .venv/bin/python benchmarks/rollout_judge.py [--nodes 50000] [--seconds 30] [--reads 3]
+        [--keep DIR]
 
 Fills a SQLite store straight through the backend (`SqliteBackend(path, inline=True)`,
 `report()` in a loop: 20 groups `g00`..`g19`; every 100th node waiting for a reboot, every
@@ -11,8 +12,8 @@ so run it with PYTHONPATH pointing at the tree to measure) and prints:
 - the server's CPU over --seconds at rest (utime + stime from /proc/PID/stat), while its
   rollout judge runs every rollout_interval (1 s);
 - three first loads of the dashboard (`/`) after a write (a report sent to the store; each
-  after the time the dashboard keeps a costly board is over), and three reads of
-  `/v1/rollout`, each timed alone;
+  after the time the dashboard keeps a costly board is over), and --reads reads of
+  `/v1/rollout`, each timed alone, with their median;
 - the machine's load average before and after.
 Measurements, never assertions; the machine is shared: compare runs made side by side.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -91,6 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=50_000)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--reads", type=int, default=3, help="Reads of /v1/rollout timed.")
     parser.add_argument("--keep", type=Path, help="Put the store here (default: a temp dir).")
     args = parser.parse_args()
     base = args.keep or Path(tempfile.mkdtemp(prefix="stagger-judge-"))
@@ -117,9 +120,12 @@ def main() -> None:
             ms, size = timed_get(server.port, "/")
             built = ms / 1000
             print(f"dashboard / after a write #{k + 1}: {ms:.0f} ms, {size / 1024:.1f} KB")
-        for k in range(3):
+        times = []
+        for k in range(args.reads):
             ms, size = timed_get(server.port, "/v1/rollout")
+            times.append(ms)
             print(f"/v1/rollout #{k + 1}: {ms:.0f} ms, {size / 1024:.1f} KB")
+        print(f"/v1/rollout median of {args.reads}: {statistics.median(times):.0f} ms")
     finally:
         server.stop()
     print(f"load average at end: {load()}")

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from stagger.core import rollout as r
 from stagger.core import rollout_reads as reads
+from stagger.core import rollout_status as rs
 from stagger.core.cycle.node_state import State
 from stagger.core.node_report import NodeReport
 from stagger.core.rollout_gate import Budget, Rollout, Stage, StageMark
@@ -112,9 +113,29 @@ def judgments(c: Case, reports: reads.Reports) -> tuple[object, ...]:
     return counted, r.advance(c.rollout, views, c.now), budgets, unscoped
 
 
-def listed(c: Case, reports: reads.Reports) -> tuple[object, ...]:
-    """The status as the API shows it (every done node named)."""
-    return tuple(
-        (s.state, s.done, s.pending, s.halted, s.left_behind)
-        for s in r.status(c.rollout, c.groups, reports, c.now).stages
-    )
+def listed(c: Case, reports: reads.Reports, names: int = 10**9) -> tuple[rs.StageStatus, ...]:
+    """The status's stages, each list named up to `names` (by default whole: every done
+    node named when `reports` names it)."""
+    return rs.status(c.rollout, c.groups, reports, c.now, names).stages
+
+
+def whole(s: rs.StageStatus) -> rs.StageTotals:
+    """The totals a stage whose every list is whole has: its lists' lengths."""
+    return rs.StageTotals(len(s.done), len(s.pending), len(s.halted), len(s.left_behind))
+
+
+def cut_from(every: Sequence[rs.StageStatus], read: Sequence[rs.StageStatus], names: int) -> None:
+    """`read` (a status read as the store reads it, lists cut at `names`) counts what `every`
+    (whole lists, every report) names, and names its first ones: all but done, of which it
+    names only the nodes the read named."""
+    assert len(read) == len(every)
+    for w, s in zip(every, read, strict=True):
+        assert (s.state, s.totals) == (w.state, whole(w))
+        assert (s.pending, s.halted, s.left_behind) == (
+            w.pending[:names],
+            w.halted[:names],
+            w.left_behind[:names],
+        )
+        assert set(s.done) <= set(w.done)
+        assert len(s.done) <= names
+        assert list(s.done) == sorted(s.done)

@@ -16,7 +16,17 @@ import pytest
 
 from clock_support import ManualClock
 from etcd_support import EtcdCluster, raw_client
-from rollout_reads_support import GROUPS, OTHER, T0, case, fleet, judgments, listed, named
+from rollout_reads_support import (
+    GROUPS,
+    OTHER,
+    T0,
+    case,
+    cut_from,
+    fleet,
+    judgments,
+    listed,
+    named,
+)
 from stagger.backends.etcd import EtcdBackend
 from stagger.backends.factory import open_backend
 from stagger.backends.semaphore_store import SemaphoreStore
@@ -56,6 +66,8 @@ async def test_the_store_reads_judge_the_rollout_as_every_report_does(
         assert judgments(c, await store.group_nodes(named(c))) == judgments(c, every)
         assert judgments(c, everyone) == judgments(c, every)
         assert listed(c, everyone) == listed(c, every)
+        staged = await store.group_nodes(reads.staged_reads(c.rollout, c.groups))
+        cut_from(listed(c, every), listed(c, staged, 3), 3)
 
 
 async def test_the_reads_follow_a_node_through_states_groups_and_forget(

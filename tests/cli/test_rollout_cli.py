@@ -12,7 +12,11 @@ import pytest
 
 from cli_support import assert_one_sentence, run, run_script
 from conftest import created
+from report_support import report, waiting
 from server_support import RunningServer, running
+from stagger.core.cycle.node_state import State
+from stagger.core.node_report import NodeReport
+from stagger.core.rollout_status import MAX_STAGE_NAMES
 from stagger.server.settings import ServerSettings
 
 TABLE = """
@@ -53,6 +57,26 @@ def test_rollout_set_then_status_lists_the_stages_in_order(url: str, plan: Path)
     text = run("rollout", "status", backend=url).out
     assert "stage 1 [open] canary" in text
     assert "stage 2 [waiting] web, api" in text
+
+
+def test_status_counts_every_node_and_names_the_first_up_to_the_bound(url: str, plan: Path) -> None:
+    n = MAX_STAGE_NAMES
+    report(url, *(waiting(f"c{i:04}", "canary") for i in range(n + 30)))
+    report(url, NodeReport("sick", "canary", State.HALTED), NodeReport("ok", "canary", State.IDLE))
+    assert run("rollout", "set", str(plan), backend=url).code == 0
+    text = run("rollout", "status", backend=url).out
+    assert f"stage 1 [halted] canary: 1 done, {n + 30} pending, 1 halted" in text
+    assert "pending: c0000, c0001, " in text
+    assert f"c{n - 1:04} … and 30 more" in text
+    assert f"c{n:04}" not in text
+    assert "    halted: sick\n" in text
+    assert "to list them all: stagger nodes --group G --state S, G in canary" in text
+    doc = run("rollout", "status", "--json", backend=url).json()
+    first = doc["stages"][0]
+    assert first["totals"] == {"done": 1, "pending": n + 30, "halted": 1, "left_behind": 0}
+    # "ok" is at rest and no record names it: counted, not named
+    assert (len(first["pending"]), first["done"]) == (n, [])
+    assert first["truncated"] == ["done", "pending"]
 
 
 def test_a_lock_in_a_waiting_stage_is_denied_naming_the_stage(url: str, plan: Path) -> None:

@@ -13,8 +13,8 @@ from stagger.core.eta import (
     rollout_eta,
     typical_cycle,
 )
-from stagger.core.rollout import RolloutStatus, StageStatus
 from stagger.core.rollout_gate import Rollout, Stage, StageState
+from stagger.core.rollout_status import RolloutStatus, StageStatus, StageTotals
 from stagger.core.semaphore import Action, Event, Semaphore, acquire, release, set_pace
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -79,7 +79,7 @@ def _rollout_status(*stages: tuple[Stage, StageState, int, datetime | None]) -> 
         plan,
         T0,
         tuple(
-            StageStatus(i, s, state, (), tuple(f"{i}-{k}" for k in range(n)), (), T0, bake)
+            StageStatus(i, s, state, (), (), (), T0, bake, (), StageTotals(pending=n))
             for i, (s, state, n, bake) in enumerate(stages)
         ),
     )

@@ -9,7 +9,16 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rollout_reads_support import T0, case, fleet, judgments, listed, named, summary_read
+from rollout_reads_support import (
+    T0,
+    case,
+    cut_from,
+    fleet,
+    judgments,
+    listed,
+    named,
+    summary_read,
+)
 from stagger.core import rollout as r
 from stagger.core import rollout_reads as reads
 from stagger.core.cycle.node_state import State
@@ -27,6 +36,18 @@ def test_the_summary_read_judges_as_every_report_does(seed: int) -> None:
     assert judgments(c, summary_read(reports, named(c))) == every
     assert judgments(c, summary_read(reports, dict.fromkeys(c.groups))) == every
     assert listed(c, summary_read(reports, dict.fromkeys(c.groups))) == listed(c, reports)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=2**32 - 1), st.sampled_from([1, 2, 5, 100]))
+def test_the_status_read_counts_every_node_and_names_the_first(seed: int, names: int) -> None:
+    """What `rollout status` reads (staged_reads: the ids its stages' records name) counts
+    every list as a read of every report names it, and names the first `names` of each."""
+    rng = random.Random(seed)
+    reports = fleet(rng)
+    c = case(rng, reports)
+    read = summary_read(reports, reads.staged_reads(c.rollout, c.groups))
+    cut_from(listed(c, reports), listed(c, read, names), names)
 
 
 def test_nodes_at_rest_that_no_record_names_are_counted_done_not_named() -> None:

@@ -15,9 +15,14 @@ import httpx
 import pytest
 
 from conftest import backend_url
+from report_support import report, waiting
 from server_support import PROTO, RunningServer, body, running
+from stagger.api import RolloutModel
 from stagger.backends.fleetlock import FleetLockBackend
+from stagger.core.cycle.node_state import State
+from stagger.core.node_report import NodeReport
 from stagger.core.rollout_gate import Budget, Stage
+from stagger.core.rollout_status import MAX_STAGE_NAMES
 from stagger.core.semaphore import Denied, DenyReason
 from stagger.server.notify import NotifyTarget
 from stagger.server.settings import ServerSettings
@@ -203,3 +208,29 @@ def test_an_agent_through_the_server_hears_which_stage_it_waits_for(
     assert denied.reason is DenyReason.ROLLOUT_WAITING
     assert denied.stage == "stage 1 (canary)"
     assert "waiting for stage 1 (canary) to finish" in denied.sentence()
+
+
+def test_a_stage_past_the_bound_is_named_up_to_it_and_counted_in_full(
+    server: RunningServer, client: httpx.Client
+) -> None:
+    """The nodes at rest are counted, not named (docs/rollout.md, "What is read"), and the
+    fleetlock:// client reads the same document."""
+    n = MAX_STAGE_NAMES
+    ids = [f"w{i:04}" for i in range(n + 30)]
+    idle = [NodeReport(f"i{i:04}", "web", State.IDLE) for i in range(n + 10)]
+    report(server.settings.backend_url, *(waiting(i) for i in ids), *idle)
+    web = client.get("/v1/rollout").json()["stages"][1]
+    assert web["totals"] == {"done": n + 10, "pending": n + 30, "halted": 0, "left_behind": 0}
+    assert (web["pending"], web["done"]) == (ids[:n], [])
+    assert web["truncated"] == ["done", "pending"]
+
+    async def through_client() -> RolloutModel:
+        b = FleetLockBackend.from_url(f"fleetlock+{server.url}/", retries=0)
+        try:
+            return await b.rollout_document()
+        finally:
+            await b.close()
+
+    doc = asyncio.run(through_client())
+    assert doc.stages[1].totals.pending == n + 30
+    assert doc.stages[1].truncated == ["done", "pending"]

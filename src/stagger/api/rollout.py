@@ -4,19 +4,36 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from stagger.api.base import By, MaybeInstant, Model, Request
-from stagger.core.rollout import RolloutStatus
 from stagger.core.rollout_gate import MAX_STAGES
+from stagger.core.rollout_status import MAX_STAGE_NAMES, RolloutStatus, StageStatus
 from stagger.core.semaphore import GROUP_RE, MAX_GROUP_LEN
 
 StageStateName = Literal["waiting", "open", "baking", "done", "halted"]
+StageList = Literal["done", "pending", "halted", "left_behind"]
+LISTS: tuple[StageList, ...] = ("done", "pending", "halted", "left_behind")
+_FIRST = f"the first {MAX_STAGE_NAMES} at most, by id; `totals` counts them all"
+
+
+class StageTotalsModel(Model):
+    """How many nodes each list of a stage has (the lists name at most the first ones)."""
+
+    done: int
+    pending: int
+    halted: int
+    left_behind: int
 
 
 class StageModel(Model):
+    """A stage: its lists name at most the first nodes of each (by id; `done` names only
+    nodes its groups' records name or that report a need, the rest at rest are counted) and
+    `totals` counts every node of each; `truncated` names the lists that are cut."""
+
     number: int = Field(description="the stage's place in the rollout, from 1")
     groups: list[str]
     state: StageStateName = Field(
@@ -25,14 +42,51 @@ class StageModel(Model):
     )
     bake_seconds: float
     close_after_seconds: float | None = None
-    done: list[str] = Field(description="nodes that finished a cycle or report no need")
-    pending: list[str] = Field(description="nodes that hold a slot or report a need")
-    halted: list[str] = Field(description="nodes whose health failed (or silent holders)")
+    done: list[str] = Field(description=f"nodes that finished a cycle or report no need ({_FIRST})")
+    pending: list[str] = Field(description=f"nodes that hold a slot or report a need ({_FIRST})")
+    halted: list[str] = Field(description=f"nodes whose health failed or silent holders ({_FIRST})")
     left_behind: list[str] = Field(
-        default_factory=list, description="nodes not done when close_after ended the stage"
+        default_factory=list,
+        description=f"nodes not done when close_after ended the stage ({_FIRST})",
+    )
+    totals: StageTotalsModel = Field(
+        description="how many nodes each list has; from a server that sends none (it named "
+        "every node), the lists' lengths"
+    )
+    truncated: list[StageList] = Field(
+        default_factory=list,
+        description="the lists that name fewer nodes than their total (empty: every list is "
+        "whole); docs/rollout.md says how to list the rest",
     )
     opened_at: MaybeInstant = None
     bake_ends: MaybeInstant = Field(default=None, description="when baking: when the bake ends")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _counted(cls, data: Any) -> Any:
+        """A document from a server before `totals` named every node: its lists' lengths."""
+        if isinstance(data, dict) and "totals" not in data:
+            data = {**data, "totals": {k: len(data.get(k) or []) for k in LISTS}}
+        return data
+
+    @classmethod
+    def of(cls, s: StageStatus) -> StageModel:
+        totals = StageTotalsModel(**asdict(s.totals))
+        named = {k: list(getattr(s, k)) for k in LISTS}
+        return cls(
+            number=s.index + 1,
+            groups=list(s.stage.groups),
+            state=s.state.value,
+            bake_seconds=s.stage.bake.total_seconds(),
+            close_after_seconds=(
+                s.stage.close_after.total_seconds() if s.stage.close_after is not None else None
+            ),
+            **named,
+            totals=totals,
+            truncated=[k for k in LISTS if len(named[k]) < getattr(totals, k)],
+            opened_at=s.opened_at,
+            bake_ends=s.bake_ends,
+        )
 
 
 class RolloutModel(Model):
@@ -64,26 +118,7 @@ class RolloutModel(Model):
             max_failures=r.max_failures.text() if r.max_failures is not None else None,
             complete=status.complete,
             eta=status.eta,
-            stages=[
-                StageModel(
-                    number=s.index + 1,
-                    groups=list(s.stage.groups),
-                    state=s.state.value,
-                    bake_seconds=s.stage.bake.total_seconds(),
-                    close_after_seconds=(
-                        s.stage.close_after.total_seconds()
-                        if s.stage.close_after is not None
-                        else None
-                    ),
-                    done=list(s.done),
-                    pending=list(s.pending),
-                    halted=list(s.halted),
-                    left_behind=list(s.left_behind),
-                    opened_at=s.opened_at,
-                    bake_ends=s.bake_ends,
-                )
-                for s in status.stages
-            ],
+            stages=[StageModel.of(s) for s in status.stages],
         )
 
 

@@ -16,13 +16,14 @@ from stagger.backends.estimates import ETA_HISTORY
 from stagger.backends.protocol import Snapshot
 from stagger.core import node_controls
 from stagger.core import rollout as rollouts
+from stagger.core import rollout_status as rollout_now
 from stagger.core import semaphore as core
 from stagger.core.cycle.node_state import State
 from stagger.core.errors import ConfigError, InvalidInput
 from stagger.core.eta import rollout_eta
 from stagger.core.node_report import NodeReport
 from stagger.core.rollout_gate import Budget, Rollout, Stage
-from stagger.core.rollout_reads import GroupNodes, judged_reads
+from stagger.core.rollout_reads import GroupNodes, judged_reads, staged_reads
 from stagger.core.semaphore import (
     DEFAULT_STALE_AFTER,
     FLEET,
@@ -352,17 +353,17 @@ class SemaphoreStore(ABC):
 
         return await self._apply(FLEET, op, what="clear the rollout")
 
-    async def rollout_status(self) -> rollouts.RolloutStatus | None:
+    async def rollout_status(self) -> rollout_now.RolloutStatus | None:
         """Where the rollout is (None: no rollout), judged from one status read and the
-        node reports."""
+        node reports every stage's judgment needs (core.rollout_reads.staged_reads): the
+        nodes at rest that no record names are counted, not named, as a judgment counts them,
+        and each list names at most core.rollout_status.MAX_STAGE_NAMES nodes."""
         snap = await self.status(None)
         if snap.rollout is None:
             return None
-        # Every node of the stages is named (the status lists the done ones): ids only.
-        staged = {g for stage in snap.rollout.stages for g in stage.groups}
-        reports = await self.group_nodes(dict.fromkeys(sorted(staged)))
         groups = {g.group: g.semaphore for g in snap.groups}
-        found = rollouts.status(snap.rollout, groups, reports, snap.now)
+        reports = await self.group_nodes(staged_reads(snap.rollout, groups))
+        found = rollout_now.status(snap.rollout, groups, reports, snap.now)
         events = await self.history(None, limit=ETA_HISTORY)  # newest first
         return replace(found, eta=rollout_eta(found, groups, reversed(events), snap.now))
 

@@ -108,19 +108,30 @@ def render(doc: RolloutModel) -> None:
     state = "complete" if doc.complete else "in progress"
     out.print(f"rollout {doc.generation} {state}, begun {started} by {doc.by}{budget}")
     for s in doc.stages:
+        n = s.totals
         line = (
             f"  stage {s.number} [{s.state}] {', '.join(s.groups) or '-'}: "
-            f"{len(s.done)} done, {len(s.pending)} pending, {len(s.halted)} halted"
+            f"{n.done} done, {n.pending} pending, {n.halted} halted"
         )
         if s.bake_ends is not None:
             line += f"; bake ends {s.bake_ends.isoformat()}"
         out.print(line)
-        if s.pending:
-            out.print(f"    pending: {', '.join(s.pending)}")
-        if s.halted:
-            out.print(f"    halted: {', '.join(s.halted)}")
-        if s.left_behind:
-            out.print(f"    left behind by close_after: {', '.join(s.left_behind)}")
+        for title, names, total in (
+            ("pending", s.pending, n.pending),
+            ("halted", s.halted, n.halted),
+            ("left behind by close_after", s.left_behind, n.left_behind),
+        ):
+            if total:
+                out.print(f"    {title}: {_named(names, total)}")
+        if set(s.truncated) - {"done"}:
+            groups = ", ".join(s.groups)
+            out.print(f"    to list them all: stagger nodes --group G --state S, G in {groups}")
+
+
+def _named(names: list[str], total: int) -> str:
+    """The names a document gives (the first ones), and how many more its list has."""
+    more = total - len(names)
+    return ", ".join(names) + (f" … and {more} more" if more > 0 else "")
 
 
 @rollout_app.command("set")

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from statistics import median
 
-from stagger.core.rollout import RolloutStatus
 from stagger.core.rollout_gate import StageState
+from stagger.core.rollout_status import RolloutStatus
 from stagger.core.semaphore import Action, Event, Semaphore
 
 # How many of the newest measured cycles the median is taken over.
@@ -155,7 +155,7 @@ def rollout_eta(
         paces = [sem.pace for sem in sems if sem.pace is not None]
         plans.append(
             StagePlan(
-                pending=max(len(s.pending) - len(holds), 0),
+                pending=max(s.totals.pending - len(holds), 0),
                 slots=sum(sem.slots(now) for sem in sems),
                 holding_since=tuple(h.since for h in holds),
                 cooling_until=tuple(t for sem in sems for t in sem.cooling(now)),

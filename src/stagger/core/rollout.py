@@ -15,7 +15,7 @@ Rules of this file:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -36,8 +36,6 @@ from stagger.core.rollout_gate import (
     Rollout,
     Stage,
     StageMark,
-    StageState,
-    StageTime,
     complete,
     parse_budget,
     timeline,
@@ -398,76 +396,3 @@ def group_halt_reason(sem: Semaphore, halted: Sequence[str]) -> str:
         f"{sem.max_failures.text()}): {_names(halted)}; fix them, then "
         f"`stagger resume --group {sem.group}`"
     )
-
-
-def _left_behind(mark: StageMark | None, view: StageView, t: StageTime) -> tuple[str, ...]:
-    """The nodes a close_after left behind: as written, or (closed by time and not written
-    yet) the stage's nodes not done."""
-    if mark is not None:
-        return mark.left_behind
-    if t.passed_at is not None:
-        return tuple(sorted({*view.pending, *view.halted}))
-    return ()
-
-
-@dataclass(frozen=True)
-class StageStatus:
-    index: int
-    stage: Stage
-    state: StageState
-    done: tuple[str, ...]
-    pending: tuple[str, ...]
-    halted: tuple[str, ...]
-    opened_at: datetime | None
-    bake_ends: datetime | None
-    left_behind: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class RolloutStatus:
-    rollout: Rollout
-    now: datetime
-    stages: tuple[StageStatus, ...] = field(default_factory=tuple)
-    complete: bool = False
-    # Hook for the fleet ETA (docs/rollout.md): None until an estimate is computed.
-    eta: datetime | None = None
-
-
-def status(
-    rollout: Rollout,
-    groups: Mapping[str, Semaphore],
-    reports: Reports,
-    now: datetime,
-) -> RolloutStatus:
-    """Where the rollout is at `now`. Its stages name every node done only when `reports`
-    does (every report, or GroupNodes naming every node at rest)."""
-    views = stage_views(rollout, groups, reports, now)
-    times = timeline(rollout, now)
-    out: list[StageStatus] = []
-    for i, (stage, view, t) in enumerate(zip(rollout.stages, views, times, strict=True)):
-        mark = rollout.marks[i] if i < len(rollout.marks) else None
-        if t.opened_at is None:
-            state = StageState.WAITING
-        elif view.halted and t.passed_at is None:
-            state = StageState.HALTED
-        elif t.passed_at is not None:
-            state = StageState.DONE
-        elif mark is not None:
-            state = StageState.BAKING
-        else:
-            state = StageState.OPEN
-        bake_ends = mark.bake_ends if mark is not None and state is StageState.BAKING else None
-        out.append(
-            StageStatus(
-                i,
-                stage,
-                state,
-                view.done,
-                view.pending,
-                view.halted,
-                t.opened_at,
-                bake_ends,
-                _left_behind(mark, view, t),
-            )
-        )
-    return RolloutStatus(rollout, now, tuple(out), all(t.passed_at for t in times), eta=None)

@@ -40,19 +40,30 @@ def judged_reads(
     its stage name (a node named in one group of a stage and at rest in another is judged as
     every report judges it). Every other node at rest is only counted (GroupNodes)."""
 
+    out = {g: record_ids(sem) for g, sem in groups.items() if sem.max_failures is not None}
+    if rollout is not None and (
+        len(rollout.marks) < len(rollout.stages) or rollout.max_failures is not None
+    ):
+        for g, mates in staged_reads(rollout, groups).items():
+            out[g] = out.get(g, frozenset()) | mates
+    return dict(sorted(out.items()))
+
+
+def staged_reads(rollout: Rollout, groups: Mapping[str, Semaphore]) -> dict[str, frozenset[str]]:
+    """For each group of `rollout`'s stages, the ids whose rest in it the stage's judgment
+    must know by name: those the records of its stage name. What the rollout's status reads
+    (`SemaphoreStore.rollout_status`), whatever the stages' state: it judges every stage as
+    `stage_views` does, so its nodes at rest that no record names are counted, not named."""
+
     def named(group: str) -> frozenset[str]:
         sem = groups.get(group)
         return record_ids(sem) if sem is not None else frozenset()
 
-    out = {g: named(g) for g, sem in groups.items() if sem.max_failures is not None}
-    if rollout is not None and (
-        len(rollout.marks) < len(rollout.stages) or rollout.max_failures is not None
-    ):
-        for stage in rollout.stages:
-            mates = frozenset[str]().union(*(named(g) for g in stage.groups))
-            for g in stage.groups:
-                out[g] = out.get(g, frozenset()) | mates
-    return dict(sorted(out.items()))
+    out: dict[str, frozenset[str]] = {}
+    for stage in rollout.stages:
+        mates = frozenset[str]().union(*(named(g) for g in stage.groups))
+        out.update(dict.fromkeys(stage.groups, mates))
+    return out
 
 
 @dataclass(frozen=True)

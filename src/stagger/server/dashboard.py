@@ -45,7 +45,7 @@ from starlette.staticfiles import StaticFiles
 
 from stagger import __version__
 from stagger.backends.protocol import GroupStatus, Revisions, Snapshot, utcnow
-from stagger.core import rollout as rollout_core
+from stagger.core import rollout_status as rollout_core
 from stagger.core.board import (
     DEFAULT_SORT,
     FILTER_STATES,
@@ -61,7 +61,7 @@ from stagger.core.board import (
 from stagger.core.durations import format_duration
 from stagger.core.fleet_view import HoldCondition, fleet_nodes, hold_conditions
 from stagger.core.node_report import NodeReport, Unreadable
-from stagger.core.rollout import RolloutStatus
+from stagger.core.rollout_status import RolloutStatus
 from stagger.core.semaphore import FLEET, Event, Pause
 from stagger.core.text import printable
 from stagger.core.times import format_utc
