@@ -158,3 +158,37 @@ def test_nothing_is_written_through_it(tmp_path: Path) -> None:
         assert reader.read(file, 4096, count) == 2  # the two rows locked_file wrote
     finally:
         reader.close()
+
+
+def test_a_named_read_is_not_made_again_until_something_is_committed(tmp_path: Path) -> None:
+    path, file, writer = locked_file(tmp_path)
+    writer.execute("COMMIT")
+    reader = LoopReader(path)
+    made: list[int] = []
+
+    def counted(conn: sqlite3.Connection) -> int:
+        made.append(1)
+        return count(conn)
+
+    try:
+        assert reader.read(file, 4096, counted, unchanged="t") == 2
+        assert reader.read(file, 4096, counted, unchanged="t") == 2
+        assert len(made) == 1  # nothing committed in between
+        writer.execute("INSERT INTO t VALUES (3)")  # another connection commits
+        assert reader.read(file, 4096, counted, unchanged="t") == 3
+        assert len(made) == 2
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("INSERT INTO t VALUES (4)")
+        assert reader.read(file, 4096, counted, unchanged="t") == 3  # not committed yet
+        writer.execute("COMMIT")
+        assert reader.read(file, 4096, counted, unchanged="t") == 4
+        assert reader.read(file, 4096, count) == 4  # an unnamed read is always made
+    finally:
+        writer.close()
+        reader.close()
+
+
+async def test_the_backends_own_writes_are_seen_by_the_next_read(store: SqliteBackend) -> None:
+    for value in (2, 3, 1):
+        await store.set_max("web", value, by="test")
+        assert (await store.status("web")).groups[0].semaphore.max == value

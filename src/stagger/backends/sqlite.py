@@ -464,7 +464,7 @@ class SqliteBackend(SemaphoreStore):
         if group is not None:
             validate_group(group)
 
-        def read(conn: sqlite3.Connection) -> Snapshot:
+        def read(conn: sqlite3.Connection) -> tuple[datetime, list[Semaphore], Semaphore | None]:
             # One read transaction, so the groups and the fleet pause are one consistent view.
             conn.execute("BEGIN")
             now = self.clock()
@@ -477,14 +477,15 @@ class SqliteBackend(SemaphoreStore):
             else:
                 sems = [self._load(conn, group) or self._new(group)]
             conn.execute("COMMIT")
-            return snapshot_of(now, sems, fleet)
+            return now, sems, fleet
 
         if group is not None and self._conn is not None and not self.inline:
-            # One group's read (every batched FleetLock read): on this thread when it can be.
-            here = self._reader.read(self._ident, self._page, read)
+            # One group's read (every batched FleetLock read): on this thread when it can be,
+            # and not read again while nothing was committed since (sqlite_reader.py).
+            here = self._reader.read(self._ident, self._page, read, unchanged=group)
             if here is not None:
-                return here
-        return await self._run(read)
+                return snapshot_of(self.clock(), here[1], here[2])
+        return snapshot_of(*await self._run(read))
 
     async def history(self, group: str | None = None, limit: int = 100) -> list[Event]:
         """Newest first. `group=None`: every group's events and the fleet-wide ones."""

@@ -63,6 +63,7 @@ from stagger.backends.etcd.node_counts import WatchedCounts
 from stagger.backends.etcd.node_index import EtcdNodes, GroupReads
 from stagger.backends.etcd.roles import EtcdRoles
 from stagger.backends.etcd.url import DEFAULT_PREFIX, read_options
+from stagger.backends.etcd.view_reads import ViewReads
 from stagger.backends.node_pages import read_node_page
 from stagger.backends.protocol import (
     Clock,
@@ -163,7 +164,8 @@ class EtcdBackend(SemaphoreStore):
         self._client = EtcdClient(settings)
         # The newest view of each group this object has seen: where a change starts (_apply).
         self._views: dict[str, View] = {}
-        self._view_reads: dict[str, Any] = {}  # each group's read transaction (_load)
+        # Each group's read transaction (_load), without the records it knows: view_reads.py.
+        self._view_reads = ViewReads(self.layout, MAX_CACHED_GROUPS)
         self._requests = 0
         # Group commit: the changes to one group that arrive while one is in flight queue
         # here (instead of racing each other's guards) and are written together by the next
@@ -191,10 +193,14 @@ class EtcdBackend(SemaphoreStore):
 
     # --- loading --------------------------------------------------------------------------
 
-    def _view(self, group: str, resp: Any, now: datetime, sent: int) -> View:
+    def _view(
+        self, group: str, resp: Any, now: datetime, sent: int, found: list[Any] | None = None
+    ) -> View:
         """The view in the answer to layout's `view_ranges` (a read transaction's, or the
-        failure branch of a guarded write's), remembered as the group's newest if it is."""
-        found = [r.response_range.kvs for r in resp.responses]
+        failure branch of a guarded write's; `found`: its ranges when the answer stands for
+        some, view_reads.py), remembered as the group's newest if it is."""
+        if found is None:
+            found = [r.response_range.kvs for r in resp.responses]
         read_at = int(resp.header.revision)
         return self._remember(
             group, self.layout.read_view(group, found, now, read_at=read_at, sent=sent)
@@ -203,14 +209,9 @@ class EtcdBackend(SemaphoreStore):
     async def _load(self, group: str, now: datetime) -> View:
         """A fresh view: one linearizable read transaction."""
         sent = self._request()
-        request = self._view_reads.get(group)
-        if request is None:  # the same request every time: built once per group
-            if len(self._view_reads) >= MAX_CACHED_GROUPS:
-                self._view_reads.pop(next(iter(self._view_reads)))
-            request = rpc.TxnRequest(success=_ranges(self.layout.view_ranges(group)))
-            self._view_reads[group] = request
-        resp = await self._client.read_txn(request)
-        return self._view(group, resp, now, sent)
+        asked = self._view_reads.ask(group)
+        resp = await self._client.read_txn(asked.request)
+        return self._view(group, resp, now, sent, self._view_reads.found(group, asked, resp))
 
     def _request(self) -> int:
         """Number the next request to etcd (or the start of a change): see _fresh."""
