@@ -7,13 +7,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from stagger.backends.codec import decode_semaphore, encode_semaphore
+from stagger.backends.codec import (
+    decode_semaphore,
+    encode_semaphore,
+    rollout_from_dict,
+    rollout_to_dict,
+)
 from stagger.config.model import StaggerConfig
 from stagger.core import rollout as r
 from stagger.core.cycle.node_state import State
 from stagger.core.errors import InvalidInput
 from stagger.core.node_report import NodeReport
 from stagger.core.rollout_gate import (
+    LEFT_BEHIND_KEPT,
     Budget,
     Rollout,
     Stage,
@@ -241,3 +247,21 @@ def test_a_fleetlock_client_queued_for_a_full_stage_group_keeps_the_stage_open()
     judged = r.judge_nodes(rollout(), queued.semaphore, [], T0 + 2 * M)
     assert judged["zincati"].state.value == "pending"
     assert judged["first"].state.value == "pending"  # holds its slot
+
+
+def test_a_stage_closed_with_many_nodes_left_keeps_the_first_names_and_counts_them_all() -> None:
+    """The mark is in the fleet record, which every lock reads: it stays small."""
+    pending = tuple(f"w{i:04}" for i in range(LEFT_BEHIND_KEPT + 150))
+    marked = rollout(StageMark(T0, T0))
+    views = (r.StageView((), (), (), None), r.StageView((), pending, ("h1",), None))
+    decided = r.advance(marked, views, T0 + 61 * M)
+    assert decided.rollout is not None
+    mark = decided.rollout.marks[1]
+    behind = tuple(sorted((*pending, "h1")))
+    assert mark.left_behind == behind[:LEFT_BEHIND_KEPT]
+    assert mark.behind_count == LEFT_BEHIND_KEPT + 151
+    assert f"{LEFT_BEHIND_KEPT + 151} node(s) left behind" in decided.events[0].detail
+    again = rollout_from_dict(rollout_to_dict(decided.rollout)).marks[1]
+    assert again == mark
+    older = StageMark(T0, T0, ("a", "b"), closed=True)  # written before the count
+    assert rollout_from_dict(rollout_to_dict(rollout(older))).marks[0].behind_count == 2

@@ -181,6 +181,7 @@ def rollout_to_dict(r: Rollout) -> dict[str, Any]:
                 "bake_ends": _ts(m.bake_ends),
                 "left_behind": list(m.left_behind),
                 "closed": m.closed,
+                **({"behind": m.behind} if m.behind > len(m.left_behind) else {}),
             }
             for m in r.marks
         ],
@@ -211,6 +212,7 @@ def rollout_from_dict(d: dict[str, Any]) -> Rollout:
                 _req_dt(m["bake_ends"]),
                 tuple(str(n) for n in m.get("left_behind") or ()),
                 m.get("closed") is True,
+                int(m.get("behind") or 0),
             )
             for m in d.get("marks") or ()
         ),

@@ -331,7 +331,7 @@ def advance(rollout: Rollout, views: Sequence[StageView], now: datetime) -> Adva
         if stage.close_after is not None and later(opened, stage.close_after) <= now:
             closes = later(opened, stage.close_after)
             behind = tuple(sorted({*view.pending, *view.halted}))
-            marks.append(StageMark(closes, closes, behind, closed=True))
+            marks.append(StageMark.closed_with(closes, behind))
             detail = (
                 f"{name} closed after {format_duration(stage.close_after)}; "
                 f"{len(behind)} node(s) left behind: {_names(behind)}"

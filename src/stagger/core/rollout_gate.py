@@ -12,6 +12,7 @@ Rules of this file:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -84,15 +85,31 @@ class Stage:
         return f"stage {index + 1} ({', '.join(self.groups) or 'no group'})"
 
 
+# Names of the nodes a close_after left behind that a stage's mark keeps, at most (the first
+# by id; the rest are counted): the mark is in the fleet record, which every lock reads.
+LEFT_BEHIND_KEPT = 100
+
+
 @dataclass(frozen=True)
 class StageMark:
     """What was written when a stage ended: when its last node finished (`done_at`), when its
-    bake ends, and the nodes left behind when close_after closed it first."""
+    bake ends, and the nodes left behind when close_after closed it first (the first
+    LEFT_BEHIND_KEPT of them by id, and how many they were: `behind`)."""
 
     done_at: datetime
     bake_ends: datetime
     left_behind: tuple[str, ...] = ()
     closed: bool = False
+    behind: int = 0  # every node left behind; a mark written before the count: its names
+
+    @classmethod
+    def closed_with(cls, at: datetime, behind: Sequence[str]) -> StageMark:
+        """The mark of a stage close_after ended at `at`, leaving `behind` (sorted)."""
+        return cls(at, at, tuple(behind[:LEFT_BEHIND_KEPT]), closed=True, behind=len(behind))
+
+    @property
+    def behind_count(self) -> int:
+        return max(self.behind, len(self.left_behind))
 
 
 @dataclass(frozen=True)

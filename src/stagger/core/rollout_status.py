@@ -21,14 +21,17 @@ from stagger.core.semaphore import Semaphore
 MAX_STAGE_NAMES = 100
 
 
-def _left_behind(mark: StageMark | None, view: StageView, t: StageTime) -> tuple[str, ...]:
-    """The nodes a close_after left behind: as written, or (closed by time and not written
-    yet) the stage's nodes not done."""
+def _left_behind(
+    mark: StageMark | None, view: StageView, t: StageTime
+) -> tuple[tuple[str, ...], int]:
+    """The nodes a close_after left behind (the first of them by id), and how many: as
+    written, or (closed by time and not written yet) the stage's nodes not done."""
     if mark is not None:
-        return mark.left_behind
+        return mark.left_behind, mark.behind_count
     if t.passed_at is not None:
-        return tuple(sorted({*view.pending, *view.halted}))
-    return ()
+        behind = tuple(sorted({*view.pending, *view.halted}))
+        return behind, len(behind)
+    return (), 0
 
 
 @dataclass(frozen=True)
@@ -96,8 +99,8 @@ def status(
         else:
             state = StageState.OPEN
         bake_ends = mark.bake_ends if mark is not None and state is StageState.BAKING else None
-        behind = _left_behind(mark, view, t)
-        totals = StageTotals(view.done_count, len(view.pending), len(view.halted), len(behind))
+        behind, left = _left_behind(mark, view, t)
+        totals = StageTotals(view.done_count, len(view.pending), len(view.halted), left)
         out.append(
             StageStatus(
                 i,
