@@ -148,6 +148,25 @@ def etcd_cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
     cluster.stop()
 
 
+@pytest.fixture
+async def etcd_pair(etcd_server: EtcdCluster) -> AsyncIterator[tuple[EtcdBackend, EtcdBackend]]:
+    """Two backend objects on one fresh prefix of the session's etcd: the first reads (and
+    remembers views), the second writes behind its back, as another server or node would."""
+    url = f"{etcd_server.url}?prefix=test-{uuid.uuid4().hex[:12]}/"
+    here, there = EtcdBackend.from_url(url), EtcdBackend.from_url(url)
+    yield here, there
+    await here.close()
+    await there.close()
+
+
+@pytest.fixture
+def etcd_member(tmp_path: Path) -> Iterator[EtcdCluster]:
+    """A single member of the test's own, to compact, restart or freeze."""
+    cluster = start_cluster(tmp_path / "etcd", 1)
+    yield cluster
+    cluster.stop()
+
+
 def kv_calls(cluster: EtcdCluster) -> int:
     """Every KV request (Range, Txn, Put...) the member has started: one per round trip.
     (Counted when a request starts, so a call that has returned is always counted.)"""

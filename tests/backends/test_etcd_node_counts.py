@@ -9,14 +9,13 @@ import asyncio
 import random
 import signal
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from aetcd import rpc
 
-from etcd_support import EtcdCluster, raw_client, start_cluster, store_revision, wait_healthy
+from etcd_support import EtcdCluster, raw_client, store_revision, wait_healthy
 from stagger.backends.etcd import EtcdBackend
 from stagger.backends.etcd.client import put
 from stagger.backends.etcd.node_counts import ByGroup, WatchedCounts
@@ -27,14 +26,6 @@ from stagger.core.node_report import NodeReport
 GROUPS = ("web", "db", "web-2")
 STATES = tuple(State)
 FAST = (0.02, 0.2)  # the watch's pauses before trying again, short for the tests
-
-
-@pytest.fixture
-def own_etcd(tmp_path: Path) -> Iterator[EtcdCluster]:
-    """A single member of this test's own, to compact, restart or freeze."""
-    cluster = start_cluster(tmp_path / "etcd", 1)
-    yield cluster
-    cluster.stop()
 
 
 def open_store(cluster: EtcdCluster) -> EtcdBackend:
@@ -104,14 +95,14 @@ async def test_a_state_this_version_does_not_know_is_left_out_as_directly(
     assert found.by_group == {"web": {"idle": 1}}
 
 
-async def test_a_compaction_while_watching_keeps_the_counts(own_etcd: EtcdCluster) -> None:
-    b = open_store(own_etcd)
+async def test_a_compaction_while_watching_keeps_the_counts(etcd_member: EtcdCluster) -> None:
+    b = open_store(etcd_member)
     try:
         rng = random.Random(7)
         b.watch_counts()
         await random_writes(b, rng, 30)
         await settled(b)
-        async with raw_client(own_etcd.members[0]) as raw:
+        async with raw_client(etcd_member.members[0]) as raw:
             await raw.compact(await store_revision(raw), physical=True)
         await random_writes(b, rng, 30)
         await settled(b)
@@ -120,14 +111,16 @@ async def test_a_compaction_while_watching_keeps_the_counts(own_etcd: EtcdCluste
         await b.close()
 
 
-async def test_a_compaction_past_the_counted_revision_counts_again(own_etcd: EtcdCluster) -> None:
-    b = open_store(own_etcd)
+async def test_a_compaction_past_the_counted_revision_counts_again(
+    etcd_member: EtcdCluster,
+) -> None:
+    b = open_store(etcd_member)
     try:
         rng = random.Random(11)
         await random_writes(b, rng, 20)
         old, at = await b._nodes.state_counts()  # a count the store moves past
         await random_writes(b, rng, 20)
-        async with raw_client(own_etcd.members[0]) as raw:
+        async with raw_client(etcd_member.members[0]) as raw:
             await raw.compact(await store_revision(raw), physical=True)
         reads: list[int] = []
 
@@ -144,9 +137,9 @@ async def test_a_compaction_past_the_counted_revision_counts_again(own_etcd: Etc
         await b.close()
 
 
-async def test_the_counts_recover_after_etcd_restarts(own_etcd: EtcdCluster) -> None:
-    member = own_etcd.members[0]
-    b = open_store(own_etcd)
+async def test_the_counts_recover_after_etcd_restarts(etcd_member: EtcdCluster) -> None:
+    member = etcd_member.members[0]
+    b = open_store(etcd_member)
     try:
         rng = random.Random(3)
         b.watch_counts()
@@ -167,9 +160,9 @@ async def test_the_counts_recover_after_etcd_restarts(own_etcd: EtcdCluster) -> 
         await b.close()
 
 
-async def test_a_silent_stream_is_given_up_and_a_live_one_kept(own_etcd: EtcdCluster) -> None:
-    member = own_etcd.members[0]
-    b = open_store(own_etcd)
+async def test_a_silent_stream_is_given_up_and_a_live_one_kept(etcd_member: EtcdCluster) -> None:
+    member = etcd_member.members[0]
+    b = open_store(etcd_member)
     b._watched.heartbeat = 0.25
     try:
         b.watch_counts()

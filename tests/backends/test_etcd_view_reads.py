@@ -7,11 +7,7 @@ from __future__ import annotations
 import random
 import re
 import urllib.request
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from etcd_support import EtcdCluster
 from stagger.backends.etcd import EtcdBackend
@@ -29,20 +25,10 @@ def sent_bytes(cluster: EtcdCluster) -> int:
     return int(float(found.group(1)))
 
 
-@pytest.fixture
-async def pair(etcd_server: EtcdCluster) -> AsyncIterator[tuple[EtcdBackend, EtcdBackend]]:
-    """Two backend objects on one prefix: `here` reads, `there` writes behind its back."""
-    url = f"{etcd_server.url}?prefix=test-{uuid.uuid4().hex[:12]}/"
-    here, there = EtcdBackend.from_url(url), EtcdBackend.from_url(url)
-    yield here, there
-    await here.close()
-    await there.close()
-
-
 async def test_an_unchanged_group_is_not_sent_again(
-    pair: tuple[EtcdBackend, EtcdBackend], etcd_server: EtcdCluster
+    etcd_pair: tuple[EtcdBackend, EtcdBackend], etcd_server: EtcdCluster
 ) -> None:
-    here, there = pair
+    here, there = etcd_pair
     await there.set_max("web", 1, by=OP)
     await there.acquire("web", "holder")
     for i in range(300):  # a queue of 300: a record of ~20 KB
@@ -60,11 +46,11 @@ async def test_an_unchanged_group_is_not_sent_again(
 
 
 async def test_each_read_sees_what_another_client_wrote_before_it(
-    pair: tuple[EtcdBackend, EtcdBackend],
+    etcd_pair: tuple[EtcdBackend, EtcdBackend],
 ) -> None:
     """A seeded walk of writes by `there` (to the group, its holds and the fleet record),
     each followed by a read by `here`, which must equal a full read by a fresh object."""
-    here, there = pair
+    here, there = etcd_pair
     rng = random.Random(7)
     until = datetime.now(UTC) + timedelta(hours=1)
     await there.set_max("web", 2, by=OP)
@@ -92,9 +78,9 @@ async def test_each_read_sees_what_another_client_wrote_before_it(
 
 
 async def test_a_group_written_for_the_first_time_is_seen(
-    pair: tuple[EtcdBackend, EtcdBackend],
+    etcd_pair: tuple[EtcdBackend, EtcdBackend],
 ) -> None:
-    here, there = pair
+    here, there = etcd_pair
     assert not (await here.status("new")).groups[0].semaphore.stored
     assert not (await here.status("new")).groups[0].semaphore.stored  # the absent record, known
     await there.set_max("new", 3, by=OP)

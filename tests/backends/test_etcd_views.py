@@ -8,11 +8,7 @@ etcd itself (its gRPC metrics)."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
-
-import pytest
 
 from etcd_support import (
     EtcdCluster,
@@ -27,20 +23,10 @@ from stagger.core.semaphore import Denied, DenyReason, Granted, NotHeld, Release
 OP = "operator:alice"
 
 
-@pytest.fixture
-async def pair(etcd_server: EtcdCluster) -> AsyncIterator[tuple[EtcdBackend, EtcdBackend]]:
-    """Two backend objects on one prefix: `here` remembers views, `there` writes behind it."""
-    url = f"{etcd_server.url}?prefix=test-{uuid.uuid4().hex[:12]}/"
-    here, there = EtcdBackend.from_url(url), EtcdBackend.from_url(url)
-    yield here, there
-    await here.close()
-    await there.close()
-
-
 async def test_a_change_right_after_a_read_of_the_group_is_one_transaction(
-    pair: tuple[EtcdBackend, EtcdBackend], etcd_server: EtcdCluster
+    etcd_pair: tuple[EtcdBackend, EtcdBackend], etcd_server: EtcdCluster
 ) -> None:
-    here, _ = pair
+    here, _ = etcd_pair
     await here.set_max("web", 2, by=OP)
     await here.status("web")
     before = kv_calls(etcd_server)
@@ -49,9 +35,9 @@ async def test_a_change_right_after_a_read_of_the_group_is_one_transaction(
 
 
 async def test_a_change_right_after_a_change_is_one_transaction(
-    pair: tuple[EtcdBackend, EtcdBackend], etcd_server: EtcdCluster
+    etcd_pair: tuple[EtcdBackend, EtcdBackend], etcd_server: EtcdCluster
 ) -> None:
-    here, _ = pair
+    here, _ = etcd_pair
     await here.set_max("web", 2, by=OP)
     await here.acquire("web", "node-a")
     before = kv_calls(etcd_server)
@@ -60,9 +46,9 @@ async def test_a_change_right_after_a_change_is_one_transaction(
 
 
 async def test_a_stale_view_never_grants_a_slot_another_client_took(
-    pair: tuple[EtcdBackend, EtcdBackend], etcd_server: EtcdCluster
+    etcd_pair: tuple[EtcdBackend, EtcdBackend], etcd_server: EtcdCluster
 ) -> None:
-    here, there = pair
+    here, there = etcd_pair
     await here.set_max("web", 1, by=OP)
     await here.status("web")  # remembers: one free slot
     await there.acquire("web", "node-x")
@@ -77,9 +63,9 @@ async def test_a_stale_view_never_grants_a_slot_another_client_took(
 
 
 async def test_a_stale_view_never_denies_a_slot_another_client_freed(
-    pair: tuple[EtcdBackend, EtcdBackend],
+    etcd_pair: tuple[EtcdBackend, EtcdBackend],
 ) -> None:
-    here, there = pair
+    here, there = etcd_pair
     await here.set_max("web", 1, by=OP)
     await there.acquire("web", "node-x")
     await here.status("web")  # remembers: full
@@ -88,9 +74,9 @@ async def test_a_stale_view_never_denies_a_slot_another_client_freed(
 
 
 async def test_a_stale_view_never_misses_a_fleet_pause_set_elsewhere(
-    pair: tuple[EtcdBackend, EtcdBackend],
+    etcd_pair: tuple[EtcdBackend, EtcdBackend],
 ) -> None:
-    here, there = pair
+    here, there = etcd_pair
     await here.set_max("web", 2, by=OP)
     await here.status("web")  # remembers: no pause
     await there.pause(None, by=OP, reason="freeze")
@@ -100,9 +86,9 @@ async def test_a_stale_view_never_misses_a_fleet_pause_set_elsewhere(
 
 
 async def test_a_stale_view_never_answers_not_held_for_a_hold_taken_since(
-    pair: tuple[EtcdBackend, EtcdBackend],
+    etcd_pair: tuple[EtcdBackend, EtcdBackend],
 ) -> None:
-    here, there = pair
+    here, there = etcd_pair
     await here.set_max("web", 2, by=OP)
     await here.status("web")  # remembers: node-x holds nothing
     await there.acquire("web", "node-x")
@@ -112,9 +98,9 @@ async def test_a_stale_view_never_answers_not_held_for_a_hold_taken_since(
 
 
 async def test_a_stale_view_never_answers_already_held_for_a_hold_released_since(
-    pair: tuple[EtcdBackend, EtcdBackend],
+    etcd_pair: tuple[EtcdBackend, EtcdBackend],
 ) -> None:
-    here, there = pair
+    here, there = etcd_pair
     await here.set_max("web", 1, by=OP)
     await here.acquire("web", "node-x")  # remembers: node-x holds
     await there.release("web", "node-x")
@@ -126,9 +112,9 @@ async def test_a_stale_view_never_answers_already_held_for_a_hold_released_since
 
 
 async def test_a_stale_view_never_denies_a_slot_whose_lease_etcd_ended(
-    pair: tuple[EtcdBackend, EtcdBackend],
+    etcd_pair: tuple[EtcdBackend, EtcdBackend],
 ) -> None:
-    here, there = pair
+    here, there = etcd_pair
     await here.set_max("web", 1, by=OP)
     await here.configure("web", by=OP, hold_ttl=timedelta(seconds=1))
     await here.acquire("web", "node-x")  # remembers node-x's lease; the group key never moves
@@ -141,9 +127,9 @@ async def test_a_stale_view_never_denies_a_slot_whose_lease_etcd_ended(
 
 
 async def test_a_no_op_decided_from_a_remembered_view_still_writes_nothing(
-    pair: tuple[EtcdBackend, EtcdBackend], etcd_server: EtcdCluster
+    etcd_pair: tuple[EtcdBackend, EtcdBackend], etcd_server: EtcdCluster
 ) -> None:
-    here, _ = pair
+    here, _ = etcd_pair
     await here.set_max("web", 1, by=OP)
     await here.acquire("web", "node-x")  # remembers: full, node-x holds
     await here.acquire("web", "node-y")  # denied: takes its place in the queue (a write)
@@ -158,9 +144,9 @@ async def test_a_no_op_decided_from_a_remembered_view_still_writes_nothing(
 
 
 async def test_acquires_racing_through_one_backend_take_turns_instead_of_losing_races(
-    pair: tuple[EtcdBackend, EtcdBackend], etcd_server: EtcdCluster
+    etcd_pair: tuple[EtcdBackend, EtcdBackend], etcd_server: EtcdCluster
 ) -> None:
-    here, _ = pair
+    here, _ = etcd_pair
     await here.set_max("web", 1, by=OP)
     await here.status("web")
     before = kv_calls(etcd_server)
