@@ -185,6 +185,28 @@ def test_mutual_tls_without_a_client_certificate_names_the_option_that_fixes_it(
     assert "?cert=/path/client.pem&key=/path/client.key" in message
 
 
+@pytest.mark.parametrize(
+    ("cause", "closed"),
+    [
+        (BrokenPipeError(32, "Broken pipe"), True),
+        (ssl.SSLEOFError(8, "EOF occurred in violation of protocol"), True),
+        # the server's close arrived before the request was sent (timing decides which)
+        (httpx.RemoteProtocolError("Server disconnected without sending a response."), True),
+        (httpx.RemoteProtocolError("illegal status line: bytearray(b'SSH-2.0')"), False),
+        (httpx.ConnectError("All connection attempts failed"), False),
+    ],
+)
+def test_what_counts_as_a_tls_server_closing_without_an_answer(
+    cause: BaseException, closed: bool
+) -> None:
+    from stagger.backends.fleetlock_transport import _closed
+
+    error = httpx.ReadError("")
+    error.__cause__ = cause
+    assert _closed(error) is closed
+    assert _closed(cause) is closed
+
+
 def test_a_client_certificate_acts_only_for_the_node_it_names(
     mtls: RunningServer, pki: Pki
 ) -> None:

@@ -255,8 +255,14 @@ def _certificate_refused(exc: BaseException) -> ssl.SSLCertVerificationError | N
 
 def _closed(exc: BaseException) -> bool:
     """The server closed the TLS connection (during or right after the handshake) without an
-    HTTP answer."""
-    return any(isinstance(e, _CLOSED) for e in _causes(exc))
+    HTTP answer: seen as a broken pipe, a reset or an unexpected EOF in TLS, or, when the
+    close arrives before the request is sent, as httpcore's "Server disconnected without
+    sending a response" (which one depends on timing)."""
+    return any(
+        isinstance(e, _CLOSED)
+        or (isinstance(e, httpx.RemoteProtocolError) and "disconnected" in str(e))
+        for e in _causes(exc)
+    )
 
 
 def read_error(r: httpx.Response) -> tuple[str, str]:
