@@ -12,7 +12,6 @@ means (TLS, credentials, denials as each server spells them) are backends/fleetl
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -92,7 +91,6 @@ from stagger.core.turns import validate_percent
 
 log = logging.getLogger("stagger.backends.fleetlock")
 
-HOLDER_PAGES = 8  # holders' report pages asked at once (reports_of_holders)
 OPTIONS = ("token", "timeout", "retries", "ca_cert", "cert", "key", "clock", "rng")
 _ALIASES = {"ca": "ca_cert"}
 
@@ -397,28 +395,6 @@ class FleetLockBackend:
                 break
             query = replace(query, after=page.next)
         return StoredReports(tuple(reports), tuple(unreadable))
-
-    async def reports_of_holders(self, snap: Snapshot) -> StoredReports:
-        """The last report of each holder in `snap`: one page of one row per holder, of its
-        group and with its id as the prefix (`q`), whose first row is the holder's own (an
-        id sorts before every longer one it prefixes); so `stagger status` reads a few rows,
-        never every report of a big fleet. At most HOLDER_PAGES asked at once."""
-        slots = asyncio.Semaphore(HOLDER_PAGES)
-
-        async def one(group: str, node_id: str) -> NodePage:
-            async with slots:
-                return await self.node_page(
-                    NodeQuery(group=group, q=node_id, limit=1), DEFAULT_SILENT_AFTER
-                )
-
-        holds = [(g.group, h.id) for g in snap.groups for h in g.holds]
-        pages = await asyncio.gather(*(one(group, node_id) for group, node_id in holds))
-        reports: dict[str, NodeReport] = {}
-        unreadable: list[Unreadable] = []
-        for (_, node_id), page in zip(holds, pages, strict=True):
-            reports.update((v.id, v.report) for v in page.nodes if v.report and v.id == node_id)
-            unreadable += (u for u in page.unreadable if u not in unreadable)
-        return StoredReports(tuple(reports.values()), tuple(unreadable))
 
     async def node_page(self, query: NodeQuery, silent_after: timedelta) -> NodePage:
         """GET /v1/nodes with the query's filters and cursor; silent is judged by the

@@ -9,6 +9,7 @@ every report, so a page costs the same in a fleet of 500 nodes and of 50,000.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import replace
@@ -28,7 +29,7 @@ from stagger.core.listing import (
     page_nodes,
     totals_of,
 )
-from stagger.core.node_report import NodeReport, StoredReports, Unreadable
+from stagger.core.node_report import DEFAULT_SILENT_AFTER, NodeReport, StoredReports, Unreadable
 from stagger.core.semaphore import HISTORY_LIMIT, Event
 
 log = logging.getLogger("stagger.backends")
@@ -124,22 +125,31 @@ async def read_node_page(
     )
 
 
-@runtime_checkable
-class HolderPages(Protocol):
-    """A store that reads its holders' reports a small page each (a stagger server's API)."""
-
-    async def reports_of_holders(self, snap: Snapshot) -> StoredReports: ...
+HOLDER_PAGES = 8  # a holder's one-row pages asked at once (holder_reports)
 
 
 async def holder_reports(store: Backend, snap: Snapshot) -> StoredReports:
-    """The last reports of the holders in `snap` (a hold says when its node is halted): read
-    by id from a store that can (the holders are a few), or a page per holder from a stagger
-    server, else every report of its groups."""
+    """The last reports of the holders in `snap` (a hold says when its node is halted), never
+    every report of the fleet: read by id from a store that can, else (a stagger server's
+    API) one page of one row per holder, of its group and with its id as the prefix (`q`),
+    whose first row is the holder's own (an id sorts before every longer one it prefixes)."""
+    holds = [(g.group, h.id) for g in snap.groups for h in g.holds]
     if isinstance(store, SummarisedReports):
-        return await store.reports_of({h.id for g in snap.groups for h in g.holds})
-    if isinstance(store, HolderPages):
-        return await store.reports_of_holders(snap)
-    return await store.read_nodes(snap.groups[0].group if len(snap.groups) == 1 else None)
+        return await store.reports_of({node_id for _, node_id in holds})
+    slots = asyncio.Semaphore(HOLDER_PAGES)
+
+    async def one(group: str, node_id: str) -> NodePage:
+        async with slots:
+            query = NodeQuery(group=group, q=node_id, limit=1)
+            return await store.node_page(query, DEFAULT_SILENT_AFTER)
+
+    pages = await asyncio.gather(*(one(group, node_id) for group, node_id in holds))
+    reports: dict[str, NodeReport] = {}
+    unreadable: list[Unreadable] = []
+    for (_, node_id), page in zip(holds, pages, strict=True):
+        reports.update((v.id, v.report) for v in page.nodes if v.report and v.id == node_id)
+        unreadable += (u for u in page.unreadable if u not in unreadable)
+    return StoredReports(tuple(reports.values()), tuple(unreadable))
 
 
 async def reports_in_state(store: Backend, state: State) -> StoredReports:
