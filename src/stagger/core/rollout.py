@@ -250,6 +250,11 @@ class StageView:
     def done_count(self) -> int:
         return len(self.done) + self.more_done
 
+    @property
+    def not_done(self) -> tuple[str, ...]:
+        """Its pending and halted nodes, by id: what a close_after leaves behind."""
+        return tuple(sorted({*self.pending, *self.halted}))
+
 
 def stage_views(
     rollout: Rollout,
@@ -330,7 +335,7 @@ def advance(rollout: Rollout, views: Sequence[StageView], now: datetime) -> Adva
             continue
         if stage.close_after is not None and later(opened, stage.close_after) <= now:
             closes = later(opened, stage.close_after)
-            behind = tuple(sorted({*view.pending, *view.halted}))
+            behind = view.not_done
             marks.append(StageMark.closed_with(closes, behind))
             detail = (
                 f"{name} closed after {format_duration(stage.close_after)}; "

@@ -29,7 +29,7 @@ def _left_behind(
     if mark is not None:
         return mark.left_behind, mark.behind_count
     if t.passed_at is not None:
-        behind = tuple(sorted({*view.pending, *view.halted}))
+        behind = view.not_done
         return behind, len(behind)
     return (), 0
 
